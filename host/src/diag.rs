@@ -1,0 +1,296 @@
+//! User-facing diagnostics: a stable error code, a location (file, line, column), the key or node
+//! it concerns, a message and a hint. Every bad-input error of the host (manifest, plugin,
+//! connection) is a [`Diagnostic`]; [`Diagnostics`] collects them so that one `horus check` run
+//! reports every problem at once.
+//!
+//! Owns formatting and the code table. It does not decide what is an error: the manifest
+//! validator and the graph builder do.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Stable error codes. Each has a page `docs/errors/<code>.md` with an example and the fix.
+/// Tests assert on codes, not on prose. Never renumber: add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The manifest file cannot be read.
+    H0001,
+    /// TOML syntax error.
+    H0002,
+    /// Unknown key.
+    H0003,
+    /// A value has the wrong type.
+    H0004,
+    /// A required key is missing.
+    H0005,
+    /// A value is out of range or malformed.
+    H0006,
+    /// Unknown scheduler preset, or preset and tick_rate both given.
+    H0007,
+    /// Two nodes share a name.
+    H0008,
+    /// Plugin file not found.
+    H0010,
+    /// Plugin file is not a loadable shared library.
+    H0011,
+    /// Shared library without the HORUS entry symbol.
+    H0012,
+    /// Plugin built against another ABI version.
+    H0013,
+    /// Plugin built against another ABI layout.
+    H0014,
+    /// Node type not found in the plugin (or ambiguous).
+    H0015,
+    /// Plugin descriptor is malformed.
+    H0016,
+    /// A connection names an unknown node.
+    H0020,
+    /// A connection names an unknown port.
+    H0021,
+    /// A connection joins ports of different message types.
+    H0022,
+    /// An input is connected more than once.
+    H0023,
+}
+
+impl Code {
+    /// The code as written in messages, e.g. `H0003`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::H0001 => "H0001",
+            Code::H0002 => "H0002",
+            Code::H0003 => "H0003",
+            Code::H0004 => "H0004",
+            Code::H0005 => "H0005",
+            Code::H0006 => "H0006",
+            Code::H0007 => "H0007",
+            Code::H0008 => "H0008",
+            Code::H0010 => "H0010",
+            Code::H0011 => "H0011",
+            Code::H0012 => "H0012",
+            Code::H0013 => "H0013",
+            Code::H0014 => "H0014",
+            Code::H0015 => "H0015",
+            Code::H0016 => "H0016",
+            Code::H0020 => "H0020",
+            Code::H0021 => "H0021",
+            Code::H0022 => "H0022",
+            Code::H0023 => "H0023",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A 1-based line and column in a file. `line == 0` means "the whole file".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub col: usize,
+}
+
+impl Location {
+    /// The line and column of byte offset `offset` in `text`.
+    pub fn of_offset(text: &str, offset: usize) -> Location {
+        let offset = offset.min(text.len());
+        let before = &text[..floor_char_boundary(text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        Location { line, col }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// One problem with the user's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// Stable code.
+    pub code: Code,
+    /// File the problem is in (the manifest, or a plugin file).
+    pub file: PathBuf,
+    /// Where in `file`.
+    pub location: Location,
+    /// The key concerned, if any (`node.priority`, `connect.to`).
+    pub key: Option<String>,
+    /// The node concerned, if any.
+    pub node: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// What to write instead.
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic about `file` with no location yet.
+    pub fn new(code: Code, file: &Path, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            file: file.to_path_buf(),
+            location: Location::default(),
+            key: None,
+            node: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Sets the location.
+    pub fn at(mut self, location: Location) -> Diagnostic {
+        self.location = location;
+        self
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<String>) -> Diagnostic {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the node.
+    pub fn node(mut self, node: impl Into<String>) -> Diagnostic {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Sets the hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.location.line > 0 {
+            write!(f, ":{}:{}", self.location.line, self.location.col)?;
+        }
+        write!(f, ": error[{}]: ", self.code)?;
+        if let Some(node) = &self.node {
+            write!(f, "node `{node}`: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        write!(f, "\n  see: docs/errors/{}.md", self.code)
+    }
+}
+
+/// Every problem found in one pass, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// Adds one.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    /// True when nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when empty, else the diagnostics sorted by location.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.sorted())
+        }
+    }
+
+    /// Sorted by file and location (stable, so equal locations keep their order).
+    pub fn sorted(mut self) -> Diagnostics {
+        self.0
+            .sort_by_key(|d| (d.file.clone(), d.location.line, d.location.col));
+        self
+    }
+
+    /// The codes, in order (for tests).
+    pub fn codes(&self) -> Vec<Code> {
+        self.0.iter().map(|d| d.code).collect()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        if self.0.len() > 1 {
+            write!(f, "\n{} errors", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Diagnostics {
+        Diagnostics(vec![d])
+    }
+}
+
+/// The closest candidate to `word`, if one is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_to_line_and_column() {
+        let text = "a = 1\nbb = 2\n";
+        assert_eq!(Location::of_offset(text, 0), Location { line: 1, col: 1 });
+        assert_eq!(Location::of_offset(text, 6), Location { line: 2, col: 1 });
+        assert_eq!(Location::of_offset(text, 11), Location { line: 2, col: 6 });
+        assert_eq!(Location::of_offset(text, 999), Location { line: 3, col: 1 });
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let keys = ["name", "plugin", "priority", "rate_hz"];
+        assert_eq!(suggest("priorty", keys), Some("priority"));
+        assert_eq!(suggest("plugn", keys), Some("plugin"));
+        assert_eq!(suggest("colour", keys), None);
+    }
+
+    #[test]
+    fn display_has_location_code_node_and_hint() {
+        let d = Diagnostic::new(Code::H0006, Path::new("m.toml"), "`rate_hz` must be > 0 (got 0)")
+            .at(Location { line: 12, col: 9 })
+            .node("lidar")
+            .hint("remove it to tick at the scheduler rate");
+        assert_eq!(
+            d.to_string(),
+            "m.toml:12:9: error[H0006]: node `lidar`: `rate_hz` must be > 0 (got 0)\n  \
+             hint: remove it to tick at the scheduler rate\n  see: docs/errors/H0006.md"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The host's function table ([`HOST_API`]) handed to every node: thin `extern "C"` shims over
+//! [`NodeIo`] methods.
+//!
+//! Every shim takes the `host` pointer of a [`horus_plugin_api::abi::NodeContext`], which
+//! [`super::NodeInstance`] sets to its own boxed [`NodeIo`]. None of them panics across the
+//! boundary: the work they do cannot panic short of allocation failure, which aborts.
+
+use crate::io::{ConfigLookup, NodeIo};
+use horus_plugin_api::abi::{self, ConfigValue, HostApi, RawSlice};
+use std::ffi::c_void;
+
+/// # Safety
+/// `host` must be the `NodeIo` pointer of a live `NodeInstance`, which is only ever passed to a
+/// plugin during a call made by that instance on the thread that owns it; no other reference to
+/// the `NodeIo` is live during that call.
+unsafe fn io<'a>(host: *mut c_void) -> &'a mut NodeIo {
+    // SAFETY: see the function's contract.
+    unsafe { &mut *host.cast::<NodeIo>() }
+}
+
+/// # Safety
+/// `s` must point at `s.len` readable bytes for the duration of the call (ABI contract).
+unsafe fn bytes<'a>(s: RawSlice) -> &'a [u8] {
+    if s.len == 0 || s.ptr.is_null() {
+        return &[];
+    }
+    // SAFETY: see the function's contract.
+    unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
+}
+
+unsafe extern "C" fn node_name(host: *mut c_void) -> RawSlice {
+    // SAFETY: `host` is valid (ABI contract, see `io`); the name lives as long as the node.
+    RawSlice::from_str(unsafe { io(host) }.name())
+}
+
+unsafe extern "C" fn now_ns(host: *mut c_void) -> u64 {
+    // SAFETY: `host` is valid (see `io`).
+    unsafe { io(host) }.now_ns()
+}
+
+unsafe extern "C" fn log(host: *mut c_void, level: u32, msg: RawSlice) {
+    // SAFETY: `host` is valid (see `io`); `msg` is valid for the call (ABI contract).
+    let (io, msg) = unsafe { (io(host), bytes(msg)) };
+    io.log(level, &String::from_utf8_lossy(msg));
+}
+
+unsafe extern "C" fn config_get(host: *mut c_void, key: RawSlice, out: *mut ConfigValue) {
+    if out.is_null() {
+        return;
+    }
+    // SAFETY: `host` is valid (see `io`); `key` is valid for the call (ABI contract).
+    let (io, key) = unsafe { (io(host), bytes(key)) };
+    let key = String::from_utf8_lossy(key);
+    let mut value = ConfigValue {
+        kind: abi::CONFIG_MISSING,
+        reserved: 0,
+        int: 0,
+        float: 0.0,
+        text: RawSlice::EMPTY,
+    };
+    match io.config_get(&key) {
+        ConfigLookup::Missing => {}
+        ConfigLookup::Bool(b) => {
+            value.kind = abi::CONFIG_BOOL;
+            value.int = b.into();
+        }
+        ConfigLookup::Int(i) => {
+            value.kind = abi::CONFIG_INT;
+            value.int = i;
+            value.float = i as f64;
+        }
+        ConfigLookup::Float(f) => {
+            value.kind = abi::CONFIG_FLOAT;
+            value.float = f;
+        }
+        ConfigLookup::Str(s) => {
+            value.kind = abi::CONFIG_STRING;
+            value.text = RawSlice::from_str(s);
+        }
+        ConfigLookup::Other(s) => {
+            value.kind = abi::CONFIG_OTHER;
+            value.text = RawSlice::from_str(s);
+        }
+    }
+    // SAFETY: `out` is non-null (checked) and points at a `ConfigValue` the plugin owns for the
+    // call (ABI contract). Config strings live as long as the node's `NodeIo`.
+    unsafe { out.write(value) };
+}
+
+unsafe extern "C" fn config_toml(host: *mut c_void) -> RawSlice {
+    // SAFETY: `host` is valid (see `io`); the text lives as long as the node.
+    RawSlice::from_str(unsafe { io(host) }.config_toml())
+}
+
+unsafe extern "C" fn send(host: *mut c_void, port: u32, ptr: *const u8, len: usize) -> i32 {
+    // SAFETY: `host` is valid (see `io`); `ptr` points at `len` bytes for the call.
+    let (io, msg) = unsafe { (io(host), bytes(RawSlice { ptr, len })) };
+    io.send(port, msg)
+}
+
+unsafe extern "C" fn recv(host: *mut c_void, port: u32, out: *mut RawSlice) -> i32 {
+    if out.is_null() {
+        return abi::RECV_BAD_PORT;
+    }
+    // SAFETY: `host` is valid (see `io`).
+    let io = unsafe { io(host) };
+    let (code, slice) = match io.recv(port) {
+        Ok(Some(msg)) => (abi::RECV_MESSAGE, RawSlice::from_bytes(msg)),
+        Ok(None) => (abi::RECV_EMPTY, RawSlice::EMPTY),
+        Err(code) => (code, RawSlice::EMPTY),
+    };
+    // SAFETY: `out` is non-null (checked) and writable for the call (ABI contract). The bytes
+    // stay in `NodeIo`'s receive buffer until its next `recv`.
+    unsafe { out.write(slice) };
+    code
+}
+
+/// The function table every node's context points at.
+pub static HOST_API: HostApi = HostApi {
+    node_name,
+    now_ns,
+    log,
+    config_get,
+    config_toml,
+    send,
+    recv,
+};

@@ -1,0 +1,213 @@
+//! A live node object inside a loaded plugin, and the only code that calls its entry points.
+//!
+//! # Invariants
+//! - INVARIANT: `obj` was returned by `vtable.create` of a node type of `plugin` and is passed to
+//!   `vtable.destroy` exactly once, in `Drop`, before the `Arc` of the plugin is released.
+//! - INVARIANT: `ctx.host` points at `io` (boxed: its address never moves) and `ctx.api` at
+//!   [`HOST_API`]; both outlive every call.
+//! - INVARIANT: a `NodeInstance` is `!Send` (it holds raw pointers): it is created, called and
+//!   dropped on one thread, the scheduler thread that the host retires before unloading plugins.
+
+use super::host_api::HOST_API;
+use super::library::PluginLibrary;
+use crate::io::NodeIo;
+use horus_plugin_api::abi::{self, ByteSink, NodeContext, NodeVTable, RawSlice};
+use std::ffi::c_void;
+use std::fmt;
+use std::sync::Arc;
+
+/// How a node call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallErrorKind {
+    /// The node returned an error.
+    Error,
+    /// The node panicked (caught inside the plugin).
+    Panic,
+    /// The plugin returned a status this host does not know.
+    Unknown(i32),
+}
+
+/// A failed node call: what kind, and the node's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// Error, panic or unknown status.
+    pub kind: CallErrorKind,
+    /// The node's message.
+    pub message: String,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            CallErrorKind::Error => write!(f, "{}", self.message),
+            CallErrorKind::Panic => write!(f, "{}", self.message),
+            CallErrorKind::Unknown(code) => write!(f, "{} ({code}): {}", abi::status_str(code), self.message),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Appends plugin bytes to the host `Vec<u8>` behind `sink`.
+///
+/// # Safety
+/// `sink` is a `*mut Vec<u8>` made by [`sink_for`] for the current call; `ptr` points at `len`
+/// bytes (ABI contract).
+unsafe extern "C" fn collect(sink: *mut c_void, ptr: *const u8, len: usize) {
+    if len == 0 || ptr.is_null() || sink.is_null() {
+        return;
+    }
+    // SAFETY: see the function's contract.
+    unsafe { (*sink.cast::<Vec<u8>>()).extend_from_slice(std::slice::from_raw_parts(ptr, len)) }
+}
+
+fn sink_for(buf: &mut Vec<u8>) -> ByteSink {
+    ByteSink {
+        sink: (buf as *mut Vec<u8>).cast(),
+        write: collect,
+    }
+}
+
+/// Runs one entry point with a fresh error sink and maps its status.
+fn call(f: impl FnOnce(ByteSink) -> i32) -> Result<(), CallError> {
+    let mut err = Vec::new();
+    let code = f(sink_for(&mut err));
+    if code == abi::STATUS_OK {
+        return Ok(());
+    }
+    let message = String::from_utf8_lossy(&err).into_owned();
+    let kind = match code {
+        abi::STATUS_ERROR => CallErrorKind::Error,
+        abi::STATUS_PANIC => CallErrorKind::Panic,
+        other => CallErrorKind::Unknown(other),
+    };
+    Err(CallError { kind, message })
+}
+
+/// A node object living in a plugin.
+pub struct NodeInstance {
+    obj: *mut c_void,
+    vtable: NodeVTable,
+    // Boxed so the addresses handed to the plugin never move.
+    ctx: Box<NodeContext>,
+    io: Box<NodeIo>,
+    // Declared last: released after `Drop::drop` has destroyed `obj`.
+    plugin: Arc<PluginLibrary>,
+}
+
+impl fmt::Debug for NodeInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeInstance")
+            .field("node", &self.io.name())
+            .field("plugin", &self.plugin)
+            .finish()
+    }
+}
+
+impl NodeInstance {
+    /// Creates node type `type_index` of `plugin` with `io` as its context.
+    ///
+    /// # Panics
+    /// If `type_index` is out of range (the graph builder resolves it from the same library).
+    pub fn create(
+        plugin: Arc<PluginLibrary>,
+        type_index: usize,
+        io: NodeIo,
+    ) -> Result<NodeInstance, CallError> {
+        let vtable = plugin.info().node_types[type_index].vtable;
+        let mut io = Box::new(io);
+        let ctx = Box::new(NodeContext {
+            host: (&mut *io as *mut NodeIo).cast(),
+            api: &HOST_API,
+        });
+        let mut obj = std::ptr::null_mut();
+        // SAFETY: `vtable` belongs to `plugin`, which is loaded (we hold its Arc); `ctx` is a
+        // valid context whose host pointer is `io`; `obj` is writable.
+        call(|err| unsafe { (vtable.create)(&*ctx, &mut obj, err) })?;
+        if obj.is_null() {
+            return Err(CallError {
+                kind: CallErrorKind::Error,
+                message: "create returned no object".into(),
+            });
+        }
+        Ok(NodeInstance {
+            obj,
+            vtable,
+            ctx,
+            io,
+            plugin,
+        })
+    }
+
+    fn lifecycle(
+        &mut self,
+        entry: unsafe extern "C" fn(*mut c_void, *const NodeContext, ByteSink) -> i32,
+    ) -> Result<(), CallError> {
+        let (obj, ctx) = (self.obj, &*self.ctx as *const NodeContext);
+        // SAFETY: `obj` is live and belongs to this vtable (invariants); `ctx` is valid; we hold
+        // `&mut self`, so no other call on this object is running.
+        call(|err| unsafe { entry(obj, ctx, err) })
+    }
+
+    /// Runs `init`.
+    pub fn init(&mut self) -> Result<(), CallError> {
+        self.lifecycle(self.vtable.init)
+    }
+
+    /// Runs one `tick`.
+    #[inline]
+    pub fn tick(&mut self) -> Result<(), CallError> {
+        self.lifecycle(self.vtable.tick)
+    }
+
+    /// Runs `shutdown`.
+    pub fn shutdown(&mut self) -> Result<(), CallError> {
+        self.lifecycle(self.vtable.shutdown)
+    }
+
+    /// The node's state as bytes.
+    pub fn save_state(&mut self) -> Result<Vec<u8>, CallError> {
+        let mut state = Vec::new();
+        let (obj, save) = (self.obj, self.vtable.save_state);
+        let state_sink = sink_for(&mut state);
+        // SAFETY: `obj` live (invariants); both sinks are valid for the call.
+        call(|err| unsafe { save(obj, state_sink, err) })?;
+        Ok(state)
+    }
+
+    /// Hands `state` to the node.
+    pub fn restore_state(&mut self, state: &[u8]) -> Result<(), CallError> {
+        let (obj, restore) = (self.obj, self.vtable.restore_state);
+        // SAFETY: `obj` live (invariants); `state` is valid for the call.
+        call(|err| unsafe { restore(obj, RawSlice::from_bytes(state), err) })
+    }
+
+    /// The node's host-side state (name, ports, metrics).
+    pub fn io(&self) -> &NodeIo {
+        &self.io
+    }
+
+    /// Mutable host-side state (for the scheduler to set the clock before `init`).
+    pub fn io_mut(&mut self) -> &mut NodeIo {
+        &mut self.io
+    }
+
+    /// The plugin the node lives in.
+    pub fn plugin(&self) -> &Arc<PluginLibrary> {
+        &self.plugin
+    }
+}
+
+impl Drop for NodeInstance {
+    fn drop(&mut self) {
+        let (obj, destroy) = (self.obj, self.vtable.destroy);
+        // SAFETY: `obj` is live and is never used again (invariants); the plugin is still loaded
+        // because `self.plugin` is released only after this function returns.
+        if let Err(e) = call(|err| unsafe { destroy(obj, err) }) {
+            tracing::error!(
+                node = self.io.name(),
+                "destroy failed, its resources may leak: {e}"
+            );
+        }
+    }
+}

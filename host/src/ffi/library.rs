@@ -1,0 +1,383 @@
+//! Opening a plugin library: private copy, `dlopen`, header checks, and a host-owned copy of the
+//! descriptor.
+//!
+//! # Rationale
+//! `dlopen` caches by path (and inode): opening a rebuilt plugin at the same path can return the
+//! old image. Every load therefore opens a **private copy at a unique path** (in a fresh 0700
+//! directory, unlinked right after `dlopen`), so two builds of one plugin can be loaded side by
+//! side and each unloads on its own. Libraries are opened with `RTLD_NOW | RTLD_LOCAL`: missing
+//! symbols are reported at load, and two plugins never interpose each other's symbols.
+//!
+//! # Invariants
+//! - INVARIANT: a [`PluginLibrary`] holds the `dlopen` handle; dropping it is the `dlclose`.
+//! - INVARIANT: every string of the descriptor is copied into [`PluginInfo`] at load, so nothing
+//!   the host keeps points into the image except the entry points in [`NodeTypeInfo::vtable`],
+//!   which are called only through a [`super::NodeInstance`] that holds an `Arc` of the library.
+//! - INVARIANT: the header is checked (magic, ABI version, layout hash) before anything else of
+//!   the plugin is read or called.
+
+use horus_plugin_api::abi::{self, EntryFn, NodeVTable, PluginHeader, RawSlice};
+use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a plugin file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No file at the path.
+    #[error("plugin file not found: {path}")]
+    NotFound {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// The file is not a loadable shared library.
+    #[error("{path} is not a loadable shared library: {reason}")]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// What `dlopen` or the ELF check said.
+        reason: String,
+    },
+    /// A shared library without [`abi::ENTRY_SYMBOL`].
+    #[error("{path} is a shared library but not a HORUS plugin: it has no `horus_plugin_entry` symbol")]
+    NoEntrySymbol {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Built against another ABI version.
+    #[error("{path} was built against HORUS plugin ABI v{found}, but this host speaks ABI v{expected}")]
+    AbiVersion {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's version.
+        found: u32,
+        /// The host's version.
+        expected: u32,
+    },
+    /// Built against another layout of the ABI types.
+    #[error(
+        "{path} was built against a different layout of the HORUS plugin ABI (layout hash {found:#018x}, \
+         this host has {expected:#018x}) although both say v{version}"
+    )]
+    LayoutHash {
+        /// The file.
+        path: PathBuf,
+        /// ABI version both claim.
+        version: u32,
+        /// The plugin's hash.
+        found: u64,
+        /// The host's hash.
+        expected: u64,
+    },
+    /// The descriptor is malformed.
+    #[error("{path} has a malformed plugin descriptor: {reason}")]
+    BadDescriptor {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The private copy could not be made.
+    #[error("cannot make a private copy of {path} to load: {source}")]
+    Copy {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A port as the host keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Port name.
+    pub name: String,
+    /// Message type name.
+    pub type_name: String,
+    /// Message type hash.
+    pub type_hash: u64,
+    /// True for an output.
+    pub output: bool,
+    /// `abi::ENCODING_*`.
+    pub encoding: u32,
+}
+
+/// A node type as the host keeps it.
+#[derive(Clone)]
+pub struct NodeTypeInfo {
+    /// Type name.
+    pub name: String,
+    /// Ports, in declaration order (the index is the port number in `send`/`recv`).
+    pub ports: Vec<PortInfo>,
+    /// Entry points; valid only while the library is loaded.
+    pub(crate) vtable: NodeVTable,
+}
+
+impl std::fmt::Debug for NodeTypeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTypeInfo")
+            .field("name", &self.name)
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+/// What a plugin offers, copied out of its image.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// The file the manifest named.
+    pub path: PathBuf,
+    /// The plugin crate's name.
+    pub name: String,
+    /// The plugin crate's version.
+    pub version: String,
+    /// Node types.
+    pub node_types: Vec<NodeTypeInfo>,
+}
+
+/// An opened plugin. Dropping it unloads the library (see the module's invariants).
+pub struct PluginLibrary {
+    info: PluginInfo,
+    loaded_path: PathBuf,
+    // Declared last: dropped (dlclose) after everything else.
+    _lib: Library,
+}
+
+impl std::fmt::Debug for PluginLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginLibrary")
+            .field("info", &self.info)
+            .field("loaded_path", &self.loaded_path)
+            .finish()
+    }
+}
+
+// SAFETY: the only non-thread-safe parts are the raw pointers inside the copied vtables. They
+// point at immutable static data and functions of the image, which stays mapped while this value
+// lives; reading them from any thread is sound. Calling the entry points from several threads is
+// part of the ABI contract (a plugin's node objects are independent; one object is only ever
+// used by one thread at a time, see `NodeInstance`).
+unsafe impl Send for PluginLibrary {}
+// SAFETY: as for `Send`: shared access only reads immutable data.
+unsafe impl Sync for PluginLibrary {}
+
+static LOAD_SEQ: AtomicU64 = AtomicU64::new(0);
+
+const MAX_NODE_TYPES: usize = 1024;
+const MAX_PORTS: usize = 1024;
+const MAX_NAME: usize = 4096;
+
+impl PluginLibrary {
+    /// Loads the plugin at `path` from a private copy and checks its header.
+    pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
+        let meta = std::fs::metadata(path).map_err(|_| LoadError::NotFound {
+            path: path.to_path_buf(),
+        })?;
+        if !meta.is_file() {
+            return Err(LoadError::NotALibrary {
+                path: path.to_path_buf(),
+                reason: "it is not a regular file".into(),
+            });
+        }
+        check_elf(path)?;
+        let (dir, copy) = private_copy(path)?;
+        let opened = {
+            // SAFETY: loading a library runs its initialisers. HORUS plugins are Rust cdylibs
+            // with no load-time constructors of their own; any other library is refused right
+            // after by the entry-symbol and header checks. The path comes from the manifest,
+            // which the operator controls, and the copy sits in a fresh 0700 directory.
+            unsafe { Library::open(Some(&copy), RTLD_NOW | RTLD_LOCAL) }
+        };
+        // The mapping outlives the name: remove the copy now so a crash leaves no file behind.
+        let _ = std::fs::remove_file(&copy);
+        let _ = std::fs::remove_dir(&dir);
+        let lib = opened.map_err(|e| LoadError::NotALibrary {
+            path: path.to_path_buf(),
+            reason: dl_reason(&e),
+        })?;
+        let info = read_descriptor(&lib, path)?;
+        Ok(PluginLibrary {
+            info,
+            loaded_path: copy,
+            _lib: lib,
+        })
+    }
+
+    /// What the plugin offers.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// The unique path the library image was loaded from (it appears in `/proc/self/maps`
+    /// while loaded).
+    pub fn loaded_path(&self) -> &Path {
+        &self.loaded_path
+    }
+
+    /// The node type named `name`.
+    pub fn node_type(&self, name: &str) -> Option<(usize, &NodeTypeInfo)> {
+        self.info
+            .node_types
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == name)
+    }
+}
+
+fn dl_reason(e: &libloading::Error) -> String {
+    let text = e.to_string();
+    // libloading prefixes its own words; keep dlerror's, which name the missing symbol or file.
+    text.strip_prefix("dlopen failed: ").unwrap_or(&text).to_owned()
+}
+
+fn check_elf(path: &Path) -> Result<(), LoadError> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) if &magic == b"\x7fELF" => Ok(()),
+        Ok(()) | Err(_) => Err(LoadError::NotALibrary {
+            path: path.to_path_buf(),
+            reason: "the file has no ELF header (is it a source file or a build script rather than the built .so?)"
+                .into(),
+        }),
+    }
+}
+
+/// Copies `path` into a fresh owner-only directory under the temp dir; returns (dir, copy).
+fn private_copy(path: &Path) -> Result<(PathBuf, PathBuf), LoadError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |source| LoadError::Copy {
+        path: path.to_path_buf(),
+        source,
+    };
+    let seq = LOAD_SEQ.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("horus-load-{}-{seq}-{nanos}", std::process::id()));
+    // `create` (not `create_all`) fails if the name exists, so nobody else owns this directory.
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(err)?;
+    let stem = path
+        .file_name()
+        .map_or_else(|| "plugin.so".into(), |n| n.to_string_lossy().into_owned());
+    let copy = dir.join(format!("{seq}-{stem}"));
+    if let Err(e) = std::fs::copy(path, &copy) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(err(e));
+    }
+    Ok((dir, copy))
+}
+
+fn read_descriptor(lib: &Library, path: &Path) -> Result<PluginInfo, LoadError> {
+    let bad = |reason: &str| LoadError::BadDescriptor {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    // SAFETY: the symbol's type is the ABI's `EntryFn`; if a library exports the name with
+    // another type, calling it is undefined behaviour we cannot detect. The name is specific
+    // to HORUS, so only HORUS plugins (or deliberately hostile libraries) export it.
+    let entry = unsafe { lib.get::<EntryFn>(abi::ENTRY_SYMBOL) }.map_err(|_| LoadError::NoEntrySymbol {
+        path: path.to_path_buf(),
+    })?;
+    // SAFETY: `entry` has the `EntryFn` signature (see above); it takes no arguments and
+    // returns a pointer to a static header.
+    let header_ptr = unsafe { entry() };
+    if header_ptr.is_null() || !header_ptr.is_aligned() {
+        return Err(bad("the entry symbol returned a null or misaligned header"));
+    }
+    // SAFETY: non-null and aligned (checked); the header's layout is frozen across ABI
+    // versions, so reading it is valid for any HORUS plugin.
+    let header: PluginHeader = unsafe { std::ptr::read(header_ptr) };
+    if header.magic != abi::PLUGIN_MAGIC {
+        return Err(bad("the header has no HORUS magic number"));
+    }
+    if header.abi_version != abi::ABI_VERSION {
+        return Err(LoadError::AbiVersion {
+            path: path.to_path_buf(),
+            found: header.abi_version,
+            expected: abi::ABI_VERSION,
+        });
+    }
+    if header.layout_hash != abi::LAYOUT_HASH {
+        return Err(LoadError::LayoutHash {
+            path: path.to_path_buf(),
+            version: header.abi_version,
+            found: header.layout_hash,
+            expected: abi::LAYOUT_HASH,
+        });
+    }
+    if header.descriptor.is_null() || !header.descriptor.is_aligned() {
+        return Err(bad("the descriptor pointer is null or misaligned"));
+    }
+    // SAFETY: version and layout match ours, so the descriptor has our layout; the pointer is
+    // non-null, aligned and points at a static in the loaded image.
+    let desc = unsafe { &*header.descriptor };
+    let count = desc.node_type_count;
+    if count == 0 || count > MAX_NODE_TYPES || desc.node_types.is_null() {
+        return Err(bad(&format!(
+            "it declares {count} node types (1 to {MAX_NODE_TYPES} expected)"
+        )));
+    }
+    // SAFETY: `node_types` points at `count` vtables in a static of the image (checked non-null,
+    // count bounded); the layout matches ours.
+    let vtables = unsafe { std::slice::from_raw_parts(desc.node_types, count) };
+    let mut node_types = Vec::with_capacity(count);
+    for vt in vtables {
+        let name = copy_str(vt.type_name).ok_or_else(|| bad("a node type name is not valid UTF-8"))?;
+        if vt.port_count > MAX_PORTS || (vt.port_count > 0 && vt.ports.is_null()) {
+            return Err(bad(&format!(
+                "node type `{name}` declares {} ports",
+                vt.port_count
+            )));
+        }
+        let ports = if vt.port_count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: non-null, bounded count, static data of the image with our layout.
+            unsafe { std::slice::from_raw_parts(vt.ports, vt.port_count) }
+        };
+        let ports = ports
+            .iter()
+            .map(|p| {
+                Some(PortInfo {
+                    name: copy_str(p.name)?,
+                    type_name: copy_str(p.type_name)?,
+                    type_hash: p.type_hash,
+                    output: p.direction == abi::PORT_OUTPUT,
+                    encoding: p.encoding,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                bad(&format!(
+                    "node type `{name}` has a port name that is not valid UTF-8"
+                ))
+            })?;
+        node_types.push(NodeTypeInfo {
+            name,
+            ports,
+            vtable: *vt,
+        });
+    }
+    Ok(PluginInfo {
+        path: path.to_path_buf(),
+        name: copy_str(desc.plugin_name).unwrap_or_default(),
+        version: copy_str(desc.plugin_version).unwrap_or_default(),
+        node_types,
+    })
+}
+
+/// Copies a plugin string into host memory; `None` if it is too long, null or not UTF-8.
+fn copy_str(s: RawSlice) -> Option<String> {
+    if s.len == 0 {
+        return Some(String::new());
+    }
+    if s.ptr.is_null() || s.len > MAX_NAME {
+        return None;
+    }
+    // SAFETY: the plugin's descriptor strings point at `len` bytes of static data in its image
+    // (ABI contract); null and oversized slices are refused above.
+    let bytes = unsafe { std::slice::from_raw_parts(s.ptr, s.len) };
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}

@@ -1,0 +1,10 @@
+//! Everything `unsafe` about plugins: opening libraries, reading their descriptors, calling their
+//! entry points, and the C callbacks the host offers them. Everything above this module is safe
+//! Rust: [`PluginLibrary`] and [`NodeInstance`] are its whole interface.
+
+pub mod host_api;
+mod instance;
+mod library;
+
+pub use instance::{CallError, CallErrorKind, NodeInstance};
+pub use library::{LoadError, NodeTypeInfo, PluginInfo, PluginLibrary, PortInfo};

@@ -1,0 +1,254 @@
+//! The host's side of one node's context: its name, config, clock, logger and port bindings.
+//!
+//! Owns what the C callbacks in [`crate::ffi::host_api`] do, in safe Rust: every callback is a
+//! thin shim over a method here. It does not own delivery (see [`crate::topic`]) or scheduling.
+
+use crate::topic::{Publisher, SendError, Subscriber};
+use horus_plugin_api::abi;
+use std::time::Instant;
+
+/// What one port of a node is bound to.
+#[derive(Debug)]
+pub enum PortBinding {
+    /// An output with its topic.
+    Output(Publisher),
+    /// An input with its connection's queue.
+    Input(Subscriber),
+    /// Declared by the node type but not connected: sends are accepted and go nowhere;
+    /// receives find nothing.
+    Unconnected {
+        /// True for an output.
+        output: bool,
+        /// Messages sent to nowhere (outputs only).
+        sent: u64,
+    },
+}
+
+/// A config value found by [`NodeIo::config_get`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConfigLookup<'a> {
+    /// Not present.
+    Missing,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(&'a str),
+    /// An array or table, rendered as TOML.
+    Other(&'a str),
+}
+
+/// Per-node host state; one per node instance, owned by the scheduler thread.
+#[derive(Debug)]
+pub struct NodeIo {
+    name: String,
+    logging: bool,
+    config: toml::Table,
+    config_toml: String,
+    /// TOML renderings of non-scalar config values, kept for the node's lifetime because the
+    /// node may hold the returned string.
+    rendered: Vec<(String, Box<str>)>,
+    epoch: Instant,
+    ports: Vec<PortBinding>,
+    current: Vec<u8>,
+}
+
+impl NodeIo {
+    /// State for node `name` with its config and port bindings (indexed like the node type's
+    /// ports). `epoch` is the scheduler's clock origin.
+    pub fn new(
+        name: String,
+        logging: bool,
+        config: toml::Table,
+        ports: Vec<PortBinding>,
+        epoch: Instant,
+    ) -> NodeIo {
+        let config_toml = toml::to_string(&config).unwrap_or_default();
+        NodeIo {
+            name,
+            logging,
+            config,
+            config_toml,
+            rendered: Vec::new(),
+            epoch,
+            ports,
+            current: Vec::new(),
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The whole config table as TOML.
+    pub fn config_toml(&self) -> &str {
+        &self.config_toml
+    }
+
+    /// Nanoseconds since the scheduler's epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Sets the clock origin (the scheduler's start).
+    pub fn set_epoch(&mut self, epoch: Instant) {
+        self.epoch = epoch;
+    }
+
+    /// Logs a node's message under its name. With `logging = false` only errors are shown.
+    pub fn log(&self, level: u32, msg: &str) {
+        let node = self.name.as_str();
+        match level {
+            abi::LOG_ERROR => tracing::error!(target: "horus::node", node, "{msg}"),
+            _ if !self.logging => {}
+            abi::LOG_WARN => tracing::warn!(target: "horus::node", node, "{msg}"),
+            abi::LOG_INFO => tracing::info!(target: "horus::node", node, "{msg}"),
+            abi::LOG_DEBUG => tracing::debug!(target: "horus::node", node, "{msg}"),
+            _ => tracing::trace!(target: "horus::node", node, "{msg}"),
+        }
+    }
+
+    /// Looks up `key` (dotted for nested tables) in the config.
+    pub fn config_get(&mut self, key: &str) -> ConfigLookup<'_> {
+        let rendering = match lookup(&self.config, key) {
+            None => return ConfigLookup::Missing,
+            Some(toml::Value::Boolean(b)) => return ConfigLookup::Bool(*b),
+            Some(toml::Value::Integer(i)) => return ConfigLookup::Int(*i),
+            Some(toml::Value::Float(f)) => return ConfigLookup::Float(*f),
+            Some(toml::Value::String(_)) => None,
+            Some(other) => Some(other.to_string()),
+        };
+        match rendering {
+            None => match lookup(&self.config, key) {
+                Some(toml::Value::String(s)) => ConfigLookup::Str(s),
+                _ => ConfigLookup::Missing,
+            },
+            Some(text) => {
+                let index = match self.rendered.iter().position(|(k, _)| k == key) {
+                    Some(i) => i,
+                    None => {
+                        self.rendered.push((key.to_owned(), text.into_boxed_str()));
+                        self.rendered.len() - 1
+                    }
+                };
+                ConfigLookup::Other(&self.rendered[index].1)
+            }
+        }
+    }
+
+    /// Publishes on output `port`; returns an `abi::SEND_*` code.
+    pub fn send(&mut self, port: u32, bytes: &[u8]) -> i32 {
+        match self.ports.get_mut(port as usize) {
+            Some(PortBinding::Output(p)) => match p.send(bytes) {
+                Ok(()) => abi::SEND_OK,
+                Err(SendError::Full) => abi::SEND_FULL,
+            },
+            Some(PortBinding::Unconnected { output: true, sent }) => {
+                *sent += 1;
+                abi::SEND_OK
+            }
+            _ => abi::SEND_BAD_PORT,
+        }
+    }
+
+    /// Takes the next message of input `port`; the bytes stay valid until the next call.
+    pub fn recv(&mut self, port: u32) -> Result<Option<&[u8]>, i32> {
+        match self.ports.get(port as usize) {
+            Some(PortBinding::Input(s)) => {
+                if s.recv_into(&mut self.current) {
+                    Ok(Some(&self.current))
+                } else {
+                    Ok(None)
+                }
+            }
+            Some(PortBinding::Unconnected { output: false, .. }) => Ok(None),
+            _ => Err(abi::RECV_BAD_PORT),
+        }
+    }
+
+    /// Totals over the node's ports: (messages sent, messages received, dropped).
+    pub fn message_totals(&self) -> (u64, u64, u64) {
+        let mut totals = (0, 0, 0);
+        for p in &self.ports {
+            match p {
+                PortBinding::Output(p) => totals.0 += p.messages_sent(),
+                PortBinding::Input(s) => {
+                    totals.1 += s.messages_received();
+                    totals.2 += s.dropped();
+                }
+                PortBinding::Unconnected { sent, .. } => totals.0 += sent,
+            }
+        }
+        totals
+    }
+}
+
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    let mut value: Option<&toml::Value> = None;
+    let mut t = Some(table);
+    for part in key.split('.') {
+        value = t.and_then(|t| t.get(part));
+        t = value.and_then(toml::Value::as_table);
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Qos;
+    use crate::topic::{TopicBuilder, TopicInfo};
+
+    fn io(config: &str, ports: Vec<PortBinding>) -> NodeIo {
+        NodeIo::new("n".into(), true, config.parse().unwrap(), ports, Instant::now())
+    }
+
+    #[test]
+    fn config_lookup_by_dotted_key() {
+        let mut io = io(
+            "rate = 5\ngain = 0.5\nname = \"x\"\non = true\n[pid]\nkp = 2.0\n",
+            vec![],
+        );
+        assert_eq!(io.config_get("rate"), ConfigLookup::Int(5));
+        assert_eq!(io.config_get("gain"), ConfigLookup::Float(0.5));
+        assert_eq!(io.config_get("name"), ConfigLookup::Str("x"));
+        assert_eq!(io.config_get("on"), ConfigLookup::Bool(true));
+        assert_eq!(io.config_get("pid.kp"), ConfigLookup::Float(2.0));
+        assert_eq!(io.config_get("pid.ki"), ConfigLookup::Missing);
+        assert_eq!(io.config_get("missing"), ConfigLookup::Missing);
+        assert_eq!(io.config_get("pid"), ConfigLookup::Other("{ kp = 2.0 }"));
+    }
+
+    #[test]
+    fn send_recv_through_bindings() {
+        let mut t = TopicBuilder::new(TopicInfo {
+            name: "a.out".into(),
+            type_name: "bytes".into(),
+            type_hash: 0,
+        });
+        let sub = t.subscribe(Qos::KeepLast(4));
+        let mut a = io("", vec![PortBinding::Output(t.publisher())]);
+        let mut b = io(
+            "",
+            vec![
+                PortBinding::Input(sub),
+                PortBinding::Unconnected {
+                    output: true,
+                    sent: 0,
+                },
+            ],
+        );
+        assert_eq!(a.send(0, b"hi"), abi::SEND_OK);
+        assert_eq!(a.send(1, b"hi"), abi::SEND_BAD_PORT);
+        assert_eq!(b.recv(0), Ok(Some(&b"hi"[..])));
+        assert_eq!(b.recv(0), Ok(None));
+        assert_eq!(b.recv(1), Err(abi::RECV_BAD_PORT));
+        assert_eq!(b.send(1, b"x"), abi::SEND_OK);
+        assert_eq!(a.message_totals(), (1, 0, 0));
+        assert_eq!(b.message_totals(), (1, 1, 0));
+    }
+}

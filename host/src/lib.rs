@@ -1,0 +1,28 @@
+//! # horus-host
+//!
+//! The HORUS host as a library: the `horus` binary is a thin CLI over [`run::check`] and
+//! [`run::run`]. Data flows through the modules in this order:
+//!
+//! ```text
+//! manifest (TOML) ──▶ manifest::load ──▶ Manifest ──▶ graph::Graph::build ──▶ Graph
+//!                       (diag: codes,      (validated)    (ffi: dlopen, ABI check,   (nodes + topics)
+//!                        line:col, hints)                  ports, connections)
+//! Graph ──▶ scheduler::run ──▶ [scheduler thread] create/init ─▶ tick loop ─▶ shutdown/destroy
+//!                                   │ node tick ──▶ ffi::host_api ──▶ io::NodeIo ──▶ topic
+//!                                   ▼
+//!                               RunReport (stats table, --stats-json)
+//! ```
+//!
+//! `unsafe` lives only in [`ffi`]. See `docs/architecture.md` for the map and the reasons.
+
+pub mod diag;
+#[expect(unsafe_code, reason = "dlopen, the C ABI and the host callbacks")]
+pub mod ffi;
+pub mod graph;
+pub mod io;
+pub mod manifest;
+pub mod run;
+pub mod scheduler;
+pub mod topic;
+
+pub use run::{check, run, HostError, RunOptions};

@@ -1,0 +1,579 @@
+//! Turns manifest text into a validated [`Manifest`], collecting every problem as a
+//! [`Diagnostic`] with file, line, column, key and hint.
+
+use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
+use super::{ConnectSpec, Endpoint, Isolation, Manifest, NodeSpec, Preset, Qos, SchedulerSpec};
+use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+/// Reads and validates the manifest at `path`. Plugin paths resolve against its folder.
+pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(Code::H0001, path, format!("cannot read the manifest: {e}"))
+            .hint("check the path; manifests are TOML files such as manifests/demo.toml")
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, path, base)
+}
+
+/// Validates manifest `text` read from `path`; relative plugin paths resolve against `base`.
+pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Manifest, Diagnostics> {
+    // Syntax first, so that a syntax error is never reported as a schema error.
+    if let Err(e) = text.parse::<toml::Table>() {
+        let at = e
+            .span()
+            .map_or(Location::default(), |s| Location::of_offset(text, s.start));
+        return Err(
+            Diagnostic::new(Code::H0002, path, format!("invalid TOML: {}", e.message().trim()))
+                .at(at)
+                .hint("fix the TOML syntax (https://toml.io)")
+                .into(),
+        );
+    }
+    let raw: RawManifest =
+        toml::from_str(text).map_err(|e| Diagnostics::from(schema_error(&e, text, path)))?;
+    Validator {
+        text,
+        path,
+        base,
+        diags: Diagnostics::default(),
+    }
+    .run(raw)
+}
+
+/// Maps a serde error from the typed parse to a diagnostic with a stable code and a hint.
+fn schema_error(e: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
+    let message = e.message().trim().to_owned();
+    let span = e.span();
+    let at = span
+        .clone()
+        .map_or(Location::default(), |s| Location::of_offset(text, s.start));
+    let key = span.as_ref().and_then(|s| key_at(text, s));
+
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_owned();
+        let known = expected_list(&message);
+        let known_refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        let hint = match suggest(&field, known_refs.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if known.is_empty() => "remove it".to_owned(),
+            None => format!("remove it; valid keys here: {}", known_refs.join(", ")),
+        };
+        let mut d = Diagnostic::new(Code::H0003, path, format!("unknown field `{field}`"))
+            .at(at)
+            .key(field.clone());
+        // The span of an unknown field points at the table; point at the key itself if we can.
+        if let Some(offset) = find_key(text, span.as_ref(), &field) {
+            d = d.at(Location::of_offset(text, offset));
+        }
+        return d.hint(hint);
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_owned();
+        return Diagnostic::new(Code::H0005, path, format!("missing required key `{field}`"))
+            .at(at)
+            .key(field.clone())
+            .hint(format!(
+                "add `{field} = ...` to this table (see docs/manifest.md)"
+            ));
+    }
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        let what = match &key {
+            Some(k) => format!("`{k}`: {message}"),
+            None => message.clone(),
+        };
+        let mut d = Diagnostic::new(Code::H0004, path, what).at(at);
+        if let Some(k) = key {
+            d = d.hint(type_hint(&k)).key(k);
+        }
+        return d;
+    }
+    let mut d = Diagnostic::new(Code::H0006, path, message).at(at);
+    if let Some(k) = key {
+        d = d.key(k);
+    }
+    d
+}
+
+/// What type a key wants, for wrong-type hints.
+fn type_hint(key: &str) -> String {
+    match key {
+        "priority" => "`priority` is an integer, e.g. `priority = 1`".into(),
+        "rate_hz" | "tick_rate" => format!("`{key}` is a number in Hz, e.g. `{key} = 50.0`"),
+        "logging" => "`logging` is `true` or `false`".into(),
+        "config" => "`config` is a table, e.g. `config = { device = \"/dev/ttyUSB0\" }`".into(),
+        "node" => "nodes are an array of tables: write each as `[[node]]`".into(),
+        "connect" => "connections are an array of tables: write each as `[[connect]]`".into(),
+        "scheduler" => "`scheduler` is a table: write `[scheduler]`".into(),
+        k => format!("`{k}` is a string, e.g. `{k} = \"...\"` (see docs/manifest.md)"),
+    }
+}
+
+/// The `expected one of ...` list of a serde unknown-field message.
+fn expected_list(message: &str) -> Vec<String> {
+    let Some(idx) = message.find("expected") else {
+        return Vec::new();
+    };
+    message[idx..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The key written on the line where `span` starts (`key = value`), if any.
+fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..start];
+    let eq = before.rfind('=')?;
+    let key = before[..eq].trim().trim_start_matches('{').trim();
+    let key = key.rsplit([',', '{', ' ']).next().unwrap_or(key).trim();
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+    .then(|| key.to_owned())
+}
+
+/// The offset of `key =` within `span` (or after its start).
+fn find_key(text: &str, span: Option<&Range<usize>>, key: &str) -> Option<usize> {
+    let range = span.cloned().unwrap_or(0..text.len());
+    let start = range.start.min(text.len());
+    let end = range.end.clamp(start, text.len());
+    let hay = &text[start..end];
+    let mut from = 0;
+    while let Some(i) = hay[from..].find(key) {
+        let pos = from + i;
+        let before_ok =
+            pos == 0 || !hay.as_bytes()[pos - 1].is_ascii_alphanumeric() && hay.as_bytes()[pos - 1] != b'_';
+        let after = hay[pos + key.len()..].trim_start();
+        if before_ok && (after.starts_with('=') || after.starts_with(']')) {
+            return Some(start + pos);
+        }
+        from = pos + key.len();
+    }
+    None
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+    base: &'a Path,
+    diags: Diagnostics,
+}
+
+impl Validator<'_> {
+    fn at<T>(&self, s: &Spanned<T>) -> Location {
+        Location::of_offset(self.text, s.span().start)
+    }
+
+    fn diag<T>(&self, code: Code, s: &Spanned<T>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(code, self.path, message).at(self.at(s))
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn run(mut self, raw: RawManifest) -> Result<Manifest, Diagnostics> {
+        let scheduler = match raw.scheduler {
+            Some(s) => self.scheduler(s.into_inner()),
+            None => SchedulerSpec::default(),
+        };
+        let mut names: HashMap<String, Location> = HashMap::new();
+        let mut nodes = Vec::new();
+        for (index, node) in raw.nodes.into_iter().enumerate() {
+            let at = self.at(&node);
+            if let Some(spec) = self.node(node.into_inner(), index, at, scheduler.tick_rate) {
+                if let Some(first) = names.get(&spec.name) {
+                    let d = Diagnostic::new(
+                        Code::H0008,
+                        self.path,
+                        format!("duplicate node name `{}`", spec.name),
+                    )
+                    .at(spec.at)
+                    .node(spec.name.clone())
+                    .key("name")
+                    .hint(format!(
+                        "node names must be unique; the first `{}` is at line {}: rename one of them",
+                        spec.name, first.line
+                    ));
+                    self.diags.push(d);
+                    continue;
+                }
+                names.insert(spec.name.clone(), spec.at);
+                nodes.push(spec);
+            }
+        }
+        let connections = raw
+            .connections
+            .into_iter()
+            .filter_map(|c| self.connection(c.into_inner()))
+            .collect();
+        let manifest = Manifest {
+            path: self.path.to_path_buf(),
+            scheduler,
+            nodes,
+            connections,
+        };
+        self.diags.into_result(manifest)
+    }
+
+    fn scheduler(&mut self, raw: RawScheduler) -> SchedulerSpec {
+        let mut spec = SchedulerSpec::default();
+        if let (Some(p), Some(_)) = (&raw.preset, &raw.tick_rate) {
+            self.push(
+                self.diag(Code::H0007, p, "`preset` and `tick_rate` are both set")
+                    .key("scheduler.preset")
+                    .hint("keep one: a preset names a tick rate"),
+            );
+            return spec;
+        }
+        if let Some(p) = raw.preset {
+            match Preset::from_name(p.get_ref()) {
+                Some(preset) => {
+                    spec = SchedulerSpec {
+                        tick_rate: preset.tick_rate(),
+                        preset: Some(preset),
+                    }
+                }
+                None => {
+                    let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+                    let hint = match suggest(p.get_ref(), names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`? presets: {}", names.join(", ")),
+                        None => format!(
+                            "use one of: {}, or set `tick_rate` in Hz instead",
+                            names.join(", ")
+                        ),
+                    };
+                    self.push(
+                        self.diag(Code::H0007, &p, format!("unknown preset `{}`", p.get_ref()))
+                            .key("scheduler.preset")
+                            .hint(hint),
+                    );
+                }
+            }
+        }
+        if let Some(rate) = raw.tick_rate {
+            let r = *rate.get_ref();
+            if r.is_finite() && r > 0.0 && r <= 100_000.0 {
+                spec = SchedulerSpec {
+                    tick_rate: r,
+                    preset: None,
+                };
+            } else {
+                self.push(
+                    self.diag(
+                        Code::H0006,
+                        &rate,
+                        format!("`tick_rate` must be > 0 and ≤ 100000 Hz (got {r})"),
+                    )
+                    .key("scheduler.tick_rate")
+                    .hint("e.g. `tick_rate = 100.0`, or a preset such as `preset = \"standard\"`"),
+                );
+            }
+        }
+        spec
+    }
+
+    fn node(&mut self, raw: RawNode, index: usize, at: Location, tick_rate: f64) -> Option<NodeSpec> {
+        let name = raw.name.get_ref().trim().to_owned();
+        let mut ok = true;
+        if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+            self.push(
+                self.diag(
+                    Code::H0006,
+                    &raw.name,
+                    format!("invalid node name `{}`", raw.name.get_ref()),
+                )
+                .key("name")
+                .hint("use letters, digits, `_` and `-` (the name is used as `name.port` in connections)"),
+            );
+            ok = false;
+        }
+        let plugin_at = self.at(&raw.plugin);
+        let plugin_text = raw.plugin.get_ref();
+        if plugin_text.trim().is_empty() {
+            self.push(
+                self.diag(Code::H0006, &raw.plugin, "`plugin` is empty")
+                    .node(name.clone())
+                    .key("plugin")
+                    .hint("give the path of the node's .so, relative to this manifest's folder"),
+            );
+            ok = false;
+        }
+        let plugin = self.base.join(plugin_text);
+        let (node_type, type_at) = match raw.node_type {
+            Some(t) => (Some(t.get_ref().clone()), self.at(&t)),
+            None => (None, at),
+        };
+        let priority = raw.priority.map_or(index as i64, |p| *p.get_ref());
+        let mut rate_hz = None;
+        if let Some(rate) = raw.rate_hz {
+            let r = *rate.get_ref();
+            if !(r.is_finite() && r > 0.0) {
+                self.push(
+                    self.diag(Code::H0006, &rate, format!("`rate_hz` must be > 0 (got {r})"))
+                        .node(name.clone())
+                        .key("rate_hz")
+                        .hint("remove it to tick at the scheduler rate"),
+                );
+                ok = false;
+            } else if r > tick_rate {
+                self.push(self.diag(Code::H0006, &rate, format!("`rate_hz` {r} is faster than the scheduler's {tick_rate} Hz"))
+                    .node(name.clone())
+                    .key("rate_hz")
+                    .hint("a node cannot tick faster than the scheduler: raise `[scheduler] tick_rate` or lower `rate_hz`"));
+                ok = false;
+            } else {
+                rate_hz = Some(r);
+            }
+        }
+        let isolation = match raw.isolation {
+            None => Isolation::Inline,
+            Some(i) if i.get_ref() == "inline" => Isolation::Inline,
+            Some(i) => {
+                self.push(
+                    self.diag(
+                        Code::H0006,
+                        &i,
+                        format!("unknown isolation level `{}`", i.get_ref()),
+                    )
+                    .node(name.clone())
+                    .key("isolation")
+                    .hint("this build supports `isolation = \"inline\"`"),
+                );
+                ok = false;
+                Isolation::Inline
+            }
+        };
+        let logging = raw.logging.is_none_or(|l| *l.get_ref());
+        let config = raw.config.map(Spanned::into_inner).unwrap_or_default();
+        ok.then_some(NodeSpec {
+            name,
+            plugin,
+            plugin_at,
+            node_type,
+            type_at,
+            priority,
+            rate_hz,
+            isolation,
+            logging,
+            config,
+            at,
+        })
+    }
+
+    fn endpoint(&mut self, s: &Spanned<String>, key: &str) -> Option<Endpoint> {
+        let text = s.get_ref().trim();
+        match text.split_once('.') {
+            Some((node, port)) if !node.is_empty() && !port.is_empty() && !port.contains('.') => {
+                Some(Endpoint {
+                    node: node.to_owned(),
+                    port: port.to_owned(),
+                })
+            }
+            _ => {
+                self.push(
+                    self.diag(
+                        Code::H0006,
+                        s,
+                        format!("`{key}` must be `node.port` (got `{text}`)"),
+                    )
+                    .key(format!("connect.{key}"))
+                    .hint("e.g. `from = \"imu.imu\"`, `to = \"filter.imu\"`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn connection(&mut self, raw: RawConnect) -> Option<ConnectSpec> {
+        let from = self.endpoint(&raw.from, "from");
+        let to = self.endpoint(&raw.to, "to");
+        let qos = match &raw.qos {
+            None => Some(Qos::DEFAULT),
+            Some(q) => match Qos::parse(q.get_ref()) {
+                Ok(qos) => Some(qos),
+                Err(why) => {
+                    self.push(
+                        self.diag(Code::H0006, q, format!("invalid `qos`: {why}"))
+                            .key("connect.qos")
+                            .hint("use `keep_last(N)`, `reliable` or `reliable(N)`"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(ConnectSpec {
+            from: from?,
+            from_at: self.at(&raw.from),
+            to: to?,
+            to_at: self.at(&raw.to),
+            qos: qos?,
+        })
+    }
+}
+
+/// Keys accepted per table, for tests that keep `raw` and the hint lists in sync.
+#[doc(hidden)]
+pub fn known_keys() -> [&'static [&'static str]; 4] {
+    [
+        raw::TOP_KEYS,
+        raw::SCHEDULER_KEYS,
+        raw::NODE_KEYS,
+        raw::CONNECT_KEYS,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Manifest, Diagnostics> {
+        parse(text, Path::new("m.toml"), Path::new("/base"))
+    }
+
+    fn only(text: &str) -> Diagnostic {
+        let mut d = check(text).expect_err("should fail").0;
+        assert_eq!(d.len(), 1, "{d:?}");
+        d.remove(0)
+    }
+
+    const NODE: &str = "[[node]]\nname = \"a\"\nplugin = \"liba.so\"\n";
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = check(NODE).unwrap();
+        assert_eq!(m.scheduler.tick_rate, 100.0);
+        assert_eq!(m.nodes[0].plugin, Path::new("/base/liba.so"));
+        assert_eq!(m.nodes[0].priority, 0);
+        assert!(m.nodes[0].logging);
+        assert_eq!(m.nodes[0].isolation, Isolation::Inline);
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_right_one() {
+        let d = only(&format!("{NODE}priorty = 3\n"));
+        assert_eq!(d.code, Code::H0003);
+        assert_eq!(d.location.line, 4);
+        assert_eq!(d.location.col, 1);
+        assert_eq!(d.hint.as_deref(), Some("did you mean `priority`?"));
+    }
+
+    #[test]
+    fn unknown_table_lists_valid_keys() {
+        let d = only("[hubs.x]\nmode = \"tcp\"\n");
+        assert_eq!(d.code, Code::H0003);
+        assert!(d.message.contains("`hubs`"), "{d}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let d = only(&format!("{NODE}priority = \"high\"\n"));
+        assert_eq!(d.code, Code::H0004);
+        assert_eq!(d.key.as_deref(), Some("priority"));
+        assert_eq!(d.location.line, 4);
+        assert!(d.hint.unwrap().contains("integer"));
+    }
+
+    #[test]
+    fn missing_key() {
+        let d = only("[[node]]\nname = \"a\"\n");
+        assert_eq!(d.code, Code::H0005);
+        assert_eq!(d.key.as_deref(), Some("plugin"));
+    }
+
+    #[test]
+    fn syntax_error_has_location() {
+        let d = only("[[node]\nname = \"a\"\n");
+        assert_eq!(d.code, Code::H0002);
+        assert_eq!(d.location.line, 1);
+    }
+
+    #[test]
+    fn presets_and_tick_rate() {
+        let m = check("[scheduler]\npreset = \"realtime\"\n").unwrap();
+        assert_eq!(m.scheduler.tick_rate, 1000.0);
+        let m = check("[scheduler]\ntick_rate = 250.0\n").unwrap();
+        assert_eq!(m.scheduler.tick_rate, 250.0);
+        let d = only("[scheduler]\npreset = \"realtme\"\n");
+        assert_eq!(d.code, Code::H0007);
+        assert!(d.hint.unwrap().starts_with("did you mean `realtime`?"));
+        assert_eq!(
+            only("[scheduler]\npreset = \"standard\"\ntick_rate = 5.0\n").code,
+            Code::H0007
+        );
+        assert_eq!(only("[scheduler]\ntick_rate = 0.0\n").code, Code::H0006);
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_second() {
+        let d = only(&format!("{NODE}{NODE}"));
+        assert_eq!(d.code, Code::H0008);
+        assert_eq!(d.location.line, 4);
+        assert!(d.hint.unwrap().contains("line 1"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = format!(
+            "{NODE}rate_hz = -1.0\n[[node]]\nname = \"b c\"\nplugin = \"x\"\n[[connect]]\nfrom = \"a\"\nto = \"b.in\"\nqos = \"fast\"\n"
+        );
+        let d = check(&text).unwrap_err();
+        assert_eq!(
+            d.codes(),
+            vec![Code::H0006, Code::H0006, Code::H0006, Code::H0006]
+        );
+    }
+
+    #[test]
+    fn rate_faster_than_scheduler_is_refused() {
+        let d = only(&format!("{NODE}rate_hz = 150.0\n"));
+        assert!(d.message.contains("faster"), "{d}");
+    }
+
+    #[test]
+    fn qos_parsing() {
+        assert_eq!(Qos::parse("keep_last(4)"), Ok(Qos::KeepLast(4)));
+        assert_eq!(
+            Qos::parse("reliable"),
+            Ok(Qos::Reliable(Qos::DEFAULT_RELIABLE_DEPTH))
+        );
+        assert_eq!(Qos::parse(" reliable( 8 ) "), Ok(Qos::Reliable(8)));
+        assert!(Qos::parse("keep_last").is_err());
+        assert!(Qos::parse("keep_last(0)").is_err());
+        assert!(Qos::parse("keep_last(4").is_err());
+        assert!(Qos::parse("best_effort").is_err());
+    }
+
+    #[test]
+    fn key_lists_match_the_raw_structs() {
+        // Every key the hints list must be accepted by the parser.
+        for key in raw::NODE_KEYS.iter().filter(|k| !matches!(**k, "name" | "plugin")) {
+            let value = match *key {
+                "type" => "\"T\"",
+                "isolation" => "\"inline\"",
+                "priority" => "1",
+                "rate_hz" => "1.0",
+                "logging" => "true",
+                "config" => "{}",
+                other => panic!("add a sample value for `{other}`"),
+            };
+            check(&format!("{NODE}{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));
+        }
+        for key in raw::SCHEDULER_KEYS {
+            let value = if *key == "preset" { "\"standard\"" } else { "10.0" };
+            check(&format!("[scheduler]\n{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));
+        }
+        for key in raw::CONNECT_KEYS.iter().filter(|k| **k == "qos") {
+            check(&format!("[[connect]]\nfrom = \"a.b\"\nto = \"c.d\"\n{key} = \"reliable\"\n")).unwrap();
+        }
+        assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect"]);
+    }
+}

@@ -1,0 +1,186 @@
+//! The two things the CLI does: `check` a manifest and `run` it. Owns the order of the stages
+//! (manifest → graph → scheduler → report), signal handling and the stats file; each stage's
+//! logic lives in its own module.
+
+use crate::diag::Diagnostics;
+use crate::graph::Graph;
+use crate::manifest;
+use crate::scheduler::{self, RunError, RunReport, StopHandle};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why `check` or `run` failed. [`HostError::exit_code`] maps it to the CLI's exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The manifest or a plugin is wrong (exit code 2).
+    #[error("{0}")]
+    BadInput(Diagnostics),
+    /// The stats file cannot be created (exit code 2).
+    #[error("cannot create the stats file {path}: {source}")]
+    StatsFileCreate {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The stats could not be written at the end of the run (exit code 1).
+    #[error("cannot write the stats file {path}: {source}")]
+    StatsFileWrite {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed (exit code 1).
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The run failed (exit code 1).
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl HostError {
+    /// 2 for bad input, 1 for runtime failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HostError::BadInput(_) | HostError::StatsFileCreate { .. } => 2,
+            HostError::StatsFileWrite { .. } | HostError::Signals(_) | HostError::Run(_) => 1,
+        }
+    }
+}
+
+/// What `horus run` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// Stop after this long (else on SIGINT/SIGTERM).
+    pub duration: Option<Duration>,
+    /// Write the final stats as JSON here.
+    pub stats_json: Option<PathBuf>,
+}
+
+/// Runs every check on the manifest at `path` (files, plugins, ABI, node types, connections)
+/// without creating a node. Plugins are loaded and unloaded again.
+pub fn check(path: &Path) -> Result<Graph, HostError> {
+    let manifest = manifest::load(path).map_err(HostError::BadInput)?;
+    Graph::build(manifest).map_err(HostError::BadInput)
+}
+
+/// One line per node for `horus check`.
+pub fn describe(graph: &Graph) -> String {
+    use std::fmt::Write;
+    let m = &graph.manifest;
+    let mut out = format!(
+        "{}: ok — {} nodes, {} connections, {} plugins, {} Hz{}\n",
+        m.path.display(),
+        graph.nodes.len(),
+        m.connections.len(),
+        graph.plugins.len(),
+        m.scheduler.tick_rate,
+        m.scheduler
+            .preset
+            .map(|p| format!(" ({})", p.name()))
+            .unwrap_or_default(),
+    );
+    for n in &graph.nodes {
+        let info = n.plugin.info();
+        let _ = writeln!(
+            out,
+            "  {:<16} {} from {} {} (priority {}{})",
+            n.spec.name,
+            n.type_name,
+            info.name,
+            info.version,
+            n.spec.priority,
+            n.spec.rate_hz.map(|r| format!(", {r} Hz")).unwrap_or_default(),
+        );
+    }
+    for c in &m.connections {
+        let _ = writeln!(out, "  {} -> {} [{}]", c.from, c.to, c.qos);
+    }
+    out
+}
+
+/// Runs the manifest until `--duration` elapses or SIGINT/SIGTERM arrives, then shuts every node
+/// down, unloads the plugins and returns the report (also written to `--stats-json`). A second
+/// SIGINT/SIGTERM during shutdown exits at once with code 130.
+pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
+    let graph = check(&opts.manifest)?;
+    let stats_file = match &opts.stats_json {
+        Some(path) => Some((
+            path,
+            File::create(path).map_err(|source| HostError::StatsFileCreate {
+                path: path.clone(),
+                source,
+            })?,
+        )),
+        None => None,
+    };
+    let stop = StopHandle::new();
+    let signals = SignalGuard::install(stop.clone())?;
+    let Graph {
+        manifest,
+        plugins,
+        nodes,
+    } = graph;
+    let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration);
+    drop(signals);
+    // The scheduler thread has been joined: the plugins can really be unloaded now.
+    drop(plugins);
+    let report = result?;
+    if let Some((path, mut file)) = stats_file {
+        serde_json::to_writer_pretty(&mut file, &report.nodes)
+            .map_err(std::io::Error::from)
+            .and_then(|()| file.write_all(b"\n"))
+            .map_err(|source| HostError::StatsFileWrite {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(report)
+}
+
+/// SIGINT/SIGTERM handling for the duration of a run: the first signal stops the scheduler, a
+/// second one exits at once. Dropping the guard restores nothing but ends the listener thread.
+struct SignalGuard {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalGuard {
+    fn install(stop: StopHandle) -> Result<SignalGuard, HostError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(HostError::Signals)?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("horus-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if stop.is_stopped() {
+                        eprintln!("horus: second signal ({signal}) during shutdown, exiting now");
+                        std::process::exit(130);
+                    }
+                    tracing::info!(signal, "stop requested, shutting down (send again to force)");
+                    stop.stop();
+                }
+            })
+            .map_err(HostError::Signals)?;
+        Ok(SignalGuard {
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

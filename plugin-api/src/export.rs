@@ -1,0 +1,343 @@
+//! The plugin side of the ABI: generic `extern "C"` entry points and the
+//! [`export_plugin!`](crate::export_plugin) macro that puts them into a plugin's static tables.
+//!
+//! Owns panic containment (every entry runs inside [`guard`]) and the node object's box. It does
+//! not own the Node trait ([`crate::node`]) or anything the host does with the tables.
+
+use crate::abi::{self, ByteSink, NodeContext, NodeVTable, PluginDescriptor, PluginHeader, RawSlice};
+use crate::message::Port;
+use crate::node::{port_descs, Context, Node, NodeError};
+use std::any::Any;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, Once};
+
+/// Makes a static table of raw pointers shareable. Used only for the plugin's immutable
+/// `'static` descriptor tables.
+#[repr(transparent)]
+pub struct Shared<T>(pub T);
+
+// SAFETY: `Shared` wraps only the plugin's descriptor tables, which are built in `static`
+// initialisers, never mutated, and point only at other `'static` data.
+unsafe impl<T> Sync for Shared<T> {}
+
+/// A node object as the host holds it: the user's node plus the SDK's per-node scratch buffer.
+/// The buffer lives here rather than in a thread-local because thread-locals with destructors
+/// pin a plugin library in memory (see the host's unload rules).
+struct Instance<N> {
+    node: N,
+    scratch: Vec<u8>,
+}
+
+/// The location of the last panic in this plugin, recorded by our panic hook so the error
+/// message sent to the host says where the node panicked.
+static LAST_PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
+static HOOK: Once = Once::new();
+
+/// Replaces this plugin's default panic output (an unstructured line on stderr) by recording the
+/// location; the host logs the panic with the node's name instead.
+fn install_panic_hook() {
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            if let Some(loc) = info.location() {
+                if let Ok(mut slot) = LAST_PANIC_LOCATION.lock() {
+                    *slot = Some(format!("{}:{}:{}", loc.file(), loc.line(), loc.column()));
+                }
+            }
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    let location = LAST_PANIC_LOCATION.lock().ok().and_then(|mut slot| slot.take());
+    match location {
+        Some(loc) => format!("panicked at {loc}: {text}"),
+        None => format!("panicked: {text}"),
+    }
+}
+
+/// Writes `text` into the host's sink.
+///
+/// # Safety
+/// `sink` must be a valid sink from the host for the current call.
+unsafe fn write_sink(sink: ByteSink, bytes: &[u8]) {
+    // SAFETY: guaranteed by the caller; the host copies the bytes during the call.
+    unsafe { (sink.write)(sink.sink, bytes.as_ptr(), bytes.len()) }
+}
+
+/// Runs `f`, turning its error or panic into a status code and a message in `err`. Nothing
+/// unwinds past this function.
+///
+/// # Safety
+/// `err` must be a valid sink from the host for the current call.
+unsafe fn guard(err: ByteSink, f: impl FnOnce() -> Result<(), NodeError>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => abi::STATUS_OK,
+        Ok(Err(e)) => {
+            // SAFETY: forwarded from the caller.
+            unsafe { write_sink(err, e.message().as_bytes()) };
+            abi::STATUS_ERROR
+        }
+        Err(payload) => {
+            // Formatting the message can itself panic only on allocation failure, which aborts.
+            let msg = panic_message(payload.as_ref());
+            // SAFETY: forwarded from the caller.
+            unsafe { write_sink(err, msg.as_bytes()) };
+            abi::STATUS_PANIC
+        }
+    }
+}
+
+/// # Safety
+/// `ctx` must be a valid host context for the duration of the call; `out` must be writable.
+unsafe extern "C" fn create<N: Node>(ctx: *const NodeContext, out: *mut *mut c_void, err: ByteSink) -> i32 {
+    install_panic_hook();
+    // SAFETY: the host passes a valid sink.
+    unsafe {
+        guard(err, || {
+            let mut scratch = Vec::new();
+            // SAFETY: the host guarantees `ctx` is valid for this call.
+            let mut cx = Context::new(&*ctx, N::PORTS, &mut scratch);
+            let node = N::create(&mut cx)?;
+            let obj = Box::into_raw(Box::new(Instance { node, scratch }));
+            *out = obj.cast::<c_void>();
+            Ok(())
+        })
+    }
+}
+
+/// Calls `f` on the node behind `obj` with a fresh context.
+///
+/// # Safety
+/// `obj` must come from `create::<N>` and not be destroyed; `ctx` and `err` must be valid for
+/// the call; the host never calls two entries of one object at once.
+unsafe fn with_node<N: Node>(
+    obj: *mut c_void,
+    ctx: *const NodeContext,
+    err: ByteSink,
+    f: impl FnOnce(&mut N, &mut Context<'_>) -> Result<(), NodeError>,
+) -> i32 {
+    // SAFETY: see the function's contract.
+    unsafe {
+        guard(err, || {
+            let inst = &mut *obj.cast::<Instance<N>>();
+            let mut cx = Context::new(&*ctx, N::PORTS, &mut inst.scratch);
+            f(&mut inst.node, &mut cx)
+        })
+    }
+}
+
+/// # Safety
+/// As [`with_node`].
+unsafe extern "C" fn init<N: Node>(obj: *mut c_void, ctx: *const NodeContext, err: ByteSink) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { with_node::<N>(obj, ctx, err, |n, cx| n.init(cx)) }
+}
+
+/// # Safety
+/// As [`with_node`].
+unsafe extern "C" fn tick<N: Node>(obj: *mut c_void, ctx: *const NodeContext, err: ByteSink) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { with_node::<N>(obj, ctx, err, |n, cx| n.tick(cx)) }
+}
+
+/// # Safety
+/// As [`with_node`].
+unsafe extern "C" fn shutdown<N: Node>(obj: *mut c_void, ctx: *const NodeContext, err: ByteSink) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { with_node::<N>(obj, ctx, err, |n, cx| n.shutdown(cx)) }
+}
+
+/// # Safety
+/// `obj` must come from `create::<N>` and not be used again afterwards.
+unsafe extern "C" fn destroy<N: Node>(obj: *mut c_void, err: ByteSink) -> i32 {
+    // SAFETY: the object was boxed by `create::<N>`; the host never uses it after this call.
+    unsafe {
+        guard(err, || {
+            drop(Box::from_raw(obj.cast::<Instance<N>>()));
+            Ok(())
+        })
+    }
+}
+
+/// # Safety
+/// `obj` from `create::<N>`, not destroyed; `state` and `err` valid sinks for the call.
+unsafe extern "C" fn save_state<N: Node>(obj: *mut c_void, state: ByteSink, err: ByteSink) -> i32 {
+    // SAFETY: see the function's contract.
+    unsafe {
+        guard(err, || {
+            let inst = &*obj.cast::<Instance<N>>();
+            let bytes = inst.node.save_state()?;
+            write_sink(state, &bytes);
+            Ok(())
+        })
+    }
+}
+
+/// # Safety
+/// `obj` from `create::<N>`, not destroyed; `state` points at `state.len` readable bytes.
+unsafe extern "C" fn restore_state<N: Node>(obj: *mut c_void, state: RawSlice, err: ByteSink) -> i32 {
+    // SAFETY: see the function's contract.
+    unsafe {
+        guard(err, || {
+            let inst = &mut *obj.cast::<Instance<N>>();
+            let bytes = if state.len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(state.ptr, state.len)
+            };
+            inst.node.restore_state(bytes)
+        })
+    }
+}
+
+/// The vtable of node type `N`, named `type_name`. Used by [`export_plugin!`](crate::export_plugin).
+pub const fn vtable<N: Node>(type_name: &'static str) -> NodeVTable {
+    let ports: &'static [Port] = N::PORTS;
+    NodeVTable {
+        type_name: RawSlice::from_str(type_name),
+        ports: ports.as_ptr().cast(),
+        port_count: ports.len(),
+        create: create::<N>,
+        init: init::<N>,
+        tick: tick::<N>,
+        shutdown: shutdown::<N>,
+        destroy: destroy::<N>,
+        save_state: save_state::<N>,
+        restore_state: restore_state::<N>,
+    }
+}
+
+/// A plugin descriptor over a static table of vtables.
+pub const fn descriptor(
+    name: &'static str,
+    version: &'static str,
+    types: &'static [NodeVTable],
+) -> PluginDescriptor {
+    PluginDescriptor {
+        plugin_name: RawSlice::from_str(name),
+        plugin_version: RawSlice::from_str(version),
+        node_types: types.as_ptr(),
+        node_type_count: types.len(),
+    }
+}
+
+/// The header for a descriptor, stamped with this crate's ABI version and layout hash.
+pub const fn header(descriptor: &'static PluginDescriptor) -> PluginHeader {
+    header_with(descriptor, abi::ABI_VERSION, abi::LAYOUT_HASH)
+}
+
+/// A header with explicit version and hash. Only for fault-injection plugins that prove the
+/// host refuses a mismatch; a real plugin uses [`header`].
+#[doc(hidden)]
+pub const fn header_with(
+    descriptor: &'static PluginDescriptor,
+    abi_version: u32,
+    layout_hash: u64,
+) -> PluginHeader {
+    PluginHeader {
+        magic: abi::PLUGIN_MAGIC,
+        abi_version,
+        reserved: 0,
+        layout_hash,
+        descriptor,
+    }
+}
+
+/// Checks at compile time that port names are unique per direction within a node type.
+pub const fn ports_are_unique(ports: &[Port]) -> bool {
+    let descs = ports;
+    let mut i = 0;
+    while i < descs.len() {
+        let mut j = i + 1;
+        while j < descs.len() {
+            let a = descs[i].0;
+            let b = descs[j].0;
+            if a.direction == b.direction && bytes_eq(a.name, b.name) {
+                return false;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn bytes_eq(a: RawSlice, b: RawSlice) -> bool {
+    if a.len != b.len {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len {
+        // SAFETY: port names come from `&'static str` (see `Port::new`), so both slices point at
+        // `len` readable bytes.
+        if unsafe { *a.ptr.add(i) != *b.ptr.add(i) } {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The node and scratch buffer behind an object made by `create::<N>` (for the test harness).
+///
+/// # Safety
+/// `obj` must come from `create::<N>`, not be destroyed, and not be borrowed elsewhere for `'a`.
+pub(crate) unsafe fn instance_parts<'a, N: Node>(obj: *mut c_void) -> (&'a mut N, &'a mut Vec<u8>) {
+    // SAFETY: guaranteed by the caller.
+    let inst = unsafe { &mut *obj.cast::<Instance<N>>() };
+    (&mut inst.node, &mut inst.scratch)
+}
+
+/// Returns the port descriptors of `N` (for the test harness).
+pub(crate) fn ports_of<N: Node>() -> &'static [abi::PortDesc] {
+    port_descs(N::PORTS)
+}
+
+/// Exports node types from a plugin crate (`crate-type = ["cdylib"]`). Call it once per crate:
+///
+/// ```ignore
+/// horus_plugin_api::export_plugin!(ImuSim, ImuDriver);
+/// ```
+///
+/// Each type implements [`Node`](crate::Node); the manifest names it by its Rust type name
+/// (`type = "ImuSim"`). The macro emits the plugin's one entry symbol and its static tables; the
+/// plugin author writes no `unsafe` and no `extern`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($($node:ident),+ $(,)?) => {
+        const _: () = {
+            $(
+                assert!(
+                    $crate::export::ports_are_unique(<$node as $crate::Node>::PORTS),
+                    concat!("export_plugin!: node type `", stringify!($node), "` declares two ports with one name and direction")
+                );
+            )+
+            const COUNT: usize = [$(stringify!($node)),+].len();
+            static TYPES: $crate::export::Shared<[$crate::abi::NodeVTable; COUNT]> =
+                $crate::export::Shared([$($crate::export::vtable::<$node>(stringify!($node))),+]);
+            static DESCRIPTOR: $crate::export::Shared<$crate::abi::PluginDescriptor> =
+                $crate::export::Shared($crate::export::descriptor(
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    &TYPES.0,
+                ));
+            static HEADER: $crate::export::Shared<$crate::abi::PluginHeader> =
+                $crate::export::Shared($crate::export::header(&DESCRIPTOR.0));
+
+            /// The HORUS plugin entry point (see `horus_plugin_api::abi`).
+            #[allow(unsafe_code)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn horus_plugin_entry() -> *const $crate::abi::PluginHeader {
+                &HEADER.0
+            }
+        };
+    };
+}

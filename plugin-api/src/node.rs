@@ -1,0 +1,392 @@
+//! The safe face of a node: the [`Node`] trait, its [`Context`] and its error type.
+//!
+//! Owns what a plugin author sees. It does not own the C entry points (see [`crate::export`]) or
+//! the host's side of the context (the host's `ffi` module).
+
+use crate::abi::{self, ConfigValue, NodeContext, PortDesc, RawSlice};
+use crate::message::{CodecError, Message, Port};
+use std::fmt;
+use std::time::Duration;
+
+/// An error returned by a node. Any `std::error::Error` converts into it, so `?` works in node
+/// code; plain messages convert from `&str` and `String`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeError {
+    message: String,
+}
+
+impl NodeError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> NodeError {
+        NodeError {
+            message: message.into(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for NodeError {
+    fn from(e: E) -> NodeError {
+        NodeError::new(e.to_string())
+    }
+}
+
+/// What every lifecycle hook returns.
+pub type NodeResult = Result<(), NodeError>;
+
+/// A node: the unit the scheduler runs.
+///
+/// # Lifecycle
+/// All hooks run on a scheduler thread of the host, never two at once for one node. None may
+/// block for long: the scheduler's deadlines and watchdog see a slow hook as a fault.
+/// - [`create`](Node::create): once, to build the node from its context (name, config). Validate
+///   the config here and return an error that names the key.
+/// - [`init`](Node::init): once, after `create` and before the first tick (also after a restart).
+/// - [`tick`](Node::tick): once per scheduled cycle. Must be fast. An `Err` or a panic counts as a
+///   failure for the supervisor; the host keeps running.
+/// - [`shutdown`](Node::shutdown): once when the scheduler stops. Release external resources.
+/// - [`save_state`](Node::save_state) / [`restore_state`](Node::restore_state): hot reload hands
+///   state from the old build to the new as bytes.
+///
+/// A node must not keep threads of its own running after it is dropped: the host unloads the
+/// plugin's code once every node of it is gone.
+pub trait Node: Sized + 'static {
+    /// The node type's ports. The manifest's `[[connect]]` entries name them.
+    const PORTS: &'static [Port] = &[];
+
+    /// Builds the node.
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError>;
+
+    /// Prepares for the first tick.
+    fn init(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        Ok(())
+    }
+
+    /// Does one cycle of work.
+    fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult;
+
+    /// Cleans up before the node is dropped.
+    fn shutdown(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        Ok(())
+    }
+
+    /// The state to hand to a new build of this node on hot reload. Default: none.
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        Ok(Vec::new())
+    }
+
+    /// Takes over the state saved by an old build. Return an error to refuse it (the host then
+    /// keeps the old build running). Default: accepts and ignores it.
+    fn restore_state(&mut self, _state: &[u8]) -> NodeResult {
+        Ok(())
+    }
+}
+
+/// An error from [`Context::send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The node type declares no output port with this name.
+    UnknownPort(String),
+    /// The port carries another message type.
+    WrongType {
+        /// The port.
+        port: String,
+        /// Its declared type.
+        expected: &'static str,
+        /// The type passed to `send`.
+        got: &'static str,
+    },
+    /// A `reliable` topic is full: the message was not sent. Retry on a later tick.
+    Full(String),
+    /// The message is larger than the topic's slot size.
+    TooLarge(String),
+    /// The message could not be encoded.
+    Codec(CodecError),
+    /// The host returned a code this SDK does not know.
+    Host(String, i32),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::UnknownPort(p) => write!(f, "no output port `{p}` (declare it in Node::PORTS)"),
+            SendError::WrongType { port, expected, got } => {
+                write!(f, "port `{port}` carries `{expected}`, not `{got}`")
+            }
+            SendError::Full(p) => write!(f, "topic of port `{p}` is full (reliable QoS back-pressure)"),
+            SendError::TooLarge(p) => write!(f, "message too large for the topic of port `{p}`"),
+            SendError::Codec(e) => e.fmt(f),
+            SendError::Host(p, c) => write!(f, "host refused a message on port `{p}` (code {c})"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// An error from [`Context::recv`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvError {
+    /// The node type declares no input port with this name.
+    UnknownPort(String),
+    /// The port carries another message type.
+    WrongType {
+        /// The port.
+        port: String,
+        /// Its declared type.
+        expected: &'static str,
+        /// The type asked for.
+        got: &'static str,
+    },
+    /// The received bytes do not decode as the port's type.
+    Codec(CodecError),
+    /// The host returned a code this SDK does not know.
+    Host(String, i32),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::UnknownPort(p) => write!(f, "no input port `{p}` (declare it in Node::PORTS)"),
+            RecvError::WrongType { port, expected, got } => {
+                write!(f, "port `{port}` carries `{expected}`, not `{got}`")
+            }
+            RecvError::Codec(e) => e.fmt(f),
+            RecvError::Host(p, c) => write!(f, "host failed to receive on port `{p}` (code {c})"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+/// A node's window on the host during one call: its name, config, clock, logger and ports.
+pub struct Context<'a> {
+    raw: &'a NodeContext,
+    ports: &'static [Port],
+    scratch: &'a mut Vec<u8>,
+}
+
+impl<'a> Context<'a> {
+    /// Wraps the host's context. Used by the export glue and the test harness.
+    ///
+    /// # Safety
+    /// `raw.api` must point at a valid [`abi::HostApi`] whose functions accept `raw.host`, for
+    /// the lifetime `'a`.
+    pub(crate) unsafe fn new(raw: &'a NodeContext, ports: &'static [Port], scratch: &'a mut Vec<u8>) -> Self {
+        Context { raw, ports, scratch }
+    }
+
+    fn api(&self) -> &abi::HostApi {
+        // SAFETY: `Context::new`'s contract: `api` is valid for `'a`.
+        unsafe { &*self.raw.api }
+    }
+
+    /// The node's instance name from the manifest.
+    pub fn name(&self) -> &str {
+        // SAFETY: the host function is valid (contract of `new`) and returns a UTF-8 slice that
+        // stays valid while the node exists; `&self` bounds our borrow well within that.
+        unsafe {
+            let s = (self.api().node_name)(self.raw.host);
+            slice_to_str(s)
+        }
+    }
+
+    /// Time since the scheduler started, on the host's monotonic clock.
+    pub fn now(&self) -> Duration {
+        // SAFETY: valid host function and pointer (contract of `new`).
+        let ns = unsafe { (self.api().now_ns)(self.raw.host) };
+        Duration::from_nanos(ns)
+    }
+
+    fn log(&self, level: u32, msg: &dyn fmt::Display) {
+        let text = msg.to_string();
+        // SAFETY: valid host function and pointer; `text` outlives the call.
+        unsafe { (self.api().log)(self.raw.host, level, RawSlice::from_str(&text)) }
+    }
+
+    /// Logs at ERROR under the node's name (only when something was lost).
+    pub fn error(&self, msg: impl fmt::Display) {
+        self.log(abi::LOG_ERROR, &msg)
+    }
+
+    /// Logs at WARN under the node's name.
+    pub fn warn(&self, msg: impl fmt::Display) {
+        self.log(abi::LOG_WARN, &msg)
+    }
+
+    /// Logs at INFO under the node's name.
+    pub fn info(&self, msg: impl fmt::Display) {
+        self.log(abi::LOG_INFO, &msg)
+    }
+
+    /// Logs at DEBUG under the node's name.
+    pub fn debug(&self, msg: impl fmt::Display) {
+        self.log(abi::LOG_DEBUG, &msg)
+    }
+
+    /// Logs at TRACE under the node's name (per-tick detail).
+    pub fn trace(&self, msg: impl fmt::Display) {
+        self.log(abi::LOG_TRACE, &msg)
+    }
+
+    fn config_value(&self, key: &str) -> ConfigValue {
+        let mut out = ConfigValue {
+            kind: abi::CONFIG_MISSING,
+            reserved: 0,
+            int: 0,
+            float: 0.0,
+            text: RawSlice::EMPTY,
+        };
+        // SAFETY: valid host function and pointer; `key` outlives the call and `out` is a
+        // valid, initialised `ConfigValue`.
+        unsafe { (self.api().config_get)(self.raw.host, RawSlice::from_str(key), &mut out) };
+        out
+    }
+
+    /// A float from the node's `config` table (integers convert). `key` may be dotted.
+    pub fn config_f64(&self, key: &str) -> Option<f64> {
+        let v = self.config_value(key);
+        matches!(v.kind, abi::CONFIG_FLOAT | abi::CONFIG_INT).then_some(v.float)
+    }
+
+    /// An integer from the node's `config` table.
+    pub fn config_i64(&self, key: &str) -> Option<i64> {
+        let v = self.config_value(key);
+        (v.kind == abi::CONFIG_INT).then_some(v.int)
+    }
+
+    /// A boolean from the node's `config` table.
+    pub fn config_bool(&self, key: &str) -> Option<bool> {
+        let v = self.config_value(key);
+        (v.kind == abi::CONFIG_BOOL).then_some(v.int != 0)
+    }
+
+    /// A string from the node's `config` table.
+    pub fn config_str(&self, key: &str) -> Option<&str> {
+        let v = self.config_value(key);
+        if v.kind != abi::CONFIG_STRING {
+            return None;
+        }
+        // SAFETY: the host keeps config strings alive and unchanged for the node's lifetime.
+        Some(unsafe { slice_to_str(v.text) })
+    }
+
+    /// The node's whole `config` table as TOML text, to parse with a crate of your choice.
+    pub fn config_toml(&self) -> &str {
+        // SAFETY: valid host function and pointer; the text lives as long as the node.
+        unsafe { slice_to_str((self.api().config_toml)(self.raw.host)) }
+    }
+
+    fn port_index(&self, name: &str, output: bool) -> Option<(u32, &'static Port)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.is_output() == output && p.name() == name)
+            .map(|(i, p)| (i as u32, p))
+    }
+
+    /// Publishes `msg` on output port `port`.
+    pub fn send<M: Message>(&mut self, port: &str, msg: &M) -> Result<(), SendError> {
+        let (index, decl) = self
+            .port_index(port, true)
+            .ok_or_else(|| SendError::UnknownPort(port.to_owned()))?;
+        if decl.type_hash() != M::TYPE_HASH {
+            return Err(SendError::WrongType {
+                port: port.to_owned(),
+                expected: decl.type_name(),
+                got: M::TYPE_NAME,
+            });
+        }
+        let (send, host) = (self.api().send, self.raw.host);
+        let bytes = msg.encode(self.scratch).map_err(SendError::Codec)?;
+        // SAFETY: valid host function and pointer; `bytes` outlives the call (the host copies).
+        let code = unsafe { send(host, index, bytes.as_ptr(), bytes.len()) };
+        match code {
+            abi::SEND_OK => Ok(()),
+            abi::SEND_FULL => Err(SendError::Full(port.to_owned())),
+            abi::SEND_TOO_LARGE => Err(SendError::TooLarge(port.to_owned())),
+            other => Err(SendError::Host(port.to_owned(), other)),
+        }
+    }
+
+    /// Takes the oldest unread message of input port `port`, or `None` when none is waiting.
+    pub fn recv<M: Message>(&mut self, port: &str) -> Result<Option<M>, RecvError> {
+        let (index, decl) = self
+            .port_index(port, false)
+            .ok_or_else(|| RecvError::UnknownPort(port.to_owned()))?;
+        if decl.type_hash() != M::TYPE_HASH {
+            return Err(RecvError::WrongType {
+                port: port.to_owned(),
+                expected: decl.type_name(),
+                got: M::TYPE_NAME,
+            });
+        }
+        match self.recv_raw(index, port)? {
+            Some(bytes) => M::decode(bytes).map(Some).map_err(RecvError::Codec),
+            None => Ok(None),
+        }
+    }
+
+    /// Borrows the next raw message of input port `port` without copying it. The borrow ends at
+    /// the next use of the context.
+    pub fn recv_bytes(&mut self, port: &str) -> Result<Option<&[u8]>, RecvError> {
+        let (index, _) = self
+            .port_index(port, false)
+            .ok_or_else(|| RecvError::UnknownPort(port.to_owned()))?;
+        self.recv_raw(index, port)
+    }
+
+    fn recv_raw(&mut self, index: u32, port: &str) -> Result<Option<&[u8]>, RecvError> {
+        let mut out = RawSlice::EMPTY;
+        // SAFETY: valid host function and pointer; `out` is a valid `RawSlice` to write to.
+        let code = unsafe { (self.api().recv)(self.raw.host, index, &mut out) };
+        match code {
+            abi::RECV_MESSAGE => {
+                // SAFETY: the host keeps the message bytes valid until its next call for this
+                // node; the returned borrow is tied to `&mut self`, which every such call needs.
+                let bytes = unsafe { slice_to_bytes(out) };
+                Ok(Some(bytes))
+            }
+            abi::RECV_EMPTY => Ok(None),
+            other => Err(RecvError::Host(port.to_owned(), other)),
+        }
+    }
+
+    /// The ports the node type declared.
+    pub fn ports(&self) -> &'static [Port] {
+        self.ports
+    }
+}
+
+/// # Safety
+/// `s` must point at `s.len` initialised bytes that stay valid for `'b`.
+unsafe fn slice_to_bytes<'b>(s: RawSlice) -> &'b [u8] {
+    if s.len == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
+}
+
+/// # Safety
+/// As [`slice_to_bytes`]. Invalid UTF-8 is replaced by an empty string rather than trusted.
+unsafe fn slice_to_str<'b>(s: RawSlice) -> &'b str {
+    // SAFETY: guaranteed by the caller.
+    std::str::from_utf8(unsafe { slice_to_bytes(s) }).unwrap_or("")
+}
+
+/// The port descriptors of a node type, in the ABI's representation.
+pub(crate) fn port_descs(ports: &'static [Port]) -> &'static [PortDesc] {
+    // SAFETY: `Port` is `#[repr(transparent)]` over `PortDesc`, so a slice of one is a valid slice
+    // of the other with the same length and lifetime.
+    unsafe { std::slice::from_raw_parts(ports.as_ptr().cast::<PortDesc>(), ports.len()) }
+}

@@ -1,0 +1,35 @@
+//! Fault injection: a node that panics on every `every`-th tick (config, default 5) and
+//! succeeds otherwise. The host must count each panic as a failure and keep running.
+
+use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult};
+
+/// Panics on ticks `every`, `2·every`, …
+pub struct PanicEvery {
+    every: u64,
+    ticks: u64,
+}
+
+impl Node for PanicEvery {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        let every = ctx.config_i64("every").unwrap_or(5);
+        if every < 1 {
+            return Err(NodeError::new(format!(
+                "config `every` must be ≥ 1 (got {every})"
+            )));
+        }
+        Ok(PanicEvery {
+            every: every as u64,
+            ticks: 0,
+        })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(self.every) {
+            panic!("injected panic at tick {}", self.ticks);
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(PanicEvery);
