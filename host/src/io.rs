@@ -170,6 +170,20 @@ impl NodeIo {
         }
     }
 
+    /// Messages waiting in the node's input queues.
+    pub fn pending_input(&self) -> usize {
+        self.ports
+            .iter()
+            .map(|p| {
+                if let PortBinding::Input(s) = p {
+                    s.pending()
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
     /// Totals over the node's ports: (messages sent, messages received, dropped).
     pub fn message_totals(&self) -> (u64, u64, u64) {
         let mut totals = (0, 0, 0);

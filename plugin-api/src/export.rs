@@ -77,6 +77,7 @@ unsafe fn write_sink(sink: ByteSink, bytes: &[u8]) {
 ///
 /// # Safety
 /// `err` must be a valid sink from the host for the current call.
+#[inline(always)]
 unsafe fn guard(err: ByteSink, f: impl FnOnce() -> Result<(), NodeError>) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => abi::STATUS_OK,
@@ -118,6 +119,7 @@ unsafe extern "C" fn create<N: Node>(ctx: *const NodeContext, out: *mut *mut c_v
 /// # Safety
 /// `obj` must come from `create::<N>` and not be destroyed; `ctx` and `err` must be valid for
 /// the call; the host never calls two entries of one object at once.
+#[inline(always)]
 unsafe fn with_node<N: Node>(
     obj: *mut c_void,
     ctx: *const NodeContext,

@@ -69,13 +69,20 @@ fn sink_for(buf: &mut Vec<u8>) -> ByteSink {
 }
 
 /// Runs one entry point with a fresh error sink and maps its status.
+#[inline(always)]
 fn call(f: impl FnOnce(ByteSink) -> i32) -> Result<(), CallError> {
     let mut err = Vec::new();
     let code = f(sink_for(&mut err));
     if code == abi::STATUS_OK {
         return Ok(());
     }
-    let message = String::from_utf8_lossy(&err).into_owned();
+    failed(code, &err)
+}
+
+#[cold]
+#[inline(never)]
+fn failed(code: i32, err: &[u8]) -> Result<(), CallError> {
+    let message = String::from_utf8_lossy(err).into_owned();
     let kind = match code {
         abi::STATUS_ERROR => CallErrorKind::Error,
         abi::STATUS_PANIC => CallErrorKind::Panic,
@@ -139,6 +146,7 @@ impl NodeInstance {
         })
     }
 
+    #[inline(always)]
     fn lifecycle(
         &mut self,
         entry: unsafe extern "C" fn(*mut c_void, *const NodeContext, ByteSink) -> i32,

@@ -555,7 +555,10 @@ mod tests {
     #[test]
     fn key_lists_match_the_raw_structs() {
         // Every key the hints list must be accepted by the parser.
-        for key in raw::NODE_KEYS.iter().filter(|k| !matches!(**k, "name" | "plugin")) {
+        for key in raw::NODE_KEYS
+            .iter()
+            .filter(|k| !matches!(**k, "name" | "plugin"))
+        {
             let value = match *key {
                 "type" => "\"T\"",
                 "isolation" => "\"inline\"",
@@ -572,7 +575,10 @@ mod tests {
             check(&format!("[scheduler]\n{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));
         }
         for key in raw::CONNECT_KEYS.iter().filter(|k| **k == "qos") {
-            check(&format!("[[connect]]\nfrom = \"a.b\"\nto = \"c.d\"\n{key} = \"reliable\"\n")).unwrap();
+            check(&format!(
+                "[[connect]]\nfrom = \"a.b\"\nto = \"c.d\"\n{key} = \"reliable\"\n"
+            ))
+            .unwrap();
         }
         assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect"]);
     }

@@ -1,7 +1,19 @@
 //! Fault injection: a node that panics on every `every`-th tick (config, default 5) and
 //! succeeds otherwise. The host must count each panic as a failure and keep running.
+//!
+//! It formats its panic message in a per-thread scratch buffer (`thread_local!` with a
+//! destructor), as many crates do. That registers a thread-local destructor in this library on
+//! every thread that ticks it, which keeps glibc from unmapping the library while such a thread
+//! lives: the unload tests rely on it to prove that the host retires the threads that call
+//! plugins.
 
 use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult};
+use std::cell::RefCell;
+use std::fmt::Write;
+
+thread_local! {
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 /// Panics on ticks `every`, `2·every`, …
 pub struct PanicEvery {
@@ -26,7 +38,12 @@ impl Node for PanicEvery {
     fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
         self.ticks += 1;
         if self.ticks.is_multiple_of(self.every) {
-            panic!("injected panic at tick {}", self.ticks);
+            let message = SCRATCH.with_borrow_mut(|buf| {
+                buf.clear();
+                let _ = write!(buf, "injected panic at tick {}", self.ticks);
+                buf.clone()
+            });
+            panic!("{message}");
         }
         Ok(())
     }

@@ -1,0 +1,85 @@
+//! `./scripts/bench.sh dispatch`: the cost of one node tick through the plugin ABI (the exact
+//! call the scheduler makes: vtable entry, panic guard, status mapping) against a direct trait
+//! call of the same node code in the same process, measured in the same run.
+//!
+//! Prints `BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r>` lines.
+
+use bench_noop::Spin;
+use horus_host::ffi::{NodeInstance, PluginLibrary};
+use horus_host::io::NodeIo;
+use horus_plugin_api::testing::TestHarness;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+const TICKS: u64 = 5_000_000;
+const ROUNDS: usize = 7;
+
+/// Median ns per iteration of `f` over ROUNDS rounds of TICKS calls.
+fn measure(mut f: impl FnMut()) -> f64 {
+    for _ in 0..TICKS / 10 {
+        f();
+    }
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..TICKS {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / TICKS as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[ROUNDS / 2]
+}
+
+fn plugin_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench executable");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps/<bench>");
+    let so = dir.join("libbench_noop.so");
+    assert!(
+        so.is_file(),
+        "{} missing: build it with `cargo build --release -p bench-noop` (scripts/bench.sh does)",
+        so.display()
+    );
+    so
+}
+
+fn main() {
+    // Cargo passes `--bench` to harness-less benches; nothing else is accepted.
+    if std::env::args().skip(1).any(|a| a != "--bench") {
+        eprintln!("usage: dispatch [--bench]");
+        std::process::exit(2);
+    }
+    let lib = Arc::new(PluginLibrary::open(&plugin_path()).expect("load bench-noop"));
+    let io = NodeIo::new(
+        "spin".into(),
+        false,
+        toml::Table::new(),
+        Vec::new(),
+        Instant::now(),
+    );
+    let mut abi_node = NodeInstance::create(lib.clone(), 0, io).expect("create");
+    abi_node.init().expect("init");
+    let mut direct = TestHarness::<Spin>::builder("spin").start().expect("harness");
+
+    // Interleave the two so that frequency scaling or a noisy neighbour hits both alike.
+    let mut abi = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..3 {
+        abi.push(measure(|| assert!(black_box(abi_node.tick().is_ok()))));
+        base.push(measure(|| assert!(black_box(direct.tick_direct().is_ok()))));
+    }
+    abi.sort_by(f64::total_cmp);
+    base.sort_by(f64::total_cmp);
+    let (abi, base) = (abi[1], base[1]);
+    println!(
+        "BENCH tick_dispatch_abi value={abi:.2} unit=ns baseline={base:.2} ratio={:.2} baseline_name=direct_trait_call target_ns=100 target_ratio=3",
+        abi / base
+    );
+    drop(abi_node);
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs one benchmark group and prints its BENCH lines:
+#   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
+# Usage: ./scripts/bench.sh <group>     groups: dispatch
+# Release build; results go to docs/performance.md by hand, with the command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+group="${1:-}"
+case "$group" in
+  dispatch)
+    cargo build --release -q -p bench-noop
+    cargo bench -q -p horus-host --bench dispatch
+    ;;
+  *)
+    echo "usage: $0 <group>   (groups: dispatch)" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,214 @@
+//! Running manifests with the real binary: the demo ticks at its rates and moves its messages,
+//! failures are counted while the host keeps running, signals stop it cleanly.
+
+use horus_e2e::{horus, node, read_stats, run, spawn, wait, Scratch};
+use std::time::Duration;
+
+fn ticks(n: &serde_json::Value) -> f64 {
+    n["total_ticks"].as_f64().unwrap()
+}
+
+#[test]
+fn demo_ticks_near_its_rates_and_delivers_every_estimate() {
+    let s = Scratch::new();
+    let stats = s.path().join("stats.json");
+    let demo = horus_e2e::repo_root().join("manifests/demo.toml");
+    let out = run(&[
+        "run",
+        demo.to_str().unwrap(),
+        "--duration",
+        "3s",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("node ") && out.stdout.contains("telemetry"),
+        "stats table:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("roll"),
+        "the sink reports what it receives:\n{}",
+        out.stderr
+    );
+
+    let stats = read_stats(&stats);
+    assert_eq!(stats.len(), 3);
+    let (imu, filter, telemetry) = (
+        node(&stats, "imu"),
+        node(&stats, "filter"),
+        node(&stats, "telemetry"),
+    );
+    // 3 s at 100 Hz and 10 Hz. Lower bounds are loose (shared CI cores); a node may never tick
+    // faster than its rate (plus the final drain tick).
+    assert!(
+        ticks(imu) >= 150.0 && ticks(imu) <= 301.0,
+        "imu ticked {}",
+        ticks(imu)
+    );
+    assert!(
+        ticks(filter) >= 150.0 && ticks(filter) <= 302.0,
+        "filter ticked {}",
+        ticks(filter)
+    );
+    assert!(
+        ticks(telemetry) >= 15.0 && ticks(telemetry) <= 32.0,
+        "telemetry ticked {}",
+        ticks(telemetry)
+    );
+    for n in &stats {
+        assert_eq!(n["total_failures"], 0, "{n}");
+        for key in [
+            "consecutive_failures",
+            "priority",
+            "tick_rate",
+            "logging_enabled",
+            "tick_duration_min_us",
+            "tick_duration_avg_us",
+            "tick_duration_max_us",
+        ] {
+            assert!(!n[key].is_null(), "stats field {key} missing in {n}");
+        }
+    }
+    assert_eq!(telemetry["tick_rate"], 10.0);
+    assert_eq!(
+        imu["messages_sent"], filter["messages_received"],
+        "keep_last(8) at the same rate drops nothing"
+    );
+    // reliable + the drain on shutdown: every estimate the filter published reached the sink.
+    assert_eq!(filter["messages_sent"], telemetry["messages_received"]);
+    assert_eq!(telemetry["dropped"], 0);
+}
+
+#[test]
+fn panicking_node_is_counted_and_the_host_keeps_running() {
+    let s = Scratch::new();
+    let stats = s.path().join("stats.json");
+    let manifest = s.write(
+        "faulty.toml",
+        "[scheduler]\ntick_rate = 200.0\n\
+         [[node]]\nname = \"healthy\"\nplugin = \"{plugin:bench-noop}\"\n\
+         [[node]]\nname = \"panicky\"\nplugin = \"{plugin:faulty-panic}\"\nconfig = { every = 4 }\n",
+    );
+    let out = run(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--duration",
+        "2s",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.code(),
+        0,
+        "a panicking node is not a host failure:\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    let (healthy, panicky) = (node(&stats, "healthy"), node(&stats, "panicky"));
+    assert!(ticks(healthy) >= 200.0, "healthy node kept ticking: {healthy}");
+    assert_eq!(
+        ticks(healthy),
+        ticks(panicky),
+        "the panicking node is ticked every cycle too"
+    );
+    let failures = panicky["total_failures"].as_u64().unwrap();
+    assert_eq!(
+        failures,
+        panicky["total_ticks"].as_u64().unwrap() / 4,
+        "{panicky}"
+    );
+    assert!(panicky["consecutive_failures"].as_u64().unwrap() <= 1);
+    let last = panicky["last_error"].as_str().unwrap();
+    assert!(
+        last.contains("injected panic at tick") && last.contains("src/lib.rs"),
+        "{last}"
+    );
+    assert!(out.stderr.contains("tick panicked"), "{}", out.stderr);
+    // Rate-limited: far fewer log lines than failures.
+    let logged = out.stderr.matches("tick panicked").count() as u64;
+    assert!(
+        logged < failures / 4,
+        "{logged} log lines for {failures} failures"
+    );
+}
+
+#[test]
+fn sigint_stops_cleanly_with_stats() {
+    let s = Scratch::new();
+    let stats = s.path().join("stats.json");
+    let manifest = s.write(
+        "count.toml",
+        "[[node]]\nname = \"counter\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\n\
+         [[node]]\nname = \"summer\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Summer\"\n\
+         [[connect]]\nfrom = \"counter.count\"\nto = \"summer.numbers\"\nqos = \"reliable\"\n",
+    );
+    let child = spawn(horus(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]));
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(800));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = wait(child, Duration::from_secs(20));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains("stop requested"), "{}", out.stderr);
+    // Every node's shutdown ran once.
+    assert_eq!(out.stderr.matches("stopped at").count(), 1, "{}", out.stderr);
+    assert_eq!(out.stderr.matches("received ").count(), 1, "{}", out.stderr);
+    let stats = read_stats(&stats);
+    let (counter, summer) = (node(&stats, "counter"), node(&stats, "summer"));
+    assert!(ticks(counter) > 10.0);
+    assert_eq!(
+        counter["messages_sent"], summer["messages_received"],
+        "nothing lost on a reliable topic"
+    );
+}
+
+#[test]
+fn node_that_fails_to_start_is_a_runtime_error() {
+    let s = Scratch::new();
+    let manifest = s.write(
+        "bad-config.toml",
+        "[[node]]\nname = \"imu\"\nplugin = \"{plugin:imu-sim}\"\n\
+         [[node]]\nname = \"counter\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\nconfig = { step = -1 }\n",
+    );
+    let out = run(&["run", manifest.to_str().unwrap(), "--duration", "5s"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("node `counter` failed to start (create): config `step` must be > 0 (got -1)"),
+        "{}",
+        out.stderr
+    );
+    // The node started before it was shut down.
+    assert!(out.stderr.contains("published 0 IMU samples"), "{}", out.stderr);
+}
+
+#[test]
+fn high_rate_preset_keeps_up() {
+    let s = Scratch::new();
+    let stats = s.path().join("stats.json");
+    let manifest = s.write(
+        "fast.toml",
+        "[scheduler]\npreset = \"low_latency\"\n[[node]]\nname = \"n\"\nplugin = \"{plugin:bench-noop}\"\n",
+    );
+    let out = run(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--duration",
+        "2s",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let n = ticks(node(&read_stats(&stats), "n"));
+    assert!((500.0..=1001.0).contains(&n), "500 Hz for 2 s ticked {n}");
+}

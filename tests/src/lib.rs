@@ -1,0 +1,198 @@
+//! Helpers for the end-to-end tests: find the built `horus` binary and plugins, write manifests
+//! into a fresh temp dir, and run the binary with a hard time limit.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built `horus` binary and plugin libraries (`target/debug`),
+/// found from the test executable's own path (`target/debug/deps/<test>`).
+pub fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<exe>")
+        .to_path_buf();
+    assert!(
+        dir.join("horus").is_file(),
+        "{} has no `horus` binary: run `cargo build --workspace` before the tests (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repo")
+        .to_path_buf()
+}
+
+/// The path of the built `horus` binary.
+pub fn horus_bin() -> PathBuf {
+    artifacts_dir().join("horus")
+}
+
+/// The path of a built plugin, by crate name (`imu-sim` → `libimu_sim.so`).
+pub fn plugin(crate_name: &str) -> PathBuf {
+    let path = artifacts_dir().join(format!("lib{}.so", crate_name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "plugin {} is not built: run `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A temp dir with manifests in it, removed on drop.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A fresh dir.
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("horus-e2e-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    /// The dir.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `text` to `name` in the dir; `{plugin:NAME}` is replaced by the absolute path of
+    /// plugin crate NAME. Returns the file's path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{plugin:") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closing brace") + start;
+            out.push_str(&plugin(&rest[start + 8..end]).display().to_string());
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, out).expect("write manifest");
+        path
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+/// What a finished `horus` process left.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The exit code (panics if killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("horus died by a signal: {self:?}"))
+    }
+}
+
+/// A `horus` command with logs kept plain (no colour, info level).
+pub fn horus(args: &[&str]) -> Command {
+    let mut cmd = Command::new(horus_bin());
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE");
+    cmd
+}
+
+/// Starts `cmd` with piped output.
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn horus")
+}
+
+/// Waits for `child` at most `limit`; kills it and panics if it takes longer.
+pub fn wait(mut child: Child, limit: Duration) -> Outcome {
+    let deadline = Instant::now() + limit;
+    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "horus did not finish within {limit:?}; killed it. stderr:\n{}",
+                err_t.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Outcome {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `horus args…` to completion (at most 60 s).
+pub fn run(args: &[&str]) -> Outcome {
+    wait(spawn(horus(args)), Duration::from_secs(60))
+}
+
+/// Reads a `--stats-json` file as a list of node objects.
+pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats JSON: {e}\n{text}"))
+}
+
+/// The stats object of node `name`.
+pub fn node<'a>(stats: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    stats
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node `{name}` in {stats:?}"))
+}
+
+/// A path to the C library mapped into this process: a real shared library that is not a
+/// HORUS plugin.
+pub fn libc_path() -> PathBuf {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .map(PathBuf::from)
+        .expect("libc is mapped")
+}
