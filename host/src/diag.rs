@@ -43,6 +43,8 @@ pub enum Code {
     H0015,
     /// Plugin descriptor is malformed.
     H0016,
+    /// The plugin file could not be copied to a private path for loading.
+    H0017,
     /// A connection names an unknown node.
     H0020,
     /// A connection names an unknown port.
@@ -72,6 +74,7 @@ impl Code {
             Code::H0014 => "H0014",
             Code::H0015 => "H0015",
             Code::H0016 => "H0016",
+            Code::H0017 => "H0017",
             Code::H0020 => "H0020",
             Code::H0021 => "H0021",
             Code::H0022 => "H0022",

@@ -66,7 +66,10 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
             "rebuild the plugin against the same horus-plugin-api version as this host".into(),
         ),
         LoadError::BadDescriptor { .. } => (Code::H0016, "rebuild the plugin with `export_plugin!`".into()),
-        LoadError::Copy { .. } => (Code::H0011, "check the permissions of the plugin file and the temp dir".into()),
+        LoadError::Copy { .. } => (
+            Code::H0017,
+            "check that the plugin file is readable and that the temp dir (TMPDIR) is writable and not full".into(),
+        ),
     };
     Diagnostic::new(code, &manifest.path, e.to_string())
         .at(spec.plugin_at)
@@ -306,6 +309,7 @@ fn endpoint_port<'a>(
         let names: Vec<&str> = manifest.nodes.iter().map(|n| n.name.as_str()).collect();
         let hint = match suggest(&end.node, names.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
+            None if names.is_empty() => "the manifest declares no nodes; add a [[node]] table".to_owned(),
             None => format!("declared nodes: {}", names.join(", ")),
         };
         diags.push(

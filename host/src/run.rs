@@ -74,11 +74,11 @@ pub fn describe(graph: &Graph) -> String {
     use std::fmt::Write;
     let m = &graph.manifest;
     let mut out = format!(
-        "{}: ok — {} nodes, {} connections, {} plugins, {} Hz{}\n",
+        "{}: ok — {}, {}, {}, {} Hz{}\n",
         m.path.display(),
-        graph.nodes.len(),
-        m.connections.len(),
-        graph.plugins.len(),
+        count(graph.nodes.len(), "node"),
+        count(m.connections.len(), "connection"),
+        count(graph.plugins.len(), "plugin"),
         m.scheduler.tick_rate,
         m.scheduler
             .preset
@@ -102,6 +102,14 @@ pub fn describe(graph: &Graph) -> String {
         let _ = writeln!(out, "  {} -> {} [{}]", c.from, c.to, c.qos);
     }
     out
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Runs the manifest until `--duration` elapses or SIGINT/SIGTERM arrives, then shuts every node

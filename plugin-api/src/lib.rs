@@ -49,7 +49,7 @@ pub mod node;
 pub mod testing;
 
 pub use message::{CodecError, Message, Pod, Port};
-pub use node::{Context, Node, NodeError, NodeResult, RecvError, SendError};
+pub use node::{ConfigError, Context, Node, NodeError, NodeResult, RecvError, SendError};
 
 #[doc(hidden)]
 pub mod __private {

@@ -77,6 +77,12 @@ pub fn pod_bytes<T: Pod>(value: &T) -> &[u8] {
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
+/// A plain-data value with every byte zero.
+pub fn pod_zeroed<T: Pod>() -> T {
+    // SAFETY: `T: Pod` accepts every bit pattern, including all zeroes.
+    unsafe { std::mem::zeroed() }
+}
+
 /// Reads a plain-data value from bytes of exactly its size (any alignment).
 pub fn pod_from_bytes<T: Pod>(bytes: &[u8], type_name: &'static str) -> Result<T, CodecError> {
     if bytes.len() != size_of::<T>() {
@@ -149,8 +155,15 @@ macro_rules! pod_message {
     )*) => {$(
         $(#[$m])*
         #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq)]
+        #[derive(Clone, Copy, Debug, PartialEq)]
         $vis struct $name { $($(#[$fm])* $fvis $field: $ty),* }
+
+        /// All zeroes (valid for plain data, and works for arrays of any length).
+        impl ::core::default::Default for $name {
+            fn default() -> Self {
+                $crate::message::pod_zeroed()
+            }
+        }
 
         const _: () = {
             #[allow(dead_code)]
@@ -294,6 +307,13 @@ mod tests {
     crate::pod_message! {
         struct Sample { stamp: u64, values: [f32; 4] }
         struct Other { stamp: u64, values: [f32; 4] }
+        struct Big { data: [u8; 256] }
+    }
+
+    #[test]
+    fn long_arrays_and_default() {
+        assert_eq!(Big::default().data, [0u8; 256]);
+        assert_eq!(Sample::default().stamp, 0);
     }
 
     #[test]

@@ -48,10 +48,10 @@ pub type NodeResult = Result<(), NodeError>;
 ///
 /// # Lifecycle
 /// All hooks run on a scheduler thread of the host, never two at once for one node. None may
-/// block for long: the scheduler's deadlines and watchdog see a slow hook as a fault.
+/// block for long: a slow hook delays every node scheduled after it in the cycle.
 /// - [`create`](Node::create): once, to build the node from its context (name, config). Validate
 ///   the config here and return an error that names the key.
-/// - [`init`](Node::init): once, after `create` and before the first tick (also after a restart).
+/// - [`init`](Node::init): once, after `create` and before the first tick.
 /// - [`tick`](Node::tick): once per scheduled cycle. Must be fast. An `Err` or a panic counts as a
 ///   failure for the supervisor; the host keeps running.
 /// - [`shutdown`](Node::shutdown): once when the scheduler stops. Release external resources.
@@ -92,6 +92,40 @@ pub trait Node: Sized + 'static {
     }
 }
 
+/// A config key has the wrong type, e.g. `step = "2"` where an integer is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key as asked for.
+    pub key: String,
+    /// What the node expected ("an integer").
+    pub expected: &'static str,
+    /// What the manifest has ("a string").
+    pub found: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "config `{}` must be {} (the manifest has {})",
+            self.key, self.expected, self.found
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        abi::CONFIG_BOOL => "a boolean",
+        abi::CONFIG_INT => "an integer",
+        abi::CONFIG_FLOAT => "a float",
+        abi::CONFIG_STRING => "a string",
+        abi::CONFIG_OTHER => "an array or table",
+        _ => "nothing",
+    }
+}
+
 /// An error from [`Context::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
@@ -108,7 +142,8 @@ pub enum SendError {
     },
     /// A `reliable` topic is full: the message was not sent. Retry on a later tick.
     Full(String),
-    /// The message is larger than the topic's slot size.
+    /// The message is larger than the topic's slot size (topics with fixed-size slots only;
+    /// in-process topics take any size).
     TooLarge(String),
     /// The message could not be encoded.
     Codec(CodecError),
@@ -252,32 +287,52 @@ impl<'a> Context<'a> {
         out
     }
 
-    /// A float from the node's `config` table (integers convert). `key` may be dotted.
-    pub fn config_f64(&self, key: &str) -> Option<f64> {
+    fn config_typed<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        pick: impl FnOnce(&ConfigValue) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
         let v = self.config_value(key);
-        matches!(v.kind, abi::CONFIG_FLOAT | abi::CONFIG_INT).then_some(v.float)
+        if v.kind == abi::CONFIG_MISSING {
+            return Ok(None);
+        }
+        pick(&v).map(Some).ok_or_else(|| ConfigError {
+            key: key.to_owned(),
+            expected,
+            found: kind_name(v.kind),
+        })
+    }
+
+    /// A number from the node's `config` table (an integer converts). `key` may be dotted
+    /// (`pid.kp`). `Ok(None)` when absent; an error naming the key when it has another type.
+    pub fn config_f64(&self, key: &str) -> Result<Option<f64>, ConfigError> {
+        self.config_typed(key, "a number", |v| {
+            matches!(v.kind, abi::CONFIG_FLOAT | abi::CONFIG_INT).then_some(v.float)
+        })
     }
 
     /// An integer from the node's `config` table.
-    pub fn config_i64(&self, key: &str) -> Option<i64> {
-        let v = self.config_value(key);
-        (v.kind == abi::CONFIG_INT).then_some(v.int)
+    pub fn config_i64(&self, key: &str) -> Result<Option<i64>, ConfigError> {
+        self.config_typed(key, "an integer", |v| {
+            (v.kind == abi::CONFIG_INT).then_some(v.int)
+        })
     }
 
     /// A boolean from the node's `config` table.
-    pub fn config_bool(&self, key: &str) -> Option<bool> {
-        let v = self.config_value(key);
-        (v.kind == abi::CONFIG_BOOL).then_some(v.int != 0)
+    pub fn config_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.config_typed(key, "true or false", |v| {
+            (v.kind == abi::CONFIG_BOOL).then_some(v.int != 0)
+        })
     }
 
     /// A string from the node's `config` table.
-    pub fn config_str(&self, key: &str) -> Option<&str> {
-        let v = self.config_value(key);
-        if v.kind != abi::CONFIG_STRING {
-            return None;
-        }
-        // SAFETY: the host keeps config strings alive and unchanged for the node's lifetime.
-        Some(unsafe { slice_to_str(v.text) })
+    pub fn config_str(&self, key: &str) -> Result<Option<&str>, ConfigError> {
+        self.config_typed(key, "a string", |v| {
+            // SAFETY: the host keeps config strings alive and unchanged for the node's lifetime,
+            // which outlives `&self`.
+            (v.kind == abi::CONFIG_STRING).then(|| unsafe { slice_to_str(v.text) })
+        })
     }
 
     /// The node's whole `config` table as TOML text, to parse with a crate of your choice.

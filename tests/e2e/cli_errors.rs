@@ -89,6 +89,48 @@ fn file_that_is_not_a_shared_library() {
 }
 
 #[test]
+fn elf_file_that_dlopen_refuses_gives_the_loaders_reason() {
+    let s = Scratch::new();
+    // The `horus` executable is ELF but not loadable as a library.
+    let bin = horus_e2e::horus_bin();
+    let err = refuse(
+        &s,
+        &format!("[[node]]\nname = \"x\"\nplugin = \"{}\"\n", bin.display()),
+    );
+    has(&err, &["error[H0011]", "is not a loadable shared library: "]);
+    let reason = err
+        .lines()
+        .next()
+        .unwrap()
+        .split("shared library: ")
+        .nth(1)
+        .unwrap();
+    assert!(
+        reason.len() > "dlopen failed".len(),
+        "the loader's own reason is shown, got {reason:?}"
+    );
+}
+
+#[test]
+fn plugin_that_cannot_be_copied_for_loading() {
+    let s = Scratch::new();
+    let path = s.write("robot.toml", IMU);
+    let out = horus_e2e::wait(
+        horus_e2e::spawn({
+            let mut cmd = horus_e2e::horus(&["check", path.to_str().unwrap()]);
+            cmd.env("TMPDIR", s.path().join("no-such-dir"));
+            cmd
+        }),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &["error[H0017]", "cannot make a private copy", "TMPDIR"],
+    );
+}
+
+#[test]
 fn library_without_the_horus_symbol() {
     let s = Scratch::new();
     let libc = libc_path();
@@ -151,9 +193,9 @@ fn duplicate_node_name() {
     has(
         &err,
         &[
-            "robot.toml:4:1: error[H0008]",
+            "robot.toml:5:8: error[H0008]",
             "duplicate node name `imu`",
-            "line 1",
+            "line 2",
         ],
     );
 }

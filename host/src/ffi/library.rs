@@ -78,7 +78,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The private copy could not be made.
-    #[error("cannot make a private copy of {path} to load: {source}")]
+    #[error("cannot make a private copy of {path} to load it from: {source}")]
     Copy {
         /// The file.
         path: PathBuf,
@@ -193,7 +193,8 @@ impl PluginLibrary {
         let _ = std::fs::remove_dir(&dir);
         let lib = opened.map_err(|e| LoadError::NotALibrary {
             path: path.to_path_buf(),
-            reason: dl_reason(&e),
+            // dlerror names the private copy; the user knows the file by its own name.
+            reason: dl_reason(&e).replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
         })?;
         let info = read_descriptor(&lib, path)?;
         Ok(PluginLibrary {
@@ -224,10 +225,13 @@ impl PluginLibrary {
     }
 }
 
+/// The loader's own words (`dlerror`), which name the missing symbol or the wrong format.
+/// libloading keeps them in the error's `source`, behind a generic "dlopen failed".
 fn dl_reason(e: &libloading::Error) -> String {
-    let text = e.to_string();
-    // libloading prefixes its own words; keep dlerror's, which name the missing symbol or file.
-    text.strip_prefix("dlopen failed: ").unwrap_or(&text).to_owned()
+    match std::error::Error::source(e) {
+        Some(source) => source.to_string(),
+        None => e.to_string(),
+    }
 }
 
 fn check_elf(path: &Path) -> Result<(), LoadError> {

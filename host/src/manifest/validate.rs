@@ -22,16 +22,24 @@ pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
 /// Validates manifest `text` read from `path`; relative plugin paths resolve against `base`.
 pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Manifest, Diagnostics> {
     // Syntax first, so that a syntax error is never reported as a schema error.
-    if let Err(e) = text.parse::<toml::Table>() {
-        let at = e
-            .span()
-            .map_or(Location::default(), |s| Location::of_offset(text, s.start));
-        return Err(
-            Diagnostic::new(Code::H0002, path, format!("invalid TOML: {}", e.message().trim()))
-                .at(at)
-                .hint("fix the TOML syntax (https://toml.io)")
-                .into(),
-        );
+    let doc = match toml::de::DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let at = e
+                .span()
+                .map_or(Location::default(), |s| Location::of_offset(text, s.start));
+            return Err(
+                Diagnostic::new(Code::H0002, path, format!("invalid TOML: {}", e.message().trim()))
+                    .at(at)
+                    .hint("fix the TOML syntax (https://toml.io)")
+                    .into(),
+            );
+        }
+    };
+    // Every unknown key of every table at once (serde would stop at the first).
+    let unknown = unknown_keys(doc.get_ref(), text, path);
+    if !unknown.is_empty() {
+        return Err(unknown.sorted());
     }
     let raw: RawManifest =
         toml::from_str(text).map_err(|e| Diagnostics::from(schema_error(&e, text, path)))?;
@@ -42,6 +50,54 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Manifest, Diagnosti
         diags: Diagnostics::default(),
     }
     .run(raw)
+}
+
+/// Reports every key that no table of the manifest accepts, each at its own position.
+fn unknown_keys(doc: &toml::de::DeTable<'_>, text: &str, path: &Path) -> Diagnostics {
+    use toml::de::{DeTable, DeValue};
+    let mut diags = Diagnostics::default();
+    let mut check = |table: &DeTable<'_>, known: &[&str], context: &str| {
+        for key in table.keys() {
+            let name: &str = key.get_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let hint = match suggest(name, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("remove it; valid keys {context}: {}", known.join(", ")),
+            };
+            diags.push(
+                Diagnostic::new(Code::H0003, path, format!("unknown field `{name}`"))
+                    .at(Location::of_offset(text, key.span().start))
+                    .key(name.to_owned())
+                    .hint(hint),
+            );
+        }
+    };
+    check(doc, raw::TOP_KEYS, "at the top level");
+    let tables = |key: &str| -> Vec<&DeTable<'_>> {
+        match doc.get(key).map(|v| v.get_ref()) {
+            Some(DeValue::Table(t)) => vec![t],
+            Some(DeValue::Array(items)) => items
+                .iter()
+                .filter_map(|v| match v.get_ref() {
+                    DeValue::Table(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    for t in tables("scheduler") {
+        check(t, raw::SCHEDULER_KEYS, "in [scheduler]");
+    }
+    for t in tables("node") {
+        check(t, raw::NODE_KEYS, "in [[node]]");
+    }
+    for t in tables("connect") {
+        check(t, raw::CONNECT_KEYS, "in [[connect]]");
+    }
+    diags
 }
 
 /// Maps a serde error from the typed parse to a diagnostic with a stable code and a hint.
@@ -81,6 +137,7 @@ fn schema_error(e: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
             ));
     }
     if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        let message = friendly_types(&message);
         let what = match &key {
             Some(k) => format!("`{k}`: {message}"),
             None => message.clone(),
@@ -96,6 +153,24 @@ fn schema_error(e: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
         d = d.key(k);
     }
     d
+}
+
+/// Serde names Rust types (`expected i64`); say what a TOML user writes instead.
+fn friendly_types(message: &str) -> String {
+    let mut m = message.to_owned();
+    for (rust, toml) in [
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected u64", "expected a whole number"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+        ("expected struct RawNode", "expected a [[node]] table"),
+        ("expected struct RawConnect", "expected a [[connect]] table"),
+        ("expected struct RawScheduler", "expected a [scheduler] table"),
+    ] {
+        m = m.replace(rust, toml);
+    }
+    m
 }
 
 /// What type a key wants, for wrong-type hints.
@@ -181,33 +256,43 @@ impl Validator<'_> {
     }
 
     fn run(mut self, raw: RawManifest) -> Result<Manifest, Diagnostics> {
+        let errors_before = self.diags.0.len();
         let scheduler = match raw.scheduler {
             Some(s) => self.scheduler(s.into_inner()),
             None => SchedulerSpec::default(),
         };
-        let mut names: HashMap<String, Location> = HashMap::new();
+        // With a bad [scheduler], rates cannot be compared to it: skip that check, not report
+        // errors that are only consequences.
+        let tick_rate = (self.diags.0.len() == errors_before).then_some(scheduler.tick_rate);
+        // Duplicate names first, on the raw names, so a node with another error still counts.
+        let mut first_at: HashMap<String, (usize, Location)> = HashMap::new();
+        for (index, node) in raw.nodes.iter().enumerate() {
+            let name = node.get_ref().name.get_ref().trim().to_owned();
+            let at = self.at(&node.get_ref().name);
+            match first_at.get(&name) {
+                Some((_, first)) => {
+                    let first_line = first.line;
+                    self.push(
+                        Diagnostic::new(Code::H0008, self.path, format!("duplicate node name `{name}`"))
+                            .at(at)
+                            .key("name")
+                            .hint(format!(
+                                "node names must be unique; the first `{name}` is at line {first_line}: rename one of them"
+                            )),
+                    );
+                }
+                None => {
+                    first_at.insert(name, (index, at));
+                }
+            }
+        }
         let mut nodes = Vec::new();
         for (index, node) in raw.nodes.into_iter().enumerate() {
             let at = self.at(&node);
-            if let Some(spec) = self.node(node.into_inner(), index, at, scheduler.tick_rate) {
-                if let Some(first) = names.get(&spec.name) {
-                    let d = Diagnostic::new(
-                        Code::H0008,
-                        self.path,
-                        format!("duplicate node name `{}`", spec.name),
-                    )
-                    .at(spec.at)
-                    .node(spec.name.clone())
-                    .key("name")
-                    .hint(format!(
-                        "node names must be unique; the first `{}` is at line {}: rename one of them",
-                        spec.name, first.line
-                    ));
-                    self.diags.push(d);
-                    continue;
+            if let Some(spec) = self.node(node.into_inner(), index, at, tick_rate) {
+                if first_at.get(&spec.name).is_some_and(|(first, _)| *first == index) {
+                    nodes.push(spec);
                 }
-                names.insert(spec.name.clone(), spec.at);
-                nodes.push(spec);
             }
         }
         let connections = raw
@@ -281,7 +366,7 @@ impl Validator<'_> {
         spec
     }
 
-    fn node(&mut self, raw: RawNode, index: usize, at: Location, tick_rate: f64) -> Option<NodeSpec> {
+    fn node(&mut self, raw: RawNode, index: usize, at: Location, tick_rate: Option<f64>) -> Option<NodeSpec> {
         let name = raw.name.get_ref().trim().to_owned();
         let mut ok = true;
         if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
@@ -324,7 +409,7 @@ impl Validator<'_> {
                         .hint("remove it to tick at the scheduler rate"),
                 );
                 ok = false;
-            } else if r > tick_rate {
+            } else if let Some(tick_rate) = tick_rate.filter(|t| r > *t) {
                 self.push(self.diag(Code::H0006, &rate, format!("`rate_hz` {r} is faster than the scheduler's {tick_rate} Hz"))
                     .node(name.clone())
                     .key("rate_hz")
@@ -467,6 +552,39 @@ mod tests {
     }
 
     #[test]
+    fn every_unknown_key_is_reported_in_file_order() {
+        let d = check(&format!(
+            "{NODE}priorty = 1\ncolour = 2\n[[connect]]\nfrom = \"a.b\"\nto = \"c.d\"\nqoss = \"reliable\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(d.codes(), vec![Code::H0003; 3]);
+        let lines: Vec<usize> = d.0.iter().map(|d| d.location.line).collect();
+        assert_eq!(lines, vec![4, 5, 9]);
+        assert_eq!(d.0[2].hint.as_deref(), Some("did you mean `qos`?"));
+    }
+
+    #[test]
+    fn bad_scheduler_does_not_cascade_into_rate_errors() {
+        let d = check(&format!(
+            "[scheduler]\npreset = \"realtme\"\n{NODE}rate_hz = 500.0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(d.codes(), vec![Code::H0007]);
+    }
+
+    #[test]
+    fn duplicates_are_found_even_when_the_node_has_other_errors() {
+        let d = check(&format!("{NODE}rate_hz = 0.0\n{NODE}")).unwrap_err();
+        assert_eq!(d.codes(), vec![Code::H0006, Code::H0008]);
+    }
+
+    #[test]
+    fn wrong_type_says_what_to_write() {
+        let d = only(&format!("{NODE}rate_hz = \"fast\"\n"));
+        assert!(d.message.contains("expected a number"), "{d}");
+    }
+
+    #[test]
     fn unknown_table_lists_valid_keys() {
         let d = only("[hubs.x]\nmode = \"tcp\"\n");
         assert_eq!(d.code, Code::H0003);
@@ -516,8 +634,8 @@ mod tests {
     fn duplicate_names_point_at_the_second() {
         let d = only(&format!("{NODE}{NODE}"));
         assert_eq!(d.code, Code::H0008);
-        assert_eq!(d.location.line, 4);
-        assert!(d.hint.unwrap().contains("line 1"));
+        assert_eq!(d.location.line, 5, "the second `name =`");
+        assert!(d.hint.unwrap().contains("line 2"));
     }
 
     #[test]

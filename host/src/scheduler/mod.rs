@@ -255,6 +255,45 @@ fn shutdown_all(nodes: &mut [RunningNode]) {
     }
 }
 
+/// Most passes of the shutdown drain; a node that never empties its inputs cannot hold the
+/// shutdown up longer than this.
+const MAX_DRAIN_PASSES: usize = 64;
+
+/// After the stop, nodes with unread input get more ticks — in priority order, so what a filter
+/// forwards reaches a sink later in the same pass — until every input is empty, a pass makes no
+/// progress, or `MAX_DRAIN_PASSES`. Sources (nodes without pending input) are not ticked, so
+/// nothing new enters; everything a `reliable` topic accepted is delivered.
+fn drain(nodes: &mut [RunningNode]) {
+    let pending = |nodes: &[RunningNode]| {
+        nodes
+            .iter()
+            .map(|n| n.instance.io().pending_input())
+            .sum::<usize>()
+    };
+    let mut left = pending(nodes);
+    for _ in 0..MAX_DRAIN_PASSES {
+        if left == 0 {
+            return;
+        }
+        for node in nodes.iter_mut() {
+            if node.instance.io().pending_input() > 0 {
+                node.tick();
+            }
+        }
+        let now = pending(nodes);
+        if now >= left {
+            break;
+        }
+        left = now;
+    }
+    if left > 0 {
+        tracing::warn!(
+            messages = left,
+            "shutdown drain gave up: messages left unread in input queues"
+        );
+    }
+}
+
 fn run_on_this_thread(
     tick_rate: f64,
     nodes: Vec<GraphNode>,
@@ -302,13 +341,7 @@ fn run_on_this_thread(
     }
     let elapsed = start.elapsed();
 
-    // Drain: a node with unread input gets one last tick, in priority order (so what a filter
-    // forwards reaches a sink after it), and nothing a `reliable` topic accepted is lost.
-    for node in &mut nodes {
-        if node.instance.io().pending_input() > 0 {
-            node.tick();
-        }
-    }
+    drain(&mut nodes);
     shutdown_all(&mut nodes);
     let stats = nodes.iter().map(|n| n.stats(tick_rate, elapsed)).collect();
     // Dropping the instances runs every node's `destroy`, here on the scheduler thread.

@@ -86,7 +86,7 @@ pub fn table(stats: &[NodeStats]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:>4}  {:>8}  {:>8}  {:>9}  {:>8}  {:>6}  {:>9}  {:>9}  {:>9}  {:>6}  {:>6}",
+        "{:<width$}  {:>4}  {:>8}  {:>8}  {:>9}  {:>8}  {:>6}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}",
         "node",
         "prio",
         "rate Hz",
@@ -98,12 +98,13 @@ pub fn table(stats: &[NodeStats]) -> String {
         "avg µs",
         "max µs",
         "sent",
-        "recv"
+        "recv",
+        "dropped"
     );
     for s in stats {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>4}  {:>8.1}  {:>8.1}  {:>9}  {:>8}  {:>6}  {:>9.2}  {:>9.2}  {:>9.2}  {:>6}  {:>6}",
+            "{:<width$}  {:>4}  {:>8.1}  {:>8.1}  {:>9}  {:>8}  {:>6}  {:>9.2}  {:>9.2}  {:>9.2}  {:>8}  {:>8}  {:>7}",
             s.name,
             s.priority,
             s.tick_rate,
@@ -116,6 +117,7 @@ pub fn table(stats: &[NodeStats]) -> String {
             s.tick_duration_max_us,
             s.messages_sent,
             s.messages_received,
+            s.dropped,
         );
     }
     for s in stats.iter().filter(|s| s.last_error.is_some()) {

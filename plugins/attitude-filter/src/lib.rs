@@ -18,7 +18,7 @@ impl Node for ComplementaryFilter {
     const PORTS: &'static [Port] = &[Port::input::<Imu>("imu"), Port::output::<Attitude>("attitude")];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let alpha = ctx.config_f64("alpha").unwrap_or(0.98);
+        let alpha = ctx.config_f64("alpha")?.unwrap_or(0.98);
         if !(alpha > 0.0 && alpha < 1.0) {
             return Err(NodeError::new(format!(
                 "config `alpha` must be between 0 and 1 (got {alpha})"

@@ -13,7 +13,7 @@ impl Node for Spin {
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
         Ok(Spin {
             value: 0,
-            step: ctx.config_i64("step").unwrap_or(1) as u64,
+            step: ctx.config_i64("step")?.unwrap_or(1) as u64,
         })
     }
 

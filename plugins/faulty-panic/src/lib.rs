@@ -23,7 +23,7 @@ pub struct PanicEvery {
 
 impl Node for PanicEvery {
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let every = ctx.config_i64("every").unwrap_or(5);
+        let every = ctx.config_i64("every")?.unwrap_or(5);
         if every < 1 {
             return Err(NodeError::new(format!(
                 "config `every` must be ≥ 1 (got {every})"

@@ -15,7 +15,7 @@ impl Node for Counter {
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
         // `config = { step = 2 }` in the manifest; 1 when absent.
-        let step = match ctx.config_i64("step") {
+        let step = match ctx.config_i64("step")? {
             None => 1,
             Some(s) if s > 0 => s as u64,
             Some(s) => return Err(NodeError::new(format!("config `step` must be > 0 (got {s})"))),
@@ -111,6 +111,19 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.message().contains("config `step`"), "{err}");
+    }
+
+    #[test]
+    fn step_of_the_wrong_type_is_refused() {
+        let err = TestHarness::<Counter>::builder("counter")
+            .config("step", 2.5)
+            .start()
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.message(),
+            "config `step` must be an integer (the manifest has a float)"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl XorShift {
 }
 
 fn positive(ctx: &Context<'_>, key: &str, default: f64) -> Result<f64, NodeError> {
-    match ctx.config_f64(key) {
+    match ctx.config_f64(key)? {
         None => Ok(default),
         Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
         Some(v) => Err(NodeError::new(format!(
@@ -71,7 +71,7 @@ impl Node for ImuSim {
         if period == 0.0 {
             return Err(NodeError::new("config `period_s` must be > 0"));
         }
-        let seed = ctx.config_i64("seed").unwrap_or(1);
+        let seed = ctx.config_i64("seed")?.unwrap_or(1);
         Ok(ImuSim {
             amplitude: positive(ctx, "amplitude_deg", 10.0)?.to_radians(),
             omega: std::f64::consts::TAU / period,

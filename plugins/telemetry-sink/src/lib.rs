@@ -22,7 +22,7 @@ impl Node for TelemetrySink {
     const PORTS: &'static [Port] = &[Port::input::<Attitude>("attitude")];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let every = ctx.config_f64("report_every_s").unwrap_or(1.0);
+        let every = ctx.config_f64("report_every_s")?.unwrap_or(1.0);
         if !(every.is_finite() && every > 0.0) {
             return Err(NodeError::new(format!(
                 "config `report_every_s` must be > 0 (got {every})"
@@ -30,7 +30,7 @@ impl Node for TelemetrySink {
         }
         Ok(TelemetrySink {
             report_every: Duration::from_secs_f64(every),
-            max_tilt: ctx.config_f64("max_tilt_deg").unwrap_or(30.0).to_radians(),
+            max_tilt: ctx.config_f64("max_tilt_deg")?.unwrap_or(30.0).to_radians(),
             received: 0,
             received_at_last_report: 0,
             last_report: Duration::ZERO,

@@ -1,0 +1,184 @@
+//! The SDK through its real entry points (via `TestHarness`): typed send/recv for plain data,
+//! serde types and raw bytes, port and type checks, panics and errors as statuses.
+
+use horus_plugin_api::testing::TestHarness;
+use horus_plugin_api::{
+    pod_message, Context, Message, Node, NodeError, NodeResult, Port, RecvError, SendError,
+};
+
+pod_message! {
+    struct Reading { stamp: u64, value: f32, flags: u32 }
+}
+
+#[cfg(feature = "serde")]
+mod serde_types {
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Plan {
+        pub name: String,
+        pub waypoints: Vec<(f32, f32)>,
+    }
+    horus_plugin_api::serde_message!(Plan);
+}
+
+/// Echoes what it receives, and misbehaves on request through config.
+struct Echo;
+
+impl Node for Echo {
+    const PORTS: &'static [Port] = &[
+        Port::input::<Reading>("in"),
+        Port::output::<Reading>("out"),
+        Port::input::<Vec<u8>>("raw_in"),
+        Port::output::<Vec<u8>>("raw_out"),
+        #[cfg(feature = "serde")]
+        Port::input::<serde_types::Plan>("plan_in"),
+        #[cfg(feature = "serde")]
+        Port::output::<serde_types::Plan>("plan_out"),
+    ];
+
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        if ctx.config_bool("fail_create")? == Some(true) {
+            return Err(NodeError::new("refusing to start"));
+        }
+        Ok(Echo)
+    }
+
+    fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {
+        match ctx.config_str("mode")? {
+            Some("panic") => panic!("boom"),
+            Some("error") => return Err(NodeError::new("bad tick")),
+            Some("wrong_type") => {
+                ctx.send("out", &7u64)?;
+            }
+            Some("unknown_port") => {
+                ctx.recv::<Reading>("nope")?;
+            }
+            _ => {}
+        }
+        while let Some(r) = ctx.recv::<Reading>("in")? {
+            ctx.send("out", &r)?;
+        }
+        while let Some(bytes) = ctx.recv_bytes("raw_in")? {
+            let copy = bytes.to_vec();
+            ctx.send("raw_out", &copy)?;
+        }
+        #[cfg(feature = "serde")]
+        while let Some(plan) = ctx.recv::<serde_types::Plan>("plan_in")? {
+            ctx.send("plan_out", &plan)?;
+        }
+        Ok(())
+    }
+}
+
+fn echo(mode: &str) -> TestHarness<Echo> {
+    TestHarness::<Echo>::builder("echo")
+        .config("mode", mode)
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn plain_data_round_trips_in_order() {
+    let mut h = echo("");
+    let sent: Vec<Reading> = (0..5)
+        .map(|i| Reading {
+            stamp: i,
+            value: i as f32 * 0.5,
+            flags: 1,
+        })
+        .collect();
+    for r in &sent {
+        h.push("in", r);
+    }
+    h.tick().unwrap();
+    assert_eq!(h.take::<Reading>("out"), sent);
+}
+
+#[test]
+fn raw_bytes_round_trip() {
+    let mut h = echo("");
+    h.push("raw_in", &b"\x00\x01hello".to_vec());
+    h.tick().unwrap();
+    assert_eq!(h.take::<Vec<u8>>("raw_out"), vec![b"\x00\x01hello".to_vec()]);
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_messages_round_trip_compactly() {
+    use serde_types::Plan;
+    let plan = Plan {
+        name: "dock".into(),
+        waypoints: vec![(1.0, 2.0), (3.5, -1.0)],
+    };
+    let mut scratch = Vec::new();
+    let bytes = plan.encode(&mut scratch).unwrap().to_vec();
+    assert_eq!(
+        bytes.len(),
+        1 + 4 + 1 + 4 * 4,
+        "postcard: varint lengths, raw f32s"
+    );
+    let mut h = echo("");
+    h.push("plan_in", &plan);
+    h.tick().unwrap();
+    assert_eq!(h.take::<Plan>("plan_out"), vec![plan]);
+    assert!(
+        Plan::decode(&[0xff, 0xff]).is_err(),
+        "garbage is an error, not a crash"
+    );
+}
+
+#[test]
+fn panics_and_errors_become_statuses() {
+    let mut h = echo("panic");
+    let err = h.tick().unwrap_err();
+    assert!(err.message().starts_with("panic: panicked at"), "{err}");
+    assert!(err.message().ends_with("boom"), "{err}");
+    assert!(err.message().contains("sdk.rs"), "location of the panic: {err}");
+    // The node is still usable after a caught panic.
+    assert!(h.tick().is_err());
+    assert_eq!(echo("error").tick().unwrap_err().message(), "bad tick");
+}
+
+#[test]
+fn send_checks_the_port_type() {
+    let err = echo("wrong_type").tick().unwrap_err();
+    let expected = SendError::WrongType {
+        port: "out".into(),
+        expected: "Reading",
+        got: "u64",
+    };
+    assert_eq!(err.message(), expected.to_string());
+}
+
+#[test]
+fn unknown_ports_are_errors() {
+    let err = echo("unknown_port").tick().unwrap_err();
+    assert_eq!(err.message(), RecvError::UnknownPort("nope".into()).to_string());
+}
+
+#[test]
+fn create_errors_are_reported() {
+    let err = TestHarness::<Echo>::builder("e")
+        .config("fail_create", true)
+        .start()
+        .err()
+        .unwrap();
+    assert_eq!(err.message(), "refusing to start");
+}
+
+#[test]
+fn a_config_key_of_the_wrong_type_is_an_error_naming_it() {
+    let err = TestHarness::<Echo>::builder("e")
+        .config("fail_create", "yes")
+        .start()
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.message(),
+        "config `fail_create` must be true or false (the manifest has a string)"
+    );
+}
+
+#[test]
+fn decode_rejects_a_wrong_size() {
+    assert!(Reading::decode(&[0u8; 3]).is_err());
+}
