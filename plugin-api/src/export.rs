@@ -315,6 +315,20 @@ pub(crate) fn ports_of<N: Node>() -> &'static [abi::PortDesc] {
 #[macro_export]
 macro_rules! export_plugin {
     ($($node:ident),+ $(,)?) => {
+        $crate::__export_plugin_with_header!(
+            $crate::abi::ABI_VERSION,
+            $crate::abi::LAYOUT_HASH;
+            $($node),+
+        );
+    };
+}
+
+/// [`export_plugin!`] with an explicit ABI version and layout hash in the header. Only for the
+/// fault-injection plugins that prove the host refuses a mismatch.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin_with_header {
+    ($version:expr, $hash:expr; $($node:ident),+) => {
         const _: () = {
             $(
                 assert!(
@@ -332,7 +346,7 @@ macro_rules! export_plugin {
                     &TYPES.0,
                 ));
             static HEADER: $crate::export::Shared<$crate::abi::PluginHeader> =
-                $crate::export::Shared($crate::export::header(&DESCRIPTOR.0));
+                $crate::export::Shared($crate::export::header_with(&DESCRIPTOR.0, $version, $hash));
 
             /// The HORUS plugin entry point (see `horus_plugin_api::abi`).
             #[allow(unsafe_code)]

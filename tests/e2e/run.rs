@@ -1,7 +1,7 @@
 //! Running manifests with the real binary: the demo ticks at its rates and moves its messages,
 //! failures are counted while the host keeps running, signals stop it cleanly.
 
-use horus_e2e::{horus, node, read_stats, run, spawn, wait, Scratch};
+use horus_e2e::{horus, node, read_stats, run, run_with_stats, spawn, wait, Scratch};
 use std::time::Duration;
 
 fn ticks(n: &serde_json::Value) -> f64 {
@@ -11,16 +11,8 @@ fn ticks(n: &serde_json::Value) -> f64 {
 #[test]
 fn demo_ticks_near_its_rates_and_delivers_every_estimate() {
     let s = Scratch::new();
-    let stats = s.path().join("stats.json");
     let demo = horus_e2e::repo_root().join("manifests/demo.toml");
-    let out = run(&[
-        "run",
-        demo.to_str().unwrap(),
-        "--duration",
-        "3s",
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
+    let (out, stats) = run_with_stats(&s, &demo, "3s");
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         out.stdout.contains("node ") && out.stdout.contains("telemetry"),
@@ -33,7 +25,6 @@ fn demo_ticks_near_its_rates_and_delivers_every_estimate() {
         out.stderr
     );
 
-    let stats = read_stats(&stats);
     assert_eq!(stats.len(), 3);
     let (imu, filter, telemetry) = (
         node(&stats, "imu"),
@@ -84,28 +75,19 @@ fn demo_ticks_near_its_rates_and_delivers_every_estimate() {
 #[test]
 fn panicking_node_is_counted_and_the_host_keeps_running() {
     let s = Scratch::new();
-    let stats = s.path().join("stats.json");
     let manifest = s.write(
         "faulty.toml",
         "[scheduler]\ntick_rate = 200.0\n\
          [[node]]\nname = \"healthy\"\nplugin = \"{plugin:bench-noop}\"\n\
          [[node]]\nname = \"panicky\"\nplugin = \"{plugin:faulty-panic}\"\nconfig = { every = 4 }\n",
     );
-    let out = run(&[
-        "run",
-        manifest.to_str().unwrap(),
-        "--duration",
-        "2s",
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
+    let (out, stats) = run_with_stats(&s, &manifest, "2s");
     assert_eq!(
         out.code(),
         0,
         "a panicking node is not a host failure:\n{}",
         out.stderr
     );
-    let stats = read_stats(&stats);
     let (healthy, panicky) = (node(&stats, "healthy"), node(&stats, "panicky"));
     assert!(ticks(healthy) >= 200.0, "healthy node kept ticking: {healthy}");
     assert_eq!(
@@ -195,20 +177,33 @@ fn node_that_fails_to_start_is_a_runtime_error() {
 #[test]
 fn high_rate_preset_keeps_up() {
     let s = Scratch::new();
-    let stats = s.path().join("stats.json");
     let manifest = s.write(
         "fast.toml",
         "[scheduler]\npreset = \"low_latency\"\n[[node]]\nname = \"n\"\nplugin = \"{plugin:bench-noop}\"\n",
     );
-    let out = run(&[
-        "run",
-        manifest.to_str().unwrap(),
-        "--duration",
-        "2s",
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
+    let (out, stats) = run_with_stats(&s, &manifest, "2s");
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    let n = ticks(node(&read_stats(&stats), "n"));
+    let n = ticks(node(&stats, "n"));
     assert!((500.0..=1001.0).contains(&n), "500 Hz for 2 s ticked {n}");
+}
+
+#[test]
+fn logging_false_hides_the_nodes_own_lines() {
+    let s = Scratch::new();
+    let manifest = s.write(
+        "quiet.toml",
+        "[[node]]\nname = \"loud\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\n\
+         [[node]]\nname = \"quiet\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\nlogging = false\n",
+    );
+    let (out, stats) = run_with_stats(&s, &manifest, "300ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("stopped at").count(),
+        1,
+        "only `loud` logs:\n{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("node=\"loud\""), "{}", out.stderr);
+    assert_eq!(node(&stats, "quiet")["logging_enabled"], false);
+    assert_eq!(node(&stats, "loud")["logging_enabled"], true);
 }

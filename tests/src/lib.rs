@@ -172,6 +172,31 @@ pub fn run(args: &[&str]) -> Outcome {
     wait(spawn(horus(args)), Duration::from_secs(60))
 }
 
+/// Runs `horus run <manifest> --duration <duration> --stats-json <scratch>/stats.json` and
+/// returns the outcome and, if the run wrote it, the stats (empty otherwise).
+pub fn run_with_stats(
+    scratch: &Scratch,
+    manifest: &Path,
+    duration: &str,
+) -> (Outcome, Vec<serde_json::Value>) {
+    let stats = scratch.path().join("stats.json");
+    let _ = std::fs::remove_file(&stats);
+    let out = run(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--duration",
+        duration,
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let nodes = if out.status.success() {
+        read_stats(&stats)
+    } else {
+        Vec::new()
+    };
+    (out, nodes)
+}
+
 /// Reads a `--stats-json` file as a list of node objects.
 pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));

@@ -670,6 +670,55 @@ mod tests {
         assert!(Qos::parse("best_effort").is_err());
     }
 
+    /// Open-ended input: thousands of random edits of a valid manifest never panic the parser,
+    /// and every located diagnostic points inside the file.
+    #[test]
+    fn random_edits_never_panic() {
+        let base =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/demo.toml")).unwrap();
+        let alphabet: &[u8] = b"[]{}=\"'.,#\n \\0123456789abcxyz_-+eE\t";
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let mut bytes = base.clone().into_bytes();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % bytes.len();
+                let c = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 => bytes[at] = c,
+                    1 => bytes.insert(at, c),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let Ok(text) = String::from_utf8(bytes) else {
+                continue;
+            };
+            match parse(&text, Path::new("m.toml"), Path::new("/base")) {
+                Ok(_) => ok += 1,
+                Err(d) => {
+                    refused += 1;
+                    assert!(!d.is_empty());
+                    let lines = text.lines().count() + 1;
+                    for diag in &d.0 {
+                        assert!(diag.location.line <= lines, "{diag} outside a {lines}-line file");
+                    }
+                }
+            }
+        }
+        assert!(
+            ok > 0 && refused > 0,
+            "both outcomes exercised: {ok} ok, {refused} refused"
+        );
+    }
+
     #[test]
     fn key_lists_match_the_raw_structs() {
         // Every key the hints list must be accepted by the parser.
