@@ -47,9 +47,15 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
             "build the plugin first (`cargo build --workspace`) or fix the path; it is relative to the manifest's folder"
                 .to_owned(),
         ),
-        LoadError::NotALibrary { .. } => {
+        LoadError::NotALibrary { reason, .. } if reason.contains("ELF header") || reason.contains("regular file") => {
             (Code::H0011, "point `plugin` at the built library (a `.so` from a `crate-type = [\"cdylib\"]` crate)".into())
         }
+        LoadError::NotALibrary { .. } => (
+            Code::H0011,
+            "the dynamic loader refused it for the reason above: rebuild the plugin for this machine \
+             (`cargo build`), and make sure the libraries it links are installed"
+                .into(),
+        ),
         LoadError::NoEntrySymbol { .. } => (
             Code::H0012,
             "a HORUS plugin calls `horus_plugin_api::export_plugin!(YourNode)` once; see docs/plugins.md".into(),

@@ -103,7 +103,7 @@ pub const CONFIG_INT: u32 = 2;
 pub const CONFIG_FLOAT: u32 = 3;
 /// [`ConfigValue::kind`]: a UTF-8 string in `text`.
 pub const CONFIG_STRING: u32 = 4;
-/// [`ConfigValue::kind`]: an array or table, rendered as TOML in `text`.
+/// [`ConfigValue::kind`]: an array, table or date-time, rendered as TOML in `text`.
 pub const CONFIG_OTHER: u32 = 5;
 
 /// Declares an ABI struct and records its definition (field names and types, in order) in

@@ -53,7 +53,7 @@ pub type NodeResult = Result<(), NodeError>;
 ///   the config here and return an error that names the key.
 /// - [`init`](Node::init): once, after `create` and before the first tick.
 /// - [`tick`](Node::tick): once per scheduled cycle. Must be fast. An `Err` or a panic counts as a
-///   failure for the supervisor; the host keeps running.
+///   failure in the node's stats; the host keeps running.
 /// - [`shutdown`](Node::shutdown): once when the scheduler stops. Release external resources.
 /// - [`save_state`](Node::save_state) / [`restore_state`](Node::restore_state): hot reload hands
 ///   state from the old build to the new as bytes.
@@ -121,7 +121,7 @@ fn kind_name(kind: u32) -> &'static str {
         abi::CONFIG_INT => "an integer",
         abi::CONFIG_FLOAT => "a float",
         abi::CONFIG_STRING => "a string",
-        abi::CONFIG_OTHER => "an array or table",
+        abi::CONFIG_OTHER => "an array, table or date",
         _ => "nothing",
     }
 }

@@ -240,6 +240,9 @@ fn check_elf(path: &Path) -> Result<(), LoadError> {
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
     match read {
         Ok(()) if &magic == b"\x7fELF" => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+            Err(LoadError::Copy { path: path.to_path_buf(), source: e })
+        }
         Ok(()) | Err(_) => Err(LoadError::NotALibrary {
             path: path.to_path_buf(),
             reason: "the file has no ELF header (is it a source file or a build script rather than the built .so?)"

@@ -1,6 +1,6 @@
 //! The manifest as parsed: serde types that mirror the TOML exactly, with spans, and no meaning
-//! yet. Unknown keys are rejected here (`deny_unknown_fields`); everything else is checked by
-//! [`super::validate`].
+//! yet. `deny_unknown_fields` is a backstop: [`super::validate`] reports every unknown key first,
+//! from the key lists below, and checks every value afterwards.
 
 use serde::Deserialize;
 use toml::Spanned;

@@ -164,6 +164,8 @@ fn friendly_types(message: &str) -> String {
         ("expected u64", "expected a whole number"),
         ("expected a sequence", "expected an array"),
         ("expected a map", "expected a table"),
+        ("invalid type: map,", "invalid type: table,"),
+        ("invalid type: sequence,", "invalid type: array,"),
         ("expected struct RawNode", "expected a [[node]] table"),
         ("expected struct RawConnect", "expected a [[connect]] table"),
         ("expected struct RawScheduler", "expected a [scheduler] table"),
@@ -205,6 +207,13 @@ fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
     let start = span.start.min(text.len());
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let before = &text[line_start..start];
+    // A table header such as `[node]` where `[[node]]` was meant.
+    let line = text[line_start..].lines().next().unwrap_or_default().trim();
+    if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        if !name.starts_with('[') {
+            return Some(name.trim().to_owned());
+        }
+    }
     let eq = before.rfind('=')?;
     let key = before[..eq].trim().trim_start_matches('{').trim();
     let key = key.rsplit([',', '{', ' ']).next().unwrap_or(key).trim();
@@ -598,6 +607,18 @@ mod tests {
         assert_eq!(d.key.as_deref(), Some("priority"));
         assert_eq!(d.location.line, 4);
         assert!(d.hint.unwrap().contains("integer"));
+    }
+
+    #[test]
+    fn single_bracket_node_table_says_to_double_it() {
+        let d = only("[node]\nname = \"a\"\nplugin = \"p\"\n");
+        assert_eq!(d.code, Code::H0004);
+        assert_eq!(d.key.as_deref(), Some("node"));
+        assert!(
+            d.message.contains("invalid type: table, expected an array"),
+            "{d}"
+        );
+        assert!(d.hint.unwrap().contains("`[[node]]`"));
     }
 
     #[test]
