@@ -23,6 +23,8 @@ pub mod io;
 pub mod manifest;
 pub mod run;
 pub mod scheduler;
+#[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]
+pub mod shm;
 pub mod topic;
 
 pub use run::{check, run, HostError, RunOptions};

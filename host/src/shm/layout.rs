@@ -1,0 +1,143 @@
+//! The byte layout of a topic segment. Every process that maps a segment agrees on it through
+//! [`Header::magic`] and [`LAYOUT_VERSION`]; any change here bumps the version.
+//!
+//! ```text
+//! offset 0      Header   (immutable after creation: type, slot size, capacity)
+//!        128    Control  (write_seq: next sequence to claim; peers_epoch)
+//!        192    Wake     (futex word, sleeper count)
+//!        256    Peer × MAX_PEERS, one cache line each (pid, role, cursor, counters)
+//!        SLOTS  Slot × capacity, each `stride` bytes, 64-aligned:
+//!                 seq: u64 (2s+1 while message s is written, 2s+2 once committed)
+//!                 len: u32, writer pid: u32, payload: slot_size bytes
+//! ```
+//! A slot's header and the first 40 payload bytes share one cache line, so a small message
+//! crosses between cores as a single line.
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// `b"HORUSTOP"` as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"HORUSTOP");
+/// Version of this layout.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Endpoints (publishers + subscribers) one topic can have.
+pub const MAX_PEERS: usize = 64;
+/// Longest type name stored in the header.
+pub const TYPE_NAME_LEN: usize = 64;
+/// Header flag: one producer only (a Link); publishers skip the claim RMW.
+pub const FLAG_SINGLE_PRODUCER: u32 = 1;
+
+/// Peer role: the entry is free.
+pub const ROLE_FREE: u32 = 0;
+/// Peer role: a publisher.
+pub const ROLE_PUBLISHER: u32 = 1;
+/// Peer role: a subscriber.
+pub const ROLE_SUBSCRIBER: u32 = 2;
+
+/// Immutable description of the topic, written once by the creator.
+#[repr(C, align(64))]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub version: u32,
+    /// `size_of::<Header>()`, a cheap check that both sides agree.
+    pub header_size: u32,
+    /// The message type hash every endpoint must share.
+    pub type_hash: u64,
+    /// Total bytes of the segment.
+    pub segment_size: u64,
+    /// Largest payload per slot.
+    pub slot_size: u32,
+    /// Number of slots (a power of two).
+    pub capacity: u32,
+    /// Bytes per slot, header included (multiple of 64).
+    pub stride: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Bytes used in `type_name`.
+    pub type_name_len: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The message type name, for error messages.
+    pub type_name: [u8; TYPE_NAME_LEN],
+}
+
+/// The publishers' claim counter, on its own cache line.
+#[repr(C, align(64))]
+pub struct Control {
+    /// The next sequence number to claim; messages `0..write_seq` have been claimed.
+    pub write_seq: AtomicU64,
+    /// Bumped whenever a peer joins or leaves, so publishers recompute their reliable limit.
+    pub peers_epoch: AtomicU64,
+}
+
+/// Wake-up for sleeping subscribers.
+#[repr(C, align(64))]
+pub struct Wake {
+    /// Bumped by a publisher that finds sleepers; the futex word.
+    pub futex: AtomicU32,
+    /// Subscribers between "nothing to read" and their futex wait.
+    pub sleepers: AtomicU32,
+}
+
+/// One endpoint.
+#[repr(C, align(64))]
+pub struct Peer {
+    /// Owning process, 0 when free.
+    pub pid: AtomicU32,
+    /// `ROLE_*`.
+    pub role: AtomicU32,
+    /// Subscriber's queue depth (`keep_last(N)` / `reliable(N)`).
+    pub depth: AtomicU32,
+    /// 1 when the publisher must not overwrite this subscriber's unread messages.
+    pub reliable: AtomicU32,
+    /// Subscriber: the next sequence it will read.
+    pub cursor: AtomicU64,
+    /// Messages sent (publisher) or received (subscriber).
+    pub messages: AtomicU64,
+    /// Payload bytes sent or received.
+    pub bytes: AtomicU64,
+    /// Subscriber: messages overwritten before it read them. Publisher: sends refused (full).
+    pub dropped: AtomicU64,
+}
+
+/// The fixed part of a slot; the payload follows it.
+#[repr(C)]
+pub struct SlotHeader {
+    /// `2s+1` while message `s` is being written, `2s+2` once committed, 0 never written.
+    pub seq: AtomicU64,
+    /// Payload length.
+    pub len: AtomicU32,
+    /// The writing process (to tell a crashed writer from a slow one).
+    pub writer: AtomicU32,
+}
+
+/// Offset of [`Control`].
+pub const CONTROL_OFFSET: usize = 128;
+/// Offset of [`Wake`].
+pub const WAKE_OFFSET: usize = 192;
+/// Offset of the first [`Peer`].
+pub const PEERS_OFFSET: usize = 256;
+/// Offset of the first slot.
+pub const SLOTS_OFFSET: usize = PEERS_OFFSET + MAX_PEERS * size_of::<Peer>();
+/// Offset of the payload within a slot.
+pub const PAYLOAD_OFFSET: usize = size_of::<SlotHeader>();
+
+const _: () = {
+    assert!(size_of::<Header>() == 128);
+    assert!(size_of::<Control>() == 64);
+    assert!(size_of::<Wake>() == 64);
+    assert!(size_of::<Peer>() == 64);
+    assert!(size_of::<SlotHeader>() == 16);
+    assert!(SLOTS_OFFSET.is_multiple_of(64));
+};
+
+/// Bytes per slot for a payload of `slot_size` bytes.
+pub fn stride(slot_size: u32) -> u32 {
+    (PAYLOAD_OFFSET as u32 + slot_size).div_ceil(64) * 64
+}
+
+/// Total segment bytes.
+pub fn segment_size(slot_size: u32, capacity: u32) -> u64 {
+    SLOTS_OFFSET as u64 + stride(slot_size) as u64 * capacity as u64
+}

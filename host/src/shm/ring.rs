@@ -1,0 +1,400 @@
+//! The ring protocol over a [`Segment`]: publishers claim sequence numbers and write slots
+//! under a per-slot sequence lock; each subscriber reads at its own cursor and learns how many
+//! messages it missed.
+//!
+//! - **Claim**: `write_seq` is a ticket counter (`fetch_add`, or a plain store for a Link). With
+//!   `reliable` subscribers the claim is a CAS that refuses when the slowest reliable subscriber
+//!   has `depth` unread messages: back-pressure, nothing overwritten.
+//! - **Write** message `s` in slot `s % capacity`: wait until the slot holds lap `s - capacity`
+//!   (a slower publisher of the previous lap may still be writing), store `seq = 2s+1`, the
+//!   payload, then `seq = 2s+2` (release).
+//! - **Read** at cursor `s`: `seq == 2s+2` → copy, re-check `seq` (a changed value means the
+//!   slot was overwritten mid-copy: the copy is discarded, never returned torn); `seq > 2s+2` →
+//!   we fell a lap behind: skip to the oldest message still held and count the skipped ones as
+//!   dropped; `seq < 2s+2` → nothing new.
+//! - **Wake**: a subscriber that wants to sleep registers in `sleepers` and waits on the futex
+//!   word; a publisher that sees sleepers after its commit bumps the word and wakes them.
+//!
+//! Payload bytes are copied as relaxed `AtomicU64` words: a reader racing a writer reads
+//! garbage words, not undefined behaviour, and the sequence re-check throws them away.
+
+use super::layout::{self, ROLE_SUBSCRIBER};
+use super::segment::Segment;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// A reliable subscriber's queue is full; retry later.
+    Full,
+    /// The message is larger than the topic's slots.
+    TooLarge {
+        /// The message's size.
+        len: usize,
+        /// The slot size.
+        max: u32,
+    },
+}
+
+/// How long a subscriber waits for a claimed-but-unwritten slot before it assumes the writer
+/// died and skips the message (counted as dropped).
+const STUCK_SLOT_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a publisher waits for a previous lap's writer to finish the same slot.
+const LAPPED_WRITER_TIMEOUT: Duration = Duration::from_millis(200);
+
+fn copy_in(words: &[AtomicU64], bytes: &[u8]) {
+    let mut chunks = bytes.chunks_exact(8);
+    for (w, c) in words.iter().zip(&mut chunks) {
+        w.store(
+            u64::from_ne_bytes(c.try_into().expect("8 bytes")),
+            Ordering::Relaxed,
+        );
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        words[bytes.len() / 8].store(u64::from_ne_bytes(last), Ordering::Relaxed);
+    }
+}
+
+fn copy_out(words: &[AtomicU64], len: usize, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.reserve(len);
+    for w in &words[..len.div_ceil(8)] {
+        buf.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    buf.truncate(len);
+}
+
+/// The sending end of a topic.
+#[derive(Debug)]
+pub struct Publisher {
+    seg: Segment,
+    me: u32,
+    single: bool,
+    /// Sequence numbers below this are safe to claim without looking at reliable cursors.
+    limit: u64,
+    epoch: u64,
+    sent: u64,
+    bytes: u64,
+    refused: u64,
+}
+
+impl Publisher {
+    /// Wraps an attached publisher segment.
+    pub fn new(seg: Segment) -> Publisher {
+        let single = seg.single_producer();
+        Publisher {
+            seg,
+            me: std::process::id(),
+            single,
+            limit: 0,
+            epoch: u64::MAX,
+            sent: 0,
+            bytes: 0,
+            refused: 0,
+        }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The first sequence number that would overwrite an unread message of a reliable
+    /// subscriber (`u64::MAX` when there is none).
+    fn reliable_limit(&self) -> u64 {
+        let mut limit = u64::MAX;
+        for i in 0..layout::MAX_PEERS {
+            let p = self.seg.peer_at(i);
+            if p.pid.load(Ordering::Acquire) == 0
+                || p.role.load(Ordering::Relaxed) != ROLE_SUBSCRIBER
+                || p.reliable.load(Ordering::Relaxed) == 0
+            {
+                continue;
+            }
+            let end = p.cursor.load(Ordering::Acquire) + p.depth.load(Ordering::Relaxed) as u64;
+            limit = limit.min(end);
+        }
+        limit
+    }
+
+    fn claim(&mut self) -> Result<u64, SendError> {
+        let control = self.seg.control();
+        let epoch = control.peers_epoch.load(Ordering::Acquire);
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.limit = self.reliable_limit();
+        }
+        loop {
+            let w = control.write_seq.load(Ordering::Acquire);
+            if w >= self.limit {
+                // Cursors only grow: look again before refusing.
+                self.limit = self.reliable_limit();
+                if w >= self.limit {
+                    return Err(SendError::Full);
+                }
+            }
+            if self.single {
+                control.write_seq.store(w + 1, Ordering::Release);
+                return Ok(w);
+            }
+            if self.limit == u64::MAX {
+                return Ok(control.write_seq.fetch_add(1, Ordering::AcqRel));
+            }
+            if control
+                .write_seq
+                .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(w);
+            }
+        }
+    }
+
+    /// Publishes `bytes` to every subscriber.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        let max = self.seg.slot_size();
+        if bytes.len() > max as usize {
+            return Err(SendError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let s = match self.claim() {
+            Ok(s) => s,
+            Err(e) => {
+                self.refused += 1;
+                self.seg.me().dropped.store(self.refused, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let (slot, words) = self.seg.slot(s);
+        if !self.single {
+            self.wait_for_lapped_writer(s, slot);
+        }
+        slot.seq.store(2 * s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        slot.len.store(bytes.len() as u32, Ordering::Relaxed);
+        slot.writer.store(self.me, Ordering::Relaxed);
+        copy_in(words, bytes);
+        slot.seq.store(2 * s + 2, Ordering::Release);
+
+        self.sent += 1;
+        self.bytes += bytes.len() as u64;
+        let me = self.seg.me();
+        me.messages.store(self.sent, Ordering::Relaxed);
+        me.bytes.store(self.bytes, Ordering::Relaxed);
+
+        // Pairs with the subscriber's SeqCst increment of `sleepers` before its last check.
+        fence(Ordering::SeqCst);
+        let wake = self.seg.wake();
+        if wake.sleepers.load(Ordering::Relaxed) != 0 {
+            wake.futex.fetch_add(1, Ordering::Release);
+            let _ = rustix::thread::futex::wake(&wake.futex, rustix::thread::futex::Flags::empty(), u32::MAX);
+        }
+        Ok(())
+    }
+
+    /// With several publishers, the writer of lap `s - capacity` may still be in this slot.
+    fn wait_for_lapped_writer(&self, s: u64, slot: &layout::SlotHeader) {
+        let cap = self.seg.capacity();
+        let expected = if s >= cap { 2 * (s - cap) + 2 } else { 0 };
+        let mut since: Option<Instant> = None;
+        loop {
+            let v = slot.seq.load(Ordering::Acquire);
+            if v >= expected && v.is_multiple_of(2) {
+                return;
+            }
+            let start = *since.get_or_insert_with(Instant::now);
+            if start.elapsed() > LAPPED_WRITER_TIMEOUT {
+                // The other writer is gone or stalled for good: its message is lost either way.
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Messages sent.
+    pub fn messages_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Payload bytes sent.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Sends refused because a reliable subscriber was full.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+}
+
+/// What one receive found besides the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Received {
+    /// Messages skipped (overwritten before this subscriber read them) just before this one.
+    pub missed: u64,
+}
+
+/// The receiving end of a topic.
+#[derive(Debug)]
+pub struct Subscriber {
+    seg: Segment,
+    cursor: u64,
+    depth: u64,
+    received: u64,
+    bytes: u64,
+    dropped: u64,
+    stuck_since: Option<Instant>,
+}
+
+impl Subscriber {
+    /// Wraps an attached subscriber segment.
+    pub fn new(seg: Segment) -> Subscriber {
+        let cursor = seg.me().cursor.load(Ordering::Relaxed);
+        let depth = seg.me().depth.load(Ordering::Relaxed) as u64;
+        Subscriber {
+            seg,
+            cursor,
+            depth,
+            received: 0,
+            bytes: 0,
+            dropped: 0,
+            stuck_since: None,
+        }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn skip_to(&mut self, to: u64) -> u64 {
+        let missed = to.saturating_sub(self.cursor);
+        self.cursor = to.max(self.cursor);
+        self.dropped += missed;
+        let me = self.seg.me();
+        me.dropped.store(self.dropped, Ordering::Relaxed);
+        me.cursor.store(self.cursor, Ordering::Release);
+        missed
+    }
+
+    /// Copies the oldest unread message into `buf`. `None` when nothing new is there.
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Option<Received> {
+        let mut missed = 0;
+        let cap = self.seg.capacity();
+        loop {
+            let s = self.cursor;
+            if self.depth < cap {
+                // keep_last(N) with N below the ring size: only the newest N are kept.
+                let w = self.seg.control().write_seq.load(Ordering::Acquire);
+                if w > s + self.depth {
+                    missed += self.skip_to(w - self.depth);
+                    continue;
+                }
+            }
+            let (slot, words) = self.seg.slot(s);
+            let v1 = slot.seq.load(Ordering::Acquire);
+            let committed = 2 * s + 2;
+            if v1 == committed {
+                let len = slot.len.load(Ordering::Relaxed) as usize;
+                if len > self.seg.slot_size() as usize {
+                    // A corrupt length (a buggy or hostile peer): skip the message.
+                    missed += self.skip_to(s + 1);
+                    continue;
+                }
+                copy_out(words, len, buf);
+                fence(Ordering::Acquire);
+                if slot.seq.load(Ordering::Relaxed) != v1 {
+                    continue; // overwritten while copying: the lap check below handles it
+                }
+                self.cursor = s + 1;
+                self.received += 1;
+                self.bytes += len as u64;
+                self.stuck_since = None;
+                let me = self.seg.me();
+                me.cursor.store(self.cursor, Ordering::Release);
+                me.messages.store(self.received, Ordering::Relaxed);
+                me.bytes.store(self.bytes, Ordering::Relaxed);
+                return Some(Received { missed });
+            }
+            if v1 > committed {
+                // Lapped: the slot holds a later message. Resume at the oldest one still held.
+                let w = self.seg.control().write_seq.load(Ordering::Acquire);
+                let oldest = w.saturating_sub(cap.min(self.depth)).max(s + 1);
+                missed += self.skip_to(oldest);
+                continue;
+            }
+            // Nothing committed at `s` yet. If it was claimed long ago, its writer died.
+            if self.seg.control().write_seq.load(Ordering::Acquire) > s {
+                let since = *self.stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > STUCK_SLOT_TIMEOUT {
+                    self.stuck_since = None;
+                    missed += self.skip_to(s + 1);
+                    continue;
+                }
+            }
+            return None;
+        }
+    }
+
+    /// Like [`try_recv`](Self::try_recv), but waits up to `timeout`: spinning briefly, then
+    /// sleeping on the topic's futex (no CPU while idle) until a publisher wakes it.
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Option<Received> {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..256 {
+            if let Some(r) = self.try_recv(buf) {
+                return Some(r);
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            self.seg.wake().sleepers.fetch_add(1, Ordering::SeqCst);
+            let word = self.seg.wake().futex.load(Ordering::SeqCst);
+            let got = self.try_recv(buf);
+            let now = Instant::now();
+            if got.is_some() || now >= deadline {
+                self.seg.wake().sleepers.fetch_sub(1, Ordering::SeqCst);
+                return got;
+            }
+            let left = deadline - now;
+            let ts = rustix::thread::futex::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            let wake = self.seg.wake();
+            let _ = rustix::thread::futex::wait(
+                &wake.futex,
+                rustix::thread::futex::Flags::empty(),
+                word,
+                Some(&ts),
+            );
+            wake.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Messages waiting (an upper bound while publishers are mid-write).
+    pub fn pending(&self) -> u64 {
+        let w = self.seg.control().write_seq.load(Ordering::Acquire);
+        w.saturating_sub(self.cursor).min(self.depth)
+    }
+
+    /// Messages received.
+    pub fn messages_received(&self) -> u64 {
+        self.received
+    }
+
+    /// Payload bytes received.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Messages overwritten before this subscriber read them.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}

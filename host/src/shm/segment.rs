@@ -1,0 +1,502 @@
+//! One topic's shared-memory segment: naming, creation (owner-only), validation on attach,
+//! registration of endpoints, reclaiming what crashed processes left, and removal by the last
+//! endpoint to leave.
+//!
+//! # Rationale
+//! POSIX shared memory (`shm_open`, a file in /dev/shm) mapped with `memmap2`, through rustix's
+//! safe wrappers; not the `shared_memory` crate, which is unmaintained and pinned to old
+//! dependencies. Every change to who is attached happens under an exclusive `flock` on the
+//! segment's file, which also serialises creation against removal: an endpoint that opened the
+//! name just before the last one unlinked it sees `nlink == 0` once it holds the lock, and
+//! retries with a fresh segment.
+//!
+//! # Invariants
+//! - INVARIANT: `map` is at least `header.segment_size` bytes, validated on attach (or written
+//!   by us on creation) before any accessor is used; the header is never written after creation.
+//! - INVARIANT: every accessor returns a reference into `map`, at an offset that is within the
+//!   validated size and aligned for the type (the mapping is page-aligned and all offsets are
+//!   multiples of 64, slot payloads of 8).
+//! - INVARIANT: `peer` is the index of our own entry in the peer table, owned by this value until
+//!   `Drop` releases it.
+
+use super::layout::{self, Control, Header, Peer, SlotHeader, Wake};
+use memmap2::MmapMut;
+use rustix::fs::{FlockOperation, Mode};
+use rustix::shm::OFlags;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a topic segment could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    /// A system call failed.
+    #[error("shared memory for topic `{topic}` ({name}): {op} failed: {source}")]
+    Io {
+        /// The topic.
+        topic: String,
+        /// The shm object name.
+        name: String,
+        /// The operation.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The segment exists but its header is not a valid HORUS topic header.
+    #[error(
+        "shared memory for topic `{topic}` (/dev/shm{name}) is not a valid HORUS topic segment: {reason}; \
+         if no HORUS process uses it, remove it (rm /dev/shm{name}) or use another HORUS_NAMESPACE"
+    )]
+    BadHeader {
+        /// The topic.
+        topic: String,
+        /// The shm object name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The topic carries another message type.
+    #[error("topic `{topic}` carries `{theirs}`, but this endpoint uses `{ours}`")]
+    TypeMismatch {
+        /// The topic.
+        topic: String,
+        /// Our type.
+        ours: String,
+        /// The type in the segment.
+        theirs: String,
+    },
+    /// The existing segment's slots are smaller than this endpoint's messages.
+    #[error(
+        "topic `{topic}` was created with {existing}-byte slots, but this endpoint sends messages of up to \
+         {wanted} bytes; give every endpoint of the topic the same max size"
+    )]
+    SlotTooSmall {
+        /// The topic.
+        topic: String,
+        /// The segment's slot size.
+        existing: u32,
+        /// Our slot size.
+        wanted: u32,
+    },
+    /// All peer entries are taken.
+    #[error(
+        "topic `{topic}` already has {} endpoints, the most one topic supports",
+        layout::MAX_PEERS
+    )]
+    TooManyPeers {
+        /// The topic.
+        topic: String,
+    },
+}
+
+/// What an endpoint asks of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// The topic's name (any string; mapped to a safe shm name).
+    pub topic: String,
+    /// Message type name.
+    pub type_name: String,
+    /// Message type hash.
+    pub type_hash: u64,
+    /// Largest message this endpoint sends (publishers) or expects.
+    pub slot_size: u32,
+    /// Slots, if this endpoint creates the segment (rounded up to a power of two).
+    pub capacity: u32,
+    /// One producer only (a Link).
+    pub single_producer: bool,
+}
+
+/// The namespace segment names live in: `HORUS_NAMESPACE`, or `u<uid>`.
+pub fn namespace() -> String {
+    match std::env::var("HORUS_NAMESPACE") {
+        Ok(ns) if !ns.is_empty() => sanitize(&ns),
+        _ => format!("u{}", rustix::process::getuid().as_raw()),
+    }
+}
+
+/// Characters safe in an shm name; anything else becomes `_`, and a hash of the original keeps
+/// distinct names distinct.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The shm object name of `topic` in namespace `ns`: `/horus.<ns>.<topic>.<hash>`.
+pub fn shm_name(ns: &str, topic: &str) -> String {
+    let hash = horus_plugin_api::abi::fnv1a(horus_plugin_api::abi::FNV_OFFSET, topic.as_bytes());
+    let mut readable = sanitize(topic);
+    readable.truncate(120);
+    format!("/horus.{ns}.{readable}.{:08x}", hash as u32)
+}
+
+fn is_alive(pid: u32) -> bool {
+    match rustix::process::Pid::from_raw(pid as i32) {
+        None => false,
+        Some(p) => !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ),
+    }
+}
+
+/// An attached endpoint's view of a segment.
+pub struct Segment {
+    map: MmapMut,
+    file: File,
+    name: String,
+    topic: String,
+    peer: usize,
+    mask: u64,
+    capacity: u64,
+    stride: usize,
+    slot_size: u32,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+/// Holds the segment's `flock` until dropped.
+struct Locked<'a>(&'a File);
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.0, FlockOperation::Unlock);
+    }
+}
+
+impl Segment {
+    /// Opens (or creates) the segment of `spec.topic` in namespace `ns` and registers an
+    /// endpoint with `role` (a `layout::ROLE_*`). Subscribers give their queue `depth` and
+    /// whether they are `reliable`.
+    pub fn attach(
+        ns: &str,
+        spec: &TopicSpec,
+        role: u32,
+        depth: u32,
+        reliable: bool,
+    ) -> Result<Segment, ShmError> {
+        let name = shm_name(ns, &spec.topic);
+        let io = |op: &'static str| {
+            let (topic, name) = (spec.topic.clone(), name.clone());
+            move |e: rustix::io::Errno| ShmError::Io {
+                topic,
+                name,
+                op,
+                source: e.into(),
+            }
+        };
+        loop {
+            let fd = rustix::shm::open(&*name, OFlags::CREATE | OFlags::RDWR, Mode::from_raw_mode(0o600))
+                .map_err(io("shm_open"))?;
+            let file = File::from(fd);
+            rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(io("flock"))?;
+            let guard = Locked(&file);
+            let stat = rustix::fs::fstat(&file).map_err(io("fstat"))?;
+            if stat.st_nlink == 0 {
+                // The last endpoint removed it between our open and our lock: start over.
+                drop(guard);
+                continue;
+            }
+            if stat.st_uid != rustix::process::getuid().as_raw() {
+                return Err(ShmError::BadHeader {
+                    topic: spec.topic.clone(),
+                    name,
+                    reason: format!("it belongs to user {}", stat.st_uid),
+                });
+            }
+            let created = stat.st_size == 0;
+            if created {
+                let capacity = spec.capacity.max(2).next_power_of_two();
+                let size = layout::segment_size(spec.slot_size, capacity);
+                rustix::fs::ftruncate(&file, size).map_err(io("ftruncate"))?;
+            }
+            let size = rustix::fs::fstat(&file).map_err(io("fstat"))?.st_size as u64;
+            // SAFETY: the file is a shm object of `size` bytes that we hold open; other
+            // processes may write it concurrently, which is why every shared field is accessed
+            // through atomics (see the module's invariants). Nobody truncates a segment after
+            // creation (only the creator sizes it, under the lock, while it is still empty).
+            let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| ShmError::Io {
+                topic: spec.topic.clone(),
+                name: name.clone(),
+                op: "mmap",
+                source: e,
+            })?;
+            if created {
+                init_header(&map, spec);
+            } else {
+                validate(&map, size, spec, &name)?;
+            }
+            let header = read_header(&map);
+            let mut seg = Segment {
+                slot_size: header.slot_size,
+                capacity: header.capacity as u64,
+                mask: header.capacity as u64 - 1,
+                stride: header.stride as usize,
+                map,
+                name: name.clone(),
+                topic: spec.topic.clone(),
+                peer: usize::MAX,
+                file: file.try_clone().map_err(|e| ShmError::Io {
+                    topic: spec.topic.clone(),
+                    name: name.clone(),
+                    op: "dup",
+                    source: e,
+                })?,
+            };
+            seg.reclaim_dead_peers();
+            seg.register(role, depth, reliable)?;
+            drop(guard);
+            return Ok(seg);
+        }
+    }
+
+    /// Frees the entries of processes that died without detaching; if none is left alive,
+    /// resets the ring so a crashed writer's half-written slot cannot block anyone.
+    fn reclaim_dead_peers(&mut self) {
+        let mut dead = Vec::new();
+        let mut alive = 0;
+        for i in 0..layout::MAX_PEERS {
+            let p = self.peer_at(i);
+            let pid = p.pid.load(Ordering::Acquire);
+            if pid == 0 {
+                continue;
+            }
+            if is_alive(pid) {
+                alive += 1;
+            } else {
+                dead.push(pid);
+                p.role.store(layout::ROLE_FREE, Ordering::Relaxed);
+                p.pid.store(0, Ordering::Release);
+            }
+        }
+        if alive == 0 {
+            // Nobody is attached: a fresh ring. Sequence numbers restart at 0.
+            self.control().write_seq.store(0, Ordering::Relaxed);
+            for i in 0..self.capacity {
+                self.slot(i).0.seq.store(0, Ordering::Relaxed);
+            }
+        }
+        if !dead.is_empty() {
+            self.control().peers_epoch.fetch_add(1, Ordering::Release);
+            tracing::warn!(topic = %self.topic, segment = %self.name, pids = ?dead, "reclaimed shared memory left by crashed processes");
+        }
+    }
+
+    fn register(&mut self, role: u32, depth: u32, reliable: bool) -> Result<(), ShmError> {
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        for i in 0..layout::MAX_PEERS {
+            let p = self.peer_at(i);
+            if p.pid.load(Ordering::Acquire) != 0 {
+                continue;
+            }
+            p.role.store(role, Ordering::Relaxed);
+            p.depth
+                .store(depth.clamp(1, self.capacity as u32), Ordering::Relaxed);
+            p.reliable.store(reliable.into(), Ordering::Relaxed);
+            p.cursor.store(
+                self.control().write_seq.load(Ordering::Acquire),
+                Ordering::Relaxed,
+            );
+            p.messages.store(0, Ordering::Relaxed);
+            p.bytes.store(0, Ordering::Relaxed);
+            p.dropped.store(0, Ordering::Relaxed);
+            p.pid.store(me, Ordering::Release);
+            self.control().peers_epoch.fetch_add(1, Ordering::Release);
+            self.peer = i;
+            return Ok(());
+        }
+        Err(ShmError::TooManyPeers {
+            topic: self.topic.clone(),
+        })
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The shm object name (under /dev/shm).
+    pub fn shm_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Largest payload.
+    pub fn slot_size(&self) -> u32 {
+        self.slot_size
+    }
+
+    /// True for a Link (one producer).
+    pub fn single_producer(&self) -> bool {
+        read_header(&self.map).flags & layout::FLAG_SINGLE_PRODUCER != 0
+    }
+
+    fn at<T>(&self, offset: usize) -> &T {
+        debug_assert!(offset + size_of::<T>() <= self.map.len());
+        debug_assert!(offset.is_multiple_of(align_of::<T>()));
+        // SAFETY: see the module's invariants: in bounds and aligned. `T` is one of the layout
+        // types, made only of atomics (or, for the header, plain fields written once before any
+        // other process could attach), so shared references are sound while other processes
+        // write through their own mappings.
+        unsafe { &*self.map.as_ptr().add(offset).cast::<T>() }
+    }
+
+    /// The claim counter.
+    pub fn control(&self) -> &Control {
+        self.at(layout::CONTROL_OFFSET)
+    }
+
+    /// The wake-up line.
+    pub fn wake(&self) -> &Wake {
+        self.at(layout::WAKE_OFFSET)
+    }
+
+    /// Peer entry `i`.
+    pub fn peer_at(&self, i: usize) -> &Peer {
+        assert!(i < layout::MAX_PEERS);
+        self.at(layout::PEERS_OFFSET + i * size_of::<Peer>())
+    }
+
+    /// Our own peer entry.
+    pub fn me(&self) -> &Peer {
+        self.peer_at(self.peer)
+    }
+
+    /// Slot for sequence `seq`: its header and its payload as 8-byte words.
+    pub fn slot(&self, seq: u64) -> (&SlotHeader, &[AtomicU64]) {
+        let offset = layout::SLOTS_OFFSET + (seq & self.mask) as usize * self.stride;
+        let header: &SlotHeader = self.at(offset);
+        let words = (self.stride - layout::PAYLOAD_OFFSET) / 8;
+        let first: &AtomicU64 = self.at(offset + layout::PAYLOAD_OFFSET);
+        // SAFETY: the payload area of a slot is `stride - 16` bytes, 8-aligned, within the
+        // validated mapping (module invariants); `words` u64s fit in it exactly.
+        let payload = unsafe { std::slice::from_raw_parts(first as *const AtomicU64, words) };
+        (header, payload)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _guard = rustix::fs::flock(&self.file, FlockOperation::LockExclusive)
+            .ok()
+            .map(|()| Locked(&self.file));
+        if self.peer != usize::MAX {
+            let p = self.me();
+            p.role.store(layout::ROLE_FREE, Ordering::Relaxed);
+            p.pid.store(0, Ordering::Release);
+            self.control().peers_epoch.fetch_add(1, Ordering::Release);
+        }
+        let anyone = (0..layout::MAX_PEERS).any(|i| {
+            let pid = self.peer_at(i).pid.load(Ordering::Acquire);
+            pid != 0 && is_alive(pid)
+        });
+        if !anyone {
+            // Last one out removes the name; mappings stay valid until unmapped.
+            let _ = rustix::shm::unlink(&*self.name);
+        }
+    }
+}
+
+fn read_header(map: &MmapMut) -> &Header {
+    // SAFETY: the mapping is at least one page (checked in `validate` or written by
+    // `init_header`), page-aligned, and the header is plain data written once at creation.
+    unsafe { &*map.as_ptr().cast::<Header>() }
+}
+
+fn init_header(map: &MmapMut, spec: &TopicSpec) {
+    let capacity = spec.capacity.max(2).next_power_of_two();
+    let mut type_name = [0u8; layout::TYPE_NAME_LEN];
+    let n = spec.type_name.len().min(layout::TYPE_NAME_LEN);
+    type_name[..n].copy_from_slice(&spec.type_name.as_bytes()[..n]);
+    let header = Header {
+        magic: layout::MAGIC,
+        version: layout::LAYOUT_VERSION,
+        header_size: size_of::<Header>() as u32,
+        type_hash: spec.type_hash,
+        segment_size: layout::segment_size(spec.slot_size, capacity),
+        slot_size: spec.slot_size,
+        capacity,
+        stride: layout::stride(spec.slot_size),
+        flags: if spec.single_producer {
+            layout::FLAG_SINGLE_PRODUCER
+        } else {
+            0
+        },
+        type_name_len: n as u32,
+        reserved: 0,
+        type_name,
+    };
+    // SAFETY: we created the segment and hold its lock: no other process can have it mapped
+    // in a state where it reads the header (they validate only after taking the lock). The
+    // mapping is large enough (sized with `segment_size`) and page-aligned.
+    unsafe { map.as_ptr().cast_mut().cast::<Header>().write(header) };
+}
+
+fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<(), ShmError> {
+    let bad = |reason: String| ShmError::BadHeader {
+        topic: spec.topic.clone(),
+        name: name.to_owned(),
+        reason,
+    };
+    if (size as usize) < layout::SLOTS_OFFSET || map.len() < layout::SLOTS_OFFSET {
+        return Err(bad(format!("it is {size} bytes, too small for a header")));
+    }
+    let h = read_header(map);
+    if h.magic != layout::MAGIC {
+        return Err(bad("the magic number is wrong".into()));
+    }
+    if h.version != layout::LAYOUT_VERSION || h.header_size as usize != size_of::<Header>() {
+        return Err(bad(format!(
+            "layout version {} (header {} bytes); this host uses version {}",
+            h.version,
+            h.header_size,
+            layout::LAYOUT_VERSION
+        )));
+    }
+    let capacity_ok = h.capacity >= 2 && h.capacity.is_power_of_two() && h.capacity <= 1 << 24;
+    let stride_ok = h.slot_size <= 1 << 30 && h.stride == layout::stride(h.slot_size);
+    if !capacity_ok || !stride_ok || h.segment_size != layout::segment_size(h.slot_size, h.capacity) {
+        return Err(bad(format!(
+            "inconsistent sizes (capacity {}, slot {} bytes, stride {}, segment {} bytes)",
+            h.capacity, h.slot_size, h.stride, h.segment_size
+        )));
+    }
+    if h.segment_size > size {
+        return Err(bad(format!(
+            "the header says {} bytes but the file has {size}",
+            h.segment_size
+        )));
+    }
+    if h.type_hash != spec.type_hash {
+        let n = (h.type_name_len as usize).min(layout::TYPE_NAME_LEN);
+        return Err(ShmError::TypeMismatch {
+            topic: spec.topic.clone(),
+            ours: spec.type_name.clone(),
+            theirs: String::from_utf8_lossy(&h.type_name[..n]).into_owned(),
+        });
+    }
+    if spec.slot_size > h.slot_size {
+        return Err(ShmError::SlotTooSmall {
+            topic: spec.topic.clone(),
+            existing: h.slot_size,
+            wanted: spec.slot_size,
+        });
+    }
+    Ok(())
+}
