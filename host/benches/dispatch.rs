@@ -61,6 +61,7 @@ fn main() {
         false,
         toml::Table::new(),
         Vec::new(),
+        Vec::new(),
         Instant::now(),
     );
     let mut abi_node = NodeInstance::create(lib.clone(), 0, io).expect("create");

@@ -53,6 +53,8 @@ pub enum Code {
     H0022,
     /// An input is connected more than once.
     H0023,
+    /// An output is published under two topic names.
+    H0024,
 }
 
 impl Code {
@@ -79,6 +81,7 @@ impl Code {
             Code::H0021 => "H0021",
             Code::H0022 => "H0022",
             Code::H0023 => "H0023",
+            Code::H0024 => "H0024",
         }
     }
 }

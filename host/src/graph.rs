@@ -6,15 +6,17 @@
 
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics};
 use crate::ffi::{LoadError, PluginLibrary, PortInfo};
-use crate::io::{NodeIo, PortBinding};
-use crate::manifest::{Endpoint, Manifest, NodeSpec};
-use crate::topic::{Publisher, Subscriber, TopicBuilder, TopicInfo};
+use crate::io::NodeIo;
+use crate::manifest::{Endpoint, Manifest, NodeSpec, Qos, DEFAULT_MAX_SIZE};
+use crate::shm::ShmError;
+use crate::topic::{named_capacity, PlanSpec, PortPlan, TopicName, TopicScope};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A node ready to be created: its spec, its plugin and type, and its port bindings.
+/// A node ready to be bound and created: its spec, its plugin and type, and what each of its
+/// ports will be bound to.
 #[derive(Debug)]
 pub struct GraphNode {
     /// The manifest's declaration.
@@ -25,8 +27,81 @@ pub struct GraphNode {
     pub type_index: usize,
     /// The node type's name.
     pub type_name: String,
-    /// Host-side state with ports bound to topics.
+    /// One plan per port of the node type, in port order.
+    pub ports: Vec<PortPlan>,
+    /// Port names, in port order.
+    pub port_names: Vec<String>,
+}
+
+/// A node whose ports are attached to their topics: ready for the scheduler.
+#[derive(Debug)]
+pub struct BoundNode {
+    /// The node.
+    pub node: GraphNode,
+    /// Its host-side state with live topic endpoints.
     pub io: NodeIo,
+}
+
+/// A port could not be attached to its topic when the run started.
+#[derive(Debug, thiserror::Error)]
+#[error("node `{node}`, port `{port}`: {source}")]
+pub struct BindError {
+    /// The node.
+    pub node: String,
+    /// The port.
+    pub port: String,
+    /// Why.
+    #[source]
+    pub source: Box<ShmError>,
+}
+
+/// A graph whose ports are attached: what the scheduler runs.
+#[derive(Debug)]
+pub struct BoundGraph {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// Every plugin, loaded once each; drop them only after the scheduler thread is joined.
+    pub plugins: Vec<Arc<PluginLibrary>>,
+    /// Nodes with live topic endpoints.
+    pub nodes: Vec<BoundNode>,
+}
+
+impl BindError {
+    /// True when the cause is the user's input (a topic of another type or size, a foreign or
+    /// corrupt segment), false for system failures.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            *self.source,
+            ShmError::TypeMismatch { .. } | ShmError::SlotTooSmall { .. } | ShmError::BadHeader { .. }
+        )
+    }
+}
+
+/// One output's topic while connections are collected.
+struct OutTopic {
+    name: TopicName,
+    type_name: String,
+    type_hash: u64,
+    slot_size: u32,
+    max_depth: u32,
+    subscribers: usize,
+}
+
+/// Where an input's messages come from.
+enum Source {
+    Output(usize, usize),
+    Named(String),
+}
+
+fn depth_of(qos: Qos) -> u32 {
+    u32::try_from(qos.depth()).unwrap_or(u32::MAX)
+}
+
+fn slot_size(port: &PortInfo, max_size: Option<u32>) -> u32 {
+    match port.max_size {
+        0 => max_size.unwrap_or(DEFAULT_MAX_SIZE),
+        n => u32::try_from(n).unwrap_or(u32::MAX),
+    }
 }
 
 /// A manifest made runnable.
@@ -117,8 +192,8 @@ impl Graph {
         }
 
         // Connections: both ends must exist, directions must match, and types must agree.
-        let mut topics: HashMap<(usize, usize), TopicBuilder> = HashMap::new();
-        let mut inputs: HashMap<(usize, usize), Subscriber> = HashMap::new();
+        let mut outputs: HashMap<(usize, usize), OutTopic> = HashMap::new();
+        let mut inputs: HashMap<(usize, usize), (Source, Qos, u32)> = HashMap::new();
         let node_index: HashMap<&str, usize> = manifest
             .nodes
             .iter()
@@ -126,115 +201,151 @@ impl Graph {
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
         for c in &manifest.connections {
-            let from = endpoint_port(
-                &manifest,
-                &node_index,
-                &resolved,
-                &c.from,
-                true,
-                c.from_at,
-                "from",
-                &mut diags,
-            );
-            let to = endpoint_port(
-                &manifest,
-                &node_index,
-                &resolved,
-                &c.to,
-                false,
-                c.to_at,
-                "to",
-                &mut diags,
-            );
-            let (Some((fi, fp, fport)), Some((ti, tp, tport))) = (from, to) else {
+            let mut port = |end: &Option<Endpoint>, output: bool, at, key| match end {
+                None => Some(None),
+                Some(e) => {
+                    endpoint_port(&manifest, &node_index, &resolved, e, output, at, key, &mut diags).map(Some)
+                }
+            };
+            let (Some(from), Some(to)) = (
+                port(&c.from, true, c.from_at, "from"),
+                port(&c.to, false, c.to_at, "to"),
+            ) else {
                 continue;
             };
-            if fport.type_hash != tport.type_hash {
-                diags.push(
-                    Diagnostic::new(
-                        Code::H0022,
-                        &manifest.path,
-                        format!(
-                            "`{}` sends `{}` but `{}` expects `{}`",
-                            c.from, fport.type_name, c.to, tport.type_name
-                        ),
-                    )
-                    .at(c.to_at)
-                    .key("connect.to")
-                    .hint("connect ports that carry the same message type"),
-                );
-                continue;
+            if let (Some((_, _, fport)), Some((_, _, tport))) = (from, to) {
+                if fport.type_hash != tport.type_hash {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::H0022,
+                            &manifest.path,
+                            format!(
+                                "`{}` sends `{}` but `{}` expects `{}`",
+                                c.from.as_ref().map(Endpoint::to_string).unwrap_or_default(),
+                                fport.type_name,
+                                c.to.as_ref().map(Endpoint::to_string).unwrap_or_default(),
+                                tport.type_name
+                            ),
+                        )
+                        .at(c.to_at)
+                        .key("connect.to")
+                        .hint("connect ports that carry the same message type"),
+                    );
+                    continue;
+                }
             }
-            if inputs.contains_key(&(ti, tp)) {
-                diags.push(
-                    Diagnostic::new(
-                        Code::H0023,
-                        &manifest.path,
-                        format!("input `{}` is connected twice", c.to),
-                    )
-                    .at(c.to_at)
-                    .key("connect.to")
-                    .hint("an input has one source; remove one of the [[connect]] entries"),
-                );
-                continue;
+            if let Some((ti, tp, _)) = to {
+                if inputs.contains_key(&(ti, tp)) {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::H0023,
+                            &manifest.path,
+                            format!("input `{}` is connected twice", c.to.as_ref().expect("has to")),
+                        )
+                        .at(c.to_at)
+                        .key("connect.to")
+                        .hint("an input has one source; remove one of the [[connect]] entries"),
+                    );
+                    continue;
+                }
             }
-            let topic = topics.entry((fi, fp)).or_insert_with(|| {
-                TopicBuilder::new(TopicInfo {
-                    name: c.from.to_string(),
+            if let Some((fi, fp, fport)) = from {
+                let out = outputs.entry((fi, fp)).or_insert_with(|| OutTopic {
+                    name: TopicName::Local(c.from.as_ref().expect("has from").to_string()),
                     type_name: fport.type_name.clone(),
                     type_hash: fport.type_hash,
-                })
-            });
-            inputs.insert((ti, tp), topic.subscribe(c.qos));
+                    slot_size: slot_size(fport, c.max_size),
+                    max_depth: 0,
+                    subscribers: 0,
+                });
+                if let Some(topic) = &c.topic {
+                    match &out.name {
+                        TopicName::Named(existing) if existing != topic => {
+                            diags.push(
+                                Diagnostic::new(
+                                    Code::H0024,
+                                    &manifest.path,
+                                    format!(
+                                        "output `{}` is already published as topic `{existing}`",
+                                        c.from.as_ref().expect("has from")
+                                    ),
+                                )
+                                .at(c.topic_at)
+                                .key("connect.topic")
+                                .hint("an output publishes on one topic; subscribe the other readers to that one"),
+                            );
+                            continue;
+                        }
+                        _ => out.name = TopicName::Named(topic.clone()),
+                    }
+                }
+                // A subscriber's depth, or on a publishing connection (`from` + `topic`) how
+                // many messages the topic holds for readers in other processes.
+                out.max_depth = out.max_depth.max(depth_of(c.qos));
+                if to.is_some() {
+                    out.subscribers += 1;
+                }
+            }
+            if let Some((ti, tp, tport)) = to {
+                let source = match from {
+                    Some((fi, fp, _)) => Source::Output(fi, fp),
+                    None => Source::Named(c.topic.clone().expect("topic + to")),
+                };
+                inputs.insert((ti, tp), (source, c.qos, slot_size(tport, c.max_size)));
+            }
         }
         if !diags.is_empty() {
             return Err(diags.sorted());
         }
 
-        let mut publishers: HashMap<(usize, usize), Publisher> =
-            topics.into_iter().map(|(k, t)| (k, t.publisher())).collect();
-        let epoch = Instant::now();
         let mut nodes = Vec::new();
         for (i, (spec, res)) in manifest.nodes.iter().zip(resolved).enumerate() {
             let (plugin, type_index) = res.expect("every node resolved when there are no diagnostics");
             let node_type = &plugin.info().node_types[type_index];
-            let bindings = node_type
-                .ports
-                .iter()
-                .enumerate()
-                .map(|(p, port)| {
-                    if port.output {
-                        publishers.remove(&(i, p)).map_or(
-                            PortBinding::Unconnected {
-                                output: true,
-                                sent: 0,
-                            },
-                            PortBinding::Output,
-                        )
-                    } else {
-                        inputs.remove(&(i, p)).map_or(
-                            PortBinding::Unconnected {
-                                output: false,
-                                sent: 0,
-                            },
-                            PortBinding::Input,
-                        )
+            let ports = (0..node_type.ports.len())
+                .map(|p| {
+                    if let Some(out) = outputs.get(&(i, p)) {
+                        return PortPlan::Output {
+                            topic: out.name.clone(),
+                            spec: out_spec(out),
+                        };
+                    }
+                    match inputs.get(&(i, p)) {
+                        Some((Source::Output(fi, fp), qos, _)) => {
+                            let out = &outputs[&(*fi, *fp)];
+                            PortPlan::Input {
+                                topic: out.name.clone(),
+                                spec: out_spec(out),
+                                qos: *qos,
+                            }
+                        }
+                        Some((Source::Named(topic), qos, slot)) => {
+                            let port = &node_type.ports[p];
+                            PortPlan::Input {
+                                topic: TopicName::Named(topic.clone()),
+                                spec: PlanSpec {
+                                    type_name: port.type_name.clone(),
+                                    type_hash: port.type_hash,
+                                    slot_size: *slot,
+                                    capacity: named_capacity(*slot, depth_of(*qos)),
+                                    single_producer: false,
+                                },
+                                qos: *qos,
+                            }
+                        }
+                        None => PortPlan::Unconnected {
+                            output: node_type.ports[p].output,
+                        },
                     }
                 })
                 .collect();
-            let io = NodeIo::new(
-                spec.name.clone(),
-                spec.logging,
-                spec.config.clone(),
-                bindings,
-                epoch,
-            );
             nodes.push(GraphNode {
                 spec: spec.clone(),
                 type_name: node_type.name.clone(),
+                port_names: node_type.ports.iter().map(|p| p.name.clone()).collect(),
                 plugin,
                 type_index,
-                io,
+                ports,
             });
         }
         Ok(Graph {
@@ -242,6 +353,49 @@ impl Graph {
             plugins,
             nodes,
         })
+    }
+}
+
+/// The topic an output creates: a private topic is a Link when it has one subscriber, sized for
+/// its deepest subscriber; a named topic is shared, sized by [`named_capacity`].
+fn out_spec(out: &OutTopic) -> PlanSpec {
+    let named = matches!(out.name, TopicName::Named(_));
+    PlanSpec {
+        type_name: out.type_name.clone(),
+        type_hash: out.type_hash,
+        slot_size: out.slot_size,
+        capacity: if named {
+            named_capacity(out.slot_size, out.max_depth)
+        } else {
+            out.max_depth.max(2)
+        },
+        single_producer: !named,
+    }
+}
+
+impl Graph {
+    /// Attaches every port to its topic (creating the segments) and makes each node's
+    /// host-side state. Subscribers attach before anything is sent, so nothing is missed.
+    pub fn bind(self, scope: &TopicScope) -> Result<BoundGraph, BindError> {
+        let epoch = Instant::now();
+        let mut bound = Vec::with_capacity(self.nodes.len());
+        for node in self.nodes {
+            let bindings = scope.bind(&node.ports).map_err(|(port, source)| BindError {
+                node: node.spec.name.clone(),
+                port: node.port_names[port].clone(),
+                source: Box::new(source),
+            })?;
+            let io = NodeIo::new(
+                node.spec.name.clone(),
+                node.spec.logging,
+                node.spec.config.clone(),
+                node.port_names.clone(),
+                bindings,
+                epoch,
+            );
+            bound.push(BoundNode { node, io });
+        }
+        Ok(BoundGraph { manifest: self.manifest, plugins: self.plugins, nodes: bound })
     }
 }
 

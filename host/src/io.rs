@@ -1,11 +1,33 @@
 //! The host's side of one node's context: its name, config, clock, logger and port bindings.
 //!
 //! Owns what the C callbacks in [`crate::ffi::host_api`] do, in safe Rust: every callback is a
-//! thin shim over a method here. It does not own delivery (see [`crate::topic`]) or scheduling.
+//! thin shim over a method here. It does not own delivery (see [`crate::shm`]), topic policy
+//! (see [`crate::topic`]) or scheduling.
 
-use crate::topic::{Publisher, SendError, Subscriber};
+use crate::shm::{Publisher, SendError, Subscriber};
 use horus_plugin_api::abi;
+use serde::Serialize;
 use std::time::Instant;
+
+/// Counters of one port's topic endpoint, as the stats show them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopicStats {
+    /// The node's port.
+    pub port: String,
+    /// The topic (as other processes name it).
+    pub topic: String,
+    /// `output` or `input`.
+    pub direction: &'static str,
+    /// Messages sent (output) or received (input).
+    pub messages: u64,
+    /// Payload bytes sent or received.
+    pub bytes: u64,
+    /// Input: messages overwritten before they were read. Output: sends refused because a
+    /// reliable subscriber was full.
+    pub dropped: u64,
+    /// The last sequence number handled (sent or received), if any.
+    pub last_sequence: Option<u64>,
+}
 
 /// What one port of a node is bound to.
 #[derive(Debug)]
@@ -45,6 +67,7 @@ pub enum ConfigLookup<'a> {
 #[derive(Debug)]
 pub struct NodeIo {
     name: String,
+    port_names: Vec<String>,
     logging: bool,
     config: toml::Table,
     config_toml: String,
@@ -63,12 +86,14 @@ impl NodeIo {
         name: String,
         logging: bool,
         config: toml::Table,
+        port_names: Vec<String>,
         ports: Vec<PortBinding>,
         epoch: Instant,
     ) -> NodeIo {
         let config_toml = toml::to_string(&config).unwrap_or_default();
         NodeIo {
             name,
+            port_names,
             logging,
             config,
             config_toml,
@@ -146,6 +171,7 @@ impl NodeIo {
             Some(PortBinding::Output(p)) => match p.send(bytes) {
                 Ok(()) => abi::SEND_OK,
                 Err(SendError::Full) => abi::SEND_FULL,
+                Err(SendError::TooLarge { .. }) => abi::SEND_TOO_LARGE,
             },
             Some(PortBinding::Unconnected { output: true, sent }) => {
                 *sent += 1;
@@ -157,9 +183,9 @@ impl NodeIo {
 
     /// Takes the next message of input `port`; the bytes stay valid until the next call.
     pub fn recv(&mut self, port: u32) -> Result<Option<&[u8]>, i32> {
-        match self.ports.get(port as usize) {
+        match self.ports.get_mut(port as usize) {
             Some(PortBinding::Input(s)) => {
-                if s.recv_into(&mut self.current) {
+                if s.try_recv(&mut self.current).is_some() {
                     Ok(Some(&self.current))
                 } else {
                     Ok(None)
@@ -172,16 +198,43 @@ impl NodeIo {
 
     /// Messages waiting in the node's input queues.
     pub fn pending_input(&self) -> usize {
+        let pending = |p: &PortBinding| {
+            if let PortBinding::Input(s) = p {
+                s.pending() as usize
+            } else {
+                0
+            }
+        };
+        self.ports.iter().map(pending).sum()
+    }
+
+    /// Per-port topic counters (connected ports only).
+    pub fn topic_stats(&self) -> Vec<TopicStats> {
         self.ports
             .iter()
-            .map(|p| {
-                if let PortBinding::Input(s) = p {
-                    s.pending()
-                } else {
-                    0
-                }
+            .zip(&self.port_names)
+            .filter_map(|(p, name)| match p {
+                PortBinding::Output(p) => Some(TopicStats {
+                    port: name.clone(),
+                    topic: p.segment().topic().to_owned(),
+                    direction: "output",
+                    messages: p.messages_sent(),
+                    bytes: p.bytes_sent(),
+                    dropped: p.refused(),
+                    last_sequence: p.last_sequence(),
+                }),
+                PortBinding::Input(s) => Some(TopicStats {
+                    port: name.clone(),
+                    topic: s.segment().topic().to_owned(),
+                    direction: "input",
+                    messages: s.messages_received(),
+                    bytes: s.bytes_received(),
+                    dropped: s.dropped(),
+                    last_sequence: s.last_sequence(),
+                }),
+                PortBinding::Unconnected { .. } => None,
             })
-            .sum()
+            .collect()
     }
 
     /// Totals over the node's ports: (messages sent, messages received, dropped).
@@ -214,11 +267,18 @@ fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Qos;
-    use crate::topic::{TopicBuilder, TopicInfo};
+    use crate::shm::{self, TopicSpec};
 
     fn io(config: &str, ports: Vec<PortBinding>) -> NodeIo {
-        NodeIo::new("n".into(), true, config.parse().unwrap(), ports, Instant::now())
+        let names = (0..ports.len()).map(|i| format!("p{i}")).collect();
+        NodeIo::new(
+            "n".into(),
+            true,
+            config.parse().unwrap(),
+            names,
+            ports,
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -239,13 +299,18 @@ mod tests {
 
     #[test]
     fn send_recv_through_bindings() {
-        let mut t = TopicBuilder::new(TopicInfo {
-            name: "a.out".into(),
+        let ns = format!("io{}", std::process::id());
+        let spec = TopicSpec {
+            topic: "a.out".into(),
             type_name: "bytes".into(),
             type_hash: 0,
-        });
-        let sub = t.subscribe(Qos::KeepLast(4));
-        let mut a = io("", vec![PortBinding::Output(t.publisher())]);
+            slot_size: 8,
+            capacity: 4,
+            single_producer: true,
+        };
+        let sub = shm::subscriber(&ns, &spec, 4, false).unwrap();
+        let publ = shm::publisher(&ns, &spec).unwrap();
+        let mut a = io("", vec![PortBinding::Output(publ)]);
         let mut b = io(
             "",
             vec![
@@ -257,12 +322,20 @@ mod tests {
             ],
         );
         assert_eq!(a.send(0, b"hi"), abi::SEND_OK);
+        assert_eq!(a.send(0, b"too large!"), abi::SEND_TOO_LARGE);
         assert_eq!(a.send(1, b"hi"), abi::SEND_BAD_PORT);
+        assert_eq!(b.pending_input(), 1);
         assert_eq!(b.recv(0), Ok(Some(&b"hi"[..])));
         assert_eq!(b.recv(0), Ok(None));
         assert_eq!(b.recv(1), Err(abi::RECV_BAD_PORT));
         assert_eq!(b.send(1, b"x"), abi::SEND_OK);
         assert_eq!(a.message_totals(), (1, 0, 0));
         assert_eq!(b.message_totals(), (1, 1, 0));
+        let stats = b.topic_stats();
+        assert_eq!(stats.len(), 1);
+        assert_eq!(
+            (stats[0].topic.as_str(), stats[0].messages, stats[0].last_sequence),
+            ("a.out", 1, Some(0))
+        );
     }
 }

@@ -3,9 +3,10 @@
 //! logic lives in its own module.
 
 use crate::diag::Diagnostics;
-use crate::graph::Graph;
+use crate::graph::{BindError, BoundGraph, Graph};
 use crate::manifest;
 use crate::scheduler::{self, RunError, RunReport, StopHandle};
+use crate::topic::TopicScope;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,10 @@ pub enum HostError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A port could not be attached to its topic (exit code 2 when the topic conflicts with
+    /// this manifest, 1 for system failures).
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// Signal handlers could not be installed (exit code 1).
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -46,6 +51,8 @@ impl HostError {
     pub fn exit_code(&self) -> i32 {
         match self {
             HostError::BadInput(_) | HostError::StatsFileCreate { .. } => 2,
+            HostError::Bind(e) if e.is_bad_input() => 2,
+            HostError::Bind(_) => 1,
             HostError::StatsFileWrite { .. } | HostError::Signals(_) | HostError::Run(_) => 1,
         }
     }
@@ -99,7 +106,7 @@ pub fn describe(graph: &Graph) -> String {
         );
     }
     for c in &m.connections {
-        let _ = writeln!(out, "  {} -> {} [{}]", c.from, c.to, c.qos);
+        let _ = writeln!(out, "  {} [{}]", c.describe(), c.qos);
     }
     out
 }
@@ -129,11 +136,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     };
     let stop = StopHandle::new();
     let signals = SignalGuard::install(stop.clone())?;
-    let Graph {
-        manifest,
-        plugins,
-        nodes,
-    } = graph;
+    let BoundGraph { manifest, plugins, nodes } = graph.bind(&TopicScope::new())?;
     let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration);
     drop(signals);
     // The scheduler thread has been joined: the plugins can really be unloaded now.

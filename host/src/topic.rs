@@ -1,188 +1,157 @@
-//! Topics: named, typed channels from one output port to any number of input ports, each
-//! subscriber with its own queue and QoS.
+//! Topic policy: what each port of each node is bound to, and how big its topic is. Every
+//! topic is a shared-memory ring ([`crate::shm`]), whether its endpoints live in this host or in
+//! other processes; this module only decides names and sizes.
 //!
-//! Owns delivery semantics (fan-out, `keep_last` overwrite with drop counting, `reliable`
-//! back-pressure) and per-endpoint metrics. This is the in-process transport; nodes reach it only
-//! through the host's `send`/`recv` callbacks, never directly, so another transport (shared
-//! memory) can replace it without changing plugin code.
+//! - A connection inside the manifest (`from` + `to`) uses a topic private to this host run:
+//!   `h<pid>/<node>.<port>`, so two hosts running one manifest never share it.
+//! - A named topic (`topic = "robot/imu"`) is shared with every process on the machine in the
+//!   same namespace (`HORUS_NAMESPACE`, default per user).
+//! - Slots are sized from the message type (plain data: exact), else from `max_size`, else
+//!   [`DEFAULT_MAX_SIZE`]. A private topic holds as many messages as its deepest subscriber asks
+//!   for; a named topic at least [`NAMED_MIN_CAPACITY`], within [`NAMED_MEMORY_BUDGET`].
 
+use crate::io::PortBinding;
 use crate::manifest::Qos;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+pub use crate::manifest::DEFAULT_MAX_SIZE;
+use crate::shm::{self, layout, ShmError, TopicSpec};
 
-/// Why a message was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
-    /// A `reliable` subscriber's queue is full; nobody received the message. Retry later.
-    Full,
+/// A named topic holds at least this many messages (other processes' subscribers may ask for
+/// deep queues; their depth is capped at the topic's capacity).
+pub const NAMED_MIN_CAPACITY: u32 = 64;
+/// A named topic's capacity grows to at most this many bytes of slots (or to its deepest local
+/// subscriber, if that is more).
+pub const NAMED_MEMORY_BUDGET: u64 = 4 * 1024 * 1024;
+
+/// Where a topic's name comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicName {
+    /// Private to this host run; the `node.port` of its publishing output.
+    Local(String),
+    /// Shared by name with other processes.
+    Named(String),
 }
 
-/// Identity of a topic: its name and message type.
+/// What one port will be bound to when the graph runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortPlan {
+    /// An output publishing on a topic.
+    Output {
+        /// The topic.
+        topic: TopicName,
+        /// Its slot size, type and capacity.
+        spec: PlanSpec,
+    },
+    /// An input subscribed to a topic.
+    Input {
+        /// The topic.
+        topic: TopicName,
+        /// Its slot size, type and capacity.
+        spec: PlanSpec,
+        /// The connection's QoS.
+        qos: Qos,
+    },
+    /// Declared by the node type but not connected.
+    Unconnected {
+        /// True for an output.
+        output: bool,
+    },
+}
+
+/// Size and type of a topic, before its name is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicInfo {
-    /// `node.port` of the publishing output.
-    pub name: String,
+pub struct PlanSpec {
     /// Message type name.
     pub type_name: String,
     /// Message type hash.
     pub type_hash: u64,
+    /// Largest message in bytes.
+    pub slot_size: u32,
+    /// Slots, if this endpoint creates the segment.
+    pub capacity: u32,
+    /// One producer only.
+    pub single_producer: bool,
 }
 
-#[derive(Debug, Default)]
-struct TopicCounters {
-    sent: AtomicU64,
-    bytes: AtomicU64,
+/// Capacity of a named topic with slots of `slot_size` whose local subscribers want `depth`.
+pub fn named_capacity(slot_size: u32, depth: u32) -> u32 {
+    let stride = u64::from(layout::stride(slot_size));
+    let budget = (NAMED_MEMORY_BUDGET / stride).clamp(2, 1024) as u32;
+    depth.max(NAMED_MIN_CAPACITY.min(budget)).max(2)
 }
 
-#[derive(Debug)]
-struct Queue {
-    qos: Qos,
-    messages: Mutex<VecDeque<Vec<u8>>>,
-    received: AtomicU64,
-    dropped: AtomicU64,
+/// Resolves topic names for one host run.
+#[derive(Debug, Clone)]
+pub struct TopicScope {
+    namespace: String,
+    instance: String,
 }
 
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Vec<u8>>> {
-        // A panic while holding this lock cannot leave the deque inconsistent (every operation
-        // is a single push or pop), so a poisoned lock is safe to keep using.
-        self.messages.lock().unwrap_or_else(|p| p.into_inner())
+impl Default for TopicScope {
+    fn default() -> Self {
+        TopicScope::new()
     }
 }
 
-/// Collects a topic's subscribers while the graph is built, then hands out the publisher.
-#[derive(Debug)]
-pub struct TopicBuilder {
-    info: TopicInfo,
-    queues: Vec<Arc<Queue>>,
-}
-
-impl TopicBuilder {
-    /// A topic with no subscribers yet.
-    pub fn new(info: TopicInfo) -> TopicBuilder {
-        TopicBuilder {
-            info,
-            queues: Vec::new(),
+impl TopicScope {
+    /// The scope of this process: namespace from the environment, instance from the pid.
+    pub fn new() -> TopicScope {
+        TopicScope {
+            namespace: shm::namespace(),
+            instance: format!("h{}", std::process::id()),
         }
     }
 
-    /// Adds a subscriber with its own queue.
-    pub fn subscribe(&mut self, qos: Qos) -> Subscriber {
-        let queue = Arc::new(Queue {
-            qos,
-            messages: Mutex::new(VecDeque::with_capacity(qos.depth().min(64))),
-            received: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
-        self.queues.push(queue.clone());
-        Subscriber {
-            topic: self.info.name.clone(),
-            queue,
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The topic name as other processes see it.
+    pub fn resolve(&self, name: &TopicName) -> String {
+        match name {
+            TopicName::Local(n) => format!("{}/{n}", self.instance),
+            TopicName::Named(n) => n.clone(),
         }
     }
 
-    /// Finishes the topic: its one publisher.
-    pub fn publisher(self) -> Publisher {
-        Publisher {
-            info: self.info,
-            queues: self.queues,
-            counters: Arc::new(TopicCounters::default()),
-        }
-    }
-}
-
-/// The sending end of a topic.
-#[derive(Debug)]
-pub struct Publisher {
-    info: TopicInfo,
-    queues: Vec<Arc<Queue>>,
-    counters: Arc<TopicCounters>,
-}
-
-impl Publisher {
-    /// The topic.
-    pub fn info(&self) -> &TopicInfo {
-        &self.info
-    }
-
-    /// Delivers a copy of `bytes` to every subscriber. With a `reliable` subscriber whose queue
-    /// is full, nobody gets it and [`SendError::Full`] is returned.
-    pub fn send(&self, bytes: &[u8]) -> Result<(), SendError> {
-        // Only this publisher pushes, so room seen here can only grow before the push below.
-        for q in &self.queues {
-            if let Qos::Reliable(depth) = q.qos {
-                if q.lock().len() >= depth {
-                    return Err(SendError::Full);
-                }
-            }
-        }
-        for q in &self.queues {
-            let mut messages = q.lock();
-            if let Qos::KeepLast(depth) = q.qos {
-                while messages.len() >= depth {
-                    messages.pop_front();
-                    q.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            messages.push_back(bytes.to_vec());
-        }
-        self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Messages accepted so far.
-    pub fn messages_sent(&self) -> u64 {
-        self.counters.sent.load(Ordering::Relaxed)
-    }
-
-    /// Payload bytes accepted so far.
-    pub fn bytes_sent(&self) -> u64 {
-        self.counters.bytes.load(Ordering::Relaxed)
-    }
-}
-
-/// The receiving end of one connection.
-#[derive(Debug)]
-pub struct Subscriber {
-    topic: String,
-    queue: Arc<Queue>,
-}
-
-impl Subscriber {
-    /// The topic's name.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// Moves the oldest unread message into `buf` (replacing its contents). False when empty.
-    pub fn recv_into(&self, buf: &mut Vec<u8>) -> bool {
-        match self.queue.lock().pop_front() {
-            Some(msg) => {
-                *buf = msg;
-                self.queue.received.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            None => false,
+    fn spec(&self, topic: &TopicName, plan: &PlanSpec) -> TopicSpec {
+        TopicSpec {
+            topic: self.resolve(topic),
+            type_name: plan.type_name.clone(),
+            type_hash: plan.type_hash,
+            slot_size: plan.slot_size,
+            capacity: plan.capacity,
+            single_producer: plan.single_producer,
         }
     }
 
-    /// Messages taken so far.
-    pub fn messages_received(&self) -> u64 {
-        self.queue.received.load(Ordering::Relaxed)
-    }
-
-    /// Messages overwritten before they were read (`keep_last`).
-    pub fn dropped(&self) -> u64 {
-        self.queue.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Messages waiting.
-    pub fn pending(&self) -> usize {
-        self.queue.lock().len()
+    /// Attaches every port of one node to its topic.
+    pub fn bind(&self, plans: &[PortPlan]) -> Result<Vec<PortBinding>, (usize, ShmError)> {
+        plans
+            .iter()
+            .enumerate()
+            .map(|(i, plan)| {
+                let bound = match plan {
+                    PortPlan::Output { topic, spec } => {
+                        shm::publisher(&self.namespace, &self.spec(topic, spec)).map(PortBinding::Output)
+                    }
+                    PortPlan::Input { topic, spec, qos } => {
+                        let (depth, reliable) = match *qos {
+                            Qos::KeepLast(n) => (n, false),
+                            Qos::Reliable(n) => (n, true),
+                        };
+                        let depth = u32::try_from(depth).unwrap_or(u32::MAX);
+                        shm::subscriber(&self.namespace, &self.spec(topic, spec), depth, reliable)
+                            .map(PortBinding::Input)
+                    }
+                    PortPlan::Unconnected { output } => Ok(PortBinding::Unconnected {
+                        output: *output,
+                        sent: 0,
+                    }),
+                };
+                bound.map_err(|e| (i, e))
+            })
+            .collect()
     }
 }
 
@@ -190,71 +159,22 @@ impl Subscriber {
 mod tests {
     use super::*;
 
-    fn topic() -> TopicBuilder {
-        TopicBuilder::new(TopicInfo {
-            name: "a.out".into(),
-            type_name: "u64".into(),
-            type_hash: 1,
-        })
-    }
-
-    fn drain(s: &Subscriber) -> Vec<u8> {
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        while s.recv_into(&mut buf) {
-            out.push(buf[0]);
-        }
-        out
+    #[test]
+    fn named_capacity_respects_depth_and_budget() {
+        assert_eq!(named_capacity(56, 8), 64);
+        assert_eq!(named_capacity(56, 500), 500);
+        // 64 KiB slots: the budget allows 63 of them.
+        assert_eq!(named_capacity(64 * 1024, 4), 63);
+        assert_eq!(named_capacity(64 * 1024 * 1024, 1), 2);
     }
 
     #[test]
-    fn fan_out_in_order() {
-        let mut t = topic();
-        let a = t.subscribe(Qos::KeepLast(8));
-        let b = t.subscribe(Qos::Reliable(8));
-        let p = t.publisher();
-        for i in 0..5u8 {
-            p.send(&[i]).unwrap();
-        }
-        assert_eq!(drain(&a), vec![0, 1, 2, 3, 4]);
-        assert_eq!(drain(&b), vec![0, 1, 2, 3, 4]);
-        assert_eq!(p.messages_sent(), 5);
-        assert_eq!(a.messages_received(), 5);
-    }
-
-    #[test]
-    fn keep_last_overwrites_oldest_and_counts() {
-        let mut t = topic();
-        let s = t.subscribe(Qos::KeepLast(3));
-        let p = t.publisher();
-        for i in 0..10u8 {
-            p.send(&[i]).unwrap();
-        }
-        assert_eq!(drain(&s), vec![7, 8, 9]);
-        assert_eq!(s.dropped(), 7);
-    }
-
-    #[test]
-    fn reliable_refuses_when_full_and_loses_nothing() {
-        let mut t = topic();
-        let fast = t.subscribe(Qos::KeepLast(1));
-        let slow = t.subscribe(Qos::Reliable(2));
-        let p = t.publisher();
-        assert_eq!(p.send(&[0]), Ok(()));
-        assert_eq!(p.send(&[1]), Ok(()));
-        assert_eq!(p.send(&[2]), Err(SendError::Full));
-        assert_eq!(p.messages_sent(), 2);
-        assert_eq!(drain(&slow), vec![0, 1]);
-        assert_eq!(p.send(&[2]), Ok(()));
-        assert_eq!(drain(&slow), vec![2]);
-        assert_eq!(drain(&fast), vec![2]);
-        assert_eq!(slow.dropped(), 0);
-    }
-
-    #[test]
-    fn no_subscribers_still_counts() {
-        let p = topic().publisher();
-        p.send(&[1, 2, 3]).unwrap();
-        assert_eq!((p.messages_sent(), p.bytes_sent()), (1, 3));
+    fn local_names_are_private_to_the_instance() {
+        let scope = TopicScope {
+            namespace: "ns".into(),
+            instance: "h42".into(),
+        };
+        assert_eq!(scope.resolve(&TopicName::Local("imu.imu".into())), "h42/imu.imu");
+        assert_eq!(scope.resolve(&TopicName::Named("robot/imu".into())), "robot/imu");
     }
 }

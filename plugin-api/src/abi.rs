@@ -158,6 +158,9 @@ abi_struct! {
         pub direction: u32,
         /// [`ENCODING_POD`], [`ENCODING_POSTCARD`] or [`ENCODING_BYTES`].
         pub encoding: u32,
+        /// The largest encoded message in bytes, 0 when unbounded (serde types, raw bytes):
+        /// shared-memory topics size their slots from it.
+        pub max_size: u64,
     }
 }
 

@@ -39,6 +39,8 @@ pub trait Message: Sized {
     const TYPE_HASH: u64;
     /// One of the `abi::ENCODING_*` values.
     const ENCODING: u32;
+    /// The largest encoded size in bytes; 0 when it has no fixed bound (serde types, bytes).
+    const MAX_SIZE: usize = 0;
 
     /// The bytes to send. Plain data returns its own bytes; other types encode into `scratch`.
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], CodecError>;
@@ -105,6 +107,7 @@ macro_rules! impl_primitive_message {
                 const TYPE_NAME: &'static str = stringify!($t);
                 const TYPE_HASH: u64 = abi::fnv1a(abi::FNV_OFFSET, concat!("pod:", stringify!($t)).as_bytes());
                 const ENCODING: u32 = abi::ENCODING_POD;
+                const MAX_SIZE: usize = size_of::<$t>();
 
                 fn encode<'a>(&'a self, _scratch: &'a mut Vec<u8>) -> Result<&'a [u8], CodecError> {
                     Ok(pod_bytes(self))
@@ -190,6 +193,7 @@ macro_rules! pod_message {
                 &(::core::mem::size_of::<$name>() as u64).to_le_bytes(),
             );
             const ENCODING: u32 = $crate::abi::ENCODING_POD;
+            const MAX_SIZE: usize = ::core::mem::size_of::<$name>();
 
             fn encode<'a>(&'a self, _scratch: &'a mut ::std::vec::Vec<u8>) -> ::core::result::Result<&'a [u8], $crate::CodecError> {
                 Ok($crate::message::pod_bytes(self))
@@ -260,6 +264,7 @@ impl Port {
             type_hash: M::TYPE_HASH,
             direction,
             encoding: M::ENCODING,
+            max_size: M::MAX_SIZE as u64,
         })
     }
 
@@ -276,6 +281,11 @@ impl Port {
     /// The port's message type hash.
     pub fn type_hash(&self) -> u64 {
         self.0.type_hash
+    }
+
+    /// The largest message in bytes, 0 when unbounded.
+    pub fn max_size(&self) -> u64 {
+        self.0.max_size
     }
 
     /// True for an output port.

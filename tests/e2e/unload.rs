@@ -23,7 +23,14 @@ fn config(every: i64) -> toml::Table {
 /// Creates, ticks (with panics: they make the plugin's std register thread-local destructors,
 /// which pin a library to the thread), shuts down and destroys one node.
 fn exercise(lib: Arc<PluginLibrary>) {
-    let io = NodeIo::new("p".into(), false, config(3), Vec::new(), Instant::now());
+    let io = NodeIo::new(
+        "p".into(),
+        false,
+        config(3),
+        Vec::new(),
+        Vec::new(),
+        Instant::now(),
+    );
     let mut node = NodeInstance::create(lib, 0, io).expect("create");
     node.init().expect("init");
     let failures = (0..10).filter(|_| node.tick().is_err()).count();

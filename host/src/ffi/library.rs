@@ -100,6 +100,8 @@ pub struct PortInfo {
     pub output: bool,
     /// `abi::ENCODING_*`.
     pub encoding: u32,
+    /// Largest message in bytes, 0 when unbounded.
+    pub max_size: u64,
 }
 
 /// A node type as the host keeps it.
@@ -353,6 +355,7 @@ fn read_descriptor(lib: &Library, path: &Path) -> Result<PluginInfo, LoadError> 
                     type_hash: p.type_hash,
                     output: p.direction == abi::PORT_OUTPUT,
                     encoding: p.encoding,
+                    max_size: p.max_size,
                 })
             })
             .collect::<Option<Vec<_>>>()

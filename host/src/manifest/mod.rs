@@ -208,20 +208,49 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A validated `[[connect]]`.
+/// A validated `[[connect]]`: an output to an input (`from` + `to`), an output to a named topic
+/// (`from` + `topic`), or a named topic to an input (`topic` + `to`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectSpec {
-    /// The publishing side.
-    pub from: Endpoint,
-    /// Where `from` is written.
+    /// The publishing side, if in this manifest.
+    pub from: Option<Endpoint>,
+    /// Where `from` (or the table) is written.
     pub from_at: Location,
-    /// The receiving side.
-    pub to: Endpoint,
-    /// Where `to` is written.
+    /// The receiving side, if in this manifest.
+    pub to: Option<Endpoint>,
+    /// Where `to` (or the table) is written.
     pub to_at: Location,
-    /// Delivery policy.
+    /// A named topic shared with other processes on this machine.
+    pub topic: Option<String>,
+    /// Where `topic` is written.
+    pub topic_at: Location,
+    /// Delivery policy (for the receiving side).
     pub qos: Qos,
+    /// Largest message, for types without a fixed size.
+    pub max_size: Option<u32>,
 }
+
+impl ConnectSpec {
+    /// `from -> to`, for messages.
+    pub fn describe(&self) -> String {
+        let side = |e: &Option<Endpoint>| e.as_ref().map(Endpoint::to_string);
+        let topic = self.topic.as_ref().map(|t| format!("topic `{t}`"));
+        match (side(&self.from), side(&self.to)) {
+            (Some(f), Some(t)) => format!(
+                "{f} -> {t}{}",
+                topic.map(|t| format!(" via {t}")).unwrap_or_default()
+            ),
+            (Some(f), None) => format!("{f} -> {}", topic.unwrap_or_default()),
+            (None, Some(t)) => format!("{} -> {t}", topic.unwrap_or_default()),
+            (None, None) => topic.unwrap_or_default(),
+        }
+    }
+}
+
+/// Largest message on a topic whose type has no fixed size, unless `max_size` says otherwise.
+pub const DEFAULT_MAX_SIZE: u32 = 64 * 1024;
+/// The largest `max_size` accepted (slots are preallocated: capacity × max_size bytes).
+pub const MAX_MAX_SIZE: u32 = 64 * 1024 * 1024;
 
 /// A validated manifest.
 #[derive(Debug, Clone, PartialEq)]

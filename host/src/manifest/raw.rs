@@ -53,16 +53,20 @@ pub struct RawNode {
     pub config: Option<Spanned<toml::Table>>,
 }
 
-/// One `[[connect]]`.
+/// One `[[connect]]`: two of `from`, `to` and `topic`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConnect {
     /// `node.output`.
-    pub from: Spanned<String>,
+    pub from: Option<Spanned<String>>,
     /// `node.input`.
-    pub to: Spanned<String>,
+    pub to: Option<Spanned<String>>,
+    /// A named topic shared with other processes.
+    pub topic: Option<Spanned<String>>,
     /// `keep_last(N)` or `reliable` / `reliable(N)`.
     pub qos: Option<Spanned<String>>,
+    /// Largest message in bytes, for message types without a fixed size.
+    pub max_size: Option<Spanned<i64>>,
 }
 
 /// The keys each table accepts, for "did you mean" hints. Keep in sync with the structs above
@@ -82,4 +86,4 @@ pub const NODE_KEYS: &[&str] = &[
     "config",
 ];
 /// Keys of `[[connect]]`.
-pub const CONNECT_KEYS: &[&str] = &["from", "to", "qos"];
+pub const CONNECT_KEYS: &[&str] = &["from", "to", "topic", "qos", "max_size"];

@@ -304,11 +304,13 @@ impl Validator<'_> {
                 }
             }
         }
-        let connections = raw
-            .connections
-            .into_iter()
-            .filter_map(|c| self.connection(c.into_inner()))
-            .collect();
+        let mut connections = Vec::new();
+        for c in raw.connections {
+            let at = self.at(&c);
+            if let Some(spec) = self.connection(c.into_inner(), at) {
+                connections.push(spec);
+            }
+        }
         let manifest = Manifest {
             path: self.path.to_path_buf(),
             scheduler,
@@ -487,9 +489,65 @@ impl Validator<'_> {
         }
     }
 
-    fn connection(&mut self, raw: RawConnect) -> Option<ConnectSpec> {
-        let from = self.endpoint(&raw.from, "from");
-        let to = self.endpoint(&raw.to, "to");
+    fn connection(&mut self, raw: RawConnect, table_at: Location) -> Option<ConnectSpec> {
+        let given = [raw.from.is_some(), raw.to.is_some(), raw.topic.is_some()];
+        if given.iter().filter(|g| **g).count() != 2 {
+            self.push(
+                Diagnostic::new(
+                    Code::H0006,
+                    self.path,
+                    "a [[connect]] needs two of `from`, `to` and `topic`",
+                )
+                .at(table_at)
+                .key("connect")
+                .hint(
+                    "`from` + `to` joins two nodes of this manifest; `from` + `topic` publishes to a named \
+                         topic; `topic` + `to` subscribes to one",
+                ),
+            );
+            return None;
+        }
+        let from = raw.from.as_ref().map(|f| self.endpoint(f, "from"));
+        let to = raw.to.as_ref().map(|t| self.endpoint(t, "to"));
+        let topic = match &raw.topic {
+            None => Some(None),
+            Some(t) => {
+                let name = t.get_ref().trim();
+                if name.is_empty()
+                    || name.len() > 200
+                    || name.chars().any(|c| c.is_control() || c.is_whitespace())
+                {
+                    self.push(
+                        self.diag(Code::H0006, t, format!("invalid topic name `{}`", t.get_ref()))
+                            .key("connect.topic")
+                            .hint("use 1 to 200 printable characters without spaces, e.g. `robot/imu`"),
+                    );
+                    None
+                } else {
+                    Some(Some(name.to_owned()))
+                }
+            }
+        };
+        let max_size = match &raw.max_size {
+            None => Some(None),
+            Some(m) => {
+                let v = *m.get_ref();
+                if v >= 1 && v <= i64::from(super::MAX_MAX_SIZE) {
+                    Some(Some(v as u32))
+                } else {
+                    self.push(
+                        self.diag(
+                            Code::H0006,
+                            m,
+                            format!("`max_size` must be 1 to {} bytes (got {v})", super::MAX_MAX_SIZE),
+                        )
+                        .key("connect.max_size")
+                        .hint("the largest encoded message on this connection, in bytes"),
+                    );
+                    None
+                }
+            }
+        };
         let qos = match &raw.qos {
             None => Some(Qos::DEFAULT),
             Some(q) => match Qos::parse(q.get_ref()) {
@@ -504,12 +562,16 @@ impl Validator<'_> {
                 }
             },
         };
+        let at = |s: &Option<Spanned<String>>| s.as_ref().map_or(table_at, |s| self.at(s));
         Some(ConnectSpec {
-            from: from?,
-            from_at: self.at(&raw.from),
-            to: to?,
-            to_at: self.at(&raw.to),
+            from: from.map_or(Some(None), |f| f.map(Some))?,
+            from_at: at(&raw.from),
+            to: to.map_or(Some(None), |t| t.map(Some))?,
+            to_at: at(&raw.to),
+            topic: topic?,
+            topic_at: at(&raw.topic),
             qos: qos?,
+            max_size: max_size?,
         })
     }
 }

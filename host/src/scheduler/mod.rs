@@ -19,7 +19,7 @@ pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
 
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
-use crate::graph::GraphNode;
+use crate::graph::BoundNode;
 use crate::manifest::{NodeSpec, SchedulerSpec};
 use std::time::{Duration, Instant};
 
@@ -155,6 +155,7 @@ impl RunningNode {
             node_type: self.type_name.clone(),
             plugin: self.spec.plugin.display().to_string(),
             isolation: self.spec.isolation.name(),
+            topics: self.instance.io().topic_stats(),
         }
     }
 }
@@ -173,7 +174,7 @@ fn spin_margin(period: Duration) -> Duration {
 /// The thread is joined before this returns, so the caller may unload the plugins afterwards.
 pub fn run(
     spec: &SchedulerSpec,
-    nodes: Vec<GraphNode>,
+    nodes: Vec<BoundNode>,
     stop: &StopHandle,
     duration: Option<Duration>,
 ) -> Result<RunReport, RunError> {
@@ -196,14 +197,14 @@ pub fn run(
     }
 }
 
-fn start_nodes(nodes: Vec<GraphNode>, epoch: Instant) -> Result<Vec<RunningNode>, RunError> {
-    let mut order: Vec<(usize, GraphNode)> = nodes.into_iter().enumerate().collect();
-    order.sort_by_key(|(i, n)| (n.spec.priority, *i));
+fn start_nodes(nodes: Vec<BoundNode>, epoch: Instant) -> Result<Vec<RunningNode>, RunError> {
+    let mut order: Vec<(usize, BoundNode)> = nodes.into_iter().enumerate().collect();
+    order.sort_by_key(|(i, n)| (n.node.spec.priority, *i));
     let mut running: Vec<RunningNode> = Vec::with_capacity(order.len());
-    for (_, mut node) in order {
-        node.io.set_epoch(epoch);
+    for (_, BoundNode { node, mut io }) in order {
+        io.set_epoch(epoch);
         let name = node.spec.name.clone();
-        let instance = match NodeInstance::create(node.plugin, node.type_index, node.io) {
+        let instance = match NodeInstance::create(node.plugin, node.type_index, io) {
             Ok(instance) => instance,
             Err(error) => {
                 // The nodes already started are shut down here and destroyed as `running` drops.
@@ -296,7 +297,7 @@ fn drain(nodes: &mut [RunningNode]) {
 
 fn run_on_this_thread(
     tick_rate: f64,
-    nodes: Vec<GraphNode>,
+    nodes: Vec<BoundNode>,
     stop: &StopHandle,
     duration: Option<Duration>,
 ) -> Result<RunReport, RunError> {

@@ -2,6 +2,7 @@
 //! show. Field names of [`NodeStats`] are the JSON keys: the original HORUS names first, ours
 //! after.
 
+use crate::io::TopicStats;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub struct NodeStats {
     pub plugin: String,
     /// Isolation level.
     pub isolation: &'static str,
+    /// One entry per connected port: its topic and counters.
+    pub topics: Vec<TopicStats>,
 }
 
 /// Running tick-duration accumulator (no allocation, no sorting on the hot path).

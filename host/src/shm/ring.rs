@@ -80,6 +80,7 @@ pub struct Publisher {
     sent: u64,
     bytes: u64,
     refused: u64,
+    last: Option<u64>,
 }
 
 impl Publisher {
@@ -95,6 +96,7 @@ impl Publisher {
             sent: 0,
             bytes: 0,
             refused: 0,
+            last: None,
         }
     }
 
@@ -184,6 +186,7 @@ impl Publisher {
 
         self.sent += 1;
         self.bytes += bytes.len() as u64;
+        self.last = Some(s);
         let me = self.seg.me();
         me.messages.store(self.sent, Ordering::Relaxed);
         me.bytes.store(self.bytes, Ordering::Relaxed);
@@ -231,6 +234,11 @@ impl Publisher {
     pub fn refused(&self) -> u64 {
         self.refused
     }
+
+    /// The sequence number of the last message this publisher sent.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last
+    }
 }
 
 /// What one receive found besides the message.
@@ -249,6 +257,7 @@ pub struct Subscriber {
     received: u64,
     bytes: u64,
     dropped: u64,
+    last: Option<u64>,
     stuck_since: Option<Instant>,
 }
 
@@ -264,6 +273,7 @@ impl Subscriber {
             received: 0,
             bytes: 0,
             dropped: 0,
+            last: None,
             stuck_since: None,
         }
     }
@@ -313,6 +323,7 @@ impl Subscriber {
                     continue; // overwritten while copying: the lap check below handles it
                 }
                 self.cursor = s + 1;
+                self.last = Some(s);
                 self.received += 1;
                 self.bytes += len as u64;
                 self.stuck_since = None;
@@ -396,5 +407,10 @@ impl Subscriber {
     /// Messages overwritten before this subscriber read them.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// The sequence number of the last message received.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last
     }
 }
