@@ -395,7 +395,11 @@ impl Graph {
             );
             bound.push(BoundNode { node, io });
         }
-        Ok(BoundGraph { manifest: self.manifest, plugins: self.plugins, nodes: bound })
+        Ok(BoundGraph {
+            manifest: self.manifest,
+            plugins: self.plugins,
+            nodes: bound,
+        })
     }
 }
 

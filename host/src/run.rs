@@ -136,7 +136,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     };
     let stop = StopHandle::new();
     let signals = SignalGuard::install(stop.clone())?;
-    let BoundGraph { manifest, plugins, nodes } = graph.bind(&TopicScope::new())?;
+    let BoundGraph {
+        manifest,
+        plugins,
+        nodes,
+    } = graph.bind(&TopicScope::new())?;
     let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration);
     drop(signals);
     // The scheduler thread has been joined: the plugins can really be unloaded now.

@@ -1,0 +1,308 @@
+//! Shared-memory topics between two `horus` processes: delivery on every QoS, a million
+//! messages checked for order and content, a publisher killed mid-stream, garbage in a segment,
+//! and a type mismatch. Every test uses its own HORUS_NAMESPACE, and checks that no segment is
+//! left behind.
+
+use horus_e2e::{horus, node, read_stats, spawn, wait, Outcome, Scratch};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// A namespace of its own for one test.
+fn namespace(test: &str) -> String {
+    format!("e2e-{}-{test}", std::process::id())
+}
+
+fn segment_path(ns: &str, topic: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm{}", horus_host::shm::shm_name(ns, topic)))
+}
+
+/// Every segment of namespace `ns` still in /dev/shm.
+fn leftovers(ns: &str) -> Vec<String> {
+    let prefix = format!("horus.{ns}.");
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for(path: &Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `horus run <manifest> --duration <d> --stats-json <stats>` in namespace `ns`, started now.
+fn start(ns: &str, manifest: &Path, duration: &str, stats: &Path) -> Child {
+    let mut cmd = horus(&["run", manifest.to_str().unwrap(), "--duration", duration]);
+    cmd.args(["--stats-json", stats.to_str().unwrap()])
+        .env("HORUS_NAMESPACE", ns);
+    spawn(cmd)
+}
+
+fn finish(child: Child) -> Outcome {
+    let out = wait(child, Duration::from_secs(90));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    out
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn two_manifests_in_two_processes_exchange_every_sample() {
+    let ns = namespace("demo");
+    let s = Scratch::new();
+    let root = horus_e2e::repo_root();
+    let (sub_stats, pub_stats) = (s.path().join("sub.json"), s.path().join("pub.json"));
+    let sub = start(
+        &ns,
+        &root.join("manifests/attitude-subscriber.toml"),
+        "4s",
+        &sub_stats,
+    );
+    wait_for(&segment_path(&ns, "demo/imu"), Duration::from_secs(20));
+    let publ = start(&ns, &root.join("manifests/imu-publisher.toml"), "1s", &pub_stats);
+    finish(publ);
+    let out = finish(sub);
+    let (sub, publ) = (read_stats(&sub_stats), read_stats(&pub_stats));
+    let sent = u(&node(&publ, "imu")["messages_sent"]);
+    assert!(sent >= 50, "the publisher ran: {sent}");
+    let filter = node(&sub, "filter");
+    assert_eq!(
+        u(&filter["messages_received"]),
+        sent,
+        "reliable: every sample arrived"
+    );
+    assert_eq!(filter["topics"][0]["topic"], "demo/imu");
+    assert_eq!(u(&node(&sub, "telemetry")["messages_received"]), sent);
+    assert!(out.stderr.contains("received"), "{}", out.stderr);
+    assert_eq!(leftovers(&ns), Vec::<String>::new());
+}
+
+fn stream_manifests(s: &Scratch, qos: &str, reliable: bool, count: u64) -> (PathBuf, PathBuf) {
+    let source = s.write(
+        "source.toml",
+        &format!(
+            "[scheduler]\npreset = \"realtime\"\n\
+             [[node]]\nname = \"source\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"SeqSource\"\n\
+             config = {{ count = {count}, burst = 20000, size = 48 }}\n\
+             [[connect]]\nfrom = \"source.out\"\ntopic = \"stream\"\nmax_size = 64\nqos = \"{qos}\"\n"
+        ),
+    );
+    let check = s.write(
+        "check.toml",
+        &format!(
+            "[scheduler]\npreset = \"realtime\"\n\
+             [[node]]\nname = \"check\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"SeqCheck\"\n\
+             config = {{ expect = {count}, reliable = {reliable} }}\n\
+             [[connect]]\ntopic = \"stream\"\nto = \"check.in\"\nmax_size = 64\nqos = \"{qos}\"\n"
+        ),
+    );
+    (source, check)
+}
+
+/// Runs the checker, then the source, in namespace `ns`; returns (source, checker) stats.
+fn stream(
+    ns: &str,
+    s: &Scratch,
+    qos: &str,
+    reliable: bool,
+    count: u64,
+) -> (serde_json::Value, serde_json::Value, Outcome) {
+    let (source, check) = stream_manifests(s, qos, reliable, count);
+    let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
+    let checker = start(ns, &check, "10s", &chk_stats);
+    wait_for(&segment_path(ns, "stream"), Duration::from_secs(20));
+    let src = start(ns, &source, "8s", &src_stats);
+    let src_out = finish(src);
+    let chk_out = finish(checker);
+    assert!(
+        src_out.stderr.contains(&format!("sent {count} of {count}")),
+        "{}",
+        src_out.stderr
+    );
+    let src = node(&read_stats(&src_stats), "source").clone();
+    let chk = node(&read_stats(&chk_stats), "check").clone();
+    (src, chk, chk_out)
+}
+
+#[test]
+fn a_million_messages_on_reliable_arrive_complete_in_order_intact() {
+    let ns = namespace("reliable");
+    let s = Scratch::new();
+    let (src, chk, out) = stream(&ns, &s, "reliable(8192)", true, 1_000_000);
+    assert_eq!(u(&src["messages_sent"]), 1_000_000);
+    assert_eq!(
+        u(&chk["total_failures"]),
+        0,
+        "no corrupt, lost or reordered message: {chk}"
+    );
+    assert_eq!(u(&chk["messages_received"]), 1_000_000);
+    assert_eq!(u(&chk["dropped"]), 0);
+    assert!(
+        out.stderr.contains("complete: 1000000 received, 0 dropped"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn a_million_messages_on_keep_last_are_intact_and_drops_are_counted() {
+    let ns = namespace("keeplast");
+    let s = Scratch::new();
+    let (src, chk, out) = stream(&ns, &s, "keep_last(64)", false, 1_000_000);
+    assert_eq!(u(&src["messages_sent"]), 1_000_000);
+    assert_eq!(
+        u(&chk["total_failures"]),
+        0,
+        "no corrupt or reordered message: {chk}"
+    );
+    let received = u(&chk["messages_received"]);
+    let dropped = u(&chk["topics"][0]["dropped"]);
+    assert_eq!(
+        received + dropped,
+        1_000_000,
+        "every message received or counted as dropped: {chk}"
+    );
+    assert!(received > 0);
+    assert!(
+        out.stderr.contains(&format!("{dropped} dropped")),
+        "the checker saw the same gaps:\n{}",
+        out.stderr
+    );
+    assert_eq!(leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn a_publisher_killed_mid_stream_neither_hangs_nor_crashes_the_subscriber() {
+    let ns = namespace("sigkill");
+    let s = Scratch::new();
+    // A stream that would take far longer than the test: the publisher dies in the middle.
+    let (source, check) = stream_manifests(&s, "keep_last(64)", false, 1_000_000_000);
+    let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
+    let checker = start(&ns, &check, "4s", &chk_stats);
+    wait_for(&segment_path(&ns, "stream"), Duration::from_secs(20));
+    let mut src = start(&ns, &source, "60s", &src_stats);
+    std::thread::sleep(Duration::from_millis(1200));
+    src.kill().expect("SIGKILL the publisher");
+    let _ = src.wait();
+    let started = Instant::now();
+    let out = finish(checker);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the subscriber stopped on time"
+    );
+    let chk = node(&read_stats(&chk_stats), "check").clone();
+    assert!(u(&chk["messages_received"]) > 0, "{chk}");
+    assert_eq!(
+        u(&chk["total_failures"]),
+        0,
+        "no torn message from the dying publisher: {chk}"
+    );
+    assert!(out.stderr.contains("checked "), "{}", out.stderr);
+    // The subscriber, last alive, removed the segment although the publisher never detached.
+    assert_eq!(leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn a_segment_left_by_a_crashed_process_is_reclaimed() {
+    let ns = namespace("reclaim");
+    let s = Scratch::new();
+    let (source, check) = stream_manifests(&s, "keep_last(64)", false, 1_000_000_000);
+    let mut src = start(&ns, &source, "60s", &s.path().join("a.json"));
+    let seg = segment_path(&ns, "stream");
+    wait_for(&seg, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    src.kill().expect("SIGKILL");
+    let _ = src.wait();
+    assert!(seg.exists(), "a crashed process leaves its segment");
+    let stats = s.path().join("b.json");
+    let out = finish(start(&ns, &check, "1s", &stats));
+    assert!(
+        out.stderr
+            .contains("reclaimed shared memory left by crashed processes"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(u(&node(&read_stats(&stats), "check")["total_failures"]), 0);
+    assert_eq!(leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn garbage_in_a_segment_is_refused_with_an_error() {
+    let ns = namespace("garbage");
+    let s = Scratch::new();
+    let (_, check) = stream_manifests(&s, "keep_last(64)", false, 10);
+    let seg = segment_path(&ns, "stream");
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let junk: Vec<u8> = (0..65536)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u8
+        })
+        .collect();
+    std::fs::write(&seg, junk).unwrap();
+    let mut cmd = horus(&["run", check.to_str().unwrap(), "--duration", "1s"]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let out = wait(spawn(cmd), Duration::from_secs(30));
+    let _ = std::fs::remove_file(&seg);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("node `check`, port `in`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a valid HORUS topic segment"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("rm /dev/shm"),
+        "says how to fix it: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn publisher_and_subscriber_of_different_types_are_refused() {
+    let ns = namespace("types");
+    let s = Scratch::new();
+    let publisher = s.write(
+        "pub.toml",
+        "[[node]]\nname = \"imu\"\nplugin = \"{plugin:imu-sim}\"\n[[connect]]\nfrom = \"imu.imu\"\ntopic = \"robot/state\"\n",
+    );
+    let subscriber = s.write(
+        "sub.toml",
+        "[[node]]\nname = \"sink\"\nplugin = \"{plugin:telemetry-sink}\"\n[[connect]]\ntopic = \"robot/state\"\nto = \"sink.attitude\"\n",
+    );
+    let publ = start(&ns, &publisher, "20s", &s.path().join("pub.json"));
+    wait_for(&segment_path(&ns, "robot/state"), Duration::from_secs(20));
+    let mut cmd = horus(&["run", subscriber.to_str().unwrap(), "--duration", "1s"]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let out = wait(spawn(cmd), Duration::from_secs(30));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &publ.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    finish(publ);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("topic `robot/state` carries `Imu`, but this endpoint uses `Attitude`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(leftovers(&ns), Vec::<String>::new());
+}
