@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +11,11 @@ case "$group" in
     cargo build --release -q -p bench-noop
     cargo bench -q -p horus-host --bench dispatch
     ;;
+  topics)
+    cargo bench -q -p horus-host --bench topics
+    ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics)" >&2
     exit 2
     ;;
 esac

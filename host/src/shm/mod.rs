@@ -6,6 +6,7 @@
 //! as atomics); the rest of the host uses [`Publisher`] and [`Subscriber`], which are safe.
 //! It does not own topic naming policy or QoS choices: see [`crate::topic`].
 
+pub mod floor;
 pub mod layout;
 mod ring;
 mod segment;

@@ -40,10 +40,13 @@ pub enum SendError {
 /// How long a subscriber waits for a claimed-but-unwritten slot before it assumes the writer
 /// died and skips the message (counted as dropped).
 const STUCK_SLOT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Empty polls between two looks for a slot whose writer died (a scheduler polling at 100 Hz
+/// looks every 0.64 s; a spinning reader every few microseconds).
+const STUCK_CHECK_POLLS: u32 = 64;
 /// How long a publisher waits for a previous lap's writer to finish the same slot.
 const LAPPED_WRITER_TIMEOUT: Duration = Duration::from_millis(200);
 
-fn copy_in(words: &[AtomicU64], bytes: &[u8]) {
+pub(super) fn copy_in(words: &[AtomicU64], bytes: &[u8]) {
     let mut chunks = bytes.chunks_exact(8);
     for (w, c) in words.iter().zip(&mut chunks) {
         w.store(
@@ -59,7 +62,7 @@ fn copy_in(words: &[AtomicU64], bytes: &[u8]) {
     }
 }
 
-fn copy_out(words: &[AtomicU64], len: usize, buf: &mut Vec<u8>) {
+pub(super) fn copy_out(words: &[AtomicU64], len: usize, buf: &mut Vec<u8>) {
     buf.clear();
     buf.reserve(len);
     for w in &words[..len.div_ceil(8)] {
@@ -259,6 +262,7 @@ pub struct Subscriber {
     dropped: u64,
     last: Option<u64>,
     stuck_since: Option<Instant>,
+    empty_polls: u32,
 }
 
 impl Subscriber {
@@ -275,6 +279,7 @@ impl Subscriber {
             dropped: 0,
             last: None,
             stuck_since: None,
+            empty_polls: 0,
         }
     }
 
@@ -340,13 +345,20 @@ impl Subscriber {
                 missed += self.skip_to(oldest);
                 continue;
             }
-            // Nothing committed at `s` yet. If it was claimed long ago, its writer died.
-            if self.seg.control().write_seq.load(Ordering::Acquire) > s {
-                let since = *self.stuck_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > STUCK_SLOT_TIMEOUT {
+            // Nothing committed at `s` yet. If it was claimed long ago, its writer died. Looking
+            // at `write_seq` pulls the publishers' line away from them, so a polling subscriber
+            // does it only every STUCK_CHECK_POLLS empty polls.
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            if self.empty_polls.is_multiple_of(STUCK_CHECK_POLLS) || self.stuck_since.is_some() {
+                if self.seg.control().write_seq.load(Ordering::Acquire) > s {
+                    let since = *self.stuck_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > STUCK_SLOT_TIMEOUT {
+                        self.stuck_since = None;
+                        missed += self.skip_to(s + 1);
+                        continue;
+                    }
+                } else {
                     self.stuck_since = None;
-                    missed += self.skip_to(s + 1);
-                    continue;
                 }
             }
             return None;
