@@ -132,13 +132,8 @@ fn sigint_stops_cleanly_with_stats() {
         "--stats-json",
         stats.to_str().unwrap(),
     ]));
-    let pid = child.id().to_string();
     std::thread::sleep(Duration::from_millis(800));
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
+    horus_e2e::interrupt(&child);
     let out = wait(child, Duration::from_secs(20));
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(out.stderr.contains("stop requested"), "{}", out.stderr);

@@ -291,11 +291,7 @@ fn publisher_and_subscriber_of_different_types_are_refused() {
     let mut cmd = horus(&["run", subscriber.to_str().unwrap(), "--duration", "1s"]);
     cmd.env("HORUS_NAMESPACE", &ns);
     let out = wait(spawn(cmd), Duration::from_secs(30));
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &publ.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    horus_e2e::interrupt(&publ);
     finish(publ);
     assert_eq!(out.code(), 2, "{}", out.stderr);
     assert!(

@@ -130,6 +130,15 @@ pub fn spawn(mut cmd: Command) -> Child {
         .expect("spawn horus")
 }
 
+/// Sends SIGINT to `child` (a graceful stop request).
+pub fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -INT {} failed", child.id());
+}
+
 /// Waits for `child` at most `limit`; kills it and panics if it takes longer.
 pub fn wait(mut child: Child, limit: Duration) -> Outcome {
     let deadline = Instant::now() + limit;
