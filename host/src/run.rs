@@ -5,7 +5,7 @@
 use crate::diag::Diagnostics;
 use crate::graph::{BindError, BoundGraph, Graph};
 use crate::manifest;
-use crate::scheduler::{self, RunError, RunReport, StopHandle};
+use crate::scheduler::{self, NodeStats, RunError, RunReport, StatsBoard, StopHandle};
 use crate::topic::TopicScope;
 use std::fs::File;
 use std::io::Write;
@@ -141,21 +141,41 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         plugins,
         nodes,
     } = graph.bind(&TopicScope::new())?;
-    let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration);
+    let board = StatsBoard::default();
+    let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration, &board);
     drop(signals);
-    // The scheduler thread has been joined: the plugins can really be unloaded now.
-    drop(plugins);
-    let report = result?;
-    if let Some((path, mut file)) = stats_file {
-        serde_json::to_writer_pretty(&mut file, &report.nodes)
-            .map_err(std::io::Error::from)
-            .and_then(|()| file.write_all(b"\n"))
-            .map_err(|source| HostError::StatsFileWrite {
-                path: path.clone(),
-                source,
-            })?;
+    let write_stats = |nodes: &[NodeStats]| -> Result<(), HostError> {
+        if let Some((path, file)) = &stats_file {
+            let mut file: &File = file;
+            serde_json::to_writer_pretty(&mut file, nodes)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n"))
+                .map_err(|source| HostError::StatsFileWrite {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        Ok(())
+    };
+    match result {
+        Ok(report) => {
+            // The scheduler thread has been joined: the plugins can really be unloaded now.
+            drop(plugins);
+            write_stats(&report.nodes)?;
+            Ok(report)
+        }
+        Err(RunError::Hung { node, secs, stats }) => {
+            // A thread is still executing plugin code: unloading it would crash the process.
+            std::mem::forget(plugins);
+            write_stats(&stats)?;
+            eprint!("{}", scheduler::table(&stats));
+            Err(HostError::Run(RunError::Hung { node, secs, stats }))
+        }
+        Err(e) => {
+            drop(plugins);
+            Err(e.into())
+        }
     }
-    Ok(report)
 }
 
 /// SIGINT/SIGTERM handling for the duration of a run: the first signal stops the scheduler, a

@@ -1,8 +1,9 @@
 //! A live node object inside a loaded plugin, and the only code that calls its entry points.
 //!
 //! # Invariants
-//! - INVARIANT: `obj` was returned by `vtable.create` of a node type of `plugin` and is passed to
-//!   `vtable.destroy` exactly once, in `Drop`, before the `Arc` of the plugin is released.
+//! - INVARIANT: `obj` is null or was returned by `vtable.create` of a node type of `plugin`; it
+//!   is passed to `vtable.destroy` exactly once (on `recreate` or in `Drop`), before the `Arc`
+//!   of the plugin is released, and then replaced (by null or a new object).
 //! - INVARIANT: `ctx.host` points at `io` (boxed: its address never moves) and `ctx.api` at
 //!   [`HOST_API`]; both outlive every call.
 //! - INVARIANT: a `NodeInstance` is `!Send` (it holds raw pointers): it is created, called and
@@ -147,10 +148,58 @@ impl NodeInstance {
     }
 
     #[inline(always)]
+    /// Destroys the node object and creates a fresh one of the same type with the same context
+    /// (name, config, topic endpoints), for a restart. The new object is not yet initialised.
+    /// On error the instance holds no object, and every later call fails until a `recreate`
+    /// succeeds.
+    pub fn recreate(&mut self) -> Result<(), CallError> {
+        self.destroy_object();
+        let mut obj = std::ptr::null_mut();
+        let create = self.vtable.create;
+        let ctx = &*self.ctx as *const NodeContext;
+        // SAFETY: the vtable belongs to `self.plugin`, which is loaded; `ctx` is valid; `obj`
+        // is writable. The previous object was destroyed above.
+        call(|err| unsafe { create(ctx, &mut obj, err) })?;
+        if obj.is_null() {
+            return Err(CallError {
+                kind: CallErrorKind::Error,
+                message: "create returned no object".into(),
+            });
+        }
+        self.obj = obj;
+        Ok(())
+    }
+
+    fn destroy_object(&mut self) {
+        let obj = std::mem::replace(&mut self.obj, std::ptr::null_mut());
+        if obj.is_null() {
+            return;
+        }
+        let destroy = self.vtable.destroy;
+        // SAFETY: `obj` is live, belongs to this vtable, and is never used again (we just
+        // replaced it with null); the plugin is loaded while `self.plugin` lives.
+        if let Err(e) = call(|err| unsafe { destroy(obj, err) }) {
+            tracing::error!(
+                node = self.io.name(),
+                "destroy failed, its resources may leak: {e}"
+            );
+        }
+    }
+
+    fn no_object() -> CallError {
+        CallError {
+            kind: CallErrorKind::Error,
+            message: "the node has no object (its restart failed)".into(),
+        }
+    }
+
     fn lifecycle(
         &mut self,
         entry: unsafe extern "C" fn(*mut c_void, *const NodeContext, ByteSink) -> i32,
     ) -> Result<(), CallError> {
+        if self.obj.is_null() {
+            return Err(Self::no_object());
+        }
         let (obj, ctx) = (self.obj, &*self.ctx as *const NodeContext);
         // SAFETY: `obj` is live and belongs to this vtable (invariants); `ctx` is valid; we hold
         // `&mut self`, so no other call on this object is running.
@@ -175,6 +224,9 @@ impl NodeInstance {
 
     /// The node's state as bytes.
     pub fn save_state(&mut self) -> Result<Vec<u8>, CallError> {
+        if self.obj.is_null() {
+            return Err(Self::no_object());
+        }
         let mut state = Vec::new();
         let (obj, save) = (self.obj, self.vtable.save_state);
         let state_sink = sink_for(&mut state);
@@ -185,6 +237,9 @@ impl NodeInstance {
 
     /// Hands `state` to the node.
     pub fn restore_state(&mut self, state: &[u8]) -> Result<(), CallError> {
+        if self.obj.is_null() {
+            return Err(Self::no_object());
+        }
         let (obj, restore) = (self.obj, self.vtable.restore_state);
         // SAFETY: `obj` live (invariants); `state` is valid for the call.
         call(|err| unsafe { restore(obj, RawSlice::from_bytes(state), err) })
@@ -208,14 +263,6 @@ impl NodeInstance {
 
 impl Drop for NodeInstance {
     fn drop(&mut self) {
-        let (obj, destroy) = (self.obj, self.vtable.destroy);
-        // SAFETY: `obj` is live and is never used again (invariants); the plugin is still loaded
-        // because `self.plugin` is released only after this function returns.
-        if let Err(e) = call(|err| unsafe { destroy(obj, err) }) {
-            tracing::error!(
-                node = self.io.name(),
-                "destroy failed, its resources may leak: {e}"
-            );
-        }
+        self.destroy_object();
     }
 }

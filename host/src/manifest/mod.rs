@@ -148,6 +148,45 @@ impl Isolation {
     }
 }
 
+/// Supervision settings of the scheduler (circuit breaker, restarts, deadlines, watchdog).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisionSpec {
+    /// Open a node's breaker after `max_failures` consecutive failures.
+    pub circuit_breaker: bool,
+    /// Consecutive failures that open the breaker (≥ 1).
+    pub max_failures: u32,
+    /// Restart a node whose breaker opened.
+    pub auto_restart: bool,
+    /// First restart delay; doubles per consecutive trip.
+    pub restart_backoff: std::time::Duration,
+    /// Cap of the restart delay.
+    pub restart_backoff_max: std::time::Duration,
+    /// Count ticks longer than their node's `deadline_ms`.
+    pub deadline_monitoring: bool,
+    /// Watch every node (a node's own `watchdog_ms` enables it for that node regardless).
+    pub watchdog_enabled: bool,
+    /// Default watchdog timeout.
+    pub watchdog_timeout: std::time::Duration,
+}
+
+impl Default for SupervisionSpec {
+    fn default() -> Self {
+        SupervisionSpec {
+            circuit_breaker: true,
+            max_failures: 5,
+            auto_restart: true,
+            restart_backoff: std::time::Duration::from_millis(500),
+            restart_backoff_max: std::time::Duration::from_secs(30),
+            deadline_monitoring: true,
+            watchdog_enabled: false,
+            watchdog_timeout: std::time::Duration::from_millis(1000),
+        }
+    }
+}
+
+/// The range of watchdog timeouts accepted, in ms.
+pub const WATCHDOG_RANGE_MS: std::ops::RangeInclusive<i64> = 10..=60_000;
+
 /// The validated scheduler settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerSpec {
@@ -155,6 +194,8 @@ pub struct SchedulerSpec {
     pub tick_rate: f64,
     /// The preset it came from, if any.
     pub preset: Option<Preset>,
+    /// Supervision.
+    pub supervision: SupervisionSpec,
 }
 
 impl Default for SchedulerSpec {
@@ -162,6 +203,7 @@ impl Default for SchedulerSpec {
         SchedulerSpec {
             tick_rate: Preset::Standard.tick_rate(),
             preset: Some(Preset::Standard),
+            supervision: SupervisionSpec::default(),
         }
     }
 }
@@ -183,6 +225,10 @@ pub struct NodeSpec {
     pub priority: i64,
     /// Own rate, if slower than the scheduler's.
     pub rate_hz: Option<f64>,
+    /// Tick deadline.
+    pub deadline: Option<std::time::Duration>,
+    /// Watchdog timeout set on this node (enables its watchdog).
+    pub watchdog: Option<std::time::Duration>,
     /// Where the node's calls run.
     pub isolation: Isolation,
     /// Whether the node's log lines are shown.

@@ -28,6 +28,22 @@ pub struct RawScheduler {
     pub preset: Option<Spanned<String>>,
     /// An explicit rate in Hz.
     pub tick_rate: Option<Spanned<f64>>,
+    /// Stop ticking a node after `max_failures` consecutive failures.
+    pub circuit_breaker: Option<Spanned<bool>>,
+    /// Consecutive failures that open the breaker.
+    pub max_failures: Option<Spanned<i64>>,
+    /// Restart a node whose breaker opened, after a backoff.
+    pub auto_restart: Option<Spanned<bool>>,
+    /// First restart delay in ms.
+    pub restart_backoff_ms: Option<Spanned<i64>>,
+    /// Longest restart delay in ms.
+    pub restart_backoff_max_ms: Option<Spanned<i64>>,
+    /// Count ticks longer than their node's deadline.
+    pub deadline_monitoring: Option<Spanned<bool>>,
+    /// Watch every node for ticks that do not complete.
+    pub watchdog_enabled: Option<Spanned<bool>>,
+    /// Default watchdog timeout in ms.
+    pub watchdog_timeout_ms: Option<Spanned<i64>>,
 }
 
 /// One `[[node]]`.
@@ -45,6 +61,10 @@ pub struct RawNode {
     pub priority: Option<Spanned<i64>>,
     /// Optional own rate, slower than the scheduler's.
     pub rate_hz: Option<Spanned<f64>>,
+    /// Tick deadline in ms.
+    pub deadline_ms: Option<Spanned<f64>>,
+    /// Watchdog timeout in ms for this node (enables its watchdog).
+    pub watchdog_ms: Option<Spanned<i64>>,
     /// `inline` (more levels arrive with process supervision).
     pub isolation: Option<Spanned<String>>,
     /// Whether the node's own log lines are shown.
@@ -73,7 +93,18 @@ pub struct RawConnect {
 /// (a unit test checks it).
 pub const TOP_KEYS: &[&str] = &["scheduler", "node", "connect"];
 /// Keys of `[scheduler]`.
-pub const SCHEDULER_KEYS: &[&str] = &["preset", "tick_rate"];
+pub const SCHEDULER_KEYS: &[&str] = &[
+    "preset",
+    "tick_rate",
+    "circuit_breaker",
+    "max_failures",
+    "auto_restart",
+    "restart_backoff_ms",
+    "restart_backoff_max_ms",
+    "deadline_monitoring",
+    "watchdog_enabled",
+    "watchdog_timeout_ms",
+];
 /// Keys of `[[node]]`.
 pub const NODE_KEYS: &[&str] = &[
     "name",
@@ -81,6 +112,8 @@ pub const NODE_KEYS: &[&str] = &[
     "type",
     "priority",
     "rate_hz",
+    "deadline_ms",
+    "watchdog_ms",
     "isolation",
     "logging",
     "config",

@@ -2,7 +2,10 @@
 //! [`Diagnostic`] with file, line, column, key and hint.
 
 use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
-use super::{ConnectSpec, Endpoint, Isolation, Manifest, NodeSpec, Preset, Qos, SchedulerSpec};
+use super::{
+    ConnectSpec, Endpoint, Isolation, Manifest, NodeSpec, Preset, Qos, SchedulerSpec, SupervisionSpec,
+    WATCHDOG_RANGE_MS,
+};
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -321,7 +324,10 @@ impl Validator<'_> {
     }
 
     fn scheduler(&mut self, raw: RawScheduler) -> SchedulerSpec {
-        let mut spec = SchedulerSpec::default();
+        let mut spec = SchedulerSpec {
+            supervision: self.supervision(&raw),
+            ..SchedulerSpec::default()
+        };
         if let (Some(p), Some(_)) = (&raw.preset, &raw.tick_rate) {
             self.push(
                 self.diag(Code::H0007, p, "`preset` and `tick_rate` are both set")
@@ -333,10 +339,8 @@ impl Validator<'_> {
         if let Some(p) = raw.preset {
             match Preset::from_name(p.get_ref()) {
                 Some(preset) => {
-                    spec = SchedulerSpec {
-                        tick_rate: preset.tick_rate(),
-                        preset: Some(preset),
-                    }
+                    spec.tick_rate = preset.tick_rate();
+                    spec.preset = Some(preset);
                 }
                 None => {
                     let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
@@ -358,10 +362,8 @@ impl Validator<'_> {
         if let Some(rate) = raw.tick_rate {
             let r = *rate.get_ref();
             if r.is_finite() && r > 0.0 && r <= 100_000.0 {
-                spec = SchedulerSpec {
-                    tick_rate: r,
-                    preset: None,
-                };
+                spec.tick_rate = r;
+                spec.preset = None;
             } else {
                 self.push(
                     self.diag(
@@ -375,6 +377,78 @@ impl Validator<'_> {
             }
         }
         spec
+    }
+
+    fn supervision(&mut self, raw: &RawScheduler) -> SupervisionSpec {
+        let mut sup = SupervisionSpec::default();
+        let flag = |v: &Option<Spanned<bool>>, default: bool| v.as_ref().map_or(default, |b| *b.get_ref());
+        sup.circuit_breaker = flag(&raw.circuit_breaker, sup.circuit_breaker);
+        sup.auto_restart = flag(&raw.auto_restart, sup.auto_restart);
+        sup.deadline_monitoring = flag(&raw.deadline_monitoring, sup.deadline_monitoring);
+        sup.watchdog_enabled = flag(&raw.watchdog_enabled, sup.watchdog_enabled);
+        if let Some(m) = &raw.max_failures {
+            match u32::try_from(*m.get_ref()) {
+                Ok(n) if n >= 1 => sup.max_failures = n,
+                _ => self.push(
+                    self.diag(
+                        Code::H0006,
+                        m,
+                        format!("`max_failures` must be ≥ 1 (got {})", m.get_ref()),
+                    )
+                    .key("scheduler.max_failures")
+                    .hint("the number of consecutive failures that opens a node's circuit breaker, e.g. 5"),
+                ),
+            }
+        }
+        let mut millis =
+            |v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, what: &str| {
+                let v = v.as_ref()?;
+                let ms = *v.get_ref();
+                if range.contains(&ms) {
+                    Some(std::time::Duration::from_millis(ms as u64))
+                } else {
+                    self.push(
+                        self.diag(
+                            Code::H0006,
+                            v,
+                            format!(
+                                "`{key}` must be {} to {} ms (got {ms})",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                        .key(format!("scheduler.{key}"))
+                        .hint(what.to_owned()),
+                    );
+                    None
+                }
+            };
+        if let Some(d) = millis(
+            &raw.restart_backoff_ms,
+            "restart_backoff_ms",
+            1..=3_600_000,
+            "the first restart delay",
+        ) {
+            sup.restart_backoff = d;
+        }
+        if let Some(d) = millis(
+            &raw.restart_backoff_max_ms,
+            "restart_backoff_max_ms",
+            1..=3_600_000,
+            "the longest restart delay",
+        ) {
+            sup.restart_backoff_max = d;
+        }
+        if let Some(d) = millis(
+            &raw.watchdog_timeout_ms,
+            "watchdog_timeout_ms",
+            WATCHDOG_RANGE_MS,
+            "a tick that runs longer than this sets `watchdog_expired`",
+        ) {
+            sup.watchdog_timeout = d;
+        }
+        sup.restart_backoff_max = sup.restart_backoff_max.max(sup.restart_backoff);
+        sup
     }
 
     fn node(&mut self, raw: RawNode, index: usize, at: Location, tick_rate: Option<f64>) -> Option<NodeSpec> {
@@ -430,6 +504,40 @@ impl Validator<'_> {
                 rate_hz = Some(r);
             }
         }
+        let mut deadline = None;
+        if let Some(d) = &raw.deadline_ms {
+            let ms = *d.get_ref();
+            if ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0 {
+                deadline = Some(std::time::Duration::from_secs_f64(ms / 1000.0));
+            } else {
+                self.push(
+                    self.diag(Code::H0006, d, format!("`deadline_ms` must be > 0 (got {ms})"))
+                        .node(name.clone())
+                        .key("deadline_ms")
+                        .hint("the longest a tick may take, in ms, e.g. `deadline_ms = 5.0`; remove it for no deadline"),
+                );
+                ok = false;
+            }
+        }
+        let mut watchdog = None;
+        if let Some(w) = &raw.watchdog_ms {
+            let ms = *w.get_ref();
+            if WATCHDOG_RANGE_MS.contains(&ms) {
+                watchdog = Some(std::time::Duration::from_millis(ms as u64));
+            } else {
+                self.push(
+                    self.diag(
+                        Code::H0006,
+                        w,
+                        format!("`watchdog_ms` must be 10 to 60000 ms (got {ms})"),
+                    )
+                    .node(name.clone())
+                    .key("watchdog_ms")
+                    .hint("a tick that runs longer than this sets `watchdog_expired`"),
+                );
+                ok = false;
+            }
+        }
         let isolation = match raw.isolation {
             None => Isolation::Inline,
             Some(i) if i.get_ref() == "inline" => Isolation::Inline,
@@ -458,6 +566,8 @@ impl Validator<'_> {
             type_at,
             priority,
             rate_hz,
+            deadline,
+            watchdog,
             isolation,
             logging,
             config,
@@ -814,6 +924,8 @@ mod tests {
                 "isolation" => "\"inline\"",
                 "priority" => "1",
                 "rate_hz" => "1.0",
+                "deadline_ms" => "2.5",
+                "watchdog_ms" => "100",
                 "logging" => "true",
                 "config" => "{}",
                 other => panic!("add a sample value for `{other}`"),
@@ -821,7 +933,15 @@ mod tests {
             check(&format!("{NODE}{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));
         }
         for key in raw::SCHEDULER_KEYS {
-            let value = if *key == "preset" { "\"standard\"" } else { "10.0" };
+            let value = match *key {
+                "preset" => "\"standard\"",
+                "tick_rate" => "10.0",
+                "circuit_breaker" | "auto_restart" | "deadline_monitoring" | "watchdog_enabled" => "true",
+                "max_failures" | "restart_backoff_ms" | "restart_backoff_max_ms" | "watchdog_timeout_ms" => {
+                    "100"
+                }
+                other => panic!("add a sample value for `{other}`"),
+            };
             check(&format!("[scheduler]\n{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));
         }
         for key in raw::CONNECT_KEYS.iter().filter(|k| **k == "qos") {

@@ -12,15 +12,20 @@
 //! Owns: rate keeping, priority order, failure counting, tick timing. Does not own: loading
 //! (see [`crate::graph`]), delivery (see [`crate::topic`]), signals (see [`crate::run`]).
 
+mod breaker;
 mod stats;
 mod stop;
+mod watchdog;
 
+pub use breaker::{Action, Breaker, CircuitState};
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
+pub use watchdog::{Health, Watchdog};
 
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::graph::BoundNode;
-use crate::manifest::{NodeSpec, SchedulerSpec};
+use crate::manifest::{NodeSpec, SchedulerSpec, SupervisionSpec};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why a run could not go on.
@@ -42,6 +47,19 @@ pub enum RunError {
     /// The scheduler thread panicked (a host bug; plugins' panics are caught in the plugin).
     #[error("the scheduler thread panicked: {0}")]
     Panicked(String),
+    /// A node's tick never returned, so the run could not stop: the host gives up on it.
+    #[error(
+        "node `{node}` is hung in a tick ({secs:.1} s); exiting without shutting the nodes down \
+         (a tick running on the scheduler thread cannot be interrupted)"
+    )]
+    Hung {
+        /// The node stuck in its tick.
+        node: String,
+        /// How long it has been in it.
+        secs: f64,
+        /// The last stats snapshot.
+        stats: Vec<NodeStats>,
+    },
 }
 
 /// What a finished run reports.
@@ -57,8 +75,11 @@ pub struct RunReport {
     pub overruns: u64,
 }
 
-/// Only log a node's failures this often; the rest are counted and summarised.
+/// Only log a node's failures (and deadline misses) this often; the rest are counted and
+/// summarised.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the scheduler publishes a stats snapshot for the host (and a hung run's report).
+const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
 /// A node with its own rate ticks when its due time is at most this far ahead, so scheduler
 /// jitter does not push it to the next cycle.
 const DUE_SLACK: Duration = Duration::from_micros(200);
@@ -76,6 +97,13 @@ struct RunningNode {
     times: TickTimes,
     last_failure_log: Option<Instant>,
     unlogged_failures: u64,
+    breaker: Breaker,
+    restarts: u64,
+    deadline: Option<Duration>,
+    deadline_misses: u64,
+    last_deadline_log: Option<Instant>,
+    health: Arc<Health>,
+    epoch: Instant,
 }
 
 impl RunningNode {
@@ -93,15 +121,95 @@ impl RunningNode {
         true
     }
 
+    /// One scheduled cycle of this node: asks the breaker, restarts if it says so, ticks.
+    fn run_cycle(&mut self) {
+        match self.breaker.before_tick(Instant::now()) {
+            Action::Skip => {}
+            Action::Tick => self.tick(),
+            Action::Restart => {
+                if self.restart() {
+                    self.tick();
+                }
+            }
+        }
+    }
+
+    /// Re-creates and re-initialises the node (half-open). A failure here fails the trial.
+    #[cold]
+    fn restart(&mut self) -> bool {
+        self.restarts += 1;
+        tracing::warn!(node = %self.spec.name, restarts = self.restarts, "circuit half-open: restarting the node");
+        let result = self.instance.recreate().and_then(|()| self.instance.init());
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                self.outcome(false);
+                false
+            }
+        }
+    }
+
     #[inline]
     fn tick(&mut self) {
         let started = Instant::now();
+        self.health.enter(started.duration_since(self.epoch));
         let result = self.instance.tick();
-        self.times.record(started.elapsed());
+        let took = started.elapsed();
+        self.health.leave();
+        self.times.record(took);
         self.ticks += 1;
+        if self.deadline.is_some_and(|d| took > d) {
+            self.missed_deadline(took);
+        }
+        let ok = result.is_ok();
         match result {
             Ok(()) => self.consecutive = 0,
             Err(e) => self.fail(e),
+        }
+        self.outcome(ok);
+    }
+
+    fn outcome(&mut self, ok: bool) {
+        if let Some(state) = self.breaker.after_tick(ok, self.consecutive, Instant::now()) {
+            match state {
+                CircuitState::Closed => {
+                    tracing::info!(node = %self.spec.name, "circuit closed: the restarted node ticks again")
+                }
+                CircuitState::Open => match self.breaker.retry_at() {
+                    Some(_) => tracing::warn!(
+                        node = %self.spec.name,
+                        "circuit open after {} consecutive failures: restarting in {} ms",
+                        self.consecutive,
+                        self.breaker.current_backoff().as_millis()
+                    ),
+                    None => tracing::error!(
+                        node = %self.spec.name,
+                        "circuit open after {} consecutive failures: the node is no longer ticked (auto_restart is off)",
+                        self.consecutive
+                    ),
+                },
+                CircuitState::HalfOpen => {}
+            }
+        }
+    }
+
+    #[cold]
+    fn missed_deadline(&mut self, took: Duration) {
+        self.deadline_misses += 1;
+        let now = Instant::now();
+        if self
+            .last_deadline_log
+            .is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_INTERVAL)
+        {
+            self.last_deadline_log = Some(now);
+            tracing::warn!(
+                node = %self.spec.name,
+                misses = self.deadline_misses,
+                "deadline missed: the tick took {:.3} ms, deadline {:.3} ms",
+                took.as_secs_f64() * 1e3,
+                self.deadline.unwrap_or_default().as_secs_f64() * 1e3
+            );
         }
     }
 
@@ -147,8 +255,16 @@ impl RunningNode {
             tick_duration_min_us: min,
             tick_duration_avg_us: avg,
             tick_duration_max_us: max,
+            tick_duration_p99_us: self.times.quantile_us(0.99),
             actual_rate_hz: if secs > 0.0 { self.ticks as f64 / secs } else { 0.0 },
             last_error: self.last_error.clone(),
+            circuit_state: self.breaker.state().name(),
+            restarts: self.restarts,
+            deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
+            deadline_misses: self.deadline_misses,
+            watchdog_enabled: self.health.timeout.is_some(),
+            watchdog_timeout_ms: self.health.timeout.map_or(0, |t| t.as_millis() as u64),
+            watchdog_expired: self.health.expired.load(std::sync::atomic::Ordering::Relaxed),
             messages_sent: sent,
             messages_received: received,
             dropped,
@@ -170,38 +286,133 @@ fn spin_margin(period: Duration) -> Duration {
     }
 }
 
+/// The latest stats of every node, refreshed by the scheduler thread every
+/// [`SNAPSHOT_INTERVAL`] and at the end of the run.
+pub type StatsBoard = Arc<Mutex<Vec<NodeStats>>>;
+
+/// How long the host waits, after a stop was requested, for the scheduler to finish (drain,
+/// shutdown, destroy) before it declares a node hung.
+fn stop_grace(supervision: &SupervisionSpec, nodes: &[BoundNode]) -> Duration {
+    let longest = nodes
+        .iter()
+        .filter_map(|n| n.node.spec.watchdog)
+        .chain(
+            supervision
+                .watchdog_enabled
+                .then_some(supervision.watchdog_timeout),
+        )
+        .max()
+        .unwrap_or_default();
+    (longest * 2).max(Duration::from_secs(5))
+}
+
 /// Runs `nodes` on a new scheduler thread until `stop` or `duration`, and returns the report.
-/// The thread is joined before this returns, so the caller may unload the plugins afterwards.
+/// On success the thread has been joined, so the caller may unload the plugins afterwards. If a
+/// node's tick never returns, the scheduler cannot stop: after a grace period this returns
+/// [`RunError::Hung`] with the last stats, and the caller must not unload the plugins (the
+/// thread is still inside one) but exit.
 pub fn run(
     spec: &SchedulerSpec,
     nodes: Vec<BoundNode>,
     stop: &StopHandle,
     duration: Option<Duration>,
+    board: &StatsBoard,
 ) -> Result<RunReport, RunError> {
-    let tick_rate = spec.tick_rate;
-    let stop = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("horus-sched".into())
-        .spawn(move || run_on_this_thread(tick_rate, nodes, &stop, duration))
-        .map_err(RunError::Spawn)?;
-    match thread.join() {
-        Ok(result) => result,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(RunError::Panicked(msg))
+    let sup = spec.supervision.clone();
+    let healths: Vec<Arc<Health>> = nodes
+        .iter()
+        .map(|n| {
+            let timeout = n
+                .node
+                .spec
+                .watchdog
+                .or(sup.watchdog_enabled.then_some(sup.watchdog_timeout));
+            Health::new(n.node.spec.name.clone(), timeout)
+        })
+        .collect();
+    let grace = stop_grace(&sup, &nodes);
+    let epoch = Instant::now();
+    let watchdog = Watchdog::start(healths.clone(), epoch).map_err(RunError::Spawn)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = {
+        let (stop, board, healths, tick_rate) =
+            (stop.clone(), board.clone(), healths.clone(), spec.tick_rate);
+        std::thread::Builder::new()
+            .name("horus-sched".into())
+            .spawn(move || {
+                let ctx = RunContext {
+                    tick_rate,
+                    supervision: sup,
+                    healths,
+                    epoch,
+                    board,
+                };
+                let _ = tx.send(run_on_this_thread(&ctx, nodes, &stop, duration));
+            })
+            .map_err(RunError::Spawn)?
+    };
+    let started = Instant::now();
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(result) => {
+                let _ = thread.join();
+                drop(watchdog);
+                return result;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let msg = match thread.join() {
+                    Err(payload) => payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_default(),
+                    Ok(()) => "it ended without a report".into(),
+                };
+                return Err(RunError::Panicked(msg));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        if stopping_since.is_none() && (stop.is_stopped() || duration.is_some_and(|d| started.elapsed() >= d))
+        {
+            stopping_since = Some(now);
+        }
+        if stopping_since.is_some_and(|since| now.duration_since(since) > grace) {
+            let (node, secs) = healths
+                .iter()
+                .filter_map(|h| h.in_tick_for(epoch).map(|d| (h.name.clone(), d.as_secs_f64())))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or_else(|| ("(unknown)".into(), 0.0));
+            let mut stats = board.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for st in &mut stats {
+                if let Some(h) = healths.iter().find(|h| h.name == st.name) {
+                    st.watchdog_expired = h.expired.load(std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            // The scheduler thread stays behind inside the plugin; the process is about to exit.
+            drop(watchdog);
+            return Err(RunError::Hung { node, secs, stats });
         }
     }
 }
 
-fn start_nodes(nodes: Vec<BoundNode>, epoch: Instant) -> Result<Vec<RunningNode>, RunError> {
+/// What the scheduler thread needs besides its nodes.
+struct RunContext {
+    tick_rate: f64,
+    supervision: SupervisionSpec,
+    /// Aligned with the nodes as given (manifest order).
+    healths: Vec<Arc<Health>>,
+    epoch: Instant,
+    board: StatsBoard,
+}
+
+fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
+    let epoch = ctx.epoch;
     let mut order: Vec<(usize, BoundNode)> = nodes.into_iter().enumerate().collect();
     order.sort_by_key(|(i, n)| (n.node.spec.priority, *i));
     let mut running: Vec<RunningNode> = Vec::with_capacity(order.len());
-    for (_, BoundNode { node, mut io }) in order {
+    for (index, BoundNode { node, mut io }) in order {
         io.set_epoch(epoch);
         let name = node.spec.name.clone();
         let instance = match NodeInstance::create(node.plugin, node.type_index, io) {
@@ -217,6 +428,7 @@ fn start_nodes(nodes: Vec<BoundNode>, epoch: Instant) -> Result<Vec<RunningNode>
             }
         };
         let period = node.spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz));
+        let deadline = node.spec.deadline.filter(|_| ctx.supervision.deadline_monitoring);
         running.push(RunningNode {
             spec: node.spec,
             type_name: node.type_name,
@@ -230,6 +442,13 @@ fn start_nodes(nodes: Vec<BoundNode>, epoch: Instant) -> Result<Vec<RunningNode>
             times: TickTimes::default(),
             last_failure_log: None,
             unlogged_failures: 0,
+            breaker: Breaker::new(&ctx.supervision),
+            restarts: 0,
+            deadline,
+            deadline_misses: 0,
+            last_deadline_log: None,
+            health: ctx.healths[index].clone(),
+            epoch,
         });
         let last = running.last_mut().expect("just pushed");
         if let Err(error) = last.instance.init() {
@@ -277,7 +496,7 @@ fn drain(nodes: &mut [RunningNode]) {
             return;
         }
         for node in nodes.iter_mut() {
-            if node.instance.io().pending_input() > 0 {
+            if node.instance.io().pending_input() > 0 && node.breaker.state() != CircuitState::Open {
                 node.tick();
             }
         }
@@ -296,13 +515,13 @@ fn drain(nodes: &mut [RunningNode]) {
 }
 
 fn run_on_this_thread(
-    tick_rate: f64,
+    ctx: &RunContext,
     nodes: Vec<BoundNode>,
     stop: &StopHandle,
     duration: Option<Duration>,
 ) -> Result<RunReport, RunError> {
-    let epoch = Instant::now();
-    let mut nodes = start_nodes(nodes, epoch)?;
+    let tick_rate = ctx.tick_rate;
+    let mut nodes = start_nodes(nodes, ctx)?;
     let period = Duration::from_secs_f64(1.0 / tick_rate);
     let spin = spin_margin(period);
     let start = Instant::now();
@@ -311,10 +530,12 @@ fn run_on_this_thread(
         node.next_due = start;
     }
     tracing::info!(nodes = nodes.len(), tick_rate, "scheduler running");
+    publish(&ctx.board, &nodes, tick_rate, Duration::ZERO);
 
     let mut cycles = 0u64;
     let mut overruns = 0u64;
     let mut next = start;
+    let mut next_snapshot = start + SNAPSHOT_INTERVAL;
     loop {
         if stop.is_stopped() {
             break;
@@ -325,7 +546,7 @@ fn run_on_this_thread(
         }
         for node in &mut nodes {
             if node.due(now) {
-                node.tick();
+                node.run_cycle();
             }
         }
         cycles += 1;
@@ -334,6 +555,10 @@ fn run_on_this_thread(
         if now > next + period {
             overruns += 1;
             next = now;
+        }
+        if now >= next_snapshot {
+            next_snapshot = now + SNAPSHOT_INTERVAL;
+            publish(&ctx.board, &nodes, tick_rate, now.duration_since(start));
         }
         let wake = end.map_or(next, |end| next.min(end));
         if stop.sleep_until(wake, spin) {
@@ -344,7 +569,8 @@ fn run_on_this_thread(
 
     drain(&mut nodes);
     shutdown_all(&mut nodes);
-    let stats = nodes.iter().map(|n| n.stats(tick_rate, elapsed)).collect();
+    let stats: Vec<NodeStats> = nodes.iter().map(|n| n.stats(tick_rate, elapsed)).collect();
+    *ctx.board.lock().unwrap_or_else(|p| p.into_inner()) = stats.clone();
     // Dropping the instances runs every node's `destroy`, here on the scheduler thread.
     drop(nodes);
     tracing::info!(cycles, overruns, elapsed = ?elapsed, "scheduler stopped");
@@ -354,4 +580,9 @@ fn run_on_this_thread(
         cycles,
         overruns,
     })
+}
+
+fn publish(board: &StatsBoard, nodes: &[RunningNode], tick_rate: f64, elapsed: Duration) {
+    let stats = nodes.iter().map(|n| n.stats(tick_rate, elapsed)).collect();
+    *board.lock().unwrap_or_else(|p| p.into_inner()) = stats;
 }

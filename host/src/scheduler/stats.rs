@@ -29,10 +29,26 @@ pub struct NodeStats {
     pub tick_duration_avg_us: f64,
     /// Longest tick, µs.
     pub tick_duration_max_us: f64,
+    /// 99th percentile tick, µs (within 12.5 %).
+    pub tick_duration_p99_us: f64,
     /// Measured ticks per second over the run.
     pub actual_rate_hz: f64,
     /// The most recent failure message, if any.
     pub last_error: Option<String>,
+    /// `closed`, `open` or `half_open`.
+    pub circuit_state: &'static str,
+    /// Restarts by the circuit breaker.
+    pub restarts: u64,
+    /// The node's deadline in ms, if it has one.
+    pub deadline_ms: Option<f64>,
+    /// Ticks longer than the deadline.
+    pub deadline_misses: u64,
+    /// Whether the watchdog watches this node.
+    pub watchdog_enabled: bool,
+    /// The watchdog timeout in ms (0 when not watched).
+    pub watchdog_timeout_ms: u64,
+    /// Whether a tick ever ran longer than the watchdog timeout.
+    pub watchdog_expired: bool,
     /// Messages the node published (all outputs).
     pub messages_sent: u64,
     /// Messages the node took (all inputs).
@@ -49,13 +65,51 @@ pub struct NodeStats {
     pub topics: Vec<TopicStats>,
 }
 
-/// Running tick-duration accumulator (no allocation, no sorting on the hot path).
-#[derive(Debug, Clone, Copy, Default)]
+const BUCKETS: usize = 16 + 60 * 8;
+
+/// Log-linear bucket of a duration in ns: exact below 16 ns, then 8 buckets per power of two
+/// (at most 12.5 % wide).
+fn bucket(ns: u64) -> usize {
+    if ns < 16 {
+        return ns as usize;
+    }
+    let e = 63 - ns.leading_zeros() as usize;
+    let sub = ((ns >> (e - 3)) & 7) as usize;
+    (16 + (e - 4) * 8 + sub).min(BUCKETS - 1)
+}
+
+/// The largest duration (ns) that falls in bucket `i`.
+fn bucket_upper(i: usize) -> u64 {
+    if i < 16 {
+        return i as u64;
+    }
+    let e = (i - 16) / 8 + 4;
+    let sub = ((i - 16) % 8) as u64;
+    let upper = ((8 + u128::from(sub)) << (e - 3)) + (1u128 << (e - 3)) - 1;
+    upper.min(u128::from(u64::MAX)) as u64
+}
+
+/// Running tick-duration accumulator: min, max, mean and a log-linear histogram for
+/// percentiles (no allocation, no sorting on the hot path).
+#[derive(Debug, Clone)]
 pub struct TickTimes {
     count: u64,
     min: Duration,
     max: Duration,
     sum: Duration,
+    histogram: Box<[u32; BUCKETS]>,
+}
+
+impl Default for TickTimes {
+    fn default() -> Self {
+        TickTimes {
+            count: 0,
+            min: Duration::ZERO,
+            max: Duration::ZERO,
+            sum: Duration::ZERO,
+            histogram: Box::new([0; BUCKETS]),
+        }
+    }
 }
 
 impl TickTimes {
@@ -70,6 +124,26 @@ impl TickTimes {
         }
         self.sum += d;
         self.count += 1;
+        let b = &mut self.histogram[bucket(d.as_nanos().min(u64::MAX as u128) as u64)];
+        *b = b.saturating_add(1);
+    }
+
+    /// The `q` quantile (0..=1) in µs, from the histogram (within 12.5 %, never below the
+    /// true value's bucket); 0 before the first tick.
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (i, n) in self.histogram.iter().enumerate() {
+            seen += u64::from(*n);
+            if seen >= rank {
+                let ns = bucket_upper(i).min(self.max.as_nanos() as u64);
+                return ns as f64 / 1000.0;
+            }
+        }
+        self.max.as_secs_f64() * 1e6
     }
 
     /// (min, avg, max) in µs.
@@ -89,7 +163,7 @@ pub fn table(stats: &[NodeStats]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:>4}  {:>8}  {:>8}  {:>9}  {:>8}  {:>6}  {:>9}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}",
+        "{:<width$}  {:>4}  {:>7}  {:>7}  {:>8}  {:>8}  {:>6}  {:>9}  {:>8}  {:>8}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}",
         "node",
         "prio",
         "rate Hz",
@@ -97,17 +171,24 @@ pub fn table(stats: &[NodeStats]) -> String {
         "ticks",
         "failures",
         "consec",
-        "min µs",
+        "circuit",
+        "restarts",
+        "dl miss",
         "avg µs",
-        "max µs",
+        "p99 µs",
         "sent",
         "recv",
         "dropped"
     );
     for s in stats {
+        let circuit = if s.watchdog_expired {
+            format!("{}!", s.circuit_state)
+        } else {
+            s.circuit_state.to_owned()
+        };
         let _ = writeln!(
             out,
-            "{:<width$}  {:>4}  {:>8.1}  {:>8.1}  {:>9}  {:>8}  {:>6}  {:>9.2}  {:>9.2}  {:>9.2}  {:>8}  {:>8}  {:>7}",
+            "{:<width$}  {:>4}  {:>7.1}  {:>7.1}  {:>8}  {:>8}  {:>6}  {:>9}  {:>8}  {:>8}  {:>9.2}  {:>9.2}  {:>8}  {:>8}  {:>7}",
             s.name,
             s.priority,
             s.tick_rate,
@@ -115,12 +196,21 @@ pub fn table(stats: &[NodeStats]) -> String {
             s.total_ticks,
             s.total_failures,
             s.consecutive_failures,
-            s.tick_duration_min_us,
+            circuit,
+            s.restarts,
+            s.deadline_misses,
             s.tick_duration_avg_us,
-            s.tick_duration_max_us,
+            s.tick_duration_p99_us,
             s.messages_sent,
             s.messages_received,
             s.dropped,
+        );
+    }
+    for s in stats.iter().filter(|s| s.watchdog_expired) {
+        let _ = writeln!(
+            out,
+            "watchdog expired for `{}` (a tick ran longer than {} ms)",
+            s.name, s.watchdog_timeout_ms
         );
     }
     for s in stats.iter().filter(|s| s.last_error.is_some()) {
@@ -137,6 +227,28 @@ pub fn table(stats: &[NodeStats]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_cover_every_duration_in_order() {
+        let mut last = 0;
+        for ns in (0..100_000u64).chain([1 << 40, u64::MAX]) {
+            let b = bucket(ns);
+            assert!(b >= last, "monotonic at {ns}");
+            assert!(bucket_upper(b) >= ns, "{ns} fits its bucket {b}");
+            last = b;
+        }
+    }
+
+    #[test]
+    fn p99_is_close() {
+        let mut t = TickTimes::default();
+        for us in 1..=1000u64 {
+            t.record(Duration::from_micros(us));
+        }
+        let p99 = t.quantile_us(0.99);
+        assert!((990.0..=1000.0 * 1.125).contains(&p99), "{p99}");
+        assert!(t.quantile_us(0.5) >= 500.0 && t.quantile_us(0.5) <= 563.0);
+    }
 
     #[test]
     fn tick_times_min_avg_max() {

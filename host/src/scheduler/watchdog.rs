@@ -1,0 +1,142 @@
+//! The watchdog: a supervisor thread that never runs on the thread it watches. Each node
+//! publishes when its current tick started ([`Health`]); the supervisor flags a node whose tick
+//! has run longer than its timeout (`watchdog_expired`) and warns once per expiry.
+//!
+//! With `inline` isolation nothing can interrupt a tick: the watchdog reports it, and the host
+//! gives up on a hung scheduler at shutdown (see [`super::run`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the supervisor reads about one node, written by the scheduler thread.
+#[derive(Debug)]
+pub struct Health {
+    /// Node name, for messages.
+    pub name: String,
+    /// Watchdog timeout; `None` = not watched.
+    pub timeout: Option<Duration>,
+    /// 1 + nanoseconds since the epoch at which the running tick started; 0 when not in a tick.
+    pub tick_started: AtomicU64,
+    /// Set by the supervisor on an expiry; stays set.
+    pub expired: AtomicBool,
+    /// Expiries so far.
+    pub expiries: AtomicU64,
+}
+
+impl Health {
+    /// A node's health record.
+    pub fn new(name: String, timeout: Option<Duration>) -> Arc<Health> {
+        Arc::new(Health {
+            name,
+            timeout,
+            tick_started: AtomicU64::new(0),
+            expired: AtomicBool::new(false),
+            expiries: AtomicU64::new(0),
+        })
+    }
+
+    /// Called by the scheduler thread as a tick starts.
+    #[inline]
+    pub fn enter(&self, since_epoch: Duration) {
+        self.tick_started
+            .store(since_epoch.as_nanos() as u64 + 1, Ordering::Relaxed);
+    }
+
+    /// Called by the scheduler thread as a tick ends (feeds the watchdog).
+    #[inline]
+    pub fn leave(&self) {
+        self.tick_started.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the current tick has been running, if the node is in one.
+    pub fn in_tick_for(&self, epoch: Instant) -> Option<Duration> {
+        let started = self.tick_started.load(Ordering::Relaxed);
+        (started != 0).then(|| epoch.elapsed().saturating_sub(Duration::from_nanos(started - 1)))
+    }
+}
+
+/// The supervisor thread; stops when dropped.
+pub struct Watchdog {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Starts watching `nodes` (those with a timeout), measuring against `epoch`.
+    pub fn start(nodes: Vec<Arc<Health>>, epoch: Instant) -> std::io::Result<Option<Watchdog>> {
+        let watched: Vec<Arc<Health>> = nodes.into_iter().filter(|h| h.timeout.is_some()).collect();
+        let Some(shortest) = watched.iter().filter_map(|h| h.timeout).min() else {
+            return Ok(None);
+        };
+        let period = (shortest / 4).clamp(Duration::from_millis(2), Duration::from_millis(100));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("horus-watchdog".into())
+            .spawn(move || {
+                // The start (1 + ns) of the tick each node was last flagged for, to warn once.
+                let mut flagged = vec![0u64; watched.len()];
+                while !stop2.load(Ordering::Relaxed) {
+                    for (h, flag) in watched.iter().zip(flagged.iter_mut()) {
+                        let timeout = h.timeout.expect("filtered");
+                        let started = h.tick_started.load(Ordering::Relaxed);
+                        let Some(running) = h.in_tick_for(epoch) else {
+                            continue;
+                        };
+                        if running > timeout && *flag != started {
+                            *flag = started;
+                            h.expired.store(true, Ordering::Relaxed);
+                            h.expiries.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                node = %h.name,
+                                "watchdog expired: the tick has run for {} ms, timeout {} ms",
+                                running.as_millis(),
+                                timeout.as_millis()
+                            );
+                        }
+                    }
+                    std::thread::sleep(period);
+                }
+            })?;
+        Ok(Some(Watchdog {
+            stop,
+            thread: Some(thread),
+        }))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_a_tick_that_runs_too_long_once() {
+        let epoch = Instant::now();
+        let slow = Health::new("slow".into(), Some(Duration::from_millis(20)));
+        let fine = Health::new("fine".into(), Some(Duration::from_millis(20)));
+        let unwatched = Health::new("free".into(), None);
+        let _dog = Watchdog::start(vec![slow.clone(), fine.clone(), unwatched.clone()], epoch).unwrap();
+        slow.enter(epoch.elapsed());
+        unwatched.enter(epoch.elapsed());
+        // Bounded wait for the flag (the supervisor checks every 5 ms).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !slow.expired.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(slow.expired.load(Ordering::Relaxed));
+        assert_eq!(slow.expiries.load(Ordering::Relaxed), 1, "warned once per expiry");
+        assert!(!fine.expired.load(Ordering::Relaxed));
+        assert!(!unwatched.expired.load(Ordering::Relaxed));
+    }
+}

@@ -1,0 +1,129 @@
+//! Fault-injection nodes for the supervision tests. Each misbehaves in one way, on purpose:
+//!
+//! | type | does | config |
+//! |---|---|---|
+//! | `AlwaysError` | returns an error from every tick | — |
+//! | `Hang` | never returns from a tick, from tick `after` on | `after` (default 10) |
+//! | `Slow` | sleeps `sleep_ms` in every tick | `sleep_ms` (default 20) |
+//! | `FlakyStart` | fails its first `k` ticks, counted across restarts in this process (a dependency that comes up late), then succeeds | `k` (default 8) |
+//! | `SlowInit` | sleeps `init_ms` in `init` | `init_ms` (default 300) |
+
+use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+fn ms(ctx: &Context<'_>, key: &str, default: i64) -> Result<u64, NodeError> {
+    match ctx.config_i64(key)?.unwrap_or(default) {
+        v if v >= 0 => Ok(v as u64),
+        v => Err(NodeError::new(format!("config `{key}` must be ≥ 0 (got {v})"))),
+    }
+}
+
+/// Fails every tick.
+pub struct AlwaysError {
+    ticks: u64,
+}
+
+impl Node for AlwaysError {
+    fn create(_ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(AlwaysError { ticks: 0 })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        Err(NodeError::new(format!("injected error at tick {}", self.ticks)))
+    }
+}
+
+/// Hangs forever in tick `after`.
+pub struct Hang {
+    after: u64,
+    ticks: u64,
+}
+
+impl Node for Hang {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(Hang {
+            after: ms(ctx, "after", 10)?,
+            ticks: 0,
+        })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        if self.ticks >= self.after {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps in every tick.
+pub struct Slow {
+    sleep: Duration,
+}
+
+impl Node for Slow {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(Slow {
+            sleep: Duration::from_millis(ms(ctx, "sleep_ms", 20)?),
+        })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        std::thread::sleep(self.sleep);
+        Ok(())
+    }
+}
+
+/// Ticks of `FlakyStart` in this process, across restarts (a static, not a thread-local, so it
+/// pins nothing).
+static FLAKY_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Fails until `k` ticks have been attempted in this process.
+pub struct FlakyStart {
+    k: u64,
+}
+
+impl Node for FlakyStart {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(FlakyStart { k: ms(ctx, "k", 8)? })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        let n = FLAKY_TICKS.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= self.k {
+            return Err(NodeError::new(format!(
+                "not ready yet ({n} of {} failing ticks)",
+                self.k
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Takes its time to initialise.
+pub struct SlowInit {
+    init: Duration,
+}
+
+impl Node for SlowInit {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(SlowInit {
+            init: Duration::from_millis(ms(ctx, "init_ms", 300)?),
+        })
+    }
+
+    fn init(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        std::thread::sleep(self.init);
+        Ok(())
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        Ok(())
+    }
+}
+
+export_plugin!(AlwaysError, Hang, Slow, FlakyStart, SlowInit);

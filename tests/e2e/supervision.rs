@@ -1,0 +1,289 @@
+//! Supervision with the real binary and the fault-injection plugins: the circuit breaker opens,
+//! restarts with backoff and closes again; deadlines and the watchdog are counted and flagged;
+//! a hung inline node cannot take the host's exit with it; bad settings are clear errors. A
+//! healthy node beside each fault keeps at least 80 % of its ticks.
+
+use horus_e2e::{node, run, run_with_stats, Scratch};
+use serde_json::Value;
+
+const HEALTHY: &str = "[[node]]\nname = \"healthy\"\nplugin = \"{plugin:bench-noop}\"\npriority = 0\n";
+
+fn fault(name: &str, node_type: &str, extra: &str) -> String {
+    format!(
+        "[[node]]\nname = \"{name}\"\nplugin = \"{{plugin:faulty-nodes}}\"\ntype = \"{node_type}\"\n{extra}"
+    )
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The healthy node kept ≥ 80 % of the ticks its rate asks for (`secs` at 100 Hz).
+fn healthy_kept_its_rate(stats: &[Value], secs: f64) {
+    let ticks = u(&node(stats, "healthy")["total_ticks"]) as f64;
+    assert!(
+        ticks >= 0.8 * 100.0 * secs,
+        "healthy node ticked {ticks} times in {secs} s"
+    );
+}
+
+#[test]
+fn breaker_opens_after_max_failures_and_stays_open_without_auto_restart() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nmax_failures = 3\nauto_restart = false\n{HEALTHY}{}",
+            fault("bad", "AlwaysError", "")
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "1500ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let bad = node(&stats, "bad");
+    assert_eq!(
+        (u(&bad["total_ticks"]), u(&bad["total_failures"])),
+        (3, 3),
+        "{bad}"
+    );
+    assert_eq!(bad["circuit_state"], "open");
+    assert_eq!(u(&bad["restarts"]), 0);
+    assert!(bad["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("injected error at tick 3"));
+    assert_eq!(
+        out.stderr.matches("circuit open").count(),
+        1,
+        "each transition logged once:\n{}",
+        out.stderr
+    );
+    healthy_kept_its_rate(&stats, 1.5);
+}
+
+#[test]
+fn auto_restart_retries_with_growing_backoff_and_keeps_counting_failures() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nmax_failures = 2\nrestart_backoff_ms = 100\nrestart_backoff_max_ms = 400\n{HEALTHY}{}",
+            fault("bad", "AlwaysError", "")
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "2s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let bad = node(&stats, "bad");
+    let restarts = u(&bad["restarts"]);
+    // Backoffs 100, 200, 400, 400, ... ms: 4 to 6 restarts fit in 2 s.
+    assert!((3..=7).contains(&restarts), "{restarts} restarts: {bad}");
+    assert_eq!(
+        u(&bad["total_failures"]),
+        2 + restarts,
+        "one failed trial per restart: {bad}"
+    );
+    assert!(
+        out.stderr.contains("restarting in 200 ms") && out.stderr.contains("restarting in 400 ms"),
+        "{}",
+        out.stderr
+    );
+    healthy_kept_its_rate(&stats, 2.0);
+}
+
+#[test]
+fn a_recovering_node_is_restarted_and_ticks_again() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nmax_failures = 3\nrestart_backoff_ms = 100\n{HEALTHY}{}",
+            fault("flaky", "FlakyStart", "config = { k = 4 }\n")
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "2s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let flaky = node(&stats, "flaky");
+    // Fails 1-3 (opens), trial 4 fails (reopens, backoff 200 ms), trial 5 succeeds.
+    assert_eq!(u(&flaky["total_failures"]), 4, "{flaky}");
+    assert_eq!(u(&flaky["restarts"]), 2, "{flaky}");
+    assert_eq!(flaky["circuit_state"], "closed");
+    assert_eq!(u(&flaky["consecutive_failures"]), 0);
+    assert!(
+        u(&flaky["total_ticks"]) > 100,
+        "it ticks again after recovering: {flaky}"
+    );
+    assert!(out.stderr.contains("circuit closed"), "{}", out.stderr);
+    healthy_kept_its_rate(&stats, 2.0);
+}
+
+#[test]
+fn ticks_past_their_deadline_are_counted() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "{HEALTHY}{}",
+            fault(
+                "slow",
+                "Slow",
+                "rate_hz = 10\ndeadline_ms = 1.0\nconfig = { sleep_ms = 3 }\n"
+            )
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "1s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let slow = node(&stats, "slow");
+    assert!(u(&slow["total_ticks"]) >= 8);
+    assert_eq!(
+        u(&slow["deadline_misses"]),
+        u(&slow["total_ticks"]),
+        "every 3 ms tick misses 1 ms: {slow}"
+    );
+    assert_eq!(slow["deadline_ms"], 1.0);
+    assert!(slow["tick_duration_p99_us"].as_f64().unwrap() >= 3000.0, "{slow}");
+    assert_eq!(u(&node(&stats, "healthy")["deadline_misses"]), 0);
+    assert!(out.stderr.contains("deadline missed"), "{}", out.stderr);
+    // Rate-limited: one warning per second at most.
+    assert!(
+        out.stderr.matches("deadline missed").count() <= 2,
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn deadline_monitoring_off_counts_nothing() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\ndeadline_monitoring = false\n{HEALTHY}{}",
+            fault(
+                "slow",
+                "Slow",
+                "rate_hz = 10\ndeadline_ms = 1.0\nconfig = { sleep_ms = 3 }\n"
+            )
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "500ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(u(&node(&stats, "slow")["deadline_misses"]), 0);
+}
+
+#[test]
+fn a_tick_longer_than_the_watchdog_timeout_sets_watchdog_expired() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "{HEALTHY}{}",
+            fault(
+                "slow",
+                "Slow",
+                "rate_hz = 5\nwatchdog_ms = 20\nconfig = { sleep_ms = 60 }\n"
+            )
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "1s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let slow = node(&stats, "slow");
+    assert_eq!(slow["watchdog_expired"], true, "{slow}");
+    assert_eq!(
+        (slow["watchdog_enabled"].clone(), u(&slow["watchdog_timeout_ms"])),
+        (Value::Bool(true), 20)
+    );
+    let healthy = node(&stats, "healthy");
+    assert_eq!(
+        (
+            healthy["watchdog_enabled"].clone(),
+            healthy["watchdog_expired"].clone()
+        ),
+        (Value::Bool(false), Value::Bool(false))
+    );
+    assert!(out.stderr.contains("watchdog expired"), "{}", out.stderr);
+}
+
+#[test]
+fn a_hung_inline_node_is_reported_and_the_host_still_exits() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nwatchdog_enabled = true\nwatchdog_timeout_ms = 100\n{HEALTHY}{}",
+            fault("stuck", "Hang", "config = { after = 10 }\n")
+        ),
+    );
+    let stats_path = s.path().join("stats.json");
+    let out = run(&[
+        "run",
+        m.to_str().unwrap(),
+        "--duration",
+        "500ms",
+        "--stats-json",
+        stats_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("node `stuck` is hung in a tick"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("watchdog expired"), "{}", out.stderr);
+    let stats = horus_e2e::read_stats(&stats_path);
+    assert_eq!(node(&stats, "stuck")["watchdog_expired"], true);
+    assert_eq!(node(&stats, "healthy")["watchdog_expired"], false);
+}
+
+#[test]
+fn the_faults_manifest_shows_every_fault_and_keeps_the_healthy_node_at_rate() {
+    let s = Scratch::new();
+    let faults = horus_e2e::repo_root().join("manifests/faults.toml");
+    let (out, stats) = run_with_stats(&s, &faults, "4s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    healthy_kept_its_rate(&stats, 4.0);
+    assert_eq!(u(&node(&stats, "healthy")["total_failures"]), 0);
+    let always = node(&stats, "always-error");
+    assert_eq!(always["circuit_state"], "open");
+    assert!(u(&always["restarts"]) >= 2, "{always}");
+    let panicky = node(&stats, "panicky");
+    assert_eq!(u(&panicky["total_failures"]), u(&panicky["total_ticks"]) / 4);
+    assert_eq!(panicky["circuit_state"], "closed");
+    let flaky = node(&stats, "flaky");
+    assert_eq!(
+        (flaky["circuit_state"].clone(), u(&flaky["restarts"])),
+        (Value::from("closed"), 2)
+    );
+    assert!(u(&node(&stats, "slow")["deadline_misses"]) > 0);
+    assert!(u(&node(&stats, "slow-init")["total_ticks"]) > 0);
+}
+
+#[test]
+fn bad_supervision_settings_are_clear_errors() {
+    let s = Scratch::new();
+    for (manifest, expected) in [
+        (
+            format!("[scheduler]\nwatchdog_timeout_ms = 5\n{HEALTHY}"),
+            "`watchdog_timeout_ms` must be 10 to 60000 ms (got 5)",
+        ),
+        (
+            format!("{HEALTHY}watchdog_ms = 70000\n"),
+            "`watchdog_ms` must be 10 to 60000 ms (got 70000)",
+        ),
+        (
+            format!("{HEALTHY}deadline_ms = -1.0\n"),
+            "`deadline_ms` must be > 0 (got -1)",
+        ),
+        (
+            format!("[scheduler]\nmax_failures = 0\n{HEALTHY}"),
+            "`max_failures` must be ≥ 1 (got 0)",
+        ),
+    ] {
+        let path = s.write("bad.toml", &manifest);
+        let out = run(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.code(), 2, "{manifest}\n{}", out.stderr);
+        assert!(
+            out.stderr.contains("error[H0006]") && out.stderr.contains(expected),
+            "{}",
+            out.stderr
+        );
+    }
+}
