@@ -136,13 +136,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     };
     let stop = StopHandle::new();
     let signals = SignalGuard::install(stop.clone())?;
+    let scope = TopicScope::new();
     let BoundGraph {
         manifest,
         plugins,
         nodes,
-    } = graph.bind(&TopicScope::new())?;
+    } = graph.bind(&scope)?;
     let board = StatsBoard::default();
-    let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration, &board);
+    let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration, &board, &scope);
     drop(signals);
     let write_stats = |nodes: &[NodeStats]| -> Result<(), HostError> {
         if let Some((path, file)) = &stats_file {

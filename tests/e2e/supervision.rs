@@ -287,3 +287,100 @@ fn bad_supervision_settings_are_clear_errors() {
         );
     }
 }
+
+#[test]
+fn a_hung_thread_node_is_quarantined_and_replaced_while_the_others_keep_their_rate() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nrestart_backoff_ms = 200\n{HEALTHY}{}",
+            fault(
+                "stuck",
+                "Hang",
+                "isolation = \"thread\"\nwatchdog_ms = 100\nconfig = { after = 20 }\n"
+            )
+        ),
+    );
+    let started = std::time::Instant::now();
+    let (out, stats) = run_with_stats(&s, &m, "3s");
+    assert_eq!(
+        out.code(),
+        0,
+        "a hung thread node is not a host failure:\n{}",
+        out.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the host exits on time"
+    );
+    healthy_kept_its_rate(&stats, 3.0);
+    let stuck = node(&stats, "stuck");
+    assert_eq!(stuck["isolation"], "thread");
+    assert_eq!(stuck["watchdog_expired"], true, "{stuck}");
+    assert!(
+        u(&stuck["restarts"]) >= 2,
+        "replaced by a fresh instance each time: {stuck}"
+    );
+    assert!(u(&stuck["total_ticks"]) > 40, "the fresh instances tick: {stuck}");
+    assert!(
+        stuck["last_error"].as_str().unwrap().contains("quarantined"),
+        "{stuck}"
+    );
+    assert!(out.stderr.contains("worker thread quarantined"), "{}", out.stderr);
+}
+
+#[test]
+fn a_hung_thread_node_without_auto_restart_stays_out() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nauto_restart = false\n{HEALTHY}{}",
+            fault(
+                "stuck",
+                "Hang",
+                "isolation = \"thread\"\nwatchdog_ms = 50\nconfig = { after = 5 }\n"
+            )
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "1s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    healthy_kept_its_rate(&stats, 1.0);
+    let stuck = node(&stats, "stuck");
+    assert_eq!(
+        (stuck["circuit_state"].clone(), u(&stuck["restarts"])),
+        (Value::from("open"), 0),
+        "{stuck}"
+    );
+    assert_eq!(u(&stuck["total_ticks"]), 5, "{stuck}");
+}
+
+#[test]
+fn faults_on_worker_threads_are_counted_like_inline_ones() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nmax_failures = 3\nauto_restart = false\n{HEALTHY}{}\
+             [[node]]\nname = \"panicky\"\nplugin = \"{{plugin:faulty-panic}}\"\nisolation = \"thread\"\nconfig = {{ every = 4 }}\n",
+            fault("bad", "AlwaysError", "isolation = \"thread\"\n")
+        ),
+    );
+    let (out, stats) = run_with_stats(&s, &m, "1s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    healthy_kept_its_rate(&stats, 1.0);
+    let bad = node(&stats, "bad");
+    assert_eq!(
+        (u(&bad["total_failures"]), bad["circuit_state"].clone()),
+        (3, Value::from("open")),
+        "{bad}"
+    );
+    let panicky = node(&stats, "panicky");
+    assert_eq!(
+        u(&panicky["total_failures"]),
+        u(&panicky["total_ticks"]) / 4,
+        "{panicky}"
+    );
+    assert!(u(&panicky["total_ticks"]) >= 80, "{panicky}");
+}

@@ -131,12 +131,13 @@ impl fmt::Display for Qos {
     }
 }
 
-/// Where a node's calls run. Only `inline` exists today; `thread` and `process` come with
-/// process supervision and slot in here.
+/// Where a node's calls run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
     /// A direct call on the scheduler thread.
     Inline,
+    /// On a worker thread of its own: a hung tick is abandoned, the others keep their rate.
+    Thread,
 }
 
 impl Isolation {
@@ -144,6 +145,7 @@ impl Isolation {
     pub fn name(self) -> &'static str {
         match self {
             Isolation::Inline => "inline",
+            Isolation::Thread => "thread",
         }
     }
 }

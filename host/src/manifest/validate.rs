@@ -541,6 +541,7 @@ impl Validator<'_> {
         let isolation = match raw.isolation {
             None => Isolation::Inline,
             Some(i) if i.get_ref() == "inline" => Isolation::Inline,
+            Some(i) if i.get_ref() == "thread" => Isolation::Thread,
             Some(i) => {
                 self.push(
                     self.diag(
@@ -550,7 +551,7 @@ impl Validator<'_> {
                     )
                     .node(name.clone())
                     .key("isolation")
-                    .hint("this build supports `isolation = \"inline\"`"),
+                    .hint("use `isolation = \"inline\"` (default) or `\"thread\"`"),
                 );
                 ok = false;
                 Isolation::Inline

@@ -114,6 +114,15 @@ impl Breaker {
         }
     }
 
+    /// Opens the breaker now, whatever the failure count (a hung node). False if it was open.
+    pub fn force_open(&mut self, now: Instant) -> bool {
+        if self.state == CircuitState::Open {
+            return false;
+        }
+        self.trip(now);
+        true
+    }
+
     fn trip(&mut self, now: Instant) -> CircuitState {
         self.state = CircuitState::Open;
         self.trips_in_a_row = self.trips_in_a_row.saturating_add(1);

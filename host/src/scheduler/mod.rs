@@ -13,18 +13,21 @@
 //! (see [`crate::graph`]), delivery (see [`crate::topic`]), signals (see [`crate::run`]).
 
 mod breaker;
+mod exec;
 mod stats;
 mod stop;
 mod watchdog;
 
 pub use breaker::{Action, Breaker, CircuitState};
+pub use exec::{Exec, IoSnapshot, Rebuild, TickOutcome};
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
 pub use watchdog::{Health, Watchdog};
 
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::graph::BoundNode;
-use crate::manifest::{NodeSpec, SchedulerSpec, SupervisionSpec};
+use crate::manifest::{Isolation, NodeSpec, SchedulerSpec, SupervisionSpec};
+use crate::topic::TopicScope;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,7 +90,7 @@ const DUE_SLACK: Duration = Duration::from_micros(200);
 struct RunningNode {
     spec: NodeSpec,
     type_name: String,
-    instance: NodeInstance,
+    exec: Exec,
     period: Option<Duration>,
     next_due: Instant,
     ticks: u64,
@@ -123,6 +126,7 @@ impl RunningNode {
 
     /// One scheduled cycle of this node: asks the breaker, restarts if it says so, ticks.
     fn run_cycle(&mut self) {
+        self.quarantine_if_hung();
         match self.breaker.before_tick(Instant::now()) {
             Action::Skip => {}
             Action::Tick => self.tick(),
@@ -139,7 +143,7 @@ impl RunningNode {
     fn restart(&mut self) -> bool {
         self.restarts += 1;
         tracing::warn!(node = %self.spec.name, restarts = self.restarts, "circuit half-open: restarting the node");
-        let result = self.instance.recreate().and_then(|()| self.instance.init());
+        let result = self.exec.restart();
         match result {
             Ok(()) => true,
             Err(e) => {
@@ -152,13 +156,28 @@ impl RunningNode {
 
     #[inline]
     fn tick(&mut self) {
-        let started = Instant::now();
-        self.health.enter(started.duration_since(self.epoch));
-        let result = self.instance.tick();
-        let took = started.elapsed();
-        self.health.leave();
+        let outcome = if self.exec.is_thread() {
+            // The worker reports its own tick start and end to the watchdog.
+            self.exec.tick()
+        } else {
+            self.health.enter(self.epoch.elapsed());
+            let outcome = self.exec.tick();
+            self.health.leave();
+            outcome
+        };
+        match outcome {
+            TickOutcome::Finished(result, took) => {
+                self.ticks += 1;
+                self.finished(result, took);
+            }
+            TickOutcome::Started => self.ticks += 1,
+            TickOutcome::Late(result, took) => self.finished(result, took),
+            TickOutcome::Busy => {}
+        }
+    }
+
+    fn finished(&mut self, result: Result<(), CallError>, took: Duration) {
         self.times.record(took);
-        self.ticks += 1;
         if self.deadline.is_some_and(|d| took > d) {
             self.missed_deadline(took);
         }
@@ -170,8 +189,50 @@ impl RunningNode {
         self.outcome(ok);
     }
 
+    /// A worker stuck in one tick past its watchdog timeout is abandoned and counted as a
+    /// failure that opens the breaker (so `auto_restart` replaces it after the backoff).
+    fn quarantine_if_hung(&mut self) {
+        let Some(timeout) = self.health.timeout else {
+            return;
+        };
+        if !self.exec.hung(timeout, self.epoch) || !self.exec.quarantine() {
+            return;
+        }
+        // The supervisor thread may not have looked yet: this expiry is the watchdog's too.
+        if !self
+            .health
+            .expired
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.health
+                .expiries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::error!(
+            node = %self.spec.name,
+            "tick hung for more than {} ms: worker thread quarantined (abandoned with its instance)",
+            timeout.as_millis()
+        );
+        self.fail(CallError {
+            kind: CallErrorKind::Error,
+            message: format!(
+                "tick hung for more than {} ms; worker quarantined",
+                timeout.as_millis()
+            ),
+        });
+        if self.breaker.force_open(Instant::now()) {
+            self.log_transition(CircuitState::Open);
+        }
+    }
+
     fn outcome(&mut self, ok: bool) {
         if let Some(state) = self.breaker.after_tick(ok, self.consecutive, Instant::now()) {
+            self.log_transition(state);
+        }
+    }
+
+    fn log_transition(&mut self, state: CircuitState) {
+        {
             match state {
                 CircuitState::Closed => {
                     tracing::info!(node = %self.spec.name, "circuit closed: the restarted node ticks again")
@@ -240,9 +301,10 @@ impl RunningNode {
         self.last_error = Some(e.message);
     }
 
-    fn stats(&self, tick_rate: f64, elapsed: Duration) -> NodeStats {
+    fn stats(&mut self, tick_rate: f64, elapsed: Duration) -> NodeStats {
         let (min, avg, max) = self.times.micros();
-        let (sent, received, dropped) = self.instance.io().message_totals();
+        let io = self.exec.io_snapshot();
+        let (sent, received, dropped) = io.totals;
         let secs = elapsed.as_secs_f64();
         NodeStats {
             name: self.spec.name.clone(),
@@ -271,7 +333,7 @@ impl RunningNode {
             node_type: self.type_name.clone(),
             plugin: self.spec.plugin.display().to_string(),
             isolation: self.spec.isolation.name(),
-            topics: self.instance.io().topic_stats(),
+            topics: io.topics,
         }
     }
 }
@@ -317,6 +379,7 @@ pub fn run(
     stop: &StopHandle,
     duration: Option<Duration>,
     board: &StatsBoard,
+    scope: &TopicScope,
 ) -> Result<RunReport, RunError> {
     let sup = spec.supervision.clone();
     let healths: Vec<Arc<Health>> = nodes
@@ -334,6 +397,7 @@ pub fn run(
     let epoch = Instant::now();
     let watchdog = Watchdog::start(healths.clone(), epoch).map_err(RunError::Spawn)?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let scope = scope.clone();
     let thread = {
         let (stop, board, healths, tick_rate) =
             (stop.clone(), board.clone(), healths.clone(), spec.tick_rate);
@@ -346,6 +410,7 @@ pub fn run(
                     healths,
                     epoch,
                     board,
+                    scope,
                 };
                 let _ = tx.send(run_on_this_thread(&ctx, nodes, &stop, duration));
             })
@@ -405,18 +470,44 @@ struct RunContext {
     healths: Vec<Arc<Health>>,
     epoch: Instant,
     board: StatsBoard,
+    scope: TopicScope,
 }
 
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
     let epoch = ctx.epoch;
     let mut order: Vec<(usize, BoundNode)> = nodes.into_iter().enumerate().collect();
     order.sort_by_key(|(i, n)| (n.node.spec.priority, *i));
+    let period = Duration::from_secs_f64(1.0 / ctx.tick_rate);
     let mut running: Vec<RunningNode> = Vec::with_capacity(order.len());
     for (index, BoundNode { node, mut io }) in order {
         io.set_epoch(epoch);
         let name = node.spec.name.clone();
-        let instance = match NodeInstance::create(node.plugin, node.type_index, io) {
-            Ok(instance) => instance,
+        let health = ctx.healths[index].clone();
+        let created = match node.spec.isolation {
+            Isolation::Inline => {
+                NodeInstance::create(node.plugin.clone(), node.type_index, io).map(Exec::Inline)
+            }
+            Isolation::Thread => {
+                let rebuild = Rebuild {
+                    plugin: node.plugin.clone(),
+                    type_index: node.type_index,
+                    name: name.clone(),
+                    logging: node.spec.logging,
+                    config: node.spec.config.clone(),
+                    ports: node.ports.clone(),
+                    port_names: node.port_names.clone(),
+                    scope: ctx.scope.clone(),
+                    epoch,
+                };
+                // Wait for a tick at most half a scheduler period (less if the watchdog is
+                // shorter): a slow or hung worker then costs the others part of one cycle once,
+                // and is skipped until its tick returns.
+                let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
+                exec::ThreadExec::start(rebuild, io, health.clone(), wait).map(|t| Exec::Thread(Box::new(t)))
+            }
+        };
+        let exec = match created {
+            Ok(exec) => exec,
             Err(error) => {
                 // The nodes already started are shut down here and destroyed as `running` drops.
                 shutdown_all(&mut running);
@@ -427,13 +518,12 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
                 });
             }
         };
-        let period = node.spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz));
         let deadline = node.spec.deadline.filter(|_| ctx.supervision.deadline_monitoring);
         running.push(RunningNode {
+            period: node.spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
             spec: node.spec,
             type_name: node.type_name,
-            instance,
-            period,
+            exec,
             next_due: epoch,
             ticks: 0,
             failures: 0,
@@ -447,11 +537,11 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
             deadline,
             deadline_misses: 0,
             last_deadline_log: None,
-            health: ctx.healths[index].clone(),
+            health,
             epoch,
         });
         let last = running.last_mut().expect("just pushed");
-        if let Err(error) = last.instance.init() {
+        if let Err(error) = last.exec.init() {
             // The failed node never started: destroy it without `shutdown`, then stop the rest.
             drop(running.pop());
             shutdown_all(&mut running);
@@ -468,7 +558,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
 
 fn shutdown_all(nodes: &mut [RunningNode]) {
     for node in nodes.iter_mut() {
-        if let Err(e) = node.instance.shutdown() {
+        if let Err(e) = node.exec.shutdown() {
             tracing::warn!(node = %node.spec.name, "shutdown failed: {e}");
             node.last_error = Some(e.message);
         }
@@ -484,19 +574,14 @@ const MAX_DRAIN_PASSES: usize = 64;
 /// progress, or `MAX_DRAIN_PASSES`. Sources (nodes without pending input) are not ticked, so
 /// nothing new enters; everything a `reliable` topic accepted is delivered.
 fn drain(nodes: &mut [RunningNode]) {
-    let pending = |nodes: &[RunningNode]| {
-        nodes
-            .iter()
-            .map(|n| n.instance.io().pending_input())
-            .sum::<usize>()
-    };
+    let pending = |nodes: &mut [RunningNode]| nodes.iter_mut().map(|n| n.exec.pending_input()).sum::<usize>();
     let mut left = pending(nodes);
     for _ in 0..MAX_DRAIN_PASSES {
         if left == 0 {
             return;
         }
         for node in nodes.iter_mut() {
-            if node.instance.io().pending_input() > 0 && node.breaker.state() != CircuitState::Open {
+            if node.breaker.state() != CircuitState::Open && node.exec.pending_input() > 0 {
                 node.tick();
             }
         }
@@ -530,7 +615,7 @@ fn run_on_this_thread(
         node.next_due = start;
     }
     tracing::info!(nodes = nodes.len(), tick_rate, "scheduler running");
-    publish(&ctx.board, &nodes, tick_rate, Duration::ZERO);
+    publish(&ctx.board, &mut nodes, tick_rate, Duration::ZERO);
 
     let mut cycles = 0u64;
     let mut overruns = 0u64;
@@ -558,7 +643,7 @@ fn run_on_this_thread(
         }
         if now >= next_snapshot {
             next_snapshot = now + SNAPSHOT_INTERVAL;
-            publish(&ctx.board, &nodes, tick_rate, now.duration_since(start));
+            publish(&ctx.board, &mut nodes, tick_rate, now.duration_since(start));
         }
         let wake = end.map_or(next, |end| next.min(end));
         if stop.sleep_until(wake, spin) {
@@ -569,7 +654,7 @@ fn run_on_this_thread(
 
     drain(&mut nodes);
     shutdown_all(&mut nodes);
-    let stats: Vec<NodeStats> = nodes.iter().map(|n| n.stats(tick_rate, elapsed)).collect();
+    let stats: Vec<NodeStats> = nodes.iter_mut().map(|n| n.stats(tick_rate, elapsed)).collect();
     *ctx.board.lock().unwrap_or_else(|p| p.into_inner()) = stats.clone();
     // Dropping the instances runs every node's `destroy`, here on the scheduler thread.
     drop(nodes);
@@ -582,7 +667,7 @@ fn run_on_this_thread(
     })
 }
 
-fn publish(board: &StatsBoard, nodes: &[RunningNode], tick_rate: f64, elapsed: Duration) {
-    let stats = nodes.iter().map(|n| n.stats(tick_rate, elapsed)).collect();
+fn publish(board: &StatsBoard, nodes: &mut [RunningNode], tick_rate: f64, elapsed: Duration) {
+    let stats = nodes.iter_mut().map(|n| n.stats(tick_rate, elapsed)).collect();
     *board.lock().unwrap_or_else(|p| p.into_inner()) = stats;
 }
