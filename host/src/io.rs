@@ -6,18 +6,18 @@
 
 use crate::shm::{Publisher, SendError, Subscriber};
 use horus_plugin_api::abi;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Counters of one port's topic endpoint, as the stats show them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicStats {
     /// The node's port.
     pub port: String,
     /// The topic (as other processes name it).
     pub topic: String,
     /// `output` or `input`.
-    pub direction: &'static str,
+    pub direction: String,
     /// Messages sent (output) or received (input).
     pub messages: u64,
     /// Payload bytes sent or received.
@@ -217,7 +217,7 @@ impl NodeIo {
                 PortBinding::Output(p) => Some(TopicStats {
                     port: name.clone(),
                     topic: p.segment().topic().to_owned(),
-                    direction: "output",
+                    direction: "output".into(),
                     messages: p.messages_sent(),
                     bytes: p.bytes_sent(),
                     dropped: p.refused(),
@@ -226,7 +226,7 @@ impl NodeIo {
                 PortBinding::Input(s) => Some(TopicStats {
                     port: name.clone(),
                     topic: s.segment().topic().to_owned(),
-                    direction: "input",
+                    direction: "input".into(),
                     messages: s.messages_received(),
                     bytes: s.bytes_received(),
                     dropped: s.dropped(),

@@ -15,6 +15,7 @@
 //!
 //! `unsafe` lives only in [`ffi`]. See `docs/architecture.md` for the map and the reasons.
 
+pub mod control;
 pub mod diag;
 #[expect(unsafe_code, reason = "dlopen, the C ABI and the host callbacks")]
 pub mod ffi;

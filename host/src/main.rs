@@ -40,6 +40,63 @@ enum Command {
         /// The manifest (TOML).
         manifest: PathBuf,
     },
+    /// Show the live node table of a running host (in this user's HORUS_NAMESPACE).
+    Stats {
+        /// Print the nodes as JSON (the same objects as --stats-json).
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second, like `top`, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// The host to read, when several run.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+/// `horus stats`: exit 0, 1 when no host answers, 2 when the choice of host is ambiguous.
+fn stats(json: bool, watch: bool, pid: Option<u32>) -> ExitCode {
+    use horus_host::control::{self, ControlError};
+    let namespace = horus_host::shm::namespace();
+    let fail = |e: ControlError| {
+        eprintln!("horus stats: {e}");
+        let code = if matches!(e, ControlError::Ambiguous { .. }) {
+            2
+        } else {
+            1
+        };
+        ExitCode::from(code)
+    };
+    let path = match control::pick(&namespace, pid) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
+    let clear = watch && !json && std::io::stdout().is_terminal();
+    loop {
+        let reply = match control::query(&path) {
+            Ok(reply) => reply,
+            Err(e) => return fail(e),
+        };
+        if json {
+            match serde_json::to_string(&reply.nodes) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("horus stats: {e}"),
+            }
+        } else {
+            if clear {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!(
+                "horus pid {} — {} — up {:.1} s",
+                reply.pid, reply.manifest, reply.uptime_s
+            );
+            print!("{}", horus_host::scheduler::table(&reply.nodes));
+        }
+        if !watch {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -67,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        Command::Stats { json, watch, pid } => return stats(*json, *watch, *pid),
         Command::Check { manifest } => horus_host::check(manifest).map(|graph| {
             print!("{}", horus_host::run::describe(&graph));
         }),

@@ -143,8 +143,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         nodes,
     } = graph.bind(&scope)?;
     let board = StatsBoard::default();
+    // Live stats for `horus stats`; a host that cannot serve them still runs.
+    let control = match crate::control::ControlServer::start(scope.namespace(), &opts.manifest, board.clone())
+    {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("live stats unavailable (horus stats will not see this host): {e}");
+            None
+        }
+    };
     let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration, &board, &scope);
     drop(signals);
+    drop(control);
     let write_stats = |nodes: &[NodeStats]| -> Result<(), HostError> {
         if let Some((path, file)) = &stats_file {
             let mut file: &File = file;

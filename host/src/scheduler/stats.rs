@@ -3,11 +3,11 @@
 //! after.
 
 use crate::io::TopicStats;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A snapshot of one node's statistics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStats {
     /// Instance name.
     pub name: String,
@@ -36,7 +36,7 @@ pub struct NodeStats {
     /// The most recent failure message, if any.
     pub last_error: Option<String>,
     /// `closed`, `open` or `half_open`.
-    pub circuit_state: &'static str,
+    pub circuit_state: String,
     /// Restarts by the circuit breaker.
     pub restarts: u64,
     /// The node's deadline in ms, if it has one.
@@ -60,7 +60,7 @@ pub struct NodeStats {
     /// The plugin file.
     pub plugin: String,
     /// Isolation level.
-    pub isolation: &'static str,
+    pub isolation: String,
     /// One entry per connected port: its topic and counters.
     pub topics: Vec<TopicStats>,
 }
