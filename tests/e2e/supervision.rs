@@ -270,7 +270,7 @@ fn bad_supervision_settings_are_clear_errors() {
         ),
         (
             format!("{HEALTHY}deadline_ms = -1.0\n"),
-            "`deadline_ms` must be > 0 (got -1)",
+            "`deadline_ms` must be > 0 and ≤ 3600000 ms (got -1)",
         ),
         (
             format!("[scheduler]\nmax_failures = 0\n{HEALTHY}"),

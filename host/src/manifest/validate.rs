@@ -183,7 +183,16 @@ fn type_hint(key: &str) -> String {
     match key {
         "priority" => "`priority` is an integer, e.g. `priority = 1`".into(),
         "rate_hz" | "tick_rate" => format!("`{key}` is a number in Hz, e.g. `{key} = 50.0`"),
-        "logging" => "`logging` is `true` or `false`".into(),
+        "logging" | "circuit_breaker" | "auto_restart" | "deadline_monitoring" | "watchdog_enabled" => {
+            format!("`{key}` is `true` or `false`")
+        }
+        "max_failures"
+        | "restart_backoff_ms"
+        | "restart_backoff_max_ms"
+        | "watchdog_timeout_ms"
+        | "watchdog_ms"
+        | "max_size" => format!("`{key}` is a whole number, e.g. `{key} = 100`"),
+        "deadline_ms" => "`deadline_ms` is a number of ms, e.g. `deadline_ms = 5.0`".into(),
         "config" => "`config` is a table, e.g. `config = { device = \"/dev/ttyUSB0\" }`".into(),
         "node" => "nodes are an array of tables: write each as `[[node]]`".into(),
         "connect" => "connections are an array of tables: write each as `[[connect]]`".into(),
@@ -393,7 +402,15 @@ impl Validator<'_> {
                     self.diag(
                         Code::H0006,
                         m,
-                        format!("`max_failures` must be ≥ 1 (got {})", m.get_ref()),
+                        if *m.get_ref() < 1 {
+                            format!("`max_failures` must be ≥ 1 (got {})", m.get_ref())
+                        } else {
+                            format!(
+                                "`max_failures` must be at most {} (got {})",
+                                u32::MAX,
+                                m.get_ref()
+                            )
+                        },
                     )
                     .key("scheduler.max_failures")
                     .hint("the number of consecutive failures that opens a node's circuit breaker, e.g. 5"),
@@ -511,7 +528,7 @@ impl Validator<'_> {
                 deadline = Some(std::time::Duration::from_secs_f64(ms / 1000.0));
             } else {
                 self.push(
-                    self.diag(Code::H0006, d, format!("`deadline_ms` must be > 0 (got {ms})"))
+                    self.diag(Code::H0006, d, format!("`deadline_ms` must be > 0 and ≤ 3600000 ms (got {ms})"))
                         .node(name.clone())
                         .key("deadline_ms")
                         .hint("the longest a tick may take, in ms, e.g. `deadline_ms = 5.0`; remove it for no deadline"),

@@ -146,7 +146,8 @@ impl RunningNode {
         let result = self.exec.restart();
         match result {
             Ok(()) => true,
-            Err(e) => {
+            Err(mut e) => {
+                e.message = format!("restart failed: {}", e.message);
                 self.fail(e);
                 self.outcome(false);
                 false
@@ -398,6 +399,8 @@ pub fn run(
     let watchdog = Watchdog::start(healths.clone(), epoch).map_err(RunError::Spawn)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let scope = scope.clone();
+    let running_since: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let running = running_since.clone();
     let thread = {
         let (stop, board, healths, tick_rate) =
             (stop.clone(), board.clone(), healths.clone(), spec.tick_rate);
@@ -411,12 +414,12 @@ pub fn run(
                     epoch,
                     board,
                     scope,
+                    running_since,
                 };
                 let _ = tx.send(run_on_this_thread(&ctx, nodes, &stop, duration));
             })
             .map_err(RunError::Spawn)?
     };
-    let started = Instant::now();
     let mut stopping_since: Option<Instant> = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
@@ -439,7 +442,9 @@ pub fn run(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         let now = Instant::now();
-        if stopping_since.is_none() && (stop.is_stopped() || duration.is_some_and(|d| started.elapsed() >= d))
+        let ran_for = running.get().map(Instant::elapsed);
+        if stopping_since.is_none()
+            && (stop.is_stopped() || duration.zip(ran_for).is_some_and(|(d, r)| r >= d))
         {
             stopping_since = Some(now);
         }
@@ -448,7 +453,7 @@ pub fn run(
                 .iter()
                 .filter_map(|h| h.in_tick_for(epoch).map(|d| (h.name.clone(), d.as_secs_f64())))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
-                .unwrap_or_else(|| ("(unknown)".into(), 0.0));
+                .unwrap_or_else(|| ("(none in a tick: a create, init, drain or shutdown)".into(), 0.0));
             let mut stats = board.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for st in &mut stats {
                 if let Some(h) = healths.iter().find(|h| h.name == st.name) {
@@ -471,6 +476,9 @@ struct RunContext {
     epoch: Instant,
     board: StatsBoard,
     scope: TopicScope,
+    /// Set when every node is created and initialised and the first cycle starts; the host
+    /// counts `--duration` from here.
+    running_since: Arc<std::sync::OnceLock<Instant>>,
 }
 
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
@@ -541,7 +549,10 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
             epoch,
         });
         let last = running.last_mut().expect("just pushed");
-        if let Err(error) = last.exec.init() {
+        last.health.enter(last.epoch.elapsed());
+        let init = last.exec.init();
+        last.health.leave();
+        if let Err(error) = init {
             // The failed node never started: destroy it without `shutdown`, then stop the rest.
             drop(running.pop());
             shutdown_all(&mut running);
@@ -558,7 +569,10 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
 
 fn shutdown_all(nodes: &mut [RunningNode]) {
     for node in nodes.iter_mut() {
-        if let Err(e) = node.exec.shutdown() {
+        node.health.enter(node.epoch.elapsed());
+        let result = node.exec.shutdown();
+        node.health.leave();
+        if let Err(e) = result {
             tracing::warn!(node = %node.spec.name, "shutdown failed: {e}");
             node.last_error = Some(e.message);
         }
@@ -611,6 +625,7 @@ fn run_on_this_thread(
     let spin = spin_margin(period);
     let start = Instant::now();
     let end = duration.map(|d| start + d);
+    let _ = ctx.running_since.set(start);
     for node in &mut nodes {
         node.next_due = start;
     }
