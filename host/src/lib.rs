@@ -27,5 +27,6 @@ pub mod scheduler;
 #[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]
 pub mod shm;
 pub mod topic;
+pub mod worker;
 
 pub use run::{check, run, HostError, RunOptions};

@@ -40,6 +40,9 @@ enum Command {
         /// The manifest (TOML).
         manifest: PathBuf,
     },
+    /// Internal: run one `isolation = "process"` node for the host that started this process.
+    #[command(name = "__worker", hide = true)]
+    Worker,
     /// Show the live node table of a running host (in this user's HORUS_NAMESPACE).
     Stats {
         /// Print the nodes as JSON (the same objects as --stats-json).
@@ -125,6 +128,16 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Stats { json, watch, pid } => return stats(*json, *watch, *pid),
+        Command::Worker => {
+            let job = std::env::var(horus_host::worker::JOB_ENV).unwrap_or_default();
+            return match horus_host::worker::run(&job) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("horus worker: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Command::Check { manifest } => horus_host::check(manifest).map(|graph| {
             print!("{}", horus_host::run::describe(&graph));
         }),

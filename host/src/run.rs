@@ -137,6 +137,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let stop = StopHandle::new();
     let signals = SignalGuard::install(stop.clone())?;
     let scope = TopicScope::new();
+    crate::shm::reclaim_orphans(scope.namespace());
     let BoundGraph {
         manifest,
         plugins,

@@ -23,7 +23,7 @@ pub const NAMED_MIN_CAPACITY: u32 = 64;
 pub const NAMED_MEMORY_BUDGET: u64 = 4 * 1024 * 1024;
 
 /// Where a topic's name comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TopicName {
     /// Private to this host run; the `node.port` of its publishing output.
     Local(String),
@@ -32,7 +32,7 @@ pub enum TopicName {
 }
 
 /// What one port will be bound to when the graph runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum PortPlan {
     /// An output publishing on a topic.
     Output {
@@ -58,7 +58,7 @@ pub enum PortPlan {
 }
 
 /// Size and type of a topic, before its name is resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanSpec {
     /// Message type name.
     pub type_name: String,
@@ -99,6 +99,16 @@ impl TopicScope {
             namespace: shm::namespace(),
             instance: format!("h{}", std::process::id()),
         }
+    }
+
+    /// The scope of another host run (a process-isolated node's worker uses its host's).
+    pub fn with(namespace: String, instance: String) -> TopicScope {
+        TopicScope { namespace, instance }
+    }
+
+    /// The instance part of private topic names (`h<pid>`).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The namespace.

@@ -26,6 +26,8 @@ pub enum CallErrorKind {
     Panic,
     /// The plugin returned a status this host does not know.
     Unknown(i32),
+    /// The process running the node died (process isolation).
+    Crashed,
 }
 
 /// A failed node call: what kind, and the node's message.
@@ -40,7 +42,7 @@ pub struct CallError {
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            CallErrorKind::Error => write!(f, "{}", self.message),
+            CallErrorKind::Error | CallErrorKind::Crashed => write!(f, "{}", self.message),
             CallErrorKind::Panic => write!(f, "{}", self.message),
             CallErrorKind::Unknown(code) => write!(f, "{} ({code}): {}", abi::status_str(code), self.message),
         }

@@ -69,7 +69,7 @@ impl Preset {
 }
 
 /// Delivery policy of one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Qos {
     /// Keep the newest N unread messages; a full queue overwrites its oldest and counts a drop.
     KeepLast(usize),
@@ -138,6 +138,8 @@ pub enum Isolation {
     Inline,
     /// On a worker thread of its own: a hung tick is abandoned, the others keep their rate.
     Thread,
+    /// In a child worker process: a crash or a hang kills only that process.
+    Process,
 }
 
 impl Isolation {
@@ -146,6 +148,7 @@ impl Isolation {
         match self {
             Isolation::Inline => "inline",
             Isolation::Thread => "thread",
+            Isolation::Process => "process",
         }
     }
 }

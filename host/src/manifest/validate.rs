@@ -559,6 +559,7 @@ impl Validator<'_> {
             None => Isolation::Inline,
             Some(i) if i.get_ref() == "inline" => Isolation::Inline,
             Some(i) if i.get_ref() == "thread" => Isolation::Thread,
+            Some(i) if i.get_ref() == "process" => Isolation::Process,
             Some(i) => {
                 self.push(
                     self.diag(
@@ -568,7 +569,7 @@ impl Validator<'_> {
                     )
                     .node(name.clone())
                     .key("isolation")
-                    .hint("use `isolation = \"inline\"` (default) or `\"thread\"`"),
+                    .hint("use `isolation = \"inline\"` (default), `\"thread\"` or `\"process\"`"),
                 );
                 ok = false;
                 Isolation::Inline

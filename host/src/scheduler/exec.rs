@@ -9,11 +9,21 @@
 //!   thread is still inside it), and a restart builds a fresh instance on a fresh worker with
 //!   fresh topic endpoints.
 //!
-//! Owns the worker protocol. Does not own policy (breaker, deadlines): see [`super`].
+//! - `process`: the node runs in a child `horus __worker` process ([`crate::worker`]) that
+//!   loads the plugin itself and attaches to the same topics; commands and replies cross a
+//!   shared-memory command block ([`crate::shm::ctl`]). A crash (segfault, abort, exit) is seen
+//!   within milliseconds (the host polls the child while it waits) and a hang is killed after the
+//!   watchdog timeout; either way a fresh process replaces it after the breaker's backoff. The
+//!   kernel kills workers whose host dies.
+//!
+//! Owns the worker protocols. Does not own policy (breaker, deadlines): see [`super`].
 
 use crate::ffi::{CallError, CallErrorKind, NodeInstance, PluginLibrary};
 use crate::io::{NodeIo, TopicStats};
+use crate::shm::ctl::{self, Ctl};
 use crate::topic::{PortPlan, TopicScope};
+use crate::worker::WorkerJob;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -245,12 +255,267 @@ impl ThreadExec {
     }
 }
 
-/// A node's executor: inline or on a worker thread.
+/// A node in a child worker process.
+pub struct ProcessExec {
+    job: WorkerJob,
+    child: Option<Child>,
+    ctl: Option<Ctl>,
+    generation: u64,
+    /// The sequence number of a tick handed off and not yet answered.
+    in_tick: Option<u32>,
+    wait: Duration,
+    health: Arc<Health>,
+    epoch: Instant,
+    last: IoSnapshot,
+}
+
+/// How long a worker may take to load its plugin, create and initialise its node.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn crashed(message: String) -> CallError {
+    CallError {
+        kind: CallErrorKind::Crashed,
+        message,
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.signal(), status.code()) {
+        (Some(sig), _) => {
+            let name = match sig {
+                6 => " (SIGABRT)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                7 => " (SIGBUS)",
+                8 => " (SIGFPE)",
+                4 => " (SIGILL)",
+                _ => "",
+            };
+            format!("worker process killed by signal {sig}{name}")
+        }
+        (None, Some(code)) => format!("worker process exited with code {code}"),
+        _ => "worker process ended".into(),
+    }
+}
+
+impl ProcessExec {
+    /// A node to run in a worker process; the process starts with [`Exec::init`].
+    pub fn new(rebuild: &Rebuild, health: Arc<Health>, wait: Duration) -> ProcessExec {
+        let since_epoch = rebuild.epoch.elapsed().as_nanos() as u64;
+        let job = WorkerJob {
+            host_pid: std::process::id(),
+            ctl: String::new(),
+            plugin: rebuild.plugin.info().path.clone(),
+            node_type: rebuild.plugin.info().node_types[rebuild.type_index].name.clone(),
+            name: rebuild.name.clone(),
+            logging: rebuild.logging,
+            config: toml::to_string(&rebuild.config).unwrap_or_default(),
+            ports: rebuild.ports.clone(),
+            port_names: rebuild.port_names.clone(),
+            namespace: rebuild.scope.namespace().to_owned(),
+            instance: rebuild.scope.instance().to_owned(),
+            epoch_monotonic_ns: crate::worker::monotonic_ns().saturating_sub(since_epoch),
+        };
+        ProcessExec {
+            job,
+            child: None,
+            ctl: None,
+            generation: 0,
+            in_tick: None,
+            wait,
+            health,
+            epoch: rebuild.epoch,
+            last: IoSnapshot::default(),
+        }
+    }
+
+    /// Starts a fresh worker process (killing the previous one, if any).
+    fn spawn(&mut self) -> Result<(), CallError> {
+        self.kill();
+        self.generation += 1;
+        let ctl = Ctl::create(&self.job.name, self.generation).map_err(|e| CallError {
+            kind: CallErrorKind::Error,
+            message: format!("command block: {e}"),
+        })?;
+        self.job.ctl = ctl.name().to_owned();
+        let job = serde_json::to_string(&self.job).map_err(|e| CallError {
+            kind: CallErrorKind::Error,
+            message: e.to_string(),
+        })?;
+        let exe = std::env::current_exe().map_err(|e| CallError {
+            kind: CallErrorKind::Error,
+            message: format!("cannot find the horus binary: {e}"),
+        })?;
+        let child = Command::new(exe)
+            .arg("__worker")
+            .env(crate::worker::JOB_ENV, job)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| CallError {
+                kind: CallErrorKind::Error,
+                message: format!("cannot start a worker process: {e}"),
+            })?;
+        self.child = Some(child);
+        self.ctl = Some(ctl);
+        self.in_tick = None;
+        Ok(())
+    }
+
+    /// The child's exit, if it has ended (reaped).
+    fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(describe_exit(status))
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!("worker process lost: {e}")),
+        }
+    }
+
+    fn reply_result(reply: ctl::CtlReply) -> Result<(), CallError> {
+        match reply.status {
+            ctl::OK => Ok(()),
+            ctl::PANIC => Err(CallError {
+                kind: CallErrorKind::Panic,
+                message: reply.error,
+            }),
+            _ => Err(CallError {
+                kind: CallErrorKind::Error,
+                message: reply.error,
+            }),
+        }
+    }
+
+    /// Sends `cmd` and waits up to `timeout` for the reply, watching the child.
+    fn call(&mut self, cmd: u32, timeout: Duration) -> Result<ctl::CtlReply, CallError> {
+        let Some(ctl) = self.ctl.as_ref() else {
+            return Err(crashed("no worker process".into()));
+        };
+        let seq = ctl.send(cmd);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ctl = self.ctl.as_ref().expect("checked");
+            if let Some(reply) = ctl.wait_reply(seq, Duration::from_millis(2)) {
+                return Ok(reply);
+            }
+            if let Some(how) = self.exited() {
+                return Err(crashed(how));
+            }
+            if Instant::now() >= deadline {
+                return Err(CallError {
+                    kind: CallErrorKind::Error,
+                    message: "the worker process did not answer".into(),
+                });
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: u32, timeout: Duration) -> Result<(), CallError> {
+        let reply = self.call(cmd, timeout)?;
+        Self::reply_result(reply)
+    }
+
+    /// Kills and reaps the worker, if any.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.ctl = None;
+        self.in_tick = None;
+        self.health.leave();
+    }
+
+    fn tick(&mut self) -> TickOutcome {
+        if self.child.is_none() {
+            return TickOutcome::Finished(Err(crashed("no worker process".into())), Duration::ZERO);
+        }
+        if let Some(seq) = self.in_tick {
+            let reply = self.ctl.as_ref().and_then(|c| c.wait_reply(seq, Duration::ZERO));
+            if let Some(reply) = reply {
+                self.in_tick = None;
+                self.health.leave();
+                let took = reply.duration;
+                return TickOutcome::Late(Self::reply_result(reply), took);
+            }
+            if let Some(how) = self.exited() {
+                self.in_tick = None;
+                self.health.leave();
+                return TickOutcome::Late(Err(crashed(how)), Duration::ZERO);
+            }
+            return TickOutcome::Busy;
+        }
+        let Some(ctl) = self.ctl.as_ref() else {
+            return TickOutcome::Finished(Err(crashed("no worker".into())), Duration::ZERO);
+        };
+        self.health.enter(self.epoch.elapsed());
+        let seq = ctl.send(ctl::CMD_TICK);
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let ctl = self.ctl.as_ref().expect("checked");
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(2));
+            if let Some(reply) = ctl.wait_reply(seq, left) {
+                self.health.leave();
+                let took = reply.duration;
+                return TickOutcome::Finished(Self::reply_result(reply), took);
+            }
+            if let Some(how) = self.exited() {
+                self.health.leave();
+                return TickOutcome::Finished(Err(crashed(how)), Duration::ZERO);
+            }
+            if Instant::now() >= deadline {
+                self.in_tick = Some(seq);
+                return TickOutcome::Started;
+            }
+        }
+    }
+
+    fn snapshot(&mut self) -> IoSnapshot {
+        if let Some(ctl) = &self.ctl {
+            let (sent, received, dropped, pending) = ctl.counters();
+            self.last = IoSnapshot {
+                totals: (sent, received, dropped),
+                topics: Vec::new(),
+                pending: pending as usize,
+            };
+        }
+        self.last.clone()
+    }
+}
+
+impl Drop for ProcessExec {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && self.in_tick.is_none()
+            && self.call(ctl::CMD_EXIT, Duration::from_secs(2)).is_ok()
+        {
+            if let Some(mut child) = self.child.take() {
+                // It exits right after its reply; bounded wait, then kill.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.kill();
+    }
+}
+
+/// A node's executor: inline, on a worker thread, or in a worker process.
 pub enum Exec {
     /// On the scheduler thread.
     Inline(NodeInstance),
     /// On a worker thread of its own (boxed: it is the larger and colder variant).
     Thread(Box<ThreadExec>),
+    /// In a worker process of its own.
+    Process(Box<ProcessExec>),
 }
 
 impl Exec {
@@ -259,6 +524,14 @@ impl Exec {
         match self {
             Exec::Inline(i) => i.init(),
             Exec::Thread(t) => t.worker.as_mut().ok_or_else(gone)?.call(Cmd::Init),
+            Exec::Process(p) => {
+                if p.child.is_none() {
+                    p.spawn()?;
+                }
+                // The worker loads the plugin and creates the node first; its error, if any,
+                // is the reply to this command.
+                p.command(ctl::CMD_INIT, WORKER_START_TIMEOUT)
+            }
         }
     }
 
@@ -273,6 +546,14 @@ impl Exec {
                     message: "still in a tick at shutdown".into(),
                 }),
                 None => Ok(()),
+            },
+            Exec::Process(p) => match (p.child.is_some(), p.in_tick) {
+                (true, None) => p.command(ctl::CMD_SHUTDOWN, Duration::from_secs(5)),
+                (true, Some(_)) => Err(CallError {
+                    kind: CallErrorKind::Error,
+                    message: "still in a tick at shutdown".into(),
+                }),
+                (false, _) => Ok(()),
             },
         }
     }
@@ -292,6 +573,11 @@ impl Exec {
                 }
                 self.init()
             }
+            Exec::Process(p) => {
+                // A fresh process: nothing of the old one (crashed, hung or failing) is reused.
+                p.spawn()?;
+                self.init()
+            }
         }
     }
 
@@ -304,6 +590,7 @@ impl Exec {
                 let r = i.tick();
                 TickOutcome::Finished(r, started.elapsed())
             }
+            Exec::Process(p) => p.tick(),
             Exec::Thread(t) => {
                 let Some(w) = t.worker.as_mut() else {
                     return TickOutcome::Finished(Err(gone()), Duration::ZERO);
@@ -333,9 +620,10 @@ impl Exec {
         }
     }
 
-    /// True for a node on a worker thread (it reports its own tick start to the watchdog).
-    pub fn is_thread(&self) -> bool {
-        matches!(self, Exec::Thread(_))
+    /// True for a node on a worker thread or process (its executor reports tick starts and
+    /// ends to the watchdog itself).
+    pub fn reports_health(&self) -> bool {
+        matches!(self, Exec::Thread(_) | Exec::Process(_))
     }
 
     /// True when a worker has been in one tick longer than `timeout`.
@@ -345,6 +633,9 @@ impl Exec {
             Exec::Thread(t) => {
                 t.worker.as_ref().is_some_and(|w| w.in_tick)
                     && t.health.in_tick_for(epoch).is_some_and(|d| d > timeout)
+            }
+            Exec::Process(p) => {
+                p.in_tick.is_some() && p.health.in_tick_for(epoch).is_some_and(|d| d > timeout)
             }
         }
     }
@@ -362,6 +653,11 @@ impl Exec {
                 }
                 t.quarantined += 1;
                 t.health.leave();
+                true
+            }
+            Exec::Process(p) => {
+                // A process can be stopped for real: kill it; the restart starts a new one.
+                p.kill();
                 true
             }
         }
@@ -382,6 +678,7 @@ impl Exec {
                 }
                 t.last.clone()
             }
+            Exec::Process(p) => p.snapshot(),
         }
     }
 
@@ -389,14 +686,14 @@ impl Exec {
     pub fn pending_input(&mut self) -> usize {
         match self {
             Exec::Inline(i) => i.io().pending_input(),
-            Exec::Thread(_) => self.io_snapshot().pending,
+            Exec::Thread(_) | Exec::Process(_) => self.io_snapshot().pending,
         }
     }
 
     /// Workers abandoned so far.
     pub fn quarantined(&self) -> u64 {
         match self {
-            Exec::Inline(_) => 0,
+            Exec::Inline(_) | Exec::Process(_) => 0,
             Exec::Thread(t) => t.quarantined,
         }
     }

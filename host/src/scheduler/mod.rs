@@ -157,7 +157,7 @@ impl RunningNode {
 
     #[inline]
     fn tick(&mut self) {
-        let outcome = if self.exec.is_thread() {
+        let outcome = if self.exec.reports_health() {
             // The worker reports its own tick start and end to the watchdog.
             self.exec.tick()
         } else {
@@ -183,9 +183,15 @@ impl RunningNode {
             self.missed_deadline(took);
         }
         let ok = result.is_ok();
+        let crashed = matches!(&result, Err(e) if e.kind == CallErrorKind::Crashed);
         match result {
             Ok(()) => self.consecutive = 0,
             Err(e) => self.fail(e),
+        }
+        if crashed && self.breaker.force_open(Instant::now()) {
+            // A dead process cannot tick again: restart it (after the backoff) right away.
+            self.log_transition(CircuitState::Open);
+            return;
         }
         self.outcome(ok);
     }
@@ -209,17 +215,14 @@ impl RunningNode {
                 .expiries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        tracing::error!(
-            node = %self.spec.name,
-            "tick hung for more than {} ms: worker thread quarantined (abandoned with its instance)",
-            timeout.as_millis()
-        );
+        let what = match self.spec.isolation {
+            Isolation::Process => "worker process killed",
+            _ => "worker thread quarantined (abandoned with its instance)",
+        };
+        tracing::error!(node = %self.spec.name, "tick hung for more than {} ms: {what}", timeout.as_millis());
         self.fail(CallError {
             kind: CallErrorKind::Error,
-            message: format!(
-                "tick hung for more than {} ms; worker quarantined",
-                timeout.as_millis()
-            ),
+            message: format!("tick hung for more than {} ms; {what}", timeout.as_millis()),
         });
         if self.breaker.force_open(Instant::now()) {
             self.log_transition(CircuitState::Open);
@@ -491,27 +494,36 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
         io.set_epoch(epoch);
         let name = node.spec.name.clone();
         let health = ctx.healths[index].clone();
+        let rebuild = Rebuild {
+            plugin: node.plugin.clone(),
+            type_index: node.type_index,
+            name: name.clone(),
+            logging: node.spec.logging,
+            config: node.spec.config.clone(),
+            ports: node.ports.clone(),
+            port_names: node.port_names.clone(),
+            scope: ctx.scope.clone(),
+            epoch,
+        };
+        // Wait for a tick at most half a scheduler period (less if the watchdog is shorter):
+        // a slow or hung worker then costs the others part of one cycle once, and is skipped
+        // until its tick returns.
+        let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
         let created = match node.spec.isolation {
             Isolation::Inline => {
                 NodeInstance::create(node.plugin.clone(), node.type_index, io).map(Exec::Inline)
             }
             Isolation::Thread => {
-                let rebuild = Rebuild {
-                    plugin: node.plugin.clone(),
-                    type_index: node.type_index,
-                    name: name.clone(),
-                    logging: node.spec.logging,
-                    config: node.spec.config.clone(),
-                    ports: node.ports.clone(),
-                    port_names: node.port_names.clone(),
-                    scope: ctx.scope.clone(),
-                    epoch,
-                };
-                // Wait for a tick at most half a scheduler period (less if the watchdog is
-                // shorter): a slow or hung worker then costs the others part of one cycle once,
-                // and is skipped until its tick returns.
-                let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
                 exec::ThreadExec::start(rebuild, io, health.clone(), wait).map(|t| Exec::Thread(Box::new(t)))
+            }
+            Isolation::Process => {
+                // The worker process attaches its own endpoints to the same topics.
+                drop(io);
+                Ok(Exec::Process(Box::new(exec::ProcessExec::new(
+                    &rebuild,
+                    health.clone(),
+                    wait,
+                ))))
             }
         };
         let exec = match created {

@@ -6,13 +6,14 @@
 //! as atomics); the rest of the host uses [`Publisher`] and [`Subscriber`], which are safe.
 //! It does not own topic naming policy or QoS choices: see [`crate::topic`].
 
+pub mod ctl;
 pub mod floor;
 pub mod layout;
 mod ring;
 mod segment;
 
 pub use ring::{Publisher, Received, SendError, Subscriber};
-pub use segment::{namespace, shm_name, Segment, ShmError, TopicSpec};
+pub use segment::{namespace, reclaim_orphans, shm_name, Segment, ShmError, TopicSpec};
 
 /// Attaches a publisher to `spec.topic` in namespace `ns`.
 pub fn publisher(ns: &str, spec: &TopicSpec) -> Result<Publisher, ShmError> {

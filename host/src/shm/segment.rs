@@ -145,6 +145,46 @@ fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// Removes the shared memory that crashed host runs left in namespace `ns`: private topics
+/// (`h<pid>/…`) and command blocks (`ctl.<pid>.…`) of processes that no longer exist. Named
+/// topics are not touched here (their next user reclaims them on attach). Returns the count.
+pub fn reclaim_orphans(ns: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return 0;
+    };
+    let prefix = format!("horus.{ns}.");
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = if let Some(r) = rest.strip_prefix("ctl.") {
+            r.split('.').next()
+        } else if let Some(r) = rest.strip_prefix('h') {
+            r.split('_').next()
+        } else {
+            None
+        };
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !is_alive(pid) && rustix::shm::unlink(&*format!("/{name}")).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            namespace = ns,
+            segments = removed,
+            "removed shared memory left by crashed horus runs"
+        );
+    }
+    removed
+}
+
 /// An attached endpoint's view of a segment.
 pub struct Segment {
     map: MmapMut,

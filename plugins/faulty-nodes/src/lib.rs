@@ -7,6 +7,8 @@
 //! | `Slow` | sleeps `sleep_ms` in every tick | `sleep_ms` (default 20) |
 //! | `FlakyStart` | fails its first `k` ticks, counted across restarts in this process (a dependency that comes up late), then succeeds | `k` (default 8) |
 //! | `SlowInit` | sleeps `init_ms` in `init` | `init_ms` (default 300) |
+//! | `Segfault` | dereferences a null pointer in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
+//! | `Abort` | calls `std::process::abort` in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
 
 use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,4 +128,57 @@ impl Node for SlowInit {
     }
 }
 
-export_plugin!(AlwaysError, Hang, Slow, FlakyStart, SlowInit);
+/// Crashes its process with SIGSEGV in tick `after`.
+pub struct Segfault {
+    after: u64,
+    ticks: u64,
+}
+
+impl Node for Segfault {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(Segfault {
+            after: ms(ctx, "after", 10)?,
+            ticks: 0,
+        })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        if self.ticks >= self.after {
+            let null = std::hint::black_box(std::ptr::null_mut::<u64>());
+            // SAFETY: none. This is deliberately undefined behaviour: a write through a null
+            // pointer, which the OS answers with SIGSEGV. It exists to prove that process
+            // isolation survives a crashing node; never run it inline.
+            #[allow(unsafe_code)]
+            unsafe {
+                null.write_volatile(1)
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Aborts its process in tick `after`.
+pub struct Abort {
+    after: u64,
+    ticks: u64,
+}
+
+impl Node for Abort {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(Abort {
+            after: ms(ctx, "after", 10)?,
+            ticks: 0,
+        })
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        if self.ticks >= self.after {
+            std::process::abort();
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(AlwaysError, Hang, Slow, FlakyStart, SlowInit, Segfault, Abort);

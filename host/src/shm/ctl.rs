@@ -1,0 +1,279 @@
+//! The command block between a host and one `process`-isolated node's worker process: one
+//! command at a time (init, tick, shutdown, recreate, exit), its reply (status, duration, error
+//! text) and the node's message counters, in a small shared-memory object with two futex words.
+//!
+//! The host creates it (owner-only) and removes it; the worker opens it by name.
+
+use super::segment::namespace;
+use memmap2::MmapMut;
+use rustix::fs::Mode;
+use rustix::shm::OFlags;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Command: run `init`.
+pub const CMD_INIT: u32 = 1;
+/// Command: run one `tick`.
+pub const CMD_TICK: u32 = 2;
+/// Command: run `shutdown`.
+pub const CMD_SHUTDOWN: u32 = 3;
+/// Command: destroy and create the node again.
+pub const CMD_RECREATE: u32 = 4;
+/// Command: destroy the node and exit.
+pub const CMD_EXIT: u32 = 5;
+
+/// Reply status: the call succeeded.
+pub const OK: u32 = 0;
+/// Reply status: the node returned an error.
+pub const ERROR: u32 = 1;
+/// Reply status: the node panicked.
+pub const PANIC: u32 = 2;
+
+const ERR_WORDS: usize = 128;
+
+#[repr(C, align(64))]
+struct Block {
+    /// Bumped by the host for each command (futex word the worker waits on).
+    cmd_seq: AtomicU32,
+    cmd: AtomicU32,
+    _pad0: [u32; 14],
+    /// Set to `cmd_seq` by the worker when done (futex word the host waits on).
+    done_seq: AtomicU32,
+    status: AtomicU32,
+    err_len: AtomicU32,
+    _pad1: u32,
+    duration_ns: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    pending: AtomicU64,
+    _pad2: [u64; 2],
+    err: [AtomicU64; ERR_WORDS],
+}
+
+const SIZE: usize = size_of::<Block>();
+
+/// A reply from the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtlReply {
+    /// `OK`, `ERROR` or `PANIC`.
+    pub status: u32,
+    /// How long the call took in the worker.
+    pub duration: Duration,
+    /// The node's error text.
+    pub error: String,
+}
+
+/// One command block, mapped.
+pub struct Ctl {
+    map: MmapMut,
+    name: String,
+    owner: bool,
+}
+
+impl std::fmt::Debug for Ctl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctl").field("name", &self.name).finish()
+    }
+}
+
+impl Ctl {
+    fn open_impl(name: &str, create: bool) -> std::io::Result<Ctl> {
+        let flags = if create {
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR
+        } else {
+            OFlags::RDWR
+        };
+        let fd = rustix::shm::open(name, flags, Mode::from_raw_mode(0o600))?;
+        if create {
+            rustix::fs::ftruncate(&fd, SIZE as u64)?;
+        }
+        let file = std::fs::File::from(fd);
+        if file.metadata()?.len() < SIZE as u64 {
+            return Err(std::io::Error::other(format!(
+                "{name} is too small for a command block"
+            )));
+        }
+        // SAFETY: a shm object of at least SIZE bytes (checked) that we keep mapped; its
+        // contents are only accessed through the atomics of `Block`.
+        let map = unsafe { MmapMut::map_mut(&file) }?;
+        Ok(Ctl {
+            map,
+            name: name.to_owned(),
+            owner: create,
+        })
+    }
+
+    /// Creates a fresh block named after the host, the node and a generation number.
+    pub fn create(node: &str, generation: u64) -> std::io::Result<Ctl> {
+        let node: String = node
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let name = format!(
+            "/horus.{}.ctl.{}.{node}.{generation}",
+            namespace(),
+            std::process::id()
+        );
+        let _ = rustix::shm::unlink(&*name);
+        Self::open_impl(&name, true)
+    }
+
+    /// Opens the block `name` created by the host.
+    pub fn open(name: &str) -> std::io::Result<Ctl> {
+        Self::open_impl(name, false)
+    }
+
+    /// The block's shm name (what the worker opens).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn block(&self) -> &Block {
+        // SAFETY: the mapping is at least SIZE bytes (checked on open), page-aligned, and
+        // `Block` consists of atomics (plus padding never read), valid for any bit pattern.
+        unsafe { &*self.map.as_ptr().cast::<Block>() }
+    }
+
+    // ---- host side ----
+
+    /// Sends `cmd`; returns its sequence number.
+    pub fn send(&self, cmd: u32) -> u32 {
+        let b = self.block();
+        b.cmd.store(cmd, Ordering::Relaxed);
+        let seq = b.cmd_seq.fetch_add(1, Ordering::Release).wrapping_add(1);
+        let _ = rustix::thread::futex::wake(&b.cmd_seq, rustix::thread::futex::Flags::empty(), 1);
+        seq
+    }
+
+    /// Waits up to `timeout` for the reply to command `seq`.
+    pub fn wait_reply(&self, seq: u32, timeout: Duration) -> Option<CtlReply> {
+        let b = self.block();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = b.done_seq.load(Ordering::Acquire);
+            if done == seq {
+                let len = (b.err_len.load(Ordering::Relaxed) as usize).min(ERR_WORDS * 8);
+                let mut bytes = Vec::with_capacity(len);
+                for w in &b.err[..len.div_ceil(8)] {
+                    bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+                }
+                bytes.truncate(len);
+                return Some(CtlReply {
+                    status: b.status.load(Ordering::Relaxed),
+                    duration: Duration::from_nanos(b.duration_ns.load(Ordering::Relaxed)),
+                    error: String::from_utf8_lossy(&bytes).into_owned(),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let left = (deadline - now).min(Duration::from_millis(5));
+            let ts = rustix::thread::futex::Timespec {
+                tv_sec: 0,
+                tv_nsec: left.as_nanos() as i64,
+            };
+            let _ = rustix::thread::futex::wait(
+                &b.done_seq,
+                rustix::thread::futex::Flags::empty(),
+                done,
+                Some(&ts),
+            );
+        }
+    }
+
+    /// The node's message counters as last published: (sent, received, dropped, pending).
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
+        let b = self.block();
+        (
+            b.sent.load(Ordering::Relaxed),
+            b.received.load(Ordering::Relaxed),
+            b.dropped.load(Ordering::Relaxed),
+            b.pending.load(Ordering::Relaxed),
+        )
+    }
+
+    // ---- worker side ----
+
+    /// Waits up to `timeout` for a command after `last`: (seq, cmd).
+    pub fn wait_command(&self, last: u32, timeout: Duration) -> Option<(u32, u32)> {
+        let b = self.block();
+        let seq = b.cmd_seq.load(Ordering::Acquire);
+        if seq != last {
+            return Some((seq, b.cmd.load(Ordering::Relaxed)));
+        }
+        let ts = rustix::thread::futex::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: timeout.subsec_nanos() as i64,
+        };
+        let _ =
+            rustix::thread::futex::wait(&b.cmd_seq, rustix::thread::futex::Flags::empty(), last, Some(&ts));
+        let seq = b.cmd_seq.load(Ordering::Acquire);
+        (seq != last).then(|| (seq, b.cmd.load(Ordering::Relaxed)))
+    }
+
+    /// Publishes the node's counters.
+    pub fn set_counters(&self, sent: u64, received: u64, dropped: u64, pending: u64) {
+        let b = self.block();
+        b.sent.store(sent, Ordering::Relaxed);
+        b.received.store(received, Ordering::Relaxed);
+        b.dropped.store(dropped, Ordering::Relaxed);
+        b.pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// Answers command `seq`.
+    pub fn reply(&self, seq: u32, status: u32, duration: Duration, error: &str) {
+        let b = self.block();
+        let bytes = &error.as_bytes()[..error.len().min(ERR_WORDS * 8)];
+        super::ring::copy_in(&b.err, bytes);
+        b.err_len.store(bytes.len() as u32, Ordering::Relaxed);
+        b.status.store(status, Ordering::Relaxed);
+        b.duration_ns.store(duration.as_nanos() as u64, Ordering::Relaxed);
+        b.done_seq.store(seq, Ordering::Release);
+        let _ = rustix::thread::futex::wake(&b.done_seq, rustix::thread::futex::Flags::empty(), 1);
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = rustix::shm::unlink(&*self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_and_reply_round_trip_across_threads() {
+        let host = Ctl::create("unit-test", 1).unwrap();
+        let name = host.name().to_owned();
+        let worker = std::thread::spawn(move || {
+            let ctl = Ctl::open(&name).unwrap();
+            let (seq, cmd) = ctl.wait_command(0, Duration::from_secs(20)).expect("a command");
+            assert_eq!(cmd, CMD_TICK);
+            ctl.set_counters(1, 2, 3, 4);
+            ctl.reply(seq, ERROR, Duration::from_micros(7), "it broke");
+        });
+        let seq = host.send(CMD_TICK);
+        let reply = host.wait_reply(seq, Duration::from_secs(20)).expect("a reply");
+        worker.join().unwrap();
+        assert_eq!(
+            reply,
+            CtlReply {
+                status: ERROR,
+                duration: Duration::from_micros(7),
+                error: "it broke".into()
+            }
+        );
+        assert_eq!(host.counters(), (1, 2, 3, 4));
+        assert_eq!(
+            host.wait_reply(seq + 1, Duration::from_millis(10)),
+            None,
+            "times out without a reply"
+        );
+    }
+}

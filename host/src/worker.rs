@@ -1,0 +1,146 @@
+//! The worker side of `process` isolation: `horus __worker` runs one node in a child process
+//! of its host. It loads the plugin itself, attaches the node's ports to the host's topics (the
+//! same shared-memory rings), and executes the commands its host writes to the command block
+//! ([`crate::shm::ctl`]) until told to exit, or until the host dies: the kernel kills a worker
+//! whose parent exits (`PR_SET_PDEATHSIG`), so a worker never outlives its host.
+
+use crate::ffi::{CallError, CallErrorKind, NodeInstance, PluginLibrary};
+use crate::io::NodeIo;
+use crate::shm::ctl::{self, Ctl};
+use crate::topic::{PortPlan, TopicScope};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Environment variable that carries the [`WorkerJob`] (JSON) to the worker.
+pub const JOB_ENV: &str = "HORUS_WORKER_JOB";
+
+/// Everything a worker needs to run one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// The host's pid: the worker exits if its parent is not this process.
+    pub host_pid: u32,
+    /// The command block's shm name.
+    pub ctl: String,
+    /// The plugin file (the worker loads its own private copy).
+    pub plugin: PathBuf,
+    /// Node type name in the plugin.
+    pub node_type: String,
+    /// Node name.
+    pub name: String,
+    /// Whether the node's log lines are shown.
+    pub logging: bool,
+    /// The node's config, as TOML.
+    pub config: String,
+    /// Its ports' topics.
+    pub ports: Vec<PortPlan>,
+    /// Its ports' names.
+    pub port_names: Vec<String>,
+    /// The host's topic namespace.
+    pub namespace: String,
+    /// The host's instance (private topic names).
+    pub instance: String,
+    /// The host's clock origin on CLOCK_MONOTONIC (ns), so the node's `now()` matches the
+    /// host's nodes.
+    pub epoch_monotonic_ns: u64,
+}
+
+/// Now on CLOCK_MONOTONIC (the clock `Instant` uses), in ns: comparable across processes.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WorkerError(String);
+
+fn status_of(r: &Result<(), CallError>) -> (u32, String) {
+    match r {
+        Ok(()) => (ctl::OK, String::new()),
+        Err(e) if e.kind == CallErrorKind::Panic => (ctl::PANIC, e.message.clone()),
+        Err(e) => (ctl::ERROR, e.to_string()),
+    }
+}
+
+/// Runs the worker until its host says exit (or disappears).
+pub fn run(job_json: &str) -> Result<(), WorkerError> {
+    let job: WorkerJob =
+        serde_json::from_str(job_json).map_err(|e| WorkerError(format!("bad worker job: {e}")))?;
+    // Die with the host; then make sure the host did not die before we asked.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| WorkerError(format!("PR_SET_PDEATHSIG: {e}")))?;
+    let parent_alive =
+        || rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() as u32 == job.host_pid);
+    if !parent_alive() {
+        return Err(WorkerError("the host is gone".into()));
+    }
+    let ctl = Ctl::open(&job.ctl).map_err(|e| WorkerError(format!("command block {}: {e}", job.ctl)))?;
+    let mut node = create(&job);
+    let mut last = 0u32;
+    loop {
+        let Some((seq, cmd)) = ctl.wait_command(last, Duration::from_millis(200)) else {
+            if !parent_alive() {
+                return Ok(());
+            }
+            continue;
+        };
+        last = seq;
+        let started = Instant::now();
+        let result = match (&mut node, cmd) {
+            (_, ctl::CMD_EXIT) => {
+                drop(node);
+                ctl.reply(seq, ctl::OK, started.elapsed(), "");
+                return Ok(());
+            }
+            (Err(e), _) => Err(e.clone()),
+            (Ok(inst), ctl::CMD_INIT) => inst.init(),
+            (Ok(inst), ctl::CMD_TICK) => inst.tick(),
+            (Ok(inst), ctl::CMD_SHUTDOWN) => inst.shutdown(),
+            (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
+            (Ok(_), other) => Err(CallError {
+                kind: CallErrorKind::Error,
+                message: format!("unknown command {other}"),
+            }),
+        };
+        if let Ok(inst) = &node {
+            let (sent, received, dropped) = inst.io().message_totals();
+            ctl.set_counters(sent, received, dropped, inst.io().pending_input() as u64);
+        }
+        let (status, error) = status_of(&result);
+        ctl.reply(seq, status, started.elapsed(), &error);
+    }
+}
+
+/// Loads the plugin, attaches the ports and creates the node; the error is reported to the host
+/// as the reply to its first command.
+fn create(job: &WorkerJob) -> Result<NodeInstance, CallError> {
+    let err = |message: String| CallError {
+        kind: CallErrorKind::Error,
+        message,
+    };
+    let lib = Arc::new(PluginLibrary::open(&job.plugin).map_err(|e| err(e.to_string()))?);
+    let (type_index, _) = lib
+        .node_type(&job.node_type)
+        .ok_or_else(|| err(format!("no node type `{}`", job.node_type)))?;
+    let scope = TopicScope::with(job.namespace.clone(), job.instance.clone());
+    let bindings = scope
+        .bind(&job.ports)
+        .map_err(|(port, e)| err(format!("port `{}`: {e}", job.port_names[port])))?;
+    let config: toml::Table = job.config.parse().map_err(|e| err(format!("config: {e}")))?;
+    let since_epoch = Duration::from_nanos(monotonic_ns().saturating_sub(job.epoch_monotonic_ns));
+    let epoch = Instant::now()
+        .checked_sub(since_epoch)
+        .unwrap_or_else(Instant::now);
+    let io = NodeIo::new(
+        job.name.clone(),
+        job.logging,
+        config,
+        job.port_names.clone(),
+        bindings,
+        epoch,
+    );
+    NodeInstance::create(lib, type_index, io)
+}
