@@ -59,10 +59,19 @@ fn stats_shows_the_running_host_live_and_only_to_its_owner() {
     assert_eq!(json.code(), 0, "{}", json.stderr);
     let nodes: Vec<serde_json::Value> = serde_json::from_str(json.stdout.trim()).expect("JSON list");
     let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["healthy", "always-error", "panicky", "flaky", "slow", "slow-init"]
-    );
+    let expected = [
+        "healthy",
+        "always-error",
+        "panicky",
+        "flaky",
+        "slow",
+        "slow-init",
+        "hang-thread",
+        "hang-process",
+        "segfault",
+        "abort",
+    ];
+    assert_eq!(names, expected);
     let healthy = &nodes[0];
     assert!(
         healthy["total_ticks"].as_u64().unwrap() >= 50,

@@ -254,6 +254,75 @@ fn the_faults_manifest_shows_every_fault_and_keeps_the_healthy_node_at_rate() {
     );
     assert!(u(&node(&stats, "slow")["deadline_misses"]) > 0);
     assert!(u(&node(&stats, "slow-init")["total_ticks"]) > 0);
+    for hung in ["hang-thread", "hang-process"] {
+        let n = node(&stats, hung);
+        assert_eq!(n["watchdog_expired"], true, "{n}");
+        assert!(u(&n["restarts"]) >= 1, "{n}");
+    }
+    for (crashy, signal) in [("segfault", "SIGSEGV"), ("abort", "SIGABRT")] {
+        let n = node(&stats, crashy);
+        assert!(u(&n["restarts"]) >= 1, "{n}");
+        assert!(n["last_error"].as_str().unwrap().contains(signal), "{n}");
+    }
+}
+
+/// The same faults on worker threads and in worker processes behave as inline: counted,
+/// breaker, restart, recovery, deadline misses; the inline healthy node keeps its rate.
+#[test]
+fn fault_matrix_on_thread_and_process_isolation() {
+    for isolation in ["thread", "process"] {
+        let s = Scratch::new();
+        let iso = format!("isolation = \"{isolation}\"\n");
+        let m = s.write(
+            "m.toml",
+            &format!(
+                "[scheduler]\nmax_failures = 3\nrestart_backoff_ms = 100\n{HEALTHY}{}{}{}{}\
+                 [[node]]\nname = \"panicky\"\nplugin = \"{{plugin:faulty-panic}}\"\n{iso}config = {{ every = 4 }}\n",
+                fault("bad", "AlwaysError", &iso),
+                fault("flaky", "FlakyStart", &format!("{iso}config = {{ ready_after_ms = 400 }}\n")),
+                fault("slow", "Slow", &format!("{iso}rate_hz = 10\ndeadline_ms = 1.0\nconfig = {{ sleep_ms = 3 }}\n")),
+                fault("slowinit", "SlowInit", &format!("{iso}config = {{ init_ms = 200 }}\n")),
+            ),
+        );
+        let (out, stats) = run_with_stats(&s, &m, "2s");
+        assert_eq!(out.code(), 0, "{isolation}: {}", out.stderr);
+        healthy_kept_its_rate(&stats, 2.0);
+        for n in &stats {
+            if n["name"] != "healthy" {
+                assert_eq!(n["isolation"], isolation, "{n}");
+            }
+        }
+        let bad = node(&stats, "bad");
+        assert!(
+            u(&bad["restarts"]) >= 2 && u(&bad["total_failures"]) >= 5,
+            "{isolation}: {bad}"
+        );
+        let flaky = node(&stats, "flaky");
+        assert_eq!(
+            flaky["circuit_state"], "closed",
+            "{isolation}: recovered after restarts: {flaky}"
+        );
+        assert!(
+            u(&flaky["restarts"]) >= 1 && u(&flaky["consecutive_failures"]) == 0,
+            "{isolation}: {flaky}"
+        );
+        assert!(
+            u(&flaky["total_ticks"]) >= 100,
+            "{isolation}: ticks again: {flaky}"
+        );
+        let panicky = node(&stats, "panicky");
+        assert_eq!(
+            u(&panicky["total_failures"]),
+            u(&panicky["total_ticks"]) / 4,
+            "{isolation}: {panicky}"
+        );
+        let slow = node(&stats, "slow");
+        assert!(
+            u(&slow["deadline_misses"]) >= 10 && u(&slow["deadline_misses"]) == u(&slow["total_ticks"]),
+            "{isolation}: {slow}"
+        );
+        assert!(u(&node(&stats, "slowinit")["total_ticks"]) >= 100);
+    }
 }
 
 #[test]

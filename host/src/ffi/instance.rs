@@ -7,7 +7,8 @@
 //! - INVARIANT: `ctx.host` points at `io` (boxed: its address never moves) and `ctx.api` at
 //!   [`HOST_API`]; both outlive every call.
 //! - INVARIANT: a `NodeInstance` is `!Send` (it holds raw pointers): it is created, called and
-//!   dropped on one thread, the scheduler thread that the host retires before unloading plugins.
+//!   dropped on one thread (the scheduler thread, or the node's worker thread or process), which
+//!   the host retires before unloading the plugin.
 
 use super::host_api::HOST_API;
 use super::library::PluginLibrary;

@@ -2,9 +2,9 @@
 //!
 //! - `inline`: a direct call on the scheduler thread ([`NodeInstance`] owned here).
 //! - `thread`: the node lives on a worker thread of its own; each call is a handoff over a
-//!   channel. The scheduler waits for a tick at most `wait` (the node's watchdog timeout, or one
-//!   scheduler period); a tick still running then is collected on a later cycle and the node is
-//!   skipped meanwhile, so the other nodes keep their rate. A worker whose tick outlives the
+//!   channel. The scheduler waits for a tick at most `wait` (half a scheduler period, or the
+//!   node's watchdog timeout if shorter); a tick still running then is collected on a later
+//!   cycle and the node is skipped meanwhile, so the other nodes keep their rate. A worker whose tick outlives the
 //!   watchdog is **quarantined**: abandoned (never joined, its plugin never unloaded, since the
 //!   thread is still inside it), and a restart builds a fresh instance on a fresh worker with
 //!   fresh topic endpoints.

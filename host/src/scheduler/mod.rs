@@ -2,12 +2,13 @@
 //! rate (each node at its own `rate_hz` if set), keeps their statistics, and shuts them down.
 //!
 //! # Threads
-//! Every call into a plugin runs on one scheduler thread that the host spawns for the run and
-//! joins before the plugins are unloaded. This is not an accident of structure: glibc keeps a
-//! library mapped while any thread on which its code registered thread-local destructors is
-//! alive (Rust's std does so on the first panic, for example), so only a retired thread lets
-//! `dlclose` really unmap a plugin. `inline` isolation means "on this thread"; `thread` and
-//! `process` isolation will plug in at [`RunningNode::tick`].
+//! Every call into an `inline` node's plugin runs on one scheduler thread that the host spawns
+//! for the run and joins before the plugins are unloaded; a `thread` node's calls run on its own
+//! worker thread, joined the same way (see [`exec`]); a `process` node runs in a child process.
+//! This is not an accident of structure: glibc keeps a library mapped while any thread on which
+//! its code registered thread-local destructors is alive (Rust's std does so on the first panic,
+//! for example), so only a retired thread lets `dlclose` really unmap a plugin. The exception is
+//! a quarantined worker stuck in a plugin: it is never joined, and that plugin stays loaded.
 //!
 //! Owns: rate keeping, priority order, failure counting, tick timing. Does not own: loading
 //! (see [`crate::graph`]), delivery (see [`crate::topic`]), signals (see [`crate::run`]).
@@ -19,7 +20,7 @@ mod stop;
 mod watchdog;
 
 pub use breaker::{Action, Breaker, CircuitState};
-pub use exec::{Exec, IoSnapshot, Rebuild, TickOutcome};
+pub use exec::{Exec, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
 pub use watchdog::{Health, Watchdog};

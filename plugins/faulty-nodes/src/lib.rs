@@ -5,7 +5,7 @@
 //! | `AlwaysError` | returns an error from every tick | — |
 //! | `Hang` | never returns from a tick, from tick `after` on | `after` (default 10) |
 //! | `Slow` | sleeps `sleep_ms` in every tick | `sleep_ms` (default 20) |
-//! | `FlakyStart` | fails its first `k` ticks, counted across restarts in this process (a dependency that comes up late), then succeeds | `k` (default 8) |
+//! | `FlakyStart` | a dependency that comes up late: fails until the host clock passes `ready_after_ms` (works across restarts and processes), or else its first `k` ticks counted across restarts in this process | `ready_after_ms`, or `k` (default 8) |
 //! | `SlowInit` | sleeps `init_ms` in `init` | `init_ms` (default 300) |
 //! | `Segfault` | dereferences a null pointer in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
 //! | `Abort` | calls `std::process::abort` in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
@@ -84,17 +84,37 @@ impl Node for Slow {
 /// pins nothing).
 static FLAKY_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// Fails until `k` ticks have been attempted in this process.
+/// Fails until the host clock passes `ready_after_ms`, or until `k` ticks have been attempted
+/// in this process.
 pub struct FlakyStart {
     k: u64,
+    ready_after: Option<Duration>,
 }
 
 impl Node for FlakyStart {
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        Ok(FlakyStart { k: ms(ctx, "k", 8)? })
+        let ready_after = ctx
+            .config_i64("ready_after_ms")?
+            .map(|_| ms(ctx, "ready_after_ms", 0))
+            .transpose()?;
+        Ok(FlakyStart {
+            k: ms(ctx, "k", 8)?,
+            ready_after: ready_after.map(Duration::from_millis),
+        })
     }
 
-    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+    fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {
+        if let Some(ready) = self.ready_after {
+            let now = ctx.now();
+            if now < ready {
+                return Err(NodeError::new(format!(
+                    "not ready yet ({} ms of {} ms)",
+                    now.as_millis(),
+                    ready.as_millis()
+                )));
+            }
+            return Ok(());
+        }
         let n = FLAKY_TICKS.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= self.k {
             return Err(NodeError::new(format!(
