@@ -208,6 +208,18 @@ impl NodeIo {
         self.ports.iter().map(pending).sum()
     }
 
+    /// The (segment, peer entry) of each input, so the host can release a reliable input whose
+    /// node it abandons.
+    pub fn input_peers(&self) -> Vec<(String, usize)> {
+        self.ports
+            .iter()
+            .filter_map(|p| match p {
+                PortBinding::Input(s) => Some((s.segment().shm_name().to_owned(), s.segment().peer_index())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Per-port topic counters (connected ports only).
     pub fn topic_stats(&self) -> Vec<TopicStats> {
         self.ports

@@ -453,3 +453,28 @@ fn faults_on_worker_threads_are_counted_like_inline_ones() {
     );
     assert!(u(&panicky["total_ticks"]) >= 80, "{panicky}");
 }
+
+/// Regression: a quarantined worker keeps its topic endpoints; its full `reliable` input must
+/// not refuse its publisher's sends for the rest of the run.
+#[test]
+fn a_quarantined_reliable_reader_does_not_block_its_publisher() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        "[scheduler]\nrestart_backoff_ms = 100\n\
+         [[node]]\nname = \"count\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\n\
+         [[node]]\nname = \"sink\"\nplugin = \"{plugin:faulty-nodes}\"\ntype = \"HangingSink\"\n\
+         isolation = \"thread\"\nwatchdog_ms = 50\nconfig = { after = 20 }\n\
+         [[connect]]\nfrom = \"count.count\"\nto = \"sink.in\"\nqos = \"reliable(16)\"\n",
+    );
+    let (out, stats) = run_with_stats(&s, &m, "2s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let count = node(&stats, "count");
+    assert_eq!(
+        u(&count["total_failures"]),
+        0,
+        "the publisher was never refused: {count}"
+    );
+    assert!(u(&count["total_ticks"]) >= 160, "{count}");
+    assert!(u(&node(&stats, "sink")["restarts"]) >= 2);
+}

@@ -228,6 +228,8 @@ impl Worker {
 /// A node on its own worker thread.
 pub struct ThreadExec {
     worker: Option<Worker>,
+    /// The current worker's input endpoints, released if it is quarantined.
+    inputs: Vec<(String, usize)>,
     rebuild: Rebuild,
     health: Arc<Health>,
     wait: Duration,
@@ -243,9 +245,11 @@ impl ThreadExec {
         health: Arc<Health>,
         wait: Duration,
     ) -> Result<ThreadExec, CallError> {
+        let inputs = io.input_peers();
         let worker = Worker::spawn(&rebuild, io, health.clone())?;
         Ok(ThreadExec {
             worker: Some(worker),
+            inputs,
             rebuild,
             health,
             wait,
@@ -568,6 +572,7 @@ impl Exec {
                     Some(w) => w.call(Cmd::Recreate)?,
                     None => {
                         let io = t.rebuild.io()?;
+                        t.inputs = io.input_peers();
                         t.worker = Some(Worker::spawn(&t.rebuild, io, t.health.clone())?);
                     }
                 }
@@ -650,6 +655,13 @@ impl Exec {
                     // Dropping the channels tells the worker to exit if its tick ever returns;
                     // its JoinHandle is dropped: the thread is detached, never joined.
                     w.thread.take();
+                }
+                // The abandoned instance keeps its topic endpoints: a reliable input of it would
+                // fill up and hold its publishers back for good. Let them stop waiting for it.
+                for (segment, peer) in std::mem::take(&mut t.inputs) {
+                    if let Err(e) = crate::shm::release_peer(&segment, peer) {
+                        tracing::warn!(segment, "cannot release a quarantined input: {e}");
+                    }
                 }
                 t.quarantined += 1;
                 t.health.leave();

@@ -13,7 +13,7 @@ mod ring;
 mod segment;
 
 pub use ring::{Publisher, Received, SendError, Subscriber};
-pub use segment::{namespace, reclaim_orphans, shm_name, Segment, ShmError, TopicSpec};
+pub use segment::{namespace, reclaim_orphans, release_peer, shm_name, Segment, ShmError, TopicSpec};
 
 /// Attaches a publisher to `spec.topic` in namespace `ns`.
 pub fn publisher(ns: &str, spec: &TopicSpec) -> Result<Publisher, ShmError> {

@@ -185,6 +185,35 @@ pub fn reclaim_orphans(ns: &str) -> usize {
     removed
 }
 
+/// Tells publishers of the segment `name` to stop waiting for subscriber entry `peer` (clears its
+/// `reliable` flag): used when the endpoint's owner was abandoned (a quarantined worker) and
+/// will never read again, so its full queue must not hold the topic's publishers back.
+pub fn release_peer(name: &str, peer: usize) -> std::io::Result<()> {
+    if peer >= layout::MAX_PEERS {
+        return Ok(());
+    }
+    let fd = rustix::shm::open(name, OFlags::RDWR, Mode::empty())?;
+    let file = File::from(fd);
+    if file.metadata()?.len() < layout::SLOTS_OFFSET as u64 {
+        return Ok(());
+    }
+    // SAFETY: a shm object at least as large as the peer table (checked), mapped while used;
+    // the peer entries are atomics.
+    let map = unsafe { MmapMut::map_mut(&file) }?;
+    // SAFETY: in bounds (checked above) and 64-aligned in a page-aligned mapping.
+    let p = unsafe {
+        &*map
+            .as_ptr()
+            .add(layout::PEERS_OFFSET + peer * size_of::<Peer>())
+            .cast::<Peer>()
+    };
+    p.reliable.store(0, Ordering::Release);
+    // SAFETY: as above, for the control line.
+    let control = unsafe { &*map.as_ptr().add(layout::CONTROL_OFFSET).cast::<Control>() };
+    control.peers_epoch.fetch_add(1, Ordering::Release);
+    Ok(())
+}
+
 /// An attached endpoint's view of a segment.
 pub struct Segment {
     map: MmapMut,
@@ -370,6 +399,11 @@ impl Segment {
     /// The shm object name (under /dev/shm).
     pub fn shm_name(&self) -> &str {
         &self.name
+    }
+
+    /// Our entry in the peer table.
+    pub fn peer_index(&self) -> usize {
+        self.peer
     }
 
     /// Slots in the ring.

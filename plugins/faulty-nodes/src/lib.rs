@@ -8,9 +8,10 @@
 //! | `FlakyStart` | a dependency that comes up late: fails until the host clock passes `ready_after_ms` (works across restarts and processes), or else its first `k` ticks counted across restarts in this process | `ready_after_ms`, or `k` (default 8) |
 //! | `SlowInit` | sleeps `init_ms` in `init` | `init_ms` (default 300) |
 //! | `Segfault` | dereferences a null pointer in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
+//! | `HangingSink` | reads numbers (`u64`) on `in`, then never returns from tick `after` | `after` (default 10) |
 //! | `Abort` | calls `std::process::abort` in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
 
-use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult};
+use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -53,6 +54,34 @@ impl Node for Hang {
 
     fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
         self.ticks += 1;
+        if self.ticks >= self.after {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads its input, then hangs in tick `after`.
+pub struct HangingSink {
+    after: u64,
+    ticks: u64,
+}
+
+impl Node for HangingSink {
+    const PORTS: &'static [Port] = &[Port::input::<u64>("in")];
+
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(HangingSink {
+            after: ms(ctx, "after", 10)?,
+            ticks: 0,
+        })
+    }
+
+    fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        while ctx.recv::<u64>("in")?.is_some() {}
         if self.ticks >= self.after {
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
@@ -201,4 +230,13 @@ impl Node for Abort {
     }
 }
 
-export_plugin!(AlwaysError, Hang, Slow, FlakyStart, SlowInit, Segfault, Abort);
+export_plugin!(
+    AlwaysError,
+    Hang,
+    HangingSink,
+    Slow,
+    FlakyStart,
+    SlowInit,
+    Segfault,
+    Abort
+);
