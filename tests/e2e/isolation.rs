@@ -3,7 +3,7 @@
 //! topics cross into and out of workers; workers never outlive the host; nothing is left in
 //! /dev/shm.
 
-use horus_e2e::{horus, node, read_stats, spawn, wait, Scratch};
+use horus_e2e::{horus, node, spawn, Scratch};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,33 +16,10 @@ fn namespace(test: &str) -> String {
     format!("iso-{}-{test}", std::process::id())
 }
 
-fn leftovers(ns: &str) -> Vec<String> {
-    let prefix = format!("horus.{ns}.");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Runs `manifest` for `duration` in namespace `ns`; returns (exit code, stderr, stats).
 fn run_in(ns: &str, s: &Scratch, manifest: &Path, duration: &str) -> (i32, String, Vec<Value>) {
-    let stats = s.path().join("stats.json");
-    let mut cmd = horus(&[
-        "run",
-        manifest.to_str().unwrap(),
-        "--duration",
-        duration,
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
-    cmd.env("HORUS_NAMESPACE", ns);
-    let out = wait(spawn(cmd), Duration::from_secs(60));
-    let code = out.code();
-    let nodes = if code == 0 { read_stats(&stats) } else { Vec::new() };
-    (code, out.stderr, nodes)
+    let (out, stats) = horus_e2e::run_with_stats_in(Some(ns), s, manifest, duration);
+    (out.code(), out.stderr, stats)
 }
 
 const HEALTHY: &str = "[scheduler]\nrestart_backoff_ms = 200\n\
@@ -74,7 +51,7 @@ fn crash_case(test: &str, node_type: &str, signal: &str) {
     );
     let last = crashy["last_error"].as_str().unwrap_or_default();
     assert!(last.contains(signal), "the crash is named: {last}");
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 #[test]
@@ -112,7 +89,7 @@ fn a_hung_worker_process_is_killed_after_the_watchdog_and_replaced() {
         "{stuck}"
     );
     assert!(stderr.contains("worker process killed"), "{stderr}");
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 #[test]
@@ -143,7 +120,7 @@ fn topics_cross_into_and_out_of_worker_processes() {
     );
     // The workers log through the host's stderr.
     assert_eq!(stderr.matches("received ").count(), 2, "{stderr}");
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 /// Children of `pid`, from /proc.
@@ -217,5 +194,5 @@ fn workers_never_outlive_their_host() {
     );
     let (code, _, _) = run_in(&ns, &s2, &clean, "100ms");
     assert_eq!(code, 0);
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }

@@ -17,18 +17,6 @@ fn segment_path(ns: &str, topic: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{}", horus_host::shm::shm_name(ns, topic)))
 }
 
-/// Every segment of namespace `ns` still in /dev/shm.
-fn leftovers(ns: &str) -> Vec<String> {
-    let prefix = format!("horus.{ns}.");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn wait_for(path: &Path, limit: Duration) {
     let deadline = Instant::now() + limit;
     while !path.exists() {
@@ -87,7 +75,7 @@ fn two_manifests_in_two_processes_exchange_every_sample() {
     assert_eq!(filter["topics"][0]["topic"], "demo/imu");
     assert_eq!(u(&node(&sub, "telemetry")["messages_received"]), sent);
     assert!(out.stderr.contains("received"), "{}", out.stderr);
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 fn stream_manifests(s: &Scratch, qos: &str, reliable: bool, count: u64) -> (PathBuf, PathBuf) {
@@ -155,7 +143,7 @@ fn a_million_messages_on_reliable_arrive_complete_in_order_intact() {
         "{}",
         out.stderr
     );
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 #[test]
@@ -182,7 +170,7 @@ fn a_million_messages_on_keep_last_are_intact_and_drops_are_counted() {
         "the checker saw the same gaps:\n{}",
         out.stderr
     );
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 #[test]
@@ -213,7 +201,7 @@ fn a_publisher_killed_mid_stream_neither_hangs_nor_crashes_the_subscriber() {
     );
     assert!(out.stderr.contains("checked "), "{}", out.stderr);
     // The subscriber, last alive, removed the segment although the publisher never detached.
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 #[test]
@@ -237,7 +225,7 @@ fn a_segment_left_by_a_crashed_process_is_reclaimed() {
         out.stderr
     );
     assert_eq!(u(&node(&read_stats(&stats), "check")["total_failures"]), 0);
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
 #[test]
@@ -300,5 +288,5 @@ fn publisher_and_subscriber_of_different_types_are_refused() {
         "{}",
         out.stderr
     );
-    assert_eq!(leftovers(&ns), Vec::<String>::new());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }

@@ -188,9 +188,19 @@ pub fn run_with_stats(
     manifest: &Path,
     duration: &str,
 ) -> (Outcome, Vec<serde_json::Value>) {
+    run_with_stats_in(None, scratch, manifest, duration)
+}
+
+/// [`run_with_stats`] in shared-memory namespace `ns` (HORUS_NAMESPACE), if given.
+pub fn run_with_stats_in(
+    ns: Option<&str>,
+    scratch: &Scratch,
+    manifest: &Path,
+    duration: &str,
+) -> (Outcome, Vec<serde_json::Value>) {
     let stats = scratch.path().join("stats.json");
     let _ = std::fs::remove_file(&stats);
-    let out = run(&[
+    let mut cmd = horus(&[
         "run",
         manifest.to_str().unwrap(),
         "--duration",
@@ -198,12 +208,28 @@ pub fn run_with_stats(
         "--stats-json",
         stats.to_str().unwrap(),
     ]);
+    if let Some(ns) = ns {
+        cmd.env("HORUS_NAMESPACE", ns);
+    }
+    let out = wait(spawn(cmd), Duration::from_secs(60));
     let nodes = if out.status.success() {
         read_stats(&stats)
     } else {
         Vec::new()
     };
     (out, nodes)
+}
+
+/// Every shared-memory object of namespace `ns` still in /dev/shm.
+pub fn shm_leftovers(ns: &str) -> Vec<String> {
+    let prefix = format!("horus.{ns}.");
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads a `--stats-json` file as a list of node objects.
