@@ -173,6 +173,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         Ok(report) => {
             // The scheduler thread has been joined: the plugins can really be unloaded now.
             drop(plugins);
+            crate::shm::remove_private(scope.namespace(), scope.instance());
             write_stats(&report.nodes)?;
             Ok(report)
         }

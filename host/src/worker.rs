@@ -95,11 +95,15 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
                 ctl.reply(seq, ctl::OK, started.elapsed(), "");
                 return Ok(());
             }
-            (Err(e), _) => Err(e.clone()),
+            (Err(e), _) => Err(CallError {
+                kind: e.kind,
+                message: format!("create failed: {}", e.message),
+            }),
             (Ok(inst), ctl::CMD_INIT) => inst.init(),
             (Ok(inst), ctl::CMD_TICK) => inst.tick(),
             (Ok(inst), ctl::CMD_SHUTDOWN) => inst.shutdown(),
             (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
+            (Ok(_), ctl::CMD_SNAPSHOT) => Ok(()),
             (Ok(_), other) => Err(CallError {
                 kind: CallErrorKind::Error,
                 message: format!("unknown command {other}"),

@@ -196,3 +196,47 @@ fn workers_never_outlive_their_host() {
     assert_eq!(code, 0);
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Regression: a dead worker's reliable input must not refuse its publisher's sends, even
+/// when nothing replaces the worker.
+#[test]
+fn a_killed_workers_reliable_input_does_not_block_its_publisher() {
+    let ns = namespace("deadreader");
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        "[scheduler]\nauto_restart = false\n\
+         [[node]]\nname = \"count\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\n\
+         [[node]]\nname = \"sink\"\nplugin = \"{plugin:faulty-nodes}\"\ntype = \"HangingSink\"\n\
+         isolation = \"process\"\nwatchdog_ms = 50\nconfig = { after = 10 }\n\
+         [[connect]]\nfrom = \"count.count\"\nto = \"sink.in\"\nqos = \"reliable(8)\"\n",
+    );
+    let (code, stderr, stats) = run_in(&ns, &s, &m, "1500ms");
+    assert_eq!(code, 0, "{stderr}");
+    let count = node(&stats, "count");
+    assert_eq!(
+        u(&count["total_failures"]),
+        0,
+        "the publisher was never refused: {count}"
+    );
+    assert_eq!(node(&stats, "sink")["circuit_state"], "open");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Regression: the shutdown drain sees what is waiting for a worker process now, not as of its
+/// last tick, so a reliable topic into a process node loses nothing at the stop.
+#[test]
+fn the_drain_delivers_everything_to_a_worker_process() {
+    let ns = namespace("drain");
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        "[[node]]\nname = \"sum\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Summer\"\nisolation = \"process\"\npriority = 0\n\
+         [[node]]\nname = \"count\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\npriority = 1\n\
+         [[connect]]\nfrom = \"count.count\"\nto = \"sum.numbers\"\nqos = \"reliable(64)\"\n",
+    );
+    let (code, stderr, stats) = run_in(&ns, &s, &m, "1s");
+    assert_eq!(code, 0, "{stderr}");
+    let sent = u(&node(&stats, "count")["messages_sent"]);
+    assert_eq!(u(&node(&stats, "sum")["messages_received"]), sent, "{stderr}");
+}

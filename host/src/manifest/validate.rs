@@ -642,7 +642,20 @@ impl Validator<'_> {
             None => Some(None),
             Some(t) => {
                 let name = t.get_ref().trim();
-                if name.is_empty()
+                let reserved = name
+                    .strip_prefix('h')
+                    .and_then(|r| r.split_once('/'))
+                    .is_some_and(|(digits, _)| {
+                        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                    });
+                if reserved {
+                    self.push(
+                        self.diag(Code::H0006, t, format!("topic name `{name}` is reserved"))
+                            .key("connect.topic")
+                            .hint("names `h<digits>/...` are the private topics of a host run; choose another name"),
+                    );
+                    None
+                } else if name.is_empty()
                     || name.len() > 200
                     || name.chars().any(|c| c.is_control() || c.is_whitespace())
                 {
@@ -761,6 +774,22 @@ mod tests {
         let lines: Vec<usize> = d.0.iter().map(|d| d.location.line).collect();
         assert_eq!(lines, vec![4, 5, 9]);
         assert_eq!(d.0[2].hint.as_deref(), Some("did you mean `qos`?"));
+    }
+
+    #[test]
+    fn private_topic_names_are_reserved() {
+        let d = only(&format!(
+            "{NODE}[[connect]]\nfrom = \"a.out\"\ntopic = \"h123/imu\"\n"
+        ));
+        assert!(d.message.contains("is reserved"), "{d}");
+        check(&format!(
+            "{NODE}[[connect]]\nfrom = \"a.out\"\ntopic = \"h/imu\"\n"
+        ))
+        .unwrap();
+        check(&format!(
+            "{NODE}[[connect]]\nfrom = \"a.out\"\ntopic = \"hx1/imu\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

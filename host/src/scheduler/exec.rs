@@ -273,6 +273,10 @@ pub struct ProcessExec {
     last: IoSnapshot,
 }
 
+/// How long a worker process may take for `shutdown`, and then to exit: a stop that takes
+/// longer is cut short (the worker is killed), so the host's stop grace covers every node.
+pub const PROCESS_STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long a worker may take to load its plugin, create and initialise its node.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -480,6 +484,11 @@ impl ProcessExec {
     }
 
     fn snapshot(&mut self) -> IoSnapshot {
+        // An idle worker publishes fresh counters on request (the drain needs the pending count
+        // now, not as of its last tick); a busy one keeps the last it published.
+        if self.child.is_some() && self.in_tick.is_none() {
+            let _ = self.call(ctl::CMD_SNAPSHOT, Duration::from_secs(1));
+        }
         if let Some(ctl) = &self.ctl {
             let (sent, received, dropped, pending) = ctl.counters();
             self.last = IoSnapshot {
@@ -496,11 +505,11 @@ impl Drop for ProcessExec {
     fn drop(&mut self) {
         if self.child.is_some()
             && self.in_tick.is_none()
-            && self.call(ctl::CMD_EXIT, Duration::from_secs(2)).is_ok()
+            && self.call(ctl::CMD_EXIT, PROCESS_STOP_TIMEOUT).is_ok()
         {
             if let Some(mut child) = self.child.take() {
                 // It exits right after its reply; bounded wait, then kill.
-                let deadline = Instant::now() + Duration::from_secs(2);
+                let deadline = Instant::now() + PROCESS_STOP_TIMEOUT;
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -552,7 +561,7 @@ impl Exec {
                 None => Ok(()),
             },
             Exec::Process(p) => match (p.child.is_some(), p.in_tick) {
-                (true, None) => p.command(ctl::CMD_SHUTDOWN, Duration::from_secs(5)),
+                (true, None) => p.command(ctl::CMD_SHUTDOWN, PROCESS_STOP_TIMEOUT),
                 (true, Some(_)) => Err(CallError {
                     kind: CallErrorKind::Error,
                     message: "still in a tick at shutdown".into(),

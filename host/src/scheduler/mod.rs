@@ -181,12 +181,15 @@ impl RunningNode {
     }
 
     fn finished(&mut self, result: Result<(), CallError>, took: Duration) {
-        self.times.record(took);
+        let crashed = matches!(&result, Err(e) if e.kind == CallErrorKind::Crashed);
+        if !crashed {
+            // A crash has no duration of its own; recording 0 would skew min, mean and p99.
+            self.times.record(took);
+        }
         if self.deadline.is_some_and(|d| took > d) {
             self.missed_deadline(took);
         }
         let ok = result.is_ok();
-        let crashed = matches!(&result, Err(e) if e.kind == CallErrorKind::Crashed);
         match result {
             Ok(()) => self.consecutive = 0,
             Err(e) => self.fail(e),
@@ -372,7 +375,12 @@ fn stop_grace(supervision: &SupervisionSpec, nodes: &[BoundNode]) -> Duration {
         )
         .max()
         .unwrap_or_default();
-    (longest * 2).max(Duration::from_secs(5))
+    // Each process node may take its shutdown and its exit, one after the other.
+    let processes = nodes
+        .iter()
+        .filter(|n| n.node.spec.isolation == Isolation::Process)
+        .count() as u32;
+    (longest * 2).max(Duration::from_secs(5)) + exec::PROCESS_STOP_TIMEOUT * 3 * processes
 }
 
 /// Runs `nodes` on a new scheduler thread until `stop` or `duration`, and returns the report.

@@ -21,6 +21,8 @@ pub const CMD_SHUTDOWN: u32 = 3;
 pub const CMD_RECREATE: u32 = 4;
 /// Command: destroy the node and exit.
 pub const CMD_EXIT: u32 = 5;
+/// Command: publish the node's counters (and do nothing else).
+pub const CMD_SNAPSHOT: u32 = 6;
 
 /// Reply status: the call succeeded.
 pub const OK: u32 = 0;
@@ -104,14 +106,17 @@ impl Ctl {
         })
     }
 
-    /// Creates a fresh block named after the host, the node and a generation number.
+    /// Creates a fresh block named after the host, the node (readable part plus a hash, so
+    /// `a-b` and `a_b` never share one) and a generation number.
     pub fn create(node: &str, generation: u64) -> std::io::Result<Ctl> {
-        let node: String = node
+        let hash = horus_plugin_api::abi::fnv1a(horus_plugin_api::abi::FNV_OFFSET, node.as_bytes()) as u32;
+        let readable: String = node
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(60)
             .collect();
         let name = format!(
-            "/horus.{}.ctl.{}.{node}.{generation}",
+            "/horus.{}.ctl.{}.{readable}-{hash:08x}.{generation}",
             namespace(),
             std::process::id()
         );

@@ -13,7 +13,9 @@ mod ring;
 mod segment;
 
 pub use ring::{Publisher, Received, SendError, Subscriber};
-pub use segment::{namespace, reclaim_orphans, release_peer, shm_name, Segment, ShmError, TopicSpec};
+pub use segment::{
+    namespace, reclaim_orphans, release_peer, remove_private, shm_name, Segment, ShmError, TopicSpec,
+};
 
 /// Attaches a publisher to `spec.topic` in namespace `ns`.
 pub fn publisher(ns: &str, spec: &TopicSpec) -> Result<Publisher, ShmError> {

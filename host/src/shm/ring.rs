@@ -109,14 +109,19 @@ impl Publisher {
     }
 
     /// The first sequence number that would overwrite an unread message of a reliable
-    /// subscriber (`u64::MAX` when there is none).
+    /// subscriber (`u64::MAX` when there is none). A subscriber whose process has died (a
+    /// crashed worker, a killed peer) holds nobody back: it will never read again. Called only
+    /// when the cached limit is reached or the peers changed, so the liveness check (one
+    /// system call per reliable subscriber of another process) is off the hot path.
     fn reliable_limit(&self) -> u64 {
         let mut limit = u64::MAX;
         for i in 0..layout::MAX_PEERS {
             let p = self.seg.peer_at(i);
-            if p.pid.load(Ordering::Acquire) == 0
+            let pid = p.pid.load(Ordering::Acquire);
+            if pid == 0
                 || p.role.load(Ordering::Relaxed) != ROLE_SUBSCRIBER
                 || p.reliable.load(Ordering::Relaxed) == 0
+                || (pid != self.me && !super::segment::is_alive(pid))
             {
                 continue;
             }

@@ -135,7 +135,7 @@ pub fn shm_name(ns: &str, topic: &str) -> String {
     format!("/horus.{ns}.{readable}.{:08x}", hash as u32)
 }
 
-fn is_alive(pid: u32) -> bool {
+pub(crate) fn is_alive(pid: u32) -> bool {
     match rustix::process::Pid::from_raw(pid as i32) {
         None => false,
         Some(p) => !matches!(
@@ -212,6 +212,22 @@ pub fn release_peer(name: &str, peer: usize) -> std::io::Result<()> {
     let control = unsafe { &*map.as_ptr().add(layout::CONTROL_OFFSET).cast::<Control>() };
     control.peers_epoch.fetch_add(1, Ordering::Release);
     Ok(())
+}
+
+/// Removes this run's private topics (`h<pid>/…` of `instance`) at its end: endpoints of
+/// quarantined workers are never dropped, so their segments would otherwise outlive the run.
+pub fn remove_private(ns: &str, instance: &str) {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    let prefix = format!("horus.{ns}.{instance}_");
+    for entry in entries.flatten() {
+        if let Ok(name) = entry.file_name().into_string() {
+            if name.starts_with(&prefix) {
+                let _ = rustix::shm::unlink(&*format!("/{name}"));
+            }
+        }
+    }
 }
 
 /// An attached endpoint's view of a segment.
