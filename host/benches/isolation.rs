@@ -5,7 +5,10 @@
 //! a crashing worker process is noticed (a `Segfault` node), and how long its replacement takes
 //! to start.
 //!
-//! The benchmark is its own worker: the process executor re-executes it with `__worker`.
+//! Two paces: back to back (the worker is still spinning when the next tick comes) and one tick
+//! per millisecond (the worker sleeps between ticks, as under a real scheduler; the figure that
+//! matters). The benchmark is its own worker: the process executor re-executes it with
+//! `__worker`.
 
 use horus_host::ffi::{CallErrorKind, NodeInstance, PluginLibrary};
 use horus_host::io::NodeIo;
@@ -76,6 +79,24 @@ fn per_tick(exec: &mut Exec) -> f64 {
     rounds[2]
 }
 
+/// Median ns of one tick handoff when ticks come 1 ms apart (the worker sleeps in between, as
+/// it does under a real scheduler), over 2000 ticks.
+fn paced(exec: &mut Exec) -> f64 {
+    let mut samples: Vec<f64> = (0..2000)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            let start = Instant::now();
+            match exec.tick() {
+                TickOutcome::Finished(Ok(()), _) => {}
+                other => panic!("tick: {other:?}"),
+            }
+            start.elapsed().as_nanos() as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("__worker") {
@@ -118,6 +139,17 @@ fn main() {
         "BENCH isolation_tick_process value={in_process:.0} unit=ns baseline={base:.0} ratio={:.1} baseline_name=inline overhead_ns={:.0}",
         in_process / base,
         in_process - base
+    );
+    let (base_p, thread_p, process_p) = (paced(&mut inline), paced(&mut thread), paced(&mut process));
+    println!(
+        "BENCH isolation_tick_thread_paced value={thread_p:.0} unit=ns baseline={base_p:.0} ratio={:.1} baseline_name=inline_paced pace=1ms overhead_ns={:.0}",
+        thread_p / base_p,
+        thread_p - base_p
+    );
+    println!(
+        "BENCH isolation_tick_process_paced value={process_p:.0} unit=ns baseline={base_p:.0} ratio={:.1} baseline_name=inline_paced pace=1ms overhead_ns={:.0}",
+        process_p / base_p,
+        process_p - base_p
     );
     drop((inline, thread, process));
 
