@@ -103,7 +103,12 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
             (Ok(inst), ctl::CMD_TICK) => inst.tick(),
             (Ok(inst), ctl::CMD_SHUTDOWN) => inst.shutdown(),
             (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
-            (Ok(_), ctl::CMD_SNAPSHOT) => Ok(()),
+            (Ok(inst), ctl::CMD_SNAPSHOT) => {
+                if let Ok(json) = serde_json::to_string(&inst.io().topic_stats()) {
+                    ctl.set_topic_stats_json(&json);
+                }
+                Ok(())
+            }
             (Ok(_), other) => Err(CallError {
                 kind: CallErrorKind::Error,
                 message: format!("unknown command {other}"),

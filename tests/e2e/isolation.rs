@@ -118,6 +118,16 @@ fn topics_cross_into_and_out_of_worker_processes() {
         sent,
         "worker -> worker, nothing lost"
     );
+    let topics = &node(&stats, "sum2")["topics"];
+    assert_eq!(
+        topics[0]["direction"], "input",
+        "a worker reports its topics: {topics}"
+    );
+    assert_eq!(u(&topics[0]["messages"]), sent, "{topics}");
+    assert!(
+        topics[0]["topic"].as_str().unwrap().ends_with("/count.count"),
+        "{topics}"
+    );
     // The workers log through the host's stderr.
     assert_eq!(stderr.matches("received ").count(), 2, "{stderr}");
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());

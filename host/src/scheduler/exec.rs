@@ -491,9 +491,13 @@ impl ProcessExec {
         }
         if let Some(ctl) = &self.ctl {
             let (sent, received, dropped, pending) = ctl.counters();
+            let topics = ctl
+                .topic_stats_json()
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_else(|| std::mem::take(&mut self.last.topics));
             self.last = IoSnapshot {
                 totals: (sent, received, dropped),
-                topics: Vec::new(),
+                topics,
                 pending: pending as usize,
             };
         }

@@ -32,6 +32,7 @@ pub const ERROR: u32 = 1;
 pub const PANIC: u32 = 2;
 
 const ERR_WORDS: usize = 128;
+const STATS_WORDS: usize = 2048;
 
 #[repr(C, align(64))]
 struct Block {
@@ -49,8 +50,11 @@ struct Block {
     received: AtomicU64,
     dropped: AtomicU64,
     pending: AtomicU64,
-    _pad2: [u64; 2],
+    stats_len: AtomicU64,
+    _pad2: u64,
     err: [AtomicU64; ERR_WORDS],
+    /// The node's per-topic counters as JSON, written on `CMD_SNAPSHOT`.
+    stats: [AtomicU64; STATS_WORDS],
 }
 
 const SIZE: usize = size_of::<Block>();
@@ -199,7 +203,33 @@ impl Ctl {
         )
     }
 
+    /// The per-topic counters the worker last published (JSON), if any.
+    pub fn topic_stats_json(&self) -> Option<String> {
+        let b = self.block();
+        let len = (b.stats_len.load(Ordering::Acquire) as usize).min(STATS_WORDS * 8);
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(len);
+        for w in &b.stats[..len.div_ceil(8)] {
+            bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        bytes.truncate(len);
+        String::from_utf8(bytes).ok()
+    }
+
     // ---- worker side ----
+
+    /// Publishes the node's per-topic counters (JSON; dropped if larger than the area).
+    pub fn set_topic_stats_json(&self, json: &str) {
+        let b = self.block();
+        if json.len() > STATS_WORDS * 8 {
+            b.stats_len.store(0, Ordering::Release);
+            return;
+        }
+        super::ring::copy_in(&b.stats, json.as_bytes());
+        b.stats_len.store(json.len() as u64, Ordering::Release);
+    }
 
     /// Waits up to `timeout` for a command after `last`: (seq, cmd).
     pub fn wait_command(&self, last: u32, timeout: Duration) -> Option<(u32, u32)> {
