@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,12 +14,16 @@ case "$group" in
   topics)
     cargo bench -q -p horus-host --bench topics
     ;;
+  host)
+    cargo build --release -q -p horus-host -p bench-noop -p imu-sim -p attitude-filter -p telemetry-sink
+    cargo bench -q -p horus-host --bench host
+    ;;
   isolation)
     cargo build --release -q -p bench-noop -p faulty-nodes
     cargo bench -q -p horus-host --bench isolation
     ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch, topics, isolation)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host)" >&2
     exit 2
     ;;
 esac
