@@ -3,6 +3,9 @@
 //! - **start → first tick** with 10 plugins (10 copies of the `bench-noop` library, so each is
 //!   a separate file to copy, `dlopen` and check): from spawning `horus run` to its "scheduler
 //!   running" log line, median of 10 starts. Target < 100 ms.
+//! - **tick jitter at 1 kHz** (realtime preset): p99 of |interval between two ticks of a node −
+//!   1 ms| as the `jitter-probe` node sees it, against a bare `clock_nanosleep` loop to absolute
+//!   1 ms deadlines measured in the same run. Target ≤ 1.5× the bare loop.
 //! - **host memory** running the demo manifest (IMU → filter → sink): resident memory after 2 s
 //!   without the shared-memory topic segments (`VmRSS − RssShmem` from /proc). Target ≤ 20 MB.
 
@@ -52,6 +55,53 @@ fn start_ms(manifest: &Path) -> f64 {
     took.expect("the scheduler started").as_secs_f64() * 1e3
 }
 
+/// Runs `horus run manifest --duration d` and returns its stderr.
+fn run_capture(manifest: &Path, duration: &str) -> String {
+    let out = Command::new(horus())
+        .args(["run", manifest.to_str().unwrap(), "--duration", duration])
+        .env("RUST_LOG", "info")
+        .env("HORUS_NAMESPACE", format!("benchhost{}", std::process::id()))
+        .stdout(Stdio::null())
+        .output()
+        .expect("run horus");
+    assert!(
+        out.status.success(),
+        "horus failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// p99 of |interval − 1 ms| for a loop that sleeps to absolute 1 ms deadlines with
+/// `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`, ns.
+fn bare_loop_p99_ns(iterations: usize) -> f64 {
+    use rustix::thread::{clock_nanosleep_absolute, ClockId};
+    let now = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
+    };
+    let mut deadline = now() + 1_000_000;
+    let mut last: Option<i128> = None;
+    let mut dev: Vec<f64> = Vec::with_capacity(iterations);
+    for i in 0..iterations + 100 {
+        let ts = rustix::time::Timespec {
+            tv_sec: (deadline / 1_000_000_000) as i64,
+            tv_nsec: (deadline % 1_000_000_000) as i64,
+        };
+        let _ = clock_nanosleep_absolute(ClockId::Monotonic, &ts);
+        let t = now();
+        if let Some(l) = last {
+            if i >= 100 {
+                dev.push(((t - l) - 1_000_000).unsigned_abs() as f64);
+            }
+        }
+        last = Some(t);
+        deadline += 1_000_000;
+    }
+    dev.sort_by(f64::total_cmp);
+    dev[dev.len() * 99 / 100]
+}
+
 /// kB of a `/proc/<pid>/status` field.
 fn status_kb(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -92,6 +142,37 @@ fn main() {
         starts[5],
         starts[5] / 100.0,
         starts[9]
+    );
+
+    // Jitter at 1 kHz: the scheduler against a bare absolute-deadline sleep loop.
+    let bare = bare_loop_p99_ns(4000);
+    let probe = tmp.join("jitter.toml");
+    std::fs::write(
+        &probe,
+        format!(
+            "[scheduler]\npreset = \"realtime\"\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\n",
+            dir.join("libjitter_probe.so").display()
+        ),
+    )
+    .expect("manifest");
+    let line = run_capture(&probe, "5s")
+        .lines()
+        .find(|l| l.contains("jitter period_ns"))
+        .map(str::to_owned);
+    let line = line.expect("the probe reported");
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}="))?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    let (p99, p50, max) = (field("p99_ns"), field("p50_ns"), field("max_ns"));
+    println!(
+        "BENCH scheduler_jitter_1khz_p99 value={:.1} unit=us baseline={:.1} ratio={:.2} baseline_name=bare_clock_nanosleep p50_us={:.1} max_us={:.1} target_ratio=1.5",
+        p99 / 1e3,
+        bare / 1e3,
+        p99 / bare,
+        p50 / 1e3,
+        max / 1e3
     );
 
     // The demo, with release plugins.
