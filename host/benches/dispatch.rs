@@ -7,6 +7,7 @@
 use bench_noop::Spin;
 use horus_host::ffi::{NodeInstance, PluginLibrary};
 use horus_host::io::NodeIo;
+use horus_host::scheduler::BenchNode;
 use horus_plugin_api::testing::TestHarness;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -83,4 +84,61 @@ fn main() {
         abi / base
     );
     drop(abi_node);
+
+    // The scheduler's own cost per node tick: the same node driven by the scheduler's per-cycle
+    // code (breaker, two clock reads, tick-time histogram, deadline check, watchdog record)
+    // against the bare ABI tick measured right before it.
+    let io = NodeIo::new(
+        "spin".into(),
+        false,
+        toml::Table::new(),
+        Vec::new(),
+        Vec::new(),
+        Instant::now(),
+    );
+    let bare_node = NodeInstance::create(lib.clone(), 0, io).expect("create");
+    let io = NodeIo::new(
+        "spin".into(),
+        false,
+        toml::Table::new(),
+        Vec::new(),
+        Vec::new(),
+        Instant::now(),
+    );
+    let mut supervised = BenchNode::new(NodeInstance::create(lib.clone(), 0, io).expect("create"), spec());
+    let mut bare_node = bare_node;
+    let mut bare = Vec::new();
+    let mut full = Vec::new();
+    for _ in 0..3 {
+        bare.push(measure(|| assert!(black_box(bare_node.tick().is_ok()))));
+        full.push(measure(|| supervised.cycle()));
+    }
+    assert!(supervised.ticks() > 0);
+    bare.sort_by(f64::total_cmp);
+    full.sort_by(f64::total_cmp);
+    let overhead = full[1] - bare[1];
+    println!(
+        "BENCH scheduler_overhead_per_tick value={overhead:.1} unit=ns baseline=50 ratio={:.2} baseline_name=target supervised_ns={:.1} abi_tick_ns={:.1}",
+        overhead / 50.0,
+        full[1],
+        bare[1]
+    );
+}
+
+fn spec() -> horus_host::manifest::NodeSpec {
+    horus_host::manifest::NodeSpec {
+        name: "spin".into(),
+        plugin: plugin_path(),
+        plugin_at: Default::default(),
+        node_type: None,
+        type_at: Default::default(),
+        priority: 0,
+        rate_hz: None,
+        deadline: Some(std::time::Duration::from_secs(1)),
+        watchdog: Some(std::time::Duration::from_secs(1)),
+        isolation: horus_host::manifest::Isolation::Inline,
+        logging: false,
+        config: toml::Table::new(),
+        at: Default::default(),
+    }
 }

@@ -602,15 +602,9 @@ impl Exec {
     /// Hands one tick to the node.
     #[inline]
     pub fn tick(&mut self) -> TickOutcome {
-        self.tick_from(Instant::now())
-    }
-
-    /// [`tick`](Self::tick) for a caller that already read the clock (`started` is when the
-    /// tick starts; an inline tick's duration is measured from it).
-    #[inline]
-    pub fn tick_from(&mut self, started: Instant) -> TickOutcome {
         match self {
             Exec::Inline(i) => {
+                let started = Instant::now();
                 let r = i.tick();
                 TickOutcome::Finished(r, started.elapsed())
             }
