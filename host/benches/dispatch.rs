@@ -57,16 +57,7 @@ fn main() {
         std::process::exit(2);
     }
     let lib = Arc::new(PluginLibrary::open(&plugin_path()).expect("load bench-noop"));
-    let io = NodeIo::new(
-        "spin".into(),
-        false,
-        toml::Table::new(),
-        Vec::new(),
-        Vec::new(),
-        Instant::now(),
-    );
-    let mut abi_node = NodeInstance::create(lib.clone(), 0, io).expect("create");
-    abi_node.init().expect("init");
+    let mut abi_node = spin_node(&lib);
     let mut direct = TestHarness::<Spin>::builder("spin").start().expect("harness");
 
     // Interleave the two so that frequency scaling or a noisy neighbour hits both alike.
@@ -83,30 +74,11 @@ fn main() {
         "BENCH tick_dispatch_abi value={abi:.2} unit=ns baseline={base:.2} ratio={:.2} baseline_name=direct_trait_call target_ns=100 target_ratio=3",
         abi / base
     );
-    drop(abi_node);
-
     // The scheduler's own cost per node tick: the same node driven by the scheduler's per-cycle
-    // code (breaker, two clock reads, tick-time histogram, deadline check, watchdog record)
+    // code (breaker, one clock read, tick-time histogram, deadline check, watchdog record)
     // against the bare ABI tick measured right before it.
-    let io = NodeIo::new(
-        "spin".into(),
-        false,
-        toml::Table::new(),
-        Vec::new(),
-        Vec::new(),
-        Instant::now(),
-    );
-    let bare_node = NodeInstance::create(lib.clone(), 0, io).expect("create");
-    let io = NodeIo::new(
-        "spin".into(),
-        false,
-        toml::Table::new(),
-        Vec::new(),
-        Vec::new(),
-        Instant::now(),
-    );
-    let mut supervised = BenchNode::new(NodeInstance::create(lib.clone(), 0, io).expect("create"), spec());
-    let mut bare_node = bare_node;
+    let mut bare_node = abi_node;
+    let mut supervised = BenchNode::new(spin_node(&lib), spec());
     let mut bare = Vec::new();
     let mut full = Vec::new();
     for _ in 0..3 {
@@ -123,6 +95,21 @@ fn main() {
         full[1],
         bare[1]
     );
+}
+
+/// A `Spin` node of the loaded bench-noop plugin, with no ports.
+fn spin_node(lib: &Arc<PluginLibrary>) -> NodeInstance {
+    let io = NodeIo::new(
+        "spin".into(),
+        false,
+        toml::Table::new(),
+        Vec::new(),
+        Vec::new(),
+        Instant::now(),
+    );
+    let mut node = NodeInstance::create(lib.clone(), 0, io).expect("create");
+    node.init().expect("init");
+    node
 }
 
 fn spec() -> horus_host::manifest::NodeSpec {

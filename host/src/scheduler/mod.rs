@@ -111,6 +111,39 @@ struct RunningNode {
 }
 
 impl RunningNode {
+    /// A node about to start: closed breaker, no ticks yet.
+    fn new(
+        spec: NodeSpec,
+        type_name: String,
+        exec: Exec,
+        health: Arc<Health>,
+        deadline: Option<Duration>,
+        supervision: &SupervisionSpec,
+        epoch: Instant,
+    ) -> RunningNode {
+        RunningNode {
+            period: spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
+            spec,
+            type_name,
+            exec,
+            next_due: epoch,
+            ticks: 0,
+            failures: 0,
+            consecutive: 0,
+            last_error: None,
+            times: TickTimes::default(),
+            last_failure_log: None,
+            unlogged_failures: 0,
+            breaker: Breaker::new(supervision),
+            restarts: 0,
+            deadline,
+            deadline_misses: 0,
+            last_deadline_log: None,
+            health,
+            epoch,
+        }
+    }
+
     fn due(&mut self, now: Instant) -> bool {
         let Some(period) = self.period else { return true };
         if now + DUE_SLACK < self.next_due {
@@ -373,30 +406,17 @@ impl BenchNode {
     /// Wraps an inline node with a deadline and a watchdog record, as a supervised node has.
     pub fn new(instance: NodeInstance, spec: NodeSpec) -> BenchNode {
         let epoch = Instant::now();
-        BenchNode(
-            RunningNode {
-                health: Health::new(spec.name.clone(), Some(Duration::from_secs(1))),
-                deadline: Some(Duration::from_secs(1)),
-                type_name: String::new(),
-                exec: Exec::Inline(instance),
-                period: None,
-                next_due: epoch,
-                ticks: 0,
-                failures: 0,
-                consecutive: 0,
-                last_error: None,
-                times: TickTimes::default(),
-                last_failure_log: None,
-                unlogged_failures: 0,
-                breaker: Breaker::new(&SupervisionSpec::default()),
-                restarts: 0,
-                deadline_misses: 0,
-                last_deadline_log: None,
-                epoch,
-                spec,
-            },
+        let health = Health::new(spec.name.clone(), Some(Duration::from_secs(1)));
+        let node = RunningNode::new(
+            spec,
+            String::new(),
+            Exec::Inline(instance),
+            health,
+            Some(Duration::from_secs(1)),
+            &SupervisionSpec::default(),
             epoch,
-        )
+        );
+        BenchNode(node, epoch)
     }
 
     /// One scheduled cycle of the node, chained to the previous one as the scheduler chains
@@ -614,27 +634,15 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
             }
         };
         let deadline = node.spec.deadline.filter(|_| ctx.supervision.deadline_monitoring);
-        running.push(RunningNode {
-            period: node.spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
-            spec: node.spec,
-            type_name: node.type_name,
+        running.push(RunningNode::new(
+            node.spec,
+            node.type_name,
             exec,
-            next_due: epoch,
-            ticks: 0,
-            failures: 0,
-            consecutive: 0,
-            last_error: None,
-            times: TickTimes::default(),
-            last_failure_log: None,
-            unlogged_failures: 0,
-            breaker: Breaker::new(&ctx.supervision),
-            restarts: 0,
-            deadline,
-            deadline_misses: 0,
-            last_deadline_log: None,
             health,
+            deadline,
+            &ctx.supervision,
             epoch,
-        });
+        ));
         let last = running.last_mut().expect("just pushed");
         last.health.enter(last.epoch.elapsed());
         let init = last.exec.init();
