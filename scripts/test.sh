@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Formatting, lints, a build of every crate (the end-to-end tests run the built `horus` binary
-# and plugin libraries), then every test.
+# and plugin libraries), the `horus` Python package into .venv/, then every Rust test and every
+# Python test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,11 +11,22 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "python environment (.venv: maturin, pytest, numpy)"
+# Also the interpreter pyo3 builds against, for cargo and maturin alike (one shared target/).
+PYTHON_ENV_ONLY=1 ./scripts/python-env.sh
+export PYO3_PYTHON="$PWD/.venv/bin/python"
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo build (binary and plugins for the end-to-end tests)"
 cargo build --workspace
 
+step "horus Python package (maturin develop into .venv)"
+./scripts/python-env.sh
+
 step "cargo test"
 cargo test --workspace
+
+step "pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider python-loader/tests

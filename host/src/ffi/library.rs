@@ -17,7 +17,7 @@
 //!   the plugin is read or called.
 
 use horus_plugin_api::abi::{self, EntryFn, NodeVTable, PluginHeader, RawSlice};
-use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_LOCAL, RTLD_NOW};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -141,8 +141,9 @@ pub struct PluginInfo {
 pub struct PluginLibrary {
     info: PluginInfo,
     loaded_path: PathBuf,
-    // Declared last: dropped (dlclose) after everything else.
-    _lib: Library,
+    // Declared last: dropped (dlclose) after everything else. `None` for a library that is
+    // never unloaded (built into this process, or resident).
+    _lib: Option<Library>,
 }
 
 impl std::fmt::Debug for PluginLibrary {
@@ -198,11 +199,62 @@ impl PluginLibrary {
             // dlerror names the private copy; the user knows the file by its own name.
             reason: dl_reason(&e).replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
         })?;
-        let info = read_descriptor(&lib, path)?;
+        let info = read_descriptor(entry_of(&lib, path)?, path)?;
         Ok(PluginLibrary {
             info,
             loaded_path: copy,
-            _lib: lib,
+            _lib: Some(lib),
+        })
+    }
+
+    /// Loads a **resident** plugin: opened from its own path (no private copy, so a library the
+    /// process already has — e.g. the `horus` Python extension, imported — is the same image),
+    /// never unloaded. `preload` libraries are first opened with `RTLD_GLOBAL` and kept, so the
+    /// plugin's undefined symbols (libpython's, for the Python loader) resolve against them.
+    /// This is how the Python loader is loaded: pyo3 keeps pointers into its image (type
+    /// objects, interned strings) inside the interpreter, which outlives any node.
+    pub fn open_resident(path: &Path, preload: &[PathBuf]) -> Result<PluginLibrary, LoadError> {
+        if !path.is_file() {
+            return Err(LoadError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        check_elf(path)?;
+        for lib in preload {
+            // SAFETY: a shared library the operator's Python installation provides (libpython);
+            // its initialisers are the usual C runtime ones. It is never closed (forgotten
+            // below), so nothing can outlive it.
+            let opened = unsafe { Library::open(Some(lib), RTLD_NOW | RTLD_GLOBAL) };
+            let opened = opened.map_err(|e| LoadError::NotALibrary {
+                path: lib.clone(),
+                reason: dl_reason(&e),
+            })?;
+            std::mem::forget(opened);
+        }
+        // SAFETY: as in `open`; the library is never closed (forgotten after its descriptor is
+        // copied), so the copied entry points stay valid for the life of the process.
+        let opened = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) };
+        let lib = opened.map_err(|e| LoadError::NotALibrary {
+            path: path.to_path_buf(),
+            reason: dl_reason(&e),
+        })?;
+        let info = read_descriptor(entry_of(&lib, path)?, path)?;
+        std::mem::forget(lib);
+        Ok(PluginLibrary {
+            info,
+            loaded_path: path.to_path_buf(),
+            _lib: None,
+        })
+    }
+
+    /// A plugin linked into this process (its entry function called directly), with the same
+    /// header checks as a loaded one. `label` names it in errors and stats. The Python package
+    /// runs its Python nodes through the loader's own entry this way.
+    pub fn builtin(entry: EntryFn, label: &Path) -> Result<PluginLibrary, LoadError> {
+        Ok(PluginLibrary {
+            info: read_descriptor(entry, label)?,
+            loaded_path: label.to_path_buf(),
+            _lib: None,
         })
     }
 
@@ -278,17 +330,23 @@ fn private_copy(path: &Path) -> Result<(PathBuf, PathBuf), LoadError> {
     Ok((dir, copy))
 }
 
-fn read_descriptor(lib: &Library, path: &Path) -> Result<PluginInfo, LoadError> {
-    let bad = |reason: &str| LoadError::BadDescriptor {
-        path: path.to_path_buf(),
-        reason: reason.to_owned(),
-    };
+fn entry_of(lib: &Library, path: &Path) -> Result<EntryFn, LoadError> {
     // SAFETY: the symbol's type is the ABI's `EntryFn`; if a library exports the name with
     // another type, calling it is undefined behaviour we cannot detect. The name is specific
     // to HORUS, so only HORUS plugins (or deliberately hostile libraries) export it.
     let entry = unsafe { lib.get::<EntryFn>(abi::ENTRY_SYMBOL) }.map_err(|_| LoadError::NoEntrySymbol {
         path: path.to_path_buf(),
     })?;
+    Ok(*entry)
+}
+
+/// Reads and checks the header and descriptor `entry` returns. `entry` must belong to an image
+/// that stays loaded while the returned info's vtables are used.
+fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, LoadError> {
+    let bad = |reason: &str| LoadError::BadDescriptor {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
     // SAFETY: `entry` has the `EntryFn` signature (see above); it takes no arguments and
     // returns a pointer to a static header.
     let header_ptr = unsafe { entry() };

@@ -6,6 +6,7 @@
 //! [`crate::graph`], which turns a `Manifest` into the runtime graph. The reference for users is
 //! `docs/manifest.md`.
 
+pub mod hubs;
 pub mod raw;
 pub mod validate;
 

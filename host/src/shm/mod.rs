@@ -27,6 +27,17 @@ pub fn subscriber(ns: &str, spec: &TopicSpec, depth: u32, reliable: bool) -> Res
     Segment::attach(ns, spec, layout::ROLE_SUBSCRIBER, depth, reliable).map(Subscriber::new)
 }
 
+/// Attaches a `keep_last` subscriber that first receives the (at most `depth`) messages still
+/// queued in the ring, then new ones: for an endpoint that attaches lazily, on its first read.
+pub fn late_subscriber(ns: &str, spec: &TopicSpec, depth: u32) -> Result<Subscriber, ShmError> {
+    Segment::attach_at(ns, spec, layout::ROLE_SUBSCRIBER, depth, false, true).map(Subscriber::new)
+}
+
+/// The spec of an existing topic (see [`Segment::peek`]).
+pub fn peek(ns: &str, topic: &str) -> Result<Option<TopicSpec>, ShmError> {
+    Segment::peek(ns, topic)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +87,34 @@ mod tests {
         assert!(exists(&ns, "a/b"), "the publisher is still attached");
         drop(publ);
         assert!(!exists(&ns, "a/b"), "the last endpoint removes the segment");
+    }
+
+    #[test]
+    fn peek_adopts_and_late_subscriber_gets_the_backlog() {
+        let ns = ns();
+        assert_eq!(peek(&ns, "late").unwrap(), None, "peek creates nothing");
+        assert!(!exists(&ns, "late"));
+        let s = spec("late", 16, 8);
+        let mut publ = publisher(&ns, &s).unwrap();
+        for i in 0..12u64 {
+            publ.send(&i.to_le_bytes()).unwrap();
+        }
+        let found = peek(&ns, "late").unwrap().expect("the segment exists");
+        assert_eq!((found.type_hash, found.slot_size, found.capacity), (42, 16, 8));
+        let mut late = late_subscriber(&ns, &found, 3).unwrap();
+        let mut on_time = subscriber(&ns, &found, 3, false).unwrap();
+        let mut buf = Vec::new();
+        let got: Vec<u64> = std::iter::from_fn(|| {
+            late.try_recv(&mut buf)
+                .map(|_| u64::from_le_bytes(buf[..8].try_into().unwrap()))
+        })
+        .collect();
+        assert_eq!(got, vec![9, 10, 11], "the last `depth` messages");
+        assert_eq!(
+            on_time.try_recv(&mut buf),
+            None,
+            "a plain subscriber starts at the head"
+        );
     }
 
     #[test]

@@ -272,6 +272,74 @@ impl Segment {
         depth: u32,
         reliable: bool,
     ) -> Result<Segment, ShmError> {
+        Segment::attach_at(ns, spec, role, depth, reliable, false)
+    }
+
+    /// The spec of `topic`'s segment in namespace `ns` as its creator wrote it, or `None` if
+    /// the topic has no segment (nobody attached). Creates nothing. An endpoint that does not
+    /// know the message type (the Python side, reading a topic a Rust node publishes) adopts it.
+    pub fn peek(ns: &str, topic: &str) -> Result<Option<TopicSpec>, ShmError> {
+        let name = shm_name(ns, topic);
+        let io = |op: &'static str| {
+            let (topic, name) = (topic.to_owned(), name.clone());
+            move |e: rustix::io::Errno| ShmError::Io {
+                topic,
+                name,
+                op,
+                source: e.into(),
+            }
+        };
+        let fd = match rustix::shm::open(&*name, OFlags::RDWR, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(io("shm_open")(e)),
+        };
+        let file = File::from(fd);
+        rustix::fs::flock(&file, FlockOperation::LockShared).map_err(io("flock"))?;
+        let guard = Locked(&file);
+        let stat = rustix::fs::fstat(&file).map_err(io("fstat"))?;
+        if stat.st_nlink == 0 || stat.st_size == 0 {
+            return Ok(None);
+        }
+        // SAFETY: as in `attach`: a shm object we hold open, read through the header only
+        // after its size and magic are checked; the header is immutable after creation.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| ShmError::Io {
+            topic: topic.to_owned(),
+            name: name.clone(),
+            op: "mmap",
+            source: e,
+        })?;
+        drop(guard);
+        if map.len() < layout::SLOTS_OFFSET || read_header(&map).magic != layout::MAGIC {
+            return Err(ShmError::BadHeader {
+                topic: topic.to_owned(),
+                name,
+                reason: "it is not a HORUS topic segment".into(),
+            });
+        }
+        let h = read_header(&map);
+        let n = (h.type_name_len as usize).min(layout::TYPE_NAME_LEN);
+        Ok(Some(TopicSpec {
+            topic: topic.to_owned(),
+            type_name: String::from_utf8_lossy(&h.type_name[..n]).into_owned(),
+            type_hash: h.type_hash,
+            slot_size: h.slot_size,
+            capacity: h.capacity,
+            single_producer: h.flags & layout::FLAG_SINGLE_PRODUCER != 0,
+        }))
+    }
+
+    /// [`attach`](Self::attach); a subscriber with `backlog` starts at the oldest of the last
+    /// `depth` messages still in the ring instead of at the next one (a late joiner gets what
+    /// is queued).
+    pub fn attach_at(
+        ns: &str,
+        spec: &TopicSpec,
+        role: u32,
+        depth: u32,
+        reliable: bool,
+        backlog: bool,
+    ) -> Result<Segment, ShmError> {
         let name = shm_name(ns, &spec.topic);
         let io = |op: &'static str| {
             let (topic, name) = (spec.topic.clone(), name.clone());
@@ -341,7 +409,7 @@ impl Segment {
                 })?,
             };
             seg.reclaim_dead_peers();
-            seg.register(role, depth, reliable)?;
+            seg.register(role, depth, reliable, backlog)?;
             drop(guard);
             return Ok(seg);
         }
@@ -379,7 +447,7 @@ impl Segment {
         }
     }
 
-    fn register(&mut self, role: u32, depth: u32, reliable: bool) -> Result<(), ShmError> {
+    fn register(&mut self, role: u32, depth: u32, reliable: bool, backlog: bool) -> Result<(), ShmError> {
         let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
         for i in 0..layout::MAX_PEERS {
             let p = self.peer_at(i);
@@ -390,10 +458,13 @@ impl Segment {
             p.depth
                 .store(depth.clamp(1, self.capacity as u32), Ordering::Relaxed);
             p.reliable.store(reliable.into(), Ordering::Relaxed);
-            p.cursor.store(
-                self.control().write_seq.load(Ordering::Acquire),
-                Ordering::Relaxed,
-            );
+            let head = self.control().write_seq.load(Ordering::Acquire);
+            let back = if backlog {
+                u64::from(depth).min(self.capacity)
+            } else {
+                0
+            };
+            p.cursor.store(head.saturating_sub(back), Ordering::Relaxed);
             p.messages.store(0, Ordering::Relaxed);
             p.bytes.store(0, Ordering::Relaxed);
             p.dropped.store(0, Ordering::Relaxed);

@@ -1,0 +1,237 @@
+"""HORUS from Python: nodes, a supervised scheduler, and shared-memory topics.
+
+The API is the original HORUS Python package's (see docs/python.md)::
+
+    import horus
+
+    class Sensor(horus.Node):
+        def tick(self):
+            self.send("reading", {"value": 42})
+
+    scheduler = horus.Scheduler()
+    scheduler.add(Sensor(), priority=1)
+    scheduler.run(duration=1.0)
+
+The scheduler, supervision (circuit breaker, deadlines, watchdog) and topics are the Rust
+runtime's own (the same code the ``horus`` host runs); this module adds the Python-facing
+pieces: the ``Node`` base class, node naming and ``connect``.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any, Dict, List, Optional, Union
+
+from . import _horus
+from ._horus import (
+    Attitude,
+    Hub,
+    Imu,
+    Link,
+    SchedulerConfig,
+    Twist,
+    Vector3,
+)
+
+__all__ = [
+    "Node",
+    "Scheduler",
+    "SchedulerConfig",
+    "RobotPreset",
+    "Hub",
+    "Link",
+    "Vector3",
+    "Imu",
+    "Attitude",
+    "Twist",
+]
+
+__version__ = "0.1.0"
+
+# Global hubs live in a process-wide registry: detach them at exit so their shared memory goes.
+atexit.register(_horus._close_global_hubs)
+
+
+class Node:
+    """Base class of a Python node. Subclass it and implement ``tick``.
+
+    ``tick(self)`` runs once per scheduled cycle (``async def tick`` runs on the runtime's
+    asyncio loop, one call at a time, without blocking other nodes). Optional hooks:
+    ``init(self)``, ``shutdown(self)``, ``save_state(self)`` / ``restore_state(self, state)``.
+
+    ``self.send(topic, data)`` publishes; ``self.get(topic)`` (alias ``recv``) returns the oldest
+    unread message or ``None``; ``self.has_msg(topic)`` tells whether one is waiting.
+    """
+
+    def __init__(self, name: Optional[str] = None, **_ignored: Any) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"a node name must be a non-empty str (got {name!r})")
+        self.name: Optional[str] = name
+        self._horus_io = _horus.NodeIo()
+
+    def _horus_io_or_new(self) -> "_horus.NodeIo":
+        io = self.__dict__.get("_horus_io")
+        if io is None:
+            io = self._horus_io = _horus.NodeIo()
+        return io
+
+    def _horus_bind(self, name: str) -> None:
+        """Called by the runtime when the node is added (or loaded by the host)."""
+        self._horus_io_or_new()
+        self.name = name
+
+    def tick(self) -> Any:
+        """One cycle of work. Override it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement tick(self)")
+
+    def send(self, topic: str, data: Any) -> None:
+        """Publishes ``data`` on ``topic`` (or on the connection ``topic`` is mapped to)."""
+        self._horus_io_or_new().send(topic, data)
+
+    def get(self, topic: str) -> Any:
+        """The oldest unread message on ``topic``, or ``None``."""
+        return self._horus_io_or_new().get(topic)
+
+    recv = get
+
+    def has_msg(self, topic: str) -> bool:
+        """True if a message is waiting on ``topic``."""
+        return self._horus_io_or_new().has_msg(topic)
+
+    def get_metrics(self) -> Dict[str, Dict[str, int]]:
+        """Per-topic counters of this node's sends and gets."""
+        return self._horus_io_or_new().metrics()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} node {self.name!r}>"
+
+
+NodeRef = Union[Node, str]
+
+
+class Scheduler:
+    """Runs nodes in priority order at the configured rate, supervised.
+
+    ``Scheduler()`` uses the ``standard`` preset (100 Hz); ``Scheduler.from_config(config)``
+    takes a ``SchedulerConfig``.
+    """
+
+    def __init__(self, _config: Optional[SchedulerConfig] = None) -> None:
+        self._core = (
+            _horus.Scheduler() if _config is None else _horus.Scheduler.from_config(_config)
+        )
+        self._added = 0
+
+    @classmethod
+    def from_config(cls, config: SchedulerConfig) -> "Scheduler":
+        if not isinstance(config, SchedulerConfig):
+            raise TypeError(
+                "Scheduler.from_config takes a horus.SchedulerConfig "
+                f"(got {type(config).__name__!r}); e.g. horus.SchedulerConfig.standard()"
+            )
+        return cls(config)
+
+    @property
+    def config(self) -> SchedulerConfig:
+        """A copy of the scheduler's config."""
+        return self._core.config
+
+    def add(
+        self,
+        node: Node,
+        priority: Optional[int] = None,
+        logging: bool = False,
+        rate_hz: Optional[float] = None,
+    ) -> "Scheduler":
+        """Adds ``node``. Lower ``priority`` runs first in a cycle (default: order of addition)."""
+        if not isinstance(node, Node):
+            raise TypeError(
+                f"add() takes a horus.Node (got {type(node).__name__!r}); "
+                "subclass horus.Node and call super().__init__()"
+            )
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise TypeError(f"priority must be an int (got {type(priority).__name__!r})")
+        if not callable(getattr(node, "tick", None)):
+            raise TypeError(f"{type(node).__name__} has no tick() method")
+        name = node.name if isinstance(node.__dict__.get("name"), str) else None
+        if name is None:
+            base = type(node).__name__
+            name, i = base, 1
+            while self._core._has(name):
+                name = f"{base}_{i}"
+                i += 1
+        self._core._add(
+            node,
+            name,
+            self._added if priority is None else priority,
+            bool(logging),
+            rate_hz,
+        )
+        node._horus_bind(name)
+        self._added += 1
+        return self
+
+    def connect(self, src: NodeRef, out: str, dst: NodeRef, in_: str) -> None:
+        """After this, what ``src`` sends on ``out`` arrives at ``dst``'s ``in_``, in order."""
+        for port in (out, in_):
+            if not isinstance(port, str) or not port:
+                raise TypeError(f"port names are non-empty strings (got {port!r})")
+        a = self._core._node(src)
+        b = self._core._node(dst)
+        topic = self._core._connection_topic(a.name, out)
+        a._horus_io_or_new().remap(out, topic)
+        b._horus_io_or_new().remap(in_, topic)
+
+    def run(self, duration: Optional[float] = None) -> None:
+        """Runs until ``stop()``, Ctrl-C, or ``duration`` seconds."""
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))):
+            raise TypeError(f"duration is a number of seconds (got {type(duration).__name__!r})")
+        self._core.run(None if duration is None else float(duration))
+
+    def stop(self) -> None:
+        """Makes ``run()`` return soon. Safe from any thread and from a signal handler."""
+        self._core.stop()
+
+    def is_running(self) -> bool:
+        return self._core.is_running()
+
+    def get_node_names(self) -> List[str]:
+        return self._core.get_node_names()
+
+    def get_node_stats(self, name: str) -> Dict[str, Any]:
+        return self._core.get_node_stats(name)
+
+    def get_all_nodes(self) -> List[Dict[str, Any]]:
+        return self._core.get_all_nodes()
+
+    def set_node_deadline(self, name: str, deadline_ms: float) -> None:
+        self._core.set_node_deadline(name, float(deadline_ms))
+
+    def set_node_watchdog(self, name: str, enabled: bool, timeout_ms: int = 1000) -> None:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
+            raise TypeError(f"timeout_ms is an int of milliseconds (got {timeout_ms!r})")
+        self._core.set_node_watchdog(name, bool(enabled), timeout_ms)
+
+    def set_node_rate(self, name: str, rate_hz: float) -> None:
+        self._core.set_node_rate(name, float(rate_hz))
+
+
+class RobotPreset:
+    """The scheduler presets by name: ``RobotPreset.standard()`` is
+    ``SchedulerConfig.standard()``, and so on; ``RobotPreset.get("realtime")`` by string."""
+
+    NAMES = ("standard", "high_performance", "low_latency", "power_saving", "realtime")
+
+    standard = staticmethod(SchedulerConfig.standard)
+    high_performance = staticmethod(SchedulerConfig.high_performance)
+    low_latency = staticmethod(SchedulerConfig.low_latency)
+    power_saving = staticmethod(SchedulerConfig.power_saving)
+    realtime = staticmethod(SchedulerConfig.realtime)
+
+    @classmethod
+    def get(cls, name: str) -> SchedulerConfig:
+        if name not in cls.NAMES:
+            raise AttributeError(f"no preset {name!r}; presets: {', '.join(cls.NAMES)}")
+        return getattr(SchedulerConfig, name)()
+
+

@@ -1,0 +1,244 @@
+"""Type stub for ``horus._horus``, the pyo3 extension module (python-loader/src/*.rs).
+
+Every class is final (none can be subclassed at runtime). ``horus/__init__.py`` re-exports
+``SchedulerConfig``, ``Hub``, ``Link`` and the message classes, and wraps ``Scheduler``.
+"""
+
+import os
+from typing import Any, ClassVar, Dict, List, Optional, Union, final
+
+__all__ = [
+    "Scheduler",
+    "SchedulerConfig",
+    "NodeIo",
+    "Hub",
+    "Link",
+    "Vector3",
+    "Attitude",
+    "Imu",
+    "Twist",
+    "ABI_VERSION",
+]
+
+ABI_VERSION: int
+"""The plugin ABI version this library speaks."""
+
+# --- scheduler.rs -----------------------------------------------------------------------------
+
+@final
+class SchedulerConfig:
+    """Scheduler settings. Setters validate (``ValueError`` on a bad value)."""
+
+    def __new__(
+        cls,
+        tick_rate: float = 100.0,
+        circuit_breaker: bool = True,
+        max_failures: int = 5,
+        auto_restart: bool = True,
+        deadline_monitoring: bool = False,
+        watchdog_enabled: bool = False,
+        watchdog_timeout_ms: int = 1000,
+    ) -> SchedulerConfig: ...
+    @staticmethod
+    def standard() -> SchedulerConfig:
+        """100 Hz, balanced."""
+    @staticmethod
+    def high_performance() -> SchedulerConfig:
+        """200 Hz."""
+    @staticmethod
+    def low_latency() -> SchedulerConfig:
+        """500 Hz."""
+    @staticmethod
+    def power_saving() -> SchedulerConfig:
+        """30 Hz."""
+    @staticmethod
+    def realtime() -> SchedulerConfig:
+        """1000 Hz."""
+    @property
+    def tick_rate(self) -> float:
+        """Hz, above 0 and at most 100000."""
+    @tick_rate.setter
+    def tick_rate(self, tick_rate: float) -> None: ...
+    @property
+    def circuit_breaker(self) -> bool: ...
+    @circuit_breaker.setter
+    def circuit_breaker(self, value: bool) -> None: ...
+    @property
+    def max_failures(self) -> int:
+        """At least 1."""
+    @max_failures.setter
+    def max_failures(self, max_failures: int) -> None: ...
+    @property
+    def auto_restart(self) -> bool: ...
+    @auto_restart.setter
+    def auto_restart(self, value: bool) -> None: ...
+    @property
+    def deadline_monitoring(self) -> bool: ...
+    @deadline_monitoring.setter
+    def deadline_monitoring(self, value: bool) -> None: ...
+    @property
+    def watchdog_enabled(self) -> bool: ...
+    @watchdog_enabled.setter
+    def watchdog_enabled(self, value: bool) -> None: ...
+    @property
+    def watchdog_timeout_ms(self) -> int:
+        """10 to 60000 ms."""
+    @watchdog_timeout_ms.setter
+    def watchdog_timeout_ms(self, ms: int) -> None: ...
+    @property
+    def preset(self) -> Optional[str]:
+        """The preset it came from (e.g. ``"standard"``), or None. Read-only."""
+    def __repr__(self) -> str: ...
+
+@final
+class Scheduler:
+    """The scheduler of a Python program (wrapped by ``horus.Scheduler``)."""
+
+    def __new__(cls) -> Scheduler:
+        """A scheduler with the ``standard`` preset."""
+    @staticmethod
+    def from_config(config: SchedulerConfig) -> Scheduler:
+        """A scheduler with ``config`` (``TypeError`` if not a SchedulerConfig)."""
+    @property
+    def config(self) -> SchedulerConfig:
+        """A copy of the scheduler's config. Read-only."""
+    def _add(
+        self,
+        node: Any,
+        name: str,
+        priority: int,
+        logging: bool,
+        rate_hz: Optional[float],
+    ) -> None:
+        """Adds node object ``node`` as ``name`` (``ValueError`` if the name is taken)."""
+    def _has(self, name: str) -> bool:
+        """True if ``name`` is taken."""
+    def _connection_topic(self, src: str, port: str) -> str:
+        """A fresh topic name for a connection."""
+    def _node(self, node: Any) -> Any:
+        """The added node object named by ``node`` (a name or the object); ``KeyError`` if none."""
+    def get_node_names(self) -> List[str]: ...
+    def get_node_stats(self, name: str) -> Dict[str, Any]:
+        """Stats of node ``name`` (``KeyError`` if unknown)."""
+    def get_all_nodes(self) -> List[Dict[str, Any]]: ...
+    def set_node_deadline(self, name: str, deadline_ms: float) -> None: ...
+    def set_node_watchdog(self, name: str, enabled: bool, timeout_ms: int = 1000) -> None: ...
+    def set_node_rate(self, name: str, rate_hz: float) -> None: ...
+    def is_running(self) -> bool: ...
+    def run(self, duration: Optional[float] = None) -> None:
+        """Runs every node until ``stop()``, Ctrl-C or ``duration`` seconds."""
+    def stop(self) -> None:
+        """Makes a running ``run()`` return (any thread, signal handlers included)."""
+
+# --- node.rs ----------------------------------------------------------------------------------
+
+@final
+class NodeIo:
+    """A Python node's topic endpoints, by the names the node uses."""
+
+    def __new__(cls) -> NodeIo: ...
+    def send(self, topic: str, data: Any) -> None: ...
+    def get(self, topic: str) -> Any:
+        """The oldest unread message on ``topic``, or None."""
+    def has_msg(self, topic: str) -> bool: ...
+    def remap(self, port: str, topic: str) -> None:
+        """Maps the node's name ``port`` to the topic ``topic``."""
+    def metrics(self) -> Dict[str, Dict[str, int]]:
+        """{topic: {messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors}}."""
+    def close(self) -> None: ...
+
+# --- hub.rs -----------------------------------------------------------------------------------
+
+@final
+class Hub:
+    """A many-to-many shared-memory topic (``hub/<name>``)."""
+
+    def __new__(cls, name: str) -> Hub: ...
+    @staticmethod
+    def tcp(address: str, name: str) -> Hub:
+        """A network hub; raises NotImplementedError in this build (ValueError on a bad address)."""
+    @staticmethod
+    def global_hub(name: str) -> Hub:
+        """The process-wide hub named ``name`` (the same object on every call)."""
+    @staticmethod
+    def from_config(path: Union[str, os.PathLike[str]], name: str) -> Hub:
+        """Hub ``name`` as the TOML or YAML file at ``path`` describes it."""
+    @property
+    def name(self) -> str: ...
+    def send(self, data: Any) -> None: ...
+    def recv(self) -> Any:
+        """The next message, or None."""
+    def create_link(self, topic: str, target: str) -> Link: ...
+    def get_metrics(self) -> Dict[str, int]:
+        """messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors."""
+    def get_connection_state(self) -> Dict[str, Any]:
+        """connected (bool), mode (str), peers (int), endpoint (str), last_error (None)."""
+    def close(self) -> None: ...
+    def __repr__(self) -> str: ...
+
+@final
+class Link:
+    """A point-to-point topic (``link/<target>/<topic>``): one producer, one consumer."""
+
+    def __new__(cls, topic: str, target: str = "default") -> Link: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    def send(self, data: Any) -> None: ...
+    def recv(self) -> Any:
+        """The next message, or None."""
+    def get_metrics(self) -> Dict[str, int]: ...
+    def get_connection_state(self) -> Dict[str, Any]: ...
+    def close(self) -> None: ...
+    def __repr__(self) -> str: ...
+
+# --- msgs.rs ----------------------------------------------------------------------------------
+# Plain-data messages: value equality, unhashable. Nested Vector3 attributes read as copies
+# (``imu.angular_velocity.x = 1`` does not change ``imu``; assign a whole Vector3 instead).
+
+@final
+class Vector3:
+    x: float
+    y: float
+    z: float
+    def __new__(cls, x: float = 0.0, y: float = 0.0, z: float = 0.0) -> Vector3: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __repr__(self) -> str: ...
+
+@final
+class Attitude:
+    stamp_ns: int
+    roll: float
+    pitch: float
+    yaw: float
+    def __new__(cls, stamp_ns: int = 0, roll: float = 0.0, pitch: float = 0.0, yaw: float = 0.0) -> Attitude: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __repr__(self) -> str: ...
+
+@final
+class Imu:
+    stamp_ns: int
+    angular_velocity: Vector3
+    linear_acceleration: Vector3
+    def __new__(
+        cls,
+        stamp_ns: int = 0,
+        angular_velocity: Vector3 = ...,
+        linear_acceleration: Vector3 = ...,
+    ) -> Imu: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __repr__(self) -> str: ...
+
+@final
+class Twist:
+    stamp_ns: int
+    linear: Vector3
+    angular: Vector3
+    def __new__(cls, stamp_ns: int = 0, linear: Vector3 = ..., angular: Vector3 = ...) -> Twist: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __repr__(self) -> str: ...

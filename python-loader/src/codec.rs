@@ -1,0 +1,364 @@
+//! How Python objects travel on a topic. Documented for users in docs/python.md.
+//!
+//! A payload on a Python-object topic starts with one tag byte:
+//! - `b'M'`: the rest is one [MessagePack](https://msgpack.org) value. `None`, `bool`, `int`
+//!   (64-bit), `float`, `str`, `bytes`/`bytearray`/`memoryview` (bin), `list`/`tuple` (array; a
+//!   tuple comes back as a list), `dict` (map; keys of any of these types). Two extension types:
+//!   `1` a numpy array (`dtype` string, shape, C-order data; it comes back as a writable array
+//!   over the received buffer, no second copy) and `2` a typed message (`horus.Imu`, … : the
+//!   Rust type's hash, then its bytes).
+//! - `b'B'`: a top-level `bytes` object; the rest is its content, unencoded.
+//!
+//! MessagePack because it is compact, schemaless like Python's own objects, specified, and
+//! readable from every language a robot's tools are written in; the encoder and decoder here
+//! walk Python objects directly (rmp for the wire format), with no intermediate tree.
+
+use crate::msgs;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+};
+use rmp::Marker;
+
+/// Tag of a MessagePack payload.
+pub const TAG_MSGPACK: u8 = b'M';
+/// Tag of a raw `bytes` payload.
+pub const TAG_BYTES: u8 = b'B';
+/// MessagePack extension type of a numpy array.
+const EXT_NDARRAY: i8 = 1;
+/// MessagePack extension type of a typed message.
+const EXT_TYPED: i8 = 2;
+/// Deepest nesting accepted either way (a cycle would otherwise recurse forever).
+const MAX_DEPTH: usize = 128;
+
+/// Encodes `obj` as a Python-object payload (tag included) into `out` (cleared first).
+pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    out.clear();
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        out.push(TAG_BYTES);
+        out.extend_from_slice(b.as_bytes());
+        return Ok(());
+    }
+    out.push(TAG_MSGPACK);
+    write_value(obj, out, 0)
+}
+
+fn unsupported(obj: &Bound<'_, PyAny>) -> PyErr {
+    let ty = obj
+        .get_type()
+        .fully_qualified_name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    PyTypeError::new_err(format!(
+        "cannot send an object of type `{ty}`: a message is None, bool, int, float, str, bytes, a list, \
+         tuple or dict of those, a numpy array or a horus message class (convert it, e.g. to a dict)"
+    ))
+}
+
+fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "the message nests deeper than {MAX_DEPTH} levels (is it self-referencing?)"
+        )));
+    }
+    let wr = |e: rmp::encode::ValueWriteError| PyValueError::new_err(e.to_string());
+    if obj.is_none() {
+        rmp::encode::write_nil(out).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    } else if let Ok(b) = obj.cast::<PyBool>() {
+        rmp::encode::write_bool(out, b.is_true()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    } else if let Ok(f) = obj.cast::<PyFloat>() {
+        rmp::encode::write_f64(out, f.value()).map_err(wr)?;
+    } else if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            rmp::encode::write_sint(out, i).map_err(wr)?;
+        } else if let Ok(u) = obj.extract::<u64>() {
+            rmp::encode::write_uint(out, u).map_err(wr)?;
+        } else {
+            return Err(PyOverflowError::new_err(
+                "an int in the message does not fit in 64 bits (send it as a str)",
+            ));
+        }
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        let s = s.to_str()?;
+        rmp::encode::write_str(out, s).map_err(wr)?;
+    } else if let Ok(d) = obj.cast::<PyDict>() {
+        rmp::encode::write_map_len(out, d.len() as u32).map_err(wr)?;
+        for (k, v) in d.iter() {
+            write_value(&k, out, depth + 1)?;
+            write_value(&v, out, depth + 1)?;
+        }
+    } else if let Ok(l) = obj.cast::<PyList>() {
+        rmp::encode::write_array_len(out, l.len() as u32).map_err(wr)?;
+        for v in l.iter() {
+            write_value(&v, out, depth + 1)?;
+        }
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        rmp::encode::write_array_len(out, t.len() as u32).map_err(wr)?;
+        for v in t.iter() {
+            write_value(&v, out, depth + 1)?;
+        }
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        rmp::encode::write_bin(out, b.as_bytes()).map_err(wr)?;
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        rmp::encode::write_bin(out, &b.to_vec()).map_err(wr)?;
+    } else if obj.is_instance_of::<PyMemoryView>() {
+        let bytes = obj.call_method0("tobytes")?;
+        rmp::encode::write_bin(out, bytes.cast::<PyBytes>()?.as_bytes()).map_err(wr)?;
+    } else if let Some(typed) = typed_ext(obj)? {
+        let mut body = typed.1;
+        let mut data = typed.0.hash.to_le_bytes().to_vec();
+        data.append(&mut body);
+        rmp::encode::write_ext_meta(out, data.len() as u32, EXT_TYPED).map_err(wr)?;
+        out.extend_from_slice(&data);
+    } else if is_ndarray(obj) {
+        write_ndarray(obj, out)?;
+    } else {
+        return Err(unsupported(obj));
+    }
+    Ok(())
+}
+
+fn typed_ext(obj: &Bound<'_, PyAny>) -> PyResult<Option<(&'static msgs::Typed, Vec<u8>)>> {
+    let mut body = Vec::new();
+    Ok(msgs::encode(obj, &mut body).map(|t| (t, body)))
+}
+
+fn is_ndarray(obj: &Bound<'_, PyAny>) -> bool {
+    let ty = obj.get_type();
+    ty.module().is_ok_and(|m| m.to_str().is_ok_and(|m| m == "numpy"))
+        && ty.name().is_ok_and(|n| n.to_str().is_ok_and(|n| n == "ndarray"))
+}
+
+/// ext 1: u8 dtype length, dtype (`arr.dtype.str`, e.g. `<f8`), u8 ndim, ndim × u64 LE dims,
+/// then the C-order data copied once through the buffer protocol.
+fn write_ndarray(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    let py = obj.py();
+    let numpy = py.import("numpy")?;
+    let arr = numpy.call_method1("ascontiguousarray", (obj,))?;
+    let dtype: String = arr.getattr("dtype")?.getattr("str")?.extract()?;
+    if arr.getattr("dtype")?.getattr("hasobject")?.extract::<bool>()? {
+        return Err(PyTypeError::new_err(
+            "cannot send a numpy array of Python objects (dtype=object): use a numeric dtype or a list",
+        ));
+    }
+    let shape: Vec<u64> = arr.getattr("shape")?.extract()?;
+    let view = PyMemoryView::from(&arr)?.call_method1("cast", ("B",))?;
+    let buffer = pyo3::buffer::PyBuffer::<u8>::get(&view)?;
+    let mut meta = Vec::with_capacity(2 + dtype.len() + 8 * shape.len());
+    meta.push(u8::try_from(dtype.len()).map_err(|_| PyValueError::new_err("dtype too long"))?);
+    meta.extend_from_slice(dtype.as_bytes());
+    meta.push(u8::try_from(shape.len()).map_err(|_| PyValueError::new_err("too many dimensions"))?);
+    for d in &shape {
+        meta.extend_from_slice(&d.to_le_bytes());
+    }
+    let len = meta.len() + buffer.item_count();
+    rmp::encode::write_ext_meta(out, len as u32, EXT_NDARRAY)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    out.extend_from_slice(&meta);
+    let start = out.len();
+    out.resize(start + buffer.item_count(), 0);
+    buffer.copy_to_slice(py, &mut out[start..])?;
+    Ok(())
+}
+
+/// Decodes a Python-object payload.
+pub fn decode<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    match payload.split_first() {
+        Some((&TAG_BYTES, rest)) => Ok(PyBytes::new(py, rest).into_any()),
+        Some((&TAG_MSGPACK, rest)) => {
+            let mut rd = Reader { buf: rest, pos: 0 };
+            let value = rd.value(py, 0)?;
+            if rd.pos != rest.len() {
+                return Err(malformed("trailing bytes after the value"));
+            }
+            Ok(value)
+        }
+        _ => Err(malformed("unknown payload tag")),
+    }
+}
+
+fn malformed(what: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "malformed message on a Python topic ({what}); was it published by an incompatible sender?"
+    ))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| malformed("truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> PyResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn be<const N: usize>(&mut self) -> PyResult<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn len(&mut self, bytes: usize) -> PyResult<usize> {
+        Ok(match bytes {
+            1 => self.u8()? as usize,
+            2 => u16::from_be_bytes(self.be()?) as usize,
+            _ => u32::from_be_bytes(self.be()?) as usize,
+        })
+    }
+
+    fn value<'py>(&mut self, py: Python<'py>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+        if depth > MAX_DEPTH {
+            return Err(malformed("nested too deep"));
+        }
+        let marker = Marker::from_u8(self.u8()?);
+        Ok(match marker {
+            Marker::Null => py.None().into_bound(py),
+            Marker::True => PyBool::new(py, true).to_owned().into_any(),
+            Marker::False => PyBool::new(py, false).to_owned().into_any(),
+            Marker::FixPos(n) => n.into_pyobject(py)?.into_any(),
+            Marker::FixNeg(n) => n.into_pyobject(py)?.into_any(),
+            Marker::U8 => self.u8()?.into_pyobject(py)?.into_any(),
+            Marker::U16 => u16::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::U32 => u32::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::U64 => u64::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::I8 => i8::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::I16 => i16::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::I32 => i32::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::I64 => i64::from_be_bytes(self.be()?).into_pyobject(py)?.into_any(),
+            Marker::F32 => PyFloat::new(py, f32::from_be_bytes(self.be()?) as f64).into_any(),
+            Marker::F64 => PyFloat::new(py, f64::from_be_bytes(self.be()?)).into_any(),
+            Marker::FixStr(n) => self.str(py, n as usize)?,
+            Marker::Str8 => {
+                let n = self.len(1)?;
+                self.str(py, n)?
+            }
+            Marker::Str16 => {
+                let n = self.len(2)?;
+                self.str(py, n)?
+            }
+            Marker::Str32 => {
+                let n = self.len(4)?;
+                self.str(py, n)?
+            }
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+                let n = self.len(match marker {
+                    Marker::Bin8 => 1,
+                    Marker::Bin16 => 2,
+                    _ => 4,
+                })?;
+                PyBytes::new(py, self.take(n)?).into_any()
+            }
+            Marker::FixArray(n) => self.array(py, n as usize, depth)?,
+            Marker::Array16 => {
+                let n = self.len(2)?;
+                self.array(py, n, depth)?
+            }
+            Marker::Array32 => {
+                let n = self.len(4)?;
+                self.array(py, n, depth)?
+            }
+            Marker::FixMap(n) => self.map(py, n as usize, depth)?,
+            Marker::Map16 => {
+                let n = self.len(2)?;
+                self.map(py, n, depth)?
+            }
+            Marker::Map32 => {
+                let n = self.len(4)?;
+                self.map(py, n, depth)?
+            }
+            Marker::FixExt1 | Marker::FixExt2 | Marker::FixExt4 | Marker::FixExt8 | Marker::FixExt16 => {
+                let n = match marker {
+                    Marker::FixExt1 => 1,
+                    Marker::FixExt2 => 2,
+                    Marker::FixExt4 => 4,
+                    Marker::FixExt8 => 8,
+                    _ => 16,
+                };
+                self.ext(py, n)?
+            }
+            Marker::Ext8 => {
+                let n = self.len(1)?;
+                self.ext(py, n)?
+            }
+            Marker::Ext16 => {
+                let n = self.len(2)?;
+                self.ext(py, n)?
+            }
+            Marker::Ext32 => {
+                let n = self.len(4)?;
+                self.ext(py, n)?
+            }
+            Marker::Reserved => return Err(malformed("reserved marker")),
+        })
+    }
+
+    fn str<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyAny>> {
+        let s = std::str::from_utf8(self.take(n)?).map_err(|_| malformed("a string is not UTF-8"))?;
+        Ok(PyString::new(py, s).into_any())
+    }
+
+    fn array<'py>(&mut self, py: Python<'py>, n: usize, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+        if n > self.buf.len() - self.pos {
+            return Err(malformed("array longer than the message"));
+        }
+        let list = PyList::empty(py);
+        for _ in 0..n {
+            list.append(self.value(py, depth + 1)?)?;
+        }
+        Ok(list.into_any())
+    }
+
+    fn map<'py>(&mut self, py: Python<'py>, n: usize, depth: usize) -> PyResult<Bound<'py, PyAny>> {
+        if n > self.buf.len() - self.pos {
+            return Err(malformed("map longer than the message"));
+        }
+        let dict = PyDict::new(py);
+        for _ in 0..n {
+            let k = self.value(py, depth + 1)?;
+            let v = self.value(py, depth + 1)?;
+            dict.set_item(k, v)?;
+        }
+        Ok(dict.into_any())
+    }
+
+    fn ext<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyAny>> {
+        let kind = self.u8()? as i8;
+        let data = self.take(n)?;
+        match kind {
+            EXT_TYPED => {
+                let (hash, body) = data
+                    .split_at_checked(8)
+                    .ok_or_else(|| malformed("short typed message"))?;
+                let hash = u64::from_le_bytes(hash.try_into().expect("8 bytes"));
+                let typed = msgs::by_hash(hash).ok_or_else(|| malformed("unknown typed message"))?;
+                (typed.decode)(py, body)
+            }
+            EXT_NDARRAY => read_ndarray(py, data),
+            _ => Err(malformed("unknown extension type")),
+        }
+    }
+}
+
+fn read_ndarray<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let mut rd = Reader { buf: data, pos: 0 };
+    let n = rd.u8()? as usize;
+    let dtype = std::str::from_utf8(rd.take(n)?).map_err(|_| malformed("dtype"))?;
+    let ndim = rd.u8()? as usize;
+    let mut shape = Vec::with_capacity(ndim);
+    for _ in 0..ndim {
+        shape.push(u64::from_le_bytes(rd.take(8)?.try_into().expect("8 bytes")));
+    }
+    let body = &data[rd.pos..];
+    // A bytearray, so the array numpy builds over it (no copy) is writable.
+    let buf = PyByteArray::new(py, body);
+    let numpy = py.import("numpy")?;
+    let arr = numpy.call_method1("frombuffer", (buf, dtype))?;
+    arr.call_method1("reshape", (PyTuple::new(py, shape)?,))
+}

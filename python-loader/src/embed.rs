@@ -1,0 +1,139 @@
+//! All `unsafe` of the Python side: starting an interpreter inside the `horus` host (loader
+//! face) and keeping a Python thread state on the host's scheduler threads.
+//!
+//! # Rationale (measured facts in the design notes)
+//! - The host opens libpython with `RTLD_GLOBAL` before it opens this library
+//!   (`PluginLibrary::open_resident`), so C extension modules (numpy, `math`) find the
+//!   interpreter's symbols.
+//! - The interpreter is started "as if launched as" the environment's `python` (PyConfig's
+//!   `program_name`), so a virtual environment's `pyvenv.cfg` and site-packages apply and
+//!   `sys.executable` is right.
+//! - A thread without a Python thread state pays for creating and destroying one on every
+//!   `Python::attach` (~8 µs). Scheduler threads get one that lives as long as the thread.
+//!
+//! # Invariants
+//! - INVARIANT: [`pin_thread`] and [`ensure_interpreter`] are only called on threads that do not
+//!   hold the GIL (the node entry points call them before `Python::attach`).
+//! - INVARIANT: the interpreter is never finalized by this library; the library is never
+//!   unloaded (pyo3's caches point into it).
+
+use pyo3::ffi;
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::sync::Mutex;
+
+/// This thread's Python thread state, kept from its first Python call to its exit.
+struct Pinned {
+    gil: ffi::PyGILState_STATE,
+    saved: *mut ffi::PyThreadState,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: runs at this thread's exit, on the thread that pinned (thread-local). The
+        // GIL is not held here (pinning released it and every `attach` since has returned);
+        // restoring our saved state re-acquires it and the matching release frees the state.
+        // Skipped once the interpreter is gone.
+        unsafe {
+            if ffi::Py_IsInitialized() != 0 {
+                ffi::PyEval_RestoreThread(self.saved);
+                ffi::PyGILState_Release(self.gil);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static PINNED: RefCell<Option<Pinned>> = const { RefCell::new(None) };
+}
+
+/// Gives the calling thread a Python thread state for the rest of its life, so each later
+/// `Python::attach` on it only takes the GIL. Cheap after the first call.
+pub fn pin_thread() {
+    PINNED.with(|p| {
+        if p.borrow().is_some() {
+            return;
+        }
+        // SAFETY: the interpreter is initialized (checked by the caller's create path) and this
+        // thread does not hold the GIL (module invariant). Ensure creates this thread's state
+        // and takes the GIL; SaveThread releases the GIL but keeps the state current for
+        // `PyGILState_*`, which is what later `attach` calls find.
+        let pinned = unsafe {
+            let gil = ffi::PyGILState_Ensure();
+            let saved = ffi::PyEval_SaveThread();
+            Pinned { gil, saved }
+        };
+        *p.borrow_mut() = Some(pinned);
+    });
+}
+
+unsafe extern "C" {
+    /// This library's own plugin entry (defined by `export_plugin!` in `lib.rs`).
+    safe fn horus_plugin_entry() -> *const horus_plugin_api::abi::PluginHeader;
+}
+
+/// The loader's entry, for running Python nodes in this process (`PluginLibrary::builtin`).
+pub const LOADER_ENTRY: horus_plugin_api::abi::EntryFn = {
+    unsafe extern "C" fn entry() -> *const horus_plugin_api::abi::PluginHeader {
+        horus_plugin_entry()
+    }
+    entry
+};
+
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Starts the interpreter if this process has none yet (the `horus` host running a Python
+/// node), as if `program` (an environment's `python`) had been launched. In a Python process
+/// (the package face) the interpreter exists and this does nothing.
+pub fn ensure_interpreter(program: Option<&str>) -> Result<(), String> {
+    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: a read-only query, valid before and after initialization.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        return Ok(());
+    }
+    let program = program
+        .map(|p| CString::new(p).map_err(|_| format!("the Python path `{p}` contains a NUL byte")))
+        .transpose()?;
+    // SAFETY: the documented PyConfig sequence: a zeroed config initialised by
+    // `PyConfig_InitPythonConfig`, one string field set through the API, initialisation, and
+    // `PyConfig_Clear` in every path. Done once per process (under INIT, after the check above),
+    // on a thread without the GIL. `PyEval_SaveThread` then releases the GIL the initialising
+    // thread holds, as pyo3's own initialisation does, keeping that thread's state.
+    unsafe {
+        let mut config: ffi::PyConfig = std::mem::zeroed();
+        ffi::PyConfig_InitPythonConfig(&mut config);
+        // Signals stay the host's: its SIGINT handler stops the run.
+        config.install_signal_handlers = 0;
+        if let Some(program) = &program {
+            let status =
+                ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, program.as_ptr());
+            if ffi::PyStatus_Exception(status) != 0 {
+                ffi::PyConfig_Clear(&mut config);
+                return Err(status_message(
+                    status,
+                    "cannot set the interpreter's program name",
+                ));
+            }
+        }
+        let status = ffi::Py_InitializeFromConfig(&config);
+        ffi::PyConfig_Clear(&mut config);
+        if ffi::PyStatus_Exception(status) != 0 {
+            return Err(status_message(status, "cannot start the Python interpreter"));
+        }
+        let saved = ffi::PyEval_SaveThread();
+        // This thread now has the interpreter's main thread state: keep it pinned (it is
+        // released at thread exit like any pinned state).
+        let gil = ffi::PyGILState_STATE::PyGILState_UNLOCKED;
+        PINNED.with(|p| *p.borrow_mut() = Some(Pinned { gil, saved }));
+    }
+    Ok(())
+}
+
+fn status_message(status: ffi::PyStatus, what: &str) -> String {
+    if status.err_msg.is_null() {
+        return what.to_owned();
+    }
+    // SAFETY: a non-null `err_msg` of a PyStatus is a static NUL-terminated C string.
+    let msg = unsafe { std::ffi::CStr::from_ptr(status.err_msg) };
+    format!("{what}: {}", msg.to_string_lossy())
+}

@@ -1,0 +1,279 @@
+//! One Python-side endpoint of a topic: the shared-memory rings of the host (`horus_host::shm`)
+//! with Python objects in and out. Used by node I/O (`Node.send` / `Node.get`), hubs and links.
+//!
+//! A topic carries one of three kinds of payload, fixed by whoever created its segment:
+//! - Python objects (type `horus.PyObject`, see [`crate::codec`]);
+//! - a typed message (`horus.Imu`, …): the Rust type's bytes under its name and hash, so Python
+//!   and Rust nodes share the topic;
+//! - any other Rust type: Python reads and writes its raw bytes.
+//!
+//! Publishing to a topic nobody created makes it a typed topic if the first message is a typed
+//! message, a Python-object topic otherwise. Reading a topic nobody created creates nothing (it
+//! would fix the type before the publisher could): the endpoint attaches on the first read that
+//! finds the segment, and then first gets what is still queued (up to the topic's depth).
+
+use crate::{codec, msgs};
+use horus_host::shm::{self, Publisher, SendError, ShmError, Subscriber, TopicSpec};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// Type name of Python-object topics.
+pub const OBJECT_TYPE: &str = "horus.PyObject";
+/// Largest encoded Python object (a 640×480 RGB frame is 900 KiB).
+pub const OBJECT_SLOT: u32 = 1 << 20;
+/// Slots of a Python-object topic (a keep_last depth of 32).
+pub const OBJECT_CAPACITY: u32 = 32;
+/// Slots of a typed topic.
+pub const TYPED_CAPACITY: u32 = 64;
+
+/// The type hash of Python-object topics.
+pub fn object_hash() -> u64 {
+    use horus_plugin_api::abi::{fnv1a, FNV_OFFSET};
+    fnv1a(FNV_OFFSET, OBJECT_TYPE.as_bytes())
+}
+
+/// What a topic carries.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// Python objects.
+    Object,
+    /// A typed message.
+    Typed(&'static msgs::Typed),
+    /// A Rust type Python has no class for: raw bytes.
+    Raw,
+}
+
+fn kind_of(spec: &TopicSpec) -> Kind {
+    if spec.type_hash == object_hash() {
+        Kind::Object
+    } else if let Some(t) = msgs::by_hash(spec.type_hash) {
+        Kind::Typed(t)
+    } else {
+        Kind::Raw
+    }
+}
+
+/// The spec a new segment of `kind` gets.
+pub fn spec_for(topic: &str, kind: Kind, single_producer: bool) -> TopicSpec {
+    match kind {
+        Kind::Typed(t) => TopicSpec {
+            topic: topic.to_owned(),
+            type_name: t.name.to_owned(),
+            type_hash: t.hash,
+            slot_size: t.size as u32,
+            capacity: TYPED_CAPACITY,
+            single_producer,
+        },
+        Kind::Object | Kind::Raw => TopicSpec {
+            topic: topic.to_owned(),
+            type_name: OBJECT_TYPE.to_owned(),
+            type_hash: object_hash(),
+            slot_size: OBJECT_SLOT,
+            capacity: OBJECT_CAPACITY,
+            single_producer,
+        },
+    }
+}
+
+/// A Python exception for a shared-memory error on `topic`.
+pub fn shm_err(e: ShmError) -> PyErr {
+    match e {
+        ShmError::TypeMismatch { .. } | ShmError::SlotTooSmall { .. } => PyTypeError::new_err(e.to_string()),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+/// Counters of one endpoint.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    /// Messages published.
+    pub sent: u64,
+    /// Messages taken.
+    pub received: u64,
+    /// Bytes published.
+    pub bytes_sent: u64,
+    /// Bytes taken.
+    pub bytes_received: u64,
+    /// Sends or receives that raised.
+    pub errors: u64,
+}
+
+/// One topic as seen from Python.
+pub struct Endpoint {
+    topic: String,
+    ns: String,
+    single_producer: bool,
+    kind: Option<Kind>,
+    publisher: Option<Publisher>,
+    subscriber: Option<Subscriber>,
+    /// Dropped messages of subscribers this endpoint had before (counters survive a re-attach).
+    pub counters: Counters,
+}
+
+impl Endpoint {
+    /// An endpoint of `topic` (the name other processes see) in namespace `ns`.
+    pub fn new(topic: String, ns: String, single_producer: bool) -> Endpoint {
+        Endpoint {
+            topic,
+            ns,
+            single_producer,
+            kind: None,
+            publisher: None,
+            subscriber: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Attaches a subscriber now, creating the topic as a Python-object topic if nobody has: for
+    /// hubs and links, which must not miss what is sent after they exist.
+    pub fn subscribe_now(&mut self) -> PyResult<()> {
+        let spec = match shm::peek(&self.ns, &self.topic).map_err(shm_err)? {
+            Some(spec) => spec,
+            None => spec_for(&self.topic, Kind::Object, self.single_producer),
+        };
+        let sub = shm::subscriber(&self.ns, &spec, spec.capacity, false).map_err(shm_err)?;
+        self.kind = Some(kind_of(&spec));
+        self.subscriber = Some(sub);
+        Ok(())
+    }
+
+    /// Publishes `obj`, encoded for the topic's kind, using `scratch` as the buffer.
+    pub fn send(&mut self, obj: &Bound<'_, PyAny>, scratch: &mut Vec<u8>) -> PyResult<()> {
+        let result = self.send_inner(obj, scratch);
+        if result.is_err() {
+            self.counters.errors += 1;
+        }
+        result
+    }
+
+    fn send_inner(&mut self, obj: &Bound<'_, PyAny>, scratch: &mut Vec<u8>) -> PyResult<()> {
+        scratch.clear();
+        if self.publisher.is_none() {
+            let existing = shm::peek(&self.ns, &self.topic).map_err(shm_err)?;
+            let kind = match (&existing, self.kind) {
+                (Some(spec), _) => kind_of(spec),
+                (None, Some(kind)) => kind,
+                (None, None) => match msgs::encode(obj, scratch) {
+                    Some(t) => Kind::Typed(t),
+                    None => Kind::Object,
+                },
+            };
+            let spec = existing.unwrap_or_else(|| spec_for(&self.topic, kind, self.single_producer));
+            self.publisher = Some(shm::publisher(&self.ns, &spec).map_err(shm_err)?);
+            self.kind = Some(kind);
+            scratch.clear();
+        }
+        match self.kind.unwrap_or(Kind::Object) {
+            Kind::Object => codec::encode(obj, scratch)?,
+            Kind::Typed(t) => {
+                if !(t.encode)(obj, scratch) {
+                    return Err(PyTypeError::new_err(format!(
+                        "topic `{}` carries {} messages: send a horus.{} (got `{}`)",
+                        self.topic,
+                        t.name,
+                        t.name,
+                        obj.get_type()
+                            .name()
+                            .map_or_else(|_| "?".into(), |n| n.to_string())
+                    )));
+                }
+            }
+            Kind::Raw => {
+                let b = obj.cast::<PyBytes>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "topic `{}` carries a Rust type Python has no class for: send its raw bytes",
+                        self.topic
+                    ))
+                })?;
+                scratch.extend_from_slice(b.as_bytes());
+            }
+        }
+        let publisher = self.publisher.as_mut().expect("attached above");
+        match publisher.send(scratch) {
+            Ok(()) => {
+                self.counters.sent += 1;
+                self.counters.bytes_sent += scratch.len() as u64;
+                Ok(())
+            }
+            Err(SendError::TooLarge { len, max }) => Err(PyValueError::new_err(format!(
+                "message of {len} bytes does not fit topic `{}` (at most {max} bytes per message)",
+                self.topic
+            ))),
+            Err(e) => Err(PyValueError::new_err(format!("topic `{}`: {e:?}", self.topic))),
+        }
+    }
+
+    fn attach_subscriber(&mut self) -> PyResult<bool> {
+        if self.subscriber.is_some() {
+            return Ok(true);
+        }
+        let Some(spec) = shm::peek(&self.ns, &self.topic).map_err(shm_err)? else {
+            return Ok(false);
+        };
+        let sub = shm::late_subscriber(&self.ns, &spec, spec.capacity).map_err(shm_err)?;
+        self.kind = Some(kind_of(&spec));
+        self.subscriber = Some(sub);
+        Ok(true)
+    }
+
+    /// The oldest unread message, or `None`.
+    pub fn recv<'py>(&mut self, py: Python<'py>, buf: &mut Vec<u8>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if !self.attach_subscriber()? {
+            return Ok(None);
+        }
+        let sub = self.subscriber.as_mut().expect("attached");
+        if sub.try_recv(buf).is_none() {
+            return Ok(None);
+        }
+        self.counters.received += 1;
+        self.counters.bytes_received += buf.len() as u64;
+        let decoded = match self.kind.unwrap_or(Kind::Object) {
+            Kind::Object => codec::decode(py, buf),
+            Kind::Typed(t) => (t.decode)(py, buf),
+            Kind::Raw => Ok(PyBytes::new(py, buf).into_any()),
+        };
+        if decoded.is_err() {
+            self.counters.errors += 1;
+        }
+        decoded.map(Some)
+    }
+
+    /// Messages waiting for this endpoint (0 before it attached).
+    pub fn pending(&mut self) -> PyResult<u64> {
+        if !self.attach_subscriber()? {
+            return Ok(0);
+        }
+        Ok(self.subscriber.as_ref().map_or(0, |s| s.pending()))
+    }
+
+    /// Messages overwritten before this endpoint read them.
+    pub fn dropped(&self) -> u64 {
+        self.subscriber.as_ref().map_or(0, |s| s.dropped())
+    }
+
+    /// Other endpoints attached to the topic (publishers and subscribers of any process).
+    pub fn peers(&self) -> usize {
+        let seg = match (&self.publisher, &self.subscriber) {
+            (Some(p), _) => p.segment(),
+            (None, Some(s)) => s.segment(),
+            (None, None) => return 0,
+        };
+        let mine = usize::from(self.publisher.is_some()) + usize::from(self.subscriber.is_some());
+        (0..horus_host::shm::layout::MAX_PEERS)
+            .filter(|&i| seg.peer_at(i).pid.load(std::sync::atomic::Ordering::Relaxed) != 0)
+            .count()
+            .saturating_sub(mine)
+    }
+
+    /// The shared-memory object's name.
+    pub fn shm_name(&self) -> String {
+        shm::shm_name(&self.ns, &self.topic)
+    }
+
+    /// Detaches from the topic (the last endpoint removes its segment).
+    pub fn close(&mut self) {
+        self.publisher = None;
+        self.subscriber = None;
+    }
+}

@@ -1,0 +1,235 @@
+"""Messages, connections, hubs and links; the seed's hub areas (global hub, metrics, config)."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import horus
+
+
+class Source(horus.Node):
+    def __init__(self, messages, topic="out"):
+        super().__init__()
+        self.messages = list(messages)
+        self.topic = topic
+
+    def tick(self):
+        if self.messages:
+            self.send(self.topic, self.messages.pop(0))
+
+
+class Sink(horus.Node):
+    def __init__(self, topic="in"):
+        super().__init__()
+        self.topic = topic
+        self.got = []
+
+    def tick(self):
+        while (m := self.get(self.topic)) is not None:
+            self.got.append(m)
+
+
+def run_pair(messages, connect=True, duration=None):
+    s = horus.Scheduler.from_config(horus.SchedulerConfig.realtime())
+    src, dst = Source(messages), Sink()
+    s.add(src, priority=1)
+    s.add(dst, priority=2)
+    if connect:
+        s.connect("Source", "out", dst, "in")
+    s.run(duration=duration or 0.05 + len(messages) / 1000 * 1.5)
+    return dst.got
+
+
+def test_python_objects_arrive_equal_and_in_order(no_leftovers):
+    messages = [
+        {"seq": i, "pose": [1.5, -2.0, 3.25], "name": "imu", "ok": True, "none": None, "raw": b"\x00\xff"}
+        for i in range(50)
+    ] + [[1, 2, 3], "text", 7, -(2**63), 2**64 - 1, 3.5, b"plain bytes", {"nested": {"a": [{"b": 1}]}}]
+    got = run_pair(messages)
+    assert got == messages
+
+
+def test_tuples_come_back_as_lists_and_bad_types_raise(no_leftovers):
+    node = horus.Node()
+    node.send("t", (1, 2))
+    assert node.get("t") == [1, 2]
+    with pytest.raises(TypeError, match="cannot send an object of type"):
+        node.send("t", object())
+    with pytest.raises(OverflowError, match="64 bits"):
+        node.send("t", 2**70)
+    with pytest.raises(ValueError, match="empty"):
+        node.send("", 1)
+    node._horus_io.close()
+
+
+def test_numpy_arrays_round_trip_writable(no_leftovers):
+    node = horus.Node()
+    frame = np.arange(480 * 640 * 3, dtype=np.uint8).reshape(480, 640, 3)
+    points = np.linspace(0, 1, 12, dtype=np.float64).reshape(3, 4).T  # not C-contiguous
+    node.send("cam", {"frame": frame, "points": points})
+    got = node.get("cam")
+    assert got["frame"].dtype == np.uint8 and got["frame"].shape == (480, 640, 3)
+    assert np.array_equal(got["frame"], frame) and np.array_equal(got["points"], points)
+    got["frame"][0, 0, 0] = 7  # writable, no copy needed
+    with pytest.raises(TypeError, match="dtype=object"):
+        node.send("cam", np.array([object()]))
+    with pytest.raises(ValueError, match="does not fit"):
+        node.send("cam", np.zeros(2 << 20, dtype=np.uint8))
+    node._horus_io.close()
+
+
+def test_typed_messages_travel_as_rust_types(no_leftovers):
+    a = horus.Attitude(stamp_ns=5, roll=0.1, pitch=-0.2, yaw=3.0)
+    imu = horus.Imu(stamp_ns=9, angular_velocity=horus.Vector3(1, 2, 3), linear_acceleration=horus.Vector3(z=9.81))
+    pub, sub = horus.Node(), horus.Node()
+    pub.send("att", a)
+    pub.send("imu", imu)
+    assert sub.get("att") == a and sub.get("imu") == imu
+    with pytest.raises(TypeError, match="Attitude"):
+        pub.send("att", {"roll": 1})
+    # Inside Python-object messages too.
+    pub.send("mixed", {"att": a, "list": [horus.Twist(linear=horus.Vector3(x=1.0))]})
+    got = sub.get("mixed")
+    assert got["att"] == a and got["list"][0].linear.x == 1.0
+    for n in (pub, sub):
+        n._horus_io.close()
+
+
+def test_unconnected_names_are_shared_topics(no_leftovers):
+    s = horus.Scheduler()
+    src, dst = Source(range(5), topic="shared/topic"), Sink(topic="shared/topic")
+    s.add(src)
+    s.add(dst)
+    s.run(duration=0.2)
+    assert dst.got == [0, 1, 2, 3, 4], "a late reader first gets what is queued"
+
+
+def test_has_msg_and_recv_alias(no_leftovers):
+    a, b = horus.Node(), horus.Node()
+    assert not b.has_msg("q") and b.recv("q") is None
+    a.send("q", 1)
+    assert b.has_msg("q") and b.recv("q") == 1 and not b.has_msg("q")
+    for n in (a, b):
+        n._horus_io.close()
+
+
+def test_hub_send_recv_metrics_and_state(no_leftovers):
+    hub = horus.Hub("sensors")
+    other = horus.Hub("sensors")
+    hub.send({"t": 1.0})
+    hub.send(b"xyz")
+    assert other.recv() == {"t": 1.0} and other.recv() == b"xyz" and other.recv() is None
+    m = hub.get_metrics()
+    assert set(m) == {"messages_sent", "messages_received", "bytes_sent", "bytes_received", "dropped", "errors"}
+    assert m["messages_sent"] == 2 and m["bytes_sent"] > 0 and m["errors"] == 0
+    assert other.get_metrics()["messages_received"] == 2
+    state = hub.get_connection_state()
+    assert state["connected"] is True and state["peers"] >= 1 and state["endpoint"].startswith("shm:")
+    with pytest.raises(TypeError):
+        hub.send(object())
+    assert hub.get_metrics()["errors"] == 1
+    hub.close()
+    other.close()
+
+
+def test_global_hub_is_one_per_name(no_leftovers):
+    a = horus.Hub.global_hub("sensor_hub")
+    b = horus.Hub.global_hub("sensor_hub")
+    c = horus.Hub.global_hub("other_hub")
+    assert a is b and a is not c
+    a.send("hello")
+    assert b.recv() == "hello" and c.recv() is None
+    assert b.get_metrics()["messages_sent"] == 1
+    for h in (a, c):
+        h.close()
+
+
+def test_links_are_point_to_point(no_leftovers):
+    hub = horus.Hub.global_hub("link_hub")
+    tx = hub.create_link("sensor_data", "remote_hub")
+    rx = horus.Hub("elsewhere").create_link("sensor_data", "remote_hub")
+    tx.send([1, 2])
+    assert rx.recv() == [1, 2]
+    assert (tx.topic, tx.target) == ("sensor_data", "remote_hub")
+    for x in (tx, rx, hub):
+        x.close()
+
+
+def test_hub_from_config_toml_and_yaml(tmp_path, no_leftovers):
+    toml = tmp_path / "config.toml"
+    toml.write_text('[hub.sensor_hub]\nmode = "local"\n')
+    yaml = tmp_path / "config.yaml"
+    yaml.write_text("hub:\n  sensor_hub:\n    mode: local\n")
+    a = horus.Hub.from_config(str(toml), "sensor_hub")
+    b = horus.Hub.from_config(yaml, "sensor_hub")
+    a.send(42)
+    assert b.recv() == 42, "equal configs name the same hub"
+    (tmp_path / "bad.toml").write_text('[hub.sensor_hub]\nmode = "local"\nadress = "x"\n')
+    with pytest.raises(ValueError, match=r"(?s)bad.toml.*line 3.*adress"):
+        horus.Hub.from_config(tmp_path / "bad.toml", "sensor_hub")
+    with pytest.raises(ValueError, match="did you mean `sensor_hub`"):
+        horus.Hub.from_config(toml, "sensor_hb")
+    with pytest.raises(ValueError, match="cannot read"):
+        horus.Hub.from_config(tmp_path / "missing.toml", "sensor_hub")
+    (tmp_path / "net.toml").write_text('[hub.sensor_hub]\nmode = "tcp"\naddress = "127.0.0.1:8080"\n')
+    with pytest.raises(NotImplementedError, match="network hubs"):
+        horus.Hub.from_config(tmp_path / "net.toml", "sensor_hub")
+    for h in (a, b):
+        h.close()
+
+
+def test_tcp_hub_is_a_clear_not_implemented():
+    with pytest.raises(NotImplementedError, match="Zenoh"):
+        horus.Hub.tcp("127.0.0.1:8080", "sensor_hub")
+    with pytest.raises(ValueError, match="host:port"):
+        horus.Hub.tcp("no-port", "sensor_hub")
+
+
+def test_python_to_python_across_processes(no_leftovers):
+    """A publisher process and this one, 2000 messages through a hub, none lost or reordered."""
+    import time
+
+    child = textwrap.dedent(
+        """
+        import time, horus
+        hub = horus.Hub("xproc")
+        go = horus.Hub("xproc_go")          # exists before we announce ourselves
+        horus.Hub("xproc_up").send("up")
+        while go.recv() is None:
+            time.sleep(0.001)
+        for i in range(2000):
+            hub.send({"i": i, "payload": "x" * (i % 50)})
+            if i % 16 == 15:
+                time.sleep(0.0005)  # a keep_last(32) topic: stay within the reader's queue
+        hub.send("done")
+        """
+    )
+    hub = horus.Hub("xproc")
+    up = horus.Hub("xproc_up")
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    got = []
+    try:
+        deadline = time.monotonic() + 30
+        while up.recv() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        go = horus.Hub("xproc_go")
+        go.send("go")
+        while time.monotonic() < deadline:
+            m = hub.recv()
+            if m == "done":
+                break
+            if m is None:
+                time.sleep(0.0001)
+                continue
+            got.append(m["i"])
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert hub.get_metrics()["dropped"] == 0
+    assert got == list(range(2000))
+    for h in (hub, up, go):
+        h.close()
