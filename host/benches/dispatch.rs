@@ -127,5 +127,6 @@ fn spec() -> horus_host::manifest::NodeSpec {
         logging: false,
         config: toml::Table::new(),
         at: Default::default(),
+        python: None,
     }
 }

@@ -55,6 +55,8 @@ pub enum Code {
     H0023,
     /// An output is published under two topic names.
     H0024,
+    /// A Python node's environment has no usable interpreter or `horus` package.
+    H0025,
 }
 
 impl Code {
@@ -82,6 +84,7 @@ impl Code {
             Code::H0022 => "H0022",
             Code::H0023 => "H0023",
             Code::H0024 => "H0024",
+            Code::H0025 => "H0025",
         }
     }
 }

@@ -104,6 +104,23 @@ fn slot_size(port: &PortInfo, max_size: Option<u32>) -> u32 {
     }
 }
 
+/// Opens a node's plugin: a private copy of a Rust plugin, or the resident Python loader.
+fn open_plugin(
+    spec: &crate::manifest::NodeSpec,
+    loaders: &HashMap<Option<PathBuf>, Result<crate::python::Loader, String>>,
+) -> Result<PluginLibrary, LoadError> {
+    match &spec.python {
+        None => PluginLibrary::open(&spec.plugin),
+        Some(py) => {
+            let loader = loaders
+                .get(&py.venv)
+                .and_then(|l| l.as_ref().ok())
+                .expect("python nodes without a loader were skipped");
+            PluginLibrary::open_resident(&loader.extension, std::slice::from_ref(&loader.libpython))
+        }
+    }
+}
+
 /// A manifest made runnable.
 #[derive(Debug)]
 pub struct Graph {
@@ -168,11 +185,41 @@ impl Graph {
         // (node spec index, plugin, type index)
         let mut resolved: Vec<Option<(Arc<PluginLibrary>, usize)>> = Vec::new();
 
+        let mut manifest = manifest;
+        let mut loaders: HashMap<Option<PathBuf>, Result<crate::python::Loader, String>> = HashMap::new();
+        for spec in &mut manifest.nodes {
+            let Some(py) = &spec.python else { continue };
+            let loader = loaders
+                .entry(py.venv.clone())
+                .or_insert_with(|| crate::python::Loader::find(py.venv.as_deref()));
+            match loader {
+                Ok(loader) => {
+                    spec.plugin = loader.extension.clone();
+                    spec.node_type = Some(crate::python::NODE_TYPE.into());
+                    spec.config
+                        .insert("python".into(), py.file.display().to_string().into());
+                    spec.config.insert("class".into(), py.class.clone().into());
+                    spec.config
+                        .insert("program".into(), loader.executable.display().to_string().into());
+                }
+                Err(e) => diags.push(
+                    Diagnostic::new(Code::H0025, &manifest.path, e.clone())
+                        .at(spec.plugin_at)
+                        .node(spec.name.clone())
+                        .key("python")
+                        .hint(crate::python::HINT),
+                ),
+            }
+        }
         for spec in &manifest.nodes {
+            if spec.python.is_some() && spec.plugin.as_os_str().is_empty() {
+                resolved.push(None);
+                continue;
+            }
             let key = std::fs::canonicalize(&spec.plugin).unwrap_or_else(|_| spec.plugin.clone());
             let lib = by_path
                 .entry(key)
-                .or_insert_with(|| match PluginLibrary::open(&spec.plugin) {
+                .or_insert_with(|| match open_plugin(spec, &loaders) {
                     Ok(lib) => {
                         let lib = Arc::new(lib);
                         plugins.push(lib.clone());

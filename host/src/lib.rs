@@ -22,6 +22,7 @@ pub mod ffi;
 pub mod graph;
 pub mod io;
 pub mod manifest;
+pub mod python;
 pub mod run;
 pub mod scheduler;
 #[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]

@@ -379,6 +379,7 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
             logging: e.logging,
             config: config.clone(),
             at: Default::default(),
+            python: None,
         };
         let io = NodeIo::new(e.name.clone(), e.logging, config, Vec::new(), Vec::new(), epoch);
         nodes.push(BoundNode {

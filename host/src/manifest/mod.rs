@@ -243,6 +243,19 @@ pub struct NodeSpec {
     pub config: toml::Table,
     /// Where the node's table starts.
     pub at: Location,
+    /// A Python node (`python =`): `plugin` is then the Python loader, found at graph build.
+    pub python: Option<PythonSpec>,
+}
+
+/// A Python node's file, class and environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PythonSpec {
+    /// The node's file (resolved against the manifest's folder).
+    pub file: PathBuf,
+    /// The `horus.Node` subclass to instantiate.
+    pub class: String,
+    /// The virtual environment, if given (resolved against the manifest's folder).
+    pub venv: Option<PathBuf>,
 }
 
 /// One side of a connection: `node.port`.

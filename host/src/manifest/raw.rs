@@ -53,7 +53,13 @@ pub struct RawNode {
     /// Unique instance name.
     pub name: Spanned<String>,
     /// Path to the plugin library, relative to the manifest's folder.
-    pub plugin: Spanned<String>,
+    pub plugin: Option<Spanned<String>>,
+    /// A Python node: path to its file, relative to the manifest's folder.
+    pub python: Option<Spanned<String>>,
+    /// The `horus.Node` subclass in the `python` file.
+    pub class: Option<Spanned<String>>,
+    /// The virtual environment (folder) the Python node runs in.
+    pub venv: Option<Spanned<String>>,
     /// Node type inside the plugin; optional when the plugin offers exactly one.
     #[serde(rename = "type")]
     pub node_type: Option<Spanned<String>>,
@@ -109,6 +115,9 @@ pub const SCHEDULER_KEYS: &[&str] = &[
 pub const NODE_KEYS: &[&str] = &[
     "name",
     "plugin",
+    "python",
+    "class",
+    "venv",
     "type",
     "priority",
     "rate_hz",

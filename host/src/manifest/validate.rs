@@ -3,13 +3,13 @@
 
 use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
 use super::{
-    ConnectSpec, Endpoint, Isolation, Manifest, NodeSpec, Preset, Qos, SchedulerSpec, SupervisionSpec,
-    WATCHDOG_RANGE_MS,
+    ConnectSpec, Endpoint, Isolation, Manifest, NodeSpec, Preset, PythonSpec, Qos, SchedulerSpec,
+    SupervisionSpec, WATCHDOG_RANGE_MS,
 };
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location};
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// Reads and validates the manifest at `path`. Plugin paths resolve against its folder.
@@ -483,18 +483,13 @@ impl Validator<'_> {
             );
             ok = false;
         }
-        let plugin_at = self.at(&raw.plugin);
-        let plugin_text = raw.plugin.get_ref();
-        if plugin_text.trim().is_empty() {
-            self.push(
-                self.diag(Code::H0006, &raw.plugin, "`plugin` is empty")
-                    .node(name.clone())
-                    .key("plugin")
-                    .hint("give the path of the node's .so, relative to this manifest's folder"),
-            );
-            ok = false;
-        }
-        let plugin = self.base.join(plugin_text);
+        let (plugin, plugin_at, python) = match self.node_code(&raw, &name, at) {
+            Some(found) => found,
+            None => {
+                ok = false;
+                (PathBuf::new(), at, None)
+            }
+        };
         let (node_type, type_at) = match raw.node_type {
             Some(t) => (Some(t.get_ref().clone()), self.at(&t)),
             None => (None, at),
@@ -555,7 +550,7 @@ impl Validator<'_> {
                 ok = false;
             }
         }
-        let isolation = match raw.isolation {
+        let isolation = match &raw.isolation {
             None => Isolation::Inline,
             Some(i) if i.get_ref() == "inline" => Isolation::Inline,
             Some(i) if i.get_ref() == "thread" => Isolation::Thread,
@@ -564,7 +559,7 @@ impl Validator<'_> {
                 self.push(
                     self.diag(
                         Code::H0006,
-                        &i,
+                        i,
                         format!("unknown isolation level `{}`", i.get_ref()),
                     )
                     .node(name.clone())
@@ -575,6 +570,17 @@ impl Validator<'_> {
                 Isolation::Inline
             }
         };
+        if python.is_some() && isolation == Isolation::Process {
+            if let Some(i) = &raw.isolation {
+                self.push(
+                    self.diag(Code::H0006, i, "a Python node cannot run in `process` isolation")
+                        .node(name.clone())
+                        .key("isolation")
+                        .hint("use `isolation = \"inline\"` or `\"thread\"` for Python nodes"),
+                );
+                ok = false;
+            }
+        }
         let logging = raw.logging.is_none_or(|l| *l.get_ref());
         let config = raw.config.map(Spanned::into_inner).unwrap_or_default();
         ok.then_some(NodeSpec {
@@ -591,7 +597,119 @@ impl Validator<'_> {
             logging,
             config,
             at,
+            python,
         })
+    }
+
+    /// Where a node's code is: `plugin = ` (a library) or `python =` with `class =` (and
+    /// optionally `venv =`). Exactly one of the two.
+    fn node_code(
+        &mut self,
+        raw: &RawNode,
+        name: &str,
+        at: Location,
+    ) -> Option<(PathBuf, Location, Option<PythonSpec>)> {
+        let python_only = [("class", &raw.class), ("venv", &raw.venv)];
+        match (&raw.plugin, &raw.python) {
+            (Some(p), Some(py)) => {
+                self.push(
+                    self.diag(
+                        Code::H0006,
+                        py,
+                        "a node has either `plugin` or `python`, not both",
+                    )
+                    .node(name.to_owned())
+                    .key("python")
+                    .hint("`plugin` names a Rust node's .so; `python` a Python node's file (with `class`)"),
+                );
+                let _ = p;
+                None
+            }
+            (None, None) => {
+                self.push(
+                    Diagnostic::new(Code::H0004, self.path, "missing key `plugin` (or `python`)")
+                        .at(at)
+                        .node(name.to_owned())
+                        .key("plugin")
+                        .hint("add `plugin = \"<path of the node's .so>\"`, or `python = \"nodes/x.py\"` and `class = \"X\"`"),
+                );
+                None
+            }
+            (Some(p), None) => {
+                for (key, value) in python_only {
+                    if let Some(v) = value {
+                        self.push(
+                            self.diag(
+                                Code::H0006,
+                                v,
+                                format!("`{key}` is for Python nodes (with `python =`)"),
+                            )
+                            .node(name.to_owned())
+                            .key(key)
+                            .hint("remove it, or make this a Python node"),
+                        );
+                        return None;
+                    }
+                }
+                if p.get_ref().trim().is_empty() {
+                    self.push(
+                        self.diag(Code::H0006, p, "`plugin` is empty")
+                            .node(name.to_owned())
+                            .key("plugin")
+                            .hint("give the path of the node's .so, relative to this manifest's folder"),
+                    );
+                    return None;
+                }
+                Some((self.base.join(p.get_ref()), self.at(p), None))
+            }
+            (None, Some(py)) => {
+                let file = self.base.join(py.get_ref());
+                if py.get_ref().trim().is_empty() || !file.is_file() {
+                    self.push(
+                        self.diag(
+                            Code::H0010,
+                            py,
+                            format!("Python node file not found: {}", file.display()),
+                        )
+                        .node(name.to_owned())
+                        .key("python")
+                        .hint("give the path of the node's .py file, relative to this manifest's folder"),
+                    );
+                    return None;
+                }
+                let Some(class) = &raw.class else {
+                    self.push(
+                        Diagnostic::new(Code::H0004, self.path, "missing key `class` of a Python node")
+                            .at(self.at(py))
+                            .node(name.to_owned())
+                            .key("class")
+                            .hint("add `class = \"<the horus.Node subclass in the file>\"`"),
+                    );
+                    return None;
+                };
+                let venv = raw.venv.as_ref().map(|v| self.base.join(v.get_ref()));
+                if let (Some(v), Some(dir)) = (&raw.venv, &venv) {
+                    if !dir.join("bin/python").exists() {
+                        self.push(
+                            self.diag(Code::H0025, v, format!("`{}` is not a virtual environment (no bin/python)", dir.display()))
+                                .node(name.to_owned())
+                                .key("venv")
+                                .hint("create it with `python3 -m venv <dir>` and install horus into it (./scripts/python-env.sh makes .venv)"),
+                        );
+                        return None;
+                    }
+                }
+                Some((
+                    PathBuf::new(),
+                    self.at(py),
+                    Some(PythonSpec {
+                        file: std::fs::canonicalize(&file).unwrap_or(file),
+                        class: class.get_ref().clone(),
+                        venv,
+                    }),
+                ))
+            }
+        }
     }
 
     fn endpoint(&mut self, s: &Spanned<String>, key: &str) -> Option<Endpoint> {
@@ -965,7 +1083,7 @@ mod tests {
         // Every key the hints list must be accepted by the parser.
         for key in raw::NODE_KEYS
             .iter()
-            .filter(|k| !matches!(**k, "name" | "plugin"))
+            .filter(|k| !matches!(**k, "name" | "plugin" | "python" | "class" | "venv"))
         {
             let value = match *key {
                 "type" => "\"T\"",

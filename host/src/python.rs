@@ -1,0 +1,82 @@
+//! Finding the Python loader for a manifest's Python nodes (`python = "nodes/x.py"`).
+//!
+//! The loader is the `horus` Python package's own extension module (`horus/_horus*.so`): one
+//! library is both the package and a node plugin (see python-loader/). The host asks the
+//! environment's interpreter where that file and its libpython are — the virtual environment
+//! named by `venv =`, else `$HORUS_PYTHON`, else `$VIRTUAL_ENV`, else `python3` on the PATH — and
+//! opens libpython with `RTLD_GLOBAL` before the extension (`PluginLibrary::open_resident`), so
+//! C extension modules such as numpy resolve the interpreter's symbols inside the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The loader's node type.
+pub const NODE_TYPE: &str = "PythonNode";
+
+/// What to do when the environment is not usable.
+pub const HINT: &str =
+    "install the horus package into the environment (./scripts/python-env.sh makes .venv/ \
+     at the repository root), and name it with `venv = \"<dir>\"` or $HORUS_PYTHON";
+
+/// The Python loader of one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loader {
+    /// The environment's interpreter (`sys.executable`): the program the embedded interpreter
+    /// starts as, so its `pyvenv.cfg` and site-packages apply.
+    pub executable: PathBuf,
+    /// `horus/_horus*.so`.
+    pub extension: PathBuf,
+    /// The shared libpython the extension needs.
+    pub libpython: PathBuf,
+}
+
+const PROBE: &str = r#"
+import os, sys, sysconfig
+try:
+    import horus._horus as h
+except ImportError as e:
+    print("error: the environment has no horus package (" + str(e) + ")")
+    sys.exit(0)
+if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+    print("error: this Python has no shared libpython (built without --enable-shared); the host cannot embed it")
+    sys.exit(0)
+print(sys.executable)
+print(h.__file__)
+print(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")))
+"#;
+
+impl Loader {
+    /// Asks the environment's interpreter (see the module doc) where the loader is.
+    pub fn find(venv: Option<&Path>) -> Result<Loader, String> {
+        let program = match venv {
+            Some(v) => v.join("bin/python"),
+            None => match (std::env::var_os("HORUS_PYTHON"), std::env::var_os("VIRTUAL_ENV")) {
+                (Some(p), _) if !p.is_empty() => PathBuf::from(p),
+                (_, Some(v)) if !v.is_empty() => PathBuf::from(v).join("bin/python"),
+                _ => PathBuf::from("python3"),
+            },
+        };
+        let out = Command::new(&program)
+            .args(["-I", "-c", PROBE])
+            .env_remove("PYTHONPATH")
+            .output()
+            .map_err(|e| format!("cannot run the Python interpreter `{}`: {e}", program.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        if let Some(err) = lines.first().and_then(|l| l.strip_prefix("error: ")) {
+            return Err(format!("`{}`: {err}", program.display()));
+        }
+        match (out.status.success(), lines.as_slice()) {
+            (true, [exe, ext, lib]) => Ok(Loader {
+                executable: PathBuf::from(exe),
+                extension: PathBuf::from(ext),
+                libpython: PathBuf::from(lib),
+            }),
+            _ => Err(format!(
+                "`{}` could not tell where the horus package is: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    }
+}

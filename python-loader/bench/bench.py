@@ -1,0 +1,186 @@
+"""`./scripts/bench.sh python`: the Python figures, as BENCH lines.
+
+  BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
+
+- py_tick_*: empty Python node ticks under the runtime's scheduler, in this process (the
+  package) and in the `horus` host (the loader plugin); baseline: the same Python call in a
+  bare Python loop (what a tick cannot be cheaper than).
+- py_msg_*: one-way latency Python -> Python between two processes (half a ping-pong round
+  trip), small dict and typed plain-data message; baseline: the same round trip over a
+  multiprocessing Pipe.
+- py_async_io: the seed's async I/O benchmark (a 50 ms blocking read per tick): effective Hz of
+  a blocking node vs an AsyncHelper node at 100 Hz.
+"""
+
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import horus
+from horus_async_helpers import AsyncHelper
+
+
+def bench(name, value, unit, baseline, **extra):
+    ratio = value / baseline if baseline else 0.0
+    tail = "".join(f" {k}={v}" for k, v in extra.items())
+    print(f"BENCH {name} value={value:.3f} unit={unit} baseline={baseline:.3f} ratio={ratio:.2f}{tail}", flush=True)
+
+
+class Empty(horus.Node):
+    def tick(self):
+        pass
+
+
+def bare_call_ns(n=1_000_000):
+    e = Empty()
+    t = time.perf_counter_ns()
+    for _ in range(n):
+        e.tick()
+    return (time.perf_counter_ns() - t) / n
+
+
+def package_ticks(nodes=10, seconds=2.0):
+    s = horus.Scheduler.from_config(horus.SchedulerConfig(tick_rate=100_000))
+    for _ in range(nodes):
+        s.add(Empty())
+    t = time.perf_counter()
+    s.run(duration=seconds)
+    took = time.perf_counter() - t
+    stats = s.get_all_nodes()
+    total = sum(n["total_ticks"] for n in stats)
+    avg_us = statistics.mean(n["tick_duration_avg_us"] for n in stats)
+    return total / took, avg_us
+
+
+def host_ticks(nodes=10, seconds="2s"):
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "empty.py"), "w") as f:
+            f.write("import horus\nclass Empty(horus.Node):\n    def tick(self):\n        pass\n")
+        body = "[scheduler]\ntick_rate = 100000\n"
+        for i in range(nodes):
+            body += f'[[node]]\nname = "e{i}"\npython = "empty.py"\nclass = "Empty"\nvenv = "{root}/.venv"\n'
+        with open(os.path.join(d, "m.toml"), "w") as f:
+            f.write(body)
+        stats = os.path.join(d, "stats.json")
+        subprocess.run(
+            [f"{root}/target/release/horus", "run", os.path.join(d, "m.toml"), "--duration", seconds,
+             "--stats-json", stats],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        with open(stats) as f:
+            data = json.load(f)
+    total = sum(n["total_ticks"] for n in data)
+    avg_us = statistics.mean(n["tick_duration_avg_us"] for n in data)
+    return total / float(seconds.rstrip("s")), avg_us
+
+
+def echo(kind, n, ready):
+    """The far process: sends back everything it gets."""
+    node = horus.Node()
+    ready.set()
+    for _ in range(n):
+        while (m := node.get(f"bench/{kind}/ping")) is None:
+            pass
+        node.send(f"bench/{kind}/pong", m)
+
+
+def pingpong(kind, msg, n=20_000):
+    ready = mp.Event()
+    p = mp.get_context("fork").Process(target=echo, args=(kind, n, ready))
+    node = horus.Node()
+    node.send(f"bench/{kind}/ping", msg)  # creates the topic with the message's kind
+    node.get(f"bench/{kind}/ping")
+    p.start()
+    ready.wait()
+    time.sleep(0.05)
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        node.send(f"bench/{kind}/ping", msg)
+        while node.get(f"bench/{kind}/pong") is None:
+            pass
+        samples.append((time.perf_counter_ns() - t) / 2)
+    p.join(10)
+    node._horus_io.close()
+    samples.sort()
+    warm = samples[n // 10:]
+    return statistics.median(warm) / 1000, warm[int(len(warm) * 0.99)] / 1000
+
+
+def pipe_echo(conn, n):
+    for _ in range(n):
+        conn.send(conn.recv())
+
+
+def pipe_pingpong(msg, n=20_000):
+    a, b = mp.Pipe()
+    p = mp.get_context("fork").Process(target=pipe_echo, args=(b, n))
+    p.start()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        a.send(msg)
+        a.recv()
+        samples.append((time.perf_counter_ns() - t) / 2)
+    p.join(10)
+    samples.sort()
+    return statistics.median(samples[n // 10:]) / 1000
+
+
+class BlockingIo(horus.Node):
+    def __init__(self):
+        super().__init__()
+        self.done = 0
+
+    def tick(self):
+        time.sleep(0.05)
+        self.done += 1
+
+
+class AsyncIo(horus.Node):
+    def __init__(self):
+        super().__init__()
+        self.helper = AsyncHelper(max_workers=8)
+        self.done = 0
+
+    def tick(self):
+        if self.helper.pending_count() < 6:
+            self.helper.submit("read", time.sleep, 0.05)
+        self.done += len(self.helper.check_completed())
+
+
+def io_hz(node, seconds=2.0):
+    s = horus.Scheduler()
+    s.add(node)
+    s.run(duration=seconds)
+    return node.done / seconds
+
+
+def main():
+    bare = bare_call_ns()
+    rate, avg = package_ticks()
+    bench("py_tick_package", avg * 1000, "ns", bare, target_ns=2000, ticks_per_s=int(rate), nodes=10)
+    bench("py_ticks_per_s_package", rate, "ticks/s", 300_000, target=">=300000")
+    rate, avg = host_ticks()
+    bench("py_tick_host", avg * 1000, "ns", bare, target_ns=2000, ticks_per_s=int(rate), nodes=10)
+    bench("py_ticks_per_s_host", rate, "ticks/s", 300_000, target=">=300000")
+    small = {"x": 1.0, "y": 2.0, "theta": 0.5, "seq": 7}
+    med, p99 = pingpong("dict", small)
+    base = pipe_pingpong(small)
+    bench("py_msg_dict_median", med, "us", base, p99_us=f"{p99:.3f}", target_us=2, target_p99_us=5, baseline_is="mp.Pipe")
+    typed = horus.Attitude(stamp_ns=1, roll=0.1, pitch=0.2, yaw=0.3)
+    med, p99 = pingpong("typed", typed)
+    bench("py_msg_typed_median", med, "us", base, p99_us=f"{p99:.3f}", target_us=0.4, baseline_is="mp.Pipe_dict")
+    blocking = io_hz(BlockingIo())
+    asynchronous = io_hz(AsyncIo())
+    bench("py_async_io", asynchronous, "Hz", blocking, blocking_hz=f"{blocking:.1f}", seed="20Hz_vs_98Hz")
+
+
+if __name__ == "__main__":
+    main()

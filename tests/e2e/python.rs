@@ -1,0 +1,157 @@
+//! Python nodes in the Rust host (`python = "nodes/x.py"`): the loader plugin embeds the
+//! interpreter of the repository's `.venv` (made by scripts/python-env.sh, which
+//! scripts/test.sh runs first), Rust and Python nodes share topics, numpy imports, and a
+//! Python exception or syntax error is a node failure or a load error, never a host crash.
+
+use horus_e2e::{horus, node, repo_root, run, run_with_stats_in, shm_leftovers, spawn, wait, Scratch};
+use std::time::Duration;
+
+fn venv() -> String {
+    let v = repo_root().join(".venv");
+    assert!(
+        v.join("bin/python").exists(),
+        "{} is missing: run ./scripts/python-env.sh (scripts/test.sh does)",
+        v.display()
+    );
+    v.display().to_string()
+}
+
+#[test]
+fn rust_and_python_nodes_share_topics_in_one_host() {
+    let s = Scratch::new();
+    let ns = format!("e2epy{}", std::process::id());
+    let demo = repo_root().join("manifests/python-demo.toml");
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &demo, "2s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("numpy"),
+        "numpy imported in the node: {}",
+        out.stdout
+    );
+    let smoother = node(&stats, "smoother");
+    assert_eq!(smoother["node_type"], "PythonNode");
+    assert_eq!(smoother["total_failures"], 0, "{smoother}");
+    assert!(smoother["total_ticks"].as_u64().unwrap() >= 100, "{smoother}");
+    // Every estimate the Rust filter published went through Python to the Rust sink.
+    let filter_sent = node(&stats, "filter")["messages_sent"].as_u64().unwrap();
+    let sink_got = node(&stats, "telemetry")["messages_received"].as_u64().unwrap();
+    assert!(filter_sent >= 100, "filter sent {filter_sent}");
+    assert!(
+        sink_got + 2 >= filter_sent,
+        "telemetry got {sink_got} of {filter_sent} (a cycle in flight at the stop may be missing)"
+    );
+    assert!(
+        out.stdout.contains("forwarded "),
+        "the node's shutdown hook ran: {}",
+        out.stdout
+    );
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+fn manifest(s: &Scratch, node_file: &str, extra: &str) -> std::path::PathBuf {
+    s.write("node.py", node_file);
+    s.write(
+        "py.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n[[node]]\nname = \"py\"\npython = \"node.py\"\n\
+             class = \"N\"\nvenv = \"{}\"\n{extra}",
+            venv()
+        ),
+    )
+}
+
+#[test]
+fn an_exception_in_tick_is_a_failure_with_its_traceback() {
+    let s = Scratch::new();
+    let m = manifest(
+        &s,
+        "import horus\n\nclass N(horus.Node):\n    def tick(self):\n        raise KeyError('calibration')\n",
+        "",
+    );
+    let (out, stats) = run_with_stats_in(None, &s, &m, "500ms");
+    assert_eq!(out.code(), 0, "the host keeps running: {}", out.stderr);
+    let py = node(&stats, "py");
+    assert!(py["total_failures"].as_u64().unwrap() >= 10, "{py}");
+    assert_eq!(py["total_failures"], py["total_ticks"]);
+    assert!(
+        out.stderr.contains("Traceback") && out.stderr.contains("node.py\", line 5, in tick"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        py["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("KeyError: 'calibration'"),
+        "{py}"
+    );
+}
+
+#[test]
+fn a_syntax_error_is_a_load_error_with_file_and_line() {
+    let s = Scratch::new();
+    let m = manifest(&s, "import horus\n\nclass N(horus.Node:\n    pass\n", "");
+    let out = wait(
+        spawn(horus(&["run", m.to_str().unwrap(), "--duration", "1s"])),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("node `py` failed to start (create)")
+            && out.stderr.contains("SyntaxError")
+            && out.stderr.contains("node.py\", line 3"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn python_node_mistakes_are_manifest_errors() {
+    let s = Scratch::new();
+    s.write("node.py", "import horus\n");
+    let cases = [
+        ("python = \"node.py\"\n", "H0004", "missing key `class`"),
+        (
+            "python = \"nope.py\"\nclass = \"N\"\n",
+            "H0010",
+            "Python node file not found",
+        ),
+        (
+            "python = \"node.py\"\nclass = \"N\"\nvenv = \"no-such-venv\"\n",
+            "H0025",
+            "not a virtual environment",
+        ),
+        (
+            "plugin = \"x.so\"\npython = \"node.py\"\nclass = \"N\"\n",
+            "H0006",
+            "either `plugin` or `python`",
+        ),
+        (
+            "python = \"node.py\"\nclass = \"N\"\nisolation = \"process\"\n",
+            "H0006",
+            "cannot run in `process`",
+        ),
+    ];
+    for (body, code, text) in cases {
+        let m = s.write("bad.toml", &format!("[[node]]\nname = \"py\"\n{body}"));
+        let out = run(&["check", m.to_str().unwrap()]);
+        assert_eq!(out.code(), 2, "{body}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("error[{code}]")) && out.stderr.contains(text),
+            "{body}: {}",
+            out.stderr
+        );
+    }
+    // A class that is not a horus.Node.
+    let m = manifest(&s, "class N:\n    def tick(self):\n        pass\n", "");
+    let out = wait(
+        spawn(horus(&["run", m.to_str().unwrap(), "--duration", "1s"])),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("is not a horus.Node subclass"),
+        "{}",
+        out.stderr
+    );
+}
