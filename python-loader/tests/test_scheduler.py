@@ -354,3 +354,79 @@ def test_async_tick_exception_is_a_failure(no_leftovers):
     s.run(duration=0.2)
     st = s.get_node_stats("AsyncBad")
     assert st["total_failures"] >= 1 and "bus timeout" in st["last_error"]
+
+
+SEED_COMPLETE_SYSTEM = '''
+import horus
+
+class SensorNode(horus.Node):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+    def tick(self):
+        self.n += 1
+        self.send("sensor_out", {"reading": self.n})
+
+class ControlNode(horus.Node):
+    def __init__(self):
+        super().__init__()
+        self.got = 0
+    def tick(self):
+        while self.get("sensor_in") is not None:
+            self.got += 1
+
+# --- the seed's "Complete System Setup", verbatim ---
+# 1. Configuration
+config = horus.SchedulerConfig.high_performance()
+config.deadline_monitoring = True
+config.watchdog_enabled = True
+
+# 2. Create scheduler
+scheduler = horus.Scheduler.from_config(config)
+
+# 3. Add nodes
+sensor_node = SensorNode()  # Your custom node
+control_node = ControlNode()
+
+scheduler.add(sensor_node, priority=1)
+scheduler.add(control_node, priority=2)
+
+# 4. Configure monitoring
+names = scheduler.get_node_names()
+scheduler.set_node_deadline(names[0], 20.0)  # 20ms deadline
+scheduler.set_node_watchdog(names[1], True, 1000)  # 1s watchdog
+
+# 5. Connect nodes
+scheduler.connect(names[0], "sensor_out", names[1], "sensor_in")
+
+# 6. Run
+print("running", flush=True)
+scheduler.run()
+
+# 7. Analyze results
+nodes = scheduler.get_all_nodes()
+for node in nodes:
+    print(f"{node['name']}: {node['total_ticks']} ticks, "
+          f"{node['deadline_misses']} misses")
+print("delivered", control_node.got, "of", sensor_node.n)
+'''
+
+
+def test_seed_complete_system_runs_as_written_and_ctrl_c_ends_it(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "system.py"
+    script.write_text(SEED_COMPLETE_SYSTEM)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "SensorNode:" in out and "ControlNode:" in out and " misses" in out, out
+    last = out.strip().splitlines()[-1].split()
+    assert last[0] == "delivered" and int(last[1]) == int(last[3]) > 20, out
