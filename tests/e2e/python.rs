@@ -110,7 +110,7 @@ fn python_node_mistakes_are_manifest_errors() {
     let s = Scratch::new();
     s.write("node.py", "import horus\n");
     let cases = [
-        ("python = \"node.py\"\n", "H0004", "missing key `class`"),
+        ("python = \"node.py\"\n", "H0005", "missing required key `class`"),
         (
             "python = \"nope.py\"\nclass = \"N\"\n",
             "H0010",

@@ -627,9 +627,8 @@ impl Validator<'_> {
             }
             (None, None) => {
                 self.push(
-                    Diagnostic::new(Code::H0004, self.path, "missing key `plugin` (or `python`)")
+                    Diagnostic::new(Code::H0005, self.path, "missing required key `plugin` (or `python`)")
                         .at(at)
-                        .node(name.to_owned())
                         .key("plugin")
                         .hint("add `plugin = \"<path of the node's .so>\"`, or `python = \"nodes/x.py\"` and `class = \"X\"`"),
                 );
@@ -679,11 +678,15 @@ impl Validator<'_> {
                 }
                 let Some(class) = &raw.class else {
                     self.push(
-                        Diagnostic::new(Code::H0004, self.path, "missing key `class` of a Python node")
-                            .at(self.at(py))
-                            .node(name.to_owned())
-                            .key("class")
-                            .hint("add `class = \"<the horus.Node subclass in the file>\"`"),
+                        Diagnostic::new(
+                            Code::H0005,
+                            self.path,
+                            "missing required key `class` of a Python node",
+                        )
+                        .at(self.at(py))
+                        .node(name.to_owned())
+                        .key("class")
+                        .hint("add `class = \"<the horus.Node subclass in the file>\"`"),
                     );
                     return None;
                 };
