@@ -48,6 +48,10 @@ impl Channel {
         self.ep.recv(py, &mut self.buf)
     }
 
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics_dict(py, self.ep.counters, self.ep.dropped())
+    }
+
     fn state<'py>(&self, py: Python<'py>, mode: &str) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("connected", true)?;
@@ -181,8 +185,7 @@ impl Hub {
 
     /// messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors.
     fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.chan();
-        metrics_dict(py, c.ep.counters, c.ep.dropped())
+        self.chan().metrics(py)
     }
 
     /// connected, mode, peers, endpoint, last_error.
@@ -253,8 +256,7 @@ impl Link {
 
     /// Same as Hub.get_metrics.
     fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.chan();
-        metrics_dict(py, c.ep.counters, c.ep.dropped())
+        self.chan().metrics(py)
     }
 
     /// Same as Hub.get_connection_state.
