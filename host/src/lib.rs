@@ -22,6 +22,8 @@ pub mod ffi;
 pub mod graph;
 pub mod io;
 pub mod manifest;
+#[cfg(feature = "network")]
+pub mod net;
 pub mod python;
 pub mod run;
 pub mod scheduler;

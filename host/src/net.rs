@@ -1,0 +1,671 @@
+//! Network hubs over Zenoh (cargo feature `network`): the transport under `Hub.tcp` in Python
+//! and under the manifest's `mode = "tcp"` hubs.
+//!
+//! A hub is one Zenoh session in peer mode on one TCP endpoint. Opening it tries to **listen**
+//! on the address; if that fails (the port is taken, normally by the hub's first process), it
+//! **connects** to it instead, and fails with an error naming the address when neither works (a
+//! port held by something that is not a HORUS hub). A connecting session that loses its peer
+//! reconnects by itself (Zenoh's connect retry, 100 ms growing to 1 s); a listening one simply
+//! accepts the peer again. Multicast scouting is off, so hubs on other ports or in other tests
+//! never meet. A connecting session also listens on a free port of the same host and learns
+//! the others' from the first (gossip), so every process of a hub ends up connected to every
+//! other one, as Zenoh peers are meant to be.
+//!
+//! Keys: the hub's name is the key-expression prefix. The hub's own stream (Python's
+//! `hub.send`) is the key `<hub>`, a topic `t` under it is `<hub>/t`.
+//!
+//! Wire format: the payload is the message's bytes exactly as on a shared-memory topic; its type
+//! travels in the sample's attachment (the type hash, 8 bytes little-endian, then the type's
+//! name), so a receiver checks the type before it uses the bytes (a mismatch or a missing type
+//! is an error, counted, never a crash).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zenoh::bytes::ZBytes;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::Locality;
+use zenoh::Wait;
+
+/// How long opening a hub may try to connect to an address whose port is taken.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the hub checks its peers (connection state and the log lines about it).
+pub const MONITOR_PERIOD: Duration = Duration::from_millis(50);
+
+/// A hub could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The address is not `host:port`.
+    #[error("network hub `{hub}`: {reason}")]
+    BadAddress {
+        /// The hub.
+        hub: String,
+        /// What is wrong and what to write.
+        reason: String,
+    },
+    /// Neither listening on nor connecting to the address worked.
+    #[error(
+        "network hub `{hub}`: cannot listen on {address} ({listen}) and cannot connect to it \
+         either ({connect}); if another program holds the port, pick a free one"
+    )]
+    Unreachable {
+        /// The hub.
+        hub: String,
+        /// `host:port`.
+        address: String,
+        /// Why listening failed.
+        listen: String,
+        /// Why connecting failed.
+        connect: String,
+    },
+    /// A topic name that cannot be a key under the hub.
+    #[error("network hub `{hub}`: topic `{topic}` is not a valid key ({reason}); use letters, digits, `_`, `-`, `.` and `/` between non-empty parts")]
+    BadTopic {
+        /// The hub.
+        hub: String,
+        /// The topic.
+        topic: String,
+        /// Zenoh's reason.
+        reason: String,
+    },
+    /// Zenoh refused a declaration.
+    #[error("network hub `{hub}`: {what}: {reason}")]
+    Zenoh {
+        /// The hub.
+        hub: String,
+        /// What was being done.
+        what: String,
+        /// Zenoh's reason.
+        reason: String,
+    },
+}
+
+/// How this process took part in the hub's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It listens on the address (it was the first).
+    Listening,
+    /// It connected to the process listening there.
+    Connected,
+}
+
+impl Role {
+    /// `"listen"` or `"connect"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Listening => "listen",
+            Role::Connected => "connect",
+        }
+    }
+}
+
+/// A hub's connection state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionState {
+    /// At least one peer is connected.
+    pub connected: bool,
+    /// Connected peers.
+    pub peers: usize,
+    /// `tcp/<host>:<port>`.
+    pub endpoint: String,
+    /// Listening or connected.
+    pub role: Role,
+    /// The last problem: a lost peer, a message of the wrong type, a failed send.
+    pub last_error: Option<String>,
+}
+
+/// A hub's counters (exact, over every publisher and subscriber of the hub).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Metrics {
+    /// Messages published.
+    pub messages_sent: u64,
+    /// Messages received and delivered.
+    pub messages_received: u64,
+    /// Payload bytes published.
+    pub bytes_sent: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Received messages that could not be delivered (a full queue).
+    pub dropped: u64,
+    /// Failed sends and rejected messages (wrong type, no type).
+    pub errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct Inner {
+    name: String,
+    endpoint: String,
+    role: Role,
+    session: zenoh::Session,
+    counters: Counters,
+    last_error: Mutex<Option<String>>,
+    peers: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Inner {
+    fn error(&self, msg: String) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+    }
+
+    fn peers_now(&self) -> usize {
+        self.session.info().peers_zid().wait().count()
+    }
+}
+
+/// One network hub: a Zenoh session on one address, shared by its publishers and subscribers.
+pub struct NetHub {
+    inner: Arc<Inner>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NetHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetHub")
+            .field("name", &self.inner.name)
+            .field("endpoint", &self.inner.endpoint)
+            .field("role", &self.inner.role)
+            .finish()
+    }
+}
+
+fn config(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Config, String> {
+    let mut c = zenoh::Config::default();
+    let list = |e: Option<&str>| match e {
+        Some(e) => format!("[{}]", serde_json::Value::from(e)),
+        None => "[]".to_owned(),
+    };
+    for (key, value) in [
+        ("mode", "\"peer\"".to_owned()),
+        ("scouting/multicast/enabled", "false".to_owned()),
+        ("listen/endpoints", list(listen)),
+        ("connect/endpoints", list(connect)),
+        ("connect/exit_on_failure", "true".to_owned()),
+        ("connect/timeout_ms", CONNECT_TIMEOUT.as_millis().to_string()),
+        (
+            "connect/retry",
+            "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}".to_owned(),
+        ),
+    ] {
+        c.insert_json5(key, &value).map_err(|e| format!("zenoh config `{key}`: {e}"))?;
+    }
+    Ok(c)
+}
+
+/// The first line of a Zenoh error, without its source-location suffix.
+fn short(e: &zenoh::Error) -> String {
+    let s = e.to_string();
+    let s = s.lines().next().unwrap_or_default().trim();
+    match s.rfind(" at ") {
+        Some(i) if s[i..].contains(".rs:") => s[..i].trim_end().to_owned(),
+        _ => s.to_owned(),
+    }
+}
+
+impl NetHub {
+    /// Opens hub `name` at `address` (`host:port`): listens there, or connects to the process
+    /// that does.
+    pub fn open(name: &str, address: &str) -> Result<NetHub, NetError> {
+        crate::manifest::hubs::check_address(address).map_err(|reason| NetError::BadAddress {
+            hub: name.to_owned(),
+            reason,
+        })?;
+        zenoh::key_expr::KeyExpr::try_from(name.to_owned()).map_err(|e| NetError::BadTopic {
+            hub: name.to_owned(),
+            topic: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let endpoint = format!("tcp/{address}");
+        let bad = |reason: String| NetError::BadAddress {
+            hub: name.to_owned(),
+            reason,
+        };
+        let listen_cfg = config(Some(&endpoint), None).map_err(bad)?;
+        let (session, role) = match zenoh::open(listen_cfg).wait() {
+            Ok(s) => (s, Role::Listening),
+            Err(listen_err) => {
+                let (host, _) = address.rsplit_once(':').expect("checked");
+                let any_port = format!("tcp/{host}:0");
+                let connect_cfg = config(Some(&any_port), Some(&endpoint)).map_err(bad)?;
+                match zenoh::open(connect_cfg).wait() {
+                    Ok(s) if s.info().peers_zid().wait().count() > 0 => (s, Role::Connected),
+                    Ok(s) => {
+                        let _ = s.close().wait();
+                        return Err(NetError::Unreachable {
+                            hub: name.to_owned(),
+                            address: address.to_owned(),
+                            listen: short(&listen_err),
+                            connect: "no HORUS hub answered".to_owned(),
+                        });
+                    }
+                    Err(connect_err) => {
+                        return Err(NetError::Unreachable {
+                            hub: name.to_owned(),
+                            address: address.to_owned(),
+                            listen: short(&listen_err),
+                            connect: short(&connect_err),
+                        })
+                    }
+                }
+            }
+        };
+        let inner = Arc::new(Inner {
+            name: name.to_owned(),
+            endpoint,
+            role,
+            session,
+            counters: Counters::default(),
+            last_error: Mutex::new(None),
+            peers: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        inner.peers.store(inner.peers_now(), Ordering::Relaxed);
+        tracing::info!(
+            hub = name,
+            "network hub on {} ({}, {} peer(s))",
+            inner.endpoint,
+            if role == Role::Listening { "listening" } else { "connected" },
+            inner.peers.load(Ordering::Relaxed)
+        );
+        let watched = inner.clone();
+        let monitor = std::thread::Builder::new()
+            .name(format!("horus-net-{name}"))
+            .spawn(move || monitor(&watched))
+            .map_err(|e| NetError::Zenoh {
+                hub: name.to_owned(),
+                what: "starting its monitor thread".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(NetHub {
+            inner,
+            monitor: Some(monitor),
+        })
+    }
+
+    /// The hub's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The key of `topic` under this hub (`None`: the hub's own stream).
+    pub fn key(&self, topic: Option<&str>) -> Result<String, NetError> {
+        let key = match topic {
+            None => self.inner.name.clone(),
+            Some(t) => format!("{}/{t}", self.inner.name),
+        };
+        match zenoh::key_expr::KeyExpr::try_from(key.clone()) {
+            Ok(k) if !k.as_str().contains(['*', '$']) => Ok(key),
+            Ok(_) => Err(NetError::BadTopic {
+                hub: self.inner.name.clone(),
+                topic: topic.unwrap_or_default().to_owned(),
+                reason: "wildcards are not allowed".into(),
+            }),
+            Err(e) => Err(NetError::BadTopic {
+                hub: self.inner.name.clone(),
+                topic: topic.unwrap_or_default().to_owned(),
+                reason: e.to_string().lines().next().unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+
+    /// A publisher on `key` (see [`NetHub::key`]). `remote_only`: messages are not delivered to
+    /// subscribers of this same hub object (Python hubs do not echo a handle's own messages).
+    pub fn publisher(&self, key: &str, remote_only: bool) -> Result<NetPublisher, NetError> {
+        let zerr = |what: &str, e: zenoh::Error| NetError::Zenoh {
+            hub: self.inner.name.clone(),
+            what: format!("{what} `{key}`"),
+            reason: short(&e),
+        };
+        let publisher = self
+            .inner
+            .session
+            .declare_publisher(key.to_owned())
+            .congestion_control(CongestionControl::Block)
+            .allowed_destination(if remote_only {
+                Locality::Remote
+            } else {
+                Locality::Any
+            })
+            .wait()
+            .map_err(|e| zerr("declaring a publisher on", e))?;
+        let matched = Arc::new(AtomicBool::new(false));
+        let flag = matched.clone();
+        publisher
+            .matching_listener()
+            .callback(move |status| flag.store(status.matching(), Ordering::Release))
+            .background()
+            .wait()
+            .map_err(|e| zerr("watching the subscribers of", e))?;
+        if let Ok(status) = publisher.matching_status().wait() {
+            matched.fetch_or(status.matching(), Ordering::AcqRel);
+        }
+        Ok(NetPublisher {
+            publisher,
+            matched,
+            hub: self.inner.clone(),
+        })
+    }
+
+    /// Subscribes to `key`; `deliver` gets each message and says what became of it. It runs on a
+    /// Zenoh thread: it must not block for long.
+    pub fn subscribe<F>(&self, key: &str, remote_only: bool, deliver: F) -> Result<NetSubscriber, NetError>
+    where
+        F: Fn(&Incoming<'_>) -> Delivery + Send + Sync + 'static,
+    {
+        let hub = self.inner.clone();
+        let subscriber = self
+            .inner
+            .session
+            .declare_subscriber(key.to_owned())
+            .allowed_origin(if remote_only {
+                Locality::Remote
+            } else {
+                Locality::Any
+            })
+            .callback(move |sample| {
+                let payload = sample.payload().to_bytes();
+                let attachment = sample.attachment().map(|a| a.to_bytes());
+                let Some((type_name, type_hash)) = attachment.as_deref().and_then(parse_type) else {
+                    hub.error(format!(
+                        "a message on `{}` carries no HORUS type (sent by a non-HORUS Zenoh publisher?); dropped",
+                        sample.key_expr()
+                    ));
+                    return;
+                };
+                let msg = Incoming {
+                    key: sample.key_expr().as_str(),
+                    type_name,
+                    type_hash,
+                    bytes: &payload,
+                };
+                match deliver(&msg) {
+                    Delivery::Delivered => {
+                        hub.counters.received.fetch_add(1, Ordering::Relaxed);
+                        hub.counters
+                            .bytes_received
+                            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    }
+                    Delivery::Dropped => {
+                        hub.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Delivery::Rejected(why) => hub.error(why),
+                }
+            })
+            .wait()
+            .map_err(|e| NetError::Zenoh {
+                hub: self.inner.name.clone(),
+                what: format!("subscribing to `{key}`"),
+                reason: short(&e),
+            })?;
+        Ok(NetSubscriber { _subscriber: subscriber })
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnectionState {
+        let peers = self.inner.peers_now();
+        ConnectionState {
+            connected: peers > 0,
+            peers,
+            endpoint: self.inner.endpoint.clone(),
+            role: self.inner.role,
+            last_error: self.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// The counters now.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.inner.counters;
+        Metrics {
+            messages_sent: c.sent.load(Ordering::Relaxed),
+            messages_received: c.received.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for NetHub {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+        if let Some(m) = self.monitor.take() {
+            m.thread().unpark();
+            let _ = m.join();
+        }
+        let _ = self.inner.session.close().wait();
+    }
+}
+
+/// Follows the peer count: logs connections and losses, and records a loss as the last error.
+fn monitor(inner: &Inner) {
+    while !inner.stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(MONITOR_PERIOD);
+        if inner.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let now = inner.peers_now();
+        let before = inner.peers.swap(now, Ordering::Relaxed);
+        if now > before {
+            tracing::info!(hub = inner.name.as_str(), "peer connected ({now} connected)");
+        } else if now < before {
+            let msg = if now == 0 {
+                match inner.role {
+                    Role::Connected => format!("lost the connection to {}; reconnecting", inner.endpoint),
+                    Role::Listening => format!("the last peer on {} went away; waiting for it", inner.endpoint),
+                }
+            } else {
+                format!("a peer went away ({now} still connected)")
+            };
+            tracing::warn!(hub = inner.name.as_str(), "{msg}");
+            *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+        }
+    }
+}
+
+/// The type a message travels with: its hash and name, as the sample's attachment.
+#[derive(Debug, Clone)]
+pub struct WireType {
+    hash: u64,
+    attachment: ZBytes,
+}
+
+impl WireType {
+    /// The wire type of messages of type `name` with hash `hash`.
+    pub fn new(name: &str, hash: u64) -> WireType {
+        let mut bytes = hash.to_le_bytes().to_vec();
+        bytes.extend_from_slice(name.as_bytes());
+        WireType {
+            hash,
+            attachment: ZBytes::from(bytes),
+        }
+    }
+
+    /// The type hash.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+fn parse_type(a: &[u8]) -> Option<(&str, u64)> {
+    let (hash, name) = a.split_first_chunk::<8>()?;
+    Some((std::str::from_utf8(name).ok()?, u64::from_le_bytes(*hash)))
+}
+
+/// A received message, as a subscriber's callback sees it.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    /// Its key.
+    pub key: &'a str,
+    /// Its type's name.
+    pub type_name: &'a str,
+    /// Its type's hash.
+    pub type_hash: u64,
+    /// The message.
+    pub bytes: &'a [u8],
+}
+
+/// What a subscriber's callback did with a message.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Queued for its reader.
+    Delivered,
+    /// No room: counted as dropped.
+    Dropped,
+    /// Refused (wrong type, undecodable): counted as an error, the reason becomes the last error.
+    Rejected(String),
+}
+
+/// A publisher on one key of a hub.
+pub struct NetPublisher {
+    publisher: zenoh::pubsub::Publisher<'static>,
+    matched: Arc<AtomicBool>,
+    hub: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NetPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetPublisher")
+            .field("key", &self.publisher.key_expr().as_str())
+            .finish()
+    }
+}
+
+impl NetPublisher {
+    /// Publishes `bytes` as a message of type `ty`. Never fails the caller: a failure is
+    /// counted and becomes the hub's last error. Returns whether it was handed to Zenoh.
+    pub fn send(&self, ty: &WireType, bytes: &[u8]) -> bool {
+        match self.publisher.put(bytes).attachment(ty.attachment.clone()).wait() {
+            Ok(()) => {
+                self.hub.counters.sent.fetch_add(1, Ordering::Relaxed);
+                self.hub
+                    .counters
+                    .bytes_sent
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.hub.error(format!(
+                    "sending on `{}` failed: {}",
+                    self.publisher.key_expr(),
+                    short(&e)
+                ));
+                false
+            }
+        }
+    }
+
+    /// True while at least one subscriber (remote, or local unless remote-only) matches.
+    pub fn matched(&self) -> bool {
+        self.matched.load(Ordering::Acquire)
+    }
+}
+
+/// A subscription; dropping it ends it.
+pub struct NetSubscriber {
+    _subscriber: zenoh::pubsub::Subscriber<()>,
+}
+
+impl std::fmt::Debug for NetSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetSubscriber")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn first_listens_second_connects_and_messages_cross_both_ways() {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let a = NetHub::open("t_hub", &addr).unwrap();
+        let b = NetHub::open("t_hub", &addr).unwrap();
+        assert_eq!(a.state().role, Role::Listening);
+        assert_eq!(b.state().role, Role::Connected);
+        wait_for("the peers", || a.state().connected && b.state().connected);
+
+        let ty = WireType::new("bytes", 7);
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let key = b.key(Some("seq")).unwrap();
+        assert_eq!(key, "t_hub/seq");
+        let _sub = b
+            .subscribe(&key, false, move |m| {
+                if m.type_hash != 7 {
+                    return Delivery::Rejected(format!("type {}", m.type_name));
+                }
+                tx.lock().unwrap().send(m.bytes.to_vec()).unwrap();
+                Delivery::Delivered
+            })
+            .unwrap();
+        let publisher = a.publisher(&a.key(Some("seq")).unwrap(), false).unwrap();
+        wait_for("the subscriber to match", || publisher.matched());
+        for i in 0u32..1000 {
+            assert!(publisher.send(&ty, &i.to_le_bytes()));
+        }
+        assert!(publisher.send(&WireType::new("other", 8), b"x"));
+        for i in 0u32..1000 {
+            let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(got, i.to_le_bytes());
+        }
+        wait_for("the rejected message", || b.metrics().errors == 1);
+        let m = b.metrics();
+        assert_eq!((m.messages_received, m.bytes_received), (1000, 4000));
+        assert!(b.state().last_error.unwrap().contains("type other"));
+        assert_eq!(a.metrics().messages_sent, 1001);
+
+        // The listener goes away: the connector notices, and reconnects to a new listener.
+        drop(a);
+        wait_for("the loss", || !b.state().connected);
+        wait_for("the monitor", || b.state().last_error.unwrap().contains("reconnecting"));
+        let a2 = NetHub::open("t_hub", &addr).unwrap();
+        assert_eq!(a2.state().role, Role::Listening);
+        wait_for("the reconnection", || b.state().connected && a2.state().connected);
+    }
+
+    #[test]
+    fn bad_addresses_and_foreign_ports_are_clear_errors() {
+        let e = NetHub::open("h", "nohost").unwrap_err().to_string();
+        assert!(e.contains("host:port") && e.contains("`h`"), "{e}");
+        // A port held by something that is not a hub (a listener that never answers).
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = squatter.local_addr().unwrap().to_string();
+        let t = Instant::now();
+        let e = NetHub::open("h", &addr).unwrap_err().to_string();
+        assert!(e.contains(&addr) && e.contains("cannot listen") && e.contains("pick a free one"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+        eprintln!("{e} ({:?})", t.elapsed());
+        let e = NetHub::open("bad*hub", "127.0.0.1:1").unwrap_err().to_string();
+        assert!(e.contains("bad*hub"), "{e}");
+    }
+}
