@@ -57,6 +57,10 @@ pub enum Code {
     H0024,
     /// A Python node's environment has no usable interpreter or `horus` package.
     H0025,
+    /// A manifest declares a tcp hub, and the host was built without the `network` feature.
+    H0026,
+    /// A network hub could not be opened when the run started (the address is unusable).
+    H0027,
 }
 
 impl Code {
@@ -85,6 +89,8 @@ impl Code {
             Code::H0023 => "H0023",
             Code::H0024 => "H0024",
             Code::H0025 => "H0025",
+            Code::H0026 => "H0026",
+            Code::H0027 => "H0027",
         }
     }
 }

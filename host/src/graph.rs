@@ -9,7 +9,7 @@ use crate::ffi::{LoadError, PluginLibrary, PortInfo};
 use crate::io::NodeIo;
 use crate::manifest::{Endpoint, Manifest, NodeSpec, Qos, DEFAULT_MAX_SIZE};
 use crate::shm::ShmError;
-use crate::topic::{named_capacity, PlanSpec, PortPlan, TopicName, TopicScope};
+use crate::topic::{named_capacity, NetTopic, PlanSpec, PortPlan, TopicName, TopicScope};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub struct BoundGraph {
     pub plugins: Vec<Arc<PluginLibrary>>,
     /// Nodes with live topic endpoints.
     pub nodes: Vec<BoundNode>,
+    /// Topics that travel over network hubs.
+    pub net: Vec<NetTopic>,
 }
 
 impl BindError {
@@ -85,6 +87,8 @@ struct OutTopic {
     slot_size: u32,
     max_depth: u32,
     subscribers: usize,
+    /// The QoS of its publishing connection (`from` + `topic`).
+    publish_qos: Qos,
 }
 
 /// Where an input's messages come from.
@@ -130,6 +134,8 @@ pub struct Graph {
     pub plugins: Vec<Arc<PluginLibrary>>,
     /// Nodes in manifest order.
     pub nodes: Vec<GraphNode>,
+    /// Topics that travel over network hubs.
+    pub net: Vec<NetTopic>,
 }
 
 fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagnostic {
@@ -304,6 +310,7 @@ impl Graph {
                     slot_size: slot_size(fport, c.max_size),
                     max_depth: 0,
                     subscribers: 0,
+                    publish_qos: Qos::DEFAULT,
                 });
                 if let Some(topic) = &c.topic {
                     match &out.name {
@@ -325,6 +332,7 @@ impl Graph {
                         }
                         _ => out.name = TopicName::Named(topic.clone()),
                     }
+                    out.publish_qos = c.qos;
                 }
                 // A subscriber's depth, or on a publishing connection (`from` + `topic`) how
                 // many messages the topic holds for readers in other processes.
@@ -345,6 +353,63 @@ impl Graph {
             return Err(diags.sorted());
         }
 
+        // Topics under a network hub: outputs publish on a private ring the bridge reads, and
+        // inputs read a private ring per topic the bridge writes.
+        let mut net = Vec::new();
+        let mut net_outputs: Vec<_> = outputs.iter_mut().collect();
+        net_outputs.sort_by_key(|(k, _)| **k);
+        for (_, out) in net_outputs {
+            let TopicName::Named(topic) = &out.name else {
+                continue;
+            };
+            let Some(hub) = crate::manifest::network_hub(&manifest.hubs, topic) else {
+                continue;
+            };
+            let (hub, key) = (hub.name.clone(), topic.clone());
+            out.name = TopicName::Local(format!("net.out/{key}"));
+            net.push(NetTopic {
+                hub,
+                key,
+                local: out.name.clone(),
+                spec: out_spec(out),
+                outbound: true,
+                qos: out.publish_qos,
+            });
+        }
+        let mut net_inputs: Vec<_> = inputs.iter().collect();
+        net_inputs.sort_by_key(|(k, _)| **k);
+        for ((ni, pi), (source, qos, slot)) in net_inputs {
+            let Source::Named(topic) = source else { continue };
+            let Some(hub) = crate::manifest::network_hub(&manifest.hubs, topic) else {
+                continue;
+            };
+            let depth = depth_of(*qos).max(2);
+            if let Some(t) = net.iter_mut().find(|t| !t.outbound && &t.key == topic) {
+                t.spec.capacity = t.spec.capacity.max(depth);
+                t.spec.slot_size = t.spec.slot_size.max(*slot);
+                if depth_of(*qos) >= depth_of(t.qos) {
+                    t.qos = *qos;
+                }
+                continue;
+            }
+            let (lib, ti) = resolved[*ni].as_ref().expect("resolved");
+            let port = &lib.info().node_types[*ti].ports[*pi];
+            net.push(NetTopic {
+                hub: hub.name.clone(),
+                key: topic.clone(),
+                local: TopicName::Local(format!("net.in/{topic}")),
+                spec: PlanSpec {
+                    type_name: port.type_name.clone(),
+                    type_hash: port.type_hash,
+                    slot_size: *slot,
+                    capacity: depth,
+                    single_producer: true,
+                },
+                outbound: false,
+                qos: *qos,
+            });
+        }
+
         let mut nodes = Vec::new();
         for (i, (spec, res)) in manifest.nodes.iter().zip(resolved).enumerate() {
             let (plugin, type_index) = res.expect("every node resolved when there are no diagnostics");
@@ -363,6 +428,19 @@ impl Graph {
                             PortPlan::Input {
                                 topic: out.name.clone(),
                                 spec: out_spec(out),
+                                qos: *qos,
+                            }
+                        }
+                        Some((Source::Named(topic), qos, _))
+                            if crate::manifest::network_hub(&manifest.hubs, topic).is_some() =>
+                        {
+                            let t = net
+                                .iter()
+                                .find(|t| !t.outbound && &t.key == topic)
+                                .expect("planned above");
+                            PortPlan::Input {
+                                topic: t.local.clone(),
+                                spec: t.spec.clone(),
                                 qos: *qos,
                             }
                         }
@@ -399,6 +477,7 @@ impl Graph {
             manifest,
             plugins,
             nodes,
+            net,
         })
     }
 }
@@ -446,6 +525,7 @@ impl Graph {
             manifest: self.manifest,
             plugins: self.plugins,
             nodes: bound,
+            net: self.net,
         })
     }
 }

@@ -108,10 +108,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
+    // Zenoh's own lines (connection retries, which the hub reports itself) only from -vv on.
     let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+        (true, _) => "warn,zenoh=error",
+        (false, 0) => "info,zenoh=error",
+        (false, 1) => "debug,zenoh=warn",
         (false, _) => "trace",
     };
     // Worker processes of `isolation = "process"` nodes are configured through the environment:

@@ -57,6 +57,26 @@ pub enum PortPlan {
     },
 }
 
+/// A topic that travels over a network hub (`[hub.<name>] mode = "tcp"`): nodes use a private
+/// ring as for any topic, and the host's bridge moves messages between that ring and the
+/// network (`crate::net::bridge`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetTopic {
+    /// The hub's name.
+    pub hub: String,
+    /// The topic, which is also its key on the network.
+    pub key: String,
+    /// The private ring on this side.
+    pub local: TopicName,
+    /// Its type, slot size and capacity.
+    pub spec: PlanSpec,
+    /// True: nodes of this host publish it; false: they subscribe to it.
+    pub outbound: bool,
+    /// Outbound: the publishing connection's QoS (reliable: the bridge reads every message, and
+    /// a full ring pushes back on the node); inbound: the deepest subscriber's.
+    pub qos: Qos,
+}
+
 /// Size and type of a topic, before its name is resolved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanSpec {

@@ -1,5 +1,5 @@
 //! Hub tables — `[hub.<name>]` in TOML, `hub: {<name>: …}` in YAML — as `Hub.from_config`
-//! reads them (and, with the network issue, the manifest's own `[hub.*]` tables).
+//! reads them; the manifest's own `[hub.*]` tables go through the same [`spec`] check.
 //!
 //! Strict like manifests: an unknown key, a wrong type, an unknown mode, a tcp hub without an
 //! address or a missing hub is an error that names the file (and line and column where the
@@ -74,28 +74,49 @@ pub fn load(path: &Path, name: &str) -> Result<HubSpec, String> {
             ),
         });
     };
-    let mode = match hub.mode.as_str() {
+    spec(name, &hub.mode, hub.address.as_deref()).map_err(|e| format!("{shown}: hub `{name}`: {e}"))
+}
+
+/// Checks one hub table — its name, `mode` and `address` — as `Hub.from_config` and the
+/// manifest's `[hub.<name>]` tables both do.
+pub fn spec(name: &str, mode: &str, address: Option<&str>) -> Result<HubSpec, String> {
+    check_hub_name(name)?;
+    let mode = match mode {
         "local" => HubMode::Local,
         "tcp" => HubMode::Tcp,
         other => {
             return Err(format!(
-                "{shown}: hub `{name}`: unknown mode `{other}` (write mode = \"local\" or mode = \"tcp\")"
+                "unknown mode `{other}` (write mode = \"local\" or mode = \"tcp\")"
             ))
         }
     };
-    if mode == HubMode::Tcp {
-        let Some(address) = &hub.address else {
-            return Err(format!(
-                "{shown}: hub `{name}`: a tcp hub needs `address = \"host:port\"`"
-            ));
-        };
-        check_address(address).map_err(|e| format!("{shown}: hub `{name}`: {e}"))?;
+    match (mode, address) {
+        (HubMode::Tcp, None) => return Err("a tcp hub needs `address = \"host:port\"`".into()),
+        (HubMode::Tcp, Some(a)) => check_address(a)?,
+        (HubMode::Local, Some(_)) => {
+            return Err("a local hub has no `address` (remove it, or write mode = \"tcp\")".into())
+        }
+        (HubMode::Local, None) => {}
     }
     Ok(HubSpec {
         name: name.to_owned(),
         mode,
-        address: hub.address.clone(),
+        address: address.map(str::to_owned),
     })
+}
+
+/// A hub name is a key-expression prefix on the network: letters, digits, `_` and `-`.
+pub fn check_hub_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "hub name `{name}` must be letters, digits, `_` and `-` (it prefixes every key on the network)"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a `host:port` address.
@@ -149,6 +170,12 @@ mod tests {
         assert!(load(&t, "a").unwrap_err().contains("unknown mode `udp`"));
         let (_d, t) = write("f.toml", "[hub.a]\nmode = \"tcp\"\naddress = \"nohost\"\n");
         assert!(load(&t, "a").unwrap_err().contains("host:port"));
+        let (_f, t) = write("h.toml", "[hub.a]\nmode = \"local\"\naddress = \"127.0.0.1:1\"\n");
+        assert!(load(&t, "a")
+            .unwrap_err()
+            .contains("a local hub has no `address`"));
+        let (_g, t) = write("i.toml", "[hub.\"a/b\"]\nmode = \"local\"\n");
+        assert!(load(&t, "a/b").unwrap_err().contains("letters, digits"));
         let (_e, y) = write("g.yaml", "hub:\n  a:\n    mode: [1\n");
         let e = load(&y, "a").unwrap_err();
         assert!(e.contains("g.yaml") && e.contains("line"), "{e}");

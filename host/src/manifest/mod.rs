@@ -328,4 +328,24 @@ pub struct Manifest {
     pub nodes: Vec<NodeSpec>,
     /// Connections, in manifest order.
     pub connections: Vec<ConnectSpec>,
+    /// `[hub.<name>]` tables, by name.
+    pub hubs: Vec<HubDecl>,
+}
+
+/// One `[hub.<name>]` of a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubDecl {
+    /// Its settings.
+    pub spec: hubs::HubSpec,
+    /// Where its table is written.
+    pub at: Location,
+}
+
+/// The tcp hub a topic travels over: the hub named like the topic, or like its first part
+/// (`sensor_hub/imu` is under `sensor_hub`).
+pub fn network_hub<'a>(hubs: &'a [HubDecl], topic: &str) -> Option<&'a hubs::HubSpec> {
+    let first = topic.split('/').next().unwrap_or(topic);
+    hubs.iter()
+        .map(|h| &h.spec)
+        .find(|h| h.mode == hubs::HubMode::Tcp && h.name == first)
 }

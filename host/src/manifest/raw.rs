@@ -18,6 +18,19 @@ pub struct RawManifest {
     /// `[[connect]]` entries.
     #[serde(default, rename = "connect")]
     pub connections: Vec<Spanned<RawConnect>>,
+    /// `[hub.<name>]` tables.
+    #[serde(default)]
+    pub hub: std::collections::BTreeMap<String, Spanned<RawHub>>,
+}
+
+/// One `[hub.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHub {
+    /// `local` or `tcp`.
+    pub mode: Spanned<String>,
+    /// `host:port` of a tcp hub.
+    pub address: Option<Spanned<String>>,
 }
 
 /// `[scheduler]`.
@@ -97,7 +110,7 @@ pub struct RawConnect {
 
 /// The keys each table accepts, for "did you mean" hints. Keep in sync with the structs above
 /// (a unit test checks it).
-pub const TOP_KEYS: &[&str] = &["scheduler", "node", "connect"];
+pub const TOP_KEYS: &[&str] = &["scheduler", "node", "connect", "hub"];
 /// Keys of `[scheduler]`.
 pub const SCHEDULER_KEYS: &[&str] = &[
     "preset",
@@ -129,3 +142,5 @@ pub const NODE_KEYS: &[&str] = &[
 ];
 /// Keys of `[[connect]]`.
 pub const CONNECT_KEYS: &[&str] = &["from", "to", "topic", "qos", "max_size"];
+/// Keys of `[hub.<name>]`.
+pub const HUB_KEYS: &[&str] = &["mode", "address"];

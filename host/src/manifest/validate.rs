@@ -3,7 +3,7 @@
 
 use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
 use super::{
-    ConnectSpec, Endpoint, Isolation, Manifest, NodeSpec, Preset, PythonSpec, Qos, SchedulerSpec,
+    ConnectSpec, Endpoint, HubDecl, Isolation, Manifest, NodeSpec, Preset, PythonSpec, Qos, SchedulerSpec,
     SupervisionSpec, WATCHDOG_RANGE_MS,
 };
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location};
@@ -99,6 +99,13 @@ fn unknown_keys(doc: &toml::de::DeTable<'_>, text: &str, path: &Path) -> Diagnos
     }
     for t in tables("connect") {
         check(t, raw::CONNECT_KEYS, "in [[connect]]");
+    }
+    for t in tables("hub") {
+        for (_, hub) in t.iter() {
+            if let DeValue::Table(hub) = hub.get_ref() {
+                check(hub, raw::HUB_KEYS, "in [hub.<name>]");
+            }
+        }
     }
     diags
 }
@@ -323,11 +330,14 @@ impl Validator<'_> {
                 connections.push(spec);
             }
         }
+        let hubs = self.hubs(raw.hub);
+        self.network_topics(&hubs, &connections);
         let manifest = Manifest {
             path: self.path.to_path_buf(),
             scheduler,
             nodes,
             connections,
+            hubs,
         };
         self.diags.into_result(manifest)
     }
@@ -839,14 +849,86 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    fn hubs(&mut self, raw: std::collections::BTreeMap<String, Spanned<raw::RawHub>>) -> Vec<HubDecl> {
+        let mut hubs = Vec::new();
+        for (name, table) in raw {
+            let at = self.at(&table);
+            let table = table.into_inner();
+            let address = table.address.as_ref().map(|a| a.get_ref().as_str());
+            match super::hubs::spec(&name, table.mode.get_ref(), address) {
+                Ok(spec) => {
+                    #[cfg(not(feature = "network"))]
+                    if spec.mode == super::hubs::HubMode::Tcp {
+                        self.push(
+                            self.diag(
+                                Code::H0026,
+                                &table.mode,
+                                format!("hub `{name}` is a network hub, and this horus was built without network support"),
+                            )
+                            .key(format!("hub.{name}.mode"))
+                            .hint("rebuild with the `network` feature: `cargo build --workspace --features horus-host/network` (see README)"),
+                        );
+                        continue;
+                    }
+                    hubs.push(HubDecl { spec, at });
+                }
+                Err(e) => {
+                    let (key, loc) = if e.contains("address") && table.address.is_some() {
+                        ("address", table.address.as_ref().map_or(at, |a| self.at(a)))
+                    } else if e.contains("hub name") {
+                        ("", at)
+                    } else if e.contains("needs `address") {
+                        ("", at)
+                    } else {
+                        ("mode", self.at(&table.mode))
+                    };
+                    let key = if key.is_empty() {
+                        format!("hub.{name}")
+                    } else {
+                        format!("hub.{name}.{key}")
+                    };
+                    self.push(
+                        Diagnostic::new(Code::H0006, self.path, format!("hub `{name}`: {e}"))
+                            .at(loc)
+                            .key(key)
+                            .hint("a hub table is `mode = \"local\"`, or `mode = \"tcp\"` with `address = \"host:port\"` (see docs/manifest.md#hubs)"),
+                    );
+                }
+            }
+        }
+        hubs
+    }
+
+    /// A topic under a tcp hub is a Zenoh key: no wildcards, no empty parts.
+    fn network_topics(&mut self, hubs: &[HubDecl], connections: &[ConnectSpec]) {
+        for c in connections {
+            let Some(topic) = &c.topic else { continue };
+            if super::network_hub(hubs, topic).is_none() {
+                continue;
+            }
+            let bad_char = topic.chars().find(|ch| "*$#?".contains(*ch));
+            if bad_char.is_some() || topic.ends_with('/') || topic.contains("//") {
+                self.push(
+                    Diagnostic::new(Code::H0006, self.path, format!("topic `{topic}` cannot travel over its network hub"))
+                        .at(c.topic_at)
+                        .key("connect.topic")
+                        .hint("a network topic is a Zenoh key: no `*`, `$`, `#` or `?`, and no empty parts (`a//b`, a trailing `/`)"),
+                );
+            }
+        }
+    }
+}
+
 /// Keys accepted per table, for tests that keep `raw` and the hint lists in sync.
 #[doc(hidden)]
-pub fn known_keys() -> [&'static [&'static str]; 4] {
+pub fn known_keys() -> [&'static [&'static str]; 5] {
     [
         raw::TOP_KEYS,
         raw::SCHEDULER_KEYS,
         raw::NODE_KEYS,
         raw::CONNECT_KEYS,
+        raw::HUB_KEYS,
     ]
 }
 
@@ -1119,6 +1201,6 @@ mod tests {
             ))
             .unwrap();
         }
-        assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect"]);
+        assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect", "hub"]);
     }
 }

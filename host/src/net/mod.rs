@@ -19,6 +19,8 @@
 //! name), so a receiver checks the type before it uses the bytes (a mismatch or a missing type
 //! is an error, counted, never a crash).
 
+pub mod bridge;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -198,19 +200,33 @@ fn config(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Config, 
             "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}".to_owned(),
         ),
     ] {
-        c.insert_json5(key, &value).map_err(|e| format!("zenoh config `{key}`: {e}"))?;
+        c.insert_json5(key, &value)
+            .map_err(|e| format!("zenoh config `{key}`: {e}"))?;
     }
     Ok(c)
 }
 
-/// The first line of a Zenoh error, without its source-location suffix.
+/// The first line of a Zenoh error, without the source locations Zenoh appends (` at
+/// /path/file.rs:61.`).
 fn short(e: &zenoh::Error) -> String {
     let s = e.to_string();
-    let s = s.lines().next().unwrap_or_default().trim();
-    match s.rfind(" at ") {
-        Some(i) if s[i..].contains(".rs:") => s[..i].trim_end().to_owned(),
-        _ => s.to_owned(),
+    let mut s = s.lines().next().unwrap_or_default().trim();
+    let mut out = String::new();
+    while let Some(i) = s.find(" at ") {
+        let rest = &s[i + 4..];
+        let end = rest.find([']', ')']).unwrap_or(rest.len());
+        out.push_str(&s[..i]);
+        if !rest[..end].contains(".rs:") {
+            out.push_str(" at ");
+        }
+        s = if rest[..end].contains(".rs:") {
+            &rest[end..]
+        } else {
+            rest
+        };
     }
+    out.push_str(s);
+    out.trim_end_matches('.').to_owned()
 }
 
 impl NetHub {
@@ -275,7 +291,11 @@ impl NetHub {
             hub = name,
             "network hub on {} ({}, {} peer(s))",
             inner.endpoint,
-            if role == Role::Listening { "listening" } else { "connected" },
+            if role == Role::Listening {
+                "listening"
+            } else {
+                "connected"
+            },
             inner.peers.load(Ordering::Relaxed)
         );
         let watched = inner.clone();
@@ -408,7 +428,9 @@ impl NetHub {
                 what: format!("subscribing to `{key}`"),
                 reason: short(&e),
             })?;
-        Ok(NetSubscriber { _subscriber: subscriber })
+        Ok(NetSubscriber {
+            _subscriber: subscriber,
+        })
     }
 
     /// The connection state now.
@@ -419,7 +441,12 @@ impl NetHub {
             peers,
             endpoint: self.inner.endpoint.clone(),
             role: self.inner.role,
-            last_error: self.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: self
+                .inner
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -463,7 +490,9 @@ fn monitor(inner: &Inner) {
             let msg = if now == 0 {
                 match inner.role {
                     Role::Connected => format!("lost the connection to {}; reconnecting", inner.endpoint),
-                    Role::Listening => format!("the last peer on {} went away; waiting for it", inner.endpoint),
+                    Role::Listening => {
+                        format!("the last peer on {} went away; waiting for it", inner.endpoint)
+                    }
                 }
             } else {
                 format!("a peer went away ({now} still connected)")
@@ -647,7 +676,9 @@ mod tests {
         // The listener goes away: the connector notices, and reconnects to a new listener.
         drop(a);
         wait_for("the loss", || !b.state().connected);
-        wait_for("the monitor", || b.state().last_error.unwrap().contains("reconnecting"));
+        wait_for("the monitor", || {
+            b.state().last_error.unwrap().contains("reconnecting")
+        });
         let a2 = NetHub::open("t_hub", &addr).unwrap();
         assert_eq!(a2.state().role, Role::Listening);
         wait_for("the reconnection", || b.state().connected && a2.state().connected);
@@ -662,7 +693,10 @@ mod tests {
         let addr = squatter.local_addr().unwrap().to_string();
         let t = Instant::now();
         let e = NetHub::open("h", &addr).unwrap_err().to_string();
-        assert!(e.contains(&addr) && e.contains("cannot listen") && e.contains("pick a free one"), "{e}");
+        assert!(
+            e.contains(&addr) && e.contains("cannot listen") && e.contains("pick a free one"),
+            "{e}"
+        );
         assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
         eprintln!("{e} ({:?})", t.elapsed());
         let e = NetHub::open("bad*hub", "127.0.0.1:1").unwrap_err().to_string();
