@@ -3,9 +3,16 @@
 //! process of the namespace; `Hub.global_hub(name)` is one hub per name per process (and the
 //! same topic in every other process); a link is a single-producer topic
 //! (`link/<target>/<topic>`) both ends name alike.
+//!
+//! Network hubs (`Hub.tcp`, a tcp hub of `Hub.from_config`) are Zenoh sessions
+//! (`horus_host::net`): the hub's own stream is the key `<name>`, a link created from it the key
+//! `<name>/<topic>`, the same keys a manifest's `topic = "<name>/<topic>"` uses, so Python and
+//! Rust hosts exchange messages. A network hub does not hear its own messages (other hubs and
+//! processes do). Python objects travel as on local topics; `bytes` travel as raw bytes (a Rust
+//! `Vec<u8>` port reads them), typed messages as the Rust type's bytes.
 
 use crate::topics::{Counters, Endpoint};
-use pyo3::exceptions::{PyNotImplementedError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::HashMap;
@@ -23,6 +30,55 @@ pub fn metrics_dict(py: Python<'_>, c: Counters, dropped: u64) -> PyResult<Bound
     Ok(d)
 }
 
+/// A hub's or link's transport: a shared-memory topic, or a key of a network hub.
+enum Chan {
+    Shm(Channel),
+    #[cfg(feature = "network")]
+    Net(net::NetChannel),
+}
+
+impl Chan {
+    fn send(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        match self {
+            Chan::Shm(c) => c.send(data),
+            #[cfg(feature = "network")]
+            Chan::Net(c) => c.send(data),
+        }
+    }
+
+    fn recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self {
+            Chan::Shm(c) => c.recv(py),
+            #[cfg(feature = "network")]
+            Chan::Net(c) => c.recv(py),
+        }
+    }
+
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        match self {
+            Chan::Shm(c) => c.metrics(py),
+            #[cfg(feature = "network")]
+            Chan::Net(c) => c.metrics(py),
+        }
+    }
+
+    fn state<'py>(&self, py: Python<'py>, mode: &str) -> PyResult<Bound<'py, PyDict>> {
+        match self {
+            Chan::Shm(c) => c.state(py, mode),
+            #[cfg(feature = "network")]
+            Chan::Net(c) => c.state(py, mode),
+        }
+    }
+
+    fn close(&mut self) {
+        match self {
+            Chan::Shm(c) => c.ep.close(),
+            #[cfg(feature = "network")]
+            Chan::Net(c) => c.close(),
+        }
+    }
+}
+
 struct Channel {
     ep: Endpoint,
     scratch: Vec<u8>,
@@ -30,14 +86,14 @@ struct Channel {
 }
 
 impl Channel {
-    fn open(topic: String, single_producer: bool) -> PyResult<Channel> {
+    fn open(topic: String, single_producer: bool) -> PyResult<Chan> {
         let mut ep = Endpoint::new(topic, horus_host::shm::namespace(), single_producer);
         ep.subscribe_now()?;
-        Ok(Channel {
+        Ok(Chan::Shm(Channel {
             ep,
             scratch: Vec::new(),
             buf: Vec::new(),
-        })
+        }))
     }
 
     fn send(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -92,7 +148,9 @@ pub fn _close_global_hubs(py: Python<'_>) {
 pub struct Hub {
     name: String,
     mode: &'static str,
-    chan: Mutex<Channel>,
+    chan: Mutex<Chan>,
+    #[cfg(feature = "network")]
+    net: Option<std::sync::Arc<horus_host::net::NetHub>>,
 }
 
 static GLOBAL: Mutex<Option<HashMap<String, Py<Hub>>>> = Mutex::new(None);
@@ -105,18 +163,44 @@ impl Hub {
             name: name.to_owned(),
             mode,
             chan: Mutex::new(Channel::open(topic, false)?),
+            #[cfg(feature = "network")]
+            net: None,
         })
     }
 
-    fn chan(&self) -> std::sync::MutexGuard<'_, Channel> {
+    #[cfg(feature = "network")]
+    fn open_tcp(py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
+        check_name("hub", name)?;
+        horus_host::manifest::hubs::check_hub_name(name).map_err(PyValueError::new_err)?;
+        let hub = py
+            .detach(|| horus_host::net::NetHub::open(name, address))
+            .map_err(|e| net::error(&e))?;
+        let hub = std::sync::Arc::new(hub);
+        let chan = net::NetChannel::open(&hub, None)?;
+        Ok(Hub {
+            name: name.to_owned(),
+            mode: "tcp",
+            chan: Mutex::new(Chan::Net(chan)),
+            net: Some(hub),
+        })
+    }
+
+    #[cfg(not(feature = "network"))]
+    fn open_tcp(_py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
+        check_name("hub", name)?;
+        Err(tcp_unavailable(address, name))
+    }
+
+    fn chan(&self) -> std::sync::MutexGuard<'_, Chan> {
         self.chan.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+#[cfg(not(feature = "network"))]
 fn tcp_unavailable(address: &str, name: &str) -> PyErr {
-    PyNotImplementedError::new_err(format!(
-        "network hubs are not available in this build of horus (Hub.tcp({address:?}, {name:?})): they arrive \
-         with Zenoh support; use a local hub (horus.Hub({name:?})) or a global hub on one machine"
+    pyo3::exceptions::PyRuntimeError::new_err(format!(
+        "Hub.tcp({address:?}, {name:?}): this build of horus has no network support; rebuild the package \
+         with its `network` feature (the default of `pip install` / `maturin develop` from python-loader/)"
     ))
 }
 
@@ -130,10 +214,10 @@ impl Hub {
 
     /// A network hub at `address` (`host:port`).
     #[staticmethod]
-    fn tcp(address: &str, name: &str) -> PyResult<Hub> {
-        horus_host::manifest::hubs::check_address(address).map_err(PyValueError::new_err)?;
-        check_name("hub", name)?;
-        Err(tcp_unavailable(address, name))
+    fn tcp(py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
+        horus_host::manifest::hubs::check_address(address)
+            .map_err(|e| PyValueError::new_err(format!("Hub.tcp: {e}")))?;
+        Hub::open_tcp(py, address, name)
     }
 
     /// The hub named `name` of this process: every call with one name returns the same hub,
@@ -157,7 +241,8 @@ impl Hub {
         match spec.mode {
             horus_host::manifest::hubs::HubMode::Local => Py::new(py, Hub::open(name, "local")?),
             horus_host::manifest::hubs::HubMode::Tcp => {
-                Err(tcp_unavailable(spec.address.as_deref().unwrap_or_default(), name))
+                let address = spec.address.as_deref().unwrap_or_default();
+                Py::new(py, Hub::open_tcp(py, address, name)?)
             }
         }
     }
@@ -180,6 +265,17 @@ impl Hub {
 
     /// A point-to-point link for `topic` towards `target`.
     fn create_link(&self, topic: &str, target: &str) -> PyResult<Link> {
+        #[cfg(feature = "network")]
+        if let Some(hub) = &self.net {
+            check_name("topic", topic)?;
+            check_name("target", target)?;
+            return Ok(Link {
+                topic: topic.to_owned(),
+                target: target.to_owned(),
+                mode: "tcp",
+                chan: Mutex::new(Chan::Net(net::NetChannel::open(hub, Some(topic))?)),
+            });
+        }
         Link::new(topic, target)
     }
 
@@ -195,7 +291,7 @@ impl Hub {
 
     /// Detaches from the topic (the last endpoint removes it); the hub unusable afterwards.
     fn close(&self) {
-        self.chan().ep.close();
+        self.chan().close();
     }
 
     fn __repr__(&self) -> String {
@@ -208,11 +304,12 @@ impl Hub {
 pub struct Link {
     topic: String,
     target: String,
-    chan: Mutex<Channel>,
+    mode: &'static str,
+    chan: Mutex<Chan>,
 }
 
 impl Link {
-    fn chan(&self) -> std::sync::MutexGuard<'_, Channel> {
+    fn chan(&self) -> std::sync::MutexGuard<'_, Chan> {
         self.chan.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -228,6 +325,7 @@ impl Link {
         Ok(Link {
             topic: topic.to_owned(),
             target: target.to_owned(),
+            mode: "link",
             chan: Mutex::new(Channel::open(format!("link/{target}/{topic}"), true)?),
         })
     }
@@ -261,15 +359,188 @@ impl Link {
 
     /// Same as Hub.get_connection_state.
     fn get_connection_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.chan().state(py, "link")
+        self.chan().state(py, self.mode)
     }
 
     /// Detaches from the topic.
     fn close(&self) {
-        self.chan().ep.close();
+        self.chan().close();
     }
 
     fn __repr__(&self) -> String {
         format!("Link({:?}, {:?})", self.topic, self.target)
+    }
+}
+
+#[cfg(feature = "network")]
+mod net {
+    //! The network side of hubs and links: one key of a `horus_host::net::NetHub`, with a
+    //! bounded queue of received messages (the oldest is dropped, and counted, when a reader
+    //! falls [`QUEUE_DEPTH`] behind).
+
+    use crate::topics::{object_hash, OBJECT_TYPE};
+    use crate::{codec, msgs};
+    use horus_host::net::{Delivery, NetError, NetHub, NetPublisher, NetSubscriber, WireType};
+    use horus_plugin_api::Message;
+    use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyDict};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Received messages a hub or link keeps for its reader.
+    pub const QUEUE_DEPTH: usize = 8192;
+
+    /// A Python exception for a hub that cannot be opened.
+    pub fn error(e: &NetError) -> PyErr {
+        match e {
+            NetError::BadAddress { .. } | NetError::BadTopic { .. } => PyValueError::new_err(e.to_string()),
+            _ => PyConnectionError::new_err(e.to_string()),
+        }
+    }
+
+    type Queue = Mutex<VecDeque<(u64, Vec<u8>)>>;
+
+    pub struct NetChannel {
+        hub: Arc<NetHub>,
+        key: String,
+        publisher: Option<NetPublisher>,
+        subscriber: Option<NetSubscriber>,
+        queue: Arc<Queue>,
+        dropped: Arc<AtomicU64>,
+        object: WireType,
+        bytes: WireType,
+        scratch: Vec<u8>,
+        sent: u64,
+        received: u64,
+        bytes_sent: u64,
+        bytes_received: u64,
+        errors: u64,
+    }
+
+    impl NetChannel {
+        /// The hub's own stream (`topic` None) or one of its topics.
+        pub fn open(hub: &Arc<NetHub>, topic: Option<&str>) -> PyResult<NetChannel> {
+            let key = hub.key(topic).map_err(|e| error(&e))?;
+            let queue: Arc<Queue> = Arc::default();
+            let dropped = Arc::new(AtomicU64::new(0));
+            let (q, d) = (queue.clone(), dropped.clone());
+            let subscriber = hub
+                .subscribe(&key, true, move |m| {
+                    let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+                    if q.len() >= QUEUE_DEPTH {
+                        q.pop_front();
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    q.push_back((m.type_hash, m.bytes.to_vec()));
+                    Delivery::Delivered
+                })
+                .map_err(|e| error(&e))?;
+            let publisher = hub.publisher(&key, true).map_err(|e| error(&e))?;
+            Ok(NetChannel {
+                hub: hub.clone(),
+                key,
+                publisher: Some(publisher),
+                subscriber: Some(subscriber),
+                queue,
+                dropped,
+                object: WireType::new(OBJECT_TYPE, object_hash()),
+                bytes: WireType::new(<Vec<u8> as Message>::TYPE_NAME, <Vec<u8> as Message>::TYPE_HASH),
+                scratch: Vec::new(),
+                sent: 0,
+                received: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                errors: 0,
+            })
+        }
+
+        fn closed(&self) -> PyErr {
+            PyValueError::new_err(format!("network hub key `{}` is closed", self.key))
+        }
+
+        pub fn send(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+            let Some(publisher) = &self.publisher else {
+                return Err(self.closed());
+            };
+            self.scratch.clear();
+            let sent = if let Ok(b) = obj.cast::<PyBytes>() {
+                publisher.send(&self.bytes, b.as_bytes());
+                b.as_bytes().len()
+            } else if let Some(t) = msgs::encode(obj, &mut self.scratch) {
+                publisher.send(&WireType::new(t.name, t.hash), &self.scratch);
+                self.scratch.len()
+            } else {
+                if let Err(e) = codec::encode(obj, &mut self.scratch) {
+                    self.errors += 1;
+                    return Err(e);
+                }
+                publisher.send(&self.object, &self.scratch);
+                self.scratch.len()
+            };
+            self.sent += 1;
+            self.bytes_sent += sent as u64;
+            Ok(())
+        }
+
+        pub fn recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+            if self.subscriber.is_none() {
+                return Err(self.closed());
+            }
+            let next = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let Some((hash, bytes)) = next else {
+                return Ok(None);
+            };
+            self.received += 1;
+            self.bytes_received += bytes.len() as u64;
+            let decoded = if hash == object_hash() {
+                codec::decode(py, &bytes)
+            } else if let Some(t) = msgs::by_hash(hash) {
+                (t.decode)(py, &bytes)
+            } else {
+                // Raw bytes, or a Rust type Python has no class for: its bytes.
+                Ok(PyBytes::new(py, &bytes).into_any())
+            };
+            if decoded.is_err() {
+                self.errors += 1;
+            }
+            decoded.map(Some).map_err(|e| {
+                PyTypeError::new_err(format!("a message on `{}` could not be decoded: {e}", self.key))
+            })
+        }
+
+        pub fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            let d = PyDict::new(py);
+            d.set_item("messages_sent", self.sent)?;
+            d.set_item("messages_received", self.received)?;
+            d.set_item("bytes_sent", self.bytes_sent)?;
+            d.set_item("bytes_received", self.bytes_received)?;
+            d.set_item("dropped", self.dropped.load(Ordering::Relaxed))?;
+            d.set_item("errors", self.errors + self.hub.metrics().errors)?;
+            Ok(d)
+        }
+
+        pub fn state<'py>(&self, py: Python<'py>, mode: &str) -> PyResult<Bound<'py, PyDict>> {
+            let s = self.hub.state();
+            let d = PyDict::new(py);
+            d.set_item("connected", s.connected && self.publisher.is_some())?;
+            d.set_item("mode", mode)?;
+            d.set_item("peers", s.peers)?;
+            d.set_item("endpoint", s.endpoint)?;
+            d.set_item("role", s.role.as_str())?;
+            d.set_item("key", &self.key)?;
+            d.set_item(
+                "matched",
+                self.publisher.as_ref().is_some_and(NetPublisher::matched),
+            )?;
+            d.set_item("last_error", s.last_error)?;
+            Ok(d)
+        }
+
+        pub fn close(&mut self) {
+            self.publisher = None;
+            self.subscriber = None;
+        }
     }
 }

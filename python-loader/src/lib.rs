@@ -27,10 +27,11 @@ horus_plugin_api::export_plugin!(PythonNode);
 use node::PythonNode;
 
 /// Routes the runtime's log (tracing) to stderr once per process, filtered by `HORUS_LOG`
-/// (default `warn`: failures, deadline misses, watchdog expiries, circuit transitions).
+/// (default `warn`: failures, deadline misses, watchdog expiries, circuit transitions, a network
+/// hub's lost peer; Zenoh's own lines only as errors, since the hub reports what matters).
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HORUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("HORUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn,zenoh=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
