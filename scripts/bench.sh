@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, python
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, python
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,9 @@ case "$group" in
     cargo build --release -q -p bench-noop -p faulty-nodes
     cargo bench -q -p horus-host --bench isolation
     ;;
+  network)
+    cargo bench -q -p horus-host --features network --bench network
+    ;;
   python)
     # The package built optimised into .venv, and the release host for the in-host figures.
     ./scripts/python-env.sh --release
@@ -29,7 +32,7 @@ case "$group" in
     .venv/bin/python python-loader/bench/bench.py
     ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, python)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, python)" >&2
     exit 2
     ;;
 esac

@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# One feature set for every cargo step, so clippy, build and test share their artifacts: network
+# hubs (Zenoh) on, and their end-to-end tests with them. maturin builds the Python package with
+# the same `network` feature (python-loader/pyproject.toml).
+features=(--features horus-host/network,horus-python/network,horus-e2e/network)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -17,16 +22,16 @@ PYTHON_ENV_ONLY=1 ./scripts/python-env.sh
 export PYO3_PYTHON="$PWD/.venv/bin/python"
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
 
 step "cargo build (binary and plugins for the end-to-end tests)"
-cargo build --workspace
+cargo build --workspace "${features[@]}"
 
 step "horus Python package (maturin develop into .venv)"
 ./scripts/python-env.sh
 
 step "cargo test"
-cargo test --workspace
+cargo test --workspace "${features[@]}"
 
 step "pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider python-loader/tests

@@ -38,10 +38,6 @@ pub enum HostError {
     /// this manifest, 1 for system failures).
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// A network hub could not be opened (exit code 2: the address in the manifest is
-    /// unusable).
-    #[error("error[H0027]: {0}\n  = hint: pick a free port for the hub's first process, or the address where it listens (see docs/errors/H0027.md)")]
-    Network(String),
     /// Signal handlers could not be installed (exit code 1).
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -54,7 +50,7 @@ impl HostError {
     /// 2 for bad input, 1 for runtime failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            HostError::BadInput(_) | HostError::StatsFileCreate { .. } | HostError::Network(_) => 2,
+            HostError::BadInput(_) | HostError::StatsFileCreate { .. } => 2,
             HostError::Bind(e) if e.is_bad_input() => 2,
             HostError::Bind(_) => 1,
             HostError::StatsFileWrite { .. } | HostError::Signals(_) | HostError::Run(_) => 1,
@@ -151,7 +147,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     #[cfg(feature = "network")]
     let bridges = crate::net::bridge::Bridges::start(&manifest.hubs, &net, &scope).map_err(|e| {
         crate::shm::remove_private(scope.namespace(), scope.instance());
-        HostError::Network(e.to_string())
+        HostError::BadInput(e.diagnostic(&manifest).into())
     })?;
     #[cfg(not(feature = "network"))]
     debug_assert!(

@@ -465,22 +465,24 @@ mod net {
                 return Err(self.closed());
             };
             self.scratch.clear();
-            let sent = if let Ok(b) = obj.cast::<PyBytes>() {
-                publisher.send(&self.bytes, b.as_bytes());
-                b.as_bytes().len()
+            // A failed send does not raise (the peer may be away); the hub counts it as an
+            // error and keeps it as its last error.
+            let (ok, len) = if let Ok(b) = obj.cast::<PyBytes>() {
+                (publisher.send(&self.bytes, b.as_bytes()), b.as_bytes().len())
             } else if let Some(t) = msgs::encode(obj, &mut self.scratch) {
-                publisher.send(&WireType::new(t.name, t.hash), &self.scratch);
-                self.scratch.len()
+                let ok = publisher.send(&WireType::new(t.name, t.hash), &self.scratch);
+                (ok, self.scratch.len())
             } else {
                 if let Err(e) = codec::encode(obj, &mut self.scratch) {
                     self.errors += 1;
                     return Err(e);
                 }
-                publisher.send(&self.object, &self.scratch);
-                self.scratch.len()
+                (publisher.send(&self.object, &self.scratch), self.scratch.len())
             };
-            self.sent += 1;
-            self.bytes_sent += sent as u64;
+            if ok {
+                self.sent += 1;
+                self.bytes_sent += len as u64;
+            }
             Ok(())
         }
 

@@ -174,18 +174,8 @@ def test_hub_from_config_toml_and_yaml(tmp_path, no_leftovers):
         horus.Hub.from_config(toml, "sensor_hb")
     with pytest.raises(ValueError, match="cannot read"):
         horus.Hub.from_config(tmp_path / "missing.toml", "sensor_hub")
-    (tmp_path / "net.toml").write_text('[hub.sensor_hub]\nmode = "tcp"\naddress = "127.0.0.1:8080"\n')
-    with pytest.raises(NotImplementedError, match="network hubs"):
-        horus.Hub.from_config(tmp_path / "net.toml", "sensor_hub")
     for h in (a, b):
         h.close()
-
-
-def test_tcp_hub_is_a_clear_not_implemented():
-    with pytest.raises(NotImplementedError, match="Zenoh"):
-        horus.Hub.tcp("127.0.0.1:8080", "sensor_hub")
-    with pytest.raises(ValueError, match="host:port"):
-        horus.Hub.tcp("no-port", "sensor_hub")
 
 
 def test_python_to_python_across_processes(no_leftovers):

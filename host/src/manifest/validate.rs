@@ -876,9 +876,7 @@ impl Validator<'_> {
                 Err(e) => {
                     let (key, loc) = if e.contains("address") && table.address.is_some() {
                         ("address", table.address.as_ref().map_or(at, |a| self.at(a)))
-                    } else if e.contains("hub name") {
-                        ("", at)
-                    } else if e.contains("needs `address") {
+                    } else if e.contains("hub name") || e.contains("needs `address") {
                         ("", at)
                     } else {
                         ("mode", self.at(&table.mode))

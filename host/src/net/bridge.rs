@@ -40,6 +40,31 @@ pub enum BridgeError {
     },
 }
 
+impl BridgeError {
+    /// The error as a diagnostic of `manifest`, at the hub's table (H0027).
+    pub fn diagnostic(&self, manifest: &crate::manifest::Manifest) -> crate::diag::Diagnostic {
+        use crate::diag::{Code, Diagnostic};
+        let hub = match self {
+            BridgeError::Hub(
+                NetError::BadAddress { hub, .. }
+                | NetError::Unreachable { hub, .. }
+                | NetError::BadTopic { hub, .. }
+                | NetError::Zenoh { hub, .. },
+            ) => Some(hub.as_str()),
+            BridgeError::Ring { .. } => None,
+        };
+        let decl = manifest.hubs.iter().find(|h| Some(h.spec.name.as_str()) == hub);
+        let mut d = Diagnostic::new(Code::H0027, &manifest.path, self.to_string()).hint(
+            "the first process of a hub listens on its address: pick a port no other program uses, \
+             or the address where the hub's first process listens",
+        );
+        if let Some(decl) = decl {
+            d = d.at(decl.at).key(format!("hub.{}.address", decl.spec.name));
+        }
+        d
+    }
+}
+
 /// The open hubs of a run and their bridges; dropping it stops them.
 pub struct Bridges {
     hubs: Vec<(HubSpec, Arc<NetHub>)>,
@@ -163,6 +188,12 @@ fn outbound(mut sub: shm::Subscriber, publisher: &NetPublisher, ty: &WireType, s
             publisher.send(ty, &buf);
         }
     }
+    // The run stopped: what its nodes sent last still goes out (to a subscriber, if any).
+    while publisher.matched() && sub.try_recv(&mut buf).is_some() {
+        publisher.send(ty, &buf);
+    }
+    // A keep_last ring overwrote these while no subscriber was there.
+    publisher.count_dropped(sub.dropped());
 }
 
 fn inbound(
@@ -182,7 +213,7 @@ fn inbound(
             );
             // The first of a kind, then one in a thousand: a misconfigured peer must not
             // flood the log.
-            if rejected.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+            if rejected.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
                 tracing::warn!("{why}");
             }
             return Delivery::Rejected(why);

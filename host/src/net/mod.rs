@@ -7,8 +7,8 @@
 //! port held by something that is not a HORUS hub). A connecting session that loses its peer
 //! reconnects by itself (Zenoh's connect retry, 100 ms growing to 1 s); a listening one simply
 //! accepts the peer again. Multicast scouting is off, so hubs on other ports or in other tests
-//! never meet. A connecting session also listens on a free port of the same host and learns
-//! the others' from the first (gossip), so every process of a hub ends up connected to every
+//! never meet. A connecting session also listens on a free port (of loopback for a loopback
+//! hub, of every interface otherwise) and learns the others' from the first (gossip), so every process of a hub ends up connected to every
 //! other one, as Zenoh peers are meant to be.
 //!
 //! Keys: the hub's name is the key-expression prefix. The hub's own stream (Python's
@@ -49,7 +49,8 @@ pub enum NetError {
     /// Neither listening on nor connecting to the address worked.
     #[error(
         "network hub `{hub}`: cannot listen on {address} ({listen}) and cannot connect to it \
-         either ({connect}); if another program holds the port, pick a free one"
+         either ({connect}); if another program holds the port, pick a free one; if the address is \
+         another machine's, start the hub's first process there and check that it is reachable"
     )]
     Unreachable {
         /// The hub.
@@ -182,7 +183,10 @@ impl std::fmt::Debug for NetHub {
     }
 }
 
-fn config(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Config, String> {
+/// The Zenoh configuration of every hub session: peer mode, multicast scouting off, the given
+/// listen and connect endpoints (`tcp/host:port`), and quick reconnection. Public so the network
+/// benchmark gives raw Zenoh exactly the same transport.
+pub fn config(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Config, String> {
     let mut c = zenoh::Config::default();
     let list = |e: Option<&str>| match e {
         Some(e) => format!("[{}]", serde_json::Value::from(e)),
@@ -229,6 +233,20 @@ fn short(e: &zenoh::Error) -> String {
     out.trim_end_matches('.').to_owned()
 }
 
+/// Where a connecting session listens, so the hub's other peers can reach it too (gossip): a
+/// free port on loopback for a loopback hub, else a free port on every interface (the address
+/// is another machine's).
+fn own_listener(address: &str) -> String {
+    let (host, _) = address.rsplit_once(':').unwrap_or((address, ""));
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match (loopback, host.starts_with('[')) {
+        (true, _) => format!("tcp/{host}:0"),
+        (false, true) => "tcp/[::]:0".to_owned(),
+        (false, false) => "tcp/0.0.0.0:0".to_owned(),
+    }
+}
+
 impl NetHub {
     /// Opens hub `name` at `address` (`host:port`): listens there, or connects to the process
     /// that does.
@@ -251,8 +269,7 @@ impl NetHub {
         let (session, role) = match zenoh::open(listen_cfg).wait() {
             Ok(s) => (s, Role::Listening),
             Err(listen_err) => {
-                let (host, _) = address.rsplit_once(':').expect("checked");
-                let any_port = format!("tcp/{host}:0");
+                let any_port = own_listener(address);
                 let connect_cfg = config(Some(&any_port), Some(&endpoint)).map_err(bad)?;
                 match zenoh::open(connect_cfg).wait() {
                     Ok(s) if s.info().peers_zid().wait().count() > 0 => (s, Role::Connected),
@@ -436,6 +453,7 @@ impl NetHub {
     /// The connection state now.
     pub fn state(&self) -> ConnectionState {
         let peers = self.inner.peers_now();
+        self.inner.observe(peers);
         ConnectionState {
             connected: peers > 0,
             peers,
@@ -482,23 +500,30 @@ fn monitor(inner: &Inner) {
         if inner.stop.load(Ordering::Acquire) {
             break;
         }
-        let now = inner.peers_now();
-        let before = inner.peers.swap(now, Ordering::Relaxed);
+        inner.observe(inner.peers_now());
+    }
+}
+
+impl Inner {
+    /// Records the peer count `now` (from the monitor, or from a state query that looked
+    /// between two of its rounds, so a peer that came and went quickly is still reported).
+    fn observe(&self, now: usize) {
+        let before = self.peers.swap(now, Ordering::AcqRel);
         if now > before {
-            tracing::info!(hub = inner.name.as_str(), "peer connected ({now} connected)");
+            tracing::info!(hub = self.name.as_str(), "peer connected ({now} connected)");
         } else if now < before {
             let msg = if now == 0 {
-                match inner.role {
-                    Role::Connected => format!("lost the connection to {}; reconnecting", inner.endpoint),
+                match self.role {
+                    Role::Connected => format!("lost the connection to {}; reconnecting", self.endpoint),
                     Role::Listening => {
-                        format!("the last peer on {} went away; waiting for it", inner.endpoint)
+                        format!("the last peer on {} went away; waiting for it", self.endpoint)
                     }
                 }
             } else {
                 format!("a peer went away ({now} still connected)")
             };
-            tracing::warn!(hub = inner.name.as_str(), "{msg}");
-            *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+            tracing::warn!(hub = self.name.as_str(), "{msg}");
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
         }
     }
 }
@@ -595,6 +620,11 @@ impl NetPublisher {
         }
     }
 
+    /// Adds `n` messages lost before they could be sent (a bridge's overwritten backlog).
+    pub fn count_dropped(&self, n: u64) {
+        self.hub.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// True while at least one subscriber (remote, or local unless remote-only) matches.
     pub fn matched(&self) -> bool {
         self.matched.load(Ordering::Acquire)
@@ -682,6 +712,17 @@ mod tests {
         let a2 = NetHub::open("t_hub", &addr).unwrap();
         assert_eq!(a2.state().role, Role::Listening);
         wait_for("the reconnection", || b.state().connected && a2.state().connected);
+    }
+
+    #[test]
+    fn a_connecting_session_listens_where_its_peers_can_reach_it() {
+        assert_eq!(own_listener("127.0.0.1:7450"), "tcp/127.0.0.1:0");
+        assert_eq!(own_listener("localhost:7450"), "tcp/localhost:0");
+        assert_eq!(own_listener("[::1]:7450"), "tcp/[::1]:0");
+        // Another machine's address: this machine cannot bind it.
+        assert_eq!(own_listener("192.0.2.1:7450"), "tcp/0.0.0.0:0");
+        assert_eq!(own_listener("robot.local:7450"), "tcp/0.0.0.0:0");
+        assert_eq!(own_listener("[2001:db8::1]:7450"), "tcp/[::]:0");
     }
 
     #[test]

@@ -156,7 +156,9 @@ class Hub:
     def __new__(cls, name: str) -> Hub: ...
     @staticmethod
     def tcp(address: str, name: str) -> Hub:
-        """A network hub; raises NotImplementedError in this build (ValueError on a bad address)."""
+        """A network hub over Zenoh/TCP at ``host:port``: the first process to open the address
+        listens, later ones connect. ValueError on a bad address or name, ConnectionError when
+        the port is held by something that is not a hub."""
     @staticmethod
     def global_hub(name: str) -> Hub:
         """The process-wide hub named ``name`` (the same object on every call)."""
@@ -172,7 +174,9 @@ class Hub:
     def get_metrics(self) -> Dict[str, int]:
         """messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors."""
     def get_connection_state(self) -> Dict[str, Any]:
-        """connected (bool), mode (str), peers (int), endpoint (str), last_error (None)."""
+        """connected (bool), mode (str), peers (int), endpoint (str), last_error (str or None);
+        network hubs also: role ("listen"/"connect"), key (str), matched (bool: a remote
+        subscriber exists)."""
     def close(self) -> None: ...
     def __repr__(self) -> str: ...
 
