@@ -9,6 +9,9 @@
 //! - Throughput: 1,000,000 64-byte messages published as fast as the (blocking) transport takes
 //!   them, until the other session has received the last.
 //!
+//! - Host path (informative, no target): the same ping-pong from one host's node ring to the
+//!   other's, through both hosts' bridges (two more thread wake-ups per direction).
+//!
 //! Target: the hub at most 1.2× raw Zenoh (latency), at least 1/1.2 of it (throughput).
 
 use horus_host::net::{Delivery, NetHub, WireType};
@@ -161,6 +164,97 @@ fn hub() -> ((f64, f64), f64) {
     (latency, rate)
 }
 
+/// The path a node's message takes: its ring, the outbound bridge, Zenoh, the inbound bridge,
+/// the other host's ring; the other side echoes from its input ring to its output ring, as a
+/// node would (woken by the ring's futex, not ticked). Two "hosts" in this process.
+fn host_path() -> (f64, f64) {
+    use horus_host::diag::Location;
+    use horus_host::manifest::hubs::{HubMode, HubSpec};
+    use horus_host::manifest::{HubDecl, Qos};
+    use horus_host::net::bridge::Bridges;
+    use horus_host::shm;
+    use horus_host::topic::{NetTopic, PlanSpec, TopicName, TopicScope};
+
+    let ns = format!("benchnet{}", std::process::id());
+    let address = free_address();
+    let hubs = [HubDecl {
+        spec: HubSpec {
+            name: "bench".into(),
+            mode: HubMode::Tcp,
+            address: Some(address),
+        },
+        at: Location::default(),
+    }];
+    let spec = PlanSpec {
+        type_name: "bytes".into(),
+        type_hash: 1,
+        slot_size: SIZE as u32,
+        capacity: 64,
+        single_producer: true,
+    };
+    let topic = |key: &str, outbound: bool| NetTopic {
+        hub: "bench".into(),
+        key: key.into(),
+        local: TopicName::Local(format!("{}/{key}", if outbound { "net.out" } else { "net.in" })),
+        spec: spec.clone(),
+        outbound,
+        qos: Qos::Reliable(64),
+    };
+    let ring = |scope: &TopicScope, t: &NetTopic| shm::TopicSpec {
+        topic: scope.resolve(&t.local),
+        type_name: "bytes".into(),
+        type_hash: 1,
+        slot_size: SIZE as u32,
+        capacity: 64,
+        single_producer: true,
+    };
+    let (a, b) = (
+        TopicScope::with(ns.clone(), "h1".into()),
+        TopicScope::with(ns.clone(), "h2".into()),
+    );
+    let a_topics = [topic("bench/ping", true), topic("bench/pong", false)];
+    let b_topics = [topic("bench/ping", false), topic("bench/pong", true)];
+    // The nodes' ends first, as `Graph::bind` does.
+    let mut ping = shm::publisher(&ns, &ring(&a, &a_topics[0])).unwrap();
+    let mut pong_in = shm::subscriber(&ns, &ring(&a, &a_topics[1]), 64, true).unwrap();
+    let mut ping_in = shm::subscriber(&ns, &ring(&b, &b_topics[0]), 64, true).unwrap();
+    let mut pong = shm::publisher(&ns, &ring(&b, &b_topics[1])).unwrap();
+    let bridges_a = Bridges::start(&hubs, &a_topics, &a).unwrap();
+    let bridges_b = Bridges::start(&hubs, &b_topics, &b).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let echo_stop = stop.clone();
+    let echo = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        while !echo_stop.load(Ordering::Acquire) {
+            if ping_in.recv_timeout(&mut buf, Duration::from_millis(20)).is_some() {
+                pong.send(&buf).unwrap();
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let msg = [7u8; SIZE];
+    let mut buf = Vec::new();
+    let mut one_way = Vec::with_capacity(ROUNDS);
+    for i in 0..(WARMUP + ROUNDS) {
+        let t = Instant::now();
+        ping.send(&msg).unwrap();
+        let deadline = t + Duration::from_secs(10);
+        while pong_in.try_recv(&mut buf).is_none() {
+            std::hint::spin_loop();
+            assert!(Instant::now() < deadline, "round trip {i} lost");
+        }
+        if i >= WARMUP {
+            one_way.push(t.elapsed().as_secs_f64() * 1e6 / 2.0);
+        }
+    }
+    stop.store(true, Ordering::Release);
+    echo.join().unwrap();
+    drop((bridges_a, bridges_b, ping, pong_in));
+    shm::remove_private(&ns, "h1");
+    shm::remove_private(&ns, "h2");
+    stats(one_way)
+}
+
 fn main() {
     // Alternate the two, three times, and keep each one's better run: the machine is shared.
     let mut raw_runs = Vec::new();
@@ -183,6 +277,11 @@ fn main() {
     println!(
         "BENCH net_latency_64b value={hub_med:.2} unit=us baseline={raw_med:.2} ratio={:.2} p99={hub_p99:.2} baseline_p99={raw_p99:.2} baseline_name=raw_zenoh target_ratio=1.2",
         hub_med / raw_med
+    );
+    let (path_med, path_p99) = host_path();
+    println!(
+        "BENCH net_host_path_latency_64b value={path_med:.2} unit=us baseline={raw_med:.2} ratio={:.2} p99={path_p99:.2} baseline_p99={raw_p99:.2} baseline_name=raw_zenoh",
+        path_med / raw_med
     );
     println!(
         "BENCH net_throughput_64b value={hub_rate:.0} unit=msg/s baseline={raw_rate:.0} ratio={:.2} baseline_name=raw_zenoh higher_is_better=true target_ratio=0.83",
