@@ -226,7 +226,10 @@ fn host_path() -> (f64, f64) {
     let echo = std::thread::spawn(move || {
         let mut buf = Vec::new();
         while !echo_stop.load(Ordering::Acquire) {
-            if ping_in.recv_timeout(&mut buf, Duration::from_millis(20)).is_some() {
+            if ping_in
+                .recv_timeout(&mut buf, Duration::from_millis(20))
+                .is_some()
+            {
                 pong.send(&buf).unwrap();
             }
         }
