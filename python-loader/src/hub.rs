@@ -150,7 +150,7 @@ pub struct Hub {
     mode: &'static str,
     chan: Mutex<Chan>,
     #[cfg(feature = "network")]
-    net: Option<std::sync::Arc<horus_host::net::NetHub>>,
+    net: Mutex<Option<std::sync::Arc<horus_host::net::NetHub>>>,
 }
 
 static GLOBAL: Mutex<Option<HashMap<String, Py<Hub>>>> = Mutex::new(None);
@@ -164,7 +164,7 @@ impl Hub {
             mode,
             chan: Mutex::new(Channel::open(topic, false)?),
             #[cfg(feature = "network")]
-            net: None,
+            net: Mutex::new(None),
         })
     }
 
@@ -181,7 +181,7 @@ impl Hub {
             name: name.to_owned(),
             mode: "tcp",
             chan: Mutex::new(Chan::Net(chan)),
-            net: Some(hub),
+            net: Mutex::new(Some(hub)),
         })
     }
 
@@ -266,7 +266,11 @@ impl Hub {
     /// A point-to-point link for `topic` towards `target`.
     fn create_link(&self, topic: &str, target: &str) -> PyResult<Link> {
         #[cfg(feature = "network")]
-        if let Some(hub) = &self.net {
+        if self.mode == "tcp" {
+            let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(hub) = net.as_ref() else {
+                return Err(PyValueError::new_err(format!("hub `{}` is closed", self.name)));
+            };
             check_name("topic", topic)?;
             check_name("target", target)?;
             return Ok(Link {
@@ -292,6 +296,9 @@ impl Hub {
     /// Detaches from the topic (the last endpoint removes it); the hub unusable afterwards.
     fn close(&self) {
         self.chan().close();
+        // A network hub's session ends with its last open handle (the hub or one of its links).
+        #[cfg(feature = "network")]
+        self.net.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     fn __repr__(&self) -> String {
@@ -403,8 +410,10 @@ mod net {
     type Queue = Mutex<VecDeque<(u64, Vec<u8>)>>;
 
     pub struct NetChannel {
-        hub: Arc<NetHub>,
+        hub: Option<Arc<NetHub>>,
         key: String,
+        endpoint: String,
+        role: &'static str,
         publisher: Option<NetPublisher>,
         subscriber: Option<NetSubscriber>,
         queue: Arc<Queue>,
@@ -439,7 +448,9 @@ mod net {
                 .map_err(|e| error(&e))?;
             let publisher = hub.publisher(&key, true).map_err(|e| error(&e))?;
             Ok(NetChannel {
-                hub: hub.clone(),
+                hub: Some(hub.clone()),
+                endpoint: hub.state().endpoint,
+                role: hub.state().role.as_str(),
                 key,
                 publisher: Some(publisher),
                 subscriber: Some(subscriber),
@@ -519,30 +530,32 @@ mod net {
             d.set_item("bytes_sent", self.bytes_sent)?;
             d.set_item("bytes_received", self.bytes_received)?;
             d.set_item("dropped", self.dropped.load(Ordering::Relaxed))?;
-            d.set_item("errors", self.errors + self.hub.metrics().errors)?;
+            let session_errors = self.hub.as_ref().map_or(0, |h| h.metrics().errors);
+            d.set_item("errors", self.errors + session_errors)?;
             Ok(d)
         }
 
         pub fn state<'py>(&self, py: Python<'py>, mode: &str) -> PyResult<Bound<'py, PyDict>> {
-            let s = self.hub.state();
+            let s = self.hub.as_ref().map(|h| h.state());
             let d = PyDict::new(py);
-            d.set_item("connected", s.connected && self.publisher.is_some())?;
+            d.set_item("connected", s.as_ref().is_some_and(|s| s.connected))?;
             d.set_item("mode", mode)?;
-            d.set_item("peers", s.peers)?;
-            d.set_item("endpoint", s.endpoint)?;
-            d.set_item("role", s.role.as_str())?;
+            d.set_item("peers", s.as_ref().map_or(0, |s| s.peers))?;
+            d.set_item("endpoint", &self.endpoint)?;
+            d.set_item("role", self.role)?;
             d.set_item("key", &self.key)?;
             d.set_item(
                 "matched",
                 self.publisher.as_ref().is_some_and(NetPublisher::matched),
             )?;
-            d.set_item("last_error", s.last_error)?;
+            d.set_item("last_error", s.and_then(|s| s.last_error))?;
             Ok(d)
         }
 
         pub fn close(&mut self) {
             self.publisher = None;
             self.subscriber = None;
+            self.hub = None;
         }
     }
 }

@@ -186,14 +186,18 @@ def test_python_to_python_across_processes(no_leftovers):
         """
         import time, horus
         hub = horus.Hub("xproc")
-        go = horus.Hub("xproc_go")          # exists before we announce ourselves
+        go = horus.Hub("xproc_go")          # exist before we announce ourselves
+        ack = horus.Hub("xproc_ack")
         horus.Hub("xproc_up").send("up")
         while go.recv() is None:
             time.sleep(0.001)
         for i in range(2000):
             hub.send({"i": i, "payload": "x" * (i % 50)})
             if i % 16 == 15:
-                time.sleep(0.0005)  # a keep_last(32) topic: stay within the reader's queue
+                # A keep_last(32) topic: stay within the reader's queue, however loaded the
+                # machine is, by waiting for the reader to take each batch of 16.
+                while ack.recv() is None:
+                    time.sleep(0.0002)
         hub.send("done")
         """
     )
@@ -206,6 +210,7 @@ def test_python_to_python_across_processes(no_leftovers):
         while up.recv() is None and time.monotonic() < deadline:
             time.sleep(0.001)
         go = horus.Hub("xproc_go")
+        ack = horus.Hub("xproc_ack")
         go.send("go")
         while time.monotonic() < deadline:
             m = hub.recv()
@@ -215,11 +220,13 @@ def test_python_to_python_across_processes(no_leftovers):
                 time.sleep(0.0001)
                 continue
             got.append(m["i"])
+            if m["i"] % 16 == 15:
+                ack.send(m["i"])
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
         proc.wait()
     assert hub.get_metrics()["dropped"] == 0
     assert got == list(range(2000))
-    for h in (hub, up, go):
+    for h in (hub, up, go, ack):
         h.close()
