@@ -3,7 +3,7 @@
 //! of a bad address and a port held by something else. Needs the `network` feature (the
 //! binary and the Python package are built with it by scripts/test.sh).
 
-use horus_e2e::{horus, node, read_stats, repo_root, spawn, wait, Outcome, Scratch};
+use horus_e2e::{count as u, finish, horus, node, read_stats, repo_root, spawn, start_in, wait, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -27,23 +27,6 @@ fn wait_listening(port: u16) {
 
 fn namespace(test: &str) -> String {
     format!("e2e-{}-net-{test}", std::process::id())
-}
-
-fn start(ns: &str, manifest: &Path, duration: &str, stats: &Path) -> Child {
-    let mut cmd = horus(&["run", manifest.to_str().unwrap(), "--duration", duration]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", ns);
-    spawn(cmd)
-}
-
-fn finish(child: Child) -> Outcome {
-    let out = wait(child, Duration::from_secs(90));
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    out
-}
-
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
 fn hub(port: u16) -> String {
@@ -83,14 +66,14 @@ fn two_hosts_exchange_ten_thousand_messages_over_a_tcp_hub() {
     let port = free_port();
     let (chk_stats, src_stats) = (s.path().join("check.json"), s.path().join("source.json"));
     // Two namespaces: the messages can only have crossed over the network.
-    let chk = start(
+    let chk = start_in(
         &ns_a,
         &checker(&s, "check.toml", port, "nh/seq", 10_000, true),
         "12s",
         &chk_stats,
     );
     wait_listening(port);
-    let src = start(&ns_b, &source(&s, port, "nh/seq", 10_000), "6s", &src_stats);
+    let src = start_in(&ns_b, &source(&s, port, "nh/seq", 10_000), "6s", &src_stats);
     let src_out = finish(src);
     let chk_out = finish(chk);
     assert!(
@@ -132,7 +115,7 @@ fn a_killed_and_restarted_subscriber_is_reported_and_picked_up_again() {
     let port = free_port();
     // An endless stream from the listening host.
     let src_stats = s.path().join("source.json");
-    let src = start(
+    let src = start_in(
         &ns_p,
         &source(&s, port, "nh/seq", 1_000_000_000),
         "14s",
@@ -140,13 +123,13 @@ fn a_killed_and_restarted_subscriber_is_reported_and_picked_up_again() {
     );
     wait_listening(port);
     let check = checker(&s, "check.toml", port, "nh/seq", 1_000_000_000, false);
-    let mut first = start(&ns_s, &check, "30s", &s.path().join("c1.json"));
+    let mut first = start_in(&ns_s, &check, "30s", &s.path().join("c1.json"));
     std::thread::sleep(Duration::from_secs(3));
     first.kill().expect("SIGKILL the subscriber");
     let _ = first.wait();
     std::thread::sleep(Duration::from_secs(1));
     let c2 = s.path().join("c2.json");
-    let second = start(&ns_s, &check, "3s", &c2);
+    let second = start_in(&ns_s, &check, "3s", &c2);
     let second_out = finish(second);
     let src_out = finish(src);
     let log = &src_out.stderr;
@@ -237,7 +220,7 @@ fn rust_and_python_exchange_ten_thousand_messages_both_ways() {
     let py = spawn_python(&recv, &[&address, "10000"]);
     wait_listening(port);
     let ns = namespace("rp");
-    let src = start(
+    let src = start_in(
         &ns,
         &source(&s, port, "nh/seq", 10_000),
         "6s",
@@ -258,7 +241,7 @@ fn rust_and_python_exchange_ten_thousand_messages_both_ways() {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let stats = s.path().join("c.json");
-    let chk = start(
+    let chk = start_in(
         &ns,
         &checker(&s, "c.toml", port, "nh", 10_000, true),
         "10s",

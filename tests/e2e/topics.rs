@@ -3,9 +3,8 @@
 //! and a type mismatch. Every test uses its own HORUS_NAMESPACE, and checks that no segment is
 //! left behind.
 
-use horus_e2e::{horus, node, read_stats, spawn, wait, Outcome, Scratch};
+use horus_e2e::{count as u, finish, horus, node, read_stats, spawn, start_in, wait, Outcome, Scratch};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A namespace of its own for one test.
@@ -29,38 +28,20 @@ fn wait_for(path: &Path, limit: Duration) {
     }
 }
 
-/// `horus run <manifest> --duration <d> --stats-json <stats>` in namespace `ns`, started now.
-fn start(ns: &str, manifest: &Path, duration: &str, stats: &Path) -> Child {
-    let mut cmd = horus(&["run", manifest.to_str().unwrap(), "--duration", duration]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", ns);
-    spawn(cmd)
-}
-
-fn finish(child: Child) -> Outcome {
-    let out = wait(child, Duration::from_secs(90));
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    out
-}
-
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
 #[test]
 fn two_manifests_in_two_processes_exchange_every_sample() {
     let ns = namespace("demo");
     let s = Scratch::new();
     let root = horus_e2e::repo_root();
     let (sub_stats, pub_stats) = (s.path().join("sub.json"), s.path().join("pub.json"));
-    let sub = start(
+    let sub = start_in(
         &ns,
         &root.join("manifests/attitude-subscriber.toml"),
         "4s",
         &sub_stats,
     );
     wait_for(&segment_path(&ns, "demo/imu"), Duration::from_secs(20));
-    let publ = start(&ns, &root.join("manifests/imu-publisher.toml"), "1s", &pub_stats);
+    let publ = start_in(&ns, &root.join("manifests/imu-publisher.toml"), "1s", &pub_stats);
     finish(publ);
     let out = finish(sub);
     let (sub, publ) = (read_stats(&sub_stats), read_stats(&pub_stats));
@@ -110,9 +91,9 @@ fn stream(
 ) -> (serde_json::Value, serde_json::Value, Outcome) {
     let (source, check) = stream_manifests(s, qos, reliable, count);
     let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
-    let checker = start(ns, &check, "10s", &chk_stats);
+    let checker = start_in(ns, &check, "10s", &chk_stats);
     wait_for(&segment_path(ns, "stream"), Duration::from_secs(20));
-    let src = start(ns, &source, "8s", &src_stats);
+    let src = start_in(ns, &source, "8s", &src_stats);
     let src_out = finish(src);
     let chk_out = finish(checker);
     assert!(
@@ -180,9 +161,9 @@ fn a_publisher_killed_mid_stream_neither_hangs_nor_crashes_the_subscriber() {
     // A stream that would take far longer than the test: the publisher dies in the middle.
     let (source, check) = stream_manifests(&s, "keep_last(64)", false, 1_000_000_000);
     let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
-    let checker = start(&ns, &check, "4s", &chk_stats);
+    let checker = start_in(&ns, &check, "4s", &chk_stats);
     wait_for(&segment_path(&ns, "stream"), Duration::from_secs(20));
-    let mut src = start(&ns, &source, "60s", &src_stats);
+    let mut src = start_in(&ns, &source, "60s", &src_stats);
     std::thread::sleep(Duration::from_millis(1200));
     src.kill().expect("SIGKILL the publisher");
     let _ = src.wait();
@@ -209,7 +190,7 @@ fn a_segment_left_by_a_crashed_process_is_reclaimed() {
     let ns = namespace("reclaim");
     let s = Scratch::new();
     let (source, check) = stream_manifests(&s, "keep_last(64)", false, 1_000_000_000);
-    let mut src = start(&ns, &source, "60s", &s.path().join("a.json"));
+    let mut src = start_in(&ns, &source, "60s", &s.path().join("a.json"));
     let seg = segment_path(&ns, "stream");
     wait_for(&seg, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
@@ -217,7 +198,7 @@ fn a_segment_left_by_a_crashed_process_is_reclaimed() {
     let _ = src.wait();
     assert!(seg.exists(), "a crashed process leaves its segment");
     let stats = s.path().join("b.json");
-    let out = finish(start(&ns, &check, "1s", &stats));
+    let out = finish(start_in(&ns, &check, "1s", &stats));
     assert!(
         out.stderr
             .contains("reclaimed shared memory left by crashed processes"),
@@ -274,7 +255,7 @@ fn publisher_and_subscriber_of_different_types_are_refused() {
         "sub.toml",
         "[[node]]\nname = \"sink\"\nplugin = \"{plugin:telemetry-sink}\"\n[[connect]]\ntopic = \"robot/state\"\nto = \"sink.attitude\"\n",
     );
-    let publ = start(&ns, &publisher, "20s", &s.path().join("pub.json"));
+    let publ = start_in(&ns, &publisher, "20s", &s.path().join("pub.json"));
     wait_for(&segment_path(&ns, "robot/state"), Duration::from_secs(20));
     let mut cmd = horus(&["run", subscriber.to_str().unwrap(), "--duration", "1s"]);
     cmd.env("HORUS_NAMESPACE", &ns);

@@ -238,6 +238,31 @@ pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats JSON: {e}\n{text}"))
 }
 
+/// A counter of the stats JSON.
+pub fn count(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// `horus run <manifest> --duration <d> --stats-json <stats>` in namespace `ns`, started now.
+pub fn start_in(ns: &str, manifest: &Path, duration: &str, stats: &Path) -> Child {
+    let mut cmd = horus(&[
+        "run",
+        manifest.to_str().expect("utf-8 path"),
+        "--duration",
+        duration,
+    ]);
+    cmd.args(["--stats-json", stats.to_str().expect("utf-8 path")])
+        .env("HORUS_NAMESPACE", ns);
+    spawn(cmd)
+}
+
+/// Waits for a run started by [`start_in`] (at most 90 s) and asserts it exited with 0.
+pub fn finish(child: Child) -> Outcome {
+    let out = wait(child, Duration::from_secs(90));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    out
+}
+
 /// The stats object of node `name`.
 pub fn node<'a>(stats: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     stats
