@@ -35,7 +35,71 @@ pub struct StatsReply {
     pub uptime_s: f64,
     /// One object per node, as in `--stats-json`.
     pub nodes: Vec<NodeStats>,
+    /// The host's network hubs (none without the `network` feature or tcp hubs).
+    #[serde(default)]
+    pub hubs: Vec<HubStatus>,
 }
+
+/// A network hub's connection state and counters, as `horus stats` and the end of a run show
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubStatus {
+    /// The hub's name.
+    pub name: String,
+    /// `tcp/<host>:<port>`.
+    pub endpoint: String,
+    /// `listen` or `connect`.
+    pub role: String,
+    /// At least one peer is connected.
+    pub connected: bool,
+    /// Connected peers.
+    pub peers: usize,
+    /// The last problem (a lost peer, a rejected message), if any.
+    pub last_error: Option<String>,
+    /// Messages published.
+    pub messages_sent: u64,
+    /// Messages received and delivered.
+    pub messages_received: u64,
+    /// Payload bytes published.
+    pub bytes_sent: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Messages lost to full queues.
+    pub dropped: u64,
+    /// Failed sends and rejected messages.
+    pub errors: u64,
+}
+
+impl HubStatus {
+    /// One line: name, endpoint, role, counters, peers, last error.
+    pub fn line(&self) -> String {
+        format!(
+            "hub `{}` ({}, {}): {}, {} peer(s); sent {} ({} B), received {} ({} B), dropped {}, errors {}{}",
+            self.name,
+            self.endpoint,
+            self.role,
+            if self.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+            self.peers,
+            self.messages_sent,
+            self.bytes_sent,
+            self.messages_received,
+            self.bytes_received,
+            self.dropped,
+            self.errors,
+            self.last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Reads the hubs' state when a client asks.
+pub type HubProbe = Arc<dyn Fn() -> Vec<HubStatus> + Send + Sync>;
 
 /// Why `horus stats` could not read a host.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +155,13 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Serves `board` on `<socket_dir(namespace)>/<pid>.sock`.
-    pub fn start(namespace: &str, manifest: &Path, board: StatsBoard) -> std::io::Result<ControlServer> {
+    /// Serves `board` (and what `hubs` reads) on `<socket_dir(namespace)>/<pid>.sock`.
+    pub fn start(
+        namespace: &str,
+        manifest: &Path,
+        board: StatsBoard,
+        hubs: Option<HubProbe>,
+    ) -> std::io::Result<ControlServer> {
         let dir = socket_dir(namespace);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -118,6 +187,7 @@ impl ControlServer {
                                 manifest: manifest.clone(),
                                 uptime_s: started.elapsed().as_secs_f64(),
                                 nodes: snapshot(&board),
+                                hubs: hubs.as_ref().map(|h| h()).unwrap_or_default(),
                             };
                             if let Err(e) = serve(stream, &reply) {
                                 tracing::debug!("control client: {e}");

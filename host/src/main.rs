@@ -94,6 +94,9 @@ fn stats(json: bool, watch: bool, pid: Option<u32>) -> ExitCode {
                 reply.pid, reply.manifest, reply.uptime_s
             );
             print!("{}", horus_host::scheduler::table(&reply.nodes));
+            for hub in &reply.hubs {
+                println!("{}", hub.line());
+            }
         }
         if !watch {
             return ExitCode::SUCCESS;

@@ -156,21 +156,25 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     );
     let board = StatsBoard::default();
     // Live stats for `horus stats`; a host that cannot serve them still runs.
-    let control = match crate::control::ControlServer::start(scope.namespace(), &opts.manifest, board.clone())
-    {
-        Ok(server) => Some(server),
-        Err(e) => {
-            tracing::warn!("live stats unavailable (horus stats will not see this host): {e}");
-            None
-        }
-    };
+    #[cfg(feature = "network")]
+    let hubs = Some(bridges.probe());
+    #[cfg(not(feature = "network"))]
+    let hubs = None;
+    let control =
+        match crate::control::ControlServer::start(scope.namespace(), &opts.manifest, board.clone(), hubs) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!("live stats unavailable (horus stats will not see this host): {e}");
+                None
+            }
+        };
     let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration, &board, &scope);
     drop(signals);
     drop(control);
     #[cfg(feature = "network")]
     {
-        for line in bridges.report() {
-            tracing::info!("{line}");
+        for hub in bridges.status() {
+            tracing::info!("{}", hub.line());
         }
         drop(bridges);
     }

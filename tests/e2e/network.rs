@@ -90,16 +90,21 @@ fn two_hosts_exchange_ten_thousand_messages_over_a_tcp_hub() {
     assert_eq!(u(&chk["total_failures"]), 0, "{chk}");
     assert_eq!(u(&chk["messages_received"]), 10_000);
     // Each host reports its hub: its role, and what crossed.
+    let src_hub = format!("hub `nh` (tcp/127.0.0.1:{port}, connect): ");
+    let chk_hub = format!("hub `nh` (tcp/127.0.0.1:{port}, listen): ");
     assert!(
-        src_out.stderr.contains("(tcp/127.0.0.1:")
-            && src_out.stderr.contains(", connect): sent 10000 (240000 B)"),
+        src_out.stderr.contains(&src_hub)
+            && src_out
+                .stderr
+                .contains("; sent 10000 (240000 B), received 0 (0 B), dropped 0, errors 0"),
         "{}",
         src_out.stderr
     );
     assert!(
-        chk_out
-            .stderr
-            .contains(", listen): sent 0 (0 B), received 10000 (240000 B), dropped 0, errors 0"),
+        chk_out.stderr.contains(&chk_hub)
+            && chk_out
+                .stderr
+                .contains("; sent 0 (0 B), received 10000 (240000 B), dropped 0, errors 0"),
         "{}",
         chk_out.stderr
     );
@@ -130,6 +135,22 @@ fn a_killed_and_restarted_subscriber_is_reported_and_picked_up_again() {
     std::thread::sleep(Duration::from_secs(1));
     let c2 = s.path().join("c2.json");
     let second = start_in(&ns_s, &check, "3s", &c2);
+    // The publisher's live state: `horus stats` shows its hub connected again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let mut cmd = horus(&["stats"]);
+        cmd.env("HORUS_NAMESPACE", &ns_p);
+        let out = wait(spawn(cmd), Duration::from_secs(10));
+        if out.stdout.contains(": connected, 1 peer(s); sent ") || Instant::now() > deadline {
+            break out.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let listening = format!("hub `nh` (tcp/127.0.0.1:{port}, listen): connected, 1 peer(s); sent ");
+    assert!(
+        live.contains(&listening) && live.contains("last error: the last peer on"),
+        "{live}"
+    );
     let second_out = finish(second);
     let src_out = finish(src);
     let log = &src_out.stderr;

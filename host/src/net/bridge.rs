@@ -10,6 +10,7 @@
 //!   full for [`INBOUND_FULL_WAIT`] drops the message (counted in the hub's `dropped`).
 
 use super::{Delivery, NetError, NetHub, NetPublisher, NetSubscriber, WireType};
+use crate::control::{HubProbe, HubStatus};
 use crate::manifest::hubs::{HubMode, HubSpec};
 use crate::manifest::{HubDecl, Qos};
 use crate::shm::{self, SendError, ShmError, TopicSpec};
@@ -142,29 +143,38 @@ impl Bridges {
     }
 
     /// Each hub's name, connection state and counters.
-    pub fn report(&self) -> Vec<String> {
-        self.hubs
-            .iter()
-            .map(|(spec, hub)| {
-                let s = hub.state();
-                let m = hub.metrics();
-                format!(
-                    "hub `{}` ({}, {}): sent {} ({} B), received {} ({} B), dropped {}, errors {}; {} peer(s){}",
-                    spec.name,
-                    s.endpoint,
-                    s.role.as_str(),
-                    m.messages_sent,
-                    m.bytes_sent,
-                    m.messages_received,
-                    m.bytes_received,
-                    m.dropped,
-                    m.errors,
-                    s.peers,
-                    s.last_error.map(|e| format!("; last error: {e}")).unwrap_or_default()
-                )
-            })
-            .collect()
+    pub fn status(&self) -> Vec<HubStatus> {
+        status(&self.hubs)
     }
+
+    /// Reads [`Bridges::status`] on demand (for `horus stats`), without holding the bridges.
+    pub fn probe(&self) -> HubProbe {
+        let hubs = self.hubs.clone();
+        Arc::new(move || status(&hubs))
+    }
+}
+
+fn status(hubs: &[(HubSpec, Arc<NetHub>)]) -> Vec<HubStatus> {
+    hubs.iter()
+        .map(|(spec, hub)| {
+            let s = hub.state();
+            let m = hub.metrics();
+            HubStatus {
+                name: spec.name.clone(),
+                endpoint: s.endpoint,
+                role: s.role.as_str().to_owned(),
+                connected: s.connected,
+                peers: s.peers,
+                last_error: s.last_error,
+                messages_sent: m.messages_sent,
+                messages_received: m.messages_received,
+                bytes_sent: m.bytes_sent,
+                bytes_received: m.bytes_received,
+                dropped: m.dropped,
+                errors: m.errors,
+            }
+        })
+        .collect()
 }
 
 impl Drop for Bridges {
