@@ -33,5 +33,9 @@ step "horus Python package (maturin develop into .venv)"
 step "cargo test"
 cargo test --workspace "${features[@]}"
 
+step "local-only build (horus-host without network, as the README's demo builds it)"
+cargo clippy -p horus-host --all-targets -- -D warnings
+cargo test -p horus-host --lib
+
 step "pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider python-loader/tests

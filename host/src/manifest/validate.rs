@@ -1201,4 +1201,54 @@ mod tests {
         }
         assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect", "hub"]);
     }
+
+    const TCP_HUB: &str = "[hub.sensor_hub]\nmode = \"tcp\"\naddress = \"127.0.0.1:7450\"\n";
+
+    #[test]
+    fn hub_tables_are_checked_where_they_are_written() {
+        let d = only("[hub.h]\nmode = \"tcp\"\naddress = \"nohost\"\n");
+        assert_eq!(
+            (d.code, d.location.line, d.key.as_deref()),
+            (Code::H0006, 3, Some("hub.h.address"))
+        );
+        let d = only("[hub.h]\nmode = \"udp\"\n");
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0006, Some("hub.h.mode")));
+        let local = check("[hub.h]\nmode = \"local\"\n").unwrap();
+        assert_eq!(local.hubs[0].spec.mode, super::super::hubs::HubMode::Local);
+        let d = only("[hub.h]\nmode = \"local\"\nport = 1\n");
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0003, Some("port")));
+    }
+
+    /// The local-only build (`cargo build` without `network`, the README's demo build) refuses
+    /// tcp hubs; scripts/test.sh runs this crate's tests in that build too.
+    #[cfg(not(feature = "network"))]
+    #[test]
+    fn without_the_network_feature_a_tcp_hub_is_h0026() {
+        let d = only(TCP_HUB);
+        assert_eq!((d.code, d.location.line), (Code::H0026, 2));
+        assert!(d
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("--features horus-host/network"));
+    }
+
+    #[cfg(feature = "network")]
+    #[test]
+    fn with_the_network_feature_topics_under_a_tcp_hub_are_network_topics() {
+        let m = check(&format!(
+            "{TCP_HUB}[[connect]]\ntopic = \"sensor_hub/imu\"\nto = \"a.b\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            super::super::network_hub(&m.hubs, "sensor_hub/imu").unwrap().name,
+            "sensor_hub"
+        );
+        assert!(super::super::network_hub(&m.hubs, "sensor_hubx/imu").is_none());
+        assert!(super::super::network_hub(&m.hubs, "demo/imu").is_none());
+        let d = only(&format!(
+            "{TCP_HUB}[[connect]]\ntopic = \"sensor_hub/*\"\nto = \"a.b\"\n"
+        ));
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0006, Some("connect.topic")));
+    }
 }
