@@ -420,6 +420,8 @@ mod net {
         dropped: Arc<AtomicU64>,
         object: WireType,
         bytes: WireType,
+        /// Wire types of the typed messages sent so far (a handful at most).
+        typed: Vec<WireType>,
         scratch: Vec<u8>,
         sent: u64,
         received: u64,
@@ -458,6 +460,7 @@ mod net {
                 dropped,
                 object: WireType::new(OBJECT_TYPE, object_hash()),
                 bytes: WireType::new(<Vec<u8> as Message>::TYPE_NAME, <Vec<u8> as Message>::TYPE_HASH),
+                typed: Vec::new(),
                 scratch: Vec::new(),
                 sent: 0,
                 received: 0,
@@ -481,8 +484,14 @@ mod net {
             let (ok, len) = if let Ok(b) = obj.cast::<PyBytes>() {
                 (publisher.send(&self.bytes, b.as_bytes()), b.as_bytes().len())
             } else if let Some(t) = msgs::encode(obj, &mut self.scratch) {
-                let ok = publisher.send(&WireType::new(t.name, t.hash), &self.scratch);
-                (ok, self.scratch.len())
+                let ty = match self.typed.iter().position(|w| w.hash() == t.hash) {
+                    Some(i) => &self.typed[i],
+                    None => {
+                        self.typed.push(WireType::new(t.name, t.hash));
+                        self.typed.last().expect("just pushed")
+                    }
+                };
+                (publisher.send(ty, &self.scratch), self.scratch.len())
             } else {
                 if let Err(e) = codec::encode(obj, &mut self.scratch) {
                     self.errors += 1;
