@@ -56,6 +56,14 @@ pub struct HubStatus {
     pub peers: usize,
     /// The last problem (a lost peer, a rejected message), if any.
     pub last_error: Option<String>,
+    /// Its counters.
+    #[serde(flatten)]
+    pub metrics: HubMetrics,
+}
+
+/// A network hub's counters (exact, over every publisher and subscriber of the hub).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubMetrics {
     /// Messages published.
     pub messages_sent: u64,
     /// Messages received and delivered.
@@ -66,13 +74,14 @@ pub struct HubStatus {
     pub bytes_received: u64,
     /// Messages lost to full queues.
     pub dropped: u64,
-    /// Failed sends and rejected messages.
+    /// Failed sends and rejected messages (wrong type, malformed header).
     pub errors: u64,
 }
 
 impl HubStatus {
     /// One line: name, endpoint, role, counters, peers, last error.
     pub fn line(&self) -> String {
+        let m = &self.metrics;
         format!(
             "hub `{}` ({}, {}): {}, {} peer(s); sent {} ({} B), received {} ({} B), dropped {}, errors {}{}",
             self.name,
@@ -84,12 +93,12 @@ impl HubStatus {
                 "not connected"
             },
             self.peers,
-            self.messages_sent,
-            self.bytes_sent,
-            self.messages_received,
-            self.bytes_received,
-            self.dropped,
-            self.errors,
+            m.messages_sent,
+            m.bytes_sent,
+            m.messages_received,
+            m.bytes_received,
+            m.dropped,
+            m.errors,
             self.last_error
                 .as_ref()
                 .map(|e| format!("; last error: {e}"))

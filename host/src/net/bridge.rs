@@ -158,7 +158,6 @@ fn status(hubs: &[(HubSpec, Arc<NetHub>)]) -> Vec<HubStatus> {
     hubs.iter()
         .map(|(spec, hub)| {
             let s = hub.state();
-            let m = hub.metrics();
             HubStatus {
                 name: spec.name.clone(),
                 endpoint: s.endpoint,
@@ -166,12 +165,7 @@ fn status(hubs: &[(HubSpec, Arc<NetHub>)]) -> Vec<HubStatus> {
                 connected: s.connected,
                 peers: s.peers,
                 last_error: s.last_error,
-                messages_sent: m.messages_sent,
-                messages_received: m.messages_received,
-                bytes_sent: m.bytes_sent,
-                bytes_received: m.bytes_received,
-                dropped: m.dropped,
-                errors: m.errors,
+                metrics: hub.metrics(),
             }
         })
         .collect()

@@ -119,22 +119,9 @@ pub struct ConnectionState {
     pub last_error: Option<String>,
 }
 
-/// A hub's counters (exact, over every publisher and subscriber of the hub).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Metrics {
-    /// Messages published.
-    pub messages_sent: u64,
-    /// Messages received and delivered.
-    pub messages_received: u64,
-    /// Payload bytes published.
-    pub bytes_sent: u64,
-    /// Payload bytes received.
-    pub bytes_received: u64,
-    /// Received messages that could not be delivered (a full queue).
-    pub dropped: u64,
-    /// Failed sends and rejected messages (wrong type, no type).
-    pub errors: u64,
-}
+/// A hub's counters (exact, over every publisher and subscriber of the hub); the same type
+/// `horus stats` carries, so it lives in [`crate::control`], which every build has.
+pub use crate::control::HubMetrics as Metrics;
 
 #[derive(Default)]
 struct Counters {
