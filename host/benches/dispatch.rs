@@ -115,10 +115,13 @@ fn spin_node(lib: &Arc<PluginLibrary>) -> NodeInstance {
 fn spec() -> horus_host::manifest::NodeSpec {
     horus_host::manifest::NodeSpec {
         name: "spin".into(),
-        plugin: plugin_path(),
-        plugin_at: Default::default(),
-        node_type: None,
-        type_at: Default::default(),
+        code: horus_host::manifest::NodeCode::Plugin(horus_host::manifest::PluginCode {
+            plugin: horus_host::manifest::Located::new(
+                horus_host::manifest::PluginRef::File(plugin_path()),
+                Default::default(),
+            ),
+            node_type: None,
+        }),
         priority: 0,
         rate_hz: None,
         deadline: Some(std::time::Duration::from_secs(1)),
@@ -127,6 +130,5 @@ fn spec() -> horus_host::manifest::NodeSpec {
         logging: false,
         config: toml::Table::new(),
         at: Default::default(),
-        python: None,
     }
 }

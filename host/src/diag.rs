@@ -122,6 +122,33 @@ impl Location {
     }
 }
 
+/// The line starts of a text: turns many byte offsets into locations in O(log lines) each, where
+/// [`Location::of_offset`] scans the text from its start every time.
+#[derive(Debug, Clone)]
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Indexes `text`.
+    pub fn new(text: &'a str) -> LineIndex<'a> {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { text, starts }
+    }
+
+    /// The line and column of byte offset `offset`, as [`Location::of_offset`] gives them.
+    pub fn location(&self, offset: usize) -> Location {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let col = self.text[start..offset].chars().count() + 1;
+        Location { line, col }
+    }
+}
+
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
@@ -215,6 +242,11 @@ impl Diagnostics {
         self.0.push(d);
     }
 
+    /// Adds all of `other`.
+    pub fn append(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+
     /// True when nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -286,6 +318,20 @@ mod tests {
         assert_eq!(Location::of_offset(text, 6), Location { line: 2, col: 1 });
         assert_eq!(Location::of_offset(text, 11), Location { line: 2, col: 6 });
         assert_eq!(Location::of_offset(text, 999), Location { line: 3, col: 1 });
+    }
+
+    #[test]
+    fn the_line_index_agrees_with_the_scan_everywhere() {
+        let text = "a = 1\n\nbé = \"ü\"\r\n[[x]]\nlast";
+        let index = LineIndex::new(text);
+        for offset in 0..text.len() + 3 {
+            assert_eq!(
+                index.location(offset),
+                Location::of_offset(text, offset),
+                "offset {offset}"
+            );
+        }
+        assert_eq!(LineIndex::new("").location(5), Location { line: 1, col: 1 });
     }
 
     #[test]

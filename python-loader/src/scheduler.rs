@@ -11,7 +11,10 @@ use crate::node;
 use horus_host::ffi::PluginLibrary;
 use horus_host::graph::{BoundNode, GraphNode};
 use horus_host::io::NodeIo;
-use horus_host::manifest::{Isolation, NodeSpec, Preset, SchedulerSpec, SupervisionSpec, WATCHDOG_RANGE_MS};
+use horus_host::manifest::limits::{TICK_RATE_HZ, WATCHDOG_MS};
+use horus_host::manifest::{
+    Isolation, Located, NodeCode, NodeSpec, PluginCode, PluginRef, Preset, SchedulerSpec, SupervisionSpec,
+};
 use horus_host::scheduler::{self, NodeStats, RunError, StatsBoard, StopHandle};
 use horus_host::topic::TopicScope;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
@@ -42,18 +45,20 @@ pub struct SchedulerConfig {
 }
 
 fn check_rate(tick_rate: f64) -> PyResult<f64> {
-    if !(tick_rate.is_finite() && tick_rate > 0.0 && tick_rate <= 100_000.0) {
+    if !TICK_RATE_HZ.contains(tick_rate) {
         return Err(PyValueError::new_err(format!(
-            "tick_rate must be a number of Hz above 0 and at most 100000 (got {tick_rate})"
+            "tick_rate must be a number of Hz {} (got {tick_rate})",
+            TICK_RATE_HZ.describe()
         )));
     }
     Ok(tick_rate)
 }
 
 fn check_watchdog(ms: i64) -> PyResult<u64> {
-    if !WATCHDOG_RANGE_MS.contains(&ms) {
+    if !WATCHDOG_MS.contains(ms) {
         return Err(PyValueError::new_err(format!(
-            "watchdog timeout must be 10 to 60000 ms (got {ms})"
+            "watchdog timeout must be {} (got {ms})",
+            WATCHDOG_MS.describe()
         )));
     }
     Ok(ms as u64)
@@ -367,10 +372,10 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
         let (wd_on, wd_ms) = watchdog_of(e, c);
         let spec = NodeSpec {
             name: e.name.clone(),
-            plugin: PathBuf::from("<python>"),
-            plugin_at: Default::default(),
-            node_type: Some("PythonNode".into()),
-            type_at: Default::default(),
+            code: NodeCode::Plugin(PluginCode {
+                plugin: Located::new(PluginRef::File(PathBuf::from("<python>")), Default::default()),
+                node_type: None,
+            }),
             priority: e.priority,
             rate_hz: e.rate_hz,
             deadline: e.deadline_ms.map(|ms| Duration::from_secs_f64(ms / 1e3)),
@@ -379,13 +384,20 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
             logging: e.logging,
             config: config.clone(),
             at: Default::default(),
-            python: None,
         };
-        let io = NodeIo::new(e.name.clone(), e.logging, config, Vec::new(), Vec::new(), epoch);
+        let io = NodeIo::new(
+            e.name.clone(),
+            e.logging,
+            config.clone(),
+            Vec::new(),
+            Vec::new(),
+            epoch,
+        );
         nodes.push(BoundNode {
             node: GraphNode {
                 spec,
                 plugin: loader.clone(),
+                config: config.clone(),
                 type_index,
                 type_name: type_info.name.clone(),
                 ports: Vec::new(),

@@ -7,6 +7,7 @@
 //! `docs/manifest.md`.
 
 pub mod hubs;
+pub mod limits;
 pub mod raw;
 pub mod validate;
 
@@ -95,32 +96,44 @@ impl Qos {
     }
 
     /// Parses `keep_last(N)`, `reliable` or `reliable(N)`.
-    pub fn parse(text: &str) -> Result<Qos, String> {
+    pub fn parse(text: &str) -> Result<Qos, QosError> {
         let text = text.trim();
         let (kind, arg) = match text.find('(') {
             Some(open) if text.ends_with(')') => (&text[..open], Some(&text[open + 1..text.len() - 1])),
-            Some(_) => return Err(format!("`{text}` is missing its closing `)`")),
+            Some(_) => return Err(QosError::Unclosed(text.to_owned())),
             None => (text, None),
         };
         let depth = match arg {
             None => None,
             Some(a) => match a.trim().parse::<usize>() {
                 Ok(n) if (1..=Qos::MAX_DEPTH).contains(&n) => Some(n),
-                _ => {
-                    return Err(format!(
-                        "queue depth `{a}` must be a whole number from 1 to {}",
-                        Qos::MAX_DEPTH
-                    ))
-                }
+                _ => return Err(QosError::Depth(a.to_owned())),
             },
         };
         match (kind.trim(), depth) {
             ("keep_last", Some(n)) => Ok(Qos::KeepLast(n)),
-            ("keep_last", None) => Err("`keep_last` needs a depth, e.g. `keep_last(4)`".into()),
+            ("keep_last", None) => Err(QosError::KeepLastWithoutDepth),
             ("reliable", n) => Ok(Qos::Reliable(n.unwrap_or(Qos::DEFAULT_RELIABLE_DEPTH))),
-            (other, _) => Err(format!("unknown QoS `{other}`")),
+            (other, _) => Err(QosError::Unknown(other.to_owned())),
         }
     }
+}
+
+/// Why a QoS text does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QosError {
+    /// `reliable(8` and the like.
+    #[error("`{0}` is missing its closing `)`")]
+    Unclosed(String),
+    /// A depth that is not a whole number in range.
+    #[error("queue depth `{0}` must be a whole number from 1 to {max}", max = Qos::MAX_DEPTH)]
+    Depth(String),
+    /// `keep_last` alone.
+    #[error("`keep_last` needs a depth, e.g. `keep_last(4)`")]
+    KeepLastWithoutDepth,
+    /// Neither `keep_last` nor `reliable`.
+    #[error("unknown QoS `{0}`")]
+    Unknown(String),
 }
 
 impl fmt::Display for Qos {
@@ -190,9 +203,6 @@ impl Default for SupervisionSpec {
     }
 }
 
-/// The range of watchdog timeouts accepted, in ms.
-pub const WATCHDOG_RANGE_MS: std::ops::RangeInclusive<i64> = 10..=60_000;
-
 /// The validated scheduler settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerSpec {
@@ -214,19 +224,14 @@ impl Default for SchedulerSpec {
     }
 }
 
-/// A validated `[[node]]`.
+/// A validated `[[node]]`: what the manifest says, as written (the graph reads it, nothing
+/// rewrites it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSpec {
     /// Unique instance name.
     pub name: String,
-    /// Absolute (or manifest-relative resolved) path of the plugin file.
-    pub plugin: PathBuf,
-    /// Where `plugin =` is written.
-    pub plugin_at: Location,
-    /// The node type asked for, if given.
-    pub node_type: Option<String>,
-    /// Where `type =` is written (or the node's table when absent).
-    pub type_at: Location,
+    /// Where the node's code comes from.
+    pub code: NodeCode,
     /// Lower runs first; ties keep manifest order.
     pub priority: i64,
     /// Own rate, if slower than the scheduler's.
@@ -239,27 +244,84 @@ pub struct NodeSpec {
     pub isolation: Isolation,
     /// Whether the node's log lines are shown.
     pub logging: bool,
-    /// The node's `config` table.
+    /// The node's `config` table, exactly as written.
     pub config: toml::Table,
     /// Where the node's table starts.
     pub at: Location,
-    /// A Python node (`python =`): `plugin` is then the Python loader, found at graph build.
-    pub python: Option<PythonSpec>,
+}
+
+/// Where a node's code comes from: a node type of a Rust plugin, or a class in a Python file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeCode {
+    /// `plugin = ...` with an optional `type = ...`.
+    Plugin(PluginCode),
+    /// `python = ...` with `class = ...` (and an optional `venv = ...`).
+    Python(PythonSpec),
+}
+
+impl NodeCode {
+    /// Where the code is named in the manifest (`plugin =` or `python =`).
+    pub fn at(&self) -> Location {
+        match self {
+            NodeCode::Plugin(p) => p.plugin.at,
+            NodeCode::Python(py) => py.file.at,
+        }
+    }
+}
+
+/// A node type of a Rust plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginCode {
+    /// The plugin library.
+    pub plugin: Located<PluginRef>,
+    /// The node type asked for (`type =`); `None` when the plugin must offer exactly one.
+    pub node_type: Option<Located<String>>,
+}
+
+/// How a manifest names a plugin library.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PluginRef {
+    /// A file path, resolved against the manifest's folder.
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::File(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 /// A Python node's file, class and environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PythonSpec {
-    /// The node's file (resolved against the manifest's folder).
-    pub file: PathBuf,
+    /// The node's file (resolved against the manifest's folder); located at `python =`.
+    pub file: Located<PathBuf>,
     /// The `horus.Node` subclass to instantiate.
     pub class: String,
     /// The virtual environment, if given (resolved against the manifest's folder).
     pub venv: Option<PathBuf>,
 }
 
-/// One side of a connection: `node.port`.
+/// A value with the place in the manifest where it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Where it is written.
+    pub at: Location,
+}
+
+impl<T> Located<T> {
+    /// `value`, written at `at`.
+    pub fn new(value: T, at: Location) -> Located<T> {
+        Located { value, at }
+    }
+}
+
+/// One side of a connection: `node.port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// Node instance name.
     pub node: String,
@@ -273,41 +335,77 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A validated `[[connect]]`: an output to an input (`from` + `to`), an output to a named topic
-/// (`from` + `topic`), or a named topic to an input (`topic` + `to`).
+/// A validated `[[connect]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectSpec {
-    /// The publishing side, if in this manifest.
-    pub from: Option<Endpoint>,
-    /// Where `from` (or the table) is written.
-    pub from_at: Location,
-    /// The receiving side, if in this manifest.
-    pub to: Option<Endpoint>,
-    /// Where `to` (or the table) is written.
-    pub to_at: Location,
-    /// A named topic shared with other processes on this machine.
-    pub topic: Option<String>,
-    /// Where `topic` is written.
-    pub topic_at: Location,
-    /// Delivery policy (for the receiving side).
+    /// What it joins.
+    pub route: Route,
+    /// Delivery policy (for the receiving side; on [`Route::Publish`], how many messages the
+    /// topic holds for readers in other processes).
     pub qos: Qos,
     /// Largest message, for types without a fixed size.
     pub max_size: Option<u32>,
+    /// Where the `[[connect]]` table starts.
+    pub at: Location,
+}
+
+/// The three shapes of a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// `from` + `to`: an output to an input of this manifest.
+    Nodes {
+        /// The output.
+        from: Located<Endpoint>,
+        /// The input.
+        to: Located<Endpoint>,
+    },
+    /// `from` + `topic`: an output published on a named topic.
+    Publish {
+        /// The output.
+        from: Located<Endpoint>,
+        /// The topic.
+        topic: Located<String>,
+    },
+    /// `topic` + `to`: an input subscribed to a named topic.
+    Subscribe {
+        /// The topic.
+        topic: Located<String>,
+        /// The input.
+        to: Located<Endpoint>,
+    },
 }
 
 impl ConnectSpec {
+    /// The output, if this manifest has it.
+    pub fn from(&self) -> Option<&Located<Endpoint>> {
+        match &self.route {
+            Route::Nodes { from, .. } | Route::Publish { from, .. } => Some(from),
+            Route::Subscribe { .. } => None,
+        }
+    }
+
+    /// The input, if this manifest has it.
+    pub fn to(&self) -> Option<&Located<Endpoint>> {
+        match &self.route {
+            Route::Nodes { to, .. } | Route::Subscribe { to, .. } => Some(to),
+            Route::Publish { .. } => None,
+        }
+    }
+
+    /// The named topic, if any.
+    pub fn topic(&self) -> Option<&Located<String>> {
+        match &self.route {
+            Route::Publish { topic, .. } | Route::Subscribe { topic, .. } => Some(topic),
+            Route::Nodes { .. } => None,
+        }
+    }
+
     /// `from -> to`, for messages.
     pub fn describe(&self) -> String {
-        let side = |e: &Option<Endpoint>| e.as_ref().map(Endpoint::to_string);
-        let topic = self.topic.as_ref().map(|t| format!("topic `{t}`"));
-        match (side(&self.from), side(&self.to)) {
-            (Some(f), Some(t)) => format!(
-                "{f} -> {t}{}",
-                topic.map(|t| format!(" via {t}")).unwrap_or_default()
-            ),
-            (Some(f), None) => format!("{f} -> {}", topic.unwrap_or_default()),
-            (None, Some(t)) => format!("{} -> {t}", topic.unwrap_or_default()),
-            (None, None) => topic.unwrap_or_default(),
+        match &self.route {
+            Route::Nodes { from, to } => format!("{} -> {}", from.value, to.value),
+            Route::Publish { from, topic } => format!("{} -> topic `{}`", from.value, topic.value),
+            Route::Subscribe { topic, to } => format!("topic `{}` -> {}", topic.value, to.value),
         }
     }
 }

@@ -1,15 +1,16 @@
 //! Turns manifest text into a validated [`Manifest`], collecting every problem as a
 //! [`Diagnostic`] with file, line, column, key and hint.
 
+use super::limits::{self, Bounded, Limit};
 use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
 use super::{
-    ConnectSpec, Endpoint, HubDecl, Isolation, Manifest, NodeSpec, Preset, PythonSpec, Qos, SchedulerSpec,
-    SupervisionSpec, WATCHDOG_RANGE_MS,
+    ConnectSpec, Endpoint, HubDecl, Isolation, Located, Manifest, NodeCode, NodeSpec, PluginCode, PluginRef,
+    Preset, PythonSpec, Qos, Route, SchedulerSpec, SupervisionSpec,
 };
-use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location};
+use crate::diag::{suggest, Code, Diagnostic, Diagnostics, LineIndex, Location};
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use toml::Spanned;
 
 /// Reads and validates the manifest at `path`. Plugin paths resolve against its folder.
@@ -47,7 +48,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Manifest, Diagnosti
     let raw: RawManifest =
         toml::from_str(text).map_err(|e| Diagnostics::from(schema_error(&e, text, path)))?;
     Validator {
-        text,
+        lines: LineIndex::new(text),
         path,
         base,
         diags: Diagnostics::default(),
@@ -264,7 +265,9 @@ fn find_key(text: &str, span: Option<&Range<usize>>, key: &str) -> Option<usize>
 }
 
 struct Validator<'a> {
-    text: &'a str,
+    /// Locations of the manifest's text (a scan from the start per location would make
+    /// validation quadratic in the manifest's size).
+    lines: LineIndex<'a>,
     path: &'a Path,
     base: &'a Path,
     diags: Diagnostics,
@@ -272,7 +275,29 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn at<T>(&self, s: &Spanned<T>) -> Location {
-        Location::of_offset(self.text, s.span().start)
+        self.lines.location(s.span().start)
+    }
+
+    /// `v` when `limit` accepts it; else an H0006 at `v`, under `key` (and `node`), with `hint`.
+    fn limited<T: Bounded>(
+        &mut self,
+        v: &Spanned<T>,
+        limit: Limit<T>,
+        key: &str,
+        node: Option<&str>,
+        hint: &str,
+    ) -> Option<T> {
+        match limit.check(*v.get_ref()) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let mut d = self.diag(Code::H0006, v, e.to_string()).key(key).hint(hint);
+                if let Some(node) = node {
+                    d = d.node(node);
+                }
+                self.push(d);
+                None
+            }
+        }
     }
 
     fn diag<T>(&self, code: Code, s: &Spanned<T>, message: impl Into<String>) -> Diagnostic {
@@ -379,20 +404,15 @@ impl Validator<'_> {
             }
         }
         if let Some(rate) = raw.tick_rate {
-            let r = *rate.get_ref();
-            if r.is_finite() && r > 0.0 && r <= 100_000.0 {
+            if let Some(r) = self.limited(
+                &rate,
+                limits::TICK_RATE_HZ,
+                "scheduler.tick_rate",
+                None,
+                "e.g. `tick_rate = 100.0`, or a preset such as `preset = \"standard\"`",
+            ) {
                 spec.tick_rate = r;
                 spec.preset = None;
-            } else {
-                self.push(
-                    self.diag(
-                        Code::H0006,
-                        &rate,
-                        format!("`tick_rate` must be > 0 and ≤ 100000 Hz (got {r})"),
-                    )
-                    .key("scheduler.tick_rate")
-                    .hint("e.g. `tick_rate = 100.0`, or a preset such as `preset = \"standard\"`"),
-                );
             }
         }
         spec
@@ -406,70 +426,43 @@ impl Validator<'_> {
         sup.deadline_monitoring = flag(&raw.deadline_monitoring, sup.deadline_monitoring);
         sup.watchdog_enabled = flag(&raw.watchdog_enabled, sup.watchdog_enabled);
         if let Some(m) = &raw.max_failures {
-            match u32::try_from(*m.get_ref()) {
-                Ok(n) if n >= 1 => sup.max_failures = n,
-                _ => self.push(
-                    self.diag(
-                        Code::H0006,
-                        m,
-                        if *m.get_ref() < 1 {
-                            format!("`max_failures` must be ≥ 1 (got {})", m.get_ref())
-                        } else {
-                            format!(
-                                "`max_failures` must be at most {} (got {})",
-                                u32::MAX,
-                                m.get_ref()
-                            )
-                        },
-                    )
-                    .key("scheduler.max_failures")
-                    .hint("the number of consecutive failures that opens a node's circuit breaker, e.g. 5"),
-                ),
+            if let Some(n) = self.limited(
+                m,
+                limits::MAX_FAILURES,
+                "scheduler.max_failures",
+                None,
+                "the number of consecutive failures that opens a node's circuit breaker, e.g. 5",
+            ) {
+                sup.max_failures = u32::try_from(n).unwrap_or(u32::MAX);
             }
         }
-        let mut millis =
-            |v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, what: &str| {
-                let v = v.as_ref()?;
-                let ms = *v.get_ref();
-                if range.contains(&ms) {
-                    Some(std::time::Duration::from_millis(ms as u64))
-                } else {
-                    self.push(
-                        self.diag(
-                            Code::H0006,
-                            v,
-                            format!(
-                                "`{key}` must be {} to {} ms (got {ms})",
-                                range.start(),
-                                range.end()
-                            ),
-                        )
-                        .key(format!("scheduler.{key}"))
-                        .hint(what.to_owned()),
-                    );
-                    None
-                }
-            };
+        let mut millis = |v: &Option<Spanned<i64>>, limit: Limit<i64>, what: &str| {
+            let ms = self.limited(
+                v.as_ref()?,
+                limit,
+                &format!("scheduler.{}", limit.key),
+                None,
+                what,
+            )?;
+            Some(std::time::Duration::from_millis(ms as u64))
+        };
         if let Some(d) = millis(
             &raw.restart_backoff_ms,
-            "restart_backoff_ms",
-            1..=3_600_000,
+            limits::BACKOFF_MS,
             "the first restart delay",
         ) {
             sup.restart_backoff = d;
         }
         if let Some(d) = millis(
             &raw.restart_backoff_max_ms,
-            "restart_backoff_max_ms",
-            1..=3_600_000,
+            limits::BACKOFF_MS.named("restart_backoff_max_ms"),
             "the longest restart delay",
         ) {
             sup.restart_backoff_max = d;
         }
         if let Some(d) = millis(
             &raw.watchdog_timeout_ms,
-            "watchdog_timeout_ms",
-            WATCHDOG_RANGE_MS,
+            limits::WATCHDOG_MS.named("watchdog_timeout_ms"),
             "a tick that runs longer than this sets `watchdog_expired`",
         ) {
             sup.watchdog_timeout = d;
@@ -493,71 +486,54 @@ impl Validator<'_> {
             );
             ok = false;
         }
-        let (plugin, plugin_at, python) = match self.node_code(&raw, &name, at) {
-            Some(found) => found,
-            None => {
-                ok = false;
-                (PathBuf::new(), at, None)
-            }
-        };
-        let (node_type, type_at) = match raw.node_type {
-            Some(t) => (Some(t.get_ref().clone()), self.at(&t)),
-            None => (None, at),
-        };
+        let code = self.node_code(&raw, &name, at);
+        ok &= code.is_some();
         let priority = raw.priority.map_or(index as i64, |p| *p.get_ref());
         let mut rate_hz = None;
         if let Some(rate) = raw.rate_hz {
-            let r = *rate.get_ref();
-            if !(r.is_finite() && r > 0.0) {
-                self.push(
-                    self.diag(Code::H0006, &rate, format!("`rate_hz` must be > 0 (got {r})"))
+            match self.limited(
+                &rate,
+                limits::RATE_HZ,
+                "rate_hz",
+                Some(&name),
+                "remove it to tick at the scheduler rate",
+            ) {
+                None => ok = false,
+                Some(r) if tick_rate.is_some_and(|t| r > t) => {
+                    let tick_rate = tick_rate.unwrap_or_default();
+                    self.push(self.diag(Code::H0006, &rate, format!("`rate_hz` {r} is faster than the scheduler's {tick_rate} Hz"))
                         .node(name.clone())
                         .key("rate_hz")
-                        .hint("remove it to tick at the scheduler rate"),
-                );
-                ok = false;
-            } else if let Some(tick_rate) = tick_rate.filter(|t| r > *t) {
-                self.push(self.diag(Code::H0006, &rate, format!("`rate_hz` {r} is faster than the scheduler's {tick_rate} Hz"))
-                    .node(name.clone())
-                    .key("rate_hz")
-                    .hint("a node cannot tick faster than the scheduler: raise `[scheduler] tick_rate` or lower `rate_hz`"));
-                ok = false;
-            } else {
-                rate_hz = Some(r);
+                        .hint("a node cannot tick faster than the scheduler: raise `[scheduler] tick_rate` or lower `rate_hz`"));
+                    ok = false;
+                }
+                Some(r) => rate_hz = Some(r),
             }
         }
         let mut deadline = None;
         if let Some(d) = &raw.deadline_ms {
-            let ms = *d.get_ref();
-            if ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0 {
-                deadline = Some(std::time::Duration::from_secs_f64(ms / 1000.0));
-            } else {
-                self.push(
-                    self.diag(Code::H0006, d, format!("`deadline_ms` must be > 0 and ≤ 3600000 ms (got {ms})"))
-                        .node(name.clone())
-                        .key("deadline_ms")
-                        .hint("the longest a tick may take, in ms, e.g. `deadline_ms = 5.0`; remove it for no deadline"),
-                );
-                ok = false;
+            match self.limited(
+                d,
+                limits::DEADLINE_MS,
+                "deadline_ms",
+                Some(&name),
+                "the longest a tick may take, in ms, e.g. `deadline_ms = 5.0`; remove it for no deadline",
+            ) {
+                Some(ms) => deadline = Some(std::time::Duration::from_secs_f64(ms / 1000.0)),
+                None => ok = false,
             }
         }
         let mut watchdog = None;
         if let Some(w) = &raw.watchdog_ms {
-            let ms = *w.get_ref();
-            if WATCHDOG_RANGE_MS.contains(&ms) {
-                watchdog = Some(std::time::Duration::from_millis(ms as u64));
-            } else {
-                self.push(
-                    self.diag(
-                        Code::H0006,
-                        w,
-                        format!("`watchdog_ms` must be 10 to 60000 ms (got {ms})"),
-                    )
-                    .node(name.clone())
-                    .key("watchdog_ms")
-                    .hint("a tick that runs longer than this sets `watchdog_expired`"),
-                );
-                ok = false;
+            match self.limited(
+                w,
+                limits::WATCHDOG_MS,
+                "watchdog_ms",
+                Some(&name),
+                "a tick that runs longer than this sets `watchdog_expired`",
+            ) {
+                Some(ms) => watchdog = Some(std::time::Duration::from_millis(ms as u64)),
+                None => ok = false,
             }
         }
         let isolation = match &raw.isolation {
@@ -580,7 +556,7 @@ impl Validator<'_> {
                 Isolation::Inline
             }
         };
-        if python.is_some() && isolation == Isolation::Process {
+        if matches!(code, Some(NodeCode::Python(_))) && isolation == Isolation::Process {
             if let Some(i) = &raw.isolation {
                 self.push(
                     self.diag(Code::H0006, i, "a Python node cannot run in `process` isolation")
@@ -593,12 +569,9 @@ impl Validator<'_> {
         }
         let logging = raw.logging.is_none_or(|l| *l.get_ref());
         let config = raw.config.map(Spanned::into_inner).unwrap_or_default();
-        ok.then_some(NodeSpec {
+        Some(NodeSpec {
             name,
-            plugin,
-            plugin_at,
-            node_type,
-            type_at,
+            code: code?,
             priority,
             rate_hz,
             deadline,
@@ -607,21 +580,15 @@ impl Validator<'_> {
             logging,
             config,
             at,
-            python,
         })
+        .filter(|_| ok)
     }
 
-    /// Where a node's code is: `plugin = ` (a library) or `python =` with `class =` (and
-    /// optionally `venv =`). Exactly one of the two.
-    fn node_code(
-        &mut self,
-        raw: &RawNode,
-        name: &str,
-        at: Location,
-    ) -> Option<(PathBuf, Location, Option<PythonSpec>)> {
-        let python_only = [("class", &raw.class), ("venv", &raw.venv)];
+    /// Where a node's code is: `plugin =` (a library, with an optional `type =`) or `python =`
+    /// with `class =` (and optionally `venv =`). Exactly one of the two.
+    fn node_code(&mut self, raw: &RawNode, name: &str, at: Location) -> Option<NodeCode> {
         match (&raw.plugin, &raw.python) {
-            (Some(p), Some(py)) => {
+            (Some(_), Some(py)) => {
                 self.push(
                     self.diag(
                         Code::H0006,
@@ -632,7 +599,6 @@ impl Validator<'_> {
                     .key("python")
                     .hint("`plugin` names a Rust node's .so; `python` a Python node's file (with `class`)"),
                 );
-                let _ = p;
                 None
             }
             (None, None) => {
@@ -644,85 +610,100 @@ impl Validator<'_> {
                 );
                 None
             }
-            (Some(p), None) => {
-                for (key, value) in python_only {
-                    if let Some(v) = value {
-                        self.push(
-                            self.diag(
-                                Code::H0006,
-                                v,
-                                format!("`{key}` is for Python nodes (with `python =`)"),
-                            )
-                            .node(name.to_owned())
-                            .key(key)
-                            .hint("remove it, or make this a Python node"),
-                        );
-                        return None;
-                    }
-                }
-                if p.get_ref().trim().is_empty() {
-                    self.push(
-                        self.diag(Code::H0006, p, "`plugin` is empty")
-                            .node(name.to_owned())
-                            .key("plugin")
-                            .hint("give the path of the node's .so, relative to this manifest's folder"),
-                    );
-                    return None;
-                }
-                Some((self.base.join(p.get_ref()), self.at(p), None))
-            }
-            (None, Some(py)) => {
-                let file = self.base.join(py.get_ref());
-                if py.get_ref().trim().is_empty() || !file.is_file() {
-                    self.push(
-                        self.diag(
-                            Code::H0010,
-                            py,
-                            format!("Python node file not found: {}", file.display()),
-                        )
-                        .node(name.to_owned())
-                        .key("python")
-                        .hint("give the path of the node's .py file, relative to this manifest's folder"),
-                    );
-                    return None;
-                }
-                let Some(class) = &raw.class else {
-                    self.push(
-                        Diagnostic::new(
-                            Code::H0005,
-                            self.path,
-                            "missing required key `class` of a Python node",
-                        )
-                        .at(self.at(py))
-                        .node(name.to_owned())
-                        .key("class")
-                        .hint("add `class = \"<the horus.Node subclass in the file>\"`"),
-                    );
-                    return None;
-                };
-                let venv = raw.venv.as_ref().map(|v| self.base.join(v.get_ref()));
-                if let (Some(v), Some(dir)) = (&raw.venv, &venv) {
-                    if !dir.join("bin/python").exists() {
-                        self.push(
-                            self.diag(Code::H0025, v, format!("`{}` is not a virtual environment (no bin/python)", dir.display()))
-                                .node(name.to_owned())
-                                .key("venv")
-                                .hint("create it with `python3 -m venv <dir>` and install horus into it (./scripts/python-env.sh makes .venv)"),
-                        );
-                        return None;
-                    }
-                }
-                Some((
-                    PathBuf::new(),
-                    self.at(py),
-                    Some(PythonSpec {
-                        file: std::fs::canonicalize(&file).unwrap_or(file),
-                        class: class.get_ref().clone(),
-                        venv,
-                    }),
-                ))
+            (Some(p), None) => self.plugin_code(raw, p, name),
+            (None, Some(py)) => self.python_code(raw, py, name),
+        }
+    }
+
+    fn plugin_code(&mut self, raw: &RawNode, p: &Spanned<String>, name: &str) -> Option<NodeCode> {
+        for (key, value) in [("class", &raw.class), ("venv", &raw.venv)] {
+            if let Some(v) = value {
+                self.push(
+                    self.diag(
+                        Code::H0006,
+                        v,
+                        format!("`{key}` is for Python nodes (with `python =`)"),
+                    )
+                    .node(name.to_owned())
+                    .key(key)
+                    .hint("remove it, or make this a Python node"),
+                );
+                return None;
             }
         }
+        if p.get_ref().trim().is_empty() {
+            self.push(
+                self.diag(Code::H0006, p, "`plugin` is empty")
+                    .node(name.to_owned())
+                    .key("plugin")
+                    .hint("give the path of the node's .so, relative to this manifest's folder"),
+            );
+            return None;
+        }
+        Some(NodeCode::Plugin(PluginCode {
+            plugin: Located::new(PluginRef::File(self.base.join(p.get_ref())), self.at(p)),
+            node_type: raw
+                .node_type
+                .as_ref()
+                .map(|t| Located::new(t.get_ref().clone(), self.at(t))),
+        }))
+    }
+
+    fn python_code(&mut self, raw: &RawNode, py: &Spanned<String>, name: &str) -> Option<NodeCode> {
+        if let Some(t) = &raw.node_type {
+            self.push(
+                self.diag(Code::H0006, t, "`type` is for plugin nodes (with `plugin =`)")
+                    .node(name.to_owned())
+                    .key("type")
+                    .hint("remove it: a Python node's class is named by `class =`"),
+            );
+            return None;
+        }
+        let file = self.base.join(py.get_ref());
+        if py.get_ref().trim().is_empty() || !file.is_file() {
+            self.push(
+                self.diag(
+                    Code::H0010,
+                    py,
+                    format!("Python node file not found: {}", file.display()),
+                )
+                .node(name.to_owned())
+                .key("python")
+                .hint("give the path of the node's .py file, relative to this manifest's folder"),
+            );
+            return None;
+        }
+        let Some(class) = &raw.class else {
+            self.push(
+                Diagnostic::new(
+                    Code::H0005,
+                    self.path,
+                    "missing required key `class` of a Python node",
+                )
+                .at(self.at(py))
+                .node(name.to_owned())
+                .key("class")
+                .hint("add `class = \"<the horus.Node subclass in the file>\"`"),
+            );
+            return None;
+        };
+        let venv = raw.venv.as_ref().map(|v| self.base.join(v.get_ref()));
+        if let (Some(v), Some(dir)) = (&raw.venv, &venv) {
+            if !dir.join("bin/python").exists() {
+                self.push(
+                    self.diag(Code::H0025, v, format!("`{}` is not a virtual environment (no bin/python)", dir.display()))
+                        .node(name.to_owned())
+                        .key("venv")
+                        .hint("create it with `python3 -m venv <dir>` and install horus into it (./scripts/python-env.sh makes .venv)"),
+                );
+                return None;
+            }
+        }
+        Some(NodeCode::Python(PythonSpec {
+            file: Located::new(std::fs::canonicalize(&file).unwrap_or(file), self.at(py)),
+            class: class.get_ref().clone(),
+            venv,
+        }))
     }
 
     fn endpoint(&mut self, s: &Spanned<String>, key: &str) -> Option<Endpoint> {
@@ -803,23 +784,15 @@ impl Validator<'_> {
         };
         let max_size = match &raw.max_size {
             None => Some(None),
-            Some(m) => {
-                let v = *m.get_ref();
-                if v >= 1 && v <= i64::from(super::MAX_MAX_SIZE) {
-                    Some(Some(v as u32))
-                } else {
-                    self.push(
-                        self.diag(
-                            Code::H0006,
-                            m,
-                            format!("`max_size` must be 1 to {} bytes (got {v})", super::MAX_MAX_SIZE),
-                        )
-                        .key("connect.max_size")
-                        .hint("the largest encoded message on this connection, in bytes"),
-                    );
-                    None
-                }
-            }
+            Some(m) => self
+                .limited(
+                    m,
+                    limits::MAX_SIZE,
+                    "connect.max_size",
+                    None,
+                    "the largest encoded message on this connection, in bytes",
+                )
+                .map(|v| Some(v as u32)),
         };
         let qos = match &raw.qos {
             None => Some(Qos::DEFAULT),
@@ -835,16 +808,28 @@ impl Validator<'_> {
                 }
             },
         };
-        let at = |s: &Option<Spanned<String>>| s.as_ref().map_or(table_at, |s| self.at(s));
+        let located = |s: &Option<Spanned<String>>, v: Option<Option<Endpoint>>| {
+            Some(Located::new(v??, self.at(s.as_ref()?)))
+        };
+        let from = located(&raw.from, from);
+        let to = located(&raw.to, to);
+        let topic = raw
+            .topic
+            .as_ref()
+            .zip(topic?)
+            .map(|(t, name)| Located::new(name, self.at(t)));
+        let route = match (from, to, topic) {
+            (Some(from), Some(to), None) => Route::Nodes { from, to },
+            (Some(from), None, Some(topic)) => Route::Publish { from, topic },
+            (None, Some(to), Some(topic)) => Route::Subscribe { topic, to },
+            // An endpoint that did not parse (reported above).
+            _ => return None,
+        };
         Some(ConnectSpec {
-            from: from.map_or(Some(None), |f| f.map(Some))?,
-            from_at: at(&raw.from),
-            to: to.map_or(Some(None), |t| t.map(Some))?,
-            to_at: at(&raw.to),
-            topic: topic?,
-            topic_at: at(&raw.topic),
+            route,
             qos: qos?,
             max_size: max_size?,
+            at: table_at,
         })
     }
 }
@@ -901,7 +886,9 @@ impl Validator<'_> {
     /// A topic under a tcp hub is a Zenoh key: no wildcards, no empty parts.
     fn network_topics(&mut self, hubs: &[HubDecl], connections: &[ConnectSpec]) {
         for c in connections {
-            let Some(topic) = &c.topic else { continue };
+            let Some(Located { value: topic, at }) = c.topic() else {
+                continue;
+            };
             if super::network_hub(hubs, topic).is_none() {
                 continue;
             }
@@ -909,7 +896,7 @@ impl Validator<'_> {
             if bad_char.is_some() || topic.ends_with('/') || topic.contains("//") {
                 self.push(
                     Diagnostic::new(Code::H0006, self.path, format!("topic `{topic}` cannot travel over its network hub"))
-                        .at(c.topic_at)
+                        .at(*at)
                         .key("connect.topic")
                         .hint("a network topic is a Zenoh key: no `*`, `$`, `#` or `?`, and no empty parts (`a//b`, a trailing `/`)"),
                 );
@@ -950,7 +937,12 @@ mod tests {
     fn minimal_manifest_gets_defaults() {
         let m = check(NODE).unwrap();
         assert_eq!(m.scheduler.tick_rate, 100.0);
-        assert_eq!(m.nodes[0].plugin, Path::new("/base/liba.so"));
+        let NodeCode::Plugin(code) = &m.nodes[0].code else {
+            panic!("a plugin node: {:?}", m.nodes[0].code);
+        };
+        assert_eq!(code.plugin.value, PluginRef::File("/base/liba.so".into()));
+        assert_eq!(code.plugin.at, Location { line: 3, col: 10 });
+        assert_eq!(code.node_type, None);
         assert_eq!(m.nodes[0].priority, 0);
         assert!(m.nodes[0].logging);
         assert_eq!(m.nodes[0].isolation, Isolation::Inline);

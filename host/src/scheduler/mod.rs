@@ -91,6 +91,8 @@ const DUE_SLACK: Duration = Duration::from_micros(200);
 struct RunningNode {
     spec: NodeSpec,
     type_name: String,
+    /// The plugin file, for the stats.
+    plugin: String,
     exec: Exec,
     period: Option<Duration>,
     next_due: Instant,
@@ -112,9 +114,14 @@ struct RunningNode {
 
 impl RunningNode {
     /// A node about to start: closed breaker, no ticks yet.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "until the scheduler takes its own node type"
+    )]
     fn new(
         spec: NodeSpec,
         type_name: String,
+        plugin: String,
         exec: Exec,
         health: Arc<Health>,
         deadline: Option<Duration>,
@@ -125,6 +132,7 @@ impl RunningNode {
             period: spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
             spec,
             type_name,
+            plugin,
             exec,
             next_due: epoch,
             ticks: 0,
@@ -389,7 +397,7 @@ impl RunningNode {
             messages_received: received,
             dropped,
             node_type: self.type_name.clone(),
-            plugin: self.spec.plugin.display().to_string(),
+            plugin: self.plugin.clone(),
             isolation: self.spec.isolation.name().into(),
             topics: io.topics,
         }
@@ -409,6 +417,7 @@ impl BenchNode {
         let health = Health::new(spec.name.clone(), Some(Duration::from_secs(1)));
         let node = RunningNode::new(
             spec,
+            String::new(),
             String::new(),
             Exec::Inline(instance),
             health,
@@ -594,7 +603,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
             type_index: node.type_index,
             name: name.clone(),
             logging: node.spec.logging,
-            config: node.spec.config.clone(),
+            config: node.config.clone(),
             ports: node.ports.clone(),
             port_names: node.port_names.clone(),
             scope: ctx.scope.clone(),
@@ -637,6 +646,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
         running.push(RunningNode::new(
             node.spec,
             node.type_name,
+            node.plugin.info().path.display().to_string(),
             exec,
             health,
             deadline,

@@ -1,0 +1,205 @@
+//! The runtime graph: a validated [`Manifest`] with its plugins loaded, node types resolved,
+//! connections checked against the ports the plugins declare, and topics built.
+//!
+//! Owns every check that needs the plugins (`horus check` runs exactly this, without creating a
+//! node). It does not create node objects or run anything: that is the scheduler's job.
+
+mod connect;
+mod load;
+mod network;
+mod ports;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+pub use connect::{check_connections, Input, Output, PortId, Source, Wiring};
+pub use load::{load_plugins, Loaded};
+pub use network::{plan_network, NetPlan};
+pub use ports::plan_ports;
+pub use resolve::{resolve_types, TypeDesc};
+
+use crate::diag::Diagnostics;
+use crate::ffi::PluginLibrary;
+use crate::io::NodeIo;
+use crate::manifest::{Manifest, NodeCode, NodeSpec};
+use crate::shm::ShmError;
+use crate::topic::{NetTopic, PortPlan, TopicScope};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A node ready to be bound and created: its spec, its plugin and type, and what each of its
+/// ports will be bound to.
+#[derive(Debug)]
+pub struct GraphNode {
+    /// The manifest's declaration, as written.
+    pub spec: NodeSpec,
+    /// The config the node is created with.
+    pub config: toml::Table,
+    /// The plugin the node type lives in.
+    pub plugin: Arc<PluginLibrary>,
+    /// Index of the node type in the plugin.
+    pub type_index: usize,
+    /// The node type's name.
+    pub type_name: String,
+    /// One plan per port of the node type, in port order.
+    pub ports: Vec<PortPlan>,
+    /// Port names, in port order.
+    pub port_names: Vec<String>,
+}
+
+/// A node whose ports are attached to their topics: ready for the scheduler.
+#[derive(Debug)]
+pub struct BoundNode {
+    /// The node.
+    pub node: GraphNode,
+    /// Its host-side state with live topic endpoints.
+    pub io: NodeIo,
+}
+
+/// A port could not be attached to its topic when the run started.
+#[derive(Debug, thiserror::Error)]
+#[error("node `{node}`, port `{port}`: {source}")]
+pub struct BindError {
+    /// The node.
+    pub node: String,
+    /// The port.
+    pub port: String,
+    /// Why.
+    #[source]
+    pub source: Box<ShmError>,
+}
+
+/// A graph whose ports are attached: what the scheduler runs.
+#[derive(Debug)]
+pub struct BoundGraph {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// Every plugin, loaded once each; drop them only after the scheduler thread is joined.
+    pub plugins: Vec<Arc<PluginLibrary>>,
+    /// Nodes with live topic endpoints.
+    pub nodes: Vec<BoundNode>,
+    /// Topics that travel over network hubs.
+    pub net: Vec<NetTopic>,
+}
+
+impl BindError {
+    /// True when the cause is the user's input (a topic of another type or size, a foreign or
+    /// corrupt segment), false for system failures.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            *self.source,
+            ShmError::TypeMismatch { .. } | ShmError::SlotTooSmall { .. } | ShmError::BadHeader { .. }
+        )
+    }
+}
+
+/// A manifest made runnable.
+#[derive(Debug)]
+pub struct Graph {
+    /// The validated manifest, as written.
+    pub manifest: Manifest,
+    /// Every plugin, loaded once each.
+    pub plugins: Vec<Arc<PluginLibrary>>,
+    /// Nodes in manifest order.
+    pub nodes: Vec<GraphNode>,
+    /// Topics that travel over network hubs.
+    pub net: Vec<NetTopic>,
+}
+
+impl Graph {
+    /// Loads and checks everything `manifest` names; reports every problem found. The steps:
+    /// [`load_plugins`] (the only one that touches the system), then the pure ones:
+    /// [`resolve_types`], [`check_connections`], [`plan_network`], [`plan_ports`].
+    pub fn build(manifest: Manifest) -> Result<Graph, Diagnostics> {
+        let (loaded, mut diags) = load_plugins(&manifest);
+        let offered: Vec<Option<Vec<TypeDesc<'_>>>> = loaded
+            .per_node
+            .iter()
+            .map(|lib| lib.as_deref().map(|lib| resolve::offered(lib.info())))
+            .collect();
+        let (indices, resolve_diags) = resolve_types(&manifest, &offered);
+        diags.append(resolve_diags);
+        let types: Vec<Option<TypeDesc<'_>>> = indices
+            .iter()
+            .zip(&offered)
+            .map(|(i, types)| Some(types.as_ref()?[(*i)?]))
+            .collect();
+        let wiring = match check_connections(&manifest, &types) {
+            Ok(wiring) => wiring,
+            Err(more) => {
+                diags.append(more);
+                return Err(diags.sorted());
+            }
+        };
+        if !diags.is_empty() {
+            return Err(diags.sorted());
+        }
+        let net = plan_network(&manifest.hubs, &wiring, &types);
+        let mut nodes = Vec::with_capacity(manifest.nodes.len());
+        for (ni, spec) in manifest.nodes.iter().enumerate() {
+            let (Some(plugin), Some(type_index), Some(node_type)) =
+                (loaded.per_node[ni].clone(), indices[ni], types[ni])
+            else {
+                unreachable!("every node resolved when there are no diagnostics");
+            };
+            nodes.push(GraphNode {
+                config: effective_config(spec, loaded.loaders[ni].as_ref()),
+                spec: spec.clone(),
+                type_name: node_type.name.to_owned(),
+                port_names: node_type.ports.iter().map(|p| p.name.clone()).collect(),
+                ports: plan_ports(ni, node_type, &wiring, &net),
+                plugin,
+                type_index,
+            });
+        }
+        drop(offered);
+        Ok(Graph {
+            manifest,
+            plugins: loaded.plugins,
+            nodes,
+            net: net.topics,
+        })
+    }
+}
+
+/// The config a node is created with.
+fn effective_config(spec: &NodeSpec, loader: Option<&crate::python::Loader>) -> toml::Table {
+    let mut config = spec.config.clone();
+    if let (NodeCode::Python(py), Some(loader)) = (&spec.code, loader) {
+        config.insert("python".into(), py.file.value.display().to_string().into());
+        config.insert("class".into(), py.class.clone().into());
+        config.insert("program".into(), loader.executable.display().to_string().into());
+    }
+    config
+}
+
+impl Graph {
+    /// Attaches every port to its topic (creating the segments) and makes each node's
+    /// host-side state. Subscribers attach before anything is sent, so nothing is missed.
+    pub fn bind(self, scope: &TopicScope) -> Result<BoundGraph, BindError> {
+        let epoch = Instant::now();
+        let mut bound = Vec::with_capacity(self.nodes.len());
+        for node in self.nodes {
+            let bindings = scope.bind(&node.ports).map_err(|(port, source)| BindError {
+                node: node.spec.name.clone(),
+                port: node.port_names[port].clone(),
+                source: Box::new(source),
+            })?;
+            let io = NodeIo::new(
+                node.spec.name.clone(),
+                node.spec.logging,
+                node.config.clone(),
+                node.port_names.clone(),
+                bindings,
+                epoch,
+            );
+            bound.push(BoundNode { node, io });
+        }
+        Ok(BoundGraph {
+            manifest: self.manifest,
+            plugins: self.plugins,
+            nodes: bound,
+            net: self.net,
+        })
+    }
+}
