@@ -199,7 +199,11 @@ impl PluginLibrary {
             // dlerror names the private copy; the user knows the file by its own name.
             reason: dl_reason(&e).replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
         })?;
-        let info = read_descriptor(entry_of(&lib, path)?, path)?;
+        let entry = entry_of(&lib, path)?;
+        // SAFETY: `entry` is the library's `horus_plugin_entry` (see `entry_of` for why its type
+        // is trusted), and `lib` is kept in the returned value, so the image stays mapped while
+        // the copied vtables are used (module invariants).
+        let info = unsafe { read_descriptor(entry, path)? };
         Ok(PluginLibrary {
             info,
             loaded_path: copy,
@@ -238,7 +242,9 @@ impl PluginLibrary {
             path: path.to_path_buf(),
             reason: dl_reason(&e),
         })?;
-        let info = read_descriptor(entry_of(&lib, path)?, path)?;
+        let entry = entry_of(&lib, path)?;
+        // SAFETY: as in `open`; the image is never unloaded (`lib` is forgotten below).
+        let info = unsafe { read_descriptor(entry, path)? };
         std::mem::forget(lib);
         Ok(PluginLibrary {
             info,
@@ -250,9 +256,15 @@ impl PluginLibrary {
     /// A plugin linked into this process (its entry function called directly), with the same
     /// header checks as a loaded one. `label` names it in errors and stats. The Python package
     /// runs its Python nodes through the loader's own entry this way.
-    pub fn builtin(entry: EntryFn, label: &Path) -> Result<PluginLibrary, LoadError> {
+    ///
+    /// # Safety
+    /// `entry` is called, and the header and descriptor it returns are read and kept: it must be
+    /// a HORUS plugin entry (as `export_plugin!` emits) of code that is never unloaded, since
+    /// the returned library's node types call into it for as long as they are used.
+    pub unsafe fn builtin(entry: EntryFn, label: &Path) -> Result<PluginLibrary, LoadError> {
         Ok(PluginLibrary {
-            info: read_descriptor(entry, label)?,
+            // SAFETY: the caller's contract is ours (see `# Safety`).
+            info: unsafe { read_descriptor(entry, label)? },
             loaded_path: label.to_path_buf(),
             _lib: None,
         })
@@ -340,15 +352,19 @@ fn entry_of(lib: &Library, path: &Path) -> Result<EntryFn, LoadError> {
     Ok(*entry)
 }
 
-/// Reads and checks the header and descriptor `entry` returns. `entry` must belong to an image
-/// that stays loaded while the returned info's vtables are used.
-fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, LoadError> {
+/// Reads and checks the header and descriptor `entry` returns; `path` names the plugin in errors.
+///
+/// # Safety
+/// `entry` must be a function of the `EntryFn` signature that returns null or a pointer to a
+/// static [`PluginHeader`] (the header is checked before anything else of it is trusted), and
+/// it must belong to an image that stays loaded while the returned info's vtables are used.
+unsafe fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, LoadError> {
     let bad = |reason: &str| LoadError::BadDescriptor {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
     };
-    // SAFETY: `entry` has the `EntryFn` signature (see above); it takes no arguments and
-    // returns a pointer to a static header.
+    // SAFETY: `entry` has the `EntryFn` signature and belongs to a loaded image (the caller's
+    // contract); it takes no arguments and returns a pointer to a static header.
     let header_ptr = unsafe { entry() };
     if header_ptr.is_null() || !header_ptr.is_aligned() {
         return Err(bad("the entry symbol returned a null or misaligned header"));
