@@ -43,7 +43,7 @@ pub enum Code {
     H0015,
     /// Plugin descriptor is malformed.
     H0016,
-    /// The plugin file could not be copied to a private path for loading.
+    /// The plugin file could not be read, or copied to a private path for loading.
     H0017,
     /// A connection names an unknown node.
     H0020,

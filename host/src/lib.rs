@@ -13,7 +13,9 @@
 //!                               RunReport (stats table, --stats-json)
 //! ```
 //!
-//! `unsafe` lives only in [`ffi`]. See `docs/architecture.md` for the map and the reasons.
+//! `unsafe` lives only in [`ffi`] (plugins: dlopen, the C ABI, the host callbacks) and [`shm`]
+//! (shared-memory mappings, atomics and futexes on them); every other module is safe Rust (the
+//! crate denies `unsafe_code`). See `docs/architecture.md` for the map and the reasons.
 
 pub mod control;
 pub mod diag;

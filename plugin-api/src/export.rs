@@ -349,7 +349,14 @@ macro_rules! __export_plugin_with_header {
                 $crate::export::Shared($crate::export::header_with(&DESCRIPTOR.0, $version, $hash));
 
             /// The HORUS plugin entry point (see `horus_plugin_api::abi`).
-            #[allow(unsafe_code)]
+            ///
+            /// # Safety
+            /// Nothing for the caller to uphold: it takes no arguments and returns the address
+            /// of a static, immutable header, valid while the library is loaded.
+            #[allow(
+                unsafe_code,
+                reason = "`no_mangle` is unsafe_code; this expands in the plugin's crate, which may deny it or not"
+            )]
             #[unsafe(no_mangle)]
             pub extern "C" fn horus_plugin_entry() -> *const $crate::abi::PluginHeader {
                 &HEADER.0

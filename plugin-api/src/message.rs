@@ -169,7 +169,10 @@ macro_rules! pod_message {
         }
 
         const _: () = {
-            #[allow(dead_code)]
+            #[allow(
+                dead_code,
+                reason = "never called: it exists so that the compiler checks each field's `Pod` bound"
+            )]
             fn assert_fields_are_pod() { $( $crate::__private::assert_pod::<$ty>(); )* }
             assert!(
                 ::core::mem::size_of::<$name>() == 0 $(+ ::core::mem::size_of::<$ty>())*,
@@ -178,9 +181,12 @@ macro_rules! pod_message {
             );
         };
 
+        #[allow(
+            unsafe_code,
+            reason = "expands in the caller's crate, which may deny `unsafe_code` or not; the impl is sound (below)"
+        )]
         // SAFETY: every field is `Pod` (checked by `assert_fields_are_pod`), the struct is
         // `#[repr(C)]` and has no padding (size equals the sum of the field sizes, asserted above).
-        #[allow(unsafe_code)]
         unsafe impl $crate::Pod for $name {}
 
         impl $crate::Message for $name {

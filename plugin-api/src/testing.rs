@@ -81,23 +81,32 @@ struct MockHost {
     logs: Vec<(u32, String)>,
 }
 
-/// # Safety (all `mock_*` functions)
-/// `host` is the `MockHost` owned by a live `TestHarness`, which is the only caller.
+/// # Safety
+/// `host` is the `MockHost` owned by a live `TestHarness`, which is the only caller, and no
+/// other reference to it is live for `'a`. Every `mock_*` function below requires the same of
+/// its `host` (and of its other pointers what the ABI says, as noted on each).
 unsafe fn mock<'a>(host: *mut c_void) -> &'a mut MockHost {
-    // SAFETY: see above.
+    // SAFETY: see the function's contract.
     unsafe { &mut *host.cast::<MockHost>() }
 }
 
+/// # Safety
+/// `host` as for [`mock`].
 unsafe extern "C" fn mock_name(host: *mut c_void) -> RawSlice {
     // SAFETY: see `mock`.
     RawSlice::from_str(unsafe { &mock(host).name })
 }
 
+/// # Safety
+/// `host` as for [`mock`].
 unsafe extern "C" fn mock_now(host: *mut c_void) -> u64 {
     // SAFETY: see `mock`.
     unsafe { mock(host).now.as_nanos() as u64 }
 }
 
+/// # Safety
+/// `host` as for [`mock`]; `msg` points at `msg.len` readable bytes (non-null, as the SDK's
+/// `&str`s are).
 unsafe extern "C" fn mock_log(host: *mut c_void, level: u32, msg: RawSlice) {
     // SAFETY: see `mock`; `msg` is valid for the call (SDK contract).
     unsafe {
@@ -106,6 +115,8 @@ unsafe extern "C" fn mock_log(host: *mut c_void, level: u32, msg: RawSlice) {
     }
 }
 
+/// # Safety
+/// `host` as for [`mock`]; `key` points at `key.len` readable bytes; `out` is writable.
 unsafe extern "C" fn mock_config_get(host: *mut c_void, key: RawSlice, out: *mut ConfigValue) {
     // SAFETY: see `mock`; `key` valid for the call and `out` writable (SDK contract).
     unsafe {
@@ -136,11 +147,15 @@ unsafe extern "C" fn mock_config_get(host: *mut c_void, key: RawSlice, out: *mut
     }
 }
 
+/// # Safety
+/// `host` as for [`mock`].
 unsafe extern "C" fn mock_config_toml(host: *mut c_void) -> RawSlice {
     // SAFETY: see `mock`.
     RawSlice::from_str(unsafe { &mock(host).config_toml })
 }
 
+/// # Safety
+/// `host` as for [`mock`]; `ptr` points at `len` readable bytes (or `len` is 0).
 unsafe extern "C" fn mock_send(host: *mut c_void, port: u32, ptr: *const u8, len: usize) -> i32 {
     // SAFETY: see `mock`; `ptr` points at `len` bytes for the call (SDK contract).
     unsafe {
@@ -160,6 +175,8 @@ unsafe extern "C" fn mock_send(host: *mut c_void, port: u32, ptr: *const u8, len
     }
 }
 
+/// # Safety
+/// `host` as for [`mock`]; `out` is writable.
 unsafe extern "C" fn mock_recv(host: *mut c_void, port: u32, out: *mut RawSlice) -> i32 {
     // SAFETY: see `mock`; `out` writable (SDK contract).
     unsafe {
@@ -257,6 +274,11 @@ pub struct TestHarness<N: Node> {
     _node: PhantomData<N>,
 }
 
+/// Appends plugin bytes to the harness's `Vec<u8>` behind `sink`.
+///
+/// # Safety
+/// `sink` is a `*mut Vec<u8>` made by [`sink_for`] for the current call; `ptr` points at `len`
+/// readable bytes.
 unsafe extern "C" fn collect(sink: *mut c_void, ptr: *const u8, len: usize) {
     // SAFETY: `sink` is the `Vec<u8>` passed by `call`; `ptr` points at `len` bytes.
     unsafe {

@@ -1,5 +1,6 @@
 //! All `unsafe` of the Python side: starting an interpreter inside the `horus` host (loader
-//! face) and keeping a Python thread state on the host's scheduler threads.
+//! face), keeping a Python thread state on the host's scheduler threads, and reading this
+//! library's own plugin entry in-process ([`loader_library`], package face).
 //!
 //! # Rationale (measured facts in the design notes)
 //! - The host opens libpython with `RTLD_GLOBAL` before it opens this library
@@ -17,6 +18,7 @@
 //! - INVARIANT: the interpreter is never finalized by this library; the library is never
 //!   unloaded (pyo3's caches point into it).
 
+use horus_host::ffi::{LoadError, PluginLibrary};
 use pyo3::ffi;
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -73,12 +75,24 @@ unsafe extern "C" {
 }
 
 /// The loader's entry, for running Python nodes in this process (`PluginLibrary::builtin`).
-pub const LOADER_ENTRY: horus_plugin_api::abi::EntryFn = {
+const LOADER_ENTRY: horus_plugin_api::abi::EntryFn = {
+    /// # Safety
+    /// None needed: it only returns the address of this library's static header. It is an
+    /// `unsafe extern "C" fn` because that is the ABI's `EntryFn` type.
     unsafe extern "C" fn entry() -> *const horus_plugin_api::abi::PluginHeader {
         horus_plugin_entry()
     }
     entry
 };
+
+/// The loader's node types as a plugin linked into this process, for running Python nodes under
+/// a `horus.Scheduler` (the package face). `label` names it in errors and stats.
+pub fn loader_library(label: &std::path::Path) -> Result<PluginLibrary, LoadError> {
+    // SAFETY: `LOADER_ENTRY` is this library's own `horus_plugin_entry`, emitted by
+    // `export_plugin!` in `lib.rs`, so it returns a valid static header. This library is never
+    // unloaded (module invariant), so the entry points the descriptor copies stay valid.
+    unsafe { PluginLibrary::builtin(LOADER_ENTRY, label) }
+}
 
 static INIT: Mutex<()> = Mutex::new(());
 

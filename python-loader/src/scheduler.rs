@@ -219,7 +219,7 @@ fn loader() -> PyResult<Arc<PluginLibrary>> {
     static LOADER: OnceLock<Result<Arc<PluginLibrary>, String>> = OnceLock::new();
     LOADER
         .get_or_init(|| {
-            PluginLibrary::builtin(crate::embed::LOADER_ENTRY, Path::new("<horus python loader>"))
+            crate::embed::loader_library(Path::new("<horus python loader>"))
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         })

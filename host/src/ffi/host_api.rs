@@ -28,22 +28,31 @@ unsafe fn bytes<'a>(s: RawSlice) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
+/// # Safety
+/// `host` as for [`io`]. The returned slice lives as long as the node.
 unsafe extern "C" fn node_name(host: *mut c_void) -> RawSlice {
     // SAFETY: `host` is valid (ABI contract, see `io`); the name lives as long as the node.
     RawSlice::from_str(unsafe { io(host) }.name())
 }
 
+/// # Safety
+/// `host` as for [`io`].
 unsafe extern "C" fn now_ns(host: *mut c_void) -> u64 {
     // SAFETY: `host` is valid (see `io`).
     unsafe { io(host) }.now_ns()
 }
 
+/// # Safety
+/// `host` as for [`io`]; `msg` as for [`bytes`].
 unsafe extern "C" fn log(host: *mut c_void, level: u32, msg: RawSlice) {
     // SAFETY: `host` is valid (see `io`); `msg` is valid for the call (ABI contract).
     let (io, msg) = unsafe { (io(host), bytes(msg)) };
     io.log(level, &String::from_utf8_lossy(msg));
 }
 
+/// # Safety
+/// `host` as for [`io`]; `key` as for [`bytes`]; `out` is null or points at a writable
+/// `ConfigValue`. Strings written to `out` live as long as the node.
 unsafe extern "C" fn config_get(host: *mut c_void, key: RawSlice, out: *mut ConfigValue) {
     if out.is_null() {
         return;
@@ -87,17 +96,24 @@ unsafe extern "C" fn config_get(host: *mut c_void, key: RawSlice, out: *mut Conf
     unsafe { out.write(value) };
 }
 
+/// # Safety
+/// `host` as for [`io`]. The returned slice lives as long as the node.
 unsafe extern "C" fn config_toml(host: *mut c_void) -> RawSlice {
     // SAFETY: `host` is valid (see `io`); the text lives as long as the node.
     RawSlice::from_str(unsafe { io(host) }.config_toml())
 }
 
+/// # Safety
+/// `host` as for [`io`]; `ptr` points at `len` readable bytes for the call (or `len` is 0).
 unsafe extern "C" fn send(host: *mut c_void, port: u32, ptr: *const u8, len: usize) -> i32 {
     // SAFETY: `host` is valid (see `io`); `ptr` points at `len` bytes for the call.
     let (io, msg) = unsafe { (io(host), bytes(RawSlice { ptr, len })) };
     io.send(port, msg)
 }
 
+/// # Safety
+/// `host` as for [`io`]; `out` is null or points at a writable `RawSlice`. The bytes written
+/// there stay valid until the node's next `recv`.
 unsafe extern "C" fn recv(host: *mut c_void, port: u32, out: *mut RawSlice) -> i32 {
     if out.is_null() {
         return abi::RECV_BAD_PORT;

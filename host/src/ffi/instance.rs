@@ -34,7 +34,7 @@ pub enum CallErrorKind {
 /// A failed node call: what kind, and the node's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
-    /// Error, panic or unknown status.
+    /// Error, panic, crash or unknown status.
     pub kind: CallErrorKind,
     /// The node's message.
     pub message: String,
@@ -251,11 +251,6 @@ impl NodeInstance {
     /// The node's host-side state (name, ports, metrics).
     pub fn io(&self) -> &NodeIo {
         &self.io
-    }
-
-    /// Mutable host-side state (for the scheduler to set the clock before `init`).
-    pub fn io_mut(&mut self) -> &mut NodeIo {
-        &mut self.io
     }
 
     /// The plugin the node lives in.

@@ -31,12 +31,20 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// The file is not a loadable shared library.
-    #[error("{path} is not a loadable shared library: {reason}")]
+    #[error("{path} is not a loadable shared library: {kind}")]
     NotALibrary {
         /// The file.
         path: PathBuf,
-        /// What `dlopen` or the ELF check said.
-        reason: String,
+        /// Which check refused it.
+        kind: NotALibraryKind,
+    },
+    /// The file exists but could not be read (to check its ELF header).
+    #[error("cannot read plugin file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// A shared library without [`abi::ENTRY_SYMBOL`].
     #[error("{path} is a shared library but not a HORUS plugin: it has no `horus_plugin_entry` symbol")]
@@ -85,6 +93,32 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// Why a file that exists is not a loadable shared library. Its `Display` is the reason the
+/// user reads after "is not a loadable shared library: ".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotALibraryKind {
+    /// A folder, device, socket or other non-regular file.
+    NotRegularFile,
+    /// A regular file that does not start with an ELF header: a source file, a script, a text
+    /// file, an empty one.
+    NoElfHeader,
+    /// An ELF file the dynamic loader refused, with its own words (`dlerror`), which name the
+    /// file as the manifest does, the missing symbol or the wrong format.
+    Refused(String),
+}
+
+impl std::fmt::Display for NotALibraryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotALibraryKind::NotRegularFile => f.write_str("it is not a regular file"),
+            NotALibraryKind::NoElfHeader => f.write_str(
+                "the file has no ELF header (is it a source file or a build script rather than the built .so?)",
+            ),
+            NotALibraryKind::Refused(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// A port as the host keeps it.
@@ -179,7 +213,7 @@ impl PluginLibrary {
         if !meta.is_file() {
             return Err(LoadError::NotALibrary {
                 path: path.to_path_buf(),
-                reason: "it is not a regular file".into(),
+                kind: NotALibraryKind::NotRegularFile,
             });
         }
         check_elf(path)?;
@@ -197,9 +231,15 @@ impl PluginLibrary {
         let lib = opened.map_err(|e| LoadError::NotALibrary {
             path: path.to_path_buf(),
             // dlerror names the private copy; the user knows the file by its own name.
-            reason: dl_reason(&e).replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
+            kind: NotALibraryKind::Refused(
+                dl_reason(&e).replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
+            ),
         })?;
-        let info = read_descriptor(entry_of(&lib, path)?, path)?;
+        let entry = entry_of(&lib, path)?;
+        // SAFETY: `entry` is the library's `horus_plugin_entry` (see `entry_of` for why its type
+        // is trusted), and `lib` is kept in the returned value, so the image stays mapped while
+        // the copied vtables are used (module invariants).
+        let info = unsafe { read_descriptor(entry, path)? };
         Ok(PluginLibrary {
             info,
             loaded_path: copy,
@@ -227,7 +267,7 @@ impl PluginLibrary {
             let opened = unsafe { Library::open(Some(lib), RTLD_NOW | RTLD_GLOBAL) };
             let opened = opened.map_err(|e| LoadError::NotALibrary {
                 path: lib.clone(),
-                reason: dl_reason(&e),
+                kind: NotALibraryKind::Refused(dl_reason(&e)),
             })?;
             std::mem::forget(opened);
         }
@@ -236,9 +276,11 @@ impl PluginLibrary {
         let opened = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) };
         let lib = opened.map_err(|e| LoadError::NotALibrary {
             path: path.to_path_buf(),
-            reason: dl_reason(&e),
+            kind: NotALibraryKind::Refused(dl_reason(&e)),
         })?;
-        let info = read_descriptor(entry_of(&lib, path)?, path)?;
+        let entry = entry_of(&lib, path)?;
+        // SAFETY: as in `open`; the image is never unloaded (`lib` is forgotten below).
+        let info = unsafe { read_descriptor(entry, path)? };
         std::mem::forget(lib);
         Ok(PluginLibrary {
             info,
@@ -250,9 +292,15 @@ impl PluginLibrary {
     /// A plugin linked into this process (its entry function called directly), with the same
     /// header checks as a loaded one. `label` names it in errors and stats. The Python package
     /// runs its Python nodes through the loader's own entry this way.
-    pub fn builtin(entry: EntryFn, label: &Path) -> Result<PluginLibrary, LoadError> {
+    ///
+    /// # Safety
+    /// `entry` is called, and the header and descriptor it returns are read and kept: it must be
+    /// a HORUS plugin entry (as `export_plugin!` emits) of code that is never unloaded, since
+    /// the returned library's node types call into it for as long as they are used.
+    pub unsafe fn builtin(entry: EntryFn, label: &Path) -> Result<PluginLibrary, LoadError> {
         Ok(PluginLibrary {
-            info: read_descriptor(entry, label)?,
+            // SAFETY: the caller's contract is ours (see `# Safety`).
+            info: unsafe { read_descriptor(entry, label)? },
             loaded_path: label.to_path_buf(),
             _lib: None,
         })
@@ -288,20 +336,28 @@ fn dl_reason(e: &libloading::Error) -> String {
     }
 }
 
+/// Refuses a file that does not start with the ELF magic before `dlopen` sees it, with a reason
+/// that says what the file probably is rather than the loader's bare "invalid ELF header".
 fn check_elf(path: &Path) -> Result<(), LoadError> {
     use std::io::Read;
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
     match read {
         Ok(()) if &magic == b"\x7fELF" => Ok(()),
-        Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
-            Err(LoadError::Copy { path: path.to_path_buf(), source: e })
-        }
-        Ok(()) | Err(_) => Err(LoadError::NotALibrary {
+        Ok(()) => Err(no_elf_header(path)),
+        // Shorter than the magic (an empty file included): not ELF either.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(no_elf_header(path)),
+        Err(source) => Err(LoadError::Read {
             path: path.to_path_buf(),
-            reason: "the file has no ELF header (is it a source file or a build script rather than the built .so?)"
-                .into(),
+            source,
         }),
+    }
+}
+
+fn no_elf_header(path: &Path) -> LoadError {
+    LoadError::NotALibrary {
+        path: path.to_path_buf(),
+        kind: NotALibraryKind::NoElfHeader,
     }
 }
 
@@ -340,15 +396,19 @@ fn entry_of(lib: &Library, path: &Path) -> Result<EntryFn, LoadError> {
     Ok(*entry)
 }
 
-/// Reads and checks the header and descriptor `entry` returns. `entry` must belong to an image
-/// that stays loaded while the returned info's vtables are used.
-fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, LoadError> {
+/// Reads and checks the header and descriptor `entry` returns; `path` names the plugin in errors.
+///
+/// # Safety
+/// `entry` must be a function of the `EntryFn` signature that returns null or a pointer to a
+/// static [`PluginHeader`] (the header is checked before anything else of it is trusted), and
+/// it must belong to an image that stays loaded while the returned info's vtables are used.
+unsafe fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, LoadError> {
     let bad = |reason: &str| LoadError::BadDescriptor {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
     };
-    // SAFETY: `entry` has the `EntryFn` signature (see above); it takes no arguments and
-    // returns a pointer to a static header.
+    // SAFETY: `entry` has the `EntryFn` signature and belongs to a loaded image (the caller's
+    // contract); it takes no arguments and returns a pointer to a static header.
     let header_ptr = unsafe { entry() };
     if header_ptr.is_null() || !header_ptr.is_aligned() {
         return Err(bad("the entry symbol returned a null or misaligned header"));
@@ -448,4 +508,122 @@ fn copy_str(s: RawSlice) -> Option<String> {
     // (ABI contract); null and oversized slices are refused above.
     let bytes = unsafe { std::slice::from_raw_parts(s.ptr, s.len) };
     std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn open_err(path: &Path) -> LoadError {
+        match PluginLibrary::open(path) {
+            Ok(_) => panic!("{} was loaded", path.display()),
+            Err(e) => e,
+        }
+    }
+
+    fn kind_of(path: &Path) -> NotALibraryKind {
+        match open_err(path) {
+            LoadError::NotALibrary { path: p, kind } => {
+                assert_eq!(p, path, "the error names the file asked for");
+                kind
+            }
+            other => panic!("expected NotALibrary for {}, got {other:?}", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libnope.so");
+        assert!(matches!(open_err(&path), LoadError::NotFound { path: p } if p == path));
+    }
+
+    #[test]
+    fn a_folder_or_a_device_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(kind_of(dir.path()), NotALibraryKind::NotRegularFile);
+        assert_eq!(kind_of(Path::new("/dev/null")), NotALibraryKind::NotRegularFile);
+        assert_eq!(
+            open_err(dir.path()).to_string(),
+            format!(
+                "{} is not a loadable shared library: it is not a regular file",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn text_empty_and_short_files_have_no_elf_header() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("text.so", &b"this is not ELF"[..]),
+            ("empty.so", b""),
+            ("short.so", b"\x7fEL"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(kind_of(&path), NotALibraryKind::NoElfHeader, "{name}");
+        }
+        let path = dir.path().join("text.so");
+        assert_eq!(
+            open_err(&path).to_string(),
+            format!(
+                "{} is not a loadable shared library: the file has no ELF header (is it a source file or a \
+                 build script rather than the built .so?)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_truncated_elf_file_is_refused_by_the_loader_in_its_own_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libtruncated.so");
+        let mut bytes = b"\x7fELF".to_vec();
+        bytes.resize(64, 0);
+        std::fs::write(&path, bytes).unwrap();
+        let NotALibraryKind::Refused(reason) = kind_of(&path) else {
+            panic!("expected the dynamic loader's refusal");
+        };
+        assert!(!reason.is_empty());
+        assert!(
+            !reason.contains("horus-load-"),
+            "the reason names the file, not the private copy: {reason}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_a_read_error_not_a_copy_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libsecret.so");
+        std::fs::write(&path, b"\x7fELF").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if std::fs::File::open(&path).is_ok() {
+            // Root (or CAP_DAC_OVERRIDE) reads any file: nothing to test here.
+            eprintln!("skipped: this user may read a mode-000 file");
+            return;
+        }
+        match open_err(&path) {
+            LoadError::Read { path: p, source } => {
+                assert_eq!(p, path);
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+            other => panic!("expected Read, got {other:?}"),
+        }
+    }
+
+    /// # Safety
+    /// None needed: returns null, which `read_descriptor` must refuse.
+    unsafe extern "C" fn null_entry() -> *const PluginHeader {
+        std::ptr::null()
+    }
+
+    #[test]
+    fn a_builtin_entry_returning_no_header_is_a_bad_descriptor() {
+        // SAFETY: `null_entry` has the `EntryFn` signature and lives in this test binary, which
+        // stays loaded; it returns null, which is checked before anything is read.
+        let e = unsafe { PluginLibrary::builtin(null_entry, Path::new("<test>")) }.unwrap_err();
+        assert!(matches!(e, LoadError::BadDescriptor { .. }), "{e:?}");
+    }
 }

@@ -7,4 +7,4 @@ mod instance;
 mod library;
 
 pub use instance::{CallError, CallErrorKind, NodeInstance};
-pub use library::{LoadError, NodeTypeInfo, PluginInfo, PluginLibrary, PortInfo};
+pub use library::{LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo, PluginLibrary, PortInfo};

@@ -3,7 +3,7 @@
 //! function of what this one returns.
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
-use crate::ffi::{LoadError, PluginLibrary};
+use crate::ffi::{LoadError, NotALibraryKind, PluginLibrary};
 use crate::manifest::{Manifest, NodeCode, NodeSpec, PluginRef};
 use crate::python::{self, Loader};
 use std::collections::HashMap;
@@ -91,10 +91,14 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
             "build the plugin first (`cargo build --workspace`) or fix the path; it is relative to the manifest's folder"
                 .to_owned(),
         ),
-        LoadError::NotALibrary { reason, .. } if reason.contains("ELF header") || reason.contains("regular file") => {
-            (Code::H0011, "point `plugin` at the built library (a `.so` from a `crate-type = [\"cdylib\"]` crate)".into())
-        }
-        LoadError::NotALibrary { .. } => (
+        LoadError::NotALibrary {
+            kind: NotALibraryKind::NotRegularFile | NotALibraryKind::NoElfHeader,
+            ..
+        } => (Code::H0011, "point `plugin` at the built library (a `.so` from a `crate-type = [\"cdylib\"]` crate)".into()),
+        LoadError::NotALibrary {
+            kind: NotALibraryKind::Refused(_),
+            ..
+        } => (
             Code::H0011,
             "the dynamic loader refused it for the reason above: rebuild the plugin for this machine \
              (`cargo build`), and make sure the libraries it links are installed"
@@ -116,6 +120,10 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
             "rebuild the plugin against the same horus-plugin-api version as this host".into(),
         ),
         LoadError::BadDescriptor { .. } => (Code::H0016, "rebuild the plugin with `export_plugin!`".into()),
+        LoadError::Read { .. } => (
+            Code::H0017,
+            "check that the user running horus may read the plugin file (`ls -l` shows its mode and owner)".into(),
+        ),
         LoadError::Copy { .. } => (
             Code::H0017,
             "check that the plugin file is readable and that the temp dir (TMPDIR) is writable and not full".into(),

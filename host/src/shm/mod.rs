@@ -2,8 +2,10 @@
 //! any number of publishers and subscribers in any number of processes.
 //!
 //! Owns the segment lifecycle ([`segment`]), the byte layout ([`layout`]) and the lock-free
-//! protocol ([`ring`]). All `unsafe` of shared memory is here (the mapping and the views of it
-//! as atomics); the rest of the host uses [`Publisher`] and [`Subscriber`], which are safe.
+//! protocol ([`ring`]); besides topics, the command block of a `process`-isolated node's worker
+//! ([`ctl`]) and the benchmark floor ([`floor`]). All `unsafe` of shared memory is here (the
+//! mapping and the views of it as atomics); the rest of the host uses [`Publisher`],
+//! [`Subscriber`] and [`ctl`]'s types, which are safe.
 //! It does not own topic naming policy or QoS choices: see [`crate::topic`].
 
 pub mod ctl;

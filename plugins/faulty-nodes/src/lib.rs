@@ -195,10 +195,13 @@ impl Node for Segfault {
         self.ticks += 1;
         if self.ticks >= self.after {
             let null = std::hint::black_box(std::ptr::null_mut::<u64>());
+            #[expect(
+                unsafe_code,
+                reason = "the deliberate null write this fault injector exists for"
+            )]
             // SAFETY: none. This is deliberately undefined behaviour: a write through a null
             // pointer, which the OS answers with SIGSEGV. It exists to prove that process
             // isolation survives a crashing node; never run it inline.
-            #[allow(unsafe_code)]
             unsafe {
                 null.write_volatile(1)
             };
