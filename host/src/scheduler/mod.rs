@@ -20,7 +20,7 @@ mod stop;
 mod watchdog;
 
 pub use breaker::{Action, Breaker, CircuitState};
-pub use exec::{Exec, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
+pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
 pub use watchdog::{Health, Watchdog};
