@@ -295,7 +295,7 @@ impl RunningNode {
             tick_duration_p99_us: self.times.quantile_us(0.99),
             actual_rate_hz: if secs > 0.0 { self.ticks as f64 / secs } else { 0.0 },
             last_error: self.last_error.clone(),
-            circuit_state: self.breaker.state().name().into(),
+            circuit_state: self.breaker.state(),
             restarts: self.restarts,
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
@@ -307,7 +307,7 @@ impl RunningNode {
             dropped,
             node_type: self.type_name.clone(),
             plugin: self.spec.plugin.display().to_string(),
-            isolation: self.spec.isolation.name().into(),
+            isolation: self.spec.isolation,
             topics: io.topics,
         }
     }
