@@ -12,7 +12,7 @@
 
 use horus_host::ffi::{CallErrorKind, NodeInstance, PluginLibrary};
 use horus_host::io::NodeIo;
-use horus_host::scheduler::{Exec, Health, Rebuild, TickOutcome};
+use horus_host::scheduler::{Exec, Executor, Health, Rebuild, TickOutcome};
 use horus_host::topic::TopicScope;
 use std::path::PathBuf;
 use std::sync::Arc;

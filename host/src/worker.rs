@@ -52,10 +52,28 @@ pub fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// Why a worker could not start.
+/// Why a worker could not start (or go on).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WorkerError(String);
+pub enum WorkerError {
+    /// The job in the environment is not a [`WorkerJob`] (the worker was not started by a host
+    /// of the same build).
+    #[error("bad worker job: {0}")]
+    BadJob(#[source] serde_json::Error),
+    /// The kernel refused to tie the worker's life to its host's.
+    #[error("PR_SET_PDEATHSIG: {0}")]
+    DeathSignal(#[source] rustix::io::Errno),
+    /// The host exited before the worker could tie its life to it.
+    #[error("the host is gone")]
+    HostGone,
+    /// The host's command block cannot be opened.
+    #[error("command block {name}: {source}")]
+    CommandBlock {
+        /// Its shm name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 fn status_of(r: &Result<(), CallError>) -> (u32, String) {
     match r {
@@ -67,17 +85,19 @@ fn status_of(r: &Result<(), CallError>) -> (u32, String) {
 
 /// Runs the worker until its host says exit (or disappears).
 pub fn run(job_json: &str) -> Result<(), WorkerError> {
-    let job: WorkerJob =
-        serde_json::from_str(job_json).map_err(|e| WorkerError(format!("bad worker job: {e}")))?;
+    let job: WorkerJob = serde_json::from_str(job_json).map_err(WorkerError::BadJob)?;
     // Die with the host; then make sure the host did not die before we asked.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(|e| WorkerError(format!("PR_SET_PDEATHSIG: {e}")))?;
+        .map_err(WorkerError::DeathSignal)?;
     let parent_alive =
         || rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() as u32 == job.host_pid);
     if !parent_alive() {
-        return Err(WorkerError("the host is gone".into()));
+        return Err(WorkerError::HostGone);
     }
-    let ctl = Ctl::open(&job.ctl).map_err(|e| WorkerError(format!("command block {}: {e}", job.ctl)))?;
+    let ctl = Ctl::open(&job.ctl).map_err(|source| WorkerError::CommandBlock {
+        name: job.ctl.clone(),
+        source,
+    })?;
     let mut node = create(&job);
     let mut last = 0u32;
     loop {
@@ -152,4 +172,34 @@ fn create(job: &WorkerJob) -> Result<NodeInstance, CallError> {
         epoch,
     );
     NodeInstance::create(lib, type_index, io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_before() {
+        let bad = serde_json::from_str::<WorkerJob>("{").unwrap_err();
+        let text = format!("bad worker job: {bad}");
+        assert_eq!(WorkerError::BadJob(bad).to_string(), text);
+        assert_eq!(
+            WorkerError::DeathSignal(rustix::io::Errno::PERM).to_string(),
+            format!("PR_SET_PDEATHSIG: {}", rustix::io::Errno::PERM)
+        );
+        assert_eq!(WorkerError::HostGone.to_string(), "the host is gone");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = format!("command block /horus.x.ctl: {missing}");
+        let e = WorkerError::CommandBlock {
+            name: "/horus.x.ctl".into(),
+            source: missing,
+        };
+        assert_eq!(e.to_string(), text);
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn a_bad_job_is_refused() {
+        assert!(matches!(run("not json"), Err(WorkerError::BadJob(_))));
+    }
 }

@@ -316,7 +316,7 @@ fn blank_stats(e: &Entry, config: &SchedulerConfig) -> NodeStats {
         tick_duration_p99_us: 0.0,
         actual_rate_hz: 0.0,
         last_error: None,
-        circuit_state: "closed".into(),
+        circuit_state: scheduler::CircuitState::Closed,
         restarts: 0,
         deadline_ms: e.deadline_ms,
         deadline_misses: 0,
@@ -328,7 +328,7 @@ fn blank_stats(e: &Entry, config: &SchedulerConfig) -> NodeStats {
         dropped: 0,
         node_type: "PythonNode".into(),
         plugin: "<python>".into(),
-        isolation: "inline".into(),
+        isolation: Isolation::Inline,
         topics: Vec::new(),
     }
 }

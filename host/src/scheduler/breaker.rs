@@ -7,11 +7,11 @@
 //! ([`Breaker::after_tick`]).
 
 use crate::manifest::SupervisionSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-/// The breaker's state, as the stats show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The breaker's state, as the stats show it (serialized as [`CircuitState::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     /// Ticking normally.

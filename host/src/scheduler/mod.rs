@@ -10,25 +10,31 @@
 //! for example), so only a retired thread lets `dlclose` really unmap a plugin. The exception is
 //! a quarantined worker stuck in a plugin: it is never joined, and that plugin stays loaded.
 //!
-//! Owns: rate keeping, priority order, failure counting, tick timing. Does not own: loading
-//! (see [`crate::graph`]), delivery (see [`crate::topic`]), signals (see [`crate::run`]).
+//! Owns: the cycle loop and rate keeping, priority order, start-up, drain and shutdown, the
+//! stats board and the hung-run exit. One node's accounting (failures, deadlines, tick timing,
+//! restarts) is [`running`]'s. Does not own: loading (see [`crate::graph`]), delivery (see
+//! [`crate::topic`]), signals (see [`crate::run`]).
 
 mod breaker;
 mod exec;
+mod running;
 mod stats;
 mod stop;
+mod throttle;
 mod watchdog;
 
 pub use breaker::{Action, Breaker, CircuitState};
-pub use exec::{Exec, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
+pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
+pub use running::BenchNode;
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
 pub use watchdog::{Health, Watchdog};
 
-use crate::ffi::{CallError, CallErrorKind, NodeInstance};
+use crate::ffi::{CallError, NodeInstance};
 use crate::graph::BoundNode;
-use crate::manifest::{Isolation, NodeSpec, SchedulerSpec, SupervisionSpec};
+use crate::manifest::{Isolation, SchedulerSpec, SupervisionSpec};
 use crate::topic::TopicScope;
+use running::RunningNode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,367 +85,8 @@ pub struct RunReport {
     pub overruns: u64,
 }
 
-/// Only log a node's failures (and deadline misses) this often; the rest are counted and
-/// summarised.
-const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the scheduler publishes a stats snapshot for the host (and a hung run's report).
 const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
-/// A node with its own rate ticks when its due time is at most this far ahead, so scheduler
-/// jitter does not push it to the next cycle.
-const DUE_SLACK: Duration = Duration::from_micros(200);
-
-struct RunningNode {
-    spec: NodeSpec,
-    type_name: String,
-    /// The plugin file, for the stats.
-    plugin: String,
-    exec: Exec,
-    period: Option<Duration>,
-    next_due: Instant,
-    ticks: u64,
-    failures: u64,
-    consecutive: u64,
-    last_error: Option<String>,
-    times: TickTimes,
-    last_failure_log: Option<Instant>,
-    unlogged_failures: u64,
-    breaker: Breaker,
-    restarts: u64,
-    deadline: Option<Duration>,
-    deadline_misses: u64,
-    last_deadline_log: Option<Instant>,
-    health: Arc<Health>,
-    epoch: Instant,
-}
-
-impl RunningNode {
-    /// A node about to start: closed breaker, no ticks yet.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "until the scheduler takes its own node type"
-    )]
-    fn new(
-        spec: NodeSpec,
-        type_name: String,
-        plugin: String,
-        exec: Exec,
-        health: Arc<Health>,
-        deadline: Option<Duration>,
-        supervision: &SupervisionSpec,
-        epoch: Instant,
-    ) -> RunningNode {
-        RunningNode {
-            period: spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
-            spec,
-            type_name,
-            plugin,
-            exec,
-            next_due: epoch,
-            ticks: 0,
-            failures: 0,
-            consecutive: 0,
-            last_error: None,
-            times: TickTimes::default(),
-            last_failure_log: None,
-            unlogged_failures: 0,
-            breaker: Breaker::new(supervision),
-            restarts: 0,
-            deadline,
-            deadline_misses: 0,
-            last_deadline_log: None,
-            health,
-            epoch,
-        }
-    }
-
-    fn due(&mut self, now: Instant) -> bool {
-        let Some(period) = self.period else { return true };
-        if now + DUE_SLACK < self.next_due {
-            return false;
-        }
-        self.next_due += period;
-        if self.next_due + period < now {
-            // Fell more than a period behind (a long stall): restart the schedule instead of
-            // bursting to catch up.
-            self.next_due = now + period;
-        }
-        true
-    }
-
-    /// One scheduled cycle of this node, starting at `now` (the end of the previous node's
-    /// work, or the cycle's start): asks the breaker, restarts if it says so, ticks. Returns
-    /// when it finished, so the next node's tick starts from it: one clock read per tick.
-    fn run_cycle(&mut self, now: Instant) -> Instant {
-        self.quarantine_if_hung();
-        // The common case needs no extra clock read: a closed breaker always ticks.
-        if self.breaker.state() == CircuitState::Closed {
-            return self.tick(now);
-        }
-        match self.breaker.before_tick(now) {
-            Action::Skip => now,
-            Action::Tick => self.tick(now),
-            Action::Restart => {
-                if self.restart() {
-                    self.tick(Instant::now())
-                } else {
-                    Instant::now()
-                }
-            }
-        }
-    }
-
-    /// Re-creates and re-initialises the node (half-open). A failure here fails the trial.
-    #[cold]
-    fn restart(&mut self) -> bool {
-        self.restarts += 1;
-        tracing::warn!(node = %self.spec.name, restarts = self.restarts, "circuit half-open: restarting the node");
-        let result = self.exec.restart();
-        match result {
-            Ok(()) => true,
-            Err(mut e) => {
-                e.message = format!("restart failed: {}", e.message);
-                self.fail(e);
-                self.outcome(false);
-                false
-            }
-        }
-    }
-
-    /// Ticks the node, which starts at `started`; returns when it ended.
-    #[inline]
-    fn tick(&mut self, started: Instant) -> Instant {
-        if let Exec::Inline(instance) = &mut self.exec {
-            // One clock read per tick: the end, which also starts the next node's tick.
-            self.health.enter(started.saturating_duration_since(self.epoch));
-            let result = instance.tick();
-            let ended = Instant::now();
-            self.health.leave();
-            self.ticks += 1;
-            self.finished(result, ended.saturating_duration_since(started));
-            return ended;
-        }
-        // Workers report their own tick start and end to the watchdog.
-        match self.exec.tick() {
-            TickOutcome::Finished(result, took) => {
-                self.ticks += 1;
-                self.finished(result, took);
-            }
-            TickOutcome::Started => self.ticks += 1,
-            TickOutcome::Late(result, took) => self.finished(result, took),
-            TickOutcome::Busy => {}
-        }
-        Instant::now()
-    }
-
-    fn finished(&mut self, result: Result<(), CallError>, took: Duration) {
-        let crashed = matches!(&result, Err(e) if e.kind == CallErrorKind::Crashed);
-        if !crashed {
-            // A crash has no duration of its own; recording 0 would skew min, mean and p99.
-            self.times.record(took);
-        }
-        if self.deadline.is_some_and(|d| took > d) {
-            self.missed_deadline(took);
-        }
-        let ok = result.is_ok();
-        match result {
-            Ok(()) => self.consecutive = 0,
-            Err(e) => self.fail(e),
-        }
-        if crashed && self.breaker.force_open(Instant::now()) {
-            // A dead process cannot tick again: restart it (after the backoff) right away.
-            self.log_transition(CircuitState::Open);
-            return;
-        }
-        self.outcome(ok);
-    }
-
-    /// A worker stuck in one tick past its watchdog timeout is abandoned and counted as a
-    /// failure that opens the breaker (so `auto_restart` replaces it after the backoff).
-    fn quarantine_if_hung(&mut self) {
-        let Some(timeout) = self.health.timeout else {
-            return;
-        };
-        if !self.exec.hung(timeout, self.epoch) || !self.exec.quarantine() {
-            return;
-        }
-        // The supervisor thread may not have looked yet: this expiry is the watchdog's too.
-        if !self
-            .health
-            .expired
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.health
-                .expiries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let what = match self.spec.isolation {
-            Isolation::Process => "worker process killed",
-            _ => "worker thread quarantined (abandoned with its instance)",
-        };
-        tracing::error!(node = %self.spec.name, "tick hung for more than {} ms: {what}", timeout.as_millis());
-        self.fail(CallError {
-            kind: CallErrorKind::Error,
-            message: format!("tick hung for more than {} ms; {what}", timeout.as_millis()),
-        });
-        if self.breaker.force_open(Instant::now()) {
-            self.log_transition(CircuitState::Open);
-        }
-    }
-
-    #[inline]
-    fn outcome(&mut self, ok: bool) {
-        // A success on a closed breaker changes nothing: skip the clock read.
-        if ok && self.breaker.state() == CircuitState::Closed {
-            return;
-        }
-        if let Some(state) = self.breaker.after_tick(ok, self.consecutive, Instant::now()) {
-            self.log_transition(state);
-        }
-    }
-
-    fn log_transition(&mut self, state: CircuitState) {
-        {
-            match state {
-                CircuitState::Closed => {
-                    tracing::info!(node = %self.spec.name, "circuit closed: the restarted node ticks again")
-                }
-                CircuitState::Open => match self.breaker.retry_at() {
-                    Some(_) => tracing::warn!(
-                        node = %self.spec.name,
-                        "circuit open after {} consecutive failures: restarting in {} ms",
-                        self.consecutive,
-                        self.breaker.current_backoff().as_millis()
-                    ),
-                    None => tracing::error!(
-                        node = %self.spec.name,
-                        "circuit open after {} consecutive failures: the node is no longer ticked (auto_restart is off)",
-                        self.consecutive
-                    ),
-                },
-                CircuitState::HalfOpen => {}
-            }
-        }
-    }
-
-    #[cold]
-    fn missed_deadline(&mut self, took: Duration) {
-        self.deadline_misses += 1;
-        let now = Instant::now();
-        if self
-            .last_deadline_log
-            .is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_INTERVAL)
-        {
-            self.last_deadline_log = Some(now);
-            tracing::warn!(
-                node = %self.spec.name,
-                misses = self.deadline_misses,
-                "deadline missed: the tick took {:.3} ms, deadline {:.3} ms",
-                took.as_secs_f64() * 1e3,
-                self.deadline.unwrap_or_default().as_secs_f64() * 1e3
-            );
-        }
-    }
-
-    #[cold]
-    fn fail(&mut self, e: CallError) {
-        self.failures += 1;
-        self.consecutive += 1;
-        let now = Instant::now();
-        let quiet = self
-            .last_failure_log
-            .is_some_and(|t| now.duration_since(t) < FAILURE_LOG_INTERVAL);
-        if quiet {
-            self.unlogged_failures += 1;
-        } else {
-            let what = if e.kind == CallErrorKind::Panic {
-                "panicked"
-            } else {
-                "failed"
-            };
-            let more = std::mem::take(&mut self.unlogged_failures);
-            if more > 0 {
-                tracing::warn!(node = %self.spec.name, total = self.failures, "tick {what}: {e} (and {more} more failures in the last second)");
-            } else {
-                tracing::warn!(node = %self.spec.name, total = self.failures, "tick {what}: {e}");
-            }
-            self.last_failure_log = Some(now);
-        }
-        self.last_error = Some(e.message);
-    }
-
-    fn stats(&mut self, tick_rate: f64, elapsed: Duration) -> NodeStats {
-        let (min, avg, max) = self.times.micros();
-        let io = self.exec.io_snapshot();
-        let (sent, received, dropped) = io.totals;
-        let secs = elapsed.as_secs_f64();
-        NodeStats {
-            name: self.spec.name.clone(),
-            total_ticks: self.ticks,
-            total_failures: self.failures,
-            consecutive_failures: self.consecutive,
-            priority: self.spec.priority,
-            tick_rate: self.spec.rate_hz.unwrap_or(tick_rate),
-            logging_enabled: self.spec.logging,
-            tick_duration_min_us: min,
-            tick_duration_avg_us: avg,
-            tick_duration_max_us: max,
-            tick_duration_p99_us: self.times.quantile_us(0.99),
-            actual_rate_hz: if secs > 0.0 { self.ticks as f64 / secs } else { 0.0 },
-            last_error: self.last_error.clone(),
-            circuit_state: self.breaker.state().name().into(),
-            restarts: self.restarts,
-            deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
-            deadline_misses: self.deadline_misses,
-            watchdog_enabled: self.health.timeout.is_some(),
-            watchdog_timeout_ms: self.health.timeout.map_or(0, |t| t.as_millis() as u64),
-            watchdog_expired: self.health.expired.load(std::sync::atomic::Ordering::Relaxed),
-            messages_sent: sent,
-            messages_received: received,
-            dropped,
-            node_type: self.type_name.clone(),
-            plugin: self.plugin.clone(),
-            isolation: self.spec.isolation.name().into(),
-            topics: io.topics,
-        }
-    }
-}
-
-/// One node driven by the scheduler's own per-cycle code (breaker, timing, deadline check,
-/// watchdog record, failure accounting): what the benchmarks measure the scheduler's overhead
-/// with. Not used by the runtime.
-#[doc(hidden)]
-pub struct BenchNode(RunningNode, Instant);
-
-impl BenchNode {
-    /// Wraps an inline node with a deadline and a watchdog record, as a supervised node has.
-    pub fn new(instance: NodeInstance, spec: NodeSpec) -> BenchNode {
-        let epoch = Instant::now();
-        let health = Health::new(spec.name.clone(), Some(Duration::from_secs(1)));
-        let node = RunningNode::new(
-            spec,
-            String::new(),
-            String::new(),
-            Exec::Inline(instance),
-            health,
-            Some(Duration::from_secs(1)),
-            &SupervisionSpec::default(),
-            epoch,
-        );
-        BenchNode(node, epoch)
-    }
-
-    /// One scheduled cycle of the node, chained to the previous one as the scheduler chains
-    /// the nodes of a cycle.
-    #[inline]
-    pub fn cycle(&mut self) {
-        self.1 = self.0.run_cycle(self.1);
-    }
-
-    /// Ticks run so far.
-    pub fn ticks(&self) -> u64 {
-        self.0.ticks
-    }
-}
 
 /// How long before each cycle's start the scheduler stops sleeping and spins. Spinning costs a
 /// core, so only high rates (short periods) get it.

@@ -1,8 +1,9 @@
-//! Per-node statistics: what the final table, `--stats-json` and (later) live introspection
-//! show. Field names of [`NodeStats`] are the JSON keys: the original HORUS names first, ours
-//! after.
+//! Per-node statistics: what the final table, `--stats-json` and `horus stats` show. Field
+//! names of [`NodeStats`] are the JSON keys: the original HORUS names first, ours after.
 
+use super::CircuitState;
 use crate::io::TopicStats;
+use crate::manifest::Isolation;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -35,8 +36,8 @@ pub struct NodeStats {
     pub actual_rate_hz: f64,
     /// The most recent failure message, if any.
     pub last_error: Option<String>,
-    /// `closed`, `open` or `half_open`.
-    pub circuit_state: String,
+    /// `closed`, `open` or `half_open` in JSON.
+    pub circuit_state: CircuitState,
     /// Restarts by the circuit breaker.
     pub restarts: u64,
     /// The node's deadline in ms, if it has one.
@@ -59,10 +60,30 @@ pub struct NodeStats {
     pub node_type: String,
     /// The plugin file.
     pub plugin: String,
-    /// Isolation level.
-    pub isolation: String,
+    /// Isolation level: `inline`, `thread` or `process` in JSON.
+    #[serde(with = "isolation_name")]
+    pub isolation: Isolation,
     /// One entry per connected port: its topic and counters.
     pub topics: Vec<TopicStats>,
+}
+
+/// [`Isolation`] as its manifest spelling ([`Isolation::name`]); the manifest type itself
+/// carries no serde.
+mod isolation_name {
+    use crate::manifest::Isolation;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(isolation: &Isolation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(isolation.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        [Isolation::Inline, Isolation::Thread, Isolation::Process]
+            .into_iter()
+            .find(|i| i.name() == name)
+            .ok_or_else(|| de::Error::unknown_variant(&name, &["inline", "thread", "process"]))
+    }
 }
 
 const BUCKETS: usize = 16 + 60 * 8;
@@ -182,9 +203,9 @@ pub fn table(stats: &[NodeStats]) -> String {
     );
     for s in stats {
         let circuit = if s.watchdog_expired {
-            format!("{}!", s.circuit_state)
+            format!("{}!", s.circuit_state.name())
         } else {
-            s.circuit_state.to_owned()
+            s.circuit_state.name().to_owned()
         };
         let _ = writeln!(
             out,
@@ -227,6 +248,71 @@ pub fn table(stats: &[NodeStats]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON spellings `--stats-json` and `horus stats` have always used.
+    #[test]
+    fn circuit_state_and_isolation_serialize_as_before() {
+        for (state, text) in [
+            (CircuitState::Closed, "closed"),
+            (CircuitState::Open, "open"),
+            (CircuitState::HalfOpen, "half_open"),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{text}\""));
+            assert_eq!(state.name(), text);
+            let back: CircuitState = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(back, state);
+        }
+        for (isolation, text) in [
+            (Isolation::Inline, "inline"),
+            (Isolation::Thread, "thread"),
+            (Isolation::Process, "process"),
+        ] {
+            let stats = NodeStats {
+                isolation,
+                ..sample()
+            };
+            let value = serde_json::to_value(&stats).unwrap();
+            assert_eq!(value["isolation"], text);
+            assert_eq!(value["circuit_state"], "half_open");
+            let back: NodeStats = serde_json::from_value(value).unwrap();
+            assert_eq!(back, stats);
+        }
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["isolation"] = "elsewhere".into();
+        assert!(serde_json::from_value::<NodeStats>(value).is_err());
+    }
+
+    fn sample() -> NodeStats {
+        NodeStats {
+            name: "n".into(),
+            total_ticks: 0,
+            total_failures: 0,
+            consecutive_failures: 0,
+            priority: 0,
+            tick_rate: 100.0,
+            logging_enabled: true,
+            tick_duration_min_us: 0.0,
+            tick_duration_avg_us: 0.0,
+            tick_duration_max_us: 0.0,
+            tick_duration_p99_us: 0.0,
+            actual_rate_hz: 0.0,
+            last_error: None,
+            circuit_state: CircuitState::HalfOpen,
+            restarts: 0,
+            deadline_ms: None,
+            deadline_misses: 0,
+            watchdog_enabled: false,
+            watchdog_timeout_ms: 0,
+            watchdog_expired: false,
+            messages_sent: 0,
+            messages_received: 0,
+            dropped: 0,
+            node_type: "T".into(),
+            plugin: "p.so".into(),
+            isolation: Isolation::Inline,
+            topics: Vec::new(),
+        }
+    }
 
     #[test]
     fn buckets_cover_every_duration_in_order() {

@@ -1,0 +1,47 @@
+//! The `inline` executor: the node's calls are direct calls on the scheduler thread.
+//!
+//! Owns nothing but the mapping of the contract onto [`NodeInstance`]'s plugin calls. The
+//! scheduler ticks inline nodes through its own fast path (one clock read, its own watchdog
+//! record) and uses this impl for everything else; see `super::super::running`.
+
+use super::{Executor, IoSnapshot, TickOutcome};
+use crate::ffi::{CallError, NodeInstance};
+use std::time::{Duration, Instant};
+
+impl Executor for NodeInstance {
+    fn init(&mut self) -> Result<(), CallError> {
+        NodeInstance::init(self)
+    }
+
+    #[inline]
+    fn tick(&mut self) -> TickOutcome {
+        let started = Instant::now();
+        let r = NodeInstance::tick(self);
+        TickOutcome::Finished(r, started.elapsed())
+    }
+
+    fn shutdown(&mut self) -> Result<(), CallError> {
+        NodeInstance::shutdown(self)
+    }
+
+    fn restart(&mut self) -> Result<(), CallError> {
+        self.recreate().and_then(|()| NodeInstance::init(self))
+    }
+
+    fn hung(&self, _timeout: Duration, _epoch: Instant) -> bool {
+        // The scheduler thread is the one in the tick: nothing can notice it from here.
+        false
+    }
+
+    fn quarantine(&mut self) -> bool {
+        false
+    }
+
+    fn io_snapshot(&mut self) -> IoSnapshot {
+        IoSnapshot::of(self.io())
+    }
+
+    fn pending_input(&mut self) -> usize {
+        self.io().pending_input()
+    }
+}

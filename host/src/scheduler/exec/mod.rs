@@ -1,0 +1,214 @@
+//! Where a node's calls run: its isolation level, behind one executor contract ([`Executor`]).
+//!
+//! - `inline` ([`inline`]): a direct call on the scheduler thread ([`NodeInstance`] owned here).
+//! - `thread` ([`ThreadExec`]): the node lives on a worker thread of its own; each call is a
+//!   handoff over a channel. The scheduler waits for a tick at most `wait` (half a scheduler
+//!   period, or the node's watchdog timeout if shorter); a tick still running then is collected
+//!   on a later cycle and the node is skipped meanwhile, so the other nodes keep their rate. A
+//!   worker whose tick outlives the watchdog is **quarantined**: abandoned (never joined, its
+//!   plugin never unloaded, since the thread is still inside it), and a restart builds a fresh
+//!   instance on a fresh worker with fresh topic endpoints.
+//! - `process` ([`ProcessExec`]): the node runs in a child `horus __worker` process
+//!   ([`crate::worker`]) that loads the plugin itself and attaches to the same topics; commands
+//!   and replies cross a shared-memory command block ([`crate::shm::ctl`]). A crash (segfault,
+//!   abort, exit) is seen within milliseconds (the host polls the child while it waits) and a
+//!   hang is killed after the watchdog timeout; either way a fresh process replaces it after the
+//!   breaker's backoff. The kernel kills workers whose host dies.
+//!
+//! [`Exec`] is the closed set of the three, dispatched with a `match` rather than a vtable so
+//! the scheduler's per-tick path stays a direct call. The conformance suite that every executor
+//! passes is `tests/e2e/executors.rs`.
+//!
+//! Owns the worker protocols. Does not own policy (breaker, deadlines, watchdog reporting for
+//! inline nodes): see [`super`].
+
+mod inline;
+mod process;
+mod thread;
+
+pub use process::{ProcessExec, PROCESS_STOP_TIMEOUT};
+pub use thread::ThreadExec;
+
+use crate::ffi::{CallError, CallErrorKind, NodeInstance, PluginLibrary};
+use crate::io::{NodeIo, TopicStats};
+use crate::topic::{PortPlan, TopicScope};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A node's message counters, as last seen.
+#[derive(Debug, Clone, Default)]
+pub struct IoSnapshot {
+    /// (sent, received, dropped) over all ports.
+    pub totals: (u64, u64, u64),
+    /// Per-port topic counters.
+    pub topics: Vec<TopicStats>,
+    /// Messages waiting in the node's inputs.
+    pub pending: usize,
+}
+
+impl IoSnapshot {
+    fn of(io: &NodeIo) -> IoSnapshot {
+        IoSnapshot {
+            totals: io.message_totals(),
+            topics: io.topic_stats(),
+            pending: io.pending_input(),
+        }
+    }
+}
+
+/// What a tick handoff came to.
+#[derive(Debug)]
+pub enum TickOutcome {
+    /// A tick ran and finished.
+    Finished(Result<(), CallError>, Duration),
+    /// A tick was handed to the worker and is still running.
+    Started,
+    /// A tick handed off on an earlier cycle finished; no new tick this cycle.
+    Late(Result<(), CallError>, Duration),
+    /// The worker is still in an earlier tick: the node is skipped.
+    Busy,
+}
+
+/// The executor contract: how the scheduler drives one node, wherever its calls run.
+///
+/// Lifecycle: the executor is built with the node already created (inline, thread) or ready to
+/// create it (process, whose worker creates it during `init`); then `init` once, `tick` per
+/// scheduled cycle, `restart` whenever the breaker asks for one (which runs `init` again),
+/// `shutdown` once at the end, and dropping the executor destroys the node.
+///
+/// Every call runs on the scheduler thread. `init`, `restart` and `shutdown` may block for as
+/// long as the node takes (a process executor bounds them with timeouts); `tick` blocks at
+/// most the executor's `wait` for a worker (an inline tick blocks as long as the node's tick);
+/// `hung`, `quarantine`, `io_snapshot` and `pending_input` must be fast (a worker asked for a
+/// snapshot answers between ticks, or the last one it published is used).
+pub trait Executor {
+    /// Runs the node's `init` (a process executor first starts its worker, which loads the
+    /// plugin and creates the node; their error, if any, is this call's).
+    fn init(&mut self) -> Result<(), CallError>;
+
+    /// Hands one tick to the node. A failing tick is `Finished(Err(..))` (or `Late(Err(..))`
+    /// when collected on a later call); a worker that died is an error of kind `Crashed`.
+    fn tick(&mut self) -> TickOutcome;
+
+    /// Runs the node's `shutdown`. A worker still in a tick is left alone (an error); an
+    /// executor with no worker left has nothing to shut down (`Ok`).
+    fn shutdown(&mut self) -> Result<(), CallError>;
+
+    /// Destroys the node and builds a fresh instance, then runs its `init`: on the same worker,
+    /// or on a new worker (with new topic endpoints) if the old one was quarantined or died.
+    fn restart(&mut self) -> Result<(), CallError>;
+
+    /// True when a worker has been in one tick longer than `timeout` (`epoch` is the clock
+    /// origin of the node's [`super::Health`]). Always false inline.
+    fn hung(&self, timeout: Duration, epoch: Instant) -> bool;
+
+    /// Abandons a hung worker, so that `restart` can replace it. Returns false when the
+    /// executor cannot abandon its node (inline: the tick runs on the scheduler thread).
+    fn quarantine(&mut self) -> bool;
+
+    /// The node's message counters: live for inline nodes and idle workers, the last ones seen
+    /// for a worker in a tick.
+    fn io_snapshot(&mut self) -> IoSnapshot;
+
+    /// Messages waiting in the node's inputs.
+    fn pending_input(&mut self) -> usize {
+        self.io_snapshot().pending
+    }
+}
+
+/// How to build a node's instance again from scratch (a quarantined worker keeps the old one).
+#[derive(Debug, Clone)]
+pub struct Rebuild {
+    /// The plugin.
+    pub plugin: Arc<PluginLibrary>,
+    /// Node type index in the plugin.
+    pub type_index: usize,
+    /// Node name.
+    pub name: String,
+    /// Whether its log lines are shown.
+    pub logging: bool,
+    /// Its config.
+    pub config: toml::Table,
+    /// Its ports' topics.
+    pub ports: Vec<PortPlan>,
+    /// Its ports' names.
+    pub port_names: Vec<String>,
+    /// Where topic names resolve.
+    pub scope: TopicScope,
+    /// The run's clock origin.
+    pub epoch: Instant,
+}
+
+impl Rebuild {
+    fn io(&self) -> Result<NodeIo, CallError> {
+        let bindings = self.scope.bind(&self.ports).map_err(|(port, e)| CallError {
+            kind: CallErrorKind::Error,
+            message: format!("cannot attach port `{}` again: {e}", self.port_names[port]),
+        })?;
+        Ok(NodeIo::new(
+            self.name.clone(),
+            self.logging,
+            self.config.clone(),
+            self.port_names.clone(),
+            bindings,
+            self.epoch,
+        ))
+    }
+}
+
+/// A node's executor: inline, on a worker thread, or in a worker process.
+pub enum Exec {
+    /// On the scheduler thread.
+    Inline(NodeInstance),
+    /// On a worker thread of its own (boxed: it is the larger and colder variant).
+    Thread(Box<ThreadExec>),
+    /// In a worker process of its own.
+    Process(Box<ProcessExec>),
+}
+
+/// Calls `$method` on whichever executor `$exec` holds. The inline arm names the trait: a
+/// [`NodeInstance`] has inherent methods of the same names (its raw plugin calls).
+macro_rules! on_executor {
+    ($exec:expr, $method:ident($($arg:expr),*)) => {
+        match $exec {
+            Exec::Inline(e) => Executor::$method(e, $($arg),*),
+            Exec::Thread(e) => e.$method($($arg),*),
+            Exec::Process(e) => e.$method($($arg),*),
+        }
+    };
+}
+
+impl Executor for Exec {
+    fn init(&mut self) -> Result<(), CallError> {
+        on_executor!(self, init())
+    }
+
+    #[inline]
+    fn tick(&mut self) -> TickOutcome {
+        on_executor!(self, tick())
+    }
+
+    fn shutdown(&mut self) -> Result<(), CallError> {
+        on_executor!(self, shutdown())
+    }
+
+    fn restart(&mut self) -> Result<(), CallError> {
+        on_executor!(self, restart())
+    }
+
+    fn hung(&self, timeout: Duration, epoch: Instant) -> bool {
+        on_executor!(self, hung(timeout, epoch))
+    }
+
+    fn quarantine(&mut self) -> bool {
+        on_executor!(self, quarantine())
+    }
+
+    fn io_snapshot(&mut self) -> IoSnapshot {
+        on_executor!(self, io_snapshot())
+    }
+
+    fn pending_input(&mut self) -> usize {
+        on_executor!(self, pending_input())
+    }
+}

@@ -1,0 +1,340 @@
+//! The `process` executor: a node in a child `horus __worker` process, driven through a
+//! shared-memory command block; crashes and hangs end only that process (see [`super`]).
+//!
+//! Owns the host side of the worker protocol: spawning, the command/reply exchange with its
+//! timeouts, watching the child for its exit, and killing it. The worker side is
+//! [`crate::worker`]; the command block is [`crate::shm::ctl`].
+
+use super::{Executor, IoSnapshot, Rebuild, TickOutcome};
+use crate::ffi::{CallError, CallErrorKind};
+use crate::scheduler::Health;
+use crate::shm::ctl::{self, Ctl};
+use crate::worker::WorkerJob;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a worker process may take for `shutdown`, and then to exit: a stop that takes
+/// longer is cut short (the worker is killed), so the host's stop grace covers every node.
+pub const PROCESS_STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a worker may take to load its plugin, create and initialise its node.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node in a child worker process.
+pub struct ProcessExec {
+    job: WorkerJob,
+    /// The program run as `<program> __worker`; `None`: this process's own executable (the
+    /// `horus` binary).
+    program: Option<PathBuf>,
+    child: Option<Child>,
+    ctl: Option<Ctl>,
+    generation: u64,
+    /// The sequence number of a tick handed off and not yet answered.
+    in_tick: Option<u32>,
+    wait: Duration,
+    health: Arc<Health>,
+    epoch: Instant,
+    last: IoSnapshot,
+}
+
+fn crashed(message: String) -> CallError {
+    CallError {
+        kind: CallErrorKind::Crashed,
+        message,
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.signal(), status.code()) {
+        (Some(sig), _) => {
+            let name = match sig {
+                6 => " (SIGABRT)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                7 => " (SIGBUS)",
+                8 => " (SIGFPE)",
+                4 => " (SIGILL)",
+                _ => "",
+            };
+            format!("worker process killed by signal {sig}{name}")
+        }
+        (None, Some(code)) => format!("worker process exited with code {code}"),
+        _ => "worker process ended".into(),
+    }
+}
+
+fn reply_result(reply: ctl::CtlReply) -> Result<(), CallError> {
+    match reply.status {
+        ctl::OK => Ok(()),
+        ctl::PANIC => Err(CallError {
+            kind: CallErrorKind::Panic,
+            message: reply.error,
+        }),
+        _ => Err(CallError {
+            kind: CallErrorKind::Error,
+            message: reply.error,
+        }),
+    }
+}
+
+impl ProcessExec {
+    /// A node to run in a worker process; the process starts with [`Executor::init`]. Waits at
+    /// most `wait` for each tick.
+    pub fn new(rebuild: &Rebuild, health: Arc<Health>, wait: Duration) -> ProcessExec {
+        let since_epoch = rebuild.epoch.elapsed().as_nanos() as u64;
+        let job = WorkerJob {
+            host_pid: std::process::id(),
+            ctl: String::new(),
+            plugin: rebuild.plugin.info().path.clone(),
+            node_type: rebuild.plugin.info().node_types[rebuild.type_index].name.clone(),
+            name: rebuild.name.clone(),
+            logging: rebuild.logging,
+            config: toml::to_string(&rebuild.config).unwrap_or_default(),
+            ports: rebuild.ports.clone(),
+            port_names: rebuild.port_names.clone(),
+            namespace: rebuild.scope.namespace().to_owned(),
+            instance: rebuild.scope.instance().to_owned(),
+            epoch_monotonic_ns: crate::worker::monotonic_ns().saturating_sub(since_epoch),
+        };
+        ProcessExec {
+            job,
+            program: None,
+            child: None,
+            ctl: None,
+            generation: 0,
+            in_tick: None,
+            wait,
+            health,
+            epoch: rebuild.epoch,
+            last: IoSnapshot::default(),
+        }
+    }
+
+    /// Runs workers as `<program> __worker` instead of this process's own executable: for a
+    /// process that is not `horus` itself (a test), which points it at the `horus` binary.
+    pub fn with_worker_program(mut self, program: PathBuf) -> ProcessExec {
+        self.program = Some(program);
+        self
+    }
+
+    /// Starts a fresh worker process (killing the previous one, if any).
+    fn spawn(&mut self) -> Result<(), CallError> {
+        self.kill();
+        self.generation += 1;
+        let ctl = Ctl::create(&self.job.name, self.generation).map_err(|e| CallError {
+            kind: CallErrorKind::Error,
+            message: format!("command block: {e}"),
+        })?;
+        self.job.ctl = ctl.name().to_owned();
+        let job = serde_json::to_string(&self.job).map_err(|e| CallError {
+            kind: CallErrorKind::Error,
+            message: e.to_string(),
+        })?;
+        let exe = match &self.program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(|e| CallError {
+                kind: CallErrorKind::Error,
+                message: format!("cannot find the horus binary: {e}"),
+            })?,
+        };
+        let child = Command::new(exe)
+            .arg("__worker")
+            .env(crate::worker::JOB_ENV, job)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| CallError {
+                kind: CallErrorKind::Error,
+                message: format!("cannot start a worker process: {e}"),
+            })?;
+        self.child = Some(child);
+        self.ctl = Some(ctl);
+        self.in_tick = None;
+        Ok(())
+    }
+
+    /// The child's exit, if it has ended (reaped).
+    fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(describe_exit(status))
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!("worker process lost: {e}")),
+        }
+    }
+
+    /// Sends `cmd` and waits up to `timeout` for the reply, watching the child.
+    fn call(&mut self, cmd: u32, timeout: Duration) -> Result<ctl::CtlReply, CallError> {
+        let Some(ctl) = self.ctl.as_ref() else {
+            return Err(crashed("no worker process".into()));
+        };
+        let seq = ctl.send(cmd);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ctl = self.ctl.as_ref().expect("checked");
+            if let Some(reply) = ctl.wait_reply(seq, Duration::from_millis(2)) {
+                return Ok(reply);
+            }
+            if let Some(how) = self.exited() {
+                return Err(crashed(how));
+            }
+            if Instant::now() >= deadline {
+                return Err(CallError {
+                    kind: CallErrorKind::Error,
+                    message: "the worker process did not answer".into(),
+                });
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: u32, timeout: Duration) -> Result<(), CallError> {
+        let reply = self.call(cmd, timeout)?;
+        reply_result(reply)
+    }
+
+    /// Kills and reaps the worker, if any.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.ctl = None;
+        self.in_tick = None;
+        self.health.leave();
+    }
+
+    /// Collects the reply of a tick handed off earlier (`seq`), if it has come.
+    fn collect(&mut self, seq: u32) -> TickOutcome {
+        let reply = self.ctl.as_ref().and_then(|c| c.wait_reply(seq, Duration::ZERO));
+        if let Some(reply) = reply {
+            self.in_tick = None;
+            self.health.leave();
+            let took = reply.duration;
+            return TickOutcome::Late(reply_result(reply), took);
+        }
+        if let Some(how) = self.exited() {
+            self.in_tick = None;
+            self.health.leave();
+            return TickOutcome::Late(Err(crashed(how)), Duration::ZERO);
+        }
+        TickOutcome::Busy
+    }
+}
+
+impl Executor for ProcessExec {
+    fn init(&mut self) -> Result<(), CallError> {
+        if self.child.is_none() {
+            self.spawn()?;
+        }
+        // The worker loads the plugin and creates the node first; its error, if any, is the
+        // reply to this command.
+        self.command(ctl::CMD_INIT, WORKER_START_TIMEOUT)
+    }
+
+    fn tick(&mut self) -> TickOutcome {
+        if self.child.is_none() {
+            return TickOutcome::Finished(Err(crashed("no worker process".into())), Duration::ZERO);
+        }
+        if let Some(seq) = self.in_tick {
+            return self.collect(seq);
+        }
+        let Some(ctl) = self.ctl.as_ref() else {
+            return TickOutcome::Finished(Err(crashed("no worker".into())), Duration::ZERO);
+        };
+        self.health.enter(self.epoch.elapsed());
+        let seq = ctl.send(ctl::CMD_TICK);
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let ctl = self.ctl.as_ref().expect("checked");
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(2));
+            if let Some(reply) = ctl.wait_reply(seq, left) {
+                self.health.leave();
+                let took = reply.duration;
+                return TickOutcome::Finished(reply_result(reply), took);
+            }
+            if let Some(how) = self.exited() {
+                self.health.leave();
+                return TickOutcome::Finished(Err(crashed(how)), Duration::ZERO);
+            }
+            if Instant::now() >= deadline {
+                self.in_tick = Some(seq);
+                return TickOutcome::Started;
+            }
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), CallError> {
+        match (self.child.is_some(), self.in_tick) {
+            (true, None) => self.command(ctl::CMD_SHUTDOWN, PROCESS_STOP_TIMEOUT),
+            (true, Some(_)) => Err(CallError {
+                kind: CallErrorKind::Error,
+                message: "still in a tick at shutdown".into(),
+            }),
+            (false, _) => Ok(()),
+        }
+    }
+
+    fn restart(&mut self) -> Result<(), CallError> {
+        // A fresh process: nothing of the old one (crashed, hung or failing) is reused.
+        self.spawn()?;
+        self.init()
+    }
+
+    fn hung(&self, timeout: Duration, epoch: Instant) -> bool {
+        self.in_tick.is_some() && self.health.in_tick_for(epoch).is_some_and(|d| d > timeout)
+    }
+
+    fn quarantine(&mut self) -> bool {
+        // A process can be stopped for real: kill it; the restart starts a new one.
+        self.kill();
+        true
+    }
+
+    fn io_snapshot(&mut self) -> IoSnapshot {
+        // An idle worker publishes fresh counters on request (the drain needs the pending count
+        // now, not as of its last tick); a busy one keeps the last it published.
+        if self.child.is_some() && self.in_tick.is_none() {
+            let _ = self.call(ctl::CMD_SNAPSHOT, Duration::from_secs(1));
+        }
+        if let Some(ctl) = &self.ctl {
+            let (sent, received, dropped, pending) = ctl.counters();
+            let topics = ctl
+                .topic_stats_json()
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_else(|| std::mem::take(&mut self.last.topics));
+            self.last = IoSnapshot {
+                totals: (sent, received, dropped),
+                topics,
+                pending: pending as usize,
+            };
+        }
+        self.last.clone()
+    }
+}
+
+impl Drop for ProcessExec {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && self.in_tick.is_none()
+            && self.call(ctl::CMD_EXIT, PROCESS_STOP_TIMEOUT).is_ok()
+        {
+            if let Some(mut child) = self.child.take() {
+                // It exits right after its reply; bounded wait, then kill.
+                let deadline = Instant::now() + PROCESS_STOP_TIMEOUT;
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.kill();
+    }
+}
