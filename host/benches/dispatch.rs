@@ -78,7 +78,7 @@ fn main() {
     // code (breaker, one clock read, tick-time histogram, deadline check, watchdog record)
     // against the bare ABI tick measured right before it.
     let mut bare_node = abi_node;
-    let mut supervised = BenchNode::new(spin_node(&lib), spec());
+    let mut supervised = BenchNode::new(spin_node(&lib), setup(&lib));
     let mut bare = Vec::new();
     let mut full = Vec::new();
     for _ in 0..3 {
@@ -112,23 +112,21 @@ fn spin_node(lib: &Arc<PluginLibrary>) -> NodeInstance {
     node
 }
 
-fn spec() -> horus_host::manifest::NodeSpec {
-    horus_host::manifest::NodeSpec {
+fn setup(lib: &Arc<PluginLibrary>) -> horus_host::scheduler::NodeSetup {
+    horus_host::scheduler::NodeSetup {
         name: "spin".into(),
-        code: horus_host::manifest::NodeCode::Plugin(horus_host::manifest::PluginCode {
-            plugin: horus_host::manifest::Located::new(
-                horus_host::manifest::PluginRef::File(plugin_path()),
-                Default::default(),
-            ),
-            node_type: None,
-        }),
+        plugin: lib.clone(),
+        type_index: 0,
+        python: None,
+        config: toml::Table::new(),
+        ports: Vec::new(),
+        port_names: Vec::new(),
         priority: 0,
         rate_hz: None,
         deadline: Some(std::time::Duration::from_secs(1)),
         watchdog: Some(std::time::Duration::from_secs(1)),
         isolation: horus_host::manifest::Isolation::Inline,
         logging: false,
-        config: toml::Table::new(),
-        at: Default::default(),
+        origin: plugin_path().display().to_string(),
     }
 }

@@ -40,6 +40,7 @@ fn rebuild(lib: &Arc<PluginLibrary>, type_name: &str, config: toml::Table, epoch
     Rebuild {
         plugin: lib.clone(),
         type_index,
+        python: None,
         name: format!("bench-{}", type_name.to_lowercase()),
         logging: false,
         config,

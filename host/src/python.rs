@@ -80,3 +80,54 @@ impl Loader {
         }
     }
 }
+
+/// Which Python object a `PythonNode` runs: what the host hands the loader through its create
+/// entry with an argument (`horus_loader_create_v1`), never through the node's `config`, which
+/// stays the user's table as written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PythonSource {
+    /// An object the `horus` package registered in this process (`Scheduler.add`).
+    Object(u64),
+    /// An instance of `class` from `file` (a manifest's `python =` and `class =`), in an
+    /// interpreter started as `program` (the environment's `python`) if the process has none.
+    File {
+        /// The node's file.
+        file: PathBuf,
+        /// The `horus.Node` subclass.
+        class: String,
+        /// The environment's interpreter.
+        program: PathBuf,
+    },
+}
+
+impl PythonSource {
+    /// The bytes the loader's create entry takes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads what [`PythonSource::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<PythonSource, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_round_trip_and_garbage_is_an_error() {
+        for source in [
+            PythonSource::Object(7),
+            PythonSource::File {
+                file: "/robot/nodes/smoother.py".into(),
+                class: "Smoother".into(),
+                program: "/robot/.venv/bin/python".into(),
+            },
+        ] {
+            assert_eq!(PythonSource::decode(&source.encode()).unwrap(), source);
+        }
+        assert!(PythonSource::decode(b"{\"Object\":").is_err());
+    }
+}

@@ -6,6 +6,7 @@
 
 use crate::ffi::{CallError, CallErrorKind, NodeInstance, PluginLibrary};
 use crate::io::NodeIo;
+use crate::python::PythonSource;
 use crate::shm::ctl::{self, Ctl};
 use crate::topic::{PortPlan, TopicScope};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub struct WorkerJob {
     pub plugin: PathBuf,
     /// Node type name in the plugin.
     pub node_type: String,
+    /// A Python node's source, for the loader's create entry.
+    pub python: Option<PythonSource>,
     /// Node name.
     pub name: String,
     /// Whether the node's log lines are shown.
@@ -171,7 +174,7 @@ fn create(job: &WorkerJob) -> Result<NodeInstance, CallError> {
         bindings,
         epoch,
     );
-    NodeInstance::create(lib, type_index, io)
+    NodeInstance::create_with_arg(lib, type_index, io, job.python.as_ref().map(PythonSource::encode))
 }
 
 #[cfg(test)]

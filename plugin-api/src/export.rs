@@ -99,14 +99,32 @@ unsafe fn guard(err: ByteSink, f: impl FnOnce() -> Result<(), NodeError>) -> i32
 /// # Safety
 /// `ctx` must be a valid host context for the duration of the call; `out` must be writable.
 unsafe extern "C" fn create<N: Node>(ctx: *const NodeContext, out: *mut *mut c_void, err: ByteSink) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { create_with::<N>(ctx, out, err, N::create) }
+}
+
+/// Creates a node object of type `N` with `make` instead of [`Node::create`]; the object is one
+/// the entries of [`vtable::<N>`](vtable) accept. For a plugin that exports a create entry of its
+/// own, taking more than the context (the Python loader's, which is handed the node's source);
+/// ordinary plugins never need it.
+///
+/// # Safety
+/// As a vtable's `create`: `ctx` must be a valid host context for the duration of the call,
+/// `out` writable, and `err` a valid sink from the host for the call.
+pub unsafe fn create_with<N: Node>(
+    ctx: *const NodeContext,
+    out: *mut *mut c_void,
+    err: ByteSink,
+    make: impl FnOnce(&mut Context<'_>) -> Result<N, NodeError>,
+) -> i32 {
     install_panic_hook();
-    // SAFETY: the host passes a valid sink.
+    // SAFETY: the caller passes a valid sink.
     unsafe {
         guard(err, || {
             let mut scratch = Vec::new();
-            // SAFETY: the host guarantees `ctx` is valid for this call.
+            // SAFETY: the caller guarantees `ctx` is valid for this call.
             let mut cx = Context::new(&*ctx, N::PORTS, &mut scratch);
-            let node = N::create(&mut cx)?;
+            let node = make(&mut cx)?;
             let obj = Box::into_raw(Box::new(Instance { node, scratch }));
             *out = obj.cast::<c_void>();
             Ok(())

@@ -18,9 +18,14 @@
 //! - INVARIANT: the interpreter is never finalized by this library; the library is never
 //!   unloaded (pyo3's caches point into it).
 
+use crate::node::PythonNode;
 use horus_host::ffi::{LoadError, PluginLibrary};
+use horus_host::python::PythonSource;
+use horus_plugin_api::abi::{ByteSink, NodeContext, RawSlice};
+use horus_plugin_api::NodeError;
 use pyo3::ffi;
 use std::cell::RefCell;
+use std::ffi::c_void;
 use std::ffi::CString;
 use std::sync::Mutex;
 
@@ -91,7 +96,56 @@ pub fn loader_library(label: &std::path::Path) -> Result<PluginLibrary, LoadErro
     // SAFETY: `LOADER_ENTRY` is this library's own `horus_plugin_entry`, emitted by
     // `export_plugin!` in `lib.rs`, so it returns a valid static header. This library is never
     // unloaded (module invariant), so the entry points the descriptor copies stay valid.
-    unsafe { PluginLibrary::builtin(LOADER_ENTRY, label) }
+    unsafe { PluginLibrary::builtin(LOADER_ENTRY, Some(horus_loader_create_v1), label) }
+}
+
+/// The loader's create entry that takes an argument (`horus_host::ffi::CreateWithArgFn`): the
+/// host hands a `PythonNode` its [`PythonSource`] here — which object, or which file and class —
+/// so the node's `config` stays the user's table. The object it makes is a `PythonNode` of the
+/// SDK's own layout, which every entry of the `PythonNode` vtable accepts.
+///
+/// # Safety
+/// As a vtable's `create` (valid `ctx` for the call, writable `out`, a valid `err` sink), and
+/// `node_type` and `arg` point at `len` readable bytes each for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn horus_loader_create_v1(
+    node_type: RawSlice,
+    ctx: *const NodeContext,
+    arg: RawSlice,
+    out: *mut *mut c_void,
+    err: ByteSink,
+) -> i32 {
+    // SAFETY: the caller's contract: both slices are readable for the call (`len` 0 may come
+    // with a dangling pointer, which `from_raw_parts` accepts when non-null and aligned).
+    let (node_type, arg) = unsafe { (bytes(node_type), bytes(arg)) };
+    // SAFETY: forwarded contract of a vtable's `create`.
+    unsafe {
+        horus_plugin_api::export::create_with::<PythonNode>(ctx, out, err, |cx| {
+            if node_type != crate::node::NODE_TYPE.as_bytes() {
+                return Err(NodeError::new(format!(
+                    "the Python loader makes `{}` nodes, not `{}`",
+                    crate::node::NODE_TYPE,
+                    String::from_utf8_lossy(node_type)
+                )));
+            }
+            let source = PythonSource::decode(arg).map_err(|e| {
+                NodeError::new(format!("the host sent an unreadable Python node source: {e}"))
+            })?;
+            PythonNode::create_from(cx, &source)
+        })
+    }
+}
+
+/// The bytes of `s`.
+///
+/// # Safety
+/// `s.ptr` points at `s.len` readable bytes that outlive the returned slice, or `s.len` is 0.
+unsafe fn bytes<'a>(s: RawSlice) -> &'a [u8] {
+    if s.len == 0 || s.ptr.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(s.ptr, s.len) }
 }
 
 static INIT: Mutex<()> = Mutex::new(());

@@ -1,15 +1,20 @@
 //! Python nodes behind the node ABI: [`PythonNode`] is the loader's node type (`PythonNode`),
 //! and [`NodeIo`] is a Python node's topic endpoints (`Node.send` / `Node.get`).
 //!
-//! A `PythonNode` wraps one object of a `horus.Node` subclass. It gets it in one of two ways,
-//! from its config:
-//! - `object = <id>`: an object the `horus` package registered (a Python script's
+//! A `PythonNode` wraps one object of a `horus.Node` subclass. The host says which through the
+//! loader's create entry ([`PythonNode::create_from`] with a [`PythonSource`]), never through
+//! the node's `config`, which stays the user's table:
+//! - [`PythonSource::Object`]: an object the `horus` package registered (a Python script's
 //!   `Scheduler.add(node)`); a restart re-initialises the same object;
-//! - `python = "<file>"`, `class = "<Name>"` (and `program`, the interpreter to start): the
-//!   host's manifest; the loader starts the interpreter if needed, imports the file once and
-//!   builds the class (again on a restart).
+//! - [`PythonSource::File`]: a manifest's `python =` and `class =`; the loader starts the
+//!   interpreter (as the environment's `python`) if needed, imports the file once and builds
+//!   the class (again on a restart).
+//!
+//! Before `init` the runtime sets the object's `config` to a dict: the manifest node's `config`
+//! table, or what `Scheduler.add(node, config=...)` gave (`{}` without it).
 
 use crate::{embed, topics::Endpoint};
+use horus_host::python::PythonSource;
 use horus_plugin_api::{Context, Node, NodeError, NodeResult};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -18,18 +23,28 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// The loader's node type.
+pub const NODE_TYPE: &str = horus_host::python::NODE_TYPE;
+
+/// A node object the package registered, and the config it runs with.
+struct Registered {
+    obj: Py<PyAny>,
+    config: Py<PyDict>,
+}
+
 /// Node objects registered by the package, by id (see [`register`]).
-static OBJECTS: Mutex<Option<HashMap<u64, Py<PyAny>>>> = Mutex::new(None);
+static OBJECTS: Mutex<Option<HashMap<u64, Registered>>> = Mutex::new(None);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Registers `obj` for a `PythonNode` with config `object = <id>`; returns the id.
-pub fn register(obj: Py<PyAny>) -> u64 {
+/// Registers `obj` (with its `config`) for a `PythonNode` made from [`PythonSource::Object`];
+/// returns the id.
+pub fn register(obj: Py<PyAny>, config: Py<PyDict>) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     OBJECTS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_default()
-        .insert(id, obj);
+        .insert(id, Registered { obj, config });
     id
 }
 
@@ -40,14 +55,44 @@ pub fn unregister(id: u64) -> Option<Py<PyAny>> {
         .unwrap_or_else(|p| p.into_inner())
         .as_mut()
         .and_then(|m| m.remove(&id))
+        .map(|r| r.obj)
 }
 
-fn registered(py: Python<'_>, id: u64) -> Option<Py<PyAny>> {
+fn registered(py: Python<'_>, id: u64) -> Option<(Py<PyAny>, Py<PyDict>)> {
     OBJECTS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .and_then(|m| m.get(&id).map(|o| o.clone_ref(py)))
+        .and_then(|m| m.get(&id).map(|r| (r.obj.clone_ref(py), r.config.clone_ref(py))))
+}
+
+/// A TOML value as the Python value `tomllib` would give (dates as their TOML text).
+fn toml_to_py<'py>(py: Python<'py>, value: &toml::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    Ok(match value {
+        toml::Value::String(s) => s.into_bound_py_any(py)?,
+        toml::Value::Integer(i) => i.into_bound_py_any(py)?,
+        toml::Value::Float(f) => f.into_bound_py_any(py)?,
+        toml::Value::Boolean(b) => b.into_bound_py_any(py)?,
+        toml::Value::Datetime(d) => d.to_string().into_bound_py_any(py)?,
+        toml::Value::Array(items) => {
+            let list = pyo3::types::PyList::empty(py);
+            for item in items {
+                list.append(toml_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        toml::Value::Table(table) => table_to_dict(py, table)?.into_any(),
+    })
+}
+
+/// A TOML table as a Python dict.
+fn table_to_dict<'py>(py: Python<'py>, table: &toml::Table) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (key, value) in table {
+        dict.set_item(key, toml_to_py(py, value)?)?;
+    }
+    Ok(dict)
 }
 
 /// `Type: message` and the traceback of a Python exception, for the log and the stats.
@@ -134,15 +179,12 @@ fn import_file(py: Python<'_>, path: &str, node: &str) -> PyResult<Py<PyModule>>
     Ok(module)
 }
 
-fn build_from_file(py: Python<'_>, ctx: &Context<'_>, path: &str) -> Result<Py<PyAny>, NodeError> {
-    let class = ctx
-        .config_str("class")
-        .map_err(|e| NodeError::new(e.to_string()))?
-        .ok_or_else(|| {
-            NodeError::new(format!(
-                "`python = \"{path}\"` needs `class = \"<the horus.Node subclass>\"`"
-            ))
-        })?;
+fn build_from_file(
+    py: Python<'_>,
+    ctx: &Context<'_>,
+    path: &str,
+    class: &str,
+) -> Result<Py<PyAny>, NodeError> {
     let module = import_file(py, path, ctx.name()).map_err(|e| node_error(py, &e))?;
     let cls = module.bind(py).getattr(class).map_err(|_| {
         NodeError::new(format!(
@@ -208,32 +250,35 @@ impl PythonNode {
     }
 }
 
-impl Node for PythonNode {
-    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let object = ctx
-            .config_i64("object")
-            .map_err(|e| NodeError::new(e.to_string()))?;
-        let file = ctx
-            .config_str("python")
-            .map_err(|e| NodeError::new(e.to_string()))?;
-        if object.is_none() {
-            let program = ctx
-                .config_str("program")
+impl PythonNode {
+    /// Makes the node `source` names (the loader's create entry calls this), and sets its
+    /// `config` dict before anything else of it runs.
+    pub fn create_from(ctx: &mut Context<'_>, source: &PythonSource) -> Result<PythonNode, NodeError> {
+        if let PythonSource::File { program, .. } = source {
+            embed::ensure_interpreter(Some(&program.to_string_lossy()))
                 .map_err(|e| NodeError::new(e.to_string()))?;
-            embed::ensure_interpreter(program).map_err(NodeError::new)?;
         }
         embed::pin_thread();
         Python::attach(|py| {
-            let obj = match (object, file) {
-                (Some(id), _) => registered(py, id as u64)
-                    .ok_or_else(|| NodeError::new(format!("no registered Python node object #{id}")))?,
-                (None, Some(path)) => build_from_file(py, ctx, path)?,
-                (None, None) => {
-                    return Err(NodeError::new(
-                        "a Python node needs `python = \"<file.py>\"` and `class = \"<Name>\"`",
-                    ))
+            let (obj, config) = match source {
+                PythonSource::Object(id) => {
+                    let (obj, config) = registered(py, *id)
+                        .ok_or_else(|| NodeError::new(format!("no registered Python node object #{id}")))?;
+                    // A copy: what a node does to its dict does not survive a restart.
+                    (obj, config.bind(py).copy().map_err(|e| node_error(py, &e))?)
+                }
+                PythonSource::File { file, class, .. } => {
+                    let obj = build_from_file(py, ctx, &file.to_string_lossy(), class)?;
+                    let table: toml::Table = ctx
+                        .config_toml()
+                        .parse()
+                        .map_err(|e| NodeError::new(format!("the node's config: {e}")))?;
+                    (obj, table_to_dict(py, &table).map_err(|e| node_error(py, &e))?)
                 }
             };
+            obj.bind(py)
+                .setattr(intern!(py, "config"), config)
+                .map_err(|e| node_error(py, &e))?;
             let is_async = py
                 .import("inspect")
                 .and_then(|i| i.call_method1("iscoroutinefunction", (obj.bind(py).getattr("tick")?,)))
@@ -245,6 +290,17 @@ impl Node for PythonNode {
                 pending: None,
             })
         })
+    }
+}
+
+impl Node for PythonNode {
+    fn create(_ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        // The source of a Python node is not in its config: the host hands it over through
+        // the loader's own create entry (`horus_loader_create_v1`).
+        Err(NodeError::new(
+            "a PythonNode is made by the horus host through the loader's create entry \
+             (`python =` and `class =` in a manifest, or horus.Scheduler.add)",
+        ))
     }
 
     fn init(&mut self, _ctx: &mut Context<'_>) -> NodeResult {

@@ -9,18 +9,16 @@
 
 use crate::node;
 use horus_host::ffi::PluginLibrary;
-use horus_host::graph::{BoundNode, GraphNode};
 use horus_host::io::NodeIo;
 use horus_host::manifest::limits::{TICK_RATE_HZ, WATCHDOG_MS};
-use horus_host::manifest::{
-    Isolation, Located, NodeCode, NodeSpec, PluginCode, PluginRef, Preset, SchedulerSpec, SupervisionSpec,
-};
-use horus_host::scheduler::{self, NodeStats, RunError, StatsBoard, StopHandle};
+use horus_host::manifest::{Isolation, Preset, SchedulerSpec, SupervisionSpec};
+use horus_host::python::PythonSource;
+use horus_host::scheduler::{self, BoundNode, NodeSetup, NodeStats, RunError, StatsBoard, StopHandle};
 use horus_host::topic::TopicScope;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -192,6 +190,8 @@ struct Entry {
     deadline_ms: Option<f64>,
     /// `Some((enabled, timeout))` once `set_node_watchdog` was called.
     watchdog: Option<(bool, u64)>,
+    /// The node's `config` dict (`Scheduler.add(node, config=...)`).
+    config: Py<PyDict>,
 }
 
 struct State {
@@ -327,11 +327,14 @@ fn blank_stats(e: &Entry, config: &SchedulerConfig) -> NodeStats {
         messages_received: 0,
         dropped: 0,
         node_type: "PythonNode".into(),
-        plugin: "<python>".into(),
+        plugin: PYTHON_ORIGIN.into(),
         isolation: Isolation::Inline,
         topics: Vec::new(),
     }
 }
+
+/// The stats' `plugin` field of a Python script's nodes.
+const PYTHON_ORIGIN: &str = "<python>";
 
 /// What one run needs, taken from the scheduler's state under its lock.
 struct Plan {
@@ -342,8 +345,8 @@ struct Plan {
 
 fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
     let loader = loader()?;
-    let (type_index, type_info) = loader
-        .node_type("PythonNode")
+    let (type_index, _) = loader
+        .node_type(node::NODE_TYPE)
         .ok_or_else(|| PyRuntimeError::new_err("the Python loader has no PythonNode type"))?;
     let c = &st.config;
     let explicit_deadlines = st.nodes.iter().any(|e| e.deadline_ms.is_some());
@@ -365,46 +368,34 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
     let mut nodes = Vec::with_capacity(st.nodes.len());
     let mut ids = Vec::with_capacity(st.nodes.len());
     for e in &st.nodes {
-        let id = node::register(e.obj.clone_ref(py));
+        let id = node::register(e.obj.clone_ref(py), e.config.clone_ref(py));
         ids.push(id);
-        let mut config = toml::Table::new();
-        config.insert("object".into(), toml::Value::Integer(id as i64));
         let (wd_on, wd_ms) = watchdog_of(e, c);
-        let spec = NodeSpec {
+        let io = NodeIo::new(
+            e.name.clone(),
+            e.logging,
+            toml::Table::new(),
+            Vec::new(),
+            Vec::new(),
+            epoch,
+        );
+        let setup = NodeSetup {
             name: e.name.clone(),
-            code: NodeCode::Plugin(PluginCode {
-                plugin: Located::new(PluginRef::File(PathBuf::from("<python>")), Default::default()),
-                node_type: None,
-            }),
+            plugin: loader.clone(),
+            type_index,
+            python: Some(PythonSource::Object(id)),
+            config: toml::Table::new(),
+            ports: Vec::new(),
+            port_names: Vec::new(),
             priority: e.priority,
             rate_hz: e.rate_hz,
             deadline: e.deadline_ms.map(|ms| Duration::from_secs_f64(ms / 1e3)),
             watchdog: wd_on.then(|| Duration::from_millis(wd_ms)),
             isolation: Isolation::Inline,
             logging: e.logging,
-            config: config.clone(),
-            at: Default::default(),
+            origin: PYTHON_ORIGIN.into(),
         };
-        let io = NodeIo::new(
-            e.name.clone(),
-            e.logging,
-            config.clone(),
-            Vec::new(),
-            Vec::new(),
-            epoch,
-        );
-        nodes.push(BoundNode {
-            node: GraphNode {
-                spec,
-                plugin: loader.clone(),
-                config: config.clone(),
-                type_index,
-                type_name: type_info.name.clone(),
-                ports: Vec::new(),
-                port_names: Vec::new(),
-            },
-            io,
-        });
+        nodes.push(BoundNode { setup, io });
     }
     Ok(Plan { spec, nodes, ids })
 }
@@ -438,7 +429,7 @@ impl Scheduler {
     }
 
     /// Adds a node named `name` (the caller, `horus.Scheduler.add`, picks and checks it).
-    #[pyo3(signature = (node, name, priority, logging, rate_hz))]
+    #[pyo3(signature = (node, name, priority, logging, rate_hz, config))]
     fn _add(
         &self,
         node: Py<PyAny>,
@@ -446,6 +437,7 @@ impl Scheduler {
         priority: i64,
         logging: bool,
         rate_hz: Option<f64>,
+        config: Py<PyDict>,
     ) -> PyResult<()> {
         if let Some(r) = rate_hz {
             check_rate(r).map_err(|_| PyValueError::new_err(format!("rate_hz must be above 0 (got {r})")))?;
@@ -464,6 +456,7 @@ impl Scheduler {
             logging,
             deadline_ms: None,
             watchdog: None,
+            config,
         });
         Ok(())
     }

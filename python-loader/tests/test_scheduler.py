@@ -430,3 +430,52 @@ def test_seed_complete_system_runs_as_written_and_ctrl_c_ends_it(tmp_path):
     assert "SensorNode:" in out and "ControlNode:" in out and " misses" in out, out
     last = out.strip().splitlines()[-1].split()
     assert last[0] == "delivered" and int(last[1]) == int(last[3]) > 20, out
+
+
+class ConfigReader(horus.Node):
+    """Records what ``self.config`` holds in init() and in each tick."""
+
+    def __init__(self, name=None):
+        super().__init__(name=name)
+        self.at_init = None
+        self.at_tick = []
+
+    def init(self):
+        self.at_init = dict(self.config)
+        # A node may change its own dict; a restart hands it the config as given again.
+        self.config["scratch"] = True
+
+    def tick(self):
+        self.at_tick.append(dict(self.config))
+        if self.config.get("fail") and len(self.at_tick) <= 2:
+            raise RuntimeError("fails twice, then the breaker restarts it")
+
+
+def test_config_is_set_before_init_and_readable_in_tick(no_leftovers):
+    # Keys the runtime once used for its own wiring are ordinary user keys now.
+    given = {"gain": 2.5, "python": "mine.py", "class": "Mine", "object": 7, "program": "p"}
+    s = horus.Scheduler()
+    with_config, without = ConfigReader(name="with"), ConfigReader(name="without")
+    assert without.config == {}, "a fresh node has an empty config"
+    s.add(with_config, config=given)
+    s.add(without)
+    given["gain"] = 0.0  # add() keeps its own copy
+    s.run(duration=0.2)
+    expected = {"gain": 2.5, "python": "mine.py", "class": "Mine", "object": 7, "program": "p"}
+    assert with_config.at_init == expected
+    assert with_config.at_tick and with_config.at_tick[0] == {**expected, "scratch": True}
+    assert without.at_init == {} and without.at_tick
+    with pytest.raises(TypeError, match="config must be a dict"):
+        s.add(ConfigReader(name="bad"), config=[("gain", 1)])
+
+
+def test_a_restart_hands_the_config_as_given_again(no_leftovers):
+    config = horus.SchedulerConfig.standard()
+    config.max_failures = 2
+    s = horus.Scheduler.from_config(config)
+    node = ConfigReader()
+    s.add(node, config={"fail": True, "gain": 1})
+    s.run(duration=1.5)
+    assert s.get_node_stats("ConfigReader")["restarts"] == 1
+    assert node.at_init == {"fail": True, "gain": 1}, "the restart's init saw a fresh copy"
+    assert node.at_tick[-1] == {"fail": True, "gain": 1, "scratch": True}

@@ -186,6 +186,7 @@ fn executor(kind: Kind, topics: &Topics, setup: Setup) -> (Box<dyn Executor>, In
     let rebuild = Rebuild {
         plugin: lib.clone(),
         type_index,
+        python: None,
         name: format!("conf-{}", ty.to_lowercase()),
         logging: false,
         config: config.clone(),
@@ -491,3 +492,33 @@ macro_rules! contract_suite {
 }
 
 contract_suite!(Inline: inline, Thread: thread, Process: process);
+
+/// Issue #12: a create argument (how the host hands the Python loader a node's source) goes
+/// only to a plugin that exports the create entry taking one; an ordinary plugin refuses it
+/// with an error naming that entry, and nothing is created.
+#[test]
+fn an_ordinary_plugin_refuses_a_create_argument() {
+    let lib = Arc::new(PluginLibrary::open(&plugin("hello-counter")).expect("load the plugin"));
+    let (type_index, _) = lib.node_type("Counter").expect("node type");
+    let io = NodeIo::new(
+        "arg".into(),
+        false,
+        toml::Table::new(),
+        Vec::new(),
+        Vec::new(),
+        Instant::now(),
+    );
+    let err = NodeInstance::create_with_arg(lib.clone(), type_index, io, Some(b"{}".to_vec())).unwrap_err();
+    assert_eq!(err.kind, CallErrorKind::Error);
+    assert!(err.message.contains("horus_loader_create_v1"), "{err}");
+    let io = NodeIo::new(
+        "plain".into(),
+        false,
+        toml::Table::new(),
+        Vec::new(),
+        Vec::new(),
+        Instant::now(),
+    );
+    NodeInstance::create_with_arg(lib, type_index, io, None)
+        .expect("without an argument it is a plain create");
+}

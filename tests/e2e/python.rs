@@ -155,3 +155,41 @@ fn python_node_mistakes_are_manifest_errors() {
         out.stderr
     );
 }
+
+/// Issue #12: the host hands a Python node its file and class through the loader's own entry,
+/// not through keys of `config`: the node's config table arrives exactly as written, keys the
+/// runtime once reserved included, as `self.config` before `init()`.
+#[test]
+fn a_python_node_reads_its_config_as_written() {
+    let s = Scratch::new();
+    let report = s.path().join("config.json");
+    let m = manifest(
+        &s,
+        "import json, horus\n\nclass N(horus.Node):\n    def init(self):\n        self.seen = dict(self.config)\n\
+         \n    def tick(self):\n        assert self.config == self.seen\n\n    def shutdown(self):\n\
+         \x20       with open(self.config['report'], 'w') as f:\n            json.dump(self.seen, f)\n",
+        &format!(
+            "[node.config]\nreport = \"{}\"\ngain = 2.5\npython = \"not/this.py\"\nclass = \"NotThis\"\n\
+             program = \"nope\"\nobject = 3\nlimits = {{ max = [1, 2] }}\n",
+            report.display()
+        ),
+    );
+    let (out, stats) = run_with_stats_in(None, &s, &m, "300ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let py = node(&stats, "py");
+    assert_eq!(py["total_failures"], 0, "{py}");
+    assert!(py["total_ticks"].as_u64().unwrap() > 5, "{py}");
+    let seen: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "report": report.display().to_string(),
+            "gain": 2.5,
+            "python": "not/this.py",
+            "class": "NotThis",
+            "program": "nope",
+            "object": 3,
+            "limits": {"max": [1, 2]},
+        })
+    );
+}

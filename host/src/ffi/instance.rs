@@ -102,6 +102,9 @@ pub struct NodeInstance {
     // Boxed so the addresses handed to the plugin never move.
     ctx: Box<NodeContext>,
     io: Box<NodeIo>,
+    type_index: usize,
+    /// The argument of the plugin's create entry, for a node made through it.
+    arg: Option<Vec<u8>>,
     // Declared last: released after `Drop::drop` has destroyed `obj`.
     plugin: Arc<PluginLibrary>,
 }
@@ -125,51 +128,89 @@ impl NodeInstance {
         type_index: usize,
         io: NodeIo,
     ) -> Result<NodeInstance, CallError> {
+        NodeInstance::create_with_arg(plugin, type_index, io, None)
+    }
+
+    /// As [`NodeInstance::create`], through the plugin's create entry that takes an argument
+    /// (see [`super::CreateWithArgFn`]) when `arg` is given; every `recreate` hands it the same
+    /// argument. A plugin without that entry refuses an argument.
+    pub fn create_with_arg(
+        plugin: Arc<PluginLibrary>,
+        type_index: usize,
+        io: NodeIo,
+        arg: Option<Vec<u8>>,
+    ) -> Result<NodeInstance, CallError> {
         let vtable = plugin.info().node_types[type_index].vtable;
         let mut io = Box::new(io);
         let ctx = Box::new(NodeContext {
             host: (&mut *io as *mut NodeIo).cast(),
             api: &HOST_API,
         });
+        let mut node = NodeInstance {
+            obj: std::ptr::null_mut(),
+            vtable,
+            ctx,
+            io,
+            type_index,
+            arg,
+            plugin,
+        };
+        node.obj = node.new_object()?;
+        Ok(node)
+    }
+
+    /// A new node object of this instance's type on its context: through the vtable's `create`,
+    /// or the plugin's create entry with the instance's argument.
+    fn new_object(&self) -> Result<*mut c_void, CallError> {
         let mut obj = std::ptr::null_mut();
-        // SAFETY: `vtable` belongs to `plugin`, which is loaded (we hold its Arc); `ctx` is a
-        // valid context whose host pointer is `io`; `obj` is writable.
-        call(|err| unsafe { (vtable.create)(&*ctx, &mut obj, err) })?;
+        let ctx = &*self.ctx as *const NodeContext;
+        match &self.arg {
+            None => {
+                let create = self.vtable.create;
+                // SAFETY: the vtable belongs to `self.plugin`, which is loaded (we hold its
+                // Arc); `ctx` is a valid context whose host pointer is our boxed `io`; `obj` is
+                // writable.
+                call(|err| unsafe { create(ctx, &mut obj, err) })?;
+            }
+            Some(arg) => {
+                let Some(create) = self.plugin.create_with_arg() else {
+                    return Err(CallError {
+                        kind: CallErrorKind::Error,
+                        message: format!(
+                            "plugin {} has no `horus_loader_create_v1` entry (only the Python loader has one)",
+                            self.plugin.info().path.display()
+                        ),
+                    });
+                };
+                let node_type = RawSlice::from_bytes(self.type_name().as_bytes());
+                let arg = RawSlice::from_bytes(arg);
+                // SAFETY: `create` is the entry of `self.plugin`, which is loaded, with the
+                // `CreateWithArgFn` signature (see `create_with_arg_of`); the type name and the
+                // argument are valid for the call; `ctx` and `obj` as above.
+                call(|err| unsafe { create(node_type, ctx, arg, &mut obj, err) })?;
+            }
+        }
         if obj.is_null() {
             return Err(CallError {
                 kind: CallErrorKind::Error,
                 message: "create returned no object".into(),
             });
         }
-        Ok(NodeInstance {
-            obj,
-            vtable,
-            ctx,
-            io,
-            plugin,
-        })
+        Ok(obj)
     }
 
-    #[inline(always)]
+    fn type_name(&self) -> &str {
+        &self.plugin.info().node_types[self.type_index].name
+    }
+
     /// Destroys the node object and creates a fresh one of the same type with the same context
     /// (name, config, topic endpoints), for a restart. The new object is not yet initialised.
     /// On error the instance holds no object, and every later call fails until a `recreate`
     /// succeeds.
+    #[inline(always)]
     pub fn recreate(&mut self) -> Result<(), CallError> {
         self.destroy_object();
-        let mut obj = std::ptr::null_mut();
-        let create = self.vtable.create;
-        let ctx = &*self.ctx as *const NodeContext;
-        // SAFETY: the vtable belongs to `self.plugin`, which is loaded; `ctx` is valid; `obj`
-        // is writable. The previous object was destroyed above.
-        call(|err| unsafe { create(ctx, &mut obj, err) })?;
-        if obj.is_null() {
-            return Err(CallError {
-                kind: CallErrorKind::Error,
-                message: "create returned no object".into(),
-            });
-        }
-        self.obj = obj;
+        self.obj = self.new_object()?;
         Ok(())
     }
 

@@ -175,6 +175,8 @@ pub struct PluginInfo {
 pub struct PluginLibrary {
     info: PluginInfo,
     loaded_path: PathBuf,
+    /// The plugin's create entry that takes an argument, if it exports one.
+    create_with_arg: Option<CreateWithArgFn>,
     // Declared last: dropped (dlclose) after everything else. `None` for a library that is
     // never unloaded (built into this process, or resident).
     _lib: Option<Library>,
@@ -243,6 +245,7 @@ impl PluginLibrary {
         Ok(PluginLibrary {
             info,
             loaded_path: copy,
+            create_with_arg: create_with_arg_of(&lib),
             _lib: Some(lib),
         })
     }
@@ -281,10 +284,12 @@ impl PluginLibrary {
         let entry = entry_of(&lib, path)?;
         // SAFETY: as in `open`; the image is never unloaded (`lib` is forgotten below).
         let info = unsafe { read_descriptor(entry, path)? };
+        let create_with_arg = create_with_arg_of(&lib);
         std::mem::forget(lib);
         Ok(PluginLibrary {
             info,
             loaded_path: path.to_path_buf(),
+            create_with_arg,
             _lib: None,
         })
     }
@@ -293,17 +298,32 @@ impl PluginLibrary {
     /// header checks as a loaded one. `label` names it in errors and stats. The Python package
     /// runs its Python nodes through the loader's own entry this way.
     ///
+    /// `create_with_arg` is the plugin's create entry taking an argument, if it has one.
+    ///
     /// # Safety
     /// `entry` is called, and the header and descriptor it returns are read and kept: it must be
     /// a HORUS plugin entry (as `export_plugin!` emits) of code that is never unloaded, since
-    /// the returned library's node types call into it for as long as they are used.
-    pub unsafe fn builtin(entry: EntryFn, label: &Path) -> Result<PluginLibrary, LoadError> {
+    /// the returned library's node types call into it for as long as they are used. The same
+    /// holds for `create_with_arg`, which must create objects of the descriptor's node types
+    /// (see [`CreateWithArgFn`]).
+    pub unsafe fn builtin(
+        entry: EntryFn,
+        create_with_arg: Option<CreateWithArgFn>,
+        label: &Path,
+    ) -> Result<PluginLibrary, LoadError> {
         Ok(PluginLibrary {
             // SAFETY: the caller's contract is ours (see `# Safety`).
             info: unsafe { read_descriptor(entry, label)? },
             loaded_path: label.to_path_buf(),
+            create_with_arg,
             _lib: None,
         })
+    }
+
+    /// The plugin's create entry that takes an argument (see [`CreateWithArgFn`]), if it
+    /// exports one.
+    pub(crate) fn create_with_arg(&self) -> Option<CreateWithArgFn> {
+        self.create_with_arg
     }
 
     /// What the plugin offers.
@@ -384,6 +404,37 @@ fn private_copy(path: &Path) -> Result<(PathBuf, PathBuf), LoadError> {
         return Err(err(e));
     }
     Ok((dir, copy))
+}
+
+/// The name of the optional create entry taking an argument.
+pub const CREATE_WITH_ARG_SYMBOL: &[u8] = b"horus_loader_create_v1\0";
+
+/// A loader plugin's create entry that takes an argument besides the context: the Python
+/// loader exports one (`horus_loader_create_v1`) so the host can hand a Python node its source
+/// (a file and class, or a registered object) through a channel of its own, not through keys of
+/// the user's `config`. Ordinary plugins do not export it, and it is not part of the plugin ABI
+/// (`ABI_VERSION` and the layout hash do not cover it): only our own loader has it, built with
+/// this host's code.
+///
+/// Arguments: the node type's name, the context, the argument's bytes (valid for the call),
+/// where to write the object, and the error sink; returns a `STATUS_*` code like a vtable's
+/// `create`. The object must be one the entries of that node type's vtable accept.
+pub type CreateWithArgFn = unsafe extern "C" fn(
+    node_type: RawSlice,
+    ctx: *const horus_plugin_api::abi::NodeContext,
+    arg: RawSlice,
+    out: *mut *mut std::ffi::c_void,
+    err: horus_plugin_api::abi::ByteSink,
+) -> i32;
+
+fn create_with_arg_of(lib: &Library) -> Option<CreateWithArgFn> {
+    // SAFETY: the symbol's type is `CreateWithArgFn`; the name is specific to HORUS and only
+    // our own loader (built from this repository with the same definition) exports it. As
+    // with the entry symbol, a hostile library exporting the name with another type cannot be
+    // detected.
+    unsafe { lib.get::<CreateWithArgFn>(CREATE_WITH_ARG_SYMBOL) }
+        .ok()
+        .map(|f| *f)
 }
 
 fn entry_of(lib: &Library, path: &Path) -> Result<EntryFn, LoadError> {
@@ -623,7 +674,7 @@ mod tests {
     fn a_builtin_entry_returning_no_header_is_a_bad_descriptor() {
         // SAFETY: `null_entry` has the `EntryFn` signature and lives in this test binary, which
         // stays loaded; it returns null, which is checked before anything is read.
-        let e = unsafe { PluginLibrary::builtin(null_entry, Path::new("<test>")) }.unwrap_err();
+        let e = unsafe { PluginLibrary::builtin(null_entry, None, Path::new("<test>")) }.unwrap_err();
         assert!(matches!(e, LoadError::BadDescriptor { .. }), "{e:?}");
     }
 }

@@ -7,4 +7,7 @@ mod instance;
 mod library;
 
 pub use instance::{CallError, CallErrorKind, NodeInstance};
-pub use library::{LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo, PluginLibrary, PortInfo};
+pub use library::{
+    CreateWithArgFn, LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo, PluginLibrary, PortInfo,
+    CREATE_WITH_ARG_SYMBOL,
+};

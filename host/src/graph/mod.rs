@@ -22,6 +22,8 @@ use crate::diag::Diagnostics;
 use crate::ffi::PluginLibrary;
 use crate::io::NodeIo;
 use crate::manifest::{Manifest, NodeCode, NodeSpec};
+use crate::python::PythonSource;
+use crate::scheduler::{BoundNode, NodeSetup};
 use crate::shm::ShmError;
 use crate::topic::{NetTopic, PortPlan, TopicScope};
 use std::sync::Arc;
@@ -33,8 +35,8 @@ use std::time::Instant;
 pub struct GraphNode {
     /// The manifest's declaration, as written.
     pub spec: NodeSpec,
-    /// The config the node is created with.
-    pub config: toml::Table,
+    /// A Python node's source (its file, class and interpreter), for the loader.
+    pub python: Option<PythonSource>,
     /// The plugin the node type lives in.
     pub plugin: Arc<PluginLibrary>,
     /// Index of the node type in the plugin.
@@ -45,15 +47,6 @@ pub struct GraphNode {
     pub ports: Vec<PortPlan>,
     /// Port names, in port order.
     pub port_names: Vec<String>,
-}
-
-/// A node whose ports are attached to their topics: ready for the scheduler.
-#[derive(Debug)]
-pub struct BoundNode {
-    /// The node.
-    pub node: GraphNode,
-    /// Its host-side state with live topic endpoints.
-    pub io: NodeIo,
 }
 
 /// A port could not be attached to its topic when the run started.
@@ -143,7 +136,7 @@ impl Graph {
                 unreachable!("every node resolved when there are no diagnostics");
             };
             nodes.push(GraphNode {
-                config: effective_config(spec, loaded.loaders[ni].as_ref()),
+                python: python_source(spec, loaded.loaders[ni].as_ref()),
                 spec: spec.clone(),
                 type_name: node_type.name.to_owned(),
                 port_names: node_type.ports.iter().map(|p| p.name.clone()).collect(),
@@ -162,15 +155,39 @@ impl Graph {
     }
 }
 
-/// The config a node is created with.
-fn effective_config(spec: &NodeSpec, loader: Option<&crate::python::Loader>) -> toml::Table {
-    let mut config = spec.config.clone();
-    if let (NodeCode::Python(py), Some(loader)) = (&spec.code, loader) {
-        config.insert("python".into(), py.file.value.display().to_string().into());
-        config.insert("class".into(), py.class.clone().into());
-        config.insert("program".into(), loader.executable.display().to_string().into());
+/// What the Python loader runs for a Python node.
+fn python_source(spec: &NodeSpec, loader: Option<&crate::python::Loader>) -> Option<PythonSource> {
+    let (NodeCode::Python(py), Some(loader)) = (&spec.code, loader) else {
+        return None;
+    };
+    Some(PythonSource::File {
+        file: py.file.value.clone(),
+        class: py.class.clone(),
+        program: loader.executable.clone(),
+    })
+}
+
+impl GraphNode {
+    /// What the scheduler runs: the node without its manifest locations.
+    pub fn setup(self) -> NodeSetup {
+        let spec = self.spec;
+        NodeSetup {
+            origin: self.plugin.info().path.display().to_string(),
+            name: spec.name,
+            plugin: self.plugin,
+            type_index: self.type_index,
+            python: self.python,
+            config: spec.config,
+            ports: self.ports,
+            port_names: self.port_names,
+            priority: spec.priority,
+            rate_hz: spec.rate_hz,
+            deadline: spec.deadline,
+            watchdog: spec.watchdog,
+            isolation: spec.isolation,
+            logging: spec.logging,
+        }
     }
-    config
 }
 
 impl Graph {
@@ -188,12 +205,15 @@ impl Graph {
             let io = NodeIo::new(
                 node.spec.name.clone(),
                 node.spec.logging,
-                node.config.clone(),
+                node.spec.config.clone(),
                 node.port_names.clone(),
                 bindings,
                 epoch,
             );
-            bound.push(BoundNode { node, io });
+            bound.push(BoundNode {
+                setup: node.setup(),
+                io,
+            });
         }
         Ok(BoundGraph {
             manifest: self.manifest,

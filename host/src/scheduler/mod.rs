@@ -18,6 +18,7 @@
 mod breaker;
 mod exec;
 mod running;
+mod setup;
 mod stats;
 mod stop;
 mod throttle;
@@ -26,12 +27,13 @@ mod watchdog;
 pub use breaker::{Action, Breaker, CircuitState};
 pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
 pub use running::BenchNode;
+pub use setup::{BoundNode, NodeSetup};
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
 pub use watchdog::{Health, Watchdog};
 
-use crate::ffi::{CallError, NodeInstance};
-use crate::graph::BoundNode;
+use crate::ffi::CallError;
+
 use crate::manifest::{Isolation, SchedulerSpec, SupervisionSpec};
 use crate::topic::TopicScope;
 use running::RunningNode;
@@ -107,7 +109,7 @@ pub type StatsBoard = Arc<Mutex<Vec<NodeStats>>>;
 fn stop_grace(supervision: &SupervisionSpec, nodes: &[BoundNode]) -> Duration {
     let longest = nodes
         .iter()
-        .filter_map(|n| n.node.spec.watchdog)
+        .filter_map(|n| n.setup.watchdog)
         .chain(
             supervision
                 .watchdog_enabled
@@ -118,7 +120,7 @@ fn stop_grace(supervision: &SupervisionSpec, nodes: &[BoundNode]) -> Duration {
     // Each process node may take its shutdown and its exit, one after the other.
     let processes = nodes
         .iter()
-        .filter(|n| n.node.spec.isolation == Isolation::Process)
+        .filter(|n| n.setup.isolation == Isolation::Process)
         .count() as u32;
     (longest * 2).max(Duration::from_secs(5)) + exec::PROCESS_STOP_TIMEOUT * 3 * processes
 }
@@ -141,11 +143,10 @@ pub fn run(
         .iter()
         .map(|n| {
             let timeout = n
-                .node
-                .spec
+                .setup
                 .watchdog
                 .or(sup.watchdog_enabled.then_some(sup.watchdog_timeout));
-            Health::new(n.node.spec.name.clone(), timeout)
+            Health::new(n.setup.name.clone(), timeout)
         })
         .collect();
     let grace = stop_grace(&sup, &nodes);
@@ -238,21 +239,22 @@ struct RunContext {
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
     let epoch = ctx.epoch;
     let mut order: Vec<(usize, BoundNode)> = nodes.into_iter().enumerate().collect();
-    order.sort_by_key(|(i, n)| (n.node.spec.priority, *i));
+    order.sort_by_key(|(i, n)| (n.setup.priority, *i));
     let period = Duration::from_secs_f64(1.0 / ctx.tick_rate);
     let mut running: Vec<RunningNode> = Vec::with_capacity(order.len());
-    for (index, BoundNode { node, mut io }) in order {
+    for (index, BoundNode { setup, mut io }) in order {
         io.set_epoch(epoch);
-        let name = node.spec.name.clone();
+        let name = setup.name.clone();
         let health = ctx.healths[index].clone();
         let rebuild = Rebuild {
-            plugin: node.plugin.clone(),
-            type_index: node.type_index,
+            plugin: setup.plugin.clone(),
+            type_index: setup.type_index,
+            python: setup.python.clone(),
             name: name.clone(),
-            logging: node.spec.logging,
-            config: node.config.clone(),
-            ports: node.ports.clone(),
-            port_names: node.port_names.clone(),
+            logging: setup.logging,
+            config: setup.config.clone(),
+            ports: setup.ports.clone(),
+            port_names: setup.port_names.clone(),
             scope: ctx.scope.clone(),
             epoch,
         };
@@ -260,10 +262,8 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
         // a slow or hung worker then costs the others part of one cycle once, and is skipped
         // until its tick returns.
         let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
-        let created = match node.spec.isolation {
-            Isolation::Inline => {
-                NodeInstance::create(node.plugin.clone(), node.type_index, io).map(Exec::Inline)
-            }
+        let created = match setup.isolation {
+            Isolation::Inline => rebuild.instance(io).map(Exec::Inline),
             Isolation::Thread => {
                 exec::ThreadExec::start(rebuild, io, health.clone(), wait).map(|t| Exec::Thread(Box::new(t)))
             }
@@ -289,11 +289,9 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
                 });
             }
         };
-        let deadline = node.spec.deadline.filter(|_| ctx.supervision.deadline_monitoring);
+        let deadline = setup.deadline.filter(|_| ctx.supervision.deadline_monitoring);
         running.push(RunningNode::new(
-            node.spec,
-            node.type_name,
-            node.plugin.info().path.display().to_string(),
+            setup,
             exec,
             health,
             deadline,
@@ -314,7 +312,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
                 error,
             });
         }
-        tracing::debug!(node = %name, node_type = %last.type_name, "node started");
+        tracing::debug!(node = %name, node_type = %last.setup.type_name(), "node started");
     }
     Ok(running)
 }
@@ -325,7 +323,7 @@ fn shutdown_all(nodes: &mut [RunningNode]) {
         let result = node.exec.shutdown();
         node.health.leave();
         if let Err(e) = result {
-            tracing::warn!(node = %node.spec.name, "shutdown failed: {e}");
+            tracing::warn!(node = %node.setup.name, "shutdown failed: {e}");
             node.last_error = Some(e.message);
         }
     }

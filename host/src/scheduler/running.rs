@@ -6,10 +6,11 @@
 //! drain or shutdown order (see [`super`]), where calls run (see [`super::exec`]) or the
 //! breaker's state machine (see [`super::breaker`]).
 
+use super::setup::NodeSetup;
 use super::throttle::LogThrottle;
 use super::{Action, Breaker, CircuitState, Exec, Executor, Health, NodeStats, TickOutcome, TickTimes};
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
-use crate::manifest::{Isolation, NodeSpec, SupervisionSpec};
+use crate::manifest::{Isolation, SupervisionSpec};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,10 +23,7 @@ const DUE_SLACK: Duration = Duration::from_micros(200);
 
 /// A node the scheduler runs.
 pub(super) struct RunningNode {
-    pub(super) spec: NodeSpec,
-    pub(super) type_name: String,
-    /// The plugin file, for the stats.
-    plugin: String,
+    pub(super) setup: NodeSetup,
     pub(super) exec: Exec,
     period: Option<Duration>,
     /// When a node with its own rate is next due.
@@ -47,14 +45,8 @@ pub(super) struct RunningNode {
 
 impl RunningNode {
     /// A node about to start: closed breaker, no ticks yet.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "until the scheduler takes its own node type"
-    )]
     pub(super) fn new(
-        spec: NodeSpec,
-        type_name: String,
-        plugin: String,
+        setup: NodeSetup,
         exec: Exec,
         health: Arc<Health>,
         deadline: Option<Duration>,
@@ -62,10 +54,8 @@ impl RunningNode {
         epoch: Instant,
     ) -> RunningNode {
         RunningNode {
-            period: spec.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
-            spec,
-            type_name,
-            plugin,
+            period: setup.rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz)),
+            setup,
             exec,
             next_due: epoch,
             ticks: 0,
@@ -124,7 +114,7 @@ impl RunningNode {
     #[cold]
     fn restart(&mut self) -> bool {
         self.restarts += 1;
-        tracing::warn!(node = %self.spec.name, restarts = self.restarts, "circuit half-open: restarting the node");
+        tracing::warn!(node = %self.setup.name, restarts = self.restarts, "circuit half-open: restarting the node");
         let result = self.exec.restart();
         match result {
             Ok(()) => true,
@@ -204,11 +194,11 @@ impl RunningNode {
                 .expiries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let what = match self.spec.isolation {
+        let what = match self.setup.isolation {
             Isolation::Process => "worker process killed",
             _ => "worker thread quarantined (abandoned with its instance)",
         };
-        tracing::error!(node = %self.spec.name, "tick hung for more than {} ms: {what}", timeout.as_millis());
+        tracing::error!(node = %self.setup.name, "tick hung for more than {} ms: {what}", timeout.as_millis());
         self.fail(CallError {
             kind: CallErrorKind::Error,
             message: format!("tick hung for more than {} ms; {what}", timeout.as_millis()),
@@ -232,17 +222,17 @@ impl RunningNode {
     fn log_transition(&self, state: CircuitState) {
         match state {
             CircuitState::Closed => {
-                tracing::info!(node = %self.spec.name, "circuit closed: the restarted node ticks again")
+                tracing::info!(node = %self.setup.name, "circuit closed: the restarted node ticks again")
             }
             CircuitState::Open => match self.breaker.retry_at() {
                 Some(_) => tracing::warn!(
-                    node = %self.spec.name,
+                    node = %self.setup.name,
                     "circuit open after {} consecutive failures: restarting in {} ms",
                     self.consecutive,
                     self.breaker.current_backoff().as_millis()
                 ),
                 None => tracing::error!(
-                    node = %self.spec.name,
+                    node = %self.setup.name,
                     "circuit open after {} consecutive failures: the node is no longer ticked (auto_restart is off)",
                     self.consecutive
                 ),
@@ -256,7 +246,7 @@ impl RunningNode {
         self.deadline_misses += 1;
         if self.deadline_log.admit(Instant::now()).is_some() {
             tracing::warn!(
-                node = %self.spec.name,
+                node = %self.setup.name,
                 misses = self.deadline_misses,
                 "deadline missed: the tick took {:.3} ms, deadline {:.3} ms",
                 took.as_secs_f64() * 1e3,
@@ -276,9 +266,9 @@ impl RunningNode {
                 "failed"
             };
             if more > 0 {
-                tracing::warn!(node = %self.spec.name, total = self.failures, "tick {what}: {e} (and {more} more failures in the last second)");
+                tracing::warn!(node = %self.setup.name, total = self.failures, "tick {what}: {e} (and {more} more failures in the last second)");
             } else {
-                tracing::warn!(node = %self.spec.name, total = self.failures, "tick {what}: {e}");
+                tracing::warn!(node = %self.setup.name, total = self.failures, "tick {what}: {e}");
             }
         }
         self.last_error = Some(e.message);
@@ -290,13 +280,13 @@ impl RunningNode {
         let (sent, received, dropped) = io.totals;
         let secs = elapsed.as_secs_f64();
         NodeStats {
-            name: self.spec.name.clone(),
+            name: self.setup.name.clone(),
             total_ticks: self.ticks,
             total_failures: self.failures,
             consecutive_failures: self.consecutive,
-            priority: self.spec.priority,
-            tick_rate: self.spec.rate_hz.unwrap_or(tick_rate),
-            logging_enabled: self.spec.logging,
+            priority: self.setup.priority,
+            tick_rate: self.setup.rate_hz.unwrap_or(tick_rate),
+            logging_enabled: self.setup.logging,
             tick_duration_min_us: min,
             tick_duration_avg_us: avg,
             tick_duration_max_us: max,
@@ -313,9 +303,9 @@ impl RunningNode {
             messages_sent: sent,
             messages_received: received,
             dropped,
-            node_type: self.type_name.clone(),
-            plugin: self.plugin.clone(),
-            isolation: self.spec.isolation,
+            node_type: self.setup.type_name().to_owned(),
+            plugin: self.setup.origin.clone(),
+            isolation: self.setup.isolation,
             topics: io.topics,
         }
     }
@@ -329,13 +319,11 @@ pub struct BenchNode(RunningNode, Instant);
 
 impl BenchNode {
     /// Wraps an inline node with a deadline and a watchdog record, as a supervised node has.
-    pub fn new(instance: NodeInstance, spec: NodeSpec) -> BenchNode {
+    pub fn new(instance: NodeInstance, setup: NodeSetup) -> BenchNode {
         let epoch = Instant::now();
-        let health = Health::new(spec.name.clone(), Some(Duration::from_secs(1)));
+        let health = Health::new(setup.name.clone(), Some(Duration::from_secs(1)));
         let node = RunningNode::new(
-            spec,
-            String::new(),
-            String::new(),
+            setup,
             Exec::Inline(instance),
             health,
             Some(Duration::from_secs(1)),

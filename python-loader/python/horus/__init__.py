@@ -20,7 +20,7 @@ pieces: the ``Node`` base class, node naming and ``connect``.
 from __future__ import annotations
 
 import atexit
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from . import _horus
 from ._horus import (
@@ -61,12 +61,19 @@ class Node:
 
     ``self.send(topic, data)`` publishes; ``self.get(topic)`` (alias ``recv``) returns the oldest
     unread message or ``None``; ``self.has_msg(topic)`` tells whether one is waiting.
+
+    ``self.config`` is the node's configuration, a dict the runtime sets before ``init()``: the
+    ``config`` table of its ``[[node]]`` in a manifest, or ``Scheduler.add(node, config=...)``
+    (``{}`` when none is given).
     """
+
+    config: Dict[str, Any]
 
     def __init__(self, name: Optional[str] = None, **_ignored: Any) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"a node name must be a non-empty str (got {name!r})")
         self.name: Optional[str] = name
+        self.config = {}
         self._horus_io = _horus.NodeIo()
 
     def _horus_io_or_new(self) -> "_horus.NodeIo":
@@ -142,8 +149,13 @@ class Scheduler:
         priority: Optional[int] = None,
         logging: bool = False,
         rate_hz: Optional[float] = None,
+        config: Optional[Mapping[str, Any]] = None,
     ) -> "Scheduler":
-        """Adds ``node``. Lower ``priority`` runs first in a cycle (default: order of addition)."""
+        """Adds ``node``. Lower ``priority`` runs first in a cycle (default: order of addition).
+
+        ``config`` becomes the node's ``self.config`` (a dict, ``{}`` without it), set by the
+        runtime before ``init()`` runs.
+        """
         if not isinstance(node, Node):
             raise TypeError(
                 f"add() takes a horus.Node (got {type(node).__name__!r}); "
@@ -153,6 +165,8 @@ class Scheduler:
             raise TypeError(f"priority must be an int (got {type(priority).__name__!r})")
         if not callable(getattr(node, "tick", None)):
             raise TypeError(f"{type(node).__name__} has no tick() method")
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(f"config must be a dict (got {type(config).__name__!r})")
         name = node.name if isinstance(node.__dict__.get("name"), str) else None
         if name is None:
             base = type(node).__name__
@@ -166,6 +180,7 @@ class Scheduler:
             self._added if priority is None else priority,
             bool(logging),
             rate_hz,
+            dict(config or {}),
         )
         node._horus_bind(name)
         self._added += 1

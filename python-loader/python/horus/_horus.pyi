@@ -109,8 +109,9 @@ class Scheduler:
         priority: int,
         logging: bool,
         rate_hz: Optional[float],
+        config: Dict[str, Any],
     ) -> None:
-        """Adds node object ``node`` as ``name`` (``ValueError`` if the name is taken)."""
+        """Adds node object ``node`` as ``name`` with its ``config`` (``ValueError`` if the name is taken)."""
     def _has(self, name: str) -> bool:
         """True if ``name`` is taken."""
     def _connection_topic(self, src: str, port: str) -> str:

@@ -123,6 +123,8 @@ pub struct Rebuild {
     pub plugin: Arc<PluginLibrary>,
     /// Node type index in the plugin.
     pub type_index: usize,
+    /// A Python node's source, handed to the loader's create entry.
+    pub python: Option<crate::python::PythonSource>,
     /// Node name.
     pub name: String,
     /// Whether its log lines are shown.
@@ -140,6 +142,16 @@ pub struct Rebuild {
 }
 
 impl Rebuild {
+    /// Creates the node's instance on `io`, on the calling thread.
+    pub fn instance(&self, io: NodeIo) -> Result<NodeInstance, CallError> {
+        NodeInstance::create_with_arg(
+            self.plugin.clone(),
+            self.type_index,
+            io,
+            self.python.as_ref().map(crate::python::PythonSource::encode),
+        )
+    }
+
     fn io(&self) -> Result<NodeIo, CallError> {
         let bindings = self.scope.bind(&self.ports).map_err(|(port, e)| CallError {
             kind: CallErrorKind::Error,

@@ -90,6 +90,7 @@ impl ProcessExec {
             ctl: String::new(),
             plugin: rebuild.plugin.info().path.clone(),
             node_type: rebuild.plugin.info().node_types[rebuild.type_index].name.clone(),
+            python: rebuild.python.clone(),
             name: rebuild.name.clone(),
             logging: rebuild.logging,
             config: toml::to_string(&rebuild.config).unwrap_or_default(),

@@ -81,12 +81,12 @@ impl Worker {
     fn spawn(rebuild: &Rebuild, io: NodeIo, health: Arc<Health>) -> Result<Worker, CallError> {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (reply_tx, reply_rx) = mpsc::channel();
-        let (plugin, type_index, epoch) = (rebuild.plugin.clone(), rebuild.type_index, rebuild.epoch);
+        let (recipe, epoch) = (rebuild.clone(), rebuild.epoch);
         let thread = std::thread::Builder::new()
             .name(format!("horus-node-{}", rebuild.name))
             .spawn(move || {
                 let started = Instant::now();
-                match NodeInstance::create(plugin, type_index, io) {
+                match recipe.instance(io) {
                     Ok(instance) => {
                         if reply_tx.send(Reply::Done(Ok(()), started.elapsed())).is_ok() {
                             worker_main(instance, health, epoch, cmd_rx, reply_tx);
