@@ -22,7 +22,6 @@ pub mod ffi;
 pub mod graph;
 pub mod io;
 pub mod manifest;
-#[cfg(feature = "network")]
 pub mod net;
 pub mod python;
 pub mod run;
