@@ -28,6 +28,7 @@ pub mod run;
 pub mod scheduler;
 #[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]
 pub mod shm;
+pub mod stats_cli;
 pub mod topic;
 pub mod worker;
 
