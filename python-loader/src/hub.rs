@@ -171,7 +171,7 @@ impl Hub {
     #[cfg(feature = "network")]
     fn open_tcp(py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
         check_name("hub", name)?;
-        horus_host::manifest::hubs::check_hub_name(name).map_err(PyValueError::new_err)?;
+        horus_host::manifest::hubs::check_hub_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let hub = py
             .detach(|| horus_host::net::NetHub::open(name, address))
             .map_err(|e| net::error(&e))?;
@@ -237,7 +237,8 @@ impl Hub {
     /// Hub `name` as the TOML or YAML file at `path` describes it.
     #[staticmethod]
     fn from_config(py: Python<'_>, path: std::path::PathBuf, name: &str) -> PyResult<Py<Hub>> {
-        let spec = horus_host::manifest::hubs::load(&path, name).map_err(PyValueError::new_err)?;
+        let spec = horus_host::manifest::hubs::load(&path, name)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         match spec.mode {
             horus_host::manifest::hubs::HubMode::Local => Py::new(py, Hub::open(name, "local")?),
             horus_host::manifest::hubs::HubMode::Tcp => {

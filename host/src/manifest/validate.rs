@@ -874,6 +874,7 @@ impl Validator<'_> {
                     hubs.push(HubDecl { spec, at });
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     let (key, loc) = if e.contains("address") && table.address.is_some() {
                         ("address", table.address.as_ref().map_or(at, |a| self.at(a)))
                     } else if e.contains("hub name") || e.contains("needs `address") {
