@@ -195,9 +195,9 @@ impl Graph {
         let mut loaders: HashMap<Option<PathBuf>, Result<crate::python::Loader, String>> = HashMap::new();
         for spec in &mut manifest.nodes {
             let Some(py) = &spec.python else { continue };
-            let loader = loaders
-                .entry(py.venv.clone())
-                .or_insert_with(|| crate::python::Loader::find(py.venv.as_deref()));
+            let loader = loaders.entry(py.venv.clone()).or_insert_with(|| {
+                crate::python::Loader::find(py.venv.as_deref()).map_err(|e| e.to_string())
+            });
             match loader {
                 Ok(loader) => {
                     spec.plugin = loader.extension.clone();
