@@ -6,9 +6,9 @@
 //!   socket carries it without depending on Zenoh.
 //! - [`wire`] (every build): the header before each message's bytes, and its parse of
 //!   untrusted input.
-//! - `hub` (feature `network`): [`NetHub`], one Zenoh session per hub, its publishers,
+//! - `hub` (feature `network`): `NetHub`, one Zenoh session per hub, its publishers,
 //!   subscribers and monitor thread.
-//! - [`bridge`] (feature `network`): a run's hubs and the bridges between network topics'
+//! - `bridge` (feature `network`): a run's hubs and the bridges between network topics'
 //!   private rings and their keys.
 //!
 //! Does not own which topics are network topics (`graph`) or the hub tables' settings

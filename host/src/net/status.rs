@@ -3,7 +3,7 @@
 //!
 //! Plain data, compiled in every build (with or without the `network` feature), so the control
 //! socket ([`crate::control`]) can carry hub status without depending on Zenoh. Does not own
-//! measuring any of it: the Zenoh session ([`crate::net::NetHub`], feature `network`) does.
+//! measuring any of it: the Zenoh session (`net::NetHub`, feature `network`) does.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
