@@ -7,8 +7,10 @@
 //! reply ([`StatsReply`]), then the server closes the connection.
 //!
 //! Owns the socket, its directory and the client. Does not own the stats themselves: the
-//! scheduler publishes them on a [`StatsBoard`].
+//! scheduler publishes them on a [`StatsBoard`], and the network hubs' [`HubStatus`] comes from
+//! a [`HubProbe`] ([`crate::net::status`]).
 
+use crate::net::status::{HubProbe, HubStatus};
 use crate::scheduler::{NodeStats, StatsBoard};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -39,76 +41,6 @@ pub struct StatsReply {
     #[serde(default)]
     pub hubs: Vec<HubStatus>,
 }
-
-/// A network hub's connection state and counters, as `horus stats` and the end of a run show
-/// them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HubStatus {
-    /// The hub's name.
-    pub name: String,
-    /// `tcp/<host>:<port>`.
-    pub endpoint: String,
-    /// `listen` or `connect`.
-    pub role: String,
-    /// At least one peer is connected.
-    pub connected: bool,
-    /// Connected peers.
-    pub peers: usize,
-    /// The last problem (a lost peer, a rejected message), if any.
-    pub last_error: Option<String>,
-    /// Its counters.
-    #[serde(flatten)]
-    pub metrics: HubMetrics,
-}
-
-/// A network hub's counters (exact, over every publisher and subscriber of the hub).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HubMetrics {
-    /// Messages published.
-    pub messages_sent: u64,
-    /// Messages received and delivered.
-    pub messages_received: u64,
-    /// Payload bytes published.
-    pub bytes_sent: u64,
-    /// Payload bytes received.
-    pub bytes_received: u64,
-    /// Messages lost to full queues.
-    pub dropped: u64,
-    /// Failed sends and rejected messages (wrong type, malformed header).
-    pub errors: u64,
-}
-
-impl HubStatus {
-    /// One line: name, endpoint, role, counters, peers, last error.
-    pub fn line(&self) -> String {
-        let m = &self.metrics;
-        format!(
-            "hub `{}` ({}, {}): {}, {} peer(s); sent {} ({} B), received {} ({} B), dropped {}, errors {}{}",
-            self.name,
-            self.endpoint,
-            self.role,
-            if self.connected {
-                "connected"
-            } else {
-                "not connected"
-            },
-            self.peers,
-            m.messages_sent,
-            m.bytes_sent,
-            m.messages_received,
-            m.bytes_received,
-            m.dropped,
-            m.errors,
-            self.last_error
-                .as_ref()
-                .map(|e| format!("; last error: {e}"))
-                .unwrap_or_default()
-        )
-    }
-}
-
-/// Reads the hubs' state when a client asks.
-pub type HubProbe = Arc<dyn Fn() -> Vec<HubStatus> + Send + Sync>;
 
 /// Why `horus stats` could not read a host.
 #[derive(Debug, thiserror::Error)]
@@ -217,11 +149,6 @@ impl ControlServer {
             stop,
             thread: Some(thread),
         })
-    }
-
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

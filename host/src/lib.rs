@@ -24,13 +24,13 @@ pub mod ffi;
 pub mod graph;
 pub mod io;
 pub mod manifest;
-#[cfg(feature = "network")]
 pub mod net;
 pub mod python;
 pub mod run;
 pub mod scheduler;
 #[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]
 pub mod shm;
+pub mod stats_cli;
 pub mod topic;
 pub mod worker;
 

@@ -57,54 +57,6 @@ enum Command {
     },
 }
 
-/// `horus stats`: exit 0, 1 when no host answers, 2 when the choice of host is ambiguous.
-fn stats(json: bool, watch: bool, pid: Option<u32>) -> ExitCode {
-    use horus_host::control::{self, ControlError};
-    let namespace = horus_host::shm::namespace();
-    let fail = |e: ControlError| {
-        eprintln!("horus stats: {e}");
-        let code = if matches!(e, ControlError::Ambiguous { .. }) {
-            2
-        } else {
-            1
-        };
-        ExitCode::from(code)
-    };
-    let path = match control::pick(&namespace, pid) {
-        Ok(path) => path,
-        Err(e) => return fail(e),
-    };
-    let clear = watch && !json && std::io::stdout().is_terminal();
-    loop {
-        let reply = match control::query(&path) {
-            Ok(reply) => reply,
-            Err(e) => return fail(e),
-        };
-        if json {
-            match serde_json::to_string(&reply.nodes) {
-                Ok(text) => println!("{text}"),
-                Err(e) => eprintln!("horus stats: {e}"),
-            }
-        } else {
-            if clear {
-                print!("\x1b[2J\x1b[H");
-            }
-            println!(
-                "horus pid {} — {} — up {:.1} s",
-                reply.pid, reply.manifest, reply.uptime_s
-            );
-            print!("{}", horus_host::scheduler::table(&reply.nodes));
-            for hub in &reply.hubs {
-                println!("{}", hub.line());
-            }
-        }
-        if !watch {
-            return ExitCode::SUCCESS;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. `5s`, `500ms`, `2m`)"))
 }
@@ -136,7 +88,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
-        Command::Stats { json, watch, pid } => return stats(*json, *watch, *pid),
+        Command::Stats { json, watch, pid } => {
+            let args = horus_host::stats_cli::StatsArgs {
+                json: *json,
+                watch: *watch,
+                pid: *pid,
+            };
+            return match horus_host::stats_cli::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("horus stats: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
         Command::Worker => {
             let job = std::env::var(horus_host::worker::JOB_ENV).unwrap_or_default();
             return match horus_host::worker::run(&job) {

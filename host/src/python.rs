@@ -30,6 +30,35 @@ pub struct Loader {
     pub libpython: PathBuf,
 }
 
+/// Why [`Loader::find`] found no usable loader (error H0025 at the node's `python` key).
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// The interpreter could not be started.
+    #[error("cannot run the Python interpreter `{}`: {source}", program.display())]
+    Spawn {
+        /// The interpreter.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The interpreter ran and said what is missing (no horus package, no shared libpython).
+    #[error("`{}`: {reason}", program.display())]
+    Unusable {
+        /// The interpreter.
+        program: PathBuf,
+        /// Its answer.
+        reason: String,
+    },
+    /// The interpreter failed or answered something else.
+    #[error("`{}` could not tell where the horus package is: {stderr}", program.display())]
+    NoAnswer {
+        /// The interpreter.
+        program: PathBuf,
+        /// What it wrote to stderr (trimmed).
+        stderr: String,
+    },
+}
+
 const PROBE: &str = r#"
 import os, sys, sysconfig
 try:
@@ -47,7 +76,7 @@ print(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var(
 
 impl Loader {
     /// Asks the environment's interpreter (see the module doc) where the loader is.
-    pub fn find(venv: Option<&Path>) -> Result<Loader, String> {
+    pub fn find(venv: Option<&Path>) -> Result<Loader, LoaderError> {
         let program = match venv {
             Some(v) => v.join("bin/python"),
             None => match (std::env::var_os("HORUS_PYTHON"), std::env::var_os("VIRTUAL_ENV")) {
@@ -60,11 +89,17 @@ impl Loader {
             .args(["-I", "-c", PROBE])
             .env_remove("PYTHONPATH")
             .output()
-            .map_err(|e| format!("cannot run the Python interpreter `{}`: {e}", program.display()))?;
+            .map_err(|source| LoaderError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         let text = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = text.lines().collect();
         if let Some(err) = lines.first().and_then(|l| l.strip_prefix("error: ")) {
-            return Err(format!("`{}`: {err}", program.display()));
+            return Err(LoaderError::Unusable {
+                program,
+                reason: err.to_owned(),
+            });
         }
         match (out.status.success(), lines.as_slice()) {
             (true, [exe, ext, lib]) => Ok(Loader {
@@ -72,11 +107,10 @@ impl Loader {
                 extension: PathBuf::from(ext),
                 libpython: PathBuf::from(lib),
             }),
-            _ => Err(format!(
-                "`{}` could not tell where the horus package is: {}",
-                program.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            _ => Err(LoaderError::NoAnswer {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                program,
+            }),
         }
     }
 }
@@ -115,6 +149,43 @@ impl PythonSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_interpreter_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Loader::find(Some(dir.path())).unwrap_err();
+        assert!(matches!(e, LoaderError::Spawn { .. }), "{e:?}");
+        let text = e.to_string();
+        let program = dir.path().join("bin/python");
+        assert!(
+            text.starts_with(&format!(
+                "cannot run the Python interpreter `{}`: ",
+                program.display()
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn messages_read_as_before() {
+        let program = PathBuf::from("/venv/bin/python");
+        let e = LoaderError::Unusable {
+            program: program.clone(),
+            reason: "the environment has no horus package (No module named 'horus')".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`/venv/bin/python`: the environment has no horus package (No module named 'horus')"
+        );
+        let e = LoaderError::NoAnswer {
+            program,
+            stderr: "Traceback".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`/venv/bin/python` could not tell where the horus package is: Traceback"
+        );
+    }
 
     #[test]
     fn sources_round_trip_and_garbage_is_an_error() {

@@ -30,6 +30,38 @@ pub fn metrics_dict(py: Python<'_>, c: Counters, dropped: u64) -> PyResult<Bound
     Ok(d)
 }
 
+/// How a hub or link carries messages; `get_connection_state()["mode"]` and `repr` show it as
+/// [`Mode::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `Hub(name)`: a named shared-memory topic.
+    Local,
+    /// `Hub.global_hub(name)`: the same, one hub per name per process.
+    Global,
+    /// `Hub.tcp`: a network hub.
+    #[cfg_attr(
+        not(feature = "network"),
+        expect(
+            dead_code,
+            reason = "without the network feature Hub.tcp raises before it opens a hub"
+        )
+    )]
+    Tcp,
+    /// `Link(topic, target)`: a single-producer topic.
+    Link,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+            Mode::Global => "global",
+            Mode::Tcp => "tcp",
+            Mode::Link => "link",
+        }
+    }
+}
+
 /// A hub's or link's transport: a shared-memory topic, or a key of a network hub.
 enum Chan {
     Shm(Channel),
@@ -147,7 +179,7 @@ pub fn _close_global_hubs(py: Python<'_>) {
 #[pyclass(module = "horus", name = "Hub", frozen)]
 pub struct Hub {
     name: String,
-    mode: &'static str,
+    mode: Mode,
     chan: Mutex<Chan>,
     #[cfg(feature = "network")]
     net: Mutex<Option<std::sync::Arc<horus_host::net::NetHub>>>,
@@ -156,7 +188,7 @@ pub struct Hub {
 static GLOBAL: Mutex<Option<HashMap<String, Py<Hub>>>> = Mutex::new(None);
 
 impl Hub {
-    fn open(name: &str, mode: &'static str) -> PyResult<Hub> {
+    fn open(name: &str, mode: Mode) -> PyResult<Hub> {
         check_name("hub", name)?;
         let topic = format!("hub/{name}");
         Ok(Hub {
@@ -171,7 +203,7 @@ impl Hub {
     #[cfg(feature = "network")]
     fn open_tcp(py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
         check_name("hub", name)?;
-        horus_host::manifest::hubs::check_hub_name(name).map_err(PyValueError::new_err)?;
+        horus_host::manifest::hubs::check_hub_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let hub = py
             .detach(|| horus_host::net::NetHub::open(name, address))
             .map_err(|e| net::error(&e))?;
@@ -179,7 +211,7 @@ impl Hub {
         let chan = net::NetChannel::open(&hub, None)?;
         Ok(Hub {
             name: name.to_owned(),
-            mode: "tcp",
+            mode: Mode::Tcp,
             chan: Mutex::new(Chan::Net(chan)),
             net: Mutex::new(Some(hub)),
         })
@@ -209,7 +241,7 @@ impl Hub {
     /// A local hub named `name`.
     #[new]
     fn new(name: &str) -> PyResult<Hub> {
-        Hub::open(name, "local")
+        Hub::open(name, Mode::Local)
     }
 
     /// A network hub at `address` (`host:port`).
@@ -229,7 +261,7 @@ impl Hub {
         if let Some(h) = map.get(name) {
             return Ok(h.clone_ref(py));
         }
-        let hub = Py::new(py, Hub::open(name, "global")?)?;
+        let hub = Py::new(py, Hub::open(name, Mode::Global)?)?;
         map.insert(name.to_owned(), hub.clone_ref(py));
         Ok(hub)
     }
@@ -237,9 +269,10 @@ impl Hub {
     /// Hub `name` as the TOML or YAML file at `path` describes it.
     #[staticmethod]
     fn from_config(py: Python<'_>, path: std::path::PathBuf, name: &str) -> PyResult<Py<Hub>> {
-        let spec = horus_host::manifest::hubs::load(&path, name).map_err(PyValueError::new_err)?;
+        let spec = horus_host::manifest::hubs::load(&path, name)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         match spec.mode {
-            horus_host::manifest::hubs::HubMode::Local => Py::new(py, Hub::open(name, "local")?),
+            horus_host::manifest::hubs::HubMode::Local => Py::new(py, Hub::open(name, Mode::Local)?),
             horus_host::manifest::hubs::HubMode::Tcp => {
                 let address = spec.address.as_deref().unwrap_or_default();
                 Py::new(py, Hub::open_tcp(py, address, name)?)
@@ -266,7 +299,7 @@ impl Hub {
     /// A point-to-point link for `topic` towards `target`.
     fn create_link(&self, topic: &str, target: &str) -> PyResult<Link> {
         #[cfg(feature = "network")]
-        if self.mode == "tcp" {
+        if self.mode == Mode::Tcp {
             let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
             let Some(hub) = net.as_ref() else {
                 return Err(PyValueError::new_err(format!("hub `{}` is closed", self.name)));
@@ -276,7 +309,7 @@ impl Hub {
             return Ok(Link {
                 topic: topic.to_owned(),
                 target: target.to_owned(),
-                mode: "tcp",
+                mode: Mode::Tcp,
                 chan: Mutex::new(Chan::Net(net::NetChannel::open(hub, Some(topic))?)),
             });
         }
@@ -290,7 +323,7 @@ impl Hub {
 
     /// connected, mode, peers, endpoint, last_error.
     fn get_connection_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.chan().state(py, self.mode)
+        self.chan().state(py, self.mode.as_str())
     }
 
     /// Detaches from the topic (the last endpoint removes it); the hub unusable afterwards.
@@ -302,7 +335,7 @@ impl Hub {
     }
 
     fn __repr__(&self) -> String {
-        format!("Hub({:?}, mode={:?})", self.name, self.mode)
+        format!("Hub({:?}, mode={:?})", self.name, self.mode.as_str())
     }
 }
 
@@ -311,7 +344,7 @@ impl Hub {
 pub struct Link {
     topic: String,
     target: String,
-    mode: &'static str,
+    mode: Mode,
     chan: Mutex<Chan>,
 }
 
@@ -332,7 +365,7 @@ impl Link {
         Ok(Link {
             topic: topic.to_owned(),
             target: target.to_owned(),
-            mode: "link",
+            mode: Mode::Link,
             chan: Mutex::new(Channel::open(format!("link/{target}/{topic}"), true)?),
         })
     }
@@ -366,7 +399,7 @@ impl Link {
 
     /// Same as Hub.get_connection_state.
     fn get_connection_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.chan().state(py, self.mode)
+        self.chan().state(py, self.mode.as_str())
     }
 
     /// Detaches from the topic.
@@ -387,7 +420,7 @@ mod net {
 
     use crate::topics::{object_hash, OBJECT_TYPE};
     use crate::{codec, msgs};
-    use horus_host::net::{Delivery, NetError, NetHub, NetPublisher, NetSubscriber, WireType};
+    use horus_host::net::{Delivery, NetError, NetHub, NetPublisher, NetSubscriber, Role, WireType};
     use horus_plugin_api::Message;
     use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
     use pyo3::prelude::*;
@@ -413,7 +446,7 @@ mod net {
         hub: Option<Arc<NetHub>>,
         key: String,
         endpoint: String,
-        role: &'static str,
+        role: Role,
         publisher: Option<NetPublisher>,
         subscriber: Option<NetSubscriber>,
         queue: Arc<Queue>,
@@ -452,7 +485,7 @@ mod net {
             Ok(NetChannel {
                 hub: Some(hub.clone()),
                 endpoint: hub.state().endpoint,
-                role: hub.state().role.as_str(),
+                role: hub.state().role,
                 key,
                 publisher: Some(publisher),
                 subscriber: Some(subscriber),
@@ -551,7 +584,7 @@ mod net {
             d.set_item("mode", mode)?;
             d.set_item("peers", s.as_ref().map_or(0, |s| s.peers))?;
             d.set_item("endpoint", &self.endpoint)?;
-            d.set_item("role", self.role)?;
+            d.set_item("role", self.role.as_str())?;
             d.set_item("key", &self.key)?;
             d.set_item(
                 "matched",

@@ -27,7 +27,7 @@ pub fn load_plugins(manifest: &Manifest) -> (Loaded, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut loaded = Loaded::default();
     let mut by_path: HashMap<PathBuf, Option<Arc<PluginLibrary>>> = HashMap::new();
-    let mut by_venv: HashMap<Option<PathBuf>, Result<Loader, String>> = HashMap::new();
+    let mut by_venv: HashMap<Option<PathBuf>, Result<Loader, python::LoaderError>> = HashMap::new();
     for spec in &manifest.nodes {
         let (file, loader) = match &spec.code {
             NodeCode::Plugin(code) => {
@@ -42,7 +42,7 @@ pub fn load_plugins(manifest: &Manifest) -> (Loaded, Diagnostics) {
                     Ok(loader) => (loader.extension.clone(), Some(loader.clone())),
                     Err(e) => {
                         diags.push(
-                            Diagnostic::new(Code::H0025, &manifest.path, e.clone())
+                            Diagnostic::new(Code::H0025, &manifest.path, e.to_string())
                                 .at(spec.code.at())
                                 .node(spec.name.clone())
                                 .key("python")

@@ -859,12 +859,13 @@ impl Validator<'_> {
                     hubs.push(HubDecl { spec, at });
                 }
                 Err(e) => {
-                    let (key, loc) = if e.contains("address") && table.address.is_some() {
-                        ("address", table.address.as_ref().map_or(at, |a| self.at(a)))
-                    } else if e.contains("hub name") || e.contains("needs `address") {
-                        ("", at)
-                    } else {
-                        ("mode", self.at(&table.mode))
+                    use super::hubs::HubSpecError as E;
+                    let (key, loc) = match &e {
+                        E::BadAddress { .. } | E::LocalAddress => {
+                            ("address", table.address.as_ref().map_or(at, |a| self.at(a)))
+                        }
+                        E::BadName { .. } | E::NoAddress => ("", at),
+                        E::UnknownMode { .. } => ("mode", self.at(&table.mode)),
                     };
                     let key = if key.is_empty() {
                         format!("hub.{name}")
@@ -1209,6 +1210,12 @@ mod tests {
         assert_eq!(local.hubs[0].spec.mode, super::super::hubs::HubMode::Local);
         let d = only("[hub.h]\nmode = \"local\"\nport = 1\n");
         assert_eq!((d.code, d.key.as_deref()), (Code::H0003, Some("port")));
+        // Issue #12: the error's kind says where it is, not its text: a bad hub name that
+        // contains "address" is the table's problem, not the (valid) address line's.
+        let d = only("[hub.\"my address\"]\nmode = \"tcp\"\naddress = \"127.0.0.1:7450\"\n");
+        assert_eq!((d.location.line, d.key.as_deref()), (1, Some("hub.my address")));
+        let d = only("[hub.h]\nmode = \"local\"\naddress = \"127.0.0.1:7450\"\n");
+        assert_eq!((d.location.line, d.key.as_deref()), (3, Some("hub.h.address")));
     }
 
     /// The local-only build (`cargo build` without `network`, the README's demo build) refuses

@@ -9,8 +9,8 @@
 //!   against the subscribers' port type and writes it to the ring. A reliable ring that stays
 //!   full for [`INBOUND_FULL_WAIT`] drops the message (counted in the hub's `dropped`).
 
+use super::status::{HubProbe, HubStatus};
 use super::{Delivery, NetError, NetHub, NetPublisher, NetSubscriber, WireType};
-use crate::control::{HubProbe, HubStatus};
 use crate::manifest::hubs::{HubMode, HubSpec};
 use crate::manifest::{HubDecl, Qos};
 use crate::shm::{self, SendError, ShmError, TopicSpec};
@@ -161,7 +161,7 @@ fn status(hubs: &[(HubSpec, Arc<NetHub>)]) -> Vec<HubStatus> {
             HubStatus {
                 name: spec.name.clone(),
                 endpoint: s.endpoint,
-                role: s.role.as_str().to_owned(),
+                role: s.role,
                 connected: s.connected,
                 peers: s.peers,
                 last_error: s.last_error,
