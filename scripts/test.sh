@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Formatting, lints, a build of every crate (the end-to-end tests run the built `horus` binary
-# and plugin libraries), the `horus` Python package into .venv/, then every Rust test and every
-# Python test.
+# and plugin libraries), the `horus` Python package into .venv/, then every Rust test, the
+# Python type checks and every Python test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,7 @@ features=(--features horus-host/network,horus-python/network,horus-e2e/network)
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "python environment (.venv: maturin, pytest, numpy)"
+step "python environment (.venv: maturin, pytest, numpy, mypy)"
 # Also the interpreter pyo3 builds against, for cargo and maturin alike (one shared target/).
 PYTHON_ENV_ONLY=1 ./scripts/python-env.sh
 export PYO3_PYTHON="$PWD/.venv/bin/python"
@@ -36,6 +36,9 @@ cargo test --workspace "${features[@]}"
 step "local-only build (horus-host without network, as the README's demo builds it)"
 cargo clippy -p horus-host --all-targets -- -D warnings
 cargo test -p horus-host --lib
+
+step "python typing (mypy --strict, stubtest against the built extension)"
+./scripts/python-typing.sh
 
 step "pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider python-loader/tests

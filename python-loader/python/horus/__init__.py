@@ -232,6 +232,7 @@ class RobotPreset:
     def get(cls, name: str) -> SchedulerConfig:
         if name not in cls.NAMES:
             raise AttributeError(f"no preset {name!r}; presets: {', '.join(cls.NAMES)}")
-        return getattr(SchedulerConfig, name)()
+        preset: SchedulerConfig = getattr(SchedulerConfig, name)()
+        return preset
 
 
