@@ -63,7 +63,9 @@ class Node:
     unread message or ``None``; ``self.has_msg(topic)`` tells whether one is waiting.
     """
 
-    def __init__(self, name: Optional[str] = None, **_ignored: Any) -> None:
+    # No catch-all ``**kwargs``: a misspelt or unsupported keyword (``Node(nmae="x")``) is
+    # Python's own ``TypeError`` naming it, not silently dropped.
+    def __init__(self, name: Optional[str] = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"a node name must be a non-empty str (got {name!r})")
         self.name: Optional[str] = name
