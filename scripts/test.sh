@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Formatting, lints, a build of every crate (the end-to-end tests run the built `horus` binary
-# and plugin libraries), the `horus` Python package into .venv/, then every Rust test, the
-# Python type checks and every Python test.
+# and plugin libraries), the `horus` Python package into .venv/ and its type checks, its wheel
+# installed and run in a fresh venv, then every Rust test and every Python test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,15 +30,19 @@ cargo build --workspace "${features[@]}"
 step "horus Python package (maturin develop into .venv)"
 ./scripts/python-env.sh
 
+step "python typing (mypy --strict, stubtest against the built extension)"
+./scripts/python-typing.sh
+
+step "the wheel as a user installs it (maturin build, fresh venv, a node run)"
+# Right after `maturin develop`: same interpreter and profile, so the wheel reuses its build.
+./scripts/wheel-check.sh
+
 step "cargo test"
 cargo test --workspace "${features[@]}"
 
 step "local-only build (horus-host without network, as the README's demo builds it)"
 cargo clippy -p horus-host --all-targets -- -D warnings
 cargo test -p horus-host --lib
-
-step "python typing (mypy --strict, stubtest against the built extension)"
-./scripts/python-typing.sh
 
 step "pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider python-loader/tests
