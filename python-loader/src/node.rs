@@ -220,7 +220,7 @@ impl Node for PythonNode {
             let program = ctx
                 .config_str("program")
                 .map_err(|e| NodeError::new(e.to_string()))?;
-            embed::ensure_interpreter(program).map_err(NodeError::new)?;
+            embed::ensure_interpreter(program).map_err(|e| NodeError::new(e.to_string()))?;
         }
         embed::pin_thread();
         Python::attach(|py| {
