@@ -14,9 +14,10 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 # Only asks the package index when something is missing.
-if ! .venv/bin/python -c "import maturin, pytest, numpy" 2>/dev/null; then
+# mypy: the type checks of scripts/python-typing.sh (mypy --strict and stubtest).
+if ! .venv/bin/python -c "import maturin, pytest, numpy, mypy" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-        "maturin>=1.16,<2" "pytest>=8" "numpy>=1.26"
+        "maturin>=1.16,<2" "pytest>=8" "numpy>=1.26" "mypy>=1.15,<2"
 fi
 if [ -n "${PYTHON_ENV_ONLY:-}" ]; then
     exit 0

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 # Formatting, lints, a build of every crate (the end-to-end tests run the built `horus` binary
-# and plugin libraries), the `horus` Python package into .venv/, then every Rust test and every
-# Python test.
+# and plugin libraries), the `horus` Python package into .venv/ and its type checks, its wheel
+# installed and run in a fresh venv, then every Rust test and every Python test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,7 @@ features=(--features horus-host/network,horus-python/network,horus-e2e/network)
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "python environment (.venv: maturin, pytest, numpy)"
+step "python environment (.venv: maturin, pytest, numpy, mypy)"
 # Also the interpreter pyo3 builds against, for cargo and maturin alike (one shared target/).
 PYTHON_ENV_ONLY=1 ./scripts/python-env.sh
 export PYO3_PYTHON="$PWD/.venv/bin/python"
@@ -29,6 +29,13 @@ cargo build --workspace "${features[@]}"
 
 step "horus Python package (maturin develop into .venv)"
 ./scripts/python-env.sh
+
+step "python typing (mypy --strict, stubtest against the built extension)"
+./scripts/python-typing.sh
+
+step "the wheel as a user installs it (maturin build, fresh venv, a node run)"
+# Right after `maturin develop`: same interpreter and profile, so the wheel reuses its build.
+./scripts/wheel-check.sh
 
 step "cargo test"
 cargo test --workspace "${features[@]}"

@@ -150,17 +150,49 @@ unsafe fn bytes<'a>(s: RawSlice) -> &'a [u8] {
 
 static INIT: Mutex<()> = Mutex::new(());
 
+/// Why [`ensure_interpreter`] could not start the embedded interpreter.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpreterError {
+    /// The interpreter's path cannot be a C string.
+    #[error("the Python path `{program}` contains a NUL byte")]
+    NulInProgram {
+        /// The path as given (the node's `program`).
+        program: String,
+    },
+    /// CPython refused `program` as the program name.
+    #[error("cannot set the interpreter's program name{}", status_suffix(.status))]
+    ProgramName {
+        /// CPython's `PyStatus` message, if it gave one.
+        status: Option<String>,
+    },
+    /// `Py_InitializeFromConfig` failed.
+    #[error("cannot start the Python interpreter{}", status_suffix(.status))]
+    Initialize {
+        /// CPython's `PyStatus` message, if it gave one.
+        status: Option<String>,
+    },
+}
+
+/// `": <message>"`, or nothing when CPython gave no message.
+fn status_suffix(status: &Option<String>) -> String {
+    status.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+}
+
 /// Starts the interpreter if this process has none yet (the `horus` host running a Python
 /// node), as if `program` (an environment's `python`) had been launched. In a Python process
 /// (the package face) the interpreter exists and this does nothing.
-pub fn ensure_interpreter(program: Option<&str>) -> Result<(), String> {
+pub fn ensure_interpreter(program: Option<&str>) -> Result<(), InterpreterError> {
     let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: a read-only query, valid before and after initialization.
     if unsafe { ffi::Py_IsInitialized() } != 0 {
         return Ok(());
     }
     let program = program
-        .map(|p| CString::new(p).map_err(|_| format!("the Python path `{p}` contains a NUL byte")))
+        .map(|p| {
+            CString::new(p).map_err(|_| InterpreterError::NulInProgram {
+                program: p.to_owned(),
+            })
+        })
         .transpose()?;
     // SAFETY: the documented PyConfig sequence: a zeroed config initialised by
     // `PyConfig_InitPythonConfig`, one string field set through the API, initialisation, and
@@ -177,16 +209,17 @@ pub fn ensure_interpreter(program: Option<&str>) -> Result<(), String> {
                 ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, program.as_ptr());
             if ffi::PyStatus_Exception(status) != 0 {
                 ffi::PyConfig_Clear(&mut config);
-                return Err(status_message(
-                    status,
-                    "cannot set the interpreter's program name",
-                ));
+                return Err(InterpreterError::ProgramName {
+                    status: status_message(status),
+                });
             }
         }
         let status = ffi::Py_InitializeFromConfig(&config);
         ffi::PyConfig_Clear(&mut config);
         if ffi::PyStatus_Exception(status) != 0 {
-            return Err(status_message(status, "cannot start the Python interpreter"));
+            return Err(InterpreterError::Initialize {
+                status: status_message(status),
+            });
         }
         let saved = ffi::PyEval_SaveThread();
         // This thread now has the interpreter's main thread state: keep it pinned (it is
@@ -197,11 +230,12 @@ pub fn ensure_interpreter(program: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-fn status_message(status: ffi::PyStatus, what: &str) -> String {
+/// The message of a failed `PyStatus`, if it has one.
+fn status_message(status: ffi::PyStatus) -> Option<String> {
     if status.err_msg.is_null() {
-        return what.to_owned();
+        return None;
     }
     // SAFETY: a non-null `err_msg` of a PyStatus is a static NUL-terminated C string.
     let msg = unsafe { std::ffi::CStr::from_ptr(status.err_msg) };
-    format!("{what}: {}", msg.to_string_lossy())
+    Some(msg.to_string_lossy().into_owned())
 }

@@ -69,7 +69,9 @@ class Node:
 
     config: Dict[str, Any]
 
-    def __init__(self, name: Optional[str] = None, **_ignored: Any) -> None:
+    # No catch-all ``**kwargs``: a misspelt or unsupported keyword (``Node(nmae="x")``) is
+    # Python's own ``TypeError`` naming it, not silently dropped.
+    def __init__(self, name: Optional[str] = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"a node name must be a non-empty str (got {name!r})")
         self.name: Optional[str] = name
@@ -247,6 +249,7 @@ class RobotPreset:
     def get(cls, name: str) -> SchedulerConfig:
         if name not in cls.NAMES:
             raise AttributeError(f"no preset {name!r}; presets: {', '.join(cls.NAMES)}")
-        return getattr(SchedulerConfig, name)()
+        preset: SchedulerConfig = getattr(SchedulerConfig, name)()
+        return preset
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "Imu",
     "Twist",
     "ABI_VERSION",
+    "_close_global_hubs",
 ]
 
 ABI_VERSION: int
@@ -180,6 +181,9 @@ class Hub:
         subscriber exists)."""
     def close(self) -> None: ...
     def __repr__(self) -> str: ...
+
+def _close_global_hubs() -> None:
+    """Detaches every global hub of this process (registered with ``atexit`` by ``horus``)."""
 
 @final
 class Link:

@@ -35,7 +35,7 @@ def loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def submit(coro: Coroutine[Any, Any, Any]) -> Future:
+def submit(coro: Coroutine[Any, Any, Any]) -> Future[Any]:
     """Schedules ``coro`` on the runtime's loop; returns its concurrent future."""
     if not asyncio.iscoroutine(coro):
         raise TypeError(f"async tick returned {type(coro).__name__!r}, not a coroutine")
