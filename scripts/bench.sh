@@ -15,7 +15,7 @@ case "$group" in
     cargo bench -q -p horus-host --bench topics
     ;;
   host)
-    cargo build --release -q -p horus-host -p bench-noop -p jitter-probe -p imu-sim -p attitude-filter -p telemetry-sink
+    cargo build --release -q -p horus-host -p bench-noop -p jitter-probe -p imu-sim -p attitude-filter -p telemetry-sink -p hello-counter
     cargo bench -q -p horus-host --bench host
     ;;
   isolation)

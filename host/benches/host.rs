@@ -8,6 +8,10 @@
 //!   1 ms deadlines measured in the same run. Target ≤ 1.5× the bare loop.
 //! - **host memory** running the demo manifest (IMU → filter → sink): resident memory after 2 s
 //!   without the shared-memory topic segments (`VmRSS − RssShmem` from /proc). Target ≤ 20 MB.
+//! - **`horus check` at scale**: counter → summer pairs (`hello-counter`), 200, 1000 and 4000
+//!   nodes, median of 5 checks each; the 4000-node figure against 4 × the 1000-node one
+//!   measured in the same run, so a ratio near 1 means validation and planning grow linearly
+//!   (a quadratic step gives about 4). Target: 4000 nodes well under a second.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -202,5 +206,62 @@ fn main() {
         rss as f64 / 1024.0,
         shm as f64 / 1024.0
     );
+    check_scaling(&dir, &tmp);
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A manifest of `nodes` nodes: counter → summer pairs, each pair connected.
+fn pairs_manifest(plugin: &Path, nodes: usize) -> String {
+    let mut m = String::from("[scheduler]\npreset = \"standard\"\n");
+    for i in 0..nodes / 2 {
+        m.push_str(&format!(
+            "[[node]]\nname = \"c{i}\"\nplugin = \"{p}\"\ntype = \"Counter\"\nconfig = {{ step = 2 }}\n\n\
+             [[node]]\nname = \"s{i}\"\nplugin = \"{p}\"\ntype = \"Summer\"\n\n\
+             [[connect]]\nfrom = \"c{i}.count\"\nto = \"s{i}.numbers\"\nqos = \"reliable(64)\"\n\n",
+            p = plugin.display()
+        ));
+    }
+    m
+}
+
+/// Median milliseconds of `horus check manifest` (process start to exit).
+fn check_ms(manifest: &Path, runs: usize) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let out = Command::new(horus())
+                .args(["check", manifest.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .output()
+                .expect("run horus check");
+            assert!(
+                out.status.success(),
+                "horus check failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn check_scaling(dir: &Path, tmp: &Path) {
+    let plugin = dir.join("libhello_counter.so");
+    let ms: Vec<f64> = [200, 1000, 4000]
+        .iter()
+        .map(|&n| {
+            let path = tmp.join(format!("pairs{n}.toml"));
+            std::fs::write(&path, pairs_manifest(&plugin, n)).expect("manifest");
+            check_ms(&path, 5)
+        })
+        .collect();
+    let linear = 4.0 * ms[1];
+    println!(
+        "BENCH check_4000_nodes value={:.1} unit=ms baseline={linear:.1} ratio={:.2} baseline_name=4x_check_1000_nodes n200_ms={:.1} n1000_ms={:.1} target_ms=1000",
+        ms[2],
+        ms[2] / linear,
+        ms[0],
+        ms[1]
+    );
 }

@@ -906,18 +906,6 @@ impl Validator<'_> {
     }
 }
 
-/// Keys accepted per table, for tests that keep `raw` and the hint lists in sync.
-#[doc(hidden)]
-pub fn known_keys() -> [&'static [&'static str]; 5] {
-    [
-        raw::TOP_KEYS,
-        raw::SCHEDULER_KEYS,
-        raw::NODE_KEYS,
-        raw::CONNECT_KEYS,
-        raw::HUB_KEYS,
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
