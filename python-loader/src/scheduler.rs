@@ -10,7 +10,7 @@
 use crate::node;
 use horus_host::ffi::PluginLibrary;
 use horus_host::io::NodeIo;
-use horus_host::manifest::limits::{TICK_RATE_HZ, WATCHDOG_MS};
+use horus_host::manifest::limits::{DEADLINE_MS, MAX_FAILURES, RATE_HZ, TICK_RATE_HZ, WATCHDOG_MS};
 use horus_host::manifest::{Isolation, Preset, SchedulerSpec, SupervisionSpec};
 use horus_host::python::PythonSource;
 use horus_host::scheduler::{self, BoundNode, NodeSetup, NodeStats, RunError, StatsBoard, StopHandle};
@@ -142,12 +142,13 @@ impl SchedulerConfig {
 
     #[setter]
     fn set_max_failures(&mut self, max_failures: i64) -> PyResult<()> {
-        if !(1..=1_000_000).contains(&max_failures) {
+        if !MAX_FAILURES.contains(max_failures) {
             return Err(PyValueError::new_err(format!(
                 "max_failures must be at least 1 (got {max_failures})"
             )));
         }
-        self.max_failures = max_failures as u32;
+        // More than u32::MAX failures in a row means never, as in a manifest.
+        self.max_failures = u32::try_from(max_failures).unwrap_or(u32::MAX);
         Ok(())
     }
 
@@ -303,33 +304,16 @@ fn watchdog_of(e: &Entry, config: &SchedulerConfig) -> (bool, u64) {
 
 fn blank_stats(e: &Entry, config: &SchedulerConfig) -> NodeStats {
     NodeStats {
-        name: e.name.clone(),
-        total_ticks: 0,
-        total_failures: 0,
-        consecutive_failures: 0,
         priority: e.priority,
         tick_rate: e.rate_hz.unwrap_or(config.tick_rate),
         logging_enabled: e.logging,
-        tick_duration_min_us: 0.0,
-        tick_duration_avg_us: 0.0,
-        tick_duration_max_us: 0.0,
-        tick_duration_p99_us: 0.0,
-        actual_rate_hz: 0.0,
-        last_error: None,
-        circuit_state: scheduler::CircuitState::Closed,
-        restarts: 0,
         deadline_ms: e.deadline_ms,
-        deadline_misses: 0,
-        watchdog_enabled: false,
-        watchdog_timeout_ms: 0,
-        watchdog_expired: false,
-        messages_sent: 0,
-        messages_received: 0,
-        dropped: 0,
-        node_type: "PythonNode".into(),
-        plugin: PYTHON_ORIGIN.into(),
-        isolation: Isolation::Inline,
-        topics: Vec::new(),
+        ..NodeStats::before_first_tick(
+            e.name.clone(),
+            node::NODE_TYPE.into(),
+            PYTHON_ORIGIN.into(),
+            Isolation::Inline,
+        )
     }
 }
 
@@ -440,7 +424,11 @@ impl Scheduler {
         config: Py<PyDict>,
     ) -> PyResult<()> {
         if let Some(r) = rate_hz {
-            check_rate(r).map_err(|_| PyValueError::new_err(format!("rate_hz must be above 0 (got {r})")))?;
+            if !RATE_HZ.contains(r) {
+                return Err(PyValueError::new_err(format!(
+                    "rate_hz must be above 0 (got {r})"
+                )));
+            }
         }
         let mut st = self.lock();
         if st.nodes.iter().any(|e| e.name == name) {
@@ -510,9 +498,10 @@ impl Scheduler {
 
     /// A tick of node `name` longer than `deadline_ms` counts one deadline miss.
     fn set_node_deadline(&self, name: &str, deadline_ms: f64) -> PyResult<()> {
-        if !(deadline_ms.is_finite() && deadline_ms > 0.0) {
+        if !DEADLINE_MS.contains(deadline_ms) {
             return Err(PyValueError::new_err(format!(
-                "deadline_ms must be a number of milliseconds above 0 (got {deadline_ms})"
+                "deadline_ms must be a number of milliseconds {} (got {deadline_ms})",
+                DEADLINE_MS.describe()
             )));
         }
         let mut st = self.lock();

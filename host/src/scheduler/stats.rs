@@ -67,6 +67,47 @@ pub struct NodeStats {
     pub topics: Vec<TopicStats>,
 }
 
+impl NodeStats {
+    /// The stats of a node that has not ticked yet: every counter and time 0, a closed
+    /// circuit, no watchdog, no deadline, not connected.
+    pub fn before_first_tick(
+        name: String,
+        node_type: String,
+        plugin: String,
+        isolation: Isolation,
+    ) -> NodeStats {
+        NodeStats {
+            name,
+            total_ticks: 0,
+            total_failures: 0,
+            consecutive_failures: 0,
+            priority: 0,
+            tick_rate: 0.0,
+            logging_enabled: true,
+            tick_duration_min_us: 0.0,
+            tick_duration_avg_us: 0.0,
+            tick_duration_max_us: 0.0,
+            tick_duration_p99_us: 0.0,
+            actual_rate_hz: 0.0,
+            last_error: None,
+            circuit_state: CircuitState::Closed,
+            restarts: 0,
+            deadline_ms: None,
+            deadline_misses: 0,
+            watchdog_enabled: false,
+            watchdog_timeout_ms: 0,
+            watchdog_expired: false,
+            messages_sent: 0,
+            messages_received: 0,
+            dropped: 0,
+            node_type,
+            plugin,
+            isolation,
+            topics: Vec::new(),
+        }
+    }
+}
+
 /// [`Isolation`] as its manifest spelling ([`Isolation::name`]); the manifest type itself
 /// carries no serde.
 mod isolation_name {
@@ -284,33 +325,9 @@ mod tests {
 
     fn sample() -> NodeStats {
         NodeStats {
-            name: "n".into(),
-            total_ticks: 0,
-            total_failures: 0,
-            consecutive_failures: 0,
-            priority: 0,
             tick_rate: 100.0,
-            logging_enabled: true,
-            tick_duration_min_us: 0.0,
-            tick_duration_avg_us: 0.0,
-            tick_duration_max_us: 0.0,
-            tick_duration_p99_us: 0.0,
-            actual_rate_hz: 0.0,
-            last_error: None,
             circuit_state: CircuitState::HalfOpen,
-            restarts: 0,
-            deadline_ms: None,
-            deadline_misses: 0,
-            watchdog_enabled: false,
-            watchdog_timeout_ms: 0,
-            watchdog_expired: false,
-            messages_sent: 0,
-            messages_received: 0,
-            dropped: 0,
-            node_type: "T".into(),
-            plugin: "p.so".into(),
-            isolation: Isolation::Inline,
-            topics: Vec::new(),
+            ..NodeStats::before_first_tick("n".into(), "T".into(), "p.so".into(), Isolation::Inline)
         }
     }
 
