@@ -43,13 +43,15 @@ pub struct SchedulerConfig {
 }
 
 fn check_rate(tick_rate: f64) -> PyResult<f64> {
-    if !TICK_RATE_HZ.contains(tick_rate) {
-        return Err(PyValueError::new_err(format!(
-            "tick_rate must be a number of Hz {} (got {tick_rate})",
-            TICK_RATE_HZ.describe()
-        )));
-    }
-    Ok(tick_rate)
+    TICK_RATE_HZ
+        .check(tick_rate)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn check_node_rate(rate_hz: f64) -> PyResult<f64> {
+    RATE_HZ
+        .check(rate_hz)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 fn check_watchdog(ms: i64) -> PyResult<u64> {
@@ -424,11 +426,7 @@ impl Scheduler {
         config: Py<PyDict>,
     ) -> PyResult<()> {
         if let Some(r) = rate_hz {
-            if !RATE_HZ.contains(r) {
-                return Err(PyValueError::new_err(format!(
-                    "rate_hz must be above 0 (got {r})"
-                )));
-            }
+            check_node_rate(r)?;
         }
         let mut st = self.lock();
         if st.nodes.iter().any(|e| e.name == name) {
@@ -523,7 +521,7 @@ impl Scheduler {
 
     /// Sets node `name`'s rate (Hz), slower than the scheduler's.
     fn set_node_rate(&self, name: &str, rate_hz: f64) -> PyResult<()> {
-        check_rate(rate_hz)?;
+        check_node_rate(rate_hz)?;
         let mut st = self.lock();
         let i = Scheduler::index_of(&st, name)?;
         st.nodes[i].rate_hz = Some(rate_hz);
@@ -540,7 +538,9 @@ impl Scheduler {
     fn run(&self, py: Python<'_>, duration: Option<f64>) -> PyResult<()> {
         let duration = match duration {
             None => None,
-            Some(d) if d.is_finite() && d >= 0.0 => Some(Duration::from_secs_f64(d)),
+            // Longer than a `Duration` holds (say 1e300 s): no end, as without a duration.
+            Some(d) if d >= 0.0 && Duration::try_from_secs_f64(d).is_err() => None,
+            Some(d) if d >= 0.0 => Some(Duration::from_secs_f64(d)),
             Some(d) => {
                 return Err(PyValueError::new_err(format!(
                     "duration must be a number of seconds ≥ 0 (got {d})"

@@ -479,3 +479,33 @@ def test_a_restart_hands_the_config_as_given_again(no_leftovers):
     assert s.get_node_stats("ConfigReader")["restarts"] == 1
     assert node.at_init == {"fail": True, "gain": 1}, "the restart's init saw a fresh copy"
     assert node.at_tick[-1] == {"fail": True, "gain": 1, "scratch": True}
+
+
+@pytest.mark.parametrize("rate", [1e-300, 1e-19, 0.0, -1.0, 1e6, float("nan"), float("inf")])
+def test_rates_outside_a_millihertz_to_100_khz_are_value_errors(rate):
+    # Issue #13 (6): such rates used to be accepted and overflow the scheduler's clock
+    # arithmetic at run time.
+    with pytest.raises(ValueError, match="0.001"):
+        horus.SchedulerConfig(tick_rate=rate)
+    config = horus.SchedulerConfig.standard()
+    with pytest.raises(ValueError, match="0.001"):
+        config.tick_rate = rate
+    s = horus.Scheduler()
+    with pytest.raises(ValueError, match="0.001"):
+        s.add(Counter(), rate_hz=rate)
+    s.add(Counter(name="ok"))
+    with pytest.raises(ValueError, match="0.001"):
+        s.set_node_rate("ok", rate)
+
+
+def test_the_ends_of_the_rate_range_and_huge_durations_run(no_leftovers):
+    s = horus.Scheduler.from_config(horus.SchedulerConfig(tick_rate=100_000.0))
+    n = Counter()
+    s.add(n, rate_hz=0.001)
+    s.run(duration=0.1)
+    assert n.ticks == 1, "a 0.001 Hz node ticks once at the start"
+    slow = horus.Scheduler.from_config(horus.SchedulerConfig(tick_rate=0.001))
+    slow.add(Counter())
+    # A duration beyond what the clock can add runs until stop(), instead of panicking.
+    threading.Timer(0.3, slow.stop).start()
+    slow.run(duration=1e300)

@@ -332,13 +332,53 @@ fn bad_values_are_all_reported_at_once() {
     has(
         &err,
         &[
-            "robot.toml:2:13: error[H0006]: `tick_rate` must be > 0",
-            "`rate_hz` must be > 0 (got 0)",
+            "robot.toml:2:13: error[H0006]: `tick_rate` must be 0.001 to 100000 Hz (got -5)",
+            "`rate_hz` must be 0.001 to 100000 Hz (got 0)",
             "must be `node.port`",
             "queue depth `0`",
             "4 errors",
         ],
     );
+}
+
+/// Issue #13 (6): rates so small that their period overflows a `Duration` or an `Instant` passed
+/// `horus check` and panicked the scheduler thread. Now 0.001 Hz to 100 kHz, a located error
+/// outside it, for `check` and `run` alike (`refuse` runs both).
+#[test]
+fn rates_outside_a_millihertz_to_100_khz_are_located_errors() {
+    let s = Scratch::new();
+    for (manifest, line, message) in [
+        (
+            format!("[scheduler]\ntick_rate = 1e-300\n{IMU}"),
+            2,
+            "`tick_rate` must be 0.001 to 100000 Hz (got 1e-300)",
+        ),
+        (
+            format!("[scheduler]\ntick_rate = 1e-19\n{IMU}"),
+            2,
+            "`tick_rate` must be 0.001 to 100000 Hz (got 1e-19)",
+        ),
+        (
+            format!("[scheduler]\ntick_rate = 0.001\n{IMU}rate_hz = 1e-19\n"),
+            6,
+            "node `imu`: `rate_hz` must be 0.001 to 100000 Hz (got 1e-19)",
+        ),
+        (
+            format!("{IMU}rate_hz = 1e-300\n"),
+            4,
+            "node `imu`: `rate_hz` must be 0.001 to 100000 Hz (got 1e-300)",
+        ),
+    ] {
+        let err = refuse(&s, &manifest);
+        has(&err, &[&format!("robot.toml:{line}:"), "error[H0006]", message]);
+    }
+    // The ends of the range run.
+    let path = s.write(
+        "slow.toml",
+        &format!("[scheduler]\ntick_rate = 0.001\n{IMU}rate_hz = 0.001\n"),
+    );
+    let out = run(&["run", path.to_str().unwrap(), "--duration", "200ms"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 }
 
 #[test]

@@ -8,11 +8,26 @@ use std::fmt;
 pub trait Bounded: PartialOrd + Copy + fmt::Display {
     /// False for NaN and infinities.
     fn finite(self) -> bool;
+
+    /// The value as a message shows it.
+    fn show(self) -> String {
+        self.to_string()
+    }
 }
 
 impl Bounded for f64 {
     fn finite(self) -> bool {
         self.is_finite()
+    }
+
+    /// `1e-300` rather than three hundred zeros.
+    fn show(self) -> String {
+        let magnitude = self.abs();
+        if magnitude != 0.0 && self.is_finite() && !(1e-4..1e16).contains(&magnitude) {
+            format!("{self:e}")
+        } else {
+            self.to_string()
+        }
     }
 }
 
@@ -71,7 +86,7 @@ impl<T: Bounded> Limit<T> {
             Err(LimitError {
                 key: self.key,
                 range: self.describe(),
-                got: v.to_string(),
+                got: v.show(),
             })
         }
     }
@@ -89,23 +104,18 @@ pub struct LimitError {
     pub got: String,
 }
 
-/// The scheduler's tick rate.
+/// The scheduler's tick rate: a period from 10 µs to 1000 s, so that no clock arithmetic on it
+/// can overflow (a rate of 1e-19 Hz once passed `horus check` and panicked the scheduler).
 pub const TICK_RATE_HZ: Limit<f64> = Limit {
     key: "tick_rate",
-    min: 0.0,
-    min_inclusive: false,
+    min: 0.001,
+    min_inclusive: true,
     max: Some(100_000.0),
     unit: "Hz",
 };
 
-/// A node's own rate (also at most the scheduler's, checked separately).
-pub const RATE_HZ: Limit<f64> = Limit {
-    key: "rate_hz",
-    min: 0.0,
-    min_inclusive: false,
-    max: None,
-    unit: "",
-};
+/// A node's own rate: the tick rate's range (and at most the scheduler's, checked separately).
+pub const RATE_HZ: Limit<f64> = TICK_RATE_HZ.named("rate_hz");
 
 /// A node's tick deadline.
 pub const DEADLINE_MS: Limit<f64> = Limit {
@@ -169,15 +179,33 @@ mod tests {
         assert!(WATCHDOG_MS.contains(10) && WATCHDOG_MS.contains(60_000));
         assert!(!WATCHDOG_MS.contains(9) && !WATCHDOG_MS.contains(60_001));
         assert!(!TICK_RATE_HZ.contains(0.0) && TICK_RATE_HZ.contains(100_000.0));
+        assert!(TICK_RATE_HZ.contains(0.001) && !TICK_RATE_HZ.contains(0.000_999));
         assert!(!TICK_RATE_HZ.contains(f64::NAN) && !RATE_HZ.contains(f64::INFINITY));
-        assert!(RATE_HZ.contains(1e9));
+        assert!(!RATE_HZ.contains(1e-300) && !RATE_HZ.contains(100_000.1));
+        assert!(!DEADLINE_MS.contains(0.0) && DEADLINE_MS.contains(3_600_000.0));
+    }
+
+    /// Issue #13 (6): every rate the limits accept has a period that `Duration` holds and that
+    /// an `Instant` a century from now can be advanced by.
+    #[test]
+    fn accepted_rates_have_periods_the_clock_can_add() {
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(100 * 365 * 86_400);
+        for rate in [0.001, 0.0011, 1.0, 99_999.9, 100_000.0] {
+            assert!(RATE_HZ.contains(rate));
+            let period = std::time::Duration::try_from_secs_f64(1.0 / rate).expect("a period");
+            assert!(later.checked_add(period).is_some());
+        }
     }
 
     #[test]
     fn errors_say_the_range() {
         assert_eq!(
             TICK_RATE_HZ.check(0.0).unwrap_err().to_string(),
-            "`tick_rate` must be > 0 and ≤ 100000 Hz (got 0)"
+            "`tick_rate` must be 0.001 to 100000 Hz (got 0)"
+        );
+        assert_eq!(
+            RATE_HZ.check(1e-300).unwrap_err().to_string(),
+            "`rate_hz` must be 0.001 to 100000 Hz (got 1e-300)"
         );
         assert_eq!(
             WATCHDOG_MS
@@ -189,7 +217,7 @@ mod tests {
         );
         assert_eq!(
             RATE_HZ.check(-1.0).unwrap_err().to_string(),
-            "`rate_hz` must be > 0 (got -1)"
+            "`rate_hz` must be 0.001 to 100000 Hz (got -1)"
         );
     }
 }

@@ -374,7 +374,8 @@ fn run_on_this_thread(
     let period = Duration::from_secs_f64(1.0 / tick_rate);
     let spin = spin_margin(period);
     let start = Instant::now();
-    let end = duration.map(|d| start + d);
+    // A duration the clock cannot add (centuries) is no end at all.
+    let end = duration.and_then(|d| start.checked_add(d));
     let _ = ctx.running_since.set(start);
     for node in &mut nodes {
         node.next_due = start;
