@@ -43,6 +43,13 @@ enum Command {
     /// Internal: run one `isolation = "process"` node for the host that started this process.
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Internal: open a plugin in this (child) process, so that a library that crashes when it
+    /// is loaded takes only this process down.
+    #[command(name = "__inspect", hide = true)]
+    Inspect {
+        /// The plugin file.
+        plugin: PathBuf,
+    },
     /// Show the live node table of a running host (in this user's HORUS_NAMESPACE).
     Stats {
         /// Print the nodes as JSON (the same objects as --stats-json).
@@ -55,6 +62,11 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+}
+
+/// This binary, for the child processes that inspect plugins (`__inspect`).
+fn this_program() -> Option<PathBuf> {
+    std::env::current_exe().ok()
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -112,9 +124,12 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Check { manifest } => horus_host::check(manifest).map(|graph| {
-            print!("{}", horus_host::run::describe(&graph));
-        }),
+        Command::Inspect { plugin } => return ExitCode::from(horus_host::graph::inspect_plugin(plugin)),
+        Command::Check { manifest } => {
+            horus_host::run::check_with(manifest, this_program().as_deref()).map(|graph| {
+                print!("{}", horus_host::run::describe(&graph));
+            })
+        }
         Command::Run {
             manifest,
             duration,
@@ -124,6 +139,7 @@ fn main() -> ExitCode {
                 manifest: manifest.clone(),
                 duration: *duration,
                 stats_json: stats_json.clone(),
+                inspector: this_program(),
             };
             horus_host::run(&opts).map(|report| {
                 print!("{}", horus_host::scheduler::table(&report.nodes));

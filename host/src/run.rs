@@ -3,7 +3,7 @@
 //! logic lives in its own module.
 
 use crate::diag::Diagnostics;
-use crate::graph::{BindError, BoundGraph, Graph};
+use crate::graph::{BindError, BoundGraph, Graph, Inspector};
 use crate::manifest;
 use crate::scheduler::{self, NodeStats, RunError, RunReport, StatsBoard, StopHandle};
 use crate::topic::TopicScope;
@@ -67,13 +67,27 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Write the final stats as JSON here.
     pub stats_json: Option<PathBuf>,
+    /// The `horus` binary, to open the plugins of `process` nodes in a child process first (a
+    /// crashing library is then a diagnostic, not a crash of the host).
+    pub inspector: Option<PathBuf>,
 }
 
 /// Runs every check on the manifest at `path` (files, plugins, ABI, node types, connections)
 /// without creating a node. Plugins are loaded and unloaded again.
 pub fn check(path: &Path) -> Result<Graph, HostError> {
+    check_with(path, None)
+}
+
+/// [`check`], with every plugin opened by a child process first when `inspector` (the `horus`
+/// binary) is given, as `horus check` does: a library that crashes or hangs when it is loaded is
+/// then diagnostic H0030, not a crash of `horus check`.
+pub fn check_with(path: &Path, inspector: Option<&Path>) -> Result<Graph, HostError> {
     let manifest = manifest::load(path).map_err(HostError::BadInput)?;
-    Graph::build(manifest).map_err(HostError::BadInput)
+    let inspector = inspector.map(|program| Inspector {
+        program: program.to_path_buf(),
+        all: true,
+    });
+    Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)
 }
 
 /// One line per node for `horus check`.
@@ -123,7 +137,12 @@ fn count(n: usize, what: &str) -> String {
 /// down, unloads the plugins and returns the report (also written to `--stats-json`). A second
 /// SIGINT/SIGTERM during shutdown exits at once with code 130.
 pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
-    let graph = check(&opts.manifest)?;
+    let manifest = manifest::load(&opts.manifest).map_err(HostError::BadInput)?;
+    let inspector = opts.inspector.as_ref().map(|program| Inspector {
+        program: program.clone(),
+        all: false,
+    });
+    let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
     let stats_file = match &opts.stats_json {
         Some(path) => Some((
             path,

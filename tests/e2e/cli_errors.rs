@@ -441,3 +441,44 @@ fn check_summarises_a_good_manifest() {
         ],
     );
 }
+
+/// Issue #13 (8): a library that passes the header checks but hands over a wild descriptor
+/// pointer crashed `horus check` with SIGSEGV (exit 139). `horus check` opens every plugin in a
+/// child process first, and `horus run` those of `process` nodes: the crash is H0030 at the
+/// node's `plugin` key, exit 2; so is a library whose entry never returns.
+#[test]
+fn a_plugin_that_crashes_or_hangs_when_loaded_is_h0030_not_a_crash() {
+    use horus_e2e::{horus, spawn, wait};
+    use std::time::Duration;
+    let s = Scratch::new();
+    let bad = "[[node]]\nname = \"bad\"\nplugin = \"{plugin:faulty-descriptor}\"\n";
+    let check = s.write("check.toml", bad);
+    let out = run(&["check", check.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &[
+            "check.toml:3:10: error[H0030]: node `bad`: plugin ",
+            "loading it killed the process that inspected it: signal 11 (SIGSEGV)",
+            "see: docs/errors/H0030.md",
+        ],
+    );
+    let process = s.write("process.toml", &format!("{bad}isolation = \"process\"\n"));
+    let out = run(&["run", process.to_str().unwrap(), "--duration", "1s"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(&out.stderr, &["error[H0030]: node `bad`", "SIGSEGV"]);
+    // A library whose entry hangs: the child is killed after the (here shortened) timeout.
+    let mut cmd = horus(&["check", check.to_str().unwrap()]);
+    cmd.env("HORUS_FAULTY_DESCRIPTOR", "hang")
+        .env("HORUS_INSPECT_TIMEOUT_MS", "300");
+    let out = wait(spawn(cmd), Duration::from_secs(60));
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(&out.stderr, &["error[H0030]", "did not finish within 0.3 s"]);
+    // A good plugin is unaffected by its inspection.
+    let good = s.write(
+        "good.toml",
+        "[[node]]\nname = \"c\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\nisolation = \"process\"\n",
+    );
+    let out = run(&["check", good.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+}

@@ -1,14 +1,115 @@
 //! Step 1 of the graph: open every plugin a manifest names, each file once. The only step that
 //! touches the system (files, `dlopen`, the Python interpreter); every later step is a pure
 //! function of what this one returns.
+//!
+//! A loader can check a plugin's header before it follows the descriptor, but not that the
+//! descriptor's pointers are sane: a broken library (a C plugin returning a bogus pointer) would
+//! crash the process that reads it. So with an [`Inspector`], a plugin is first opened by a child
+//! process (`horus __inspect <file>`, see [`inspect_plugin`]) and only loaded here if the child
+//! survived; a crash or a hang of the child is diagnostic H0030. `horus check` inspects every
+//! plugin, `horus run` those of `process` nodes (the ones meant to be kept at arm's length).
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::ffi::{LoadError, NotALibraryKind, PluginLibrary};
+use crate::manifest::Isolation;
 use crate::manifest::{Manifest, NodeCode, NodeSpec, PluginRef};
 use crate::python::{self, Loader};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which plugins a child process opens before this one does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspector {
+    /// The `horus` binary (its hidden `__inspect` command).
+    pub program: PathBuf,
+    /// Every plugin (`horus check`), or only those of `process` nodes (`horus run`).
+    pub all: bool,
+}
+
+/// How long an inspection may take before the library counts as hung, unless
+/// `HORUS_INSPECT_TIMEOUT_MS` says otherwise (a very large library on a slow disk).
+pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn inspect_timeout() -> Duration {
+    std::env::var("HORUS_INSPECT_TIMEOUT_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(INSPECT_TIMEOUT, |ms| Duration::from_millis(ms.clamp(10, 600_000)))
+}
+
+/// The child side of an inspection (`horus __inspect <file>`): opens `file` as a plugin, which
+/// reads and copies its whole descriptor, and reports a load error. Returns the exit code: 0
+/// when it opened, 1 when it is refused (the parent then loads it itself and reports why). A
+/// crash kills this process, which is the point.
+pub fn inspect_plugin(file: &Path) -> u8 {
+    match PluginLibrary::open(file) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// Opens `file` in a child process first: `Err` with the diagnostic's message when the child
+/// crashed or hung; `Ok` otherwise (also when it could not be started, which is logged).
+fn inspect(inspector: &Inspector, file: &Path) -> Result<(), String> {
+    let child = Command::new(&inspector.program)
+        .arg("__inspect")
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::debug!(plugin = %file.display(), "cannot inspect the plugin in a child process: {e}");
+            return Ok(());
+        }
+    };
+    let started = Instant::now();
+    let timeout = inspect_timeout();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return crashed(status).map_or(Ok(()), Err),
+            Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "loading it did not finish within {:.1} s (its initialisers or its entry point hang)",
+                    timeout.as_secs_f64()
+                ));
+            }
+            Err(e) => {
+                tracing::debug!(plugin = %file.display(), "cannot wait for the inspecting process: {e}");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The message for a child that died of a signal.
+fn crashed(status: ExitStatus) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let signal = status.signal()?;
+    let name = match signal {
+        4 => " (SIGILL)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        _ => "",
+    };
+    Some(format!(
+        "loading it killed the process that inspected it: signal {signal}{name}"
+    ))
+}
 
 /// The plugins of a manifest, opened.
 #[derive(Debug, Default)]
@@ -23,11 +124,13 @@ pub struct Loaded {
 
 /// Opens the plugins of `manifest`: each Rust plugin file once (from a private copy), and the
 /// Python loader of each environment that Python nodes name. Reports every file that fails.
-pub fn load_plugins(manifest: &Manifest) -> (Loaded, Diagnostics) {
+pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Loaded, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut loaded = Loaded::default();
     let mut by_path: HashMap<PathBuf, Option<Arc<PluginLibrary>>> = HashMap::new();
     let mut by_venv: HashMap<Option<PathBuf>, Result<Loader, python::LoaderError>> = HashMap::new();
+    // Files a child already opened (true) or failed on (false, reported once).
+    let mut inspected_files: HashMap<PathBuf, bool> = HashMap::new();
     for spec in &manifest.nodes {
         let (file, loader) = match &spec.code {
             NodeCode::Plugin(code) => {
@@ -56,6 +159,28 @@ pub fn load_plugins(manifest: &Manifest) -> (Loaded, Diagnostics) {
             }
         };
         let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        let inspected =
+            inspector.filter(|i| loader.is_none() && (i.all || spec.isolation == Isolation::Process));
+        if let Some(inspector) = inspected {
+            if !inspected_files.contains_key(&key) {
+                let verdict = inspect(inspector, &file);
+                inspected_files.insert(key.clone(), verdict.is_ok());
+                if let Err(why) = verdict {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::H0030,
+                            &manifest.path,
+                            format!("plugin {}: {why}", file.display()),
+                        )
+                        .at(spec.code.at())
+                        .node(spec.name.clone())
+                        .key("plugin")
+                        .hint(CRASH_HINT),
+                    );
+                    by_path.insert(key.clone(), None);
+                }
+            }
+        }
         let lib = by_path
             .entry(key)
             .or_insert_with(|| match open(&file, loader.as_ref()) {
@@ -75,6 +200,10 @@ pub fn load_plugins(manifest: &Manifest) -> (Loaded, Diagnostics) {
     }
     (loaded, diags)
 }
+
+const CRASH_HINT: &str = "the library's `horus_plugin_entry` or the descriptor it returns is broken \
+     (or its initialisers crash): rebuild the plugin with `export_plugin!` against horus-plugin-api; \
+     see docs/plugins.md";
 
 /// A private copy of a Rust plugin, or the resident Python loader.
 fn open(file: &Path, loader: Option<&Loader>) -> Result<PluginLibrary, LoadError> {

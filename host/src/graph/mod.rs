@@ -13,7 +13,7 @@ mod resolve;
 mod tests;
 
 pub use connect::{check_connections, Input, Output, PortId, Source, Wiring};
-pub use load::{load_plugins, Loaded};
+pub use load::{inspect_plugin, load_plugins, Inspector, Loaded, INSPECT_TIMEOUT};
 pub use network::{plan_network, NetPlan};
 pub use ports::plan_ports;
 pub use resolve::{resolve_types, TypeDesc};
@@ -104,7 +104,13 @@ impl Graph {
     /// [`load_plugins`] (the only one that touches the system), then the pure ones:
     /// [`resolve_types`], [`check_connections`], [`plan_network`], [`plan_ports`].
     pub fn build(manifest: Manifest) -> Result<Graph, Diagnostics> {
-        let (loaded, mut diags) = load_plugins(&manifest);
+        Graph::build_with(manifest, None)
+    }
+
+    /// [`Graph::build`], opening plugins in a child process first as `inspector` says (see
+    /// [`load`]).
+    pub fn build_with(manifest: Manifest, inspector: Option<&Inspector>) -> Result<Graph, Diagnostics> {
+        let (loaded, mut diags) = load_plugins(&manifest, inspector);
         let offered: Vec<Option<Vec<TypeDesc<'_>>>> = loaded
             .per_node
             .iter()
