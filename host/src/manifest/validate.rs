@@ -1142,6 +1142,128 @@ mod tests {
         );
     }
 
+    /// Issue #13 (10): every key with random values — extreme numbers, wrong types, odd strings.
+    /// Validation never panics, and whatever it accepts is safe to run: rates, deadlines,
+    /// timeouts and backoffs stay in their limits, and the durations the scheduler derives from
+    /// them can be built and added to an `Instant` (a rate of 1e-19 Hz once passed and panicked
+    /// the scheduler).
+    #[test]
+    fn random_values_are_refused_or_safe_to_run() {
+        let values = [
+            "0",
+            "-1",
+            "1",
+            "2",
+            "7",
+            "100",
+            "100000",
+            "100001",
+            "1e-300",
+            "1e-19",
+            "1e300",
+            "0.001",
+            "0.0009",
+            "-0.0",
+            "nan",
+            "inf",
+            "-inf",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "3600000",
+            "3600001",
+            "60000",
+            "10",
+            "9",
+            "true",
+            "false",
+            "\"\"",
+            "\"x\"",
+            "\"a.b\"",
+            "\"keep_last(4)\"",
+            "\"reliable\"",
+            "\"reliable(1048577)\"",
+            "\"standard\"",
+            "\"thread\"",
+            "\"process\"",
+            "[]",
+            "[1, 2]",
+            "{}",
+            "{ a = 1 }",
+            "1979-05-27T07:32:00Z",
+        ];
+        let keys: [(&str, &[&str]); 3] = [
+            ("[scheduler]", raw::SCHEDULER_KEYS),
+            ("[[node]]\nname = \"a\"\nplugin = \"liba.so\"", raw::NODE_KEYS),
+            ("[[connect]]\nfrom = \"a.out\"\ntopic = \"t\"", raw::CONNECT_KEYS),
+        ];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as usize
+        };
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(100 * 365 * 86_400);
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..4000 {
+            let mut text = String::new();
+            for (header, table_keys) in keys {
+                text.push_str(header);
+                text.push('\n');
+                for _ in 0..next() % 4 {
+                    let key = table_keys[next() % table_keys.len()];
+                    if matches!(key, "name" | "plugin" | "from" | "topic")
+                        || text.contains(&format!("\n{key} ="))
+                    {
+                        continue;
+                    }
+                    text.push_str(&format!("{key} = {}\n", values[next() % values.len()]));
+                }
+            }
+            let Ok(m) = parse(&text, Path::new("m.toml"), Path::new("/base")) else {
+                refused += 1;
+                continue;
+            };
+            ok += 1;
+            let s = &m.scheduler;
+            assert!(limits::TICK_RATE_HZ.contains(s.tick_rate), "{text}");
+            let period = |hz: f64| std::time::Duration::try_from_secs_f64(1.0 / hz).expect("a period");
+            assert!(later.checked_add(period(s.tick_rate)).is_some(), "{text}");
+            let sup = &s.supervision;
+            for d in [sup.restart_backoff, sup.restart_backoff_max, sup.watchdog_timeout] {
+                assert!(
+                    d <= std::time::Duration::from_secs(3600) && later.checked_add(d).is_some(),
+                    "{text}"
+                );
+            }
+            assert!(sup.max_failures >= 1, "{text}");
+            for n in &m.nodes {
+                if let Some(hz) = n.rate_hz {
+                    assert!(limits::RATE_HZ.contains(hz) && hz <= s.tick_rate, "{text}");
+                    assert!(later.checked_add(period(hz)).is_some(), "{text}");
+                }
+                for d in n.deadline.iter().chain(&n.watchdog) {
+                    assert!(
+                        *d > std::time::Duration::ZERO && *d <= std::time::Duration::from_secs(3600),
+                        "{text}"
+                    );
+                }
+            }
+            for c in &m.connections {
+                assert!((1..=Qos::MAX_DEPTH).contains(&c.qos.depth()), "{text}");
+                assert!(
+                    c.max_size
+                        .is_none_or(|m| (1..=super::super::MAX_MAX_SIZE).contains(&m)),
+                    "{text}"
+                );
+            }
+        }
+        assert!(
+            ok > 100 && refused > 100,
+            "both outcomes exercised: {ok} ok, {refused} refused"
+        );
+    }
+
     #[test]
     fn key_lists_match_the_raw_structs() {
         // Every key the hints list must be accepted by the parser.
