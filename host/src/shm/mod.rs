@@ -49,6 +49,9 @@ pub fn peek(ns: &str, topic: &str) -> Result<Option<TopicSpec>, ShmError> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

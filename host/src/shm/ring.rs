@@ -321,7 +321,9 @@ impl Publisher {
         let mut since: Option<Instant> = None;
         loop {
             let v = slot.seq.load(Ordering::Acquire);
-            if v >= expected && v.is_multiple_of(2) {
+            if (v >= expected && v.is_multiple_of(2)) || v > 2 * s {
+                // Done, or a sequence at or past ours, which no writer of an earlier lap
+                // leaves: a corrupt slot, and waiting would not change it.
                 return;
             }
             let start = *since.get_or_insert_with(Instant::now);
@@ -472,7 +474,10 @@ impl Subscriber {
             if v1 > committed {
                 // Lapped: the slot holds a later message. Resume at the oldest one still held.
                 let w = self.seg.control().write_seq.load(Ordering::Acquire);
-                if w >= layout::SEQ_LIMIT {
+                if w >= layout::SEQ_LIMIT || w <= s + cap {
+                    // A later lap in the slot, but `write_seq` says none was claimed (it only
+                    // grows): a corrupt slot, not a lap. Skipping slot by slot could run for
+                    // ever over a scribbled ring.
                     self.corrupt += 1;
                     return None;
                 }

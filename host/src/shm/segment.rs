@@ -163,7 +163,12 @@ pub fn shm_name(ns: &str, topic: &str) -> String {
 }
 
 pub(crate) fn is_alive(pid: u32) -> bool {
-    match rustix::process::Pid::from_raw(pid as i32) {
+    // A pid read from shared memory may be anything: one above i32::MAX is no process (and
+    // `Pid::from_raw` asserts on a negative value).
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match rustix::process::Pid::from_raw(raw) {
         None => false,
         Some(p) => !matches!(
             rustix::process::test_kill_process(p),
