@@ -61,6 +61,8 @@ pub enum Code {
     H0026,
     /// A network hub could not be opened when the run started (the address is unusable).
     H0027,
+    /// A Link (single-producer topic) already has a live producer in another endpoint.
+    H0028,
     /// A plugin crashed or hung the child process that inspected it.
     H0030,
 }
@@ -93,6 +95,7 @@ impl Code {
             Code::H0025 => "H0025",
             Code::H0026 => "H0026",
             Code::H0027 => "H0027",
+            Code::H0028 => "H0028",
             Code::H0030 => "H0030",
         }
     }

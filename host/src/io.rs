@@ -172,6 +172,9 @@ impl NodeIo {
                 Ok(()) => abi::SEND_OK,
                 Err(SendError::Full) => abi::SEND_FULL,
                 Err(SendError::TooLarge { .. }) => abi::SEND_TOO_LARGE,
+                // The output was handed to the node's replacement (this instance was abandoned)
+                // or its topic is corrupt: for this instance it is no output any more.
+                Err(SendError::Revoked | SendError::Corrupt) => abi::SEND_BAD_PORT,
             },
             Some(PortBinding::Unconnected { output: true, sent }) => {
                 *sent += 1;

@@ -157,12 +157,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let signals = SignalGuard::install(stop.clone())?;
     let scope = TopicScope::new();
     crate::shm::reclaim_orphans(scope.namespace());
+    let manifest_path = graph.manifest.path.clone();
     let BoundGraph {
         manifest,
         plugins,
         nodes,
         net,
-    } = graph.bind(&scope)?;
+    } = graph
+        .bind(&scope)
+        .map_err(|e| match e.diagnostic(&manifest_path) {
+            Some(d) => HostError::BadInput(d.into()),
+            None => HostError::Bind(e),
+        })?;
     #[cfg(feature = "network")]
     let bridges = crate::net::bridge::Bridges::start(&manifest.hubs, &net, &scope).map_err(|e| {
         crate::shm::remove_private(scope.namespace(), scope.instance());

@@ -157,11 +157,39 @@ impl TopicScope {
 
     /// Attaches every port of one node to its topic.
     pub fn bind(&self, plans: &[PortPlan]) -> Result<Vec<PortBinding>, (usize, ShmError)> {
+        self.bind_with(plans, false)
+    }
+
+    /// Like [`bind`](Self::bind), for a node's replacement: its outputs take their Links over
+    /// from the replaced instance's publishers (revoked: they write nothing more) instead of
+    /// being refused as second producers.
+    pub fn bind_replacing(&self, plans: &[PortPlan]) -> Result<Vec<PortBinding>, (usize, ShmError)> {
+        self.bind_with(plans, true)
+    }
+
+    /// The shm names of the Links (single-producer topics) the node's outputs publish on.
+    pub fn output_links(&self, plans: &[PortPlan]) -> Vec<String> {
+        plans
+            .iter()
+            .filter_map(|plan| match plan {
+                PortPlan::Output { topic, spec } if spec.single_producer => {
+                    Some(shm::shm_name(&self.namespace, &self.resolve(topic)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn bind_with(&self, plans: &[PortPlan], replacing: bool) -> Result<Vec<PortBinding>, (usize, ShmError)> {
         plans
             .iter()
             .enumerate()
             .map(|(i, plan)| {
                 let bound = match plan {
+                    PortPlan::Output { topic, spec } if replacing => {
+                        shm::publisher_taking_over(&self.namespace, &self.spec(topic, spec))
+                            .map(PortBinding::Output)
+                    }
                     PortPlan::Output { topic, spec } => {
                         shm::publisher(&self.namespace, &self.spec(topic, spec)).map(PortBinding::Output)
                     }

@@ -14,7 +14,7 @@
 
 use crate::{codec, msgs};
 use horus_host::shm::{self, Publisher, SendError, ShmError, Subscriber, TopicSpec};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -80,6 +80,8 @@ pub fn spec_for(topic: &str, kind: Kind, single_producer: bool) -> TopicSpec {
 pub fn shm_err(e: ShmError) -> PyErr {
     match e {
         ShmError::TypeMismatch { .. } | ShmError::SlotTooSmall { .. } => PyTypeError::new_err(e.to_string()),
+        // A second producer on a Link: not a bad value, a conflict between processes.
+        ShmError::ProducerTaken { .. } => PyRuntimeError::new_err(e.to_string()),
         other => PyValueError::new_err(other.to_string()),
     }
 }
@@ -200,7 +202,10 @@ impl Endpoint {
                 "message of {len} bytes does not fit topic `{}` (at most {max} bytes per message)",
                 self.topic
             ))),
-            Err(e) => Err(PyValueError::new_err(format!("topic `{}`: {e:?}", self.topic))),
+            Err(e @ SendError::Revoked) => {
+                Err(PyRuntimeError::new_err(format!("topic `{}`: {e}", self.topic)))
+            }
+            Err(e) => Err(PyValueError::new_err(format!("topic `{}`: {e}", self.topic))),
         }
     }
 

@@ -230,3 +230,38 @@ def test_python_to_python_across_processes(no_leftovers):
     assert got == list(range(2000))
     for h in (hub, up, go, ack):
         h.close()
+
+
+def test_a_link_has_one_producer_across_processes(no_leftovers):
+    """Issue 13: a second process sending on a Link gets RuntimeError naming the topic and the
+    producing pid (two producers used to lose and tear messages silently); once the producer
+    is gone (here: killed), the Link takes a new one."""
+    import signal
+    import time
+
+    child = textwrap.dedent(
+        """
+        import sys, time, horus
+        tx = horus.Link("cmd", "motor")
+        tx.send("from the child")
+        print("sent", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    rx = horus.Link("cmd", "motor")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "sent"
+        assert rx.recv() == "from the child"
+        with pytest.raises(RuntimeError, match=rf"topic `link/motor/cmd`.*producer \(process {proc.pid}\)"):
+            rx.send("from the test")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.01)
+    rx.send("after the producer died")
+    assert rx.recv() == "after the producer died"
+    assert rx.get_metrics()["errors"] == 1
+    rx.close()

@@ -81,8 +81,24 @@ impl BindError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             *self.source,
-            ShmError::TypeMismatch { .. } | ShmError::SlotTooSmall { .. } | ShmError::BadHeader { .. }
+            ShmError::TypeMismatch { .. }
+                | ShmError::SlotTooSmall { .. }
+                | ShmError::BadHeader { .. }
+                | ShmError::ProducerTaken { .. }
         )
+    }
+
+    /// The error as a diagnostic of the manifest at `path`, when it has a stable code: a second
+    /// producer on a Link (H0028).
+    pub fn diagnostic(&self, path: &std::path::Path) -> Option<crate::diag::Diagnostic> {
+        use crate::diag::{Code, Diagnostic};
+        match *self.source {
+            ShmError::ProducerTaken { .. } => Some(Diagnostic::new(Code::H0028, path, self.to_string()).hint(
+                "a Link has exactly one producer: stop the other process that publishes on it, or use a named \
+                 topic (multi-producer) for several publishers",
+            )),
+            _ => None,
+        }
     }
 }
 

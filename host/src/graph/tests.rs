@@ -439,3 +439,23 @@ fn the_manifest_is_input_only() {
     let p = plan(&text).unwrap();
     assert_eq!(p.manifest, manifest(&text));
 }
+
+#[test]
+fn a_second_producer_on_a_link_is_h0028() {
+    let e = BindError {
+        node: "imu".into(),
+        port: "imu".into(),
+        source: Box::new(ShmError::ProducerTaken {
+            topic: "h42/imu.imu".into(),
+            pid: 4242,
+        }),
+    };
+    assert!(e.is_bad_input());
+    let d = e.diagnostic(Path::new("robot.toml")).expect("a coded diagnostic");
+    assert_eq!(d.code, Code::H0028);
+    let text = d.to_string();
+    assert!(
+        text.contains("error[H0028]") && text.contains("h42/imu.imu") && text.contains("process 4242"),
+        "{text}"
+    );
+}

@@ -236,6 +236,9 @@ fn inbound(
                         "topic `{key}`: a message of {len} bytes does not fit its {max}-byte slots; raise `max_size` on the subscribing [[connect]]"
                     ))
                 }
+                Err(e @ (SendError::Revoked | SendError::Corrupt)) => {
+                    return Delivery::Rejected(format!("topic `{key}`: {e}"))
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! offset 0      Header   (immutable after creation: type, slot size, capacity)
-//!        128    Control  (write_seq: next sequence to claim; peers_epoch)
+//!        128    Control  (write_seq: next sequence to claim; peers_epoch; a Link's producer token)
 //!        192    Wake     (futex word, sleeper count)
 //!        256    Peer × MAX_PEERS, one cache line each (pid, role, cursor, counters)
 //!        SLOTS  Slot × capacity, each `stride` bytes, 64-aligned:
@@ -18,13 +18,38 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"HORUSTOP"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HORUSTOP");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Endpoints (publishers + subscribers) one topic can have.
 pub const MAX_PEERS: usize = 64;
 /// Longest type name stored in the header.
 pub const TYPE_NAME_LEN: usize = 64;
-/// Header flag: one producer only (a Link); publishers skip the claim RMW.
+/// Header flag: one producer only (a Link): the producer holds [`Control::producer`].
 pub const FLAG_SINGLE_PRODUCER: u32 = 1;
+
+/// [`Control::producer`] bit: the holder is inside a send (a revoker waits for it to clear).
+pub const PRODUCER_BUSY: u64 = 1;
+/// Sequence numbers (and so `write_seq` and cursors) stay below this; a larger value read from
+/// shared memory is corrupt (`2s+2` must fit a u64 with room to spare).
+pub const SEQ_LIMIT: u64 = 1 << 62;
+
+/// The producer token of epoch `epoch` held by peer entry `peer` (`None`: nobody holds it).
+pub fn producer_token(epoch: u64, peer: Option<usize>) -> u64 {
+    let holder = peer.map_or(0, |p| (p as u64 & 0x3f) + 1);
+    (epoch << 8) | (holder << 1)
+}
+
+/// The epoch of a producer token.
+pub fn token_epoch(token: u64) -> u64 {
+    token >> 8
+}
+
+/// The peer entry holding a producer token, if any.
+pub fn token_holder(token: u64) -> Option<usize> {
+    match (token >> 1) & 0x7f {
+        0 => None,
+        h => Some(h as usize - 1),
+    }
+}
 
 /// Peer role: the entry is free.
 pub const ROLE_FREE: u32 = 0;
@@ -33,7 +58,9 @@ pub const ROLE_PUBLISHER: u32 = 1;
 /// Peer role: a subscriber.
 pub const ROLE_SUBSCRIBER: u32 = 2;
 
-/// Immutable description of the topic, written once by the creator.
+/// Immutable description of the topic, written once by the creator. Readers copy it once and
+/// use the copy (plain data: any bit pattern is a value).
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Header {
     /// [`MAGIC`].
@@ -69,6 +96,10 @@ pub struct Control {
     pub write_seq: AtomicU64,
     /// Bumped whenever a peer joins or leaves, so publishers recompute their reliable limit.
     pub peers_epoch: AtomicU64,
+    /// A Link's producer token ([`producer_token`]): its epoch grows with every new holder, so
+    /// a revoked producer's token no longer matches and its sends fail; [`PRODUCER_BUSY`] while
+    /// the holder is inside a send. Unused on a multi-producer topic.
+    pub producer: AtomicU64,
 }
 
 /// Wake-up for sleeping subscribers.
@@ -130,6 +161,7 @@ const _: () = {
     assert!(size_of::<Peer>() == 64);
     assert!(size_of::<SlotHeader>() == 16);
     assert!(SLOTS_OFFSET.is_multiple_of(64));
+    assert!(MAX_PEERS < 0x7f);
 };
 
 /// Bytes per slot for a payload of `slot_size` bytes.

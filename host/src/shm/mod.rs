@@ -16,12 +16,20 @@ mod segment;
 
 pub use ring::{Publisher, Received, SendError, Subscriber};
 pub use segment::{
-    namespace, reclaim_orphans, release_peer, remove_private, shm_name, Segment, ShmError, TopicSpec,
+    namespace, reclaim_orphans, release_peer, remove_private, revoke_producer, shm_name, Segment, ShmError,
+    TopicSpec,
 };
 
-/// Attaches a publisher to `spec.topic` in namespace `ns`.
+/// Attaches a publisher to `spec.topic` in namespace `ns`. A Link (single-producer topic) that
+/// already has a live producer refuses it with [`ShmError::ProducerTaken`].
 pub fn publisher(ns: &str, spec: &TopicSpec) -> Result<Publisher, ShmError> {
     Segment::attach(ns, spec, layout::ROLE_PUBLISHER, 0, false).map(Publisher::new)
+}
+
+/// Attaches a publisher that takes a Link over from its current producer, which is revoked
+/// (its sends fail and write nothing from now on): for the host replacing a node's endpoints.
+pub fn publisher_taking_over(ns: &str, spec: &TopicSpec) -> Result<Publisher, ShmError> {
+    Segment::attach_taking_over(ns, spec).map(Publisher::new)
 }
 
 /// Attaches a subscriber with queue `depth` (`reliable`: publishers wait for it).
@@ -39,6 +47,9 @@ pub fn late_subscriber(ns: &str, spec: &TopicSpec, depth: u32) -> Result<Subscri
 pub fn peek(ns: &str, topic: &str) -> Result<Option<TopicSpec>, ShmError> {
     Segment::peek(ns, topic)
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -264,6 +275,281 @@ mod tests {
         let mut sub = subscriber(&ns, &spec("idle", 8, 2), 2, false).unwrap();
         let mut buf = Vec::new();
         assert_eq!(sub.recv_timeout(&mut buf, Duration::from_millis(20)), None);
+    }
+
+    /// Issue 13 item 1: two producers on one Link (single-producer segment) with a `reliable`
+    /// subscriber. Before the fix both attached and their load-then-store claims lost and tore
+    /// messages silently; now the second live producer is refused at attach, and whatever is
+    /// published arrives intact, in order, and is accounted for.
+    #[test]
+    fn a_link_has_one_producer() {
+        const PER_PUBLISHER: u64 = 20_000;
+        let ns = ns();
+        let mut s = spec("link", 64, 64);
+        s.single_producer = true;
+        let mut sub = subscriber(&ns, &s, 64, true).unwrap();
+        let first = publisher(&ns, &s).unwrap();
+        let second = publisher(&ns, &s);
+        let refused = second.is_err();
+        let pubs: Vec<Publisher> = std::iter::once(first).chain(second.ok()).collect();
+        let n_pubs = pubs.len() as u64;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writers: Vec<_> = pubs
+            .into_iter()
+            .enumerate()
+            .map(|(id, mut p)| {
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    let mut msg = [0u8; 64];
+                    for n in 0..PER_PUBLISHER {
+                        msg[0] = id as u8;
+                        msg[1..9].copy_from_slice(&n.to_le_bytes());
+                        msg[9..].fill((n as u8) ^ (id as u8));
+                        while p.send(&msg).is_err() {
+                            std::thread::yield_now();
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Release);
+                    p
+                })
+            })
+            .collect();
+        let (mut ok, mut torn, mut disorder) = (0u64, 0u64, 0u64);
+        let mut last = [None::<u64>; 2];
+        let mut buf = Vec::new();
+        loop {
+            let finished = done.load(Ordering::Acquire) == n_pubs as usize;
+            match sub.try_recv(&mut buf) {
+                Some(_) => {
+                    let id = (buf[0] as usize).min(1);
+                    let n = u64::from_le_bytes(buf[1..9].try_into().unwrap());
+                    if buf.len() != 64 || !buf[9..].iter().all(|b| *b == (n as u8) ^ (id as u8)) {
+                        torn += 1;
+                    } else if last[id].is_some_and(|l| n != l + 1) || (last[id].is_none() && n != 0) {
+                        disorder += 1;
+                    }
+                    last[id] = Some(n);
+                    ok += 1;
+                }
+                None if finished => break,
+                None => std::thread::yield_now(),
+            }
+        }
+        let pubs: Vec<Publisher> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let lost = (n_pubs * PER_PUBLISHER).saturating_sub(ok);
+        assert_eq!(
+            (torn, disorder, lost, sub.dropped()),
+            (0, 0, 0, 0),
+            "{n_pubs} producer(s): torn, out of order, lost, dropped"
+        );
+        assert!(refused, "a second live producer on a Link must be refused");
+        drop(pubs);
+    }
+
+    /// A checksummed 64-byte message `n` of writer `id`.
+    fn stamped(id: u8, n: u64) -> [u8; 64] {
+        let mut msg = [0u8; 64];
+        msg[0] = id;
+        msg[1..9].copy_from_slice(&n.to_le_bytes());
+        msg[9..].fill((n as u8) ^ id);
+        msg
+    }
+
+    /// Reads `sub` until `done` reaches `writers` and the ring is empty: per writer, the
+    /// sequence numbers received in order, and the count of torn messages.
+    fn receive_stamped(sub: &mut Subscriber, done: &AtomicUsize, writers: usize) -> (Vec<Vec<u64>>, u64) {
+        let mut got = vec![Vec::new(); writers];
+        let mut torn = 0;
+        let mut buf = Vec::new();
+        loop {
+            let finished = done.load(Ordering::Acquire) == writers;
+            match sub.try_recv(&mut buf) {
+                Some(_) => {
+                    let id = buf[0] as usize;
+                    let n = u64::from_le_bytes(buf[1..9].try_into().unwrap());
+                    if id >= writers
+                        || buf.len() != 64
+                        || !buf[9..].iter().all(|b| *b == (n as u8) ^ (id as u8))
+                    {
+                        torn += 1;
+                    } else {
+                        got[id].push(n);
+                    }
+                }
+                None if finished => return (got, torn),
+                None => std::thread::yield_now(),
+            }
+        }
+    }
+
+    fn link_spec(topic: &str) -> TopicSpec {
+        let mut s = spec(topic, 64, 64);
+        s.single_producer = true;
+        s
+    }
+
+    #[test]
+    fn second_producer_error_names_the_topic_and_the_pid() {
+        let ns = ns();
+        let s = link_spec("cmd");
+        let _first = publisher(&ns, &s).unwrap();
+        let err = publisher(&ns, &s).unwrap_err();
+        assert!(matches!(err, ShmError::ProducerTaken { pid, .. } if pid == std::process::id()));
+        let text = err.to_string();
+        assert!(
+            text.contains("topic `cmd`") && text.contains(&format!("process {}", std::process::id())),
+            "{text}"
+        );
+        // A named (multi-producer) topic takes any number of publishers.
+        let named = spec("cmd-named", 64, 64);
+        let _a = publisher(&ns, &named).unwrap();
+        let _b = publisher(&ns, &named).unwrap();
+    }
+
+    #[test]
+    fn a_detached_producer_frees_the_link() {
+        let ns = ns();
+        let s = link_spec("handover");
+        let _sub = subscriber(&ns, &s, 8, false).unwrap();
+        drop(publisher(&ns, &s).unwrap());
+        publisher(&ns, &s).expect("the first producer left");
+    }
+
+    #[test]
+    fn a_dead_producer_does_not_block_a_new_one() {
+        let ns = ns();
+        let s = link_spec("crashed");
+        let mut sub = subscriber(&ns, &s, 8, true).unwrap();
+        let mut dead = publisher(&ns, &s).unwrap();
+        dead.send(b"before").unwrap();
+        // Make its entry look like a crashed process's: the pid of a child that has exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        dead.segment().me().pid.store(gone, Ordering::Release);
+        std::mem::forget(dead);
+        let mut next = publisher(&ns, &s).expect("a dead producer's entry is reclaimed");
+        next.send(b"after").unwrap();
+        let mut buf = Vec::new();
+        sub.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, b"before");
+        sub.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, b"after");
+    }
+
+    #[test]
+    fn a_revoked_producer_writes_nothing() {
+        let ns = ns();
+        let s = link_spec("fenced");
+        let mut sub = subscriber(&ns, &s, 8, true).unwrap();
+        let mut old = publisher(&ns, &s).unwrap();
+        old.send(b"old 1").unwrap();
+        let mut new = publisher_taking_over(&ns, &s).expect("the host hands the Link over");
+        assert!(!old.is_producer() && new.is_producer());
+        assert_eq!(old.send(b"old 2"), Err(SendError::Revoked));
+        assert_eq!(old.revoked(), 1);
+        new.send(b"new 1").unwrap();
+        // Revoking by segment name (what a quarantine does) fences the new one as well, and
+        // leaves the Link free for the next producer.
+        assert_eq!(
+            revoke_producer(new.segment().shm_name()).unwrap(),
+            Some(std::process::id())
+        );
+        assert_eq!(new.send(b"new 2"), Err(SendError::Revoked));
+        let mut third = publisher(&ns, &s).expect("nobody holds the Link after a revoke");
+        third.send(b"third").unwrap();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while sub.try_recv(&mut buf).is_some() {
+            got.push(String::from_utf8(buf.clone()).unwrap());
+        }
+        assert_eq!(got, ["old 1", "new 1", "third"]);
+        assert_eq!(sub.dropped(), 0);
+    }
+
+    /// Two producers that keep taking the Link from each other: every send that succeeded
+    /// arrives once, intact and in order; every revoked send wrote nothing (no duplicate when
+    /// it is retried after taking the Link back).
+    #[test]
+    fn producers_stealing_a_link_never_tear_or_duplicate() {
+        const PER: u64 = 5_000;
+        let ns = ns();
+        let s = link_spec("steal");
+        let mut sub = subscriber(&ns, &s, 64, true).unwrap();
+        let a = publisher(&ns, &s).unwrap();
+        let b = publisher_taking_over(&ns, &s).unwrap();
+        let done = std::sync::Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = [a, b]
+            .into_iter()
+            .enumerate()
+            .map(|(id, mut p)| {
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    let mut steals = 0u64;
+                    for n in 0..PER {
+                        loop {
+                            match p.send(&stamped(id as u8, n)) {
+                                Ok(()) => break,
+                                Err(SendError::Revoked) => {
+                                    p.take_over();
+                                    steals += 1;
+                                }
+                                Err(SendError::Full) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Release);
+                    steals
+                })
+            })
+            .collect();
+        let (got, torn) = receive_stamped(&mut sub, &done, 2);
+        let steals: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(torn, 0);
+        for (id, seqs) in got.iter().enumerate() {
+            assert!(
+                seqs.iter().copied().eq(0..PER),
+                "writer {id}: {} messages, in order, once each",
+                seqs.len()
+            );
+        }
+        assert_eq!(sub.dropped(), 0);
+        assert!(steals > 0, "the producers did take the Link from each other");
+    }
+
+    /// The claim itself is safe even if two producers of a Link race past the token check
+    /// (here: both skip it): the CAS on `write_seq` gives each message its own sequence number.
+    #[test]
+    fn link_claim_is_safe_without_the_token() {
+        const PER: u64 = 20_000;
+        let ns = ns();
+        let s = link_spec("race");
+        let mut sub = subscriber(&ns, &s, 64, true).unwrap();
+        let a = publisher(&ns, &s).unwrap();
+        let b = publisher_taking_over(&ns, &s).unwrap();
+        let done = std::sync::Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = [a, b]
+            .into_iter()
+            .enumerate()
+            .map(|(id, mut p)| {
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    for n in 0..PER {
+                        while p.send_unfenced(&stamped(id as u8, n)).is_err() {
+                            std::thread::yield_now();
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Release);
+                })
+            })
+            .collect();
+        let (got, torn) = receive_stamped(&mut sub, &done, 2);
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        let lengths: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert_eq!((torn, sub.dropped()), (0, 0));
+        assert_eq!(lengths, [PER as usize; 2]);
+        assert!(got.iter().all(|g| g.iter().copied().eq(0..PER)));
     }
 
     /// Several publisher threads and subscribers under contention: every message a subscriber

@@ -2,9 +2,15 @@
 //! under a per-slot sequence lock; each subscriber reads at its own cursor and learns how many
 //! messages it missed.
 //!
-//! - **Claim**: `write_seq` is a ticket counter (`fetch_add`, or a plain store for a Link). With
+//! - **Claim**: `write_seq` is a ticket counter (`fetch_add`; a CAS for a Link, so that even two
+//!   producers that both passed the token check get distinct sequence numbers). With
 //!   `reliable` subscribers the claim is a CAS that refuses when the slowest reliable subscriber
 //!   has `depth` unread messages: back-pressure, nothing overwritten.
+//! - **Fencing** (a Link): the producer holds a token (`Control::producer`, an epoch and its
+//!   peer entry). A send first swaps its own token for token|BUSY (one CAS): if the token moved
+//!   on (revoked, taken over), the send fails with [`SendError::Revoked`] and writes nothing. A
+//!   revoker waits for BUSY to clear, so a send in progress completes before the new producer
+//!   starts.
 //! - **Write** message `s` in slot `s % capacity`: wait until the slot holds lap `s - capacity`
 //!   (a slower publisher of the previous lap may still be writing), store `seq = 2s+1`, the
 //!   payload, then `seq = 2s+2` (release).
@@ -17,6 +23,12 @@
 //!
 //! Payload bytes are copied as relaxed `AtomicU64` words: a reader racing a writer reads
 //! garbage words, not undefined behaviour, and the sequence re-check throws them away.
+//!
+//! Values read from shared memory (sequence numbers, cursors, lengths) are never trusted for
+//! arithmetic: sequence numbers at or above [`layout::SEQ_LIMIT`] are corrupt and counted
+//! (`corrupt()`), sums saturate, and slot indices are masked with our own copy of the capacity,
+//! so a peer that scribbles over the segment cannot make this process panic or index out of
+//! bounds.
 
 use super::layout::{self, ROLE_SUBSCRIBER};
 use super::segment::Segment;
@@ -35,6 +47,26 @@ pub enum SendError {
         /// The slot size.
         max: u32,
     },
+    /// This publisher's producer role on a Link was revoked (the Link was handed to another
+    /// producer); nothing was written.
+    Revoked,
+    /// The topic's shared state is corrupt (a sequence number out of range); nothing was written.
+    Corrupt,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Full => f.write_str("a reliable subscriber's queue is full"),
+            SendError::TooLarge { len, max } => {
+                write!(f, "a message of {len} bytes does not fit (at most {max} bytes per message)")
+            }
+            SendError::Revoked => f.write_str(
+                "this producer was revoked: the Link was handed to another producer, and this one can no longer send",
+            ),
+            SendError::Corrupt => f.write_str("the topic's shared memory is corrupt (a sequence number out of range)"),
+        }
+    }
 }
 
 /// How long a subscriber waits for a claimed-but-unwritten slot before it assumes the writer
@@ -77,12 +109,16 @@ pub struct Publisher {
     seg: Segment,
     me: u32,
     single: bool,
+    /// A Link's producer token (see the module docs); 0 on a multi-producer topic.
+    token: u64,
     /// Sequence numbers below this are safe to claim without looking at reliable cursors.
     limit: u64,
     epoch: u64,
     sent: u64,
     bytes: u64,
     refused: u64,
+    revoked: u64,
+    corrupt: u64,
     last: Option<u64>,
 }
 
@@ -90,17 +126,44 @@ impl Publisher {
     /// Wraps an attached publisher segment.
     pub fn new(seg: Segment) -> Publisher {
         let single = seg.single_producer();
+        let token = seg.token();
         Publisher {
             seg,
             me: std::process::id(),
             single,
+            token,
             limit: 0,
             epoch: u64::MAX,
             sent: 0,
             bytes: 0,
             refused: 0,
+            revoked: 0,
+            corrupt: 0,
             last: None,
         }
+    }
+
+    /// Takes the Link's producer role back (revoking whoever holds it now). Waits at most
+    /// 100 ms for a send in progress of the current holder. No-op on a multi-producer topic.
+    pub fn take_over(&mut self) {
+        if self.single {
+            self.token = self.seg.take_producer();
+        }
+    }
+
+    /// Gives up the Link's producer role: this publisher's sends fail with
+    /// [`SendError::Revoked`] from now on (until [`take_over`](Self::take_over)), and the next
+    /// producer to attach is not refused. No-op on a multi-producer topic.
+    pub fn revoke(&self) {
+        if self.single {
+            self.seg.revoke_producer();
+        }
+    }
+
+    /// True unless this is a Link's publisher whose producer role was revoked.
+    pub fn is_producer(&self) -> bool {
+        !self.single
+            || self.seg.control().producer.load(Ordering::Acquire) & !layout::PRODUCER_BUSY == self.token
     }
 
     /// The segment.
@@ -125,7 +188,10 @@ impl Publisher {
             {
                 continue;
             }
-            let end = p.cursor.load(Ordering::Acquire) + p.depth.load(Ordering::Relaxed) as u64;
+            let end = p
+                .cursor
+                .load(Ordering::Acquire)
+                .saturating_add(u64::from(p.depth.load(Ordering::Relaxed)));
             limit = limit.min(end);
         }
         limit
@@ -140,6 +206,9 @@ impl Publisher {
         }
         loop {
             let w = control.write_seq.load(Ordering::Acquire);
+            if w >= layout::SEQ_LIMIT {
+                return Err(SendError::Corrupt);
+            }
             if w >= self.limit {
                 // Cursors only grow: look again before refusing.
                 self.limit = self.reliable_limit();
@@ -147,11 +216,7 @@ impl Publisher {
                     return Err(SendError::Full);
                 }
             }
-            if self.single {
-                control.write_seq.store(w + 1, Ordering::Release);
-                return Ok(w);
-            }
-            if self.limit == u64::MAX {
+            if self.limit == u64::MAX && !self.single {
                 return Ok(control.write_seq.fetch_add(1, Ordering::AcqRel));
             }
             if control
@@ -173,8 +238,48 @@ impl Publisher {
                 max,
             });
         }
+        if !self.single {
+            return self.send_claimed(bytes);
+        }
+        // A Link: hold the producer token for the whole send (see the module docs).
+        let token = self.token;
+        let producer = &self.seg.control().producer;
+        if producer
+            .compare_exchange(
+                token,
+                token | layout::PRODUCER_BUSY,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            self.revoked += 1;
+            return Err(SendError::Revoked);
+        }
+        let result = self.send_claimed(bytes);
+        // A CAS, not a store: a revoker that gave up waiting has replaced the token already.
+        let _ = self.seg.control().producer.compare_exchange(
+            token | layout::PRODUCER_BUSY,
+            token,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        result
+    }
+
+    /// A send that skips the producer token: for tests that prove the claim alone is safe.
+    #[cfg(test)]
+    pub(super) fn send_unfenced(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_claimed(bytes)
+    }
+
+    fn send_claimed(&mut self, bytes: &[u8]) -> Result<(), SendError> {
         let s = match self.claim() {
             Ok(s) => s,
+            Err(SendError::Corrupt) => {
+                self.corrupt += 1;
+                return Err(SendError::Corrupt);
+            }
             Err(e) => {
                 self.refused += 1;
                 self.seg.me().dropped.store(self.refused, Ordering::Relaxed);
@@ -182,9 +287,9 @@ impl Publisher {
             }
         };
         let (slot, words) = self.seg.slot(s);
-        if !self.single {
-            self.wait_for_lapped_writer(s, slot);
-        }
+        // A Link has one writer per slot, unless a revoker gave up waiting for a descheduled
+        // one: the check is one load of a line this send writes anyway.
+        self.wait_for_lapped_writer(s, slot);
         slot.seq.store(2 * s + 1, Ordering::Relaxed);
         fence(Ordering::Release);
         slot.len.store(bytes.len() as u32, Ordering::Relaxed);
@@ -216,7 +321,9 @@ impl Publisher {
         let mut since: Option<Instant> = None;
         loop {
             let v = slot.seq.load(Ordering::Acquire);
-            if v >= expected && v.is_multiple_of(2) {
+            if (v >= expected && v.is_multiple_of(2)) || v > 2 * s {
+                // Done, or a sequence at or past ours, which no writer of an earlier lap
+                // leaves: a corrupt slot, and waiting would not change it.
                 return;
             }
             let start = *since.get_or_insert_with(Instant::now);
@@ -243,6 +350,16 @@ impl Publisher {
         self.refused
     }
 
+    /// Sends refused because this publisher's producer role was revoked.
+    pub fn revoked(&self) -> u64 {
+        self.revoked
+    }
+
+    /// Sends refused because the topic's shared state was corrupt.
+    pub fn corrupt(&self) -> u64 {
+        self.corrupt
+    }
+
     /// The sequence number of the last message this publisher sent.
     pub fn last_sequence(&self) -> Option<u64> {
         self.last
@@ -265,6 +382,7 @@ pub struct Subscriber {
     received: u64,
     bytes: u64,
     dropped: u64,
+    corrupt: u64,
     last: Option<u64>,
     stuck_since: Option<Instant>,
     empty_polls: u32,
@@ -282,6 +400,7 @@ impl Subscriber {
             received: 0,
             bytes: 0,
             dropped: 0,
+            corrupt: 0,
             last: None,
             stuck_since: None,
             empty_polls: 0,
@@ -309,9 +428,18 @@ impl Subscriber {
         let cap = self.seg.capacity();
         loop {
             let s = self.cursor;
+            if s >= layout::SEQ_LIMIT {
+                // Our cursor came from a corrupt `write_seq` (at attach): nothing can be read.
+                self.corrupt += 1;
+                return None;
+            }
             if self.depth < cap {
                 // keep_last(N) with N below the ring size: only the newest N are kept.
                 let w = self.seg.control().write_seq.load(Ordering::Acquire);
+                if w >= layout::SEQ_LIMIT {
+                    self.corrupt += 1;
+                    return None;
+                }
                 if w > s + self.depth {
                     missed += self.skip_to(w - self.depth);
                     continue;
@@ -346,6 +474,13 @@ impl Subscriber {
             if v1 > committed {
                 // Lapped: the slot holds a later message. Resume at the oldest one still held.
                 let w = self.seg.control().write_seq.load(Ordering::Acquire);
+                if w >= layout::SEQ_LIMIT || w <= s + cap {
+                    // A later lap in the slot, but `write_seq` says none was claimed (it only
+                    // grows): a corrupt slot, not a lap. Skipping slot by slot could run for
+                    // ever over a scribbled ring.
+                    self.corrupt += 1;
+                    return None;
+                }
                 let oldest = w.saturating_sub(cap.min(self.depth)).max(s + 1);
                 missed += self.skip_to(oldest);
                 continue;
@@ -424,6 +559,11 @@ impl Subscriber {
     /// Messages overwritten before this subscriber read them.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Receives that found the topic's shared state corrupt (a sequence number out of range).
+    pub fn corrupt(&self) -> u64 {
+        self.corrupt
     }
 
     /// The sequence number of the last message received.

@@ -10,12 +10,22 @@
 //! name just before the last one unlinked it sees `nlink == 0` once it holds the lock, and
 //! retries with a fresh segment.
 //!
+//! The header is read **once**: attach copies it out of the shared page (as atomic words, so
+//! a peer writing it concurrently cannot cause undefined behaviour), validates the copy, and
+//! uses only the copy afterwards. A peer that rewrites the shared header later changes nothing
+//! this process relies on.
+//!
+//! A Link (single-producer segment) has one producer, which holds the producer token in
+//! [`Control::producer`]: a second live producer is refused at attach
+//! ([`ShmError::ProducerTaken`]); [`revoke_producer`] or an attach that takes over bumps the
+//! token's epoch, after which the old producer's sends fail and write nothing.
+//!
 //! # Invariants
-//! - INVARIANT: `map` is at least `header.segment_size` bytes, validated on attach (or written
-//!   by us on creation) before any accessor is used; the header is never written after creation.
+//! - INVARIANT: `map` is at least `header.segment_size` bytes, where `header` is our validated
+//!   copy (or the one we wrote on creation); capacity, stride and slot size come only from it.
 //! - INVARIANT: every accessor returns a reference into `map`, at an offset that is within the
 //!   validated size and aligned for the type (the mapping is page-aligned and all offsets are
-//!   multiples of 64, slot payloads of 8).
+//!   multiples of 64, slot payloads of 8); [`Segment::at`] checks the bound in every build.
 //! - INVARIANT: `peer` is the index of our own entry in the peer table, owned by this value until
 //!   `Drop` releases it.
 
@@ -25,6 +35,12 @@ use rustix::fs::{FlockOperation, Mode};
 use rustix::shm::OFlags;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long taking over or revoking a Link's producer waits for the old producer to leave a
+/// send in progress before it takes the token anyway (the old producer was descheduled inside
+/// `send`; its in-flight message still gets a sequence number of its own: the claim is a CAS).
+const REVOKE_WAIT: Duration = Duration::from_millis(100);
 
 /// Why a topic segment could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +92,17 @@ pub enum ShmError {
         existing: u32,
         /// Our slot size.
         wanted: u32,
+    },
+    /// A Link (single-producer topic) already has a live producer.
+    #[error(
+        "topic `{topic}` is a Link and already has a producer (process {pid}); a Link has exactly one \
+         producer: send from that process only, or publish on a named (multi-producer) topic instead"
+    )]
+    ProducerTaken {
+        /// The topic.
+        topic: String,
+        /// The process that holds the producer role.
+        pid: u32,
     },
     /// All peer entries are taken.
     #[error(
@@ -136,7 +163,12 @@ pub fn shm_name(ns: &str, topic: &str) -> String {
 }
 
 pub(crate) fn is_alive(pid: u32) -> bool {
-    match rustix::process::Pid::from_raw(pid as i32) {
+    // A pid read from shared memory may be anything: one above i32::MAX is no process (and
+    // `Pid::from_raw` asserts on a negative value).
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match rustix::process::Pid::from_raw(raw) {
         None => false,
         Some(p) => !matches!(
             rustix::process::test_kill_process(p),
@@ -214,6 +246,56 @@ pub fn release_peer(name: &str, peer: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Revokes the producer of the Link whose segment is `name` (see [`Segment::revoke_producer`]):
+/// used when the producer's owner was abandoned (a quarantined worker), so that it writes
+/// nothing more even if it wakes up, and its replacement can take the Link. Returns the pid of
+/// the revoked producer, if one held the Link.
+pub fn revoke_producer(name: &str) -> std::io::Result<Option<u32>> {
+    let fd = rustix::shm::open(name, OFlags::RDWR, Mode::empty())?;
+    let file = File::from(fd);
+    if file.metadata()?.len() < layout::SLOTS_OFFSET as u64 {
+        return Ok(None);
+    }
+    // SAFETY: a shm object at least as large as the peer table (checked), mapped while used;
+    // we touch only the control line and the peer table, which are atomics.
+    let map = unsafe { MmapMut::map_mut(&file) }?;
+    // SAFETY: in bounds (checked above) and 64-aligned in a page-aligned mapping.
+    let control = unsafe { &*map.as_ptr().add(layout::CONTROL_OFFSET).cast::<Control>() };
+    let (old, _) = replace_producer(control, None);
+    Ok(layout::token_holder(old).map(|i| {
+        // SAFETY: `i < MAX_PEERS` (a holder index is always masked to the table); in bounds
+        // and aligned as above.
+        let p = unsafe {
+            &*map
+                .as_ptr()
+                .add(layout::PEERS_OFFSET + i.min(layout::MAX_PEERS - 1) * size_of::<Peer>())
+                .cast::<Peer>()
+        };
+        p.pid.load(Ordering::Acquire)
+    }))
+}
+
+/// Moves the producer token to `holder` (`None`: nobody), with a new epoch. Waits up to
+/// [`REVOKE_WAIT`] for a send in progress to finish. Returns the old and the new token.
+fn replace_producer(control: &Control, holder: Option<usize>) -> (u64, u64) {
+    let start = Instant::now();
+    loop {
+        let old = control.producer.load(Ordering::Acquire);
+        if old & layout::PRODUCER_BUSY != 0 && start.elapsed() < REVOKE_WAIT {
+            std::thread::yield_now();
+            continue;
+        }
+        let new = layout::producer_token(layout::token_epoch(old).wrapping_add(1), holder);
+        if control
+            .producer
+            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return (old, new);
+        }
+    }
+}
+
 /// Removes this run's private topics (`h<pid>/…` of `instance`) at its end: endpoints of
 /// quarantined workers are never dropped, so their segments would otherwise outlive the run.
 pub fn remove_private(ns: &str, instance: &str) {
@@ -241,6 +323,9 @@ pub struct Segment {
     capacity: u64,
     stride: usize,
     slot_size: u32,
+    single_producer: bool,
+    /// The producer token we hold (a Link's publisher), else 0.
+    token: u64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -310,14 +395,16 @@ impl Segment {
             source: e,
         })?;
         drop(guard);
-        if map.len() < layout::SLOTS_OFFSET || read_header(&map).magic != layout::MAGIC {
-            return Err(ShmError::BadHeader {
-                topic: topic.to_owned(),
-                name,
-                reason: "it is not a HORUS topic segment".into(),
-            });
-        }
-        let h = read_header(&map);
+        let h = match copy_header(&map) {
+            Some(h) if h.magic == layout::MAGIC => h,
+            _ => {
+                return Err(ShmError::BadHeader {
+                    topic: topic.to_owned(),
+                    name,
+                    reason: "it is not a HORUS topic segment".into(),
+                })
+            }
+        };
         let n = (h.type_name_len as usize).min(layout::TYPE_NAME_LEN);
         Ok(Some(TopicSpec {
             topic: topic.to_owned(),
@@ -339,6 +426,25 @@ impl Segment {
         depth: u32,
         reliable: bool,
         backlog: bool,
+    ) -> Result<Segment, ShmError> {
+        Segment::attach_inner(ns, spec, role, depth, reliable, backlog, false)
+    }
+
+    /// Attaches a publisher that takes a Link over from its current producer (revoked: its
+    /// sends fail from now on) instead of being refused: for the host handing a node's output
+    /// to the node's replacement. On a multi-producer topic, the same as [`attach`](Self::attach).
+    pub fn attach_taking_over(ns: &str, spec: &TopicSpec) -> Result<Segment, ShmError> {
+        Segment::attach_inner(ns, spec, layout::ROLE_PUBLISHER, 0, false, false, true)
+    }
+
+    fn attach_inner(
+        ns: &str,
+        spec: &TopicSpec,
+        role: u32,
+        depth: u32,
+        reliable: bool,
+        backlog: bool,
+        take_over: bool,
     ) -> Result<Segment, ShmError> {
         let name = shm_name(ns, &spec.topic);
         let io = |op: &'static str| {
@@ -386,17 +492,18 @@ impl Segment {
                 op: "mmap",
                 source: e,
             })?;
-            if created {
-                init_header(&map, spec);
+            let header = if created {
+                init_header(&map, spec)
             } else {
-                validate(&map, size, spec, &name)?;
-            }
-            let header = read_header(&map);
+                validate(&map, size, spec, &name)?
+            };
             let mut seg = Segment {
                 slot_size: header.slot_size,
                 capacity: header.capacity as u64,
                 mask: header.capacity as u64 - 1,
                 stride: header.stride as usize,
+                single_producer: header.flags & layout::FLAG_SINGLE_PRODUCER != 0,
+                token: 0,
                 map,
                 name: name.clone(),
                 topic: spec.topic.clone(),
@@ -409,7 +516,13 @@ impl Segment {
                 })?,
             };
             seg.reclaim_dead_peers();
+            if seg.single_producer && role == layout::ROLE_PUBLISHER && !take_over {
+                seg.refuse_live_producer()?;
+            }
             seg.register(role, depth, reliable, backlog)?;
+            if seg.single_producer && role == layout::ROLE_PUBLISHER {
+                seg.token = replace_producer(seg.control(), Some(seg.peer)).1;
+            }
             drop(guard);
             return Ok(seg);
         }
@@ -442,9 +555,32 @@ impl Segment {
             }
         }
         if !dead.is_empty() {
+            let token = self.control().producer.load(Ordering::Acquire);
+            if layout::token_holder(token).is_some_and(|i| self.peer_at(i).pid.load(Ordering::Acquire) == 0) {
+                // The producer died (maybe inside a send): the Link is free for a new one.
+                let next = layout::producer_token(layout::token_epoch(token).wrapping_add(1), None);
+                self.control().producer.store(next, Ordering::Release);
+            }
             self.control().peers_epoch.fetch_add(1, Ordering::Release);
             tracing::warn!(topic = %self.topic, segment = %self.name, pids = ?dead, "reclaimed shared memory left by crashed processes");
         }
+    }
+
+    /// A Link's producer role is taken by a live process: refuse a second producer.
+    fn refuse_live_producer(&self) -> Result<(), ShmError> {
+        let token = self.control().producer.load(Ordering::Acquire);
+        let Some(i) = layout::token_holder(token).filter(|i| *i < layout::MAX_PEERS) else {
+            return Ok(());
+        };
+        let p = self.peer_at(i);
+        let pid = p.pid.load(Ordering::Acquire);
+        if pid != 0 && p.role.load(Ordering::Relaxed) == layout::ROLE_PUBLISHER && is_alive(pid) {
+            return Err(ShmError::ProducerTaken {
+                topic: self.topic.clone(),
+                pid,
+            });
+        }
+        Ok(())
     }
 
     fn register(&mut self, role: u32, depth: u32, reliable: bool, backlog: bool) -> Result<(), ShmError> {
@@ -505,11 +641,36 @@ impl Segment {
 
     /// True for a Link (one producer).
     pub fn single_producer(&self) -> bool {
-        read_header(&self.map).flags & layout::FLAG_SINGLE_PRODUCER != 0
+        self.single_producer
+    }
+
+    /// The producer token this endpoint holds (a Link's publisher), else 0.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Takes the Link's producer role (revoking the current producer, if any) and returns the
+    /// new token. Waits up to [`REVOKE_WAIT`] for a send in progress to finish.
+    pub fn take_producer(&mut self) -> u64 {
+        self.token = replace_producer(self.control(), Some(self.peer)).1;
+        self.token
+    }
+
+    /// Revokes whoever holds the Link's producer role; nobody holds it afterwards (the next
+    /// producer to attach takes it). Waits up to [`REVOKE_WAIT`] for a send in progress.
+    pub fn revoke_producer(&self) {
+        replace_producer(self.control(), None);
     }
 
     fn at<T>(&self, offset: usize) -> &T {
-        debug_assert!(offset + size_of::<T>() <= self.map.len());
+        // Offsets come from our validated copy of the header and constants: never out of
+        // bounds unless this module has a bug, so this is checked in every build.
+        assert!(
+            offset
+                .checked_add(size_of::<T>())
+                .is_some_and(|end| end <= self.map.len()),
+            "shm offset out of bounds"
+        );
         debug_assert!(offset.is_multiple_of(align_of::<T>()));
         // SAFETY: see the module's invariants: in bounds and aligned. `T` is one of the layout
         // types, made only of atomics (or, for the header, plain fields written once before any
@@ -558,6 +719,16 @@ impl Drop for Segment {
             .ok()
             .map(|()| Locked(&self.file));
         if self.peer != usize::MAX {
+            if self.token != 0 {
+                // Still the holder: free the Link for the next producer (a no-op if revoked).
+                let free = layout::producer_token(layout::token_epoch(self.token).wrapping_add(1), None);
+                let _ = self.control().producer.compare_exchange(
+                    self.token,
+                    free,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
             let p = self.me();
             p.role.store(layout::ROLE_FREE, Ordering::Relaxed);
             p.pid.store(0, Ordering::Release);
@@ -574,13 +745,29 @@ impl Drop for Segment {
     }
 }
 
-fn read_header(map: &MmapMut) -> &Header {
-    // SAFETY: the mapping is at least one page (checked in `validate` or written by
-    // `init_header`), page-aligned, and the header is plain data written once at creation.
-    unsafe { &*map.as_ptr().cast::<Header>() }
+/// A copy of the segment's header, or `None` if the mapping is too small to hold one. The
+/// shared page is read once, as atomic words: a peer writing it at the same time yields a
+/// garbage copy (which validation rejects), not undefined behaviour.
+fn copy_header(map: &MmapMut) -> Option<Header> {
+    const WORDS: usize = size_of::<Header>() / 8;
+    if map.len() < size_of::<Header>() {
+        return None;
+    }
+    // SAFETY: the mapping is page-aligned and at least `size_of::<Header>()` bytes (checked);
+    // we read it only through atomics, so concurrent writers in other processes are no data
+    // race on our side.
+    let words = unsafe { &*map.as_ptr().cast::<[AtomicU64; WORDS]>() };
+    let mut bytes = [0u8; size_of::<Header>()];
+    for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.load(Ordering::Acquire).to_ne_bytes());
+    }
+    // SAFETY: `Header` is `repr(C)` and made only of integers and a byte array: every bit
+    // pattern of its 128 bytes is a valid value. `read_unaligned` copes with the byte array's
+    // alignment.
+    Some(unsafe { bytes.as_ptr().cast::<Header>().read_unaligned() })
 }
 
-fn init_header(map: &MmapMut, spec: &TopicSpec) {
+fn init_header(map: &MmapMut, spec: &TopicSpec) -> Header {
     let capacity = spec.capacity.max(2).next_power_of_two();
     let mut type_name = [0u8; layout::TYPE_NAME_LEN];
     let n = spec.type_name.len().min(layout::TYPE_NAME_LEN);
@@ -607,18 +794,22 @@ fn init_header(map: &MmapMut, spec: &TopicSpec) {
     // in a state where it reads the header (they validate only after taking the lock). The
     // mapping is large enough (sized with `segment_size`) and page-aligned.
     unsafe { map.as_ptr().cast_mut().cast::<Header>().write(header) };
+    header
 }
 
-fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<(), ShmError> {
+/// Validates the segment's header, copied once; returns the copy, the only one used afterwards.
+fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<Header, ShmError> {
     let bad = |reason: String| ShmError::BadHeader {
         topic: spec.topic.clone(),
         name: name.to_owned(),
         reason,
     };
-    if (size as usize) < layout::SLOTS_OFFSET || map.len() < layout::SLOTS_OFFSET {
+    if size < layout::SLOTS_OFFSET as u64 || map.len() < layout::SLOTS_OFFSET {
         return Err(bad(format!("it is {size} bytes, too small for a header")));
     }
-    let h = read_header(map);
+    let Some(h) = copy_header(map) else {
+        return Err(bad(format!("it is {size} bytes, too small for a header")));
+    };
     if h.magic != layout::MAGIC {
         return Err(bad("the magic number is wrong".into()));
     }
@@ -638,7 +829,7 @@ fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<()
             h.capacity, h.slot_size, h.stride, h.segment_size
         )));
     }
-    if h.segment_size > size {
+    if h.segment_size > size || h.segment_size > map.len() as u64 {
         return Err(bad(format!(
             "the header says {} bytes but the file has {size}",
             h.segment_size
@@ -659,5 +850,5 @@ fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<()
             wanted: spec.slot_size,
         });
     }
-    Ok(())
+    Ok(h)
 }

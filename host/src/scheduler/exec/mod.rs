@@ -153,10 +153,15 @@ impl Rebuild {
     }
 
     fn io(&self) -> Result<NodeIo, CallError> {
-        let bindings = self.scope.bind(&self.ports).map_err(|(port, e)| CallError {
-            kind: CallErrorKind::Error,
-            message: format!("cannot attach port `{}` again: {e}", self.port_names[port]),
-        })?;
+        // #13: the outputs take their Links over from the instance being replaced (abandoned
+        // in a quarantine), whose publishers are still attached.
+        let bindings = self
+            .scope
+            .bind_replacing(&self.ports)
+            .map_err(|(port, e)| CallError {
+                kind: CallErrorKind::Error,
+                message: format!("cannot attach port `{}` again: {e}", self.port_names[port]),
+            })?;
         Ok(NodeIo::new(
             self.name.clone(),
             self.logging,

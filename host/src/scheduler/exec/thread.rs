@@ -246,6 +246,15 @@ impl Executor for ThreadExec {
                 tracing::warn!(segment, "cannot release a quarantined input: {e}");
             }
         }
+        // #13: fence its outputs too: if its tick ever returns, its sends fail and write
+        // nothing; the replacement takes the Links over (`Rebuild::io`).
+        for segment in self.rebuild.scope.output_links(&self.rebuild.ports) {
+            match crate::shm::revoke_producer(&segment) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(segment, "cannot revoke a quarantined output: {e}"),
+            }
+        }
         self.health.leave();
         true
     }
