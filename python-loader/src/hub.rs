@@ -205,7 +205,7 @@ impl Hub {
         check_name("hub", name)?;
         horus_host::manifest::hubs::check_hub_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let hub = py
-            .detach(|| horus_host::net::NetHub::open(name, address))
+            .detach(|| horus_host::net::NetHub::open(name, address, crate::topics::OBJECT_SLOT as usize))
             .map_err(|e| net::error(&e))?;
         let hub = std::sync::Arc::new(hub);
         let chan = net::NetChannel::open(&hub, None)?;
@@ -471,7 +471,7 @@ mod net {
             let dropped = Arc::new(AtomicU64::new(0));
             let (q, d) = (queue.clone(), dropped.clone());
             let subscriber = hub
-                .subscribe(&key, true, move |m| {
+                .subscribe(&key, true, hub.max_message(), move |m| {
                     let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
                     if q.len() >= QUEUE_DEPTH {
                         q.pop_front();
