@@ -125,8 +125,9 @@ struct Inner {
 
 impl Inner {
     fn error(&self, msg: String) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        // The message first: whoever sees the count sees its last error.
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+        self.counters.errors.fetch_add(1, Ordering::Release);
     }
 
     fn peers_now(&self) -> usize {
@@ -501,7 +502,7 @@ impl NetHub {
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Acquire),
         }
     }
 }
