@@ -78,10 +78,10 @@ fn throughput(send: &dyn Fn(&[u8]), received: &AtomicU64) -> f64 {
 
 fn raw() -> ((f64, f64), f64) {
     let address = format!("tcp/{}", free_address());
-    let a = zenoh::open(horus_host::net::config(Some(&address), None).unwrap())
+    let a = zenoh::open(horus_host::net::config(Some(&address), None, SIZE).unwrap())
         .wait()
         .unwrap();
-    let b = zenoh::open(horus_host::net::config(None, Some(&address)).unwrap())
+    let b = zenoh::open(horus_host::net::config(None, Some(&address), SIZE).unwrap())
         .wait()
         .unwrap();
     let declare = |s: &zenoh::Session, key: &str| {
@@ -126,14 +126,14 @@ fn raw() -> ((f64, f64), f64) {
 
 fn hub() -> ((f64, f64), f64) {
     let address = free_address();
-    let a = NetHub::open("bench", &address).unwrap();
-    let b = NetHub::open("bench", &address).unwrap();
+    let a = NetHub::open("bench", &address, SIZE).unwrap();
+    let b = NetHub::open("bench", &address, SIZE).unwrap();
     let ty = WireType::new("bytes", 1);
     let ping = a.publisher("bench/ping", false).unwrap();
     let pong = b.publisher("bench/pong", false).unwrap();
     let echo_ty = ty.clone();
     let _echo = b
-        .subscribe("bench/ping", false, move |m| {
+        .subscribe("bench/ping", false, SIZE, move |m| {
             pong.send(&echo_ty, m.bytes);
             Delivery::Delivered
         })
@@ -141,7 +141,7 @@ fn hub() -> ((f64, f64), f64) {
     let pongs = Arc::new(AtomicU64::new(0));
     let counter = pongs.clone();
     let _pongs = a
-        .subscribe("bench/pong", false, move |_| {
+        .subscribe("bench/pong", false, SIZE, move |_| {
             counter.fetch_add(1, Ordering::Release);
             Delivery::Delivered
         })
@@ -150,7 +150,7 @@ fn hub() -> ((f64, f64), f64) {
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let _data = b
-        .subscribe("bench/data", false, move |m| {
+        .subscribe("bench/data", false, SIZE, move |m| {
             std::hint::black_box(m.bytes);
             counter.fetch_add(1, Ordering::Release);
             Delivery::Delivered

@@ -201,11 +201,12 @@ impl Hub {
     }
 
     #[cfg(feature = "network")]
-    fn open_tcp(py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
+    fn open_tcp(py: Python<'_>, address: &str, name: &str, max_size: Option<u64>) -> PyResult<Hub> {
         check_name("hub", name)?;
         horus_host::manifest::hubs::check_hub_name(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let max_message = net::max_message(name, max_size)?;
         let hub = py
-            .detach(|| horus_host::net::NetHub::open(name, address))
+            .detach(|| horus_host::net::NetHub::open(name, address, max_message))
             .map_err(|e| net::error(&e))?;
         let hub = std::sync::Arc::new(hub);
         let chan = net::NetChannel::open(&hub, None)?;
@@ -218,7 +219,7 @@ impl Hub {
     }
 
     #[cfg(not(feature = "network"))]
-    fn open_tcp(_py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
+    fn open_tcp(_py: Python<'_>, address: &str, name: &str, _max_size: Option<u64>) -> PyResult<Hub> {
         check_name("hub", name)?;
         Err(tcp_unavailable(address, name))
     }
@@ -244,12 +245,14 @@ impl Hub {
         Hub::open(name, Mode::Local)
     }
 
-    /// A network hub at `address` (`host:port`).
+    /// A network hub at `address` (`host:port`) for messages of at most `max_size` bytes
+    /// (default: as a local topic's, 1 MiB).
     #[staticmethod]
-    fn tcp(py: Python<'_>, address: &str, name: &str) -> PyResult<Hub> {
+    #[pyo3(signature = (address, name, *, max_size = None))]
+    fn tcp(py: Python<'_>, address: &str, name: &str, max_size: Option<u64>) -> PyResult<Hub> {
         horus_host::manifest::hubs::check_address(address)
             .map_err(|e| PyValueError::new_err(format!("Hub.tcp: {e}")))?;
-        Hub::open_tcp(py, address, name)
+        Hub::open_tcp(py, address, name, max_size)
     }
 
     /// The hub named `name` of this process: every call with one name returns the same hub,
@@ -275,7 +278,7 @@ impl Hub {
             horus_host::manifest::hubs::HubMode::Local => Py::new(py, Hub::open(name, Mode::Local)?),
             horus_host::manifest::hubs::HubMode::Tcp => {
                 let address = spec.address.as_deref().unwrap_or_default();
-                Py::new(py, Hub::open_tcp(py, address, name)?)
+                Py::new(py, Hub::open_tcp(py, address, name, None)?)
             }
         }
     }
@@ -416,7 +419,11 @@ impl Link {
 mod net {
     //! The network side of hubs and links: one key of a `horus_host::net::NetHub`, with a
     //! bounded queue of received messages (the oldest is dropped, and counted, when a reader
-    //! falls [`QUEUE_DEPTH`] behind).
+    //! falls [`QUEUE_DEPTH`] messages or [`QUEUE_BYTES`] behind).
+    //!
+    //! A hub takes messages of at most its `max_size` ([`max_message`]): its session refuses
+    //! larger ones, and `send` raises for them. The receive queue is filled by Zenoh's callback,
+    //! which never waits: it takes the queue's lock only to push or drop.
 
     use crate::topics::{object_hash, OBJECT_TYPE};
     use crate::{codec, msgs};
@@ -431,6 +438,23 @@ mod net {
 
     /// Received messages a hub or link keeps for its reader.
     pub const QUEUE_DEPTH: usize = 8192;
+    /// Bytes of received messages a hub or link keeps for its reader (or one message, if the
+    /// hub's `max_size` is larger).
+    pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+    /// The largest message of a tcp hub: `max_size`, by default a local Python topic's
+    /// ([`crate::topics::OBJECT_SLOT`]: one constant for both), at most the manifest's
+    /// `max_size` bound.
+    pub fn max_message(hub: &str, max_size: Option<u64>) -> PyResult<usize> {
+        let max = horus_host::manifest::MAX_MAX_SIZE;
+        match max_size {
+            None => Ok(crate::topics::OBJECT_SLOT as usize),
+            Some(n) if (1..=u64::from(max)).contains(&n) => Ok(n as usize),
+            Some(n) => Err(PyValueError::new_err(format!(
+                "Hub.tcp(…, {hub:?}): max_size must be from 1 to {max} bytes (got {n})"
+            ))),
+        }
+    }
 
     /// A Python exception for a hub that cannot be opened.
     pub fn error(e: &NetError) -> PyErr {
@@ -440,7 +464,14 @@ mod net {
         }
     }
 
-    type Queue = Mutex<VecDeque<(u64, Vec<u8>)>>;
+    /// Received messages (type hash, bytes) and their total size.
+    #[derive(Default)]
+    struct Inbox {
+        items: VecDeque<(u64, Vec<u8>)>,
+        bytes: usize,
+    }
+
+    type Queue = Mutex<Inbox>;
 
     pub struct NetChannel {
         hub: Option<Arc<NetHub>>,
@@ -453,6 +484,7 @@ mod net {
         dropped: Arc<AtomicU64>,
         object: WireType,
         bytes: WireType,
+        max_message: usize,
         /// Wire types of the typed messages sent so far (a handful at most).
         typed: Vec<WireType>,
         scratch: Vec<u8>,
@@ -470,14 +502,20 @@ mod net {
             let queue: Arc<Queue> = Arc::default();
             let dropped = Arc::new(AtomicU64::new(0));
             let (q, d) = (queue.clone(), dropped.clone());
+            let max_bytes = QUEUE_BYTES.max(hub.max_message());
             let subscriber = hub
-                .subscribe(&key, true, move |m| {
+                .subscribe(&key, true, hub.max_message(), move |m| {
                     let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
-                    if q.len() >= QUEUE_DEPTH {
-                        q.pop_front();
+                    // The oldest make room (counted), by count and by bytes.
+                    while q.items.len() >= QUEUE_DEPTH
+                        || (!q.items.is_empty() && q.bytes + m.bytes.len() > max_bytes)
+                    {
+                        let (_, old) = q.items.pop_front().expect("not empty");
+                        q.bytes -= old.len();
                         d.fetch_add(1, Ordering::Relaxed);
                     }
-                    q.push_back((m.type_hash, m.bytes.to_vec()));
+                    q.bytes += m.bytes.len();
+                    q.items.push_back((m.type_hash, m.bytes.to_vec()));
                     Delivery::Delivered
                 })
                 .map_err(|e| error(&e))?;
@@ -493,6 +531,7 @@ mod net {
                 dropped,
                 object: WireType::new(OBJECT_TYPE, object_hash()),
                 bytes: WireType::new(<Vec<u8> as Message>::TYPE_NAME, <Vec<u8> as Message>::TYPE_HASH),
+                max_message: hub.max_message(),
                 typed: Vec::new(),
                 scratch: Vec::new(),
                 sent: 0,
@@ -507,16 +546,33 @@ mod net {
             PyValueError::new_err(format!("network hub key `{}` is closed", self.key))
         }
 
+        /// Refuses a message its peers' sessions would drop: larger than the hub's `max_size`.
+        fn check_size(&mut self, len: usize) -> PyResult<()> {
+            if len <= self.max_message {
+                return Ok(());
+            }
+            self.errors += 1;
+            Err(PyValueError::new_err(format!(
+                "a message of {len} bytes on `{}` is larger than the hub's max_size ({} bytes); \
+                 open the hub with a larger Hub.tcp(…, max_size=…) on every side",
+                self.key, self.max_message
+            )))
+        }
+
         pub fn send(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-            let Some(publisher) = &self.publisher else {
+            if self.publisher.is_none() {
                 return Err(self.closed());
-            };
+            }
             self.scratch.clear();
             // A failed send does not raise (the peer may be away); the hub counts it as an
             // error and keeps it as its last error.
             let (ok, len) = if let Ok(b) = obj.cast::<PyBytes>() {
+                self.check_size(b.as_bytes().len())?;
+                let publisher = self.publisher.as_ref().expect("checked above");
                 (publisher.send(&self.bytes, b.as_bytes()), b.as_bytes().len())
             } else if let Some(t) = msgs::encode(obj, &mut self.scratch) {
+                self.check_size(self.scratch.len())?;
+                let publisher = self.publisher.as_ref().expect("checked above");
                 let ty = match self.typed.iter().position(|w| w.hash() == t.hash) {
                     Some(i) => &self.typed[i],
                     None => {
@@ -530,6 +586,8 @@ mod net {
                     self.errors += 1;
                     return Err(e);
                 }
+                self.check_size(self.scratch.len())?;
+                let publisher = self.publisher.as_ref().expect("checked above");
                 (publisher.send(&self.object, &self.scratch), self.scratch.len())
             };
             if ok {
@@ -543,7 +601,12 @@ mod net {
             if self.subscriber.is_none() {
                 return Err(self.closed());
             }
-            let next = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let next = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let next = q.items.pop_front();
+                q.bytes -= next.as_ref().map_or(0, |(_, b)| b.len());
+                next
+            };
             let Some((hash, bytes)) = next else {
                 return Ok(None);
             };

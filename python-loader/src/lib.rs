@@ -49,6 +49,7 @@ fn _horus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hub::Hub>()?;
     m.add_class::<hub::Link>()?;
     m.add_function(wrap_pyfunction!(hub::_close_global_hubs, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::_decode_payload, m)?)?;
     msgs::register(m)?;
     m.add("ABI_VERSION", horus_plugin_api::abi::ABI_VERSION)?;
     Ok(())

@@ -203,3 +203,52 @@ def test_bad_addresses_taken_ports_and_malformed_configs_are_clear_errors(tmp_pa
     (tmp_path / "noaddr.toml").write_text('[hub.h]\nmode = "tcp"\n')
     with pytest.raises(ValueError, match=r"noaddr.toml: hub `h`: a tcp hub needs `address"):
         horus.Hub.from_config(tmp_path / "noaddr.toml", "h")
+
+
+def test_an_oversize_message_is_refused_and_counted():
+    address = f"127.0.0.1:{free_port()}"
+    small = horus.Hub.tcp(address, "big_hub", max_size=1024)  # listens
+    big = horus.Hub.tcp(address, "big_hub")  # connects; takes 1 MiB
+    wait_until("the subscription", lambda: big.get_connection_state()["matched"])
+    with pytest.raises(ValueError, match=r"1025 bytes.*max_size \(1024 bytes\)"):
+        small.send(b"x" * 1025)  # its own peers would drop it: refused before it leaves
+    assert small.get_metrics()["errors"] == 1
+    big.send(b"y" * 1024)  # exactly the limit: arrives
+    assert receive(small, 1) == [b"y" * 1024]
+    big.send(b"z" * 4096)  # larger than `small` takes: refused unread, counted
+    wait_until("the refusal", lambda: small.get_metrics()["errors"] == 2)
+    assert "1024 bytes" in small.get_connection_state()["last_error"]
+    # Larger than `small`'s session takes (max_size + header + 64 KiB): Zenoh discards it before
+    # reassembling it, uncounted; the session goes on.
+    big.send(b"w" * 200_000)
+    big.send(b"ok")
+    assert receive(small, 1) == [b"ok"]
+    assert small.recv() is None
+    m = small.get_metrics()
+    assert (m["errors"], m["dropped"], m["messages_received"]) == (2, 0, 2)
+    for bad in (0, -1, 2**40):
+        with pytest.raises((ValueError, OverflowError), match="max_size|negative|overflow"):
+            horus.Hub.tcp(f"127.0.0.1:{free_port()}", "h", max_size=bad)
+    small.close()
+    big.close()
+
+
+def test_the_receive_queue_is_bounded_by_bytes():
+    # 300 messages of 256 KiB (75 MiB) to a handle that does not read: its queue keeps the
+    # newest 64 MiB and counts the others as dropped.
+    address = f"127.0.0.1:{free_port()}"
+    reader = horus.Hub.tcp(address, "queue_hub")
+    writer = horus.Hub.tcp(address, "queue_hub")
+    wait_until("the subscription", lambda: writer.get_connection_state()["matched"])
+    size = 256 * 1024
+    for seq in range(300):
+        writer.send(seq.to_bytes(4, "little") * (size // 4))
+    writer.send(b"end")
+    # 256 × 256 KiB fill the 64 MiB; `end` pushes out one more.
+    wait_until("the queue's overflow", lambda: reader.get_metrics()["dropped"] == 45, timeout=30)
+    got = receive(reader, 256)
+    assert [int.from_bytes(m[:4], "little") for m in got[:-1]] == list(range(45, 300))
+    assert got[-1] == b"end" and reader.recv() is None
+    assert reader.get_metrics()["dropped"] == 45
+    reader.close()
+    writer.close()

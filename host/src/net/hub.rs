@@ -15,7 +15,17 @@
 //! `hub.send`) is the key `<hub>`, a topic `t` under it is `<hub>/t`.
 //!
 //! Each message travels with the header of [`super::wire`]; a mismatch or a malformed header
-//! is an error, counted, never a crash. Does not own the wire format ([`super::wire`]) or the
+//! is an error, counted, never a crash.
+//!
+//! Input is bounded. A session takes messages of at most its largest topic's size plus
+//! [`ZENOH_SLACK`] (Zenoh's `transport/link/rx/max_message_size`, 1 GiB by default): Zenoh
+//! discards a larger one before it is reassembled, without telling the session (its trace log
+//! says "Defragmentation buffer full"), so such a message is not counted. A subscriber's callback
+//! then refuses a message larger than its own topic's size before it copies a byte, and counts
+//! it as an error with a last error that names the size. Callbacks run on Zenoh's receive
+//! threads, one message after another for a whole session: they must not wait, so a subscriber
+//! that cannot deliver at once queues (`Delivery::Queued`, reported later through a [`Tally`])
+//! or drops and counts. Does not own the wire format ([`super::wire`]) or the
 //! status types ([`super::status`]).
 
 use super::status::{ConnectionState, HubMetrics as Metrics, Role};
@@ -32,6 +42,15 @@ use zenoh::Wait;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the hub checks its peers (connection state and the log lines about it).
 pub const MONITOR_PERIOD: Duration = Duration::from_millis(50);
+/// Room for Zenoh's own framing of a message (key, encoding, extensions) above the HORUS
+/// payload, in a session's maximum message size: one batch, more than any key can take.
+pub const ZENOH_SLACK: usize = 64 * 1024;
+
+/// The maximum message size of a session whose largest message is `max_message` bytes: what
+/// [`config`] sets as Zenoh's `transport/link/rx/max_message_size`.
+pub fn session_max_message_size(max_message: usize) -> usize {
+    wire::max_payload(max_message).saturating_add(ZENOH_SLACK)
+}
 
 /// A hub could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +120,14 @@ struct Inner {
     last_error: Mutex<Option<String>>,
     peers: AtomicUsize,
     stop: AtomicBool,
+    max_message: usize,
 }
 
 impl Inner {
     fn error(&self, msg: String) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        // The message first: whoever sees the count sees its last error.
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+        self.counters.errors.fetch_add(1, Ordering::Release);
     }
 
     fn peers_now(&self) -> usize {
@@ -141,9 +162,14 @@ pub struct ConfigError {
 }
 
 /// The Zenoh configuration of every hub session: peer mode, multicast scouting off, the given
-/// listen and connect endpoints (`tcp/host:port`), and quick reconnection. Public so the network
-/// benchmark gives raw Zenoh exactly the same transport.
-pub fn config(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Config, ConfigError> {
+/// listen and connect endpoints (`tcp/host:port`), quick reconnection, and a maximum received
+/// message size for messages of at most `max_message` bytes ([`session_max_message_size`]).
+/// Public so the network benchmark gives raw Zenoh exactly the same transport.
+pub fn config(
+    listen: Option<&str>,
+    connect: Option<&str>,
+    max_message: usize,
+) -> Result<zenoh::Config, ConfigError> {
     let mut c = zenoh::Config::default();
     let list = |e: Option<&str>| match e {
         Some(e) => format!("[{}]", serde_json::Value::from(e)),
@@ -159,6 +185,10 @@ pub fn config(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Conf
         (
             "connect/retry",
             "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}".to_owned(),
+        ),
+        (
+            "transport/link/rx/max_message_size",
+            session_max_message_size(max_message).to_string(),
         ),
     ] {
         c.insert_json5(key, &value).map_err(|e| ConfigError {
@@ -208,8 +238,9 @@ fn own_listener(address: &str) -> String {
 
 impl NetHub {
     /// Opens hub `name` at `address` (`host:port`): listens there, or connects to the process
-    /// that does.
-    pub fn open(name: &str, address: &str) -> Result<NetHub, NetError> {
+    /// that does. `max_message`: the largest message (without its header) any of its
+    /// subscribers takes; the session refuses larger ones (see the module's doc).
+    pub fn open(name: &str, address: &str, max_message: usize) -> Result<NetHub, NetError> {
         crate::manifest::hubs::check_address(address).map_err(|e| NetError::BadAddress {
             hub: name.to_owned(),
             reason: e.to_string(),
@@ -224,12 +255,12 @@ impl NetHub {
             hub: name.to_owned(),
             reason: e.to_string(),
         };
-        let listen_cfg = config(Some(&endpoint), None).map_err(bad)?;
+        let listen_cfg = config(Some(&endpoint), None, max_message).map_err(bad)?;
         let (session, role) = match zenoh::open(listen_cfg).wait() {
             Ok(s) => (s, Role::Listening),
             Err(listen_err) => {
                 let any_port = own_listener(address);
-                let connect_cfg = config(Some(&any_port), Some(&endpoint)).map_err(bad)?;
+                let connect_cfg = config(Some(&any_port), Some(&endpoint), max_message).map_err(bad)?;
                 match zenoh::open(connect_cfg).wait() {
                     Ok(s) if s.info().peers_zid().wait().count() > 0 => (s, Role::Connected),
                     Ok(s) => {
@@ -261,6 +292,7 @@ impl NetHub {
             last_error: Mutex::new(None),
             peers: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            max_message,
         });
         inner.peers.store(inner.peers_now(), Ordering::Relaxed);
         tracing::info!(
@@ -292,6 +324,18 @@ impl NetHub {
     /// The hub's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The largest message its session takes (as opened).
+    pub fn max_message(&self) -> usize {
+        self.inner.max_message
+    }
+
+    /// The counters of messages a subscriber's callback queued ([`Delivery::Queued`]).
+    pub fn tally(&self) -> Tally {
+        Tally {
+            hub: self.inner.clone(),
+        }
     }
 
     /// The key of `topic` under this hub (`None`: the hub's own stream).
@@ -353,9 +397,17 @@ impl NetHub {
         })
     }
 
-    /// Subscribes to `key`; `deliver` gets each message and says what became of it. It runs on a
-    /// Zenoh thread: it must not block for long.
-    pub fn subscribe<F>(&self, key: &str, remote_only: bool, deliver: F) -> Result<NetSubscriber, NetError>
+    /// Subscribes to `key`; `deliver` gets each message of at most `max_message` bytes and says
+    /// what became of it; a larger one is refused before it is copied, and counted as an error.
+    /// `deliver` runs on a Zenoh receive thread, which every message of the session waits for:
+    /// it must not wait (no sleep, no blocking lock held by a slow thread).
+    pub fn subscribe<F>(
+        &self,
+        key: &str,
+        remote_only: bool,
+        max_message: usize,
+        deliver: F,
+    ) -> Result<NetSubscriber, NetError>
     where
         F: Fn(&Incoming<'_>) -> Delivery + Send + Sync + 'static,
     {
@@ -370,6 +422,11 @@ impl NetHub {
                 Locality::Any
             })
             .callback(move |sample| {
+                let len = sample.payload().len();
+                if len > wire::max_payload(max_message) {
+                    hub.error(too_large(sample.key_expr().as_str(), len, max_message));
+                    return;
+                }
                 let payload = sample.payload().to_bytes();
                 let Ok(wire::Frame {
                     type_name,
@@ -383,6 +440,10 @@ impl NetHub {
                     ));
                     return;
                 };
+                if payload.len() > max_message {
+                    hub.error(too_large(sample.key_expr().as_str(), payload.len(), max_message));
+                    return;
+                }
                 let msg = Incoming {
                     key: sample.key_expr().as_str(),
                     type_name,
@@ -396,6 +457,7 @@ impl NetHub {
                             .bytes_received
                             .fetch_add(payload.len() as u64, Ordering::Relaxed);
                     }
+                    Delivery::Queued => {}
                     Delivery::Dropped => {
                         hub.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -440,7 +502,7 @@ impl NetHub {
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Acquire),
         }
     }
 }
@@ -454,6 +516,15 @@ impl Drop for NetHub {
         }
         let _ = self.inner.session.close().wait();
     }
+}
+
+/// The error of a message of `len` bytes on `key` whose subscriber takes `max` (header
+/// included when the message could not be parsed yet: it is refused before it is copied).
+fn too_large(key: &str, len: usize, max: usize) -> String {
+    format!(
+        "a message of {len} bytes on `{key}` is larger than the {max} bytes its subscriber takes \
+         (`max_size`); dropped unread"
+    )
 }
 
 /// Follows the peer count: logs connections and losses, and records a loss as the last error.
@@ -507,12 +578,49 @@ pub struct Incoming<'a> {
 /// What a subscriber's callback did with a message.
 #[derive(Debug)]
 pub enum Delivery {
-    /// Queued for its reader.
+    /// Queued for its reader (counted as received).
     Delivered,
+    /// Taken, and not yet delivered nor dropped: the subscriber reports which later, through a
+    /// [`Tally`].
+    Queued,
     /// No room: counted as dropped.
     Dropped,
     /// Refused (wrong type, undecodable): counted as an error, the reason becomes the last error.
     Rejected(String),
+}
+
+/// Counts what became of messages a subscriber's callback [`Delivery::Queued`], from another
+/// thread, in the hub's counters.
+#[derive(Clone)]
+pub struct Tally {
+    hub: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally").field("hub", &self.hub.name).finish()
+    }
+}
+
+impl Tally {
+    /// A queued message of `len` bytes reached its reader.
+    pub fn delivered(&self, len: usize) {
+        self.hub.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .counters
+            .bytes_received
+            .fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// `n` queued messages were lost (no room for them in time).
+    pub fn dropped(&self, n: u64) {
+        self.hub.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A queued message was refused: counted as an error, `why` becomes the last error.
+    pub fn rejected(&self, why: String) {
+        self.hub.error(why);
+    }
 }
 
 /// A publisher on one key of a hub.
@@ -601,8 +709,8 @@ mod tests {
     #[test]
     fn first_listens_second_connects_and_messages_cross_both_ways() {
         let addr = format!("127.0.0.1:{}", free_port());
-        let a = NetHub::open("t_hub", &addr).unwrap();
-        let b = NetHub::open("t_hub", &addr).unwrap();
+        let a = NetHub::open("t_hub", &addr, 64).unwrap();
+        let b = NetHub::open("t_hub", &addr, 64).unwrap();
         assert_eq!(a.state().role, Role::Listening);
         assert_eq!(b.state().role, Role::Connected);
         wait_for("the peers", || a.state().connected && b.state().connected);
@@ -613,7 +721,7 @@ mod tests {
         let key = b.key(Some("seq")).unwrap();
         assert_eq!(key, "t_hub/seq");
         let _sub = b
-            .subscribe(&key, false, move |m| {
+            .subscribe(&key, false, 64, move |m| {
                 if m.type_hash != 7 {
                     return Delivery::Rejected(format!("type {}", m.type_name));
                 }
@@ -643,7 +751,7 @@ mod tests {
         wait_for("the monitor", || {
             b.state().last_error.unwrap().contains("reconnecting")
         });
-        let a2 = NetHub::open("t_hub", &addr).unwrap();
+        let a2 = NetHub::open("t_hub", &addr, 64).unwrap();
         assert_eq!(a2.state().role, Role::Listening);
         wait_for("the reconnection", || b.state().connected && a2.state().connected);
     }
@@ -661,20 +769,79 @@ mod tests {
 
     #[test]
     fn bad_addresses_and_foreign_ports_are_clear_errors() {
-        let e = NetHub::open("h", "nohost").unwrap_err().to_string();
+        let e = NetHub::open("h", "nohost", 64).unwrap_err().to_string();
         assert!(e.contains("host:port") && e.contains("`h`"), "{e}");
         // A port held by something that is not a hub (a listener that never answers).
         let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = squatter.local_addr().unwrap().to_string();
         let t = Instant::now();
-        let e = NetHub::open("h", &addr).unwrap_err().to_string();
+        let e = NetHub::open("h", &addr, 64).unwrap_err().to_string();
         assert!(
             e.contains(&addr) && e.contains("cannot listen") && e.contains("pick a free one"),
             "{e}"
         );
         assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
         eprintln!("{e} ({:?})", t.elapsed());
-        let e = NetHub::open("bad*hub", "127.0.0.1:1").unwrap_err().to_string();
+        let e = NetHub::open("bad*hub", "127.0.0.1:1", 64)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad*hub"), "{e}");
+    }
+
+    #[test]
+    fn a_session_takes_messages_of_its_largest_topic() {
+        let c = config(None, None, 1000).unwrap();
+        let max = c.get_json("transport/link/rx/max_message_size").unwrap();
+        assert_eq!(max, (1000 + wire::MAX_HEADER + ZENOH_SLACK).to_string());
+        assert_eq!(session_max_message_size(usize::MAX), usize::MAX, "saturates");
+    }
+
+    #[test]
+    fn an_oversize_message_from_a_raw_zenoh_publisher_is_refused_and_counted() {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let hub = NetHub::open("t_big", &addr, 1024).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let _sub = hub
+            .subscribe("t_big/in", false, 1024, move |m| {
+                tx.lock().unwrap().send(m.bytes.len()).unwrap();
+                Delivery::Delivered
+            })
+            .unwrap();
+        // A plain Zenoh client, not a hub: it sends whatever it likes.
+        let raw = zenoh::open(config(None, Some(&format!("tcp/{addr}")), 1 << 20).unwrap())
+            .wait()
+            .unwrap();
+        let publisher = raw
+            .declare_publisher("t_big/in")
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .unwrap();
+        wait_for("the subscriber", || {
+            publisher.matching_status().wait().unwrap().matching()
+        });
+        let ty = WireType::new("bytes", 7);
+        let put = |len: usize| publisher.put(ty.encode(&vec![0xa5; len])).wait().unwrap();
+
+        put(1024); // exactly the limit: delivered
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1024);
+        put(1025); // a byte over: refused after its header is read
+        put(4096); // over the limit and the longest header: refused unread
+        wait_for("two errors", || hub.metrics().errors == 2);
+        let last = hub.state().last_error.unwrap();
+        assert!(
+            last.contains("4110 bytes") && last.contains("1024 bytes"),
+            "{last}"
+        );
+        // Larger than the session takes: Zenoh discards it before reassembling it (uncounted),
+        // and the session goes on.
+        put(256 * 1024);
+        put(8);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 8);
+        assert!(rx.try_recv().is_err(), "nothing else delivered");
+        // (The callback counts a delivery after it returns.)
+        wait_for("the counters", || hub.metrics().messages_received == 2);
+        let m = hub.metrics();
+        assert_eq!((m.messages_received, m.bytes_received, m.errors), (2, 1032, 2));
     }
 }

@@ -24,8 +24,8 @@ mod hub;
 
 #[cfg(feature = "network")]
 pub use hub::{
-    config, ConfigError, Delivery, Incoming, NetError, NetHub, NetPublisher, NetSubscriber, CONNECT_TIMEOUT,
-    MONITOR_PERIOD,
+    config, session_max_message_size, ConfigError, Delivery, Incoming, NetError, NetHub, NetPublisher,
+    NetSubscriber, Tally, CONNECT_TIMEOUT, MONITOR_PERIOD, ZENOH_SLACK,
 };
 pub use status::{ConnectionState, HubMetrics, HubProbe, HubStatus, Role};
 pub use wire::WireType;

@@ -14,6 +14,14 @@
 pub const FIXED_HEADER: usize = 9;
 /// The longest name a header carries.
 pub const MAX_NAME: usize = u8::MAX as usize;
+/// The longest header: the fixed part and the longest name.
+pub const MAX_HEADER: usize = FIXED_HEADER + MAX_NAME;
+
+/// The largest payload that can carry a message of at most `max_message` bytes: the message
+/// and the longest header. A receiver refuses anything longer before it copies a byte.
+pub fn max_payload(max_message: usize) -> usize {
+    max_message.saturating_add(MAX_HEADER)
+}
 
 /// The type a message travels with: the header before its bytes (hash, name length, name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,5 +242,71 @@ mod tests {
             }
         }
         assert!(ok > 0, "some random inputs should parse");
+    }
+
+    mod properties {
+        //! The same promises as above, over inputs proptest picks (bounded: 256 cases each, so
+        //! the suite stays fast; a failure prints the shrunk input).
+
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_type_and_message_round_trip(name in ".{0,300}", hash: u64, bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let ty = WireType::new(&name, hash);
+                let payload = ty.encode(&bytes);
+                prop_assert!(payload.len() <= max_payload(bytes.len()));
+                let f = parse(&payload).unwrap();
+                prop_assert_eq!(f.type_hash, hash);
+                prop_assert_eq!(f.bytes, &bytes[..]);
+                // The name arrives whole, or cut to at most 255 bytes on a character boundary.
+                prop_assert!(name.starts_with(f.type_name));
+                if name.len() <= MAX_NAME {
+                    prop_assert_eq!(f.type_name, &name[..]);
+                } else {
+                    prop_assert!((MAX_NAME - 3..=MAX_NAME).contains(&f.type_name.len()));
+                }
+            }
+
+            #[test]
+            fn random_bytes_are_a_frame_or_an_error(p in proptest::collection::vec(any::<u8>(), 0..600)) {
+                match parse(&p) {
+                    Ok(f) => {
+                        prop_assert_eq!(f.type_name.len(), usize::from(p[8]));
+                        prop_assert_eq!(FIXED_HEADER + f.type_name.len() + f.bytes.len(), p.len());
+                        prop_assert_eq!(&f.type_hash.to_le_bytes()[..], &p[..8]);
+                        // What parses re-encodes to the same bytes.
+                        prop_assert_eq!(WireType::new(f.type_name, f.type_hash).encode(f.bytes), p);
+                    }
+                    Err(ParseError::Truncated { len }) => prop_assert!(len < FIXED_HEADER),
+                    Err(ParseError::NamePastEnd { name_len, left }) => {
+                        prop_assert!(name_len > left);
+                        prop_assert_eq!(left + FIXED_HEADER, p.len());
+                    }
+                    Err(ParseError::NameNotUtf8) => {
+                        prop_assert!(std::str::from_utf8(&p[FIXED_HEADER..FIXED_HEADER + usize::from(p[8])]).is_err());
+                    }
+                }
+            }
+
+            #[test]
+            fn a_valid_header_before_random_bytes_parses(name in "[a-z:_]{0,80}", hash: u64, body in proptest::collection::vec(any::<u8>(), 0..600)) {
+                // Whatever follows a valid header is the message, untouched.
+                let mut p = WireType::new(&name, hash).header().to_vec();
+                p.extend_from_slice(&body);
+                let f = parse(&p).unwrap();
+                prop_assert_eq!((f.type_name, f.type_hash, f.bytes), (&name[..], hash, &body[..]));
+            }
+        }
     }
 }

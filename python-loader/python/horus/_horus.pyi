@@ -19,6 +19,7 @@ __all__ = [
     "Twist",
     "ABI_VERSION",
     "_close_global_hubs",
+    "_decode_payload",
 ]
 
 ABI_VERSION: int
@@ -157,9 +158,11 @@ class Hub:
 
     def __new__(cls, name: str) -> Hub: ...
     @staticmethod
-    def tcp(address: str, name: str) -> Hub:
+    def tcp(address: str, name: str, *, max_size: Optional[int] = None) -> Hub:
         """A network hub over Zenoh/TCP at ``host:port``: the first process to open the address
-        listens, later ones connect. ValueError on a bad address or name, ConnectionError when
+        listens, later ones connect. It takes messages of at most ``max_size`` bytes (default
+        1 MiB): ``send`` raises ValueError for a larger one, and larger received ones are
+        dropped and counted. ValueError on a bad address, name or max_size, ConnectionError when
         the port is held by something that is not a hub."""
     @staticmethod
     def global_hub(name: str) -> Hub:
@@ -184,6 +187,10 @@ class Hub:
 
 def _close_global_hubs() -> None:
     """Detaches every global hub of this process (registered with ``atexit`` by ``horus``)."""
+
+def _decode_payload(payload: bytes) -> Any:
+    """Decodes a Python-object payload as a received message is (for the decoder's tests):
+    a value, or ValueError/TypeError for a malformed payload."""
 
 @final
 class Link:
