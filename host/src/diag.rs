@@ -61,6 +61,8 @@ pub enum Code {
     H0026,
     /// A network hub could not be opened when the run started (the address is unusable).
     H0027,
+    /// A topic's shared memory does not fit in the free space of /dev/shm.
+    H0029,
 }
 
 impl Code {
@@ -91,6 +93,7 @@ impl Code {
             Code::H0025 => "H0025",
             Code::H0026 => "H0026",
             Code::H0027 => "H0027",
+            Code::H0029 => "H0029",
         }
     }
 }

@@ -114,6 +114,9 @@ fn main() -> ExitCode {
         }
         Command::Check { manifest } => horus_host::check(manifest).map(|graph| {
             print!("{}", horus_host::run::describe(&graph));
+            if let Some(warning) = horus_host::run::shm_warning(&graph) {
+                eprintln!("{warning}");
+            }
         }),
         Command::Run {
             manifest,

@@ -81,8 +81,32 @@ impl BindError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             *self.source,
-            ShmError::TypeMismatch { .. } | ShmError::SlotTooSmall { .. } | ShmError::BadHeader { .. }
+            ShmError::TypeMismatch { .. }
+                | ShmError::SlotTooSmall { .. }
+                | ShmError::BadHeader { .. }
+                | ShmError::NoSpace { .. }
         )
+    }
+
+    /// The error as a diagnostic of the manifest at `path` when it has a stable code: a topic
+    /// that does not fit in /dev/shm (H0029).
+    pub fn diagnostic(&self, path: &std::path::Path) -> Option<crate::diag::Diagnostic> {
+        use crate::diag::{Code, Diagnostic};
+        match *self.source {
+            ShmError::NoSpace { .. } => Some(
+                Diagnostic::new(
+                    Code::H0029,
+                    path,
+                    format!("port `{}`: {}", self.port, self.source),
+                )
+                .node(&self.node)
+                .hint(
+                    "every topic's memory is committed when the run starts: make the topic's queue \
+                         (`qos`) or `max_size` smaller, or /dev/shm larger",
+                ),
+            ),
+            _ => None,
+        }
     }
 }
 
