@@ -209,8 +209,8 @@ fn host_path() -> (f64, f64) {
         single_producer: true,
     };
     let (a, b) = (
-        TopicScope::with(ns.clone(), "h1".into()),
-        TopicScope::with(ns.clone(), "h2".into()),
+        TopicScope::with(ns.clone(), "@h1".into()),
+        TopicScope::with(ns.clone(), "@h2".into()),
     );
     let a_topics = [topic("bench/ping", true), topic("bench/pong", false)];
     let b_topics = [topic("bench/ping", false), topic("bench/pong", true)];
@@ -253,8 +253,8 @@ fn host_path() -> (f64, f64) {
     stop.store(true, Ordering::Release);
     echo.join().unwrap();
     drop((bridges_a, bridges_b, ping, pong_in));
-    shm::remove_private(&ns, "h1");
-    shm::remove_private(&ns, "h2");
+    shm::remove_private(&ns, "@h1");
+    shm::remove_private(&ns, "@h2");
     stats(one_way)
 }
 

@@ -63,6 +63,8 @@ pub enum Code {
     H0027,
     /// A Link (single-producer topic) already has a live producer in another endpoint.
     H0028,
+    /// A topic's shared memory does not fit in the free space of /dev/shm.
+    H0029,
     /// A plugin crashed or hung the child process that inspected it.
     H0030,
 }
@@ -96,6 +98,7 @@ impl Code {
             Code::H0026 => "H0026",
             Code::H0027 => "H0027",
             Code::H0028 => "H0028",
+            Code::H0029 => "H0029",
             Code::H0030 => "H0030",
         }
     }

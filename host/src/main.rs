@@ -128,6 +128,9 @@ fn main() -> ExitCode {
         Command::Check { manifest } => {
             horus_host::run::check_with(manifest, this_program().as_deref()).map(|graph| {
                 print!("{}", horus_host::run::describe(&graph));
+                if let Some(warning) = horus_host::run::shm_warning(&graph) {
+                    eprintln!("{warning}");
+                }
             })
         }
         Command::Run {

@@ -125,6 +125,39 @@ pub fn describe(graph: &Graph) -> String {
     out
 }
 
+/// Bytes of shared memory the graph's topics commit when it runs (each topic once, at the
+/// largest size any of its endpoints would create it with).
+pub fn shm_needed(graph: &Graph) -> u64 {
+    use crate::topic::PortPlan;
+    let mut topics = std::collections::HashMap::new();
+    for plan in graph.nodes.iter().flat_map(|n| &n.ports) {
+        let (PortPlan::Output { topic, spec } | PortPlan::Input { topic, spec, .. }) = plan else {
+            continue;
+        };
+        let size = crate::shm::layout::segment_size(spec.slot_size, spec.capacity.max(2).next_power_of_two());
+        let entry = topics.entry(topic).or_insert(0u64);
+        *entry = (*entry).max(size);
+    }
+    topics.values().sum()
+}
+
+/// For `horus check`: a warning line (H0029) when the graph's topics need more shared memory
+/// than /dev/shm has free, which `horus run` would refuse.
+pub fn shm_warning(graph: &Graph) -> Option<String> {
+    let needed = shm_needed(graph);
+    let free = crate::shm::shm_free()?;
+    (needed > free).then(|| {
+        format!(
+            "{}: warning[H0029]: the topics of this manifest need {} of shared memory, but /dev/shm has {} \
+             free; `horus run` will refuse the topic that does not fit: make queues (`qos`) or `max_size` \
+             smaller, or /dev/shm larger\n  see: docs/errors/H0029.md",
+            graph.manifest.path.display(),
+            crate::shm::mib(needed),
+            crate::shm::mib(free)
+        )
+    })
+}
+
 fn count(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")

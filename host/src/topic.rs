@@ -3,7 +3,9 @@
 //! other processes; this module only decides names and sizes.
 //!
 //! - A connection inside the manifest (`from` + `to`) uses a topic private to this host run:
-//!   `h<pid>/<node>.<port>`, so two hosts running one manifest never share it.
+//!   `@h<pid>-<start time>/<node>.<port>`, so two hosts running one manifest never share it.
+//!   Its segment lives in the private name space (`/horus.<ns>@…`), which no named topic can
+//!   reach, and the startup sweep removes it once its owner is gone.
 //! - A named topic (`topic = "robot/imu"`) is shared with every process on the machine in the
 //!   same namespace (`HORUS_NAMESPACE`, default per user).
 //! - Slots are sized from the message type (plain data: exact), else from `max_size`, else
@@ -117,7 +119,7 @@ impl TopicScope {
     pub fn new() -> TopicScope {
         TopicScope {
             namespace: shm::namespace(),
-            instance: format!("h{}", std::process::id()),
+            instance: shm::private_instance(),
         }
     }
 
@@ -126,7 +128,8 @@ impl TopicScope {
         TopicScope { namespace, instance }
     }
 
-    /// The instance part of private topic names (`h<pid>`).
+    /// The instance part of private topic names (`@h<pid>-<start time>`, see
+    /// [`shm::private_instance`]).
     pub fn instance(&self) -> &str {
         &self.instance
     }
@@ -230,9 +233,12 @@ mod tests {
     fn local_names_are_private_to_the_instance() {
         let scope = TopicScope {
             namespace: "ns".into(),
-            instance: "h42".into(),
+            instance: "@h42-7".into(),
         };
-        assert_eq!(scope.resolve(&TopicName::Local("imu.imu".into())), "h42/imu.imu");
+        assert_eq!(
+            scope.resolve(&TopicName::Local("imu.imu".into())),
+            "@h42-7/imu.imu"
+        );
         assert_eq!(scope.resolve(&TopicName::Named("robot/imu".into())), "robot/imu");
     }
 }

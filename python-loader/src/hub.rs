@@ -11,7 +11,7 @@
 //! processes do). Python objects travel as on local topics; `bytes` travel as raw bytes (a Rust
 //! `Vec<u8>` port reads them), typed messages as the Rust type's bytes.
 
-use crate::topics::{Counters, Endpoint};
+use crate::topics::{Counters, Endpoint, Sizing};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -118,8 +118,8 @@ struct Channel {
 }
 
 impl Channel {
-    fn open(topic: String, single_producer: bool) -> PyResult<Chan> {
-        let mut ep = Endpoint::new(topic, horus_host::shm::namespace(), single_producer);
+    fn open(topic: String, single_producer: bool, sizing: Sizing) -> PyResult<Chan> {
+        let mut ep = Endpoint::new(topic, horus_host::shm::namespace(), single_producer).with_sizing(sizing);
         ep.subscribe_now()?;
         Ok(Chan::Shm(Channel {
             ep,
@@ -188,13 +188,13 @@ pub struct Hub {
 static GLOBAL: Mutex<Option<HashMap<String, Py<Hub>>>> = Mutex::new(None);
 
 impl Hub {
-    fn open(name: &str, mode: Mode) -> PyResult<Hub> {
+    fn open(name: &str, mode: Mode, sizing: Sizing) -> PyResult<Hub> {
         check_name("hub", name)?;
         let topic = format!("hub/{name}");
         Ok(Hub {
             name: name.to_owned(),
             mode,
-            chan: Mutex::new(Channel::open(topic, false)?),
+            chan: Mutex::new(Channel::open(topic, false, sizing)?),
             #[cfg(feature = "network")]
             net: Mutex::new(None),
         })
@@ -239,10 +239,12 @@ fn tcp_unavailable(address: &str, name: &str) -> PyErr {
 
 #[pymethods]
 impl Hub {
-    /// A local hub named `name`.
+    /// A local hub named `name`; if this creates its topic, it takes messages of up to
+    /// `max_size` bytes and holds `depth` of them (defaults: about 1 MiB of /dev/shm).
     #[new]
-    fn new(name: &str) -> PyResult<Hub> {
-        Hub::open(name, Mode::Local)
+    #[pyo3(signature = (name, max_size = None, depth = None))]
+    fn new(name: &str, max_size: Option<i64>, depth: Option<i64>) -> PyResult<Hub> {
+        Hub::open(name, Mode::Local, Sizing::from_py(max_size, depth)?)
     }
 
     /// A network hub at `address` (`host:port`) for messages of at most `max_size` bytes
@@ -264,7 +266,7 @@ impl Hub {
         if let Some(h) = map.get(name) {
             return Ok(h.clone_ref(py));
         }
-        let hub = Py::new(py, Hub::open(name, Mode::Global)?)?;
+        let hub = Py::new(py, Hub::open(name, Mode::Global, Sizing::default())?)?;
         map.insert(name.to_owned(), hub.clone_ref(py));
         Ok(hub)
     }
@@ -275,7 +277,9 @@ impl Hub {
         let spec = horus_host::manifest::hubs::load(&path, name)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         match spec.mode {
-            horus_host::manifest::hubs::HubMode::Local => Py::new(py, Hub::open(name, Mode::Local)?),
+            horus_host::manifest::hubs::HubMode::Local => {
+                Py::new(py, Hub::open(name, Mode::Local, Sizing::default())?)
+            }
             horus_host::manifest::hubs::HubMode::Tcp => {
                 let address = spec.address.as_deref().unwrap_or_default();
                 Py::new(py, Hub::open_tcp(py, address, name, None)?)
@@ -316,7 +320,7 @@ impl Hub {
                 chan: Mutex::new(Chan::Net(net::NetChannel::open(hub, Some(topic))?)),
             });
         }
-        Link::new(topic, target)
+        Link::new(topic, target, None, None)
     }
 
     /// messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors.
@@ -360,16 +364,18 @@ impl Link {
 #[pymethods]
 impl Link {
     /// The link for `topic` towards `target` (both ends name it alike).
+    /// `max_size` and `depth` size its topic if this creates it, as for a hub.
     #[new]
-    #[pyo3(signature = (topic, target = "default"))]
-    fn new(topic: &str, target: &str) -> PyResult<Link> {
+    #[pyo3(signature = (topic, target = "default", max_size = None, depth = None))]
+    fn new(topic: &str, target: &str, max_size: Option<i64>, depth: Option<i64>) -> PyResult<Link> {
         check_name("topic", topic)?;
         check_name("target", target)?;
+        let sizing = Sizing::from_py(max_size, depth)?;
         Ok(Link {
             topic: topic.to_owned(),
             target: target.to_owned(),
             mode: Mode::Link,
-            chan: Mutex::new(Channel::open(format!("link/{target}/{topic}"), true)?),
+            chan: Mutex::new(Channel::open(format!("link/{target}/{topic}"), true, sizing)?),
         })
     }
 

@@ -13,6 +13,7 @@
 //! finds the segment, and then first gets what is still queued (up to the topic's depth).
 
 use crate::{codec, msgs};
+use horus_host::manifest::limits::{Limit, MAX_SIZE};
 use horus_host::shm::{self, Publisher, SendError, ShmError, Subscriber, TopicSpec};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -20,12 +21,64 @@ use pyo3::types::PyBytes;
 
 /// Type name of Python-object topics.
 pub const OBJECT_TYPE: &str = "horus.PyObject";
-/// Largest encoded Python object (a 640×480 RGB frame is 900 KiB).
-pub const OBJECT_SLOT: u32 = 1 << 20;
-/// Slots of a Python-object topic (a keep_last depth of 32).
-pub const OBJECT_CAPACITY: u32 = 32;
+/// Default largest encoded Python object of a topic this process creates.
+pub const OBJECT_SLOT: u32 = 64 * 1024;
+/// Most slots a Python-object topic gets by default (its keep_last depth).
+pub const OBJECT_DEPTH: u32 = 16;
+/// What a Python-object topic commits of /dev/shm by default (the memory of every topic is
+/// committed when it is created): its depth is as many `max_size` messages as fit, 2 to
+/// [`OBJECT_DEPTH`]. 64 KiB × 16 by default.
+pub const OBJECT_BUDGET: u64 = 1 << 20;
 /// Slots of a typed topic.
 pub const TYPED_CAPACITY: u32 = 64;
+/// Range of a topic's `depth`.
+pub const DEPTH: Limit<i64> = Limit {
+    key: "depth",
+    min: 1,
+    min_inclusive: true,
+    max: Some(1 << 16),
+    unit: "messages",
+};
+
+/// The size of the topics an endpoint creates (an existing topic keeps its creator's size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizing {
+    /// Largest encoded message; `None`: [`OBJECT_SLOT`], or the first message's size if a send
+    /// creates the topic with a larger one.
+    pub max_size: Option<u32>,
+    /// Queue depth; `None`: as many messages as fit in [`OBJECT_BUDGET`], 2 to [`OBJECT_DEPTH`].
+    pub depth: Option<u32>,
+}
+
+impl Sizing {
+    /// `max_size=` and `depth=` as Python passed them; ValueError outside their ranges.
+    pub fn from_py(max_size: Option<i64>, depth: Option<i64>) -> PyResult<Sizing> {
+        let check = |limit: &Limit<i64>, v: Option<i64>| {
+            v.map(|v| limit.check(v).map(|v| v as u32))
+                .transpose()
+                .map_err(|e| PyValueError::new_err(e.to_string()))
+        };
+        Ok(Sizing {
+            max_size: check(&MAX_SIZE, max_size)?,
+            depth: check(&DEPTH, depth)?,
+        })
+    }
+
+    /// Slot size and capacity of a new Python-object topic whose first message (if a send
+    /// creates it) is `first` bytes.
+    fn object(self, first: usize) -> (u32, u32) {
+        let max = MAX_SIZE.max.unwrap_or(i64::MAX) as u64;
+        let slot = self.max_size.unwrap_or_else(|| {
+            // A topic made by a send of a large message (a camera frame) gets room for it.
+            let first = (first as u64).next_multiple_of(4096).min(max) as u32;
+            first.max(OBJECT_SLOT)
+        });
+        let depth = self
+            .depth
+            .unwrap_or_else(|| (OBJECT_BUDGET / u64::from(slot)).clamp(2, u64::from(OBJECT_DEPTH)) as u32);
+        (slot, depth)
+    }
+}
 
 /// The type hash of Python-object topics.
 pub fn object_hash() -> u64 {
@@ -54,25 +107,29 @@ fn kind_of(spec: &TopicSpec) -> Kind {
     }
 }
 
-/// The spec a new segment of `kind` gets.
-pub fn spec_for(topic: &str, kind: Kind, single_producer: bool) -> TopicSpec {
+/// The spec a new segment of `kind` gets, sized by `sizing` (and, for Python objects, by the
+/// `first` message's encoded size when a send creates it; 0 otherwise).
+pub fn spec_for(topic: &str, kind: Kind, single_producer: bool, sizing: Sizing, first: usize) -> TopicSpec {
     match kind {
         Kind::Typed(t) => TopicSpec {
             topic: topic.to_owned(),
             type_name: t.name.to_owned(),
             type_hash: t.hash,
             slot_size: t.size as u32,
-            capacity: TYPED_CAPACITY,
+            capacity: sizing.depth.unwrap_or(TYPED_CAPACITY),
             single_producer,
         },
-        Kind::Object | Kind::Raw => TopicSpec {
-            topic: topic.to_owned(),
-            type_name: OBJECT_TYPE.to_owned(),
-            type_hash: object_hash(),
-            slot_size: OBJECT_SLOT,
-            capacity: OBJECT_CAPACITY,
-            single_producer,
-        },
+        Kind::Object | Kind::Raw => {
+            let (slot_size, capacity) = sizing.object(first);
+            TopicSpec {
+                topic: topic.to_owned(),
+                type_name: OBJECT_TYPE.to_owned(),
+                type_hash: object_hash(),
+                slot_size,
+                capacity,
+                single_producer,
+            }
+        }
     }
 }
 
@@ -106,6 +163,7 @@ pub struct Endpoint {
     topic: String,
     ns: String,
     single_producer: bool,
+    sizing: Sizing,
     kind: Option<Kind>,
     publisher: Option<Publisher>,
     subscriber: Option<Subscriber>,
@@ -120,6 +178,7 @@ impl Endpoint {
             topic,
             ns,
             single_producer,
+            sizing: Sizing::default(),
             kind: None,
             publisher: None,
             subscriber: None,
@@ -127,12 +186,18 @@ impl Endpoint {
         }
     }
 
+    /// The size the topic gets if this endpoint creates it.
+    pub fn with_sizing(mut self, sizing: Sizing) -> Endpoint {
+        self.sizing = sizing;
+        self
+    }
+
     /// Attaches a subscriber now, creating the topic as a Python-object topic if nobody has: for
     /// hubs and links, which must not miss what is sent after they exist.
     pub fn subscribe_now(&mut self) -> PyResult<()> {
         let spec = match shm::peek(&self.ns, &self.topic).map_err(shm_err)? {
             Some(spec) => spec,
-            None => spec_for(&self.topic, Kind::Object, self.single_producer),
+            None => spec_for(&self.topic, Kind::Object, self.single_producer, self.sizing, 0),
         };
         let sub = shm::subscriber(&self.ns, &spec, spec.capacity, false).map_err(shm_err)?;
         self.kind = Some(kind_of(&spec));
@@ -151,22 +216,25 @@ impl Endpoint {
 
     fn send_inner(&mut self, obj: &Bound<'_, PyAny>, scratch: &mut Vec<u8>) -> PyResult<()> {
         scratch.clear();
-        if self.publisher.is_none() {
-            let existing = shm::peek(&self.ns, &self.topic).map_err(shm_err)?;
-            let kind = match (&existing, self.kind) {
-                (Some(spec), _) => kind_of(spec),
-                (None, Some(kind)) => kind,
-                (None, None) => match msgs::encode(obj, scratch) {
-                    Some(t) => Kind::Typed(t),
-                    None => Kind::Object,
-                },
-            };
-            let spec = existing.unwrap_or_else(|| spec_for(&self.topic, kind, self.single_producer));
-            self.publisher = Some(shm::publisher(&self.ns, &spec).map_err(shm_err)?);
-            self.kind = Some(kind);
-            scratch.clear();
-        }
-        match self.kind.unwrap_or(Kind::Object) {
+        // Not attached yet: the topic's kind comes from its segment, or from this first message.
+        let mut existing = None;
+        let kind = match (self.publisher.is_some(), self.kind) {
+            (true, kind) => kind.unwrap_or(Kind::Object),
+            (false, known) => {
+                existing = shm::peek(&self.ns, &self.topic).map_err(shm_err)?;
+                let kind = match (&existing, known) {
+                    (Some(spec), _) => kind_of(spec),
+                    (None, Some(kind)) => kind,
+                    (None, None) => match msgs::encode(obj, scratch) {
+                        Some(t) => Kind::Typed(t),
+                        None => Kind::Object,
+                    },
+                };
+                scratch.clear();
+                kind
+            }
+        };
+        match kind {
             Kind::Object => codec::encode(obj, scratch)?,
             Kind::Typed(t) => {
                 if !(t.encode)(obj, scratch) {
@@ -191,6 +259,19 @@ impl Endpoint {
                 scratch.extend_from_slice(b.as_bytes());
             }
         }
+        if self.publisher.is_none() {
+            let spec = existing.unwrap_or_else(|| {
+                spec_for(
+                    &self.topic,
+                    kind,
+                    self.single_producer,
+                    self.sizing,
+                    scratch.len(),
+                )
+            });
+            self.publisher = Some(shm::publisher(&self.ns, &spec).map_err(shm_err)?);
+            self.kind = Some(kind);
+        }
         let publisher = self.publisher.as_mut().expect("attached above");
         match publisher.send(scratch) {
             Ok(()) => {
@@ -199,8 +280,11 @@ impl Endpoint {
                 Ok(())
             }
             Err(SendError::TooLarge { len, max }) => Err(PyValueError::new_err(format!(
-                "message of {len} bytes does not fit topic `{}` (at most {max} bytes per message)",
-                self.topic
+                "message of {len} bytes does not fit topic `{}` (at most {max} bytes per message); a topic \
+                 keeps the max_size its creator gave it: create it with a larger one (e.g. \
+                 horus.Hub(name, max_size={})) or send smaller messages",
+                self.topic,
+                (len as u64).next_power_of_two()
             ))),
             Err(e @ SendError::Revoked) => {
                 Err(PyRuntimeError::new_err(format!("topic `{}`: {e}", self.topic)))

@@ -10,7 +10,8 @@ os.environ["HORUS_NAMESPACE"] = NAMESPACE
 
 
 def leftovers():
-    return sorted(glob.glob(f"/dev/shm/horus.{NAMESPACE}.*"))
+    # Named topics (`horus.<ns>.…`) and private segments (`horus.<ns>@…`).
+    return sorted(glob.glob(f"/dev/shm/horus.{NAMESPACE}[.@]*"))
 
 
 @pytest.fixture

@@ -135,6 +135,51 @@ def test_hub_send_recv_metrics_and_state(no_leftovers):
     other.close()
 
 
+def _segment(endpoint):
+    import os
+
+    path = "/dev/shm" + endpoint.get_connection_state()["endpoint"].removeprefix("shm:")
+    st = os.stat(path)
+    return st.st_size, st.st_blocks * 512
+
+
+def test_a_default_hub_commits_about_one_mib(no_leftovers):
+    """Issue 13: a topic's memory is committed when it is created, so a Python topic must be
+    small by default (it was 32 slots of 1 MiB: two filled Docker's 64 MiB /dev/shm)."""
+    hub = horus.Hub("defaults")
+    size, committed = _segment(hub)
+    assert size <= 1_100_000, size
+    assert committed >= size, "committed at creation, not sparse"
+    hub.send(b"x" * 65535)  # a bytes message is its bytes and a tag byte
+    with pytest.raises(ValueError, match=r"65537 bytes does not fit topic `hub/defaults` \(at most 65536"):
+        hub.send(b"x" * 65536)
+    assert hub.recv() == b"x" * 65535
+    hub.close()
+
+
+def test_hub_max_size_and_depth(no_leftovers):
+    hub = horus.Hub("sized", max_size=1024, depth=4)
+    other = horus.Hub("sized", max_size=10, depth=1000)  # the topic keeps its creator's size
+    for i in range(6):
+        hub.send(bytes([i]) * 1023)
+    with pytest.raises(ValueError, match=r"1025 bytes does not fit topic `hub/sized` \(at most 1024 bytes"):
+        other.send(b"x" * 1024)
+    got = []
+    while (m := other.recv()) is not None:
+        got.append(m[0])
+    assert got == [2, 3, 4, 5] and other.get_metrics()["dropped"] == 2, "keep_last(4)"
+    for bad in ({"max_size": 0}, {"max_size": 2**40}, {"depth": 0}, {"depth": 2**20}):
+        with pytest.raises(ValueError, match="must be"):
+            horus.Hub("bad", **bad)
+    tx = horus.Link("cmd", "motor", max_size=64, depth=2)
+    rx = horus.Link("cmd", "motor")
+    assert _segment(tx)[0] < 8192
+    tx.send(b"ok")
+    assert rx.recv() == b"ok"
+    for x in (hub, other, tx, rx):
+        x.close()
+
+
 def test_global_hub_is_one_per_name(no_leftovers):
     a = horus.Hub.global_hub("sensor_hub")
     b = horus.Hub.global_hub("sensor_hub")
@@ -194,7 +239,7 @@ def test_python_to_python_across_processes(no_leftovers):
         for i in range(2000):
             hub.send({"i": i, "payload": "x" * (i % 50)})
             if i % 16 == 15:
-                # A keep_last(32) topic: stay within the reader's queue, however loaded the
+                # A keep_last(16) topic: stay within the reader's queue, however loaded the
                 # machine is, by waiting for the reader to take each batch of 16.
                 while ack.recv() is None:
                     time.sleep(0.0002)

@@ -57,7 +57,7 @@ struct Topics {
 impl Topics {
     fn new(kind: Kind, test: &str) -> Topics {
         let ns = format!("exec-{}-{kind:?}-{test}", std::process::id()).to_lowercase();
-        let scope = TopicScope::with(ns.clone(), format!("h{}", std::process::id()));
+        let scope = TopicScope::with(ns.clone(), horus_host::shm::private_instance());
         Topics { ns, scope }
     }
 

@@ -271,3 +271,95 @@ fn publisher_and_subscriber_of_different_types_are_refused() {
     );
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Issue 13: a named topic whose name reads like a private topic of a dead host (`h<pid>_…`)
+/// survives another `horus run` in the namespace. The startup sweep of the publisher's run used
+/// to unlink it under the live subscriber, which then received 0 of 500.
+#[test]
+fn a_named_topic_that_looks_private_survives_another_run() {
+    let ns = namespace("lookalike");
+    let s = Scratch::new();
+    let (source, check) = stream_manifests(&s, "reliable(512)", true, 500);
+    for path in [&source, &check] {
+        let text = std::fs::read_to_string(path).unwrap();
+        std::fs::write(
+            path,
+            text.replace("topic = \"stream\"", "topic = \"h99999999_cam\""),
+        )
+        .unwrap();
+    }
+    let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
+    let checker = start_in(&ns, &check, "6s", &chk_stats);
+    wait_for(&segment_path(&ns, "h99999999_cam"), Duration::from_secs(20));
+    let src_out = finish(start_in(&ns, &source, "2s", &src_stats));
+    assert!(src_out.stderr.contains("sent 500 of 500"), "{}", src_out.stderr);
+    finish(checker);
+    let chk = node(&read_stats(&chk_stats), "check").clone();
+    assert_eq!(u(&chk["messages_received"]), 500, "{chk}");
+    assert_eq!(u(&chk["total_failures"]), 0, "{chk}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Runs `horus <args>` in a mount namespace of its own whose /dev/shm is a 64 MiB tmpfs
+/// (Docker's default), then lists what it left there. `None` when this machine cannot make
+/// such a namespace (not root, or no user namespaces).
+fn in_small_dev_shm(ns: &str, args: &[&str]) -> Option<(Outcome, String)> {
+    let probe = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=64m none /dev/shm"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: `unshare -rm` with a tmpfs mount is not available here");
+        return None;
+    }
+    let script = "mount -t tmpfs -o size=64m none /dev/shm || exit 99; \"$@\"; rc=$?; \
+                  echo \"left: $(ls -A /dev/shm | tr '\\n' ' ')\" >&2; exit $rc";
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-rm", "sh", "-c", script, "sh"])
+        .arg(horus_e2e::horus_bin())
+        .args(args)
+        .env("HORUS_NAMESPACE", ns)
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE");
+    let out = wait(spawn(cmd), Duration::from_secs(60));
+    let left = out
+        .stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("left: "))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    Some((out, left))
+}
+
+/// Issue 13: a topic that does not fit in /dev/shm used to pass `horus check`, and `horus run`
+/// died with SIGBUS (exit 135), leaving a 128 MiB sparse segment. Now `check` warns and `run`
+/// refuses the topic at bind time with H0029, exit 2, leaving nothing.
+#[test]
+fn a_topic_too_big_for_dev_shm_is_h0029_not_sigbus() {
+    let ns = namespace("noshm");
+    let s = Scratch::new();
+    // 1 Mi slots of 128 bytes: 128 MiB of ring in a 64 MiB /dev/shm.
+    let (_, check) = stream_manifests(&s, "reliable(1048576)", true, 10);
+    let manifest = check.to_str().unwrap();
+    let Some((out, left)) = in_small_dev_shm(&ns, &["check", manifest]) else {
+        return;
+    };
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains("warning[H0029]"), "{}", out.stderr);
+    assert!(out.stderr.contains("64.0 MiB free"), "{}", out.stderr);
+    assert_eq!(left, "", "check creates nothing");
+    let (out, left) = in_small_dev_shm(&ns, &["run", manifest, "--duration", "1s"]).unwrap();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    for part in [
+        "error[H0029]",
+        "node `check`: port `in`: topic `stream`",
+        "topic `stream` needs 128.0 MiB",
+        "/dev/shm has 64.0 MiB free",
+        "smaller `max_size`",
+        "see: docs/errors/H0029.md",
+    ] {
+        assert!(out.stderr.contains(part), "`{part}` in:\n{}", out.stderr);
+    }
+    assert_eq!(left, "", "nothing left in /dev/shm");
+}

@@ -220,13 +220,14 @@ pub fn run_with_stats_in(
     (out, nodes)
 }
 
-/// Every shared-memory object of namespace `ns` still in /dev/shm.
+/// Every shared-memory object of namespace `ns` still in /dev/shm: named topics
+/// (`horus.<ns>.…`) and private segments (`horus.<ns>@…`).
 pub fn shm_leftovers(ns: &str) -> Vec<String> {
-    let prefix = format!("horus.{ns}.");
+    let (named, private) = (format!("horus.{ns}."), format!("horus.{ns}@"));
     std::fs::read_dir("/dev/shm")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| n.starts_with(&named) || n.starts_with(&private))
                 .collect()
         })
         .unwrap_or_default()

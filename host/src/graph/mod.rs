@@ -85,11 +85,12 @@ impl BindError {
                 | ShmError::SlotTooSmall { .. }
                 | ShmError::BadHeader { .. }
                 | ShmError::ProducerTaken { .. }
+                | ShmError::NoSpace { .. }
         )
     }
 
     /// The error as a diagnostic of the manifest at `path`, when it has a stable code: a second
-    /// producer on a Link (H0028).
+    /// producer on a Link (H0028), a topic that does not fit in /dev/shm (H0029).
     pub fn diagnostic(&self, path: &std::path::Path) -> Option<crate::diag::Diagnostic> {
         use crate::diag::{Code, Diagnostic};
         match *self.source {
@@ -97,6 +98,18 @@ impl BindError {
                 "a Link has exactly one producer: stop the other process that publishes on it, or use a named \
                  topic (multi-producer) for several publishers",
             )),
+            ShmError::NoSpace { .. } => Some(
+                Diagnostic::new(
+                    Code::H0029,
+                    path,
+                    format!("port `{}`: {}", self.port, self.source),
+                )
+                .node(&self.node)
+                .hint(
+                    "every topic's memory is committed when the run starts: make the topic's queue \
+                         (`qos`) or `max_size` smaller, or /dev/shm larger",
+                ),
+            ),
             _ => None,
         }
     }

@@ -754,17 +754,21 @@ impl Validator<'_> {
             None => Some(None),
             Some(t) => {
                 let name = t.get_ref().trim();
-                let reserved = name
-                    .strip_prefix('h')
-                    .and_then(|r| r.split_once('/'))
-                    .is_some_and(|(digits, _)| {
-                        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-                    });
+                let reserved = name.starts_with(crate::shm::PRIVATE_MARK)
+                    || name
+                        .strip_prefix('h')
+                        .and_then(|r| r.split_once('/'))
+                        .is_some_and(|(digits, _)| {
+                            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                        });
                 if reserved {
                     self.push(
                         self.diag(Code::H0006, t, format!("topic name `{name}` is reserved"))
                             .key("connect.topic")
-                            .hint("names `h<digits>/...` are the private topics of a host run; choose another name"),
+                            .hint(
+                                "names `@...` (and the older `h<digits>/...`) are the private topics of a host run; \
+                                 choose another name",
+                            ),
                     );
                     None
                 } else if name.is_empty()

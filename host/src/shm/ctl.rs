@@ -92,7 +92,19 @@ impl Ctl {
         };
         let fd = rustix::shm::open(name, flags, Mode::from_raw_mode(0o600))?;
         if create {
-            rustix::fs::ftruncate(&fd, SIZE as u64)?;
+            // Memory committed now, not at the first touch (a full /dev/shm is an error here,
+            // not a SIGBUS later).
+            if let Err(e) = super::segment::commit(&fd, SIZE as u64) {
+                let _ = rustix::shm::unlink(name);
+                return Err(match e {
+                    super::segment::CommitError::NoSpace { free } => std::io::Error::other(format!(
+                        "/dev/shm has {} free, too little for a command block of {}",
+                        super::segment::mib(free),
+                        super::segment::mib(SIZE as u64)
+                    )),
+                    super::segment::CommitError::Io(e) => e.into(),
+                });
+            }
         }
         let file = std::fs::File::from(fd);
         if file.metadata()?.len() < SIZE as u64 {
@@ -119,10 +131,14 @@ impl Ctl {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(60)
             .collect();
+        // In the private name space, owned by this process (pid and start time): see
+        // `segment::reclaim_orphans`.
         let name = format!(
-            "/horus.{}.ctl.{}.{readable}-{hash:08x}.{generation}",
+            "/horus.{}{}c{}-{}.{readable}-{hash:08x}.{generation}",
             namespace(),
-            std::process::id()
+            super::segment::PRIVATE_MARK,
+            std::process::id(),
+            super::segment::my_start_time()
         );
         let _ = rustix::shm::unlink(&*name);
         Self::open_impl(&name, true)

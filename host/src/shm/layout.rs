@@ -5,7 +5,7 @@
 //! offset 0      Header   (immutable after creation: type, slot size, capacity)
 //!        128    Control  (write_seq: next sequence to claim; peers_epoch; a Link's producer token)
 //!        192    Wake     (futex word, sleeper count)
-//!        256    Peer × MAX_PEERS, one cache line each (pid, role, cursor, counters)
+//!        256    Peer × MAX_PEERS, one cache line each (pid, role, cursor, counters, start time)
 //!        SLOTS  Slot × capacity, each `stride` bytes, 64-aligned:
 //!                 seq: u64 (2s+1 while message s is written, 2s+2 once committed)
 //!                 len: u32, writer pid: u32, payload: slot_size bytes
@@ -130,6 +130,9 @@ pub struct Peer {
     pub bytes: AtomicU64,
     /// Subscriber: messages overwritten before it read them. Publisher: sends refused (full).
     pub dropped: AtomicU64,
+    /// The owner's start time (`/proc/<pid>/stat` field 22; 0 if unknown), written before
+    /// `pid`: with it, a reused pid is not taken for the owner.
+    pub start_time: AtomicU64,
 }
 
 /// The fixed part of a slot; the payload follows it.

@@ -16,8 +16,9 @@ mod segment;
 
 pub use ring::{Publisher, Received, SendError, Subscriber};
 pub use segment::{
-    namespace, reclaim_orphans, release_peer, remove_private, revoke_producer, shm_name, Segment, ShmError,
-    TopicSpec,
+    is_alive_since, mib, my_start_time, namespace, private_instance, reclaim_orphans, release_peer,
+    remove_private, revoke_producer, shm_free, shm_name, start_time, Segment, ShmError, TopicSpec,
+    PRIVATE_MARK,
 };
 
 /// Attaches a publisher to `spec.topic` in namespace `ns`. A Link (single-producer topic) that
@@ -248,6 +249,103 @@ mod tests {
             }
         }
         drop(p);
+    }
+
+    /// Issue 13: a named topic whose sanitized name reads like a private topic of a dead host
+    /// (`h<pid>_…`) used to be unlinked by the startup sweep under its live endpoints.
+    #[test]
+    fn the_sweep_leaves_named_topics_that_look_private_alone() {
+        let ns = ns();
+        let names = [
+            "h99999999_cam",
+            "h99999999/cam",
+            "ctl.99999999.x",
+            "h99999999-1_cam",
+        ];
+        let _pubs: Vec<Publisher> = names
+            .iter()
+            .map(|t| publisher(&ns, &spec(t, 8, 2)).unwrap())
+            .collect();
+        assert_eq!(reclaim_orphans(&ns), 0);
+        for t in names {
+            assert!(exists(&ns, t), "named topic `{t}` survives the sweep");
+        }
+    }
+
+    /// Private topics live in their own name space, owned by pid and start time: the sweep
+    /// removes those whose owner is gone (dead pid, or a live pid with another start time) and
+    /// keeps this process's.
+    #[test]
+    fn the_sweep_removes_private_topics_of_gone_owners_only() {
+        let ns = ns();
+        let me = std::process::id();
+        let mine = format!("{}/a.out", private_instance());
+        let reused = format!("{PRIVATE_MARK}h{me}-{}/a.out", my_start_time() + 1);
+        let dead = format!("{PRIVATE_MARK}h99999999-5/a.out");
+        for t in [&mine, &reused, &dead] {
+            // A crashed owner never detached: keep the endpoints alive past the sweep.
+            std::mem::forget(publisher(&ns, &spec(t, 8, 2)).unwrap());
+        }
+        assert!(shm_name(&ns, &mine).starts_with(&format!("/horus.{ns}@h{me}-")));
+        assert_eq!(reclaim_orphans(&ns), 2);
+        assert!(exists(&ns, &mine));
+        assert!(!exists(&ns, &reused), "a reused pid is not the owner");
+        assert!(!exists(&ns, &dead));
+        remove_private(&ns, &private_instance());
+        assert!(!exists(&ns, &mine));
+    }
+
+    #[test]
+    fn start_time_tells_a_reused_pid() {
+        let me = std::process::id();
+        let start = start_time(me).expect("/proc/self/stat is readable");
+        assert_eq!(start, my_start_time());
+        assert!(is_alive_since(me, start));
+        assert!(!is_alive_since(me, start + 1), "same pid, another process");
+        assert!(
+            is_alive_since(me, 0),
+            "an unknown start time falls back to the pid"
+        );
+        assert!(!is_alive_since(99_999_999, start));
+    }
+
+    /// A peer entry whose pid is alive but whose start time is another process's is reclaimed
+    /// like a dead one (issue 13: pids are reused, e.g. by a restarted container).
+    #[test]
+    fn a_peer_with_a_reused_pid_is_reclaimed() {
+        let ns = ns();
+        let s = spec("reuse", 8, 2);
+        let publ = publisher(&ns, &s).unwrap();
+        let ghost = publ.segment().peer_at(5);
+        ghost.role.store(layout::ROLE_SUBSCRIBER, Ordering::Relaxed);
+        ghost.start_time.store(my_start_time() + 1, Ordering::Relaxed);
+        ghost.pid.store(std::process::id(), Ordering::Release);
+        let _sub = subscriber(&ns, &s, 2, false).unwrap();
+        assert_eq!(
+            publ.segment().peer_at(5).pid.load(Ordering::Acquire),
+            0,
+            "the entry of the process that had our pid before is freed"
+        );
+    }
+
+    /// Issue 13: a segment is given its memory when it is created. One larger than /dev/shm is
+    /// an error at once (not a SIGBUS at the first touch), and leaves no file behind.
+    #[test]
+    fn a_segment_larger_than_dev_shm_is_refused_and_leaves_nothing() {
+        let ns = ns();
+        let total = rustix::fs::statvfs("/dev/shm")
+            .map(|s| s.f_blocks * s.f_frsize)
+            .unwrap();
+        let slot = 1u32 << 30;
+        let capacity = u32::try_from((total >> 30) + 2).unwrap().next_power_of_two();
+        match publisher(&ns, &spec("huge", slot, capacity)) {
+            Err(ShmError::NoSpace { needed, free, .. }) => {
+                assert_eq!(needed, layout::segment_size(slot, capacity));
+                assert!(free < needed);
+            }
+            other => panic!("a {capacity} GiB segment was accepted: {other:?}"),
+        }
+        assert!(!exists(&ns, "huge"), "nothing left behind");
     }
 
     #[test]

@@ -104,6 +104,23 @@ pub enum ShmError {
         /// The process that holds the producer role.
         pid: u32,
     },
+    /// /dev/shm has too little free space for the segment: nothing was left behind.
+    #[error(
+        "topic `{topic}` needs {} of shared memory ({name}), but /dev/shm has {} free; give the topic \
+         a smaller queue (`reliable(N)` / `keep_last(N)`) or a smaller `max_size`, or give /dev/shm more \
+         room (e.g. `docker run --shm-size=512m`)",
+        mib(*needed), mib(*free)
+    )]
+    NoSpace {
+        /// The topic.
+        topic: String,
+        /// The shm object name.
+        name: String,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free in /dev/shm when the segment was created.
+        free: u64,
+    },
     /// All peer entries are taken.
     #[error(
         "topic `{topic}` already has {} endpoints, the most one topic supports",
@@ -140,6 +157,11 @@ pub fn namespace() -> String {
     }
 }
 
+/// First character of a topic private to a host run, and of the shm names of private
+/// segments: `/horus.<ns>@…`. [`sanitize`] never produces it, so a named topic's segment
+/// (`/horus.<ns>.<topic>.<hash>`) can never be taken for a private one, whatever its name.
+pub const PRIVATE_MARK: char = '@';
+
 /// Characters safe in an shm name; anything else becomes `_`, and a hash of the original keeps
 /// distinct names distinct.
 fn sanitize(s: &str) -> String {
@@ -154,14 +176,43 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The shm object name of `topic` in namespace `ns`: `/horus.<ns>.<topic>.<hash>`.
+/// The shm object name of `topic` in namespace `ns`: `/horus.<ns>.<topic>.<hash>` for a named
+/// topic, `/horus.<ns>@<topic>.<hash>` for a private one (a topic that starts with
+/// [`PRIVATE_MARK`], as [`private_instance`] makes them).
 pub fn shm_name(ns: &str, topic: &str) -> String {
     let hash = horus_plugin_api::abi::fnv1a(horus_plugin_api::abi::FNV_OFFSET, topic.as_bytes());
-    let mut readable = sanitize(topic);
+    let (sep, rest) = match topic.strip_prefix(PRIVATE_MARK) {
+        Some(rest) => (PRIVATE_MARK, rest),
+        None => ('.', topic),
+    };
+    let mut readable = sanitize(rest);
     readable.truncate(120);
-    format!("/horus.{ns}.{readable}.{:08x}", hash as u32)
+    format!("/horus.{ns}{sep}{readable}.{:08x}", hash as u32)
 }
 
+/// The instance part of this process's private topics, `@h<pid>-<start time>`: the owner
+/// that [`reclaim_orphans`] reads back from the shm names.
+pub fn private_instance() -> String {
+    format!("{PRIVATE_MARK}h{}-{}", std::process::id(), my_start_time())
+}
+
+/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`, clock ticks since boot),
+/// or `None` if it cannot be read (no such process, no /proc).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `comm` (field 2) is in parentheses and may hold spaces and parentheses: count from the
+    // last `)`. Field 3 is the first after it, so field 22 is the 20th.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process's start time (0 if unknown: then peers judge it by pid alone).
+pub fn my_start_time() -> u64 {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| start_time(std::process::id()).unwrap_or(0))
+}
+
+/// True while a process with `pid` exists (a pid alone: it may have been reused).
 pub(crate) fn is_alive(pid: u32) -> bool {
     // A pid read from shared memory may be anything: one above i32::MAX is no process (and
     // `Pid::from_raw` asserts on a negative value).
@@ -177,33 +228,50 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// True while the process that recorded (`pid`, `start`) runs: `pid` exists and started at
+/// `start`. A pid reused by another process (a container restarted, pids wrapped) is dead. A
+/// `start` of 0 (its owner could not read it) or a start time we cannot read falls back to the
+/// pid alone.
+pub fn is_alive_since(pid: u32, start: u64) -> bool {
+    if !is_alive(pid) {
+        return false;
+    }
+    match (start, start_time(pid)) {
+        (0, _) | (_, None) => true,
+        (recorded, Some(now)) => recorded == now,
+    }
+}
+
+/// The owner (pid, start time) that a private segment's or command block's name records: the
+/// part after `horus.<ns>@` is `h<pid>-<start>_…` (a topic) or `c<pid>-<start>.…` (a command
+/// block). `None` for anything else, which the sweep then leaves alone.
+fn owner_of(private: &str) -> Option<(u32, u64)> {
+    let rest = private.strip_prefix('h').or_else(|| private.strip_prefix('c'))?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(rest.len());
+    let (pid, start) = rest[..end].split_once('-')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
 /// Removes the shared memory that crashed host runs left in namespace `ns`: private topics
-/// (`h<pid>/…`) and command blocks (`ctl.<pid>.…`) of processes that no longer exist. Named
-/// topics are not touched here (their next user reclaims them on attach). Returns the count.
+/// and command blocks (`/horus.<ns>@…`, a name space no named topic can reach) whose owner, by
+/// pid and start time, no longer runs. Named topics are not touched here (their next user
+/// reclaims them on attach), nor any name this host does not make. Returns the count.
 pub fn reclaim_orphans(ns: &str) -> usize {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return 0;
     };
-    let prefix = format!("horus.{ns}.");
+    let prefix = format!("horus.{ns}{PRIVATE_MARK}");
     let mut removed = 0;
     for entry in entries.flatten() {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        let Some(rest) = name.strip_prefix(&prefix) else {
+        let Some((pid, start)) = name.strip_prefix(&prefix).and_then(owner_of) else {
             continue;
         };
-        let pid = if let Some(r) = rest.strip_prefix("ctl.") {
-            r.split('.').next()
-        } else if let Some(r) = rest.strip_prefix('h') {
-            r.split('_').next()
-        } else {
-            None
-        };
-        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !is_alive(pid) && rustix::shm::unlink(&*format!("/{name}")).is_ok() {
+        if !is_alive_since(pid, start) && rustix::shm::unlink(&*format!("/{name}")).is_ok() {
             removed += 1;
         }
     }
@@ -215,6 +283,66 @@ pub fn reclaim_orphans(ns: &str) -> usize {
         );
     }
     removed
+}
+
+/// Free bytes in /dev/shm for an unprivileged writer, or `None` if it cannot be read.
+pub fn shm_free() -> Option<u64> {
+    let st = rustix::fs::statvfs("/dev/shm").ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// `n` bytes for a message: `1.5 MiB`, `640 KiB`, `512 B`.
+pub fn mib(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else if n >= KIB {
+        format!("{:.1} KiB", n as f64 / KIB as f64)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Gives a new, empty shm object `file` its `size` bytes of memory now (`fallocate`), not at
+/// the first touch of each page, where a full /dev/shm raises SIGBUS in whichever process
+/// touches it. A shortage is `ENOSPC` here; the file is then left at size 0. Checks the free
+/// space first, so a segment that cannot fit does not briefly fill /dev/shm for everyone.
+pub(crate) fn commit(file: &impl rustix::fd::AsFd, size: u64) -> Result<(), CommitError> {
+    if let Some(free) = shm_free() {
+        if size > free {
+            return Err(CommitError::NoSpace { free });
+        }
+    }
+    loop {
+        match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size) {
+            Ok(()) => return Ok(()),
+            // tmpfs gives up a large allocation when a signal arrives; nothing is kept.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::NOSPC) => {
+                return Err(CommitError::NoSpace {
+                    free: shm_free().unwrap_or(0),
+                })
+            }
+            // Not tmpfs (a /dev/shm on another file system): size it and hope.
+            Err(rustix::io::Errno::OPNOTSUPP) => {
+                return rustix::fs::ftruncate(file, size).map_err(CommitError::Io)
+            }
+            Err(e) => return Err(CommitError::Io(e)),
+        }
+    }
+}
+
+/// Why [`commit`] failed.
+#[derive(Debug)]
+pub(crate) enum CommitError {
+    /// Not enough room: `free` bytes were free.
+    NoSpace {
+        /// Free bytes in /dev/shm.
+        free: u64,
+    },
+    /// Another error of `fallocate`/`ftruncate`.
+    Io(rustix::io::Errno),
 }
 
 /// Tells publishers of the segment `name` to stop waiting for subscriber entry `peer` (clears its
@@ -296,13 +424,17 @@ fn replace_producer(control: &Control, holder: Option<usize>) -> (u64, u64) {
     }
 }
 
-/// Removes this run's private topics (`h<pid>/…` of `instance`) at its end: endpoints of
-/// quarantined workers are never dropped, so their segments would otherwise outlive the run.
+/// Removes this run's private topics (those of `instance`, see [`private_instance`]) at its
+/// end: endpoints of quarantined workers are never dropped, so their segments would otherwise
+/// outlive the run. Touches only the private name space.
 pub fn remove_private(ns: &str, instance: &str) {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return;
     };
-    let prefix = format!("horus.{ns}.{instance}_");
+    let Some(owner) = instance.strip_prefix(PRIVATE_MARK) else {
+        return;
+    };
+    let prefix = format!("horus.{ns}{PRIVATE_MARK}{}_", sanitize(owner));
     for entry in entries.flatten() {
         if let Ok(name) = entry.file_name().into_string() {
             if name.starts_with(&prefix) {
@@ -479,7 +611,20 @@ impl Segment {
             if created {
                 let capacity = spec.capacity.max(2).next_power_of_two();
                 let size = layout::segment_size(spec.slot_size, capacity);
-                rustix::fs::ftruncate(&file, size).map_err(io("ftruncate"))?;
+                if let Err(e) = commit(&file, size) {
+                    // Nothing half-made is left behind: the name goes (we hold the lock; an
+                    // endpoint waiting for it sees `nlink == 0` and starts over).
+                    let _ = rustix::shm::unlink(&*name);
+                    return Err(match e {
+                        CommitError::NoSpace { free } => ShmError::NoSpace {
+                            topic: spec.topic.clone(),
+                            name,
+                            needed: size,
+                            free,
+                        },
+                        CommitError::Io(e) => io("fallocate")(e),
+                    });
+                }
             }
             let size = rustix::fs::fstat(&file).map_err(io("fstat"))?.st_size as u64;
             // SAFETY: the file is a shm object of `size` bytes that we hold open; other
@@ -539,7 +684,7 @@ impl Segment {
             if pid == 0 {
                 continue;
             }
-            if is_alive(pid) {
+            if is_alive_since(pid, p.start_time.load(Ordering::Relaxed)) {
                 alive += 1;
             } else {
                 dead.push(pid);
@@ -604,6 +749,7 @@ impl Segment {
             p.messages.store(0, Ordering::Relaxed);
             p.bytes.store(0, Ordering::Relaxed);
             p.dropped.store(0, Ordering::Relaxed);
+            p.start_time.store(my_start_time(), Ordering::Relaxed);
             p.pid.store(me, Ordering::Release);
             self.control().peers_epoch.fetch_add(1, Ordering::Release);
             self.peer = i;
@@ -735,8 +881,9 @@ impl Drop for Segment {
             self.control().peers_epoch.fetch_add(1, Ordering::Release);
         }
         let anyone = (0..layout::MAX_PEERS).any(|i| {
-            let pid = self.peer_at(i).pid.load(Ordering::Acquire);
-            pid != 0 && is_alive(pid)
+            let p = self.peer_at(i);
+            let pid = p.pid.load(Ordering::Acquire);
+            pid != 0 && is_alive_since(pid, p.start_time.load(Ordering::Relaxed))
         });
         if !anyone {
             // Last one out removes the name; mappings stay valid until unmapped.

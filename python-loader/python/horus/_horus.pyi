@@ -156,7 +156,10 @@ class NodeIo:
 class Hub:
     """A many-to-many shared-memory topic (``hub/<name>``)."""
 
-    def __new__(cls, name: str) -> Hub: ...
+    def __new__(cls, name: str, max_size: Optional[int] = None, depth: Optional[int] = None) -> Hub:
+        """A local hub. If this creates its topic: messages of up to ``max_size`` bytes (default
+        65536), the last ``depth`` of them kept (default: as many as fit in 1 MiB, 2 to 16).
+        ValueError when either is out of range."""
     @staticmethod
     def tcp(address: str, name: str, *, max_size: Optional[int] = None) -> Hub:
         """A network hub over Zenoh/TCP at ``host:port``: the first process to open the address
@@ -196,7 +199,10 @@ def _decode_payload(payload: bytes) -> Any:
 class Link:
     """A point-to-point topic (``link/<target>/<topic>``): one producer, one consumer."""
 
-    def __new__(cls, topic: str, target: str = "default") -> Link: ...
+    def __new__(
+        cls, topic: str, target: str = "default", max_size: Optional[int] = None, depth: Optional[int] = None
+    ) -> Link:
+        """``max_size`` and ``depth`` size the topic if this creates it, as for ``Hub``."""
     @property
     def topic(self) -> str: ...
     @property
