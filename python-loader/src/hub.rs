@@ -448,13 +448,17 @@ mod net {
     /// hub's `max_size` is larger).
     pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
-    /// The largest message of a tcp hub: `max_size`, by default a local Python topic's
-    /// ([`crate::topics::OBJECT_SLOT`]: one constant for both), at most the manifest's
-    /// `max_size` bound.
+    /// The default largest message of a tcp hub. Larger than a local topic's default slot
+    /// ([`crate::topics::OBJECT_SLOT`]), which commits shared memory per slot; a network hub
+    /// only bounds what a peer may make it copy.
+    pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+
+    /// The largest message of a tcp hub: `max_size`, by default [`DEFAULT_MAX_MESSAGE`], at
+    /// most the manifest's `max_size` bound.
     pub fn max_message(hub: &str, max_size: Option<u64>) -> PyResult<usize> {
         let max = horus_host::manifest::MAX_MAX_SIZE;
         match max_size {
-            None => Ok(crate::topics::OBJECT_SLOT as usize),
+            None => Ok(DEFAULT_MAX_MESSAGE),
             Some(n) if (1..=u64::from(max)).contains(&n) => Ok(n as usize),
             Some(n) => Err(PyValueError::new_err(format!(
                 "Hub.tcp(…, {hub:?}): max_size must be from 1 to {max} bytes (got {n})"
