@@ -719,7 +719,10 @@ impl Segment {
         };
         let p = self.peer_at(i);
         let pid = p.pid.load(Ordering::Acquire);
-        if pid != 0 && p.role.load(Ordering::Relaxed) == layout::ROLE_PUBLISHER && is_alive(pid) {
+        if pid != 0
+            && p.role.load(Ordering::Relaxed) == layout::ROLE_PUBLISHER
+            && is_alive_since(pid, p.start_time.load(Ordering::Relaxed))
+        {
             return Err(ShmError::ProducerTaken {
                 topic: self.topic.clone(),
                 pid,
