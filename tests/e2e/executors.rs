@@ -518,15 +518,17 @@ fn a_restart_is_handed_off_and_polled(kind: Kind) {
 }
 
 /// A worker's restart whose `init` never returns stays `Pending`; `quarantine` abandons it (a
-/// thread is left behind, a process is killed), and the next restart starts a fresh worker;
-/// the executor drops without waiting for the stuck one. Inline, nothing can be abandoned (and
-/// such a restart would hang the caller): `quarantine` refuses.
+/// thread is counted in `abandoned_threads` while it stays stuck; a process is killed), and the
+/// next restart starts a fresh worker; the executor drops without waiting for the stuck one.
+/// Inline, nothing can be abandoned (and such a restart would hang the caller): `quarantine`
+/// refuses and no thread is ever abandoned.
 fn a_hung_restart_is_abandoned(kind: Kind) {
     let topics = Topics::new(kind, "hungrestart");
     let (mut exec, epoch) = slow_restart(kind, &topics, -1, 200);
     exec.init().expect("init (quick at start-up)");
     if kind == Kind::Inline {
         assert!(!exec.quarantine());
+        assert_eq!(exec.abandoned_threads(), 0);
         return;
     }
     std::thread::sleep(Duration::from_millis(250).saturating_sub(epoch.elapsed()));
@@ -537,6 +539,8 @@ fn a_hung_restart_is_abandoned(kind: Kind) {
         "init never returns"
     );
     assert!(exec.quarantine(), "a worker in a restart can be abandoned");
+    let stuck = if kind == Kind::Thread { 1 } else { 0 };
+    assert_eq!(exec.abandoned_threads(), stuck);
     assert!(
         matches!(exec.poll_restart(), RestartStatus::Ready),
         "nothing pending after it"
@@ -546,6 +550,7 @@ fn a_hung_restart_is_abandoned(kind: Kind) {
         "a fresh worker, as slow"
     );
     assert!(exec.quarantine());
+    assert_eq!(exec.abandoned_threads(), 2 * stuck);
     drop(exec);
 }
 

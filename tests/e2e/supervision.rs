@@ -570,3 +570,50 @@ fn a_hung_inline_restart_is_reported_by_node_name() {
         out.stderr
     );
 }
+
+/// Issue #13: the quarantine cap. A thread node that keeps hanging is failed for good after 3
+/// quarantines, so it cannot grow the host's threads: hanging in every first tick (`after =
+/// 1`: no successful tick in between), or after 4 good ticks each time (`after = 5`: its 3
+/// abandoned threads are all still stuck). The failure is logged once; `quarantined_threads`
+/// counts the stuck threads.
+#[test]
+fn a_thread_node_that_keeps_hanging_is_failed_after_3_quarantines() {
+    for after in [1, 5] {
+        let s = Scratch::new();
+        let m = s.write(
+            "m.toml",
+            &format!(
+                "[scheduler]\nrestart_backoff_ms = 50\n{HEALTHY}{}",
+                fault(
+                    "stuck",
+                    "Hang",
+                    &format!("isolation = \"thread\"\nwatchdog_ms = 50\nconfig = {{ after = {after} }}\n")
+                )
+            ),
+        );
+        let (out, stats) = run_with_stats(&s, &m, "3s");
+        assert_eq!(out.code(), 0, "after = {after}: {}", out.stderr);
+        healthy_kept_90_percent(&stats, 3.0, &format!("after = {after}"));
+        let stuck = node(&stats, "stuck");
+        assert_eq!(
+            (
+                stuck["circuit_state"].clone(),
+                stuck["quarantined_threads"].clone(),
+                u(&stuck["restarts"])
+            ),
+            (Value::from("failed"), Value::from(3), 2),
+            "after = {after}: {stuck}"
+        );
+        assert_eq!(
+            out.stderr.matches("circuit failed").count(),
+            1,
+            "after = {after}: logged once:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(" ERROR ") && out.stderr.contains("no longer restarted"),
+            "{}",
+            out.stderr
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //!
 //! A worker node's restart is handed off and polled once per due cycle (the node is skipped
 //! meanwhile); a replacement that does not come up within [`RunningNode::restart_timeout`] is
-//! abandoned like a hung tick.
+//! abandoned like a hung tick. Each abandoned worker thread counts towards the quarantine cap:
+//! after [`MAX_QUARANTINES`] quarantines without a successful tick in between, or with that
+//! many abandoned threads of the node still stuck, the node is failed for good.
 //!
 //! Owns what happens to one node in one scheduled cycle. Does not own the cycle loop, start-up,
 //! drain or shutdown order (see [`super`]), where calls run (see [`super::exec`]) or the
@@ -32,6 +34,10 @@ const DEFAULT_RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least a replacement gets, whatever the watchdog timeout: starting a worker process
 /// (exec, plugin load, create) alone can take hundreds of ms on a busy machine.
 const MIN_RESTART_TIMEOUT: Duration = Duration::from_secs(1);
+/// The quarantine cap: a node that has had this many worker threads quarantined without a
+/// successful tick in between, or has this many abandoned threads still stuck in it, is failed
+/// (never restarted again), so a node that keeps hanging cannot grow the host's threads.
+pub(super) const MAX_QUARANTINES: u32 = 3;
 
 /// A node the scheduler runs.
 pub(super) struct RunningNode {
@@ -51,6 +57,8 @@ pub(super) struct RunningNode {
     /// When the pending restart of a worker node began.
     restarting: Option<Instant>,
     restart_timeout: Duration,
+    /// Worker threads quarantined since the last successful tick.
+    quarantines_in_a_row: u32,
     deadline: Option<Duration>,
     deadline_misses: u64,
     deadline_log: LogThrottle,
@@ -85,6 +93,7 @@ impl RunningNode {
             restart_timeout: health
                 .timeout
                 .map_or(DEFAULT_RESTART_TIMEOUT, |t| t.max(MIN_RESTART_TIMEOUT)),
+            quarantines_in_a_row: 0,
             deadline,
             deadline_misses: 0,
             deadline_log: LogThrottle::new(FAILURE_LOG_INTERVAL),
@@ -127,7 +136,7 @@ impl RunningNode {
         }
     }
 
-    /// Whether the node may tick now (the shutdown drain asks): not open, and not
+    /// Whether the node may tick now (the shutdown drain asks): not open or failed, and not
     /// waiting for its replacement.
     pub(super) fn tickable(&self) -> bool {
         matches!(
@@ -206,7 +215,32 @@ impl RunningNode {
             kind: CallErrorKind::Error,
             message: format!("restart did not finish within {ms} ms (create/init); {what}"),
         });
-        self.outcome(false);
+        if !self.count_quarantine() {
+            self.outcome(false);
+        }
+    }
+
+    /// Counts a quarantined worker thread against the cap; past it, fails the node for good
+    /// (logged once: a failed node is never restarted, so never quarantined again). True if
+    /// it did.
+    fn count_quarantine(&mut self) -> bool {
+        if self.setup.isolation != Isolation::Thread {
+            return false;
+        }
+        self.quarantines_in_a_row += 1;
+        let stuck = self.exec.abandoned_threads();
+        if self.quarantines_in_a_row < MAX_QUARANTINES && stuck < MAX_QUARANTINES as usize {
+            return false;
+        }
+        self.breaker.give_up();
+        tracing::error!(
+            node = %self.setup.name,
+            "circuit failed: quarantine cap reached ({} quarantines without a successful tick in \
+             between, {stuck} abandoned worker threads still stuck; the cap is {MAX_QUARANTINES} of \
+             either): the node is no longer restarted",
+            self.quarantines_in_a_row
+        );
+        true
     }
 
     /// Ticks the node, which starts at `started`; returns when it ended.
@@ -246,7 +280,10 @@ impl RunningNode {
         }
         let ok = result.is_ok();
         match result {
-            Ok(()) => self.consecutive = 0,
+            Ok(()) => {
+                self.consecutive = 0;
+                self.quarantines_in_a_row = 0;
+            }
             Err(e) => self.fail(e),
         }
         if crashed && self.breaker.force_open(Instant::now()) {
@@ -285,7 +322,7 @@ impl RunningNode {
             kind: CallErrorKind::Error,
             message: format!("tick hung for more than {} ms; {what}", timeout.as_millis()),
         });
-        if self.breaker.force_open(Instant::now()) {
+        if !self.count_quarantine() && self.breaker.force_open(Instant::now()) {
             self.log_transition(CircuitState::Open);
         }
     }
@@ -319,7 +356,8 @@ impl RunningNode {
                     self.consecutive
                 ),
             },
-            CircuitState::HalfOpen => {}
+            // Half-open is logged as the restart begins; failed by the quarantine cap.
+            CircuitState::HalfOpen | CircuitState::Failed => {}
         }
     }
 
@@ -377,6 +415,7 @@ impl RunningNode {
             last_error: self.last_error.clone(),
             circuit_state: self.breaker.state(),
             restarts: self.restarts,
+            quarantined_threads: self.exec.abandoned_threads() as u64,
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
             watchdog_enabled: self.health.timeout.is_some(),

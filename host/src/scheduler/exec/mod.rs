@@ -98,7 +98,7 @@ pub enum RestartStatus {
 /// worker's restart never blocks on the node: `begin_restart` hands it off and returns
 /// `Pending`, and the scheduler abandons (`quarantine`) a replacement that does not come up in
 /// time (an inline restart runs to its end inside `begin_restart`). `hung`, `quarantine`,
-/// `poll_restart`, `io_snapshot` and `pending_input` must be fast (a
+/// `poll_restart`, `abandoned_threads`, `io_snapshot` and `pending_input` must be fast (a
 /// worker asked for a snapshot answers between ticks, or the last one it published is used).
 /// While a restart is pending, `tick` is `Busy`, `shutdown` refuses, and snapshots are the
 /// last ones seen.
@@ -132,6 +132,12 @@ pub trait Executor {
     /// the next restart replaces it. Returns false when the executor cannot abandon its node
     /// (inline: its calls run on the scheduler thread).
     fn quarantine(&mut self) -> bool;
+
+    /// The worker threads this executor abandoned that are still alive (stuck in the plugin).
+    /// Only the thread executor abandons threads; a process executor kills its workers.
+    fn abandoned_threads(&mut self) -> usize {
+        0
+    }
 
     /// The node's message counters: live for inline nodes and idle workers, the last ones seen
     /// for a worker in a tick.
@@ -237,6 +243,10 @@ impl Executor for Exec {
 
     fn poll_restart(&mut self) -> RestartStatus {
         on_executor!(self, poll_restart())
+    }
+
+    fn abandoned_threads(&mut self) -> usize {
+        on_executor!(self, abandoned_threads())
     }
 
     fn hung(&self, timeout: Duration, epoch: Instant) -> bool {

@@ -5,7 +5,7 @@
 //! creates the node again and initialises it while the scheduler polls for the replies.
 //!
 //! Owns the worker thread's command loop and its lifetime (joined when idle, detached when
-//! stuck). Does not own the
+//! stuck, and the handles of abandoned workers, to count those still alive). Does not own the
 //! decision to quarantine or restart (see `super::super::running`).
 
 use super::{Executor, IoSnapshot, Rebuild, RestartStatus, TickOutcome};
@@ -225,6 +225,8 @@ impl Worker {
 /// A node on its own worker thread.
 pub struct ThreadExec {
     worker: Option<Worker>,
+    /// Quarantined workers, never joined: kept to count those still alive.
+    abandoned: Vec<std::thread::JoinHandle<()>>,
     /// The current worker's input endpoints, released if it is quarantined.
     inputs: Vec<(String, usize)>,
     rebuild: Rebuild,
@@ -245,6 +247,7 @@ impl ThreadExec {
         let worker = Worker::spawn(&rebuild, io, health.clone())?;
         Ok(ThreadExec {
             worker: Some(worker),
+            abandoned: Vec::new(),
             inputs,
             rebuild,
             health,
@@ -334,8 +337,8 @@ impl Executor for ThreadExec {
     fn quarantine(&mut self) -> bool {
         if let Some(mut w) = self.worker.take() {
             // Dropping the channels tells the worker to exit if its tick (or create, or init)
-            // ever returns; its JoinHandle is dropped: the thread is detached, never joined.
-            w.thread.take();
+            // ever returns; it is never joined, only asked whether it has ended.
+            self.abandoned.extend(w.thread.take());
         }
         // The abandoned instance keeps its topic endpoints: a reliable input of it would fill
         // up and hold its publishers back for good. Let them stop waiting for it.
@@ -346,6 +349,12 @@ impl Executor for ThreadExec {
         }
         self.health.leave();
         true
+    }
+
+    fn abandoned_threads(&mut self) -> usize {
+        // A finished one has left the plugin; dropping its handle detaches nothing that runs.
+        self.abandoned.retain(|t| !t.is_finished());
+        self.abandoned.len()
     }
 
     fn io_snapshot(&mut self) -> IoSnapshot {
