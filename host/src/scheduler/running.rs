@@ -3,8 +3,9 @@
 //! [`NodeStats`] snapshot of all that.
 //!
 //! A worker node's restart is handed off and polled once per due cycle (the node is skipped
-//! meanwhile); a replacement that does not come up within [`RunningNode::restart_timeout`] is
-//! abandoned like a hung tick. Each abandoned worker thread counts towards the quarantine cap:
+//! meanwhile); a replacement that does not come up within the restart timeout (the node's
+//! watchdog timeout, at least [`MIN_RESTART_TIMEOUT`]; [`DEFAULT_RESTART_TIMEOUT`] without one)
+//! is abandoned like a hung tick. Each abandoned worker thread counts towards the quarantine cap:
 //! after [`MAX_QUARANTINES`] quarantines without a successful tick in between, or with that
 //! many abandoned threads of the node still stuck, the node is failed for good.
 //!

@@ -171,7 +171,10 @@ impl Worker {
                 Ok(Reply::Snapshot(_)) => {}
                 Err(TryRecvError::Empty) => return RestartStatus::Pending,
                 Err(TryRecvError::Disconnected) => {
+                    // The thread has ended (or is ending): joined, so the executor replaces
+                    // this worker on the next restart instead of calling a dead one.
                     self.restarting = None;
+                    self.join();
                     return RestartStatus::Failed(gone());
                 }
             }
@@ -323,7 +326,8 @@ impl Executor for ThreadExec {
         };
         let status = w.poll_restart();
         if matches!(status, RestartStatus::Failed(_)) && w.thread.is_none() {
-            // A fresh worker whose `create` failed has ended: the next restart launches another.
+            // A worker whose thread ended (a fresh one whose `create` failed, say) is dropped:
+            // the next restart launches another.
             self.worker = None;
         }
         status
