@@ -12,7 +12,7 @@
 
 use horus_host::ffi::{CallErrorKind, NodeInstance, PluginLibrary};
 use horus_host::io::NodeIo;
-use horus_host::scheduler::{Exec, Executor, Health, Rebuild, TickOutcome};
+use horus_host::scheduler::{Exec, Executor, Health, Rebuild, RestartStatus, TickOutcome};
 use horus_host::topic::TopicScope;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -174,7 +174,15 @@ fn main() {
         }
         detect.push(start.elapsed().as_secs_f64() * 1e3);
         let start = Instant::now();
-        crashy.restart().expect("restart");
+        // Handed off, then polled (as the scheduler does, once per cycle) until it is up.
+        let mut status = crashy.begin_restart();
+        while matches!(status, RestartStatus::Pending) {
+            std::thread::sleep(Duration::from_micros(200));
+            status = crashy.poll_restart();
+        }
+        if let RestartStatus::Failed(e) = status {
+            panic!("restart: {e}");
+        }
         restart.push(start.elapsed().as_secs_f64() * 1e3);
     }
     detect.sort_by(f64::total_cmp);

@@ -257,12 +257,22 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             write_stats(&report.nodes)?;
             Ok(report)
         }
-        Err(RunError::Hung { node, secs, stats }) => {
+        Err(RunError::Hung {
+            node,
+            phase,
+            secs,
+            stats,
+        }) => {
             // A thread is still executing plugin code: unloading it would crash the process.
             std::mem::forget(plugins);
             write_stats(&stats)?;
             eprint!("{}", scheduler::table(&stats));
-            Err(HostError::Run(RunError::Hung { node, secs, stats }))
+            Err(HostError::Run(RunError::Hung {
+                node,
+                phase,
+                secs,
+                stats,
+            }))
         }
         Err(e) => {
             drop(plugins);

@@ -628,10 +628,15 @@ impl Scheduler {
             Ok(report) => {
                 self.lock().last = report.nodes;
             }
-            Err(RunError::Hung { node, secs, stats }) => {
+            Err(RunError::Hung {
+                node,
+                phase,
+                secs,
+                stats,
+            }) => {
                 self.lock().last = stats;
                 return Err(PyRuntimeError::new_err(format!(
-                    "node `{node}` is hung in a tick ({secs:.1} s) and could not be stopped"
+                    "node `{node}` is hung {phase} ({secs:.1} s) and could not be stopped"
                 )));
             }
             Err(e) => return Err(PyRuntimeError::new_err(e.to_string())),

@@ -180,6 +180,8 @@ def test_introspection_has_every_seed_field(no_leftovers):
     nodes = s.get_all_nodes()
     assert [n["name"] for n in nodes] == ["Counter"] and fields <= nodes[0].keys()
     assert nodes[0]["total_ticks"] > 0
+    # Issue #13: the quarantine cap's stat; a Scheduler's nodes are inline, never quarantined.
+    assert nodes[0]["quarantined_threads"] == 0 and before["quarantined_threads"] == 0
     with pytest.raises(KeyError, match="nosuch"):
         s.get_node_stats("nosuch")
 

@@ -12,7 +12,7 @@ use horus_e2e::{horus_bin, plugin};
 use horus_host::ffi::{CallErrorKind, NodeInstance, PluginLibrary};
 use horus_host::io::{NodeIo, PortBinding};
 use horus_host::manifest::Qos;
-use horus_host::scheduler::{Executor, Health, ProcessExec, Rebuild, ThreadExec, TickOutcome};
+use horus_host::scheduler::{Executor, Health, ProcessExec, Rebuild, RestartStatus, ThreadExec, TickOutcome};
 use horus_host::shm::{Publisher, Subscriber};
 use horus_host::topic::{PlanSpec, PortPlan, TopicName, TopicScope};
 use std::sync::Arc;
@@ -275,6 +275,33 @@ fn collect_late(exec: &mut dyn Executor) -> (Result<(), horus_host::ffi::CallErr
     }
 }
 
+/// Restarts the node: `begin_restart`, then `poll_restart` until it is no longer pending (at
+/// most [`LIMIT`] / 2).
+fn restart(exec: &mut dyn Executor) -> Result<(), horus_host::ffi::CallError> {
+    let deadline = Instant::now() + LIMIT / 2;
+    let mut status = exec.begin_restart();
+    loop {
+        match status {
+            RestartStatus::Ready => return Ok(()),
+            RestartStatus::Failed(e) => return Err(e),
+            RestartStatus::Pending => {}
+        }
+        assert!(Instant::now() < deadline, "the restart never came up");
+        std::thread::sleep(Duration::from_millis(5));
+        status = exec.poll_restart();
+    }
+}
+
+/// A `SlowRestart` node (every tick fails) whose `init` after `after_ms` of its clock sleeps
+/// `init_ms` (forever if < 0).
+fn slow_restart(kind: Kind, topics: &Topics, init_ms: i64, after_ms: i64) -> (Box<dyn Executor>, Instant) {
+    let setup = Setup {
+        config: config(&[("init_ms", init_ms), ("after_ms", after_ms)]),
+        ..Setup::new("faulty-nodes", "SlowRestart")
+    };
+    executor(kind, topics, setup)
+}
+
 // ---- the contract, one function per point ----
 
 /// `init` then `tick`: each tick runs the node once (the counter publishes 0, 1, 2) and the
@@ -323,7 +350,7 @@ fn restart_gives_a_fresh_instance(kind: Kind) {
     tick_ok(&mut *exec);
     tick_ok(&mut *exec);
     assert_eq!(numbers(&mut sub), vec![0, 1]);
-    exec.restart().expect("restart");
+    restart(&mut *exec).expect("restart");
     tick_ok(&mut *exec);
     tick_ok(&mut *exec);
     assert_eq!(numbers(&mut sub), vec![0, 1], "a fresh counter");
@@ -441,9 +468,90 @@ fn a_hung_worker_is_quarantined_and_replaced(kind: Kind) {
         !exec.hung(timeout, epoch),
         "nothing is in a tick after the quarantine"
     );
-    exec.restart().expect("restart on a fresh worker");
+    restart(&mut *exec).expect("restart on a fresh worker");
     tick_done(&mut *exec);
     exec.shutdown().expect("shutdown");
+}
+
+/// A worker's restart is handed off: `begin_restart` returns `Pending` while the fresh
+/// instance's `init` (2 s here) runs on the worker; meanwhile `tick` is `Busy`, `shutdown`
+/// refuses and a snapshot does not wait; polling then says `Ready`, and the fresh instance
+/// ticks. Inline, `begin_restart` runs the restart to its end and says `Ready`.
+fn a_restart_is_handed_off_and_polled(kind: Kind) {
+    let topics = Topics::new(kind, "slowrestart");
+    let (mut exec, epoch) = slow_restart(kind, &topics, 2000, 200);
+    exec.init().expect("init (quick at start-up)");
+    assert!(matches!(exec.tick(), TickOutcome::Finished(Err(_), _)));
+    // Past `after_ms` on the node's clock: the restart's init is the slow one.
+    std::thread::sleep(Duration::from_millis(250).saturating_sub(epoch.elapsed()));
+    match exec.begin_restart() {
+        RestartStatus::Ready => assert_eq!(kind, Kind::Inline, "a worker does not wait out an init"),
+        RestartStatus::Pending => {
+            assert_ne!(kind, Kind::Inline);
+            assert!(matches!(exec.tick(), TickOutcome::Busy));
+            let refused = exec.shutdown().expect_err("no shutdown while restarting");
+            assert!(refused.message.contains("still restarting"), "{refused}");
+            let _ = exec.io_snapshot();
+            assert!(matches!(exec.poll_restart(), RestartStatus::Pending));
+            let deadline = Instant::now() + LIMIT / 2;
+            loop {
+                match exec.poll_restart() {
+                    RestartStatus::Pending => {}
+                    RestartStatus::Ready => break,
+                    RestartStatus::Failed(e) => panic!("the restart failed: {e}"),
+                }
+                assert!(Instant::now() < deadline, "the restart never came up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        RestartStatus::Failed(e) => panic!("the restart failed: {e}"),
+    }
+    assert!(
+        matches!(exec.poll_restart(), RestartStatus::Ready),
+        "nothing pending"
+    );
+    match exec.tick() {
+        TickOutcome::Finished(Err(e), _) => assert!(e.message.contains("at tick 1"), "a fresh instance: {e}"),
+        other => panic!("expected the fresh instance's failing tick: {other:?}"),
+    }
+    exec.shutdown().expect("shutdown once idle");
+}
+
+/// A worker's restart whose `init` never returns stays `Pending`; `quarantine` abandons it (a
+/// thread is counted in `abandoned_threads` while it stays stuck; a process is killed), and the
+/// next restart starts a fresh worker; the executor drops without waiting for the stuck one.
+/// Inline, nothing can be abandoned (and such a restart would hang the caller): `quarantine`
+/// refuses and no thread is ever abandoned.
+fn a_hung_restart_is_abandoned(kind: Kind) {
+    let topics = Topics::new(kind, "hungrestart");
+    let (mut exec, epoch) = slow_restart(kind, &topics, -1, 200);
+    exec.init().expect("init (quick at start-up)");
+    if kind == Kind::Inline {
+        assert!(!exec.quarantine());
+        assert_eq!(exec.abandoned_threads(), 0);
+        return;
+    }
+    std::thread::sleep(Duration::from_millis(250).saturating_sub(epoch.elapsed()));
+    assert!(matches!(exec.begin_restart(), RestartStatus::Pending));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(exec.poll_restart(), RestartStatus::Pending),
+        "init never returns"
+    );
+    assert!(exec.quarantine(), "a worker in a restart can be abandoned");
+    let stuck = if kind == Kind::Thread { 1 } else { 0 };
+    assert_eq!(exec.abandoned_threads(), stuck);
+    assert!(
+        matches!(exec.poll_restart(), RestartStatus::Ready),
+        "nothing pending after it"
+    );
+    assert!(
+        matches!(exec.begin_restart(), RestartStatus::Pending),
+        "a fresh worker, as slow"
+    );
+    assert!(exec.quarantine());
+    assert_eq!(exec.abandoned_threads(), 2 * stuck);
+    drop(exec);
 }
 
 macro_rules! contract_suite {
@@ -479,6 +587,16 @@ macro_rules! contract_suite {
             #[test]
             fn a_slow_tick_is_collected_once() {
                 within(stringify!($module), || super::a_slow_tick_is_collected_once(Kind::$kind));
+            }
+
+            #[test]
+            fn a_restart_is_handed_off_and_polled() {
+                within(stringify!($module), || super::a_restart_is_handed_off_and_polled(Kind::$kind));
+            }
+
+            #[test]
+            fn a_hung_restart_is_abandoned() {
+                within(stringify!($module), || super::a_hung_restart_is_abandoned(Kind::$kind));
             }
 
             #[test]

@@ -478,3 +478,142 @@ fn a_quarantined_reliable_reader_does_not_block_its_publisher() {
     assert!(u(&count["total_ticks"]) >= 160, "{count}");
     assert!(u(&node(&stats, "sink")["restarts"]) >= 2);
 }
+
+/// The healthy node kept ≥ 90 % of the ticks its rate asks for (`secs` at 100 Hz).
+fn healthy_kept_90_percent(stats: &[Value], secs: f64, what: &str) {
+    let ticks = u(&node(stats, "healthy")["total_ticks"]) as f64;
+    eprintln!("{what}: the healthy node ran at {:.1} Hz", ticks / secs);
+    assert!(
+        ticks >= 0.9 * 100.0 * secs,
+        "{what}: the healthy node ticked {ticks} times in {secs} s ({:.1} Hz of 100)",
+        ticks / secs
+    );
+}
+
+/// Issue #13: a node whose restart (create + init) is slow, or never ends, must not slow the
+/// others. `SlowRestart` fails every tick; its restart's `init` (after 1 s of the run) sleeps
+/// 2 s, or forever. The restart runs off the scheduler thread: the healthy node keeps ≥ 90 %
+/// of its 100 Hz; a replacement that never comes up is abandoned after the restart timeout
+/// (the watchdog's, at least 1 s) and counted as a failure.
+fn a_slow_or_hung_restart_does_not_slow_the_others(isolation: &str) {
+    for init_ms in [2000, -1] {
+        let s = Scratch::new();
+        let m = s.write(
+            "m.toml",
+            &format!(
+                "[scheduler]\nmax_failures = 3\nrestart_backoff_ms = 1200\n{HEALTHY}{}",
+                fault(
+                    "stuck",
+                    "SlowRestart",
+                    &format!(
+                        "isolation = \"{isolation}\"\nwatchdog_ms = 300\n\
+                         config = {{ init_ms = {init_ms}, after_ms = 1000 }}\n"
+                    )
+                )
+            ),
+        );
+        let what = format!("{isolation}, init_ms = {init_ms}");
+        let (out, stats) = run_with_stats(&s, &m, "4s");
+        assert_eq!(out.code(), 0, "{what}: {}", out.stderr);
+        healthy_kept_90_percent(&stats, 4.0, &what);
+        let stuck = node(&stats, "stuck");
+        assert!(u(&stuck["restarts"]) >= 1, "{what}: {stuck}");
+        if init_ms < 0 {
+            assert!(
+                stuck["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("restart did not finish"),
+                "{what}: {stuck}"
+            );
+            assert!(
+                out.stderr.contains("restart did not finish"),
+                "{what}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn a_slow_or_hung_restart_of_a_thread_node_does_not_slow_the_others() {
+    a_slow_or_hung_restart_does_not_slow_the_others("thread");
+}
+
+#[test]
+fn a_slow_or_hung_restart_of_a_process_node_does_not_slow_the_others() {
+    a_slow_or_hung_restart_does_not_slow_the_others("process");
+}
+
+/// Issue #13: an inline node's restart runs on the scheduler thread and cannot be abandoned;
+/// when its `init` never returns, the hung-run report names the node and the restart.
+#[test]
+fn a_hung_inline_restart_is_reported_by_node_name() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        &format!(
+            "[scheduler]\nmax_failures = 3\nrestart_backoff_ms = 100\n{HEALTHY}{}",
+            fault(
+                "stuck",
+                "SlowRestart",
+                "config = { init_ms = -1, after_ms = 300 }\n"
+            )
+        ),
+    );
+    let out = run(&["run", m.to_str().unwrap(), "--duration", "1s"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("node `stuck` is hung in a restart (create/init)"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Issue #13: the quarantine cap. A thread node that keeps hanging is failed for good after 3
+/// quarantines, so it cannot grow the host's threads: hanging in every first tick (`after =
+/// 1`: no successful tick in between), or after 4 good ticks each time (`after = 5`: its 3
+/// abandoned threads are all still stuck). The failure is logged once; `quarantined_threads`
+/// counts the stuck threads.
+#[test]
+fn a_thread_node_that_keeps_hanging_is_failed_after_3_quarantines() {
+    for after in [1, 5] {
+        let s = Scratch::new();
+        let m = s.write(
+            "m.toml",
+            &format!(
+                "[scheduler]\nrestart_backoff_ms = 50\n{HEALTHY}{}",
+                fault(
+                    "stuck",
+                    "Hang",
+                    &format!("isolation = \"thread\"\nwatchdog_ms = 50\nconfig = {{ after = {after} }}\n")
+                )
+            ),
+        );
+        let (out, stats) = run_with_stats(&s, &m, "3s");
+        assert_eq!(out.code(), 0, "after = {after}: {}", out.stderr);
+        healthy_kept_90_percent(&stats, 3.0, &format!("after = {after}"));
+        let stuck = node(&stats, "stuck");
+        assert_eq!(
+            (
+                stuck["circuit_state"].clone(),
+                stuck["quarantined_threads"].clone(),
+                u(&stuck["restarts"])
+            ),
+            (Value::from("failed"), Value::from(3), 2),
+            "after = {after}: {stuck}"
+        );
+        assert_eq!(
+            out.stderr.matches("circuit failed").count(),
+            1,
+            "after = {after}: logged once:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(" ERROR ") && out.stderr.contains("no longer restarted"),
+            "{}",
+            out.stderr
+        );
+    }
+}

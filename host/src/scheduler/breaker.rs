@@ -1,6 +1,8 @@
 //! The circuit breaker of one node: closed → open after `max_failures` consecutive failures
 //! (the node is not ticked); with auto-restart, after a backoff (doubling per trip in a row,
 //! capped) half-open: the node is re-created and one trial tick decides closed or open again.
+//! A node the scheduler gives up on ([`Breaker::give_up`]: it cost too many quarantined worker
+//! threads) is failed for good: never ticked or restarted again.
 //!
 //! Pure state machine: it owns no node and does no I/O, so it is tested on its own. The
 //! scheduler asks it before each tick ([`Breaker::before_tick`]) and tells it the outcome
@@ -18,8 +20,10 @@ pub enum CircuitState {
     Closed,
     /// Not ticked.
     Open,
-    /// Restarted; the next tick is the trial.
+    /// Being restarted, or restarted: the next tick is the trial.
     HalfOpen,
+    /// Given up on: never ticked or restarted again (too many quarantined worker threads).
+    Failed,
 }
 
 impl CircuitState {
@@ -29,6 +33,7 @@ impl CircuitState {
             CircuitState::Closed => "closed",
             CircuitState::Open => "open",
             CircuitState::HalfOpen => "half_open",
+            CircuitState::Failed => "failed",
         }
     }
 }
@@ -86,6 +91,7 @@ impl Breaker {
     pub fn before_tick(&mut self, now: Instant) -> Action {
         match self.state {
             CircuitState::Closed | CircuitState::HalfOpen => Action::Tick,
+            CircuitState::Failed => Action::Skip,
             CircuitState::Open => match self.retry_at {
                 Some(at) if now >= at => {
                     self.state = CircuitState::HalfOpen;
@@ -114,13 +120,21 @@ impl Breaker {
         }
     }
 
-    /// Opens the breaker now, whatever the failure count (a hung node). False if it was open.
+    /// Opens the breaker now, whatever the failure count (a hung node). False if it was open
+    /// (or failed).
     pub fn force_open(&mut self, now: Instant) -> bool {
-        if self.state == CircuitState::Open {
+        if matches!(self.state, CircuitState::Open | CircuitState::Failed) {
             return false;
         }
         self.trip(now);
         true
+    }
+
+    /// Gives up on the node for good: [`CircuitState::Failed`], never ticked or restarted
+    /// again, whatever `auto_restart` says.
+    pub fn give_up(&mut self) {
+        self.state = CircuitState::Failed;
+        self.retry_at = None;
     }
 
     fn trip(&mut self, now: Instant) -> CircuitState {
@@ -189,6 +203,20 @@ mod tests {
         }
         let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
         assert_eq!(ms, vec![100, 200, 350, 350]);
+    }
+
+    #[test]
+    fn a_failed_breaker_never_ticks_nor_restarts_again() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(&spec(true));
+        b.after_tick(false, 3, t0);
+        b.give_up();
+        assert_eq!(b.state(), CircuitState::Failed);
+        assert_eq!(b.retry_at(), None);
+        assert_eq!(b.before_tick(t0 + Duration::from_secs(3600)), Action::Skip);
+        assert!(!b.force_open(t0), "a failed node is not reopened");
+        assert_eq!(b.after_tick(true, 0, t0), None);
+        assert_eq!(b.state(), CircuitState::Failed);
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod throttle;
 mod watchdog;
 
 pub use breaker::{Action, Breaker, CircuitState};
-pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, ThreadExec, TickOutcome};
+pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, RestartStatus, ThreadExec, TickOutcome};
 pub use running::BenchNode;
 pub use setup::{BoundNode, NodeSetup};
 pub use stats::{table, NodeStats, TickTimes};
@@ -59,14 +59,17 @@ pub enum RunError {
     /// The scheduler thread panicked (a host bug; plugins' panics are caught in the plugin).
     #[error("the scheduler thread panicked: {0}")]
     Panicked(String),
-    /// A node's tick never returned, so the run could not stop: the host gives up on it.
+    /// A node's tick (or an inline node's restart) never returned, so the run could not stop:
+    /// the host gives up on it.
     #[error(
-        "node `{node}` is hung in a tick ({secs:.1} s); exiting without shutting the nodes down \
-         (a tick running on the scheduler thread cannot be interrupted)"
+        "node `{node}` is hung {phase} ({secs:.1} s); exiting without shutting the nodes down \
+         (a call running on the scheduler thread cannot be interrupted)"
     )]
     Hung {
-        /// The node stuck in its tick.
+        /// The node stuck in its tick or restart.
         node: String,
+        /// Where it is stuck: `in a tick` or `in a restart (create/init)`.
+        phase: &'static str,
         /// How long it has been in it.
         secs: f64,
         /// The last stats snapshot.
@@ -204,11 +207,20 @@ pub fn run(
             stopping_since = Some(now);
         }
         if stopping_since.is_some_and(|since| now.duration_since(since) > grace) {
-            let (node, secs) = healths
+            let (node, phase, secs) = healths
                 .iter()
-                .filter_map(|h| h.in_tick_for(epoch).map(|d| (h.name.clone(), d.as_secs_f64())))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .unwrap_or_else(|| ("(none in a tick: a create, init, drain or shutdown)".into(), 0.0));
+                .filter_map(|h| {
+                    h.in_tick_for(epoch)
+                        .map(|d| (h.name.clone(), h.phase(), d.as_secs_f64()))
+                })
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .unwrap_or_else(|| {
+                    (
+                        "(none in a tick: a create, init, drain or shutdown)".into(),
+                        "in a tick",
+                        0.0,
+                    )
+                });
             let mut stats = board.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for st in &mut stats {
                 if let Some(h) = healths.iter().find(|h| h.name == st.name) {
@@ -217,7 +229,12 @@ pub fn run(
             }
             // The scheduler thread stays behind inside the plugin; the process is about to exit.
             drop(watchdog);
-            return Err(RunError::Hung { node, secs, stats });
+            return Err(RunError::Hung {
+                node,
+                phase,
+                secs,
+                stats,
+            });
         }
     }
 }
@@ -345,7 +362,7 @@ fn drain(nodes: &mut [RunningNode]) {
             return;
         }
         for node in nodes.iter_mut() {
-            if node.breaker.state() != CircuitState::Open && node.exec.pending_input() > 0 {
+            if node.tickable() && node.exec.pending_input() > 0 {
                 node.tick(Instant::now());
             }
         }

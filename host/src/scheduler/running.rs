@@ -2,13 +2,22 @@
 //! failures, deadline misses, tick times, restarts, the circuit breaker's decisions), and the
 //! [`NodeStats`] snapshot of all that.
 //!
+//! A worker node's restart is handed off and polled once per due cycle (the node is skipped
+//! meanwhile); a replacement that does not come up within the restart timeout (the node's
+//! watchdog timeout, at least [`MIN_RESTART_TIMEOUT`]; [`DEFAULT_RESTART_TIMEOUT`] without one)
+//! is abandoned like a hung tick. Each abandoned worker thread counts towards the quarantine cap:
+//! after [`MAX_QUARANTINES`] quarantines without a successful tick in between, or with that
+//! many abandoned threads of the node still stuck, the node is failed for good.
+//!
 //! Owns what happens to one node in one scheduled cycle. Does not own the cycle loop, start-up,
 //! drain or shutdown order (see [`super`]), where calls run (see [`super::exec`]) or the
 //! breaker's state machine (see [`super::breaker`]).
 
 use super::setup::NodeSetup;
 use super::throttle::LogThrottle;
-use super::{Action, Breaker, CircuitState, Exec, Executor, Health, NodeStats, TickOutcome, TickTimes};
+use super::{
+    Action, Breaker, CircuitState, Exec, Executor, Health, NodeStats, RestartStatus, TickOutcome, TickTimes,
+};
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::manifest::{Isolation, SupervisionSpec};
 use std::sync::Arc;
@@ -20,6 +29,16 @@ const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A node with its own rate ticks when its due time is at most this far ahead, so scheduler
 /// jitter does not push it to the next cycle.
 const DUE_SLACK: Duration = Duration::from_micros(200);
+/// How long a worker node's replacement may take to come up (create + init) when the node has
+/// no watchdog.
+const DEFAULT_RESTART_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least a replacement gets, whatever the watchdog timeout: starting a worker process
+/// (exec, plugin load, create) alone can take hundreds of ms on a busy machine.
+const MIN_RESTART_TIMEOUT: Duration = Duration::from_secs(1);
+/// The quarantine cap: a node that has had this many worker threads quarantined without a
+/// successful tick in between, or has this many abandoned threads still stuck in it, is failed
+/// (never restarted again), so a node that keeps hanging cannot grow the host's threads.
+pub(super) const MAX_QUARANTINES: u32 = 3;
 
 /// A node the scheduler runs.
 pub(super) struct RunningNode {
@@ -36,6 +55,11 @@ pub(super) struct RunningNode {
     failure_log: LogThrottle,
     pub(super) breaker: Breaker,
     restarts: u64,
+    /// When the pending restart of a worker node began.
+    restarting: Option<Instant>,
+    restart_timeout: Duration,
+    /// Worker threads quarantined since the last successful tick.
+    quarantines_in_a_row: u32,
     deadline: Option<Duration>,
     deadline_misses: u64,
     deadline_log: LogThrottle,
@@ -66,6 +90,11 @@ impl RunningNode {
             failure_log: LogThrottle::new(FAILURE_LOG_INTERVAL),
             breaker: Breaker::new(supervision),
             restarts: 0,
+            restarting: None,
+            restart_timeout: health
+                .timeout
+                .map_or(DEFAULT_RESTART_TIMEOUT, |t| t.max(MIN_RESTART_TIMEOUT)),
+            quarantines_in_a_row: 0,
             deadline,
             deadline_misses: 0,
             deadline_log: LogThrottle::new(FAILURE_LOG_INTERVAL),
@@ -89,42 +118,130 @@ impl RunningNode {
     }
 
     /// One scheduled cycle of this node, starting at `now` (the end of the previous node's
-    /// work, or the cycle's start): asks the breaker, restarts if it says so, ticks. Returns
-    /// when it finished, so the next node's tick starts from it: one clock read per tick.
+    /// work, or the cycle's start): asks the breaker, restarts if it says so (or polls the
+    /// restart under way), ticks. Returns when it finished, so the next node's tick starts from
+    /// it: one clock read per tick.
     pub(super) fn run_cycle(&mut self, now: Instant) -> Instant {
         self.quarantine_if_hung();
         // The common case needs no extra clock read: a closed breaker always ticks.
         if self.breaker.state() == CircuitState::Closed {
             return self.tick(now);
         }
+        if let Some(since) = self.restarting {
+            return self.poll_restart(now, since);
+        }
         match self.breaker.before_tick(now) {
             Action::Skip => now,
             Action::Tick => self.tick(now),
-            Action::Restart => {
-                if self.restart() {
-                    self.tick(Instant::now())
-                } else {
-                    Instant::now()
-                }
+            Action::Restart => self.begin_restart(now),
+        }
+    }
+
+    /// Whether the node may tick now (the shutdown drain asks): not open or failed, and not
+    /// waiting for its replacement.
+    pub(super) fn tickable(&self) -> bool {
+        matches!(
+            self.breaker.state(),
+            CircuitState::Closed | CircuitState::HalfOpen
+        ) && self.restarting.is_none()
+    }
+
+    /// Re-creates and re-initialises the node (half-open): a worker's restart is handed off
+    /// and polled on the next cycles; an inline one runs here.
+    #[cold]
+    fn begin_restart(&mut self, now: Instant) -> Instant {
+        self.restarts += 1;
+        tracing::warn!(node = %self.setup.name, restarts = self.restarts, "circuit half-open: restarting the node");
+        let inline = matches!(self.exec, Exec::Inline(_));
+        if inline {
+            // Nothing can abandon it: at least a hung run names the node and the restart.
+            self.health
+                .enter_restart(now.saturating_duration_since(self.epoch));
+        }
+        let status = self.exec.begin_restart();
+        if inline {
+            self.health.leave_restart();
+        }
+        self.restart_went(status, now)
+    }
+
+    /// Polls a worker's restart under way since `since`; abandons it past the restart timeout.
+    #[cold]
+    fn poll_restart(&mut self, now: Instant, since: Instant) -> Instant {
+        let status = self.exec.poll_restart();
+        if matches!(status, RestartStatus::Pending)
+            && now.saturating_duration_since(since) > self.restart_timeout
+        {
+            self.abandon_restart();
+            return now;
+        }
+        self.restart_went(status, now)
+    }
+
+    /// Acts on a restart's status: the trial tick when ready; a failure fails the trial.
+    fn restart_went(&mut self, status: RestartStatus, now: Instant) -> Instant {
+        match status {
+            RestartStatus::Pending => {
+                self.restarting.get_or_insert(now);
+                now
+            }
+            RestartStatus::Ready => {
+                self.restarting = None;
+                self.tick(Instant::now())
+            }
+            RestartStatus::Failed(mut e) => {
+                self.restarting = None;
+                e.message = format!("restart failed: {}", e.message);
+                self.fail(e);
+                self.outcome(false);
+                Instant::now()
             }
         }
     }
 
-    /// Re-creates and re-initialises the node (half-open). A failure here fails the trial.
+    /// A replacement that did not come up in time is abandoned like a hung tick: its worker
+    /// quarantined (a thread) or killed (a process), a failure, and the breaker opens again
+    /// with the next backoff.
     #[cold]
-    fn restart(&mut self) -> bool {
-        self.restarts += 1;
-        tracing::warn!(node = %self.setup.name, restarts = self.restarts, "circuit half-open: restarting the node");
-        let result = self.exec.restart();
-        match result {
-            Ok(()) => true,
-            Err(mut e) => {
-                e.message = format!("restart failed: {}", e.message);
-                self.fail(e);
-                self.outcome(false);
-                false
-            }
+    fn abandon_restart(&mut self) {
+        self.restarting = None;
+        self.exec.quarantine();
+        let what = match self.setup.isolation {
+            Isolation::Process => "worker process killed",
+            _ => "worker thread quarantined (abandoned with its instance)",
+        };
+        let ms = self.restart_timeout.as_millis();
+        tracing::error!(node = %self.setup.name, "restart did not finish within {ms} ms (create/init): {what}");
+        self.fail(CallError {
+            kind: CallErrorKind::Error,
+            message: format!("restart did not finish within {ms} ms (create/init); {what}"),
+        });
+        if !self.count_quarantine() {
+            self.outcome(false);
         }
+    }
+
+    /// Counts a quarantined worker thread against the cap; past it, fails the node for good
+    /// (logged once: a failed node is never restarted, so never quarantined again). True if
+    /// it did.
+    fn count_quarantine(&mut self) -> bool {
+        if self.setup.isolation != Isolation::Thread {
+            return false;
+        }
+        self.quarantines_in_a_row += 1;
+        let stuck = self.exec.abandoned_threads();
+        if self.quarantines_in_a_row < MAX_QUARANTINES && stuck < MAX_QUARANTINES as usize {
+            return false;
+        }
+        self.breaker.give_up();
+        tracing::error!(
+            node = %self.setup.name,
+            "circuit failed: quarantine cap reached ({} quarantines without a successful tick in \
+             between, {stuck} abandoned worker threads still stuck; the cap is {MAX_QUARANTINES} of \
+             either): the node is no longer restarted",
+            self.quarantines_in_a_row
+        );
+        true
     }
 
     /// Ticks the node, which starts at `started`; returns when it ended.
@@ -164,7 +281,10 @@ impl RunningNode {
         }
         let ok = result.is_ok();
         match result {
-            Ok(()) => self.consecutive = 0,
+            Ok(()) => {
+                self.consecutive = 0;
+                self.quarantines_in_a_row = 0;
+            }
             Err(e) => self.fail(e),
         }
         if crashed && self.breaker.force_open(Instant::now()) {
@@ -203,7 +323,7 @@ impl RunningNode {
             kind: CallErrorKind::Error,
             message: format!("tick hung for more than {} ms; {what}", timeout.as_millis()),
         });
-        if self.breaker.force_open(Instant::now()) {
+        if !self.count_quarantine() && self.breaker.force_open(Instant::now()) {
             self.log_transition(CircuitState::Open);
         }
     }
@@ -237,7 +357,8 @@ impl RunningNode {
                     self.consecutive
                 ),
             },
-            CircuitState::HalfOpen => {}
+            // Half-open is logged as the restart begins; failed by the quarantine cap.
+            CircuitState::HalfOpen | CircuitState::Failed => {}
         }
     }
 
@@ -295,6 +416,7 @@ impl RunningNode {
             last_error: self.last_error.clone(),
             circuit_state: self.breaker.state(),
             restarts: self.restarts,
+            quarantined_threads: self.exec.abandoned_threads() as u64,
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
             watchdog_enabled: self.health.timeout.is_some(),

@@ -36,10 +36,14 @@ pub struct NodeStats {
     pub actual_rate_hz: f64,
     /// The most recent failure message, if any.
     pub last_error: Option<String>,
-    /// `closed`, `open` or `half_open` in JSON.
+    /// `closed`, `open`, `half_open` or `failed` in JSON.
     pub circuit_state: CircuitState,
     /// Restarts by the circuit breaker.
     pub restarts: u64,
+    /// The node's quarantined worker threads still alive (stuck in the plugin); the node is
+    /// failed when this reaches the quarantine cap. 0 for inline and process nodes.
+    #[serde(default)]
+    pub quarantined_threads: u64,
     /// The node's deadline in ms, if it has one.
     pub deadline_ms: Option<f64>,
     /// Ticks longer than the deadline.
@@ -92,6 +96,7 @@ impl NodeStats {
             last_error: None,
             circuit_state: CircuitState::Closed,
             restarts: 0,
+            quarantined_threads: 0,
             deadline_ms: None,
             deadline_misses: 0,
             watchdog_enabled: false,
@@ -297,6 +302,7 @@ mod tests {
             (CircuitState::Closed, "closed"),
             (CircuitState::Open, "open"),
             (CircuitState::HalfOpen, "half_open"),
+            (CircuitState::Failed, "failed"),
         ] {
             assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{text}\""));
             assert_eq!(state.name(), text);
@@ -318,6 +324,10 @@ mod tests {
             let back: NodeStats = serde_json::from_value(value).unwrap();
             assert_eq!(back, stats);
         }
+        // Stats written before `quarantined_threads` existed still read (as 0).
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value.as_object_mut().unwrap().remove("quarantined_threads");
+        assert_eq!(serde_json::from_value::<NodeStats>(value).unwrap(), sample());
         let mut value = serde_json::to_value(sample()).unwrap();
         value["isolation"] = "elsewhere".into();
         assert!(serde_json::from_value::<NodeStats>(value).is_err());

@@ -18,6 +18,9 @@ pub struct Health {
     pub timeout: Option<Duration>,
     /// 1 + nanoseconds since the epoch at which the running tick started; 0 when not in a tick.
     pub tick_started: AtomicU64,
+    /// Set while the scheduler thread is in the node's restart (create + init) rather than in
+    /// a tick: only inline nodes restart there (see [`Health::enter_restart`]).
+    pub in_restart: AtomicBool,
     /// Set by the supervisor on an expiry; stays set.
     pub expired: AtomicBool,
     /// Expiries so far.
@@ -31,6 +34,7 @@ impl Health {
             name,
             timeout,
             tick_started: AtomicU64::new(0),
+            in_restart: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             expiries: AtomicU64::new(0),
         })
@@ -43,10 +47,32 @@ impl Health {
             .store(since_epoch.as_nanos() as u64 + 1, Ordering::Relaxed);
     }
 
+    /// Called by the scheduler thread as an inline node's restart (create + init) starts: the
+    /// watchdog times it like a tick, and a hung run's report names the node and the restart.
+    pub fn enter_restart(&self, since_epoch: Duration) {
+        self.in_restart.store(true, Ordering::Relaxed);
+        self.enter(since_epoch);
+    }
+
     /// Called by the scheduler thread as a tick ends (feeds the watchdog).
     #[inline]
     pub fn leave(&self) {
         self.tick_started.store(0, Ordering::Relaxed);
+    }
+
+    /// Called by the scheduler thread as an inline node's restart ends.
+    pub fn leave_restart(&self) {
+        self.leave();
+        self.in_restart.store(false, Ordering::Relaxed);
+    }
+
+    /// What the node is in: `"in a restart (create/init)"` or `"in a tick"`.
+    pub fn phase(&self) -> &'static str {
+        if self.in_restart.load(Ordering::Relaxed) {
+            "in a restart (create/init)"
+        } else {
+            "in a tick"
+        }
     }
 
     /// How long the current tick has been running, if the node is in one.
@@ -88,9 +114,14 @@ impl Watchdog {
                             *flag = started;
                             h.expired.store(true, Ordering::Relaxed);
                             h.expiries.fetch_add(1, Ordering::Relaxed);
+                            let what = if h.in_restart.load(Ordering::Relaxed) {
+                                "restart (create/init)"
+                            } else {
+                                "tick"
+                            };
                             tracing::warn!(
                                 node = %h.name,
-                                "watchdog expired: the tick has run for {} ms, timeout {} ms",
+                                "watchdog expired: the {what} has run for {} ms, timeout {} ms",
                                 running.as_millis(),
                                 timeout.as_millis()
                             );

@@ -10,6 +10,7 @@
 //! | `Segfault` | dereferences a null pointer in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
 //! | `HangingSink` | reads numbers (`u64`) on `in`, then never returns from tick `after` | `after` (default 10) |
 //! | `Abort` | calls `std::process::abort` in tick `after` (run it with `isolation = "process"`) | `after` (default 10) |
+//! | `SlowRestart` | fails every tick; an `init` once the run's clock has passed `after_ms` (a restart's, not the start-up one) sleeps `init_ms`, or never returns if `init_ms` < 0 (works across restarts and processes) | `init_ms` (default 3000), `after_ms` (default 1000) |
 
 use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,6 +234,43 @@ impl Node for Abort {
     }
 }
 
+/// Fails every tick; its restarts (an `init` after `after_ms` of the run) are slow or hang.
+pub struct SlowRestart {
+    /// `None`: never return.
+    init: Option<Duration>,
+    after: Duration,
+    ticks: u64,
+}
+
+impl Node for SlowRestart {
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        let init = ctx.config_i64("init_ms")?.unwrap_or(3000);
+        Ok(SlowRestart {
+            init: u64::try_from(init).ok().map(Duration::from_millis),
+            after: Duration::from_millis(ms(ctx, "after_ms", 1000)?),
+            ticks: 0,
+        })
+    }
+
+    fn init(&mut self, ctx: &mut Context<'_>) -> NodeResult {
+        if ctx.now() < self.after {
+            return Ok(());
+        }
+        match self.init {
+            Some(d) => std::thread::sleep(d),
+            None => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        self.ticks += 1;
+        Err(NodeError::new(format!("injected error at tick {}", self.ticks)))
+    }
+}
+
 export_plugin!(
     AlwaysError,
     Hang,
@@ -241,5 +279,6 @@ export_plugin!(
     FlakyStart,
     SlowInit,
     Segfault,
-    Abort
+    Abort,
+    SlowRestart
 );

@@ -4,7 +4,7 @@
 //! scheduler ticks inline nodes through its own fast path (one clock read, its own watchdog
 //! record) and uses this impl for everything else; see `super::super::running`.
 
-use super::{Executor, IoSnapshot, TickOutcome};
+use super::{Executor, IoSnapshot, RestartStatus, TickOutcome};
 use crate::ffi::{CallError, NodeInstance};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,17 @@ impl Executor for NodeInstance {
         NodeInstance::shutdown(self)
     }
 
-    fn restart(&mut self) -> Result<(), CallError> {
-        self.recreate().and_then(|()| NodeInstance::init(self))
+    fn begin_restart(&mut self) -> RestartStatus {
+        // On the scheduler thread, to its end: nothing can abandon it (the scheduler marks the
+        // node's health record so a hung run names it).
+        match self.recreate().and_then(|()| NodeInstance::init(self)) {
+            Ok(()) => RestartStatus::Ready,
+            Err(e) => RestartStatus::Failed(e),
+        }
+    }
+
+    fn poll_restart(&mut self) -> RestartStatus {
+        RestartStatus::Ready
     }
 
     fn hung(&self, _timeout: Duration, _epoch: Instant) -> bool {

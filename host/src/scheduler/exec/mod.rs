@@ -15,6 +15,10 @@
 //!   hang is killed after the watchdog timeout; either way a fresh process replaces it after the
 //!   breaker's backoff. The kernel kills workers whose host dies.
 //!
+//! A worker's restart (thread or process) is handed off too: the scheduler polls it and skips
+//! the node until its replacement is ready, so a slow or hung `create`/`init` never holds up
+//! the scheduler thread. An inline node restarts on the scheduler thread.
+//!
 //! [`Exec`] is the closed set of the three, dispatched with a `match` rather than a vtable so
 //! the scheduler's per-tick path stays a direct call. The conformance suite that every executor
 //! passes is `tests/e2e/executors.rs`.
@@ -69,18 +73,35 @@ pub enum TickOutcome {
     Busy,
 }
 
+/// What a restart has come to so far ([`Executor::begin_restart`], [`Executor::poll_restart`]).
+#[derive(Debug)]
+pub enum RestartStatus {
+    /// The fresh instance is created and initialised: the next tick is the trial.
+    Ready,
+    /// The replacement is still coming up on its worker; poll again later.
+    Pending,
+    /// Its create or init failed (or its worker died).
+    Failed(CallError),
+}
+
 /// The executor contract: how the scheduler drives one node, wherever its calls run.
 ///
 /// Lifecycle: the executor is built with the node already created (inline, thread) or ready to
 /// create it (process, whose worker creates it during `init`); then `init` once, `tick` per
-/// scheduled cycle, `restart` whenever the breaker asks for one (which runs `init` again),
-/// `shutdown` once at the end, and dropping the executor destroys the node.
+/// scheduled cycle, a restart whenever the breaker asks for one (`begin_restart`, then
+/// `poll_restart` until it is no longer `Pending`; it runs `init` again), `shutdown` once at
+/// the end, and dropping the executor destroys the node.
 ///
-/// Every call runs on the scheduler thread. `init`, `restart` and `shutdown` may block for as
-/// long as the node takes (a process executor bounds them with timeouts); `tick` blocks at
-/// most the executor's `wait` for a worker (an inline tick blocks as long as the node's tick);
-/// `hung`, `quarantine`, `io_snapshot` and `pending_input` must be fast (a worker asked for a
-/// snapshot answers between ticks, or the last one it published is used).
+/// Every call runs on the scheduler thread. `init` and `shutdown` may block for as long as the
+/// node takes (a process executor bounds them with timeouts); `tick` blocks at most the
+/// executor's `wait` for a worker (an inline tick blocks as long as the node's tick); a
+/// worker's restart never blocks on the node: `begin_restart` hands it off and returns
+/// `Pending`, and the scheduler abandons (`quarantine`) a replacement that does not come up in
+/// time (an inline restart runs to its end inside `begin_restart`). `hung`, `quarantine`,
+/// `poll_restart`, `abandoned_threads`, `io_snapshot` and `pending_input` must be fast (a
+/// worker asked for a snapshot answers between ticks, or the last one it published is used).
+/// While a restart is pending, `tick` is `Busy`, `shutdown` refuses, and snapshots are the
+/// last ones seen.
 pub trait Executor {
     /// Runs the node's `init` (a process executor first starts its worker, which loads the
     /// plugin and creates the node; their error, if any, is this call's).
@@ -94,17 +115,29 @@ pub trait Executor {
     /// executor with no worker left has nothing to shut down (`Ok`).
     fn shutdown(&mut self) -> Result<(), CallError>;
 
-    /// Destroys the node and builds a fresh instance, then runs its `init`: on the same worker,
-    /// or on a new worker (with new topic endpoints) if the old one was quarantined or died.
-    fn restart(&mut self) -> Result<(), CallError>;
+    /// Starts a restart: destroys the node and builds a fresh instance, then runs its `init`,
+    /// on the same worker, or on a new worker (with new topic endpoints) if the old one was
+    /// quarantined or died. A worker's restart is handed off (`Pending`, or `Failed` if it
+    /// cannot even start); an inline one runs here, to its end (`Ready` or `Failed`).
+    fn begin_restart(&mut self) -> RestartStatus;
+
+    /// How the restart begun by `begin_restart` is going; `Ready` when none is pending.
+    fn poll_restart(&mut self) -> RestartStatus;
 
     /// True when a worker has been in one tick longer than `timeout` (`epoch` is the clock
     /// origin of the node's [`super::Health`]). Always false inline.
     fn hung(&self, timeout: Duration, epoch: Instant) -> bool;
 
-    /// Abandons a hung worker, so that `restart` can replace it. Returns false when the
-    /// executor cannot abandon its node (inline: the tick runs on the scheduler thread).
+    /// Abandons a worker hung in a tick, or in a restart that did not come up in time, so that
+    /// the next restart replaces it. Returns false when the executor cannot abandon its node
+    /// (inline: its calls run on the scheduler thread).
     fn quarantine(&mut self) -> bool;
+
+    /// The worker threads this executor abandoned that are still alive (stuck in the plugin).
+    /// Only the thread executor abandons threads; a process executor kills its workers.
+    fn abandoned_threads(&mut self) -> usize {
+        0
+    }
 
     /// The node's message counters: live for inline nodes and idle workers, the last ones seen
     /// for a worker in a tick.
@@ -209,8 +242,16 @@ impl Executor for Exec {
         on_executor!(self, shutdown())
     }
 
-    fn restart(&mut self) -> Result<(), CallError> {
-        on_executor!(self, restart())
+    fn begin_restart(&mut self) -> RestartStatus {
+        on_executor!(self, begin_restart())
+    }
+
+    fn poll_restart(&mut self) -> RestartStatus {
+        on_executor!(self, poll_restart())
+    }
+
+    fn abandoned_threads(&mut self) -> usize {
+        on_executor!(self, abandoned_threads())
     }
 
     fn hung(&self, timeout: Duration, epoch: Instant) -> bool {

@@ -2,10 +2,11 @@
 //! shared-memory command block; crashes and hangs end only that process (see [`super`]).
 //!
 //! Owns the host side of the worker protocol: spawning, the command/reply exchange with its
-//! timeouts, watching the child for its exit, and killing it. The worker side is
+//! timeouts, watching the child for its exit, and killing it; a restart starts the fresh
+//! process and hands its `init` over without waiting. The worker side is
 //! [`crate::worker`]; the command block is [`crate::shm::ctl`].
 
-use super::{Executor, IoSnapshot, Rebuild, TickOutcome};
+use super::{Executor, IoSnapshot, Rebuild, RestartStatus, TickOutcome};
 use crate::ffi::{CallError, CallErrorKind};
 use crate::scheduler::Health;
 use crate::shm::ctl::{self, Ctl};
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 /// longer is cut short (the worker is killed), so the host's stop grace covers every node.
 pub const PROCESS_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long a worker may take to load its plugin, create and initialise its node.
+/// How long a worker may take to load its plugin, create and initialise its node at start-up
+/// (a restart's replacement is timed by the scheduler, which polls it).
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node in a child worker process.
@@ -33,6 +35,8 @@ pub struct ProcessExec {
     generation: u64,
     /// The sequence number of a tick handed off and not yet answered.
     in_tick: Option<u32>,
+    /// The sequence number of a restart's `init` handed off and not yet answered.
+    restarting: Option<u32>,
     wait: Duration,
     health: Arc<Health>,
     epoch: Instant,
@@ -107,6 +111,7 @@ impl ProcessExec {
             ctl: None,
             generation: 0,
             in_tick: None,
+            restarting: None,
             wait,
             health,
             epoch: rebuild.epoch,
@@ -206,6 +211,7 @@ impl ProcessExec {
         }
         self.ctl = None;
         self.in_tick = None;
+        self.restarting = None;
         self.health.leave();
     }
 
@@ -241,6 +247,9 @@ impl Executor for ProcessExec {
         if self.child.is_none() {
             return TickOutcome::Finished(Err(crashed("no worker process".into())), Duration::ZERO);
         }
+        if self.restarting.is_some() {
+            return TickOutcome::Busy;
+        }
         if let Some(seq) = self.in_tick {
             return self.collect(seq);
         }
@@ -272,20 +281,50 @@ impl Executor for ProcessExec {
     }
 
     fn shutdown(&mut self) -> Result<(), CallError> {
-        match (self.child.is_some(), self.in_tick) {
-            (true, None) => self.command(ctl::CMD_SHUTDOWN, PROCESS_STOP_TIMEOUT),
-            (true, Some(_)) => Err(CallError {
+        match (self.child.is_some(), self.in_tick, self.restarting) {
+            (true, None, None) => self.command(ctl::CMD_SHUTDOWN, PROCESS_STOP_TIMEOUT),
+            (true, Some(_), _) => Err(CallError {
                 kind: CallErrorKind::Error,
                 message: "still in a tick at shutdown".into(),
             }),
-            (false, _) => Ok(()),
+            (true, None, Some(_)) => Err(CallError {
+                kind: CallErrorKind::Error,
+                message: "still restarting (create/init) at shutdown".into(),
+            }),
+            (false, _, _) => Ok(()),
         }
     }
 
-    fn restart(&mut self) -> Result<(), CallError> {
-        // A fresh process: nothing of the old one (crashed, hung or failing) is reused.
-        self.spawn()?;
-        self.init()
+    fn begin_restart(&mut self) -> RestartStatus {
+        // A fresh process: nothing of the old one (crashed, hung or failing) is reused. Its
+        // worker loads the plugin and creates the node before it answers the `init`.
+        if let Err(e) = self.spawn() {
+            return RestartStatus::Failed(e);
+        }
+        let Some(ctl) = self.ctl.as_ref() else {
+            return RestartStatus::Failed(crashed("no worker process".into()));
+        };
+        self.restarting = Some(ctl.send(ctl::CMD_INIT));
+        self.poll_restart()
+    }
+
+    fn poll_restart(&mut self) -> RestartStatus {
+        let Some(seq) = self.restarting else {
+            return RestartStatus::Ready;
+        };
+        let reply = self.ctl.as_ref().and_then(|c| c.wait_reply(seq, Duration::ZERO));
+        if let Some(reply) = reply {
+            self.restarting = None;
+            return match reply_result(reply) {
+                Ok(()) => RestartStatus::Ready,
+                Err(e) => RestartStatus::Failed(e),
+            };
+        }
+        if let Some(how) = self.exited() {
+            self.restarting = None;
+            return RestartStatus::Failed(crashed(how));
+        }
+        RestartStatus::Pending
     }
 
     fn hung(&self, timeout: Duration, epoch: Instant) -> bool {
@@ -301,7 +340,7 @@ impl Executor for ProcessExec {
     fn io_snapshot(&mut self) -> IoSnapshot {
         // An idle worker publishes fresh counters on request (the drain needs the pending count
         // now, not as of its last tick); a busy one keeps the last it published.
-        if self.child.is_some() && self.in_tick.is_none() {
+        if self.child.is_some() && self.in_tick.is_none() && self.restarting.is_none() {
             let _ = self.call(ctl::CMD_SNAPSHOT, Duration::from_secs(1));
         }
         if let Some(ctl) = &self.ctl {
@@ -324,6 +363,7 @@ impl Drop for ProcessExec {
     fn drop(&mut self) {
         if self.child.is_some()
             && self.in_tick.is_none()
+            && self.restarting.is_none()
             && self.call(ctl::CMD_EXIT, PROCESS_STOP_TIMEOUT).is_ok()
         {
             if let Some(mut child) = self.child.take() {

@@ -1,10 +1,14 @@
 //! The `thread` executor: a node on a worker thread of its own, each call a handoff over a
 //! channel; a tick that outlives the watchdog gets the worker quarantined (see [`super`]).
 //!
+//! A restart is handed off as well: the worker (a fresh one if the old one was quarantined)
+//! creates the node again and initialises it while the scheduler polls for the replies.
+//!
 //! Owns the worker thread's command loop and its lifetime (joined when idle, detached when
-//! stuck). Does not own the decision to quarantine or restart (see `super::super::running`).
+//! stuck, and the handles of abandoned workers, to count those still alive). Does not own the
+//! decision to quarantine or restart (see `super::super::running`).
 
-use super::{Executor, IoSnapshot, Rebuild, TickOutcome};
+use super::{Executor, IoSnapshot, Rebuild, RestartStatus, TickOutcome};
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::io::NodeIo;
 use crate::scheduler::Health;
@@ -25,6 +29,17 @@ enum Reply {
     Snapshot(IoSnapshot),
 }
 
+/// Where a handed-off restart is: the reply it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// A fresh worker's `create` (the thread ends if it fails).
+    Create,
+    /// `recreate` on the same worker.
+    Recreate,
+    /// The fresh instance's `init`.
+    Init,
+}
+
 /// A live worker thread with its node.
 struct Worker {
     tx: Sender<Cmd>,
@@ -32,6 +47,8 @@ struct Worker {
     thread: Option<std::thread::JoinHandle<()>>,
     /// A tick was handed off and its reply has not been collected.
     in_tick: bool,
+    /// A restart was handed off and is not done.
+    restarting: Option<Stage>,
 }
 
 fn worker_main(
@@ -77,8 +94,9 @@ fn gone() -> CallError {
 }
 
 impl Worker {
-    /// Starts a worker that creates the node; waits for `create` to finish.
-    fn spawn(rebuild: &Rebuild, io: NodeIo, health: Arc<Health>) -> Result<Worker, CallError> {
+    /// Starts a worker that creates the node; does not wait: the reply to `create` is owed
+    /// ([`Stage::Create`]).
+    fn launch(rebuild: &Rebuild, io: NodeIo, health: Arc<Health>) -> Result<Worker, CallError> {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (reply_tx, reply_rx) = mpsc::channel();
         let (recipe, epoch) = (rebuild.clone(), rebuild.epoch);
@@ -101,12 +119,19 @@ impl Worker {
                 kind: CallErrorKind::Error,
                 message: format!("cannot spawn a worker thread: {e}"),
             })?;
-        let mut worker = Worker {
+        Ok(Worker {
             tx: cmd_tx,
             rx: reply_rx,
             thread: Some(thread),
             in_tick: false,
-        };
+            restarting: Some(Stage::Create),
+        })
+    }
+
+    /// Starts a worker that creates the node; waits for `create` to finish.
+    fn spawn(rebuild: &Rebuild, io: NodeIo, health: Arc<Health>) -> Result<Worker, CallError> {
+        let mut worker = Worker::launch(rebuild, io, health)?;
+        worker.restarting = None;
         match worker.rx.recv() {
             Ok(Reply::Done(Ok(()), _)) => Ok(worker),
             Ok(Reply::Done(Err(e), _)) => {
@@ -115,6 +140,46 @@ impl Worker {
             }
             _ => Err(gone()),
         }
+    }
+
+    /// In a tick or a restart: not free for another command.
+    fn busy(&self) -> bool {
+        self.in_tick || self.restarting.is_some()
+    }
+
+    /// Advances a handed-off restart as far as the replies that have come allow: after the
+    /// (re)create, hands the `init` over.
+    fn poll_restart(&mut self) -> RestartStatus {
+        while let Some(stage) = self.restarting {
+            match self.rx.try_recv() {
+                Ok(Reply::Done(Ok(()), _)) if stage == Stage::Init => self.restarting = None,
+                Ok(Reply::Done(Ok(()), _)) => {
+                    if self.tx.send(Cmd::Init).is_err() {
+                        self.restarting = None;
+                        return RestartStatus::Failed(gone());
+                    }
+                    self.restarting = Some(Stage::Init);
+                }
+                Ok(Reply::Done(Err(e), _)) => {
+                    self.restarting = None;
+                    if stage == Stage::Create {
+                        // The thread ends right after its reply.
+                        self.join();
+                    }
+                    return RestartStatus::Failed(e);
+                }
+                Ok(Reply::Snapshot(_)) => {}
+                Err(TryRecvError::Empty) => return RestartStatus::Pending,
+                Err(TryRecvError::Disconnected) => {
+                    // The thread has ended (or is ending): joined, so the executor replaces
+                    // this worker on the next restart instead of calling a dead one.
+                    self.restarting = None;
+                    self.join();
+                    return RestartStatus::Failed(gone());
+                }
+            }
+        }
+        RestartStatus::Ready
     }
 
     /// Sends `cmd` and waits for its reply as long as it takes (not for ticks).
@@ -163,6 +228,8 @@ impl Worker {
 /// A node on its own worker thread.
 pub struct ThreadExec {
     worker: Option<Worker>,
+    /// Quarantined workers, never joined: kept to count those still alive.
+    abandoned: Vec<std::thread::JoinHandle<()>>,
     /// The current worker's input endpoints, released if it is quarantined.
     inputs: Vec<(String, usize)>,
     rebuild: Rebuild,
@@ -183,6 +250,7 @@ impl ThreadExec {
         let worker = Worker::spawn(&rebuild, io, health.clone())?;
         Ok(ThreadExec {
             worker: Some(worker),
+            abandoned: Vec::new(),
             inputs,
             rebuild,
             health,
@@ -200,6 +268,7 @@ impl Executor for ThreadExec {
     fn tick(&mut self) -> TickOutcome {
         match self.worker.as_mut() {
             None => TickOutcome::Finished(Err(gone()), Duration::ZERO),
+            Some(w) if w.restarting.is_some() => TickOutcome::Busy,
             Some(w) if w.in_tick => w.collect(),
             Some(w) => w.hand_off(self.wait),
         }
@@ -207,25 +276,61 @@ impl Executor for ThreadExec {
 
     fn shutdown(&mut self) -> Result<(), CallError> {
         match self.worker.as_mut() {
-            Some(w) if !w.in_tick => w.call(Cmd::Shutdown),
-            Some(_) => Err(CallError {
+            Some(w) if !w.busy() => w.call(Cmd::Shutdown),
+            Some(w) => Err(CallError {
                 kind: CallErrorKind::Error,
-                message: "still in a tick at shutdown".into(),
+                message: if w.in_tick {
+                    "still in a tick at shutdown".into()
+                } else {
+                    "still restarting (create/init) at shutdown".into()
+                },
             }),
             None => Ok(()),
         }
     }
 
-    fn restart(&mut self) -> Result<(), CallError> {
+    fn begin_restart(&mut self) -> RestartStatus {
         match self.worker.as_mut() {
-            Some(w) => w.call(Cmd::Recreate)?,
+            Some(w) if w.busy() => {
+                return RestartStatus::Failed(CallError {
+                    kind: CallErrorKind::Error,
+                    message: "the worker is busy (in a tick or a restart)".into(),
+                })
+            }
+            Some(w) => {
+                if w.tx.send(Cmd::Recreate).is_err() {
+                    return RestartStatus::Failed(gone());
+                }
+                w.restarting = Some(Stage::Recreate);
+            }
             None => {
-                let io = self.rebuild.io()?;
-                self.inputs = io.input_peers();
-                self.worker = Some(Worker::spawn(&self.rebuild, io, self.health.clone())?);
+                let launched = self.rebuild.io().and_then(|io| {
+                    let inputs = io.input_peers();
+                    Worker::launch(&self.rebuild, io, self.health.clone()).map(|w| (w, inputs))
+                });
+                match launched {
+                    Ok((w, inputs)) => {
+                        self.inputs = inputs;
+                        self.worker = Some(w);
+                    }
+                    Err(e) => return RestartStatus::Failed(e),
+                }
             }
         }
-        self.init()
+        self.poll_restart()
+    }
+
+    fn poll_restart(&mut self) -> RestartStatus {
+        let Some(w) = self.worker.as_mut() else {
+            return RestartStatus::Ready;
+        };
+        let status = w.poll_restart();
+        if matches!(status, RestartStatus::Failed(_)) && w.thread.is_none() {
+            // A worker whose thread ended (a fresh one whose `create` failed, say) is dropped:
+            // the next restart launches another.
+            self.worker = None;
+        }
+        status
     }
 
     fn hung(&self, timeout: Duration, epoch: Instant) -> bool {
@@ -235,9 +340,9 @@ impl Executor for ThreadExec {
 
     fn quarantine(&mut self) -> bool {
         if let Some(mut w) = self.worker.take() {
-            // Dropping the channels tells the worker to exit if its tick ever returns; its
-            // JoinHandle is dropped: the thread is detached, never joined.
-            w.thread.take();
+            // Dropping the channels tells the worker to exit if its tick (or create, or init)
+            // ever returns; it is never joined, only asked whether it has ended.
+            self.abandoned.extend(w.thread.take());
         }
         // The abandoned instance keeps its topic endpoints: a reliable input of it would fill
         // up and hold its publishers back for good. Let them stop waiting for it.
@@ -259,8 +364,14 @@ impl Executor for ThreadExec {
         true
     }
 
+    fn abandoned_threads(&mut self) -> usize {
+        // A finished one has left the plugin; dropping its handle detaches nothing that runs.
+        self.abandoned.retain(|t| !t.is_finished());
+        self.abandoned.len()
+    }
+
     fn io_snapshot(&mut self) -> IoSnapshot {
-        if let Some(w) = self.worker.as_mut().filter(|w| !w.in_tick) {
+        if let Some(w) = self.worker.as_mut().filter(|w| !w.busy()) {
             if w.tx.send(Cmd::Snapshot).is_ok() {
                 if let Ok(Reply::Snapshot(s)) = w.rx.recv_timeout(Duration::from_secs(1)) {
                     self.last = s;
@@ -274,8 +385,9 @@ impl Executor for ThreadExec {
 impl Drop for ThreadExec {
     fn drop(&mut self) {
         if let Some(mut w) = self.worker.take() {
-            if w.in_tick {
-                // Still in a tick: cannot join without hanging the host; leave it detached.
+            if w.busy() {
+                // Still in a tick or a restart: cannot join without hanging the host; leave it
+                // detached.
                 w.thread.take();
                 return;
             }
