@@ -104,6 +104,56 @@ impl NodeIo {
         }
     }
 
+    /// The ports, in their current order: each one's name and whether it is an output.
+    pub fn port_order(&self) -> Vec<(String, bool)> {
+        self.port_names
+            .iter()
+            .zip(&self.ports)
+            .map(|(name, binding)| {
+                let output = match binding {
+                    PortBinding::Output(_) => true,
+                    PortBinding::Input(_) => false,
+                    PortBinding::Unconnected { output, .. } => *output,
+                };
+                (name.clone(), output)
+            })
+            .collect()
+    }
+
+    /// Puts the ports in `order` (a new generation's node type, hot reload): each binding moves
+    /// to its port's new index, a port new in `order` is unconnected, and a port `order` lacks is
+    /// kept after the others (never dropped: its endpoint and cursor belong to the host, and a
+    /// rollback puts it back). Returns the previous order, which undoes this.
+    pub fn arrange_ports(&mut self, order: &[(String, bool)]) -> Vec<(String, bool)> {
+        let previous = self.port_order();
+        let mut old: Vec<Option<PortBinding>> =
+            std::mem::take(&mut self.ports).into_iter().map(Some).collect();
+        let old_names = std::mem::take(&mut self.port_names);
+        let mut names = Vec::with_capacity(order.len());
+        let mut ports = Vec::with_capacity(order.len());
+        for (name, output) in order {
+            let found = old_names
+                .iter()
+                .position(|n| n == name)
+                .and_then(|i| old[i].take());
+            ports.push(found.unwrap_or(PortBinding::Unconnected {
+                output: *output,
+                sent: 0,
+            }));
+            names.push(name.clone());
+        }
+        for (name, binding) in old_names.into_iter().zip(old) {
+            // An unconnected port holds no endpoint: nothing to keep.
+            if let Some(binding) = binding.filter(|b| !matches!(b, PortBinding::Unconnected { .. })) {
+                names.push(name);
+                ports.push(binding);
+            }
+        }
+        self.port_names = names;
+        self.ports = ports;
+        previous
+    }
+
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -281,6 +331,41 @@ fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn arranging_ports_moves_bindings_by_name_and_undoes() {
+        let mut io = NodeIo::new(
+            "n".into(),
+            false,
+            toml::Table::new(),
+            vec!["a".into(), "b".into()],
+            vec![
+                PortBinding::Unconnected {
+                    output: true,
+                    sent: 3,
+                },
+                PortBinding::Unconnected {
+                    output: false,
+                    sent: 0,
+                },
+            ],
+            Instant::now(),
+        );
+        let before = io.port_order();
+        let undo = io.arrange_ports(&[("new".into(), true), ("b".into(), false), ("a".into(), true)]);
+        assert_eq!(undo, before);
+        assert_eq!(
+            io.port_order(),
+            vec![("new".into(), true), ("b".into(), false), ("a".into(), true)]
+        );
+        assert!(
+            matches!(io.ports[2], PortBinding::Unconnected { sent: 3, .. }),
+            "a's binding moved with it"
+        );
+        io.arrange_ports(&undo);
+        assert_eq!(io.port_order(), before);
+        assert!(matches!(io.ports[0], PortBinding::Unconnected { sent: 3, .. }));
+    }
+
     use super::*;
     use crate::shm::{self, TopicSpec};
 

@@ -26,6 +26,7 @@ pub mod io;
 pub mod manifest;
 pub mod net;
 pub mod python;
+pub mod reload;
 pub mod run;
 pub mod scheduler;
 #[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]

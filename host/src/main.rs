@@ -34,6 +34,10 @@ enum Command {
         /// Write the final per-node stats as a JSON list to FILE.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Hot reload: when a node's plugin file changes (a rebuild), swap the new code in while
+        /// the others keep running, keeping the node's state (see docs/hot-reload.md).
+        #[arg(long)]
+        watch: bool,
     },
     /// Check a manifest and its plugins without starting any node.
     Check {
@@ -137,12 +141,14 @@ fn main() -> ExitCode {
             manifest,
             duration,
             stats_json,
+            watch,
         } => {
             let opts = horus_host::RunOptions {
                 manifest: manifest.clone(),
                 duration: *duration,
                 stats_json: stats_json.clone(),
                 inspector: this_program(),
+                watch: *watch,
             };
             horus_host::run(&opts).map(|report| {
                 print!("{}", horus_host::scheduler::table(&report.nodes));

@@ -41,6 +41,9 @@ pub enum HostError {
     /// Signal handlers could not be installed (exit code 1).
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// Hot reload could not start watching (exit code 1).
+    #[error(transparent)]
+    Reload(#[from] crate::reload::ReloadStartError),
     /// The run failed (exit code 1).
     #[error(transparent)]
     Run(#[from] RunError),
@@ -53,7 +56,10 @@ impl HostError {
             HostError::BadInput(_) | HostError::StatsFileCreate { .. } => 2,
             HostError::Bind(e) if e.is_bad_input() => 2,
             HostError::Bind(_) => 1,
-            HostError::StatsFileWrite { .. } | HostError::Signals(_) | HostError::Run(_) => 1,
+            HostError::StatsFileWrite { .. }
+            | HostError::Signals(_)
+            | HostError::Reload(_)
+            | HostError::Run(_) => 1,
         }
     }
 }
@@ -70,6 +76,9 @@ pub struct RunOptions {
     /// The `horus` binary, to open the plugins of `process` nodes in a child process first (a
     /// crashing library is then a diagnostic, not a crash of the host).
     pub inspector: Option<PathBuf>,
+    /// Hot reload (`--watch`): reload a node when its plugin file changes. Also on with the
+    /// manifest's `[scheduler] hot_reload = true`.
+    pub watch: bool,
 }
 
 /// Runs every check on the manifest at `path` (files, plugins, ABI, node types, connections)
@@ -176,6 +185,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         all: false,
     });
     let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
+    let watched = (opts.watch || graph.manifest.scheduler.hot_reload).then(|| watched_nodes(&graph));
     let stats_file = match &opts.stats_json {
         Some(path) => Some((
             path,
@@ -226,7 +236,32 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
                 None
             }
         };
-    let result = scheduler::run(&manifest.scheduler, nodes, &stop, opts.duration, &board, &scope);
+    // Hot reload: the replaced libraries are unloaded when their last node lets go of them, so
+    // this function keeps no reference of its own to the plugins it loaded.
+    let (reloader, reloads) = match watched {
+        Some(watched) => {
+            let (reloader, reloads) = crate::reload::Reloader::start(watched).map_err(HostError::Reload)?;
+            tracing::info!("hot reload on: a node reloads when its plugin file changes");
+            (Some(reloader), Some(reloads))
+        }
+        None => (None, None),
+    };
+    let plugins = if reloader.is_some() {
+        drop(plugins);
+        Vec::new()
+    } else {
+        plugins
+    };
+    let result = scheduler::run(
+        &manifest.scheduler,
+        nodes,
+        &stop,
+        opts.duration,
+        &board,
+        &scope,
+        reloads,
+    );
+    drop(reloader);
     drop(signals);
     drop(control);
     #[cfg(feature = "network")]
@@ -279,6 +314,26 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             Err(e.into())
         }
     }
+}
+
+/// The nodes hot reload watches: every node of a Rust plugin, by its plugin file.
+fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let crate::manifest::NodeCode::Plugin(code) = &n.spec.code else {
+                return None;
+            };
+            let crate::manifest::PluginRef::File(file) = &code.plugin.value;
+            Some(crate::reload::prepare::Watched {
+                node: n.spec.name.clone(),
+                file: std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()),
+                node_type: n.type_name.clone(),
+                ports: n.plugin.info().node_types[n.type_index].ports.clone(),
+            })
+        })
+        .collect()
 }
 
 /// SIGINT/SIGTERM handling for the duration of a run: the first signal stops the scheduler, a

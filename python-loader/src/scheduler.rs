@@ -349,6 +349,7 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
             watchdog_timeout: Duration::from_millis(c.watchdog_timeout_ms),
             ..SupervisionSpec::default()
         },
+        hot_reload: false,
     };
     let epoch = std::time::Instant::now();
     let mut nodes = Vec::with_capacity(st.nodes.len());
@@ -594,7 +595,9 @@ impl Scheduler {
                 .name("horus-run".into())
                 .spawn(move || {
                     let scope = TopicScope::new();
-                    let _ = tx.send(scheduler::run(&spec, nodes, &stop, duration, &board, &scope));
+                    let _ = tx.send(scheduler::run(
+                        &spec, nodes, &stop, duration, &board, &scope, None,
+                    ));
                 })
                 .map_err(|e| PyRuntimeError::new_err(format!("cannot start the scheduler thread: {e}")))?
         };

@@ -105,6 +105,9 @@ pub struct NodeInstance {
     type_index: usize,
     /// The argument of the plugin's create entry, for a node made through it.
     arg: Option<Vec<u8>>,
+    /// The generation a hot reload replaced, kept (not shut down) until the new code's first
+    /// tick succeeds, so a failing first tick can swap back.
+    previous: Option<Box<Generation>>,
     // Declared last: released after `Drop::drop` has destroyed `obj`.
     plugin: Arc<PluginLibrary>,
 }
@@ -153,6 +156,7 @@ impl NodeInstance {
             io,
             type_index,
             arg,
+            previous: None,
             plugin,
         };
         node.obj = node.new_object()?;
@@ -300,8 +304,163 @@ impl NodeInstance {
     }
 }
 
+/// A node's code of one generation: its object, its node type and the plugin it lives in.
+struct Generation {
+    obj: *mut c_void,
+    vtable: NodeVTable,
+    type_index: usize,
+    plugin: Arc<PluginLibrary>,
+    /// The port order of its node type.
+    ports: Vec<(String, bool)>,
+}
+
+/// Which step of a hot reload failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadStep {
+    /// `save_state` of the running code.
+    SaveState,
+    /// `create` of the new code.
+    Create,
+    /// `restore_state` of the new code.
+    RestoreState,
+    /// `init` of the new code.
+    Init,
+}
+
+impl ReloadStep {
+    /// The step's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReloadStep::SaveState => "save_state",
+            ReloadStep::Create => "create",
+            ReloadStep::RestoreState => "restore_state",
+            ReloadStep::Init => "init",
+        }
+    }
+}
+
+impl NodeInstance {
+    /// Hot reload, at a tick boundary: saves the running code's state, creates node type
+    /// `type_index` of `plugin` on this instance's context (same name, config and topic
+    /// endpoints; the ports put in the new type's `ports` order), hands it the state and runs
+    /// its `init`. On success the new code is current and the old one is kept, untouched, until
+    /// [`NodeInstance::commit_reload`] or [`NodeInstance::rollback_reload`]; on failure nothing
+    /// changed (the new object, if made, is destroyed).
+    pub fn reload(
+        &mut self,
+        plugin: Arc<PluginLibrary>,
+        type_index: usize,
+        ports: &[(String, bool)],
+    ) -> Result<(), (ReloadStep, CallError)> {
+        if let Some(old) = self.previous.take() {
+            // A reload before the previous one's first tick: that one counts as good.
+            self.retire(*old);
+        }
+        let state = self.save_state().map_err(|e| (ReloadStep::SaveState, e))?;
+        let old_ports = self.io.arrange_ports(ports);
+        let old = Generation {
+            obj: self.obj,
+            vtable: self.vtable,
+            type_index: self.type_index,
+            plugin: std::mem::replace(&mut self.plugin, plugin),
+            ports: old_ports,
+        };
+        self.vtable = self.plugin.info().node_types[type_index].vtable;
+        self.type_index = type_index;
+        let made = self
+            .new_object()
+            .map_err(|e| (ReloadStep::Create, e))
+            .and_then(|obj| {
+                self.obj = obj;
+                self.restore_state(&state)
+                    .map_err(|e| (ReloadStep::RestoreState, e))
+                    .and_then(|()| self.init().map_err(|e| (ReloadStep::Init, e)))
+            });
+        match made {
+            Ok(()) => {
+                self.previous = Some(Box::new(old));
+                Ok(())
+            }
+            Err(e) => {
+                if self.obj != old.obj {
+                    self.destroy_object();
+                }
+                self.install(old);
+                Err(e)
+            }
+        }
+    }
+
+    /// The new code ticked: shuts the replaced generation down and destroys it. Returns its
+    /// plugin, which the caller drops (unloading it if nothing else uses it).
+    pub fn commit_reload(&mut self) -> Option<Arc<PluginLibrary>> {
+        let old = self.previous.take()?;
+        let plugin = old.plugin.clone();
+        self.retire(*old);
+        Some(plugin)
+    }
+
+    /// The new code failed its first tick: destroys it and makes the replaced generation current
+    /// again, as it was at the swap (it has not run since). Returns the new code's plugin.
+    pub fn rollback_reload(&mut self) -> Option<Arc<PluginLibrary>> {
+        let old = self.previous.take()?;
+        self.destroy_object();
+        Some(self.install(*old))
+    }
+
+    /// The node type's index in [`NodeInstance::plugin`].
+    pub fn type_index(&self) -> usize {
+        self.type_index
+    }
+
+    /// True while a reload waits for the new code's first tick.
+    pub fn reload_pending(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// Makes `generation` current; returns the plugin it replaced.
+    fn install(&mut self, generation: Generation) -> Arc<PluginLibrary> {
+        self.io.arrange_ports(&generation.ports);
+        self.obj = generation.obj;
+        self.vtable = generation.vtable;
+        self.type_index = generation.type_index;
+        std::mem::replace(&mut self.plugin, generation.plugin)
+    }
+
+    /// Shuts down and destroys a replaced generation's object.
+    fn retire(&mut self, old: Generation) {
+        let ctx = &*self.ctx as *const NodeContext;
+        let (shutdown, destroy) = (old.vtable.shutdown, old.vtable.destroy);
+        // SAFETY: `old.obj` was made by `old.vtable.create` on this context and is live (only
+        // `retire` or `rollback` consume a generation, once); its plugin is loaded while
+        // `old.plugin` lives (dropped after these calls); `ctx` is valid.
+        if let Err(e) = call(|err| unsafe { shutdown(old.obj, ctx, err) }) {
+            tracing::warn!(node = self.io.name(), "shutdown of the replaced code failed: {e}");
+        }
+        // SAFETY: as above; the object is never used again.
+        if let Err(e) = call(|err| unsafe { destroy(old.obj, err) }) {
+            tracing::error!(
+                node = self.io.name(),
+                "destroy of the replaced code failed, its resources may leak: {e}"
+            );
+        }
+        drop(old.plugin);
+    }
+}
+
 impl Drop for NodeInstance {
     fn drop(&mut self) {
         self.destroy_object();
+        if let Some(old) = self.previous.take() {
+            let destroy = old.vtable.destroy;
+            // SAFETY: a replaced generation's live object; its plugin is loaded while
+            // `old.plugin` lives (dropped at the end of this block).
+            if let Err(e) = call(|err| unsafe { destroy(old.obj, err) }) {
+                tracing::error!(
+                    node = self.io.name(),
+                    "destroy failed, its resources may leak: {e}"
+                );
+            }
+        }
     }
 }

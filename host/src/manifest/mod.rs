@@ -212,6 +212,8 @@ pub struct SchedulerSpec {
     pub preset: Option<Preset>,
     /// Supervision.
     pub supervision: SupervisionSpec,
+    /// Reload nodes whose plugin file changes (`hot_reload = true`, or `horus run --watch`).
+    pub hot_reload: bool,
 }
 
 impl Default for SchedulerSpec {
@@ -220,6 +222,7 @@ impl Default for SchedulerSpec {
             tick_rate: Preset::Standard.tick_rate(),
             preset: Some(Preset::Standard),
             supervision: SupervisionSpec::default(),
+            hot_reload: false,
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct RawScheduler {
     pub watchdog_enabled: Option<Spanned<bool>>,
     /// Default watchdog timeout in ms.
     pub watchdog_timeout_ms: Option<Spanned<i64>>,
+    /// Reload a node when its plugin file changes (as `horus run --watch`).
+    pub hot_reload: Option<Spanned<bool>>,
 }
 
 /// One `[[node]]`.
@@ -123,6 +125,7 @@ pub const SCHEDULER_KEYS: &[&str] = &[
     "deadline_monitoring",
     "watchdog_enabled",
     "watchdog_timeout_ms",
+    "hot_reload",
 ];
 /// Keys of `[[node]]`.
 pub const NODE_KEYS: &[&str] = &[

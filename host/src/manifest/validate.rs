@@ -191,7 +191,12 @@ fn type_hint(key: &str) -> String {
     match key {
         "priority" => "`priority` is an integer, e.g. `priority = 1`".into(),
         "rate_hz" | "tick_rate" => format!("`{key}` is a number in Hz, e.g. `{key} = 50.0`"),
-        "logging" | "circuit_breaker" | "auto_restart" | "deadline_monitoring" | "watchdog_enabled" => {
+        "logging"
+        | "circuit_breaker"
+        | "auto_restart"
+        | "deadline_monitoring"
+        | "watchdog_enabled"
+        | "hot_reload" => {
             format!("`{key}` is `true` or `false`")
         }
         "max_failures"
@@ -370,6 +375,7 @@ impl Validator<'_> {
     fn scheduler(&mut self, raw: RawScheduler) -> SchedulerSpec {
         let mut spec = SchedulerSpec {
             supervision: self.supervision(&raw),
+            hot_reload: raw.hot_reload.as_ref().is_some_and(|h| *h.get_ref()),
             ..SchedulerSpec::default()
         };
         if let (Some(p), Some(_)) = (&raw.preset, &raw.tick_rate) {
@@ -1292,7 +1298,11 @@ mod tests {
             let value = match *key {
                 "preset" => "\"standard\"",
                 "tick_rate" => "10.0",
-                "circuit_breaker" | "auto_restart" | "deadline_monitoring" | "watchdog_enabled" => "true",
+                "circuit_breaker"
+                | "auto_restart"
+                | "deadline_monitoring"
+                | "watchdog_enabled"
+                | "hot_reload" => "true",
                 "max_failures" | "restart_backoff_ms" | "restart_backoff_max_ms" | "watchdog_timeout_ms" => {
                     "100"
                 }

@@ -17,6 +17,7 @@
 
 mod breaker;
 mod exec;
+mod reload;
 mod running;
 mod setup;
 mod stats;
@@ -35,8 +36,10 @@ pub use watchdog::{Health, Watchdog};
 use crate::ffi::CallError;
 
 use crate::manifest::{Isolation, SchedulerSpec, SupervisionSpec};
+use crate::reload::prepare::Prepared;
 use crate::topic::TopicScope;
 use running::RunningNode;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,6 +143,7 @@ pub fn run(
     duration: Option<Duration>,
     board: &StatsBoard,
     scope: &TopicScope,
+    reloads: Option<Receiver<Prepared>>,
 ) -> Result<RunReport, RunError> {
     let sup = spec.supervision.clone();
     let healths: Vec<Arc<Health>> = nodes
@@ -173,6 +177,7 @@ pub fn run(
                     board,
                     scope,
                     running_since,
+                    reloads,
                 };
                 let _ = tx.send(run_on_this_thread(&ctx, nodes, &stop, duration));
             })
@@ -251,6 +256,8 @@ struct RunContext {
     /// Set when every node is created and initialised and the first cycle starts; the host
     /// counts `--duration` from here.
     running_since: Arc<std::sync::OnceLock<Instant>>,
+    /// New builds of watched plugin files, ready to swap in (hot reload).
+    reloads: Option<Receiver<Prepared>>,
 }
 
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
@@ -411,6 +418,12 @@ fn run_on_this_thread(
         let now = Instant::now();
         if end.is_some_and(|end| now >= end) {
             break;
+        }
+        // A tick boundary: swap in what hot reload prepared (every node of a file in this cycle).
+        if let Some(reloads) = &ctx.reloads {
+            while let Ok(prepared) = reloads.try_recv() {
+                reload::apply(&mut nodes, prepared);
+            }
         }
         let mut t = now;
         for node in &mut nodes {

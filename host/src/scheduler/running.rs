@@ -13,6 +13,7 @@
 //! drain or shutdown order (see [`super`]), where calls run (see [`super::exec`]) or the
 //! breaker's state machine (see [`super::breaker`]).
 
+use super::reload::ReloadStats;
 use super::setup::NodeSetup;
 use super::throttle::LogThrottle;
 use super::{
@@ -65,6 +66,8 @@ pub(super) struct RunningNode {
     deadline_log: LogThrottle,
     pub(super) health: Arc<Health>,
     pub(super) epoch: Instant,
+    /// Hot-reload counters and the swap waiting for its first tick.
+    pub(super) reload: ReloadStats,
 }
 
 impl RunningNode {
@@ -100,6 +103,7 @@ impl RunningNode {
             deadline_log: LogThrottle::new(FAILURE_LOG_INTERVAL),
             health,
             epoch,
+            reload: ReloadStats::default(),
         }
     }
 
@@ -254,6 +258,9 @@ impl RunningNode {
             let ended = Instant::now();
             self.health.leave();
             self.ticks += 1;
+            if self.reload.pending() {
+                self.after_reload_tick(result.as_ref().err().map(|e| e.message.as_str()));
+            }
             self.finished(result, ended.saturating_duration_since(started));
             return ended;
         }
@@ -417,6 +424,11 @@ impl RunningNode {
             circuit_state: self.breaker.state(),
             restarts: self.restarts,
             quarantined_threads: self.exec.abandoned_threads() as u64,
+            generation: 1 + self.reload.reloads,
+            reloads: self.reload.reloads,
+            reload_failures: self.reload.failures,
+            last_reload_error: self.reload.last_error.clone(),
+            pinned_libraries: self.reload.pinned,
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
             watchdog_enabled: self.health.timeout.is_some(),

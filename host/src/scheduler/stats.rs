@@ -44,6 +44,22 @@ pub struct NodeStats {
     /// failed when this reaches the quarantine cap. 0 for inline and process nodes.
     #[serde(default)]
     pub quarantined_threads: u64,
+    /// Which build of its code the node runs: 1 at start, one more per hot reload.
+    #[serde(default = "first_generation")]
+    pub generation: u64,
+    /// Hot reloads that swapped new code in.
+    #[serde(default)]
+    pub reloads: u64,
+    /// Hot reloads refused or rolled back (the node kept its code).
+    #[serde(default)]
+    pub reload_failures: u64,
+    /// Why the last failed hot reload failed.
+    #[serde(default)]
+    pub last_reload_error: Option<String>,
+    /// Replaced library copies that stayed mapped after their unload (pinned by a thread-local
+    /// destructor of a thread that lives on).
+    #[serde(default)]
+    pub pinned_libraries: u64,
     /// The node's deadline in ms, if it has one.
     pub deadline_ms: Option<f64>,
     /// Ticks longer than the deadline.
@@ -97,6 +113,11 @@ impl NodeStats {
             circuit_state: CircuitState::Closed,
             restarts: 0,
             quarantined_threads: 0,
+            generation: 1,
+            reloads: 0,
+            reload_failures: 0,
+            last_reload_error: None,
+            pinned_libraries: 0,
             deadline_ms: None,
             deadline_misses: 0,
             watchdog_enabled: false,
@@ -111,6 +132,10 @@ impl NodeStats {
             topics: Vec::new(),
         }
     }
+}
+
+fn first_generation() -> u64 {
+    1
 }
 
 /// [`Isolation`] as its manifest spelling ([`Isolation::name`]); the manifest type itself

@@ -1,0 +1,16 @@
+//! Exists for the hot-reload tests (issue 14): the "rebuilt" version of `reload-counter`. Same
+//! source file, same node type `ReloadCounter`, same ports; only the step differs (1000 instead
+//! of 1), so a test can tell from the published values which build is running and check that
+//! the count continued from the old build's state.
+
+/// What the counter adds per tick in this build.
+const STEP: u64 = 1000;
+/// This build obeys `fail_file`: the rollback tests arm it before they swap this build in.
+const OBEYS_FAIL_FILE: bool = true;
+
+#[path = "../../reload-counter/src/counter.rs"]
+mod counter;
+
+pub use counter::ReloadCounter;
+
+horus_plugin_api::export_plugin!(ReloadCounter);
