@@ -83,8 +83,19 @@ impl Reloader {
 impl Drop for Reloader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // It notices `stop` within 100 ms, unless it is inside a library that hangs while it
+        // loads: then it is left behind, so that the host can still exit.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            tracing::warn!("the hot-reload thread is stuck loading a library; leaving it behind");
         }
     }
 }
