@@ -36,10 +36,9 @@ pub use watchdog::{Health, Watchdog};
 use crate::ffi::CallError;
 
 use crate::manifest::{Isolation, SchedulerSpec, SupervisionSpec};
-use crate::reload::prepare::Prepared;
+use crate::reload::ReloadLink;
 use crate::topic::TopicScope;
 use running::RunningNode;
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,7 +142,7 @@ pub fn run(
     duration: Option<Duration>,
     board: &StatsBoard,
     scope: &TopicScope,
-    reloads: Option<Receiver<Prepared>>,
+    reloads: Option<ReloadLink>,
 ) -> Result<RunReport, RunError> {
     let sup = spec.supervision.clone();
     let healths: Vec<Arc<Health>> = nodes
@@ -257,7 +256,7 @@ struct RunContext {
     /// counts `--duration` from here.
     running_since: Arc<std::sync::OnceLock<Instant>>,
     /// New builds of watched plugin files, ready to swap in (hot reload).
-    reloads: Option<Receiver<Prepared>>,
+    reloads: Option<ReloadLink>,
 }
 
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
@@ -420,9 +419,9 @@ fn run_on_this_thread(
             break;
         }
         // A tick boundary: swap in what hot reload prepared (every node of a file in this cycle).
-        if let Some(reloads) = &ctx.reloads {
-            while let Ok(prepared) = reloads.try_recv() {
-                reload::apply(&mut nodes, prepared);
+        if let Some(link) = &ctx.reloads {
+            while let Ok(prepared) = link.prepared.try_recv() {
+                reload::apply(&mut nodes, prepared, link);
             }
         }
         let mut t = now;

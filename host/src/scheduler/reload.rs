@@ -9,7 +9,7 @@ use super::running::RunningNode;
 use super::Exec;
 use crate::ffi::PluginLibrary;
 use crate::reload::prepare::{NewCode, Prepared};
-use std::path::Path;
+use crate::reload::{Reaper, ReloadLink};
 use std::sync::Arc;
 
 /// A node's hot-reload counters.
@@ -21,19 +21,22 @@ pub(super) struct ReloadStats {
     pub(super) failures: u64,
     /// Why the last one failed.
     pub(super) last_error: Option<String>,
-    /// Replaced copies that stayed mapped.
-    pub(super) pinned: u64,
+    /// Where replaced libraries go to be unloaded off this thread, with the pinned counts.
+    reaper: Option<Reaper>,
     /// The file of a swap waiting for its first tick.
     pending: Option<String>,
+    /// How long the last swap took on the scheduler thread.
+    swap: std::time::Duration,
 }
 
 /// Applies `prepared` (a new build of one file) to the nodes that use it, in this cycle.
-pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared) {
+pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &ReloadLink) {
     let file = prepared.file.display().to_string();
     for (name, outcome) in prepared.nodes {
         let Some(node) = nodes.iter_mut().find(|n| n.setup.name == name) else {
             continue;
         };
+        node.reload.reaper = Some(link.reaper.clone());
         match outcome {
             Ok(code) => node.swap_in(code, &file),
             Err(why) => node.reload_failed(&file, &why),
@@ -45,6 +48,11 @@ impl ReloadStats {
     /// True while swapped-in code waits for its first tick.
     pub(super) fn pending(&self) -> bool {
         self.pending.is_some()
+    }
+
+    /// Replaced copies of `node`'s library that stayed mapped.
+    pub(super) fn pinned(&self, node: &str) -> u64 {
+        self.reaper.as_ref().map_or(0, |r| r.pinned(node))
     }
 }
 
@@ -69,7 +77,10 @@ impl RunningNode {
             // Swapped in but not ticked yet (two builds in one cycle): `reload` keeps it as good.
             self.reload.reloads += 1;
         }
-        match instance.reload(plugin.clone(), type_index, &ports) {
+        let started = std::time::Instant::now();
+        let swapped = instance.reload(plugin.clone(), type_index, &ports);
+        self.reload.swap = started.elapsed();
+        match swapped {
             Ok(()) => {
                 // Restarts build the new code from now on.
                 self.setup.plugin = plugin;
@@ -95,16 +106,21 @@ impl RunningNode {
         };
         match error {
             None => {
+                let started = std::time::Instant::now();
                 let old = instance.commit_reload();
                 self.reload.reloads += 1;
-                tracing::info!(
-                    node = %self.setup.name,
-                    generation = self.reload.reloads + 1,
-                    "hot reload: running the new code from {file}"
-                );
                 if let Some(old) = old {
                     self.unload(old);
                 }
+                // What ran on the scheduler thread: the swap (save, create, restore, init) before
+                // the new code's first tick, and retiring the old code after it.
+                tracing::info!(
+                    node = %self.setup.name,
+                    generation = self.reload.reloads + 1,
+                    swap_us = self.reload.swap.as_micros() as u64,
+                    retire_us = started.elapsed().as_micros() as u64,
+                    "hot reload: running the new code from {file}"
+                );
             }
             Some(why) => {
                 let new = instance.rollback_reload();
@@ -128,29 +144,12 @@ impl RunningNode {
         self.reload.last_error = Some(why.to_owned());
     }
 
-    /// Drops a replaced library; when that was its last user and its copy is still mapped, a
-    /// thread-local destructor of a live thread pins it: reported once per copy.
+    /// Hands a replaced library to the `horus-reload` thread, which unloads it (about a
+    /// millisecond of `dlclose` and a look at `/proc/self/maps`, kept off this thread) and counts
+    /// it if it stays pinned.
     fn unload(&mut self, plugin: Arc<PluginLibrary>) {
-        let last = Arc::strong_count(&plugin) == 1;
-        let copy = plugin.loaded_path().to_path_buf();
-        drop(plugin);
-        if last && still_mapped(&copy) {
-            self.reload.pinned += 1;
-            tracing::warn!(
-                node = %self.setup.name,
-                copy = %copy.display(),
-                "the replaced library stays mapped: a thread-local destructor (or a panic) on the scheduler \
-                 thread pins it; isolation = \"thread\" reloads on a fresh worker"
-            );
+        if let Some(reaper) = &self.reload.reaper {
+            reaper.retire(&self.setup.name, plugin);
         }
     }
-}
-
-/// Whether `/proc/self/maps` still maps the file at `copy` (a deleted private copy).
-fn still_mapped(copy: &Path) -> bool {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return false;
-    };
-    let copy = copy.to_string_lossy();
-    maps.lines().any(|l| l.contains(&*copy))
 }

@@ -428,7 +428,7 @@ impl RunningNode {
             reloads: self.reload.reloads,
             reload_failures: self.reload.failures,
             last_reload_error: self.reload.last_error.clone(),
-            pinned_libraries: self.reload.pinned,
+            pinned_libraries: self.reload.pinned(&self.setup.name),
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
             watchdog_enabled: self.health.timeout.is_some(),

@@ -1,0 +1,232 @@
+//! `./scripts/bench.sh reload`: hot reload of an `inline` node in the release `horus`, as a
+//! developer's rebuild triggers it. The manifest runs, at 1 kHz (realtime preset), the
+//! `reload-counter` node (publishing its count on a `reliable` named topic this benchmark reads)
+//! and the `jitter-probe` node; the benchmark then replaces the counter's library 50 times,
+//! alternating the +1 and +1000 builds, the way cargo does (a new file renamed over the old one).
+//!
+//! - **latency**: from the rename to the first value of the new build on the topic (the file is
+//!   complete at the rename), median and max; target ≤ 50 ms.
+//! - **on the scheduler thread**: the swap (the old code's `save_state`, the new code's `create`,
+//!   `restore_state`, `init`) plus retiring the old code after the new one's first tick, from the
+//!   host's log; target ≤ 5 ms.
+//! - **messages lost**: gaps or duplicates in the count; must be 0.
+//! - **jitter**: the probe's tick-interval p99 during the reloads, against a run of the same
+//!   manifest without reloads measured first; target ≤ 1.5×.
+//! - **RSS growth** over the 50 reloads; target < 5 MB.
+
+use horus_host::shm::{self, TopicSpec};
+use horus_plugin_api::Message;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RELOADS: usize = 50;
+const TOPIC: &str = "bench/reload";
+
+fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps/<bench>")
+        .to_path_buf()
+}
+
+fn manifest(dir: &Path, lib: &Path, tmp: &Path) -> PathBuf {
+    let path = tmp.join("reload.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[scheduler]\npreset = \"realtime\"\nmax_failures = 1000\n\n[[node]]\nname = \"counter\"\nplugin = \"{}\"\n\
+             type = \"ReloadCounter\"\n\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\n\n[[connect]]\nfrom = \"counter.count\"\n\
+             topic = \"{TOPIC}\"\nqos = \"reliable(65536)\"\n",
+            lib.display(),
+            dir.join("libjitter_probe.so").display()
+        ),
+    )
+    .expect("manifest");
+    path
+}
+
+fn horus(manifest: &Path, duration: &str, watch: bool, ns: &str) -> std::process::Child {
+    let mut cmd = Command::new(release_dir().join("horus"));
+    cmd.args(["run", manifest.to_str().unwrap(), "--duration", duration]);
+    if watch {
+        cmd.arg("--watch");
+    }
+    cmd.env("RUST_LOG", "info")
+        .env("HORUS_NAMESPACE", ns)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn horus")
+}
+
+/// A `name=value` field of a log line.
+fn field(line: &str, name: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}="))?.parse().ok())
+}
+
+fn probe_p99_us(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("jitter period_ns"))
+        .expect("the probe reported");
+    field(line, "p99_ns").expect("p99_ns") / 1e3
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn replace(source: &Path, target: &Path) {
+    let tmp = target.with_extension("so.tmp");
+    std::fs::copy(source, &tmp).expect("copy the new build");
+    std::fs::rename(&tmp, target).expect("rename it into place");
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let dir = release_dir();
+    let tmp = std::env::temp_dir().join(format!("horus-bench-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let builds = [
+        dir.join("libreload_counter_v2.so"),
+        dir.join("libreload_counter.so"),
+    ];
+    let lib = tmp.join("libcounter.so");
+    std::fs::copy(&builds[1], &lib).expect("copy the first build");
+    let manifest = manifest(&dir, &lib, &tmp);
+
+    let spec = TopicSpec {
+        topic: TOPIC.into(),
+        type_name: <u64 as Message>::TYPE_NAME.into(),
+        type_hash: <u64 as Message>::TYPE_HASH,
+        slot_size: 8,
+        capacity: 65536,
+        single_producer: false,
+    };
+    // Baseline: the same manifest, read the same way, without reloads.
+    let ns = format!("benchreload{}", std::process::id());
+    let base_ns = format!("{ns}a");
+    let mut base_sub = shm::subscriber(&base_ns, &spec, 65536, true).expect("the baseline's reader");
+    let mut base = horus(&manifest, "8s", false, &base_ns);
+    let mut base_buf = Vec::new();
+    while base.try_wait().expect("wait").is_none() {
+        while base_sub.try_recv(&mut base_buf).is_some() {}
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let base_out = base.wait_with_output().expect("baseline run");
+    let base_p99 = probe_p99_us(&String::from_utf8_lossy(&base_out.stderr));
+    drop(base_sub);
+
+    let mut sub = shm::subscriber(&ns, &spec, 65536, true).expect("the benchmark's reader");
+    let mut child = horus(&manifest, "40s", true, &ns);
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let mut values: Vec<u64> = Vec::new();
+    let mut buf = Vec::new();
+    let mut read = |values: &mut Vec<u64>| {
+        while sub.try_recv(&mut buf).is_some() {
+            values.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
+        }
+    };
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        read(&mut values);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rss_before = rss_kib(pid);
+    let mut latencies = Vec::new();
+    for i in 0..RELOADS {
+        let step = if i % 2 == 0 { 1000 } else { 1 };
+        let seen = values.len();
+        let started = Instant::now();
+        replace(&builds[i % 2], &lib);
+        loop {
+            read(&mut values);
+            let switched = values.len() > seen.max(1)
+                && values[seen.max(1)..]
+                    .iter()
+                    .zip(&values[seen.max(1) - 1..])
+                    .any(|(b, a)| b - a == step);
+            if switched {
+                latencies.push(started.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "reload {i} did not take"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Let the next rebuild come later than the debounce, as a developer's would.
+        let until = started + Duration::from_millis(250);
+        while Instant::now() < until {
+            read(&mut values);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let rss_after = rss_kib(pid);
+    // Stop the run (its probe reports at shutdown) and collect the rest.
+    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let _ = child.wait();
+    read(&mut values);
+    let lines = log.join().expect("log reader");
+    let stderr = lines.join("\n");
+    let lost = values
+        .windows(2)
+        .filter(|w| !matches!(w[1].wrapping_sub(w[0]), 1 | 1000))
+        .count();
+    let mut on_thread: Vec<f64> = lines
+        .iter()
+        .filter(|l| l.contains("running the new code"))
+        .filter_map(|l| Some((field(l, "swap_us")? + field(l, "retire_us")?) / 1e3))
+        .collect();
+    let reload_p99 = probe_p99_us(&stderr);
+    let (latency_median, latency_max) = (
+        median(&mut latencies),
+        latencies.iter().copied().fold(0.0, f64::max),
+    );
+    println!(
+        "BENCH reload_latency value={latency_median:.1} unit=ms baseline=50 ratio={:.2} baseline_name=target max_ms={latency_max:.1} reloads={RELOADS}",
+        latency_median / 50.0
+    );
+    let (thread_median, thread_max) = (
+        median(&mut on_thread),
+        on_thread.iter().copied().fold(0.0, f64::max),
+    );
+    println!(
+        "BENCH reload_on_scheduler_thread value={thread_median:.3} unit=ms baseline=5 ratio={:.3} baseline_name=target max_ms={thread_max:.3} swaps={}",
+        thread_median / 5.0,
+        on_thread.len()
+    );
+    println!("BENCH reload_messages_lost value={lost} unit=msgs baseline=0 ratio=0 baseline_name=target received={}", values.len());
+    println!(
+        "BENCH reload_jitter_1khz_p99 value={reload_p99:.1} unit=us baseline={base_p99:.1} ratio={:.2} baseline_name=same_run_without_reloads target_ratio=1.5",
+        reload_p99 / base_p99
+    );
+    let grown = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
+    println!(
+        "BENCH reload_rss_growth value={grown:.2} unit=MB baseline=5 ratio={:.2} baseline_name=target reloads={RELOADS}",
+        grown / 5.0
+    );
+    drop(sub);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
