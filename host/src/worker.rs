@@ -49,6 +49,20 @@ pub struct WorkerJob {
     pub epoch_monotonic_ns: u64,
 }
 
+/// ` (SIGSEGV)` and the like for the signals a crashing child dies of; empty for others. For
+/// the messages about a worker or inspecting process that was killed.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => " (SIGILL)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        _ => "",
+    }
+}
+
 /// Now on CLOCK_MONOTONIC (the clock `Instant` uses), in ns: comparable across processes.
 pub fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);

@@ -97,17 +97,9 @@ fn inspect(inspector: &Inspector, file: &Path) -> Result<(), String> {
 fn crashed(status: ExitStatus) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     let signal = status.signal()?;
-    let name = match signal {
-        4 => " (SIGILL)",
-        6 => " (SIGABRT)",
-        7 => " (SIGBUS)",
-        8 => " (SIGFPE)",
-        9 => " (SIGKILL)",
-        11 => " (SIGSEGV)",
-        _ => "",
-    };
     Some(format!(
-        "loading it killed the process that inspected it: signal {signal}{name}"
+        "loading it killed the process that inspected it: signal {signal}{}",
+        crate::worker::signal_name(signal)
     ))
 }
 

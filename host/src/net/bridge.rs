@@ -143,32 +143,14 @@ impl Bridges {
                 let ty = WireType::new(&spec.type_name, spec.type_hash);
                 let stop = bridges.stop.clone();
                 let name = format!("horus-net-out-{}", bridges.threads.len());
-                let thread = std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || outbound(sub, &publisher, &ty, &stop))
-                    .map_err(|e| {
-                        BridgeError::Hub(NetError::Zenoh {
-                            hub: topic.hub.clone(),
-                            what: format!("starting the bridge of `{}`", topic.key),
-                            reason: e.to_string(),
-                        })
-                    })?;
+                let thread = spawn_bridge(name, topic, move || outbound(sub, &publisher, &ty, &stop))?;
                 bridges.threads.push(thread);
             } else {
                 let publisher = shm::publisher(scope.namespace(), &spec).map_err(ring)?;
                 let inbox = Arc::new(Inbox::new(publisher, &topic.key, &spec));
                 let (drain, stop, tally) = (inbox.clone(), bridges.stop.clone(), hub.tally());
                 let name = format!("horus-net-in-{}", bridges.threads.len());
-                let thread = std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || drain.run(&tally, &stop))
-                    .map_err(|e| {
-                        BridgeError::Hub(NetError::Zenoh {
-                            hub: topic.hub.clone(),
-                            what: format!("starting the bridge of `{}`", topic.key),
-                            reason: e.to_string(),
-                        })
-                    })?;
+                let thread = spawn_bridge(name, topic, move || drain.run(&tally, &stop))?;
                 bridges.threads.push(thread);
                 let deliver = move |m: &super::Incoming<'_>| inbox.offer(m);
                 let max = spec.slot_size as usize;
@@ -219,6 +201,21 @@ impl Drop for Bridges {
             let _ = t.join();
         }
     }
+}
+
+/// Starts a bridge thread named `name` for `topic`.
+fn spawn_bridge(
+    name: String,
+    topic: &NetTopic,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, BridgeError> {
+    std::thread::Builder::new().name(name).spawn(f).map_err(|e| {
+        BridgeError::Hub(NetError::Zenoh {
+            hub: topic.hub.clone(),
+            what: format!("starting the bridge of `{}`", topic.key),
+            reason: e.to_string(),
+        })
+    })
 }
 
 fn outbound(mut sub: shm::Subscriber, publisher: &NetPublisher, ty: &WireType, stop: &AtomicBool) {

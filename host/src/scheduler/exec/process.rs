@@ -53,18 +53,10 @@ fn crashed(message: String) -> CallError {
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.signal(), status.code()) {
-        (Some(sig), _) => {
-            let name = match sig {
-                6 => " (SIGABRT)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV)",
-                7 => " (SIGBUS)",
-                8 => " (SIGFPE)",
-                4 => " (SIGILL)",
-                _ => "",
-            };
-            format!("worker process killed by signal {sig}{name}")
-        }
+        (Some(sig), _) => format!(
+            "worker process killed by signal {sig}{}",
+            crate::worker::signal_name(sig)
+        ),
         (None, Some(code)) => format!("worker process exited with code {code}"),
         _ => "worker process ended".into(),
     }
