@@ -104,6 +104,25 @@ impl NodeIo {
         }
     }
 
+    /// A stand-in with this node's name, config and clock and every port unconnected, in the
+    /// same order: what a hot reload's replaced generation keeps once the real endpoints moved
+    /// on to the new code (its `shutdown` may log and read config; what it sends goes nowhere).
+    pub fn detached(&self) -> NodeIo {
+        let ports = self
+            .port_order()
+            .into_iter()
+            .map(|(_, output)| PortBinding::Unconnected { output, sent: 0 })
+            .collect();
+        NodeIo::new(
+            self.name.clone(),
+            self.logging,
+            self.config.clone(),
+            self.port_names.clone(),
+            ports,
+            self.epoch,
+        )
+    }
+
     /// The ports, in their current order: each one's name and whether it is an output.
     pub fn port_order(&self) -> Vec<(String, bool)> {
         self.port_names

@@ -49,6 +49,18 @@ pub struct WorkerJob {
     pub epoch_monotonic_ns: u64,
 }
 
+/// A hot reload's new code, the argument of [`ctl::CMD_RELOAD`]: the worker loads its own
+/// private copy of the file, as it did at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadJob {
+    /// The plugin file.
+    pub plugin: PathBuf,
+    /// Node type name in it.
+    pub node_type: String,
+    /// A Python node's source, for the loader's create entry.
+    pub python: Option<PythonSource>,
+}
+
 /// ` (SIGSEGV)` and the like for the signals a crashing child dies of; empty for others. For
 /// the messages about a worker or inspecting process that was killed.
 pub fn signal_name(signal: i32) -> &'static str {
@@ -140,6 +152,19 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
             (Ok(inst), ctl::CMD_TICK) => inst.tick(),
             (Ok(inst), ctl::CMD_SHUTDOWN) => inst.shutdown(),
             (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
+            (Ok(inst), ctl::CMD_RELOAD) => reload(inst, &ctl.arg()),
+            (Ok(inst), ctl::CMD_RELOAD_COMMIT) => {
+                if let Some(old) = inst.commit_reload() {
+                    release(old);
+                }
+                Ok(())
+            }
+            (Ok(inst), ctl::CMD_RELOAD_ROLLBACK) => {
+                if let Some(new) = inst.rollback_reload() {
+                    release(new);
+                }
+                Ok(())
+            }
             (Ok(inst), ctl::CMD_SNAPSHOT) => {
                 if let Ok(json) = serde_json::to_string(&inst.io().topic_stats()) {
                     ctl.set_topic_stats_json(&json);
@@ -157,6 +182,48 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
         }
         let (status, error) = status_of(&result);
         ctl.reply(seq, status, started.elapsed(), &error);
+    }
+}
+
+/// Hot reload in the worker: the node keeps its topic endpoints and cursors (they are the
+/// worker's), and the new code, loaded from `arg` (a [`ReloadJob`]), is swapped in.
+fn reload(inst: &mut NodeInstance, arg: &[u8]) -> Result<(), CallError> {
+    let err = |message: String| CallError {
+        kind: CallErrorKind::Error,
+        message,
+    };
+    let job: ReloadJob = serde_json::from_slice(arg).map_err(|e| err(format!("bad reload command: {e}")))?;
+    let lib = Arc::new(PluginLibrary::open(&job.plugin).map_err(|e| err(e.to_string()))?);
+    let (type_index, node_type) = lib.node_type(&job.node_type).ok_or_else(|| {
+        err(format!(
+            "the new build has no node type `{}` (seen by the worker process)",
+            job.node_type
+        ))
+    })?;
+    let ports: Vec<(String, bool)> = node_type
+        .ports
+        .iter()
+        .map(|p| (p.name.clone(), p.output))
+        .collect();
+    inst.reload(lib.clone(), type_index, &ports)
+        .map_err(|(step, e)| CallError {
+            kind: e.kind,
+            message: format!("`{}` of the new code failed: {}", step.name(), e.message),
+        })
+}
+
+/// Drops a library hot reload replaced; says so if its copy stays mapped (pinned by a
+/// thread-local destructor of this worker's thread: it lives as long as the worker process).
+fn release(plugin: Arc<PluginLibrary>) {
+    let copy = plugin.loaded_path().to_path_buf();
+    let last = Arc::strong_count(&plugin) == 1;
+    drop(plugin);
+    if last && crate::reload::still_mapped(&copy) {
+        tracing::warn!(
+            copy = %copy.display(),
+            "the replaced library stays mapped in the worker process (a thread-local destructor \
+             pins it until the process ends)"
+        );
     }
 }
 

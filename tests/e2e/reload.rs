@@ -87,11 +87,29 @@ fn assert_continues(values: &[u64], steps: &[u64]) {
 /// Issue #14: a rebuilt node picks up in the running host with its state, nothing lost.
 #[test]
 fn a_rebuilt_counter_continues_its_count_with_new_code_and_nothing_lost() {
+    continues_with_new_code("inline");
+}
+
+/// As above, for a node on its own worker thread: the new code comes up on a new worker with
+/// the old one's endpoints and state.
+#[test]
+fn a_rebuilt_thread_node_continues_its_count_with_new_code_and_nothing_lost() {
+    continues_with_new_code("thread");
+}
+
+/// As above, for a node in a worker process, which swaps its own copy of the new build in and
+/// keeps its endpoints.
+#[test]
+fn a_rebuilt_process_node_continues_its_count_with_new_code_and_nothing_lost() {
+    continues_with_new_code("process");
+}
+
+fn continues_with_new_code(isolation: &str) {
     let s = Scratch::new();
-    let ns = namespace("continue");
+    let ns = namespace(&format!("continue-{isolation}"));
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
-    let m = manifest(&s, &lib, "", "");
+    let m = manifest(&s, &lib, &format!("isolation = \"{isolation}\""), "");
     let mut sub = reader(&ns);
     let stats_path = s.path().join("stats.json");
     let child = start_watching(&m, &ns, "3s", &stats_path);
@@ -137,8 +155,24 @@ fn a_rebuilt_counter_continues_its_count_with_new_code_and_nothing_lost() {
 /// naming the node and the file, and counts it; the count goes on in steps of 1 throughout.
 #[test]
 fn every_rollback_cause_keeps_the_old_code_running() {
+    every_rollback_cause("inline");
+}
+
+/// As above, on a worker thread (the new code's worker hands the endpoints back).
+#[test]
+fn every_rollback_cause_keeps_the_old_code_of_a_thread_node_running() {
+    every_rollback_cause("thread");
+}
+
+/// As above, in a worker process (its own copy of the new build is refused or swapped back).
+#[test]
+fn every_rollback_cause_keeps_the_old_code_of_a_process_node_running() {
+    every_rollback_cause("process");
+}
+
+fn every_rollback_cause(isolation: &str) {
     let s = Scratch::new();
-    let ns = namespace("rollback");
+    let ns = namespace(&format!("rollback-{isolation}"));
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let fail = s.path().join("fail");
@@ -146,7 +180,10 @@ fn every_rollback_cause_keeps_the_old_code_running() {
     let m = manifest(
         &s,
         &lib,
-        &format!("config = {{ fail_file = \"{}\" }}", fail.display()),
+        &format!(
+            "isolation = \"{isolation}\"\nconfig = {{ fail_file = \"{}\" }}",
+            fail.display()
+        ),
         "hot_reload = true\n",
     );
     let garbage = s.write("garbage.so", "not a library\n");
@@ -222,15 +259,27 @@ fn every_rollback_cause_keeps_the_old_code_running() {
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
 
-/// Issue #14: 40 reloads of an `inline` node leave one copy of the library mapped, and the
+/// Issue #14: 50 reloads of an `inline` node leave one copy of the library mapped, and the
 /// host's threads and fds as they were, RSS within 5 MB.
 #[test]
-fn forty_reloads_leak_no_library_copy_thread_or_fd() {
+fn fifty_reloads_leak_no_library_copy_thread_or_fd() {
+    fifty_reloads_leak_nothing("inline");
+}
+
+/// As above, on a worker thread: each generation's worker ends before its library is unloaded.
+#[test]
+fn fifty_reloads_of_a_thread_node_leak_no_library_copy_thread_or_fd() {
+    fifty_reloads_leak_nothing("thread");
+}
+
+const RELOADS: usize = 50;
+
+fn fifty_reloads_leak_nothing(isolation: &str) {
     let s = Scratch::new();
-    let ns = namespace("leak");
+    let ns = namespace(&format!("leak-{isolation}"));
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
-    let m = manifest(&s, &lib, "", "");
+    let m = manifest(&s, &lib, &format!("isolation = \"{isolation}\""), "");
     let mut sub = reader(&ns);
     let stats_path = s.path().join("stats.json");
     let child = start_watching(&m, &ns, "60s", &stats_path);
@@ -239,7 +288,7 @@ fn forty_reloads_leak_no_library_copy_thread_or_fd() {
     read_for(&mut sub, &mut values, Duration::from_millis(800));
     let (threads, fds, rss) = (count_dir(pid, "task"), count_dir(pid, "fd"), rss_kib(pid));
     let builds = [plugin("reload-counter-v2"), plugin("reload-counter")];
-    for i in 0..40 {
+    for i in 0..RELOADS {
         replace(&builds[i % 2], &lib);
         read_for(&mut sub, &mut values, Duration::from_millis(250));
     }
@@ -253,14 +302,14 @@ fn forty_reloads_leak_no_library_copy_thread_or_fd() {
     assert_eq!(count_dir(pid, "task"), threads, "threads");
     assert_eq!(count_dir(pid, "fd"), fds, "fds");
     let grown = rss_kib(pid).saturating_sub(rss);
-    assert!(grown < 5 * 1024, "RSS grew by {grown} KiB over 40 reloads");
+    assert!(grown < 5 * 1024, "RSS grew by {grown} KiB over {RELOADS} reloads");
     horus_e2e::interrupt(&child);
     let out = finish(child);
     drain(&mut sub, &mut values);
     assert_continues(&values, &[1, 1000]);
     let stats = read_stats(&stats_path);
     let counter = node(&stats, "counter");
-    assert_eq!(counter["reloads"], 40, "{counter}\n{}", out.stderr);
+    assert_eq!(counter["reloads"], RELOADS, "{counter}\n{}", out.stderr);
     assert_eq!(counter["pinned_libraries"], 0, "{counter}");
     drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());

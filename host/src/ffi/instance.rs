@@ -143,6 +143,17 @@ impl NodeInstance {
         io: NodeIo,
         arg: Option<Vec<u8>>,
     ) -> Result<NodeInstance, CallError> {
+        NodeInstance::create_keeping_io(plugin, type_index, io, arg).map_err(|failed| failed.0)
+    }
+
+    /// As [`NodeInstance::create_with_arg`], but a failed `create` hands `io` back (hot reload
+    /// of a `thread` node returns the endpoints to the old code's worker).
+    pub fn create_keeping_io(
+        plugin: Arc<PluginLibrary>,
+        type_index: usize,
+        io: NodeIo,
+        arg: Option<Vec<u8>>,
+    ) -> Result<NodeInstance, Box<(CallError, NodeIo)>> {
         let vtable = plugin.info().node_types[type_index].vtable;
         let mut io = Box::new(io);
         let ctx = Box::new(NodeContext {
@@ -159,8 +170,16 @@ impl NodeInstance {
             previous: None,
             plugin,
         };
-        node.obj = node.new_object()?;
-        Ok(node)
+        match node.new_object() {
+            Ok(obj) => {
+                node.obj = obj;
+                Ok(node)
+            }
+            Err(e) => {
+                let detached = node.io.detached();
+                Err(Box::new((e, node.replace_io(detached))))
+            }
+        }
     }
 
     /// A new node object of this instance's type on its context: through the vtable's `create`,
@@ -296,6 +315,18 @@ impl NodeInstance {
     /// The node's host-side state (name, ports, metrics).
     pub fn io(&self) -> &NodeIo {
         &self.io
+    }
+
+    /// Swaps the node's host state (name, config, topic endpoints) for `io`, returning the one
+    /// it had: hot reload of a `thread` node hands the endpoints from the worker of the old
+    /// code to the worker of the new one. The context's address is unchanged.
+    pub fn replace_io(&mut self, io: NodeIo) -> NodeIo {
+        std::mem::replace(&mut *self.io, io)
+    }
+
+    /// The node's host state, mutably (to arrange its ports).
+    pub fn io_mut(&mut self) -> &mut NodeIo {
+        &mut self.io
     }
 
     /// The plugin the node lives in.

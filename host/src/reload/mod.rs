@@ -27,21 +27,44 @@ pub struct ReloadLink {
     pub reaper: Reaper,
 }
 
+/// A library a hot reload is done with (replaced, or refused), to unload off the scheduler
+/// thread; with, for a `thread` node, the ending worker thread that ran its code, joined first:
+/// a thread-local destructor the library registered on that thread pins it until the thread
+/// ends, and glibc never unmaps a library whose last reference went while it was pinned.
+#[derive(Debug)]
+pub struct Retired {
+    /// The node.
+    pub node: String,
+    /// The library.
+    pub plugin: Arc<PluginLibrary>,
+    /// The worker thread that ran it, ending.
+    pub thread: Option<std::thread::JoinHandle<()>>,
+}
+
 /// Where the scheduler sends replaced libraries to be unloaded by the `horus-reload` thread,
 /// and the count, per node, of copies that stayed mapped (pinned).
 #[derive(Debug, Clone)]
 pub struct Reaper {
-    /// Replaced libraries, by node.
-    pub retired: Sender<(String, Arc<PluginLibrary>)>,
+    /// Replaced libraries.
+    pub retired: Sender<Retired>,
     /// Per node: replaced copies that stayed mapped.
     pub pinned: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Reaper {
-    /// Hands `plugin`, replaced in `node`, over to be unloaded (dropped here if the thread is
-    /// gone).
-    pub fn retire(&self, node: &str, plugin: Arc<PluginLibrary>) {
-        let _ = self.retired.send((node.to_owned(), plugin));
+    /// Hands `plugin`, done with in `node`, over to be unloaded once `thread` (if any) has
+    /// ended (dropped here if the reload thread is gone).
+    pub fn retire(
+        &self,
+        node: &str,
+        plugin: Arc<PluginLibrary>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    ) {
+        let _ = self.retired.send(Retired {
+            node: node.to_owned(),
+            plugin,
+            thread,
+        });
     }
 
     /// Replaced copies of `node`'s library that stayed mapped.
@@ -92,7 +115,7 @@ impl Reloader {
         files.dedup();
         let (watcher, changes) = watch::Watcher::start(&files, DEBOUNCE)?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let (retired_tx, retired) = std::sync::mpsc::channel::<(String, Arc<PluginLibrary>)>();
+        let (retired_tx, retired) = std::sync::mpsc::channel::<Retired>();
         let pinned: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let pins = pinned.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -105,21 +128,30 @@ impl Reloader {
                 // thread, whose tick intervals stay as they were (`./scripts/bench.sh reload`).
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 let _watcher = watcher;
+                let mut ending: Vec<(Retired, std::time::Instant)> = Vec::new();
                 while !stopping.load(Ordering::Acquire) {
-                    while let Ok((node, plugin)) = retired.try_recv() {
-                        unload(&node, plugin, &pins);
-                    }
+                    ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
+                    reap(&mut ending, &pins);
                     match changes.recv_timeout(Duration::from_millis(20)) {
                         Ok(file) => {
                             tracing::info!(file = %file.display(), "hot reload: a new build is there, loading it");
                             if tx.send(prepare::prepare(&file, &watched)).is_err() {
-                                return;
+                                break;
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
+                // The run is over: what is still retiring gets a last chance to end.
+                ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
+                let deadline = std::time::Instant::now() + Duration::from_millis(500);
+                while !ending.is_empty() && std::time::Instant::now() < deadline {
+                    reap(&mut ending, &pins);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // Never release a library under a thread that may still run its code.
+                ending.into_iter().for_each(std::mem::forget);
             })
             .map_err(ReloadStartError::Spawn)?;
         Ok((
@@ -135,6 +167,45 @@ impl Reloader {
                 },
             },
         ))
+    }
+}
+
+/// How long a retired worker thread may take to end (the old code's `shutdown` and `destroy`)
+/// before its library is reported as pinned.
+const THREAD_END_WAIT: Duration = Duration::from_secs(5);
+
+/// Unloads the retired libraries whose worker thread (if any) has ended; a thread that does not
+/// end in [`THREAD_END_WAIT`] keeps its library for good (never released under running code),
+/// reported as pinned.
+fn reap(ending: &mut Vec<(Retired, std::time::Instant)>, pins: &Mutex<HashMap<String, u64>>) {
+    let mut i = 0;
+    while i < ending.len() {
+        let (r, since) = &mut ending[i];
+        if let Some(t) = r.thread.take_if(|t| t.is_finished()) {
+            let _ = t.join();
+        }
+        if r.thread.is_none() {
+            let (r, _) = ending.swap_remove(i);
+            unload(&r.node, r.plugin, pins);
+            continue;
+        }
+        if since.elapsed() > THREAD_END_WAIT {
+            let (r, _) = ending.swap_remove(i);
+            tracing::warn!(
+                node = %r.node,
+                copy = %r.plugin.loaded_path().display(),
+                "the replaced code's worker thread did not end (stuck in its shutdown or destroy): \
+                 its library stays loaded"
+            );
+            *pins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(r.node.clone())
+                .or_default() += 1;
+            std::mem::forget(r);
+            continue;
+        }
+        i += 1;
     }
 }
 
@@ -160,7 +231,7 @@ fn unload(node: &str, plugin: Arc<PluginLibrary>, pinned: &Mutex<HashMap<String,
 }
 
 /// Whether `/proc/self/maps` still maps the file at `copy` (a deleted private copy).
-fn still_mapped(copy: &Path) -> bool {
+pub fn still_mapped(copy: &Path) -> bool {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return false;
     };

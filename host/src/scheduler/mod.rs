@@ -423,6 +423,7 @@ fn run_on_this_thread(
             while let Ok(prepared) = link.prepared.try_recv() {
                 reload::apply(&mut nodes, prepared, link);
             }
+            reload::progress(&mut nodes);
         }
         let mut t = now;
         for node in &mut nodes {

@@ -1,19 +1,30 @@
 //! Hot reload on the scheduler thread: swapping a node's new code in at a tick boundary, and
 //! its accounting (generation, reloads, failures, pinned library copies). The new build was
 //! opened and checked off this thread ([`crate::reload::prepare`]); here only the node's own
-//! calls run: `save_state` of the old code, `create`, `restore_state` and `init` of the new, and
-//! after the new code's first tick either the old code's `shutdown` and `destroy` (commit) or a
-//! swap back to the old code (rollback).
+//! swap runs, through its executor ([`super::exec::Exec::begin_reload`]):
+//!
+//! - `inline`: `save_state` of the old code, `create`, `restore_state` and `init` of the new,
+//!   here and now;
+//! - `thread`: the old code's worker saves the state and hands the topic endpoints over; a new
+//!   worker thread brings the new code up on them while the node is skipped;
+//! - `process`: the worker process keeps its endpoints and cursors and swaps its own copy of
+//!   the new build in, while the node is skipped.
+//!
+//! After the new code's first tick either the old code is shut down and destroyed (commit) or
+//! the old code runs again (rollback). A build that arrives during a swap waits for it to end.
+//! The libraries a swap is done with go to the [`Reaper`], which unloads them off this thread
+//! (after the `thread` node's old worker has ended).
 
+use super::exec::SwapStatus;
 use super::running::RunningNode;
-use super::Exec;
-use crate::ffi::PluginLibrary;
 use crate::reload::prepare::{NewCode, Prepared};
 use crate::reload::{Reaper, ReloadLink};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// A node's hot-reload counters.
-#[derive(Debug, Clone, Default)]
+/// A node's hot-reload counters and its swap in progress.
+#[derive(Debug, Default)]
 pub(super) struct ReloadStats {
     /// Reloads swapped in (generation = 1 + reloads).
     pub(super) reloads: u64,
@@ -23,10 +34,25 @@ pub(super) struct ReloadStats {
     pub(super) last_error: Option<String>,
     /// Where replaced libraries go to be unloaded off this thread, with the pinned counts.
     reaper: Option<Reaper>,
-    /// The file of a swap waiting for its first tick.
-    pending: Option<String>,
-    /// How long the last swap took on the scheduler thread.
-    swap: std::time::Duration,
+    /// The swap in progress.
+    swap: Option<Swap>,
+    /// A newer build that came during a swap (or while the node was busy), with its file.
+    queued: Option<(NewCode, String)>,
+}
+
+/// A swap in progress.
+#[derive(Debug)]
+struct Swap {
+    /// The file of the new build.
+    file: String,
+    /// The new code.
+    code: NewCode,
+    /// False while the new code is still coming up on its worker; true once it waits for its
+    /// first tick.
+    ticking: bool,
+    /// When the swap started on this thread, and how long its part here took.
+    started: Instant,
+    on_thread: Duration,
 }
 
 /// Applies `prepared` (a new build of one file) to the nodes that use it, in this cycle.
@@ -38,8 +64,24 @@ pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &Reload
         };
         node.reload.reaper = Some(link.reaper.clone());
         match outcome {
-            Ok(code) => node.swap_in(code, &file),
+            Ok(code) => node.offer(code, file.clone()),
             Err(why) => node.reload_failed(&file, &why),
+        }
+    }
+}
+
+/// Moves on the swaps handed off to workers, and starts the builds that waited; once per
+/// cycle, cheap when nothing is under way.
+pub(super) fn progress(nodes: &mut [RunningNode]) {
+    for node in nodes {
+        let waiting = node.reload.swap.as_ref().is_some_and(|s| !s.ticking);
+        if waiting {
+            let status = node.exec.poll_reload();
+            node.swap_went(status);
+        } else if node.reload.swap.is_none() && node.reload.queued.is_some() {
+            if let Some((code, file)) = node.reload.queued.take() {
+                node.begin(code, file);
+            }
         }
     }
 }
@@ -47,7 +89,7 @@ pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &Reload
 impl ReloadStats {
     /// True while swapped-in code waits for its first tick.
     pub(super) fn pending(&self) -> bool {
-        self.pending.is_some()
+        self.swap.as_ref().is_some_and(|s| s.ticking)
     }
 
     /// Replaced copies of `node`'s library that stayed mapped.
@@ -57,39 +99,59 @@ impl ReloadStats {
 }
 
 impl RunningNode {
-    /// Swaps `code` in (its first tick decides: see [`RunningNode::after_reload_tick`]).
-    fn swap_in(&mut self, code: NewCode, file: &str) {
-        let Exec::Inline(instance) = &mut self.exec else {
-            let why = format!(
-                "hot reload of `{}` nodes is not available yet; the node keeps its code (use \
-                 isolation = \"inline\" to reload it)",
-                self.setup.isolation.name()
-            );
-            self.reload_failed(file, &why);
-            return;
-        };
-        let NewCode {
-            plugin,
-            type_index,
-            ports,
-        } = code;
-        if self.reload.pending.take().is_some() {
-            // Swapped in but not ticked yet (two builds in one cycle): `reload` keeps it as good.
-            self.reload.reloads += 1;
+    /// A new build for this node: swapped in now, or after the swap in progress.
+    fn offer(&mut self, code: NewCode, file: String) {
+        if self.reload.swap.is_some() {
+            self.queue(code, file);
+        } else {
+            self.begin(code, file);
         }
-        let started = std::time::Instant::now();
-        let swapped = instance.reload(plugin.clone(), type_index, &ports);
-        self.reload.swap = started.elapsed();
-        match swapped {
-            Ok(()) => {
-                // Restarts build the new code from now on.
-                self.setup.plugin = plugin;
-                self.setup.type_index = type_index;
-                self.reload.pending = Some(file.to_owned());
+    }
+
+    /// Keeps `code` for when the node is free (a newer build replaces an older one waiting).
+    fn queue(&mut self, code: NewCode, file: String) {
+        if let Some((older, _)) = self.reload.queued.replace((code, file)) {
+            self.unload(older.plugin, None);
+        }
+    }
+
+    /// Starts swapping `code` in.
+    fn begin(&mut self, code: NewCode, file: String) {
+        if self.restarting() {
+            self.queue(code, file);
+            return;
+        }
+        let started = Instant::now();
+        let status = self.exec.begin_reload(&code);
+        self.reload.swap = Some(Swap {
+            file,
+            code,
+            ticking: false,
+            started,
+            on_thread: started.elapsed(),
+        });
+        self.swap_went(status);
+    }
+
+    /// Where the swap in progress is.
+    fn swap_went(&mut self, status: SwapStatus) {
+        match status {
+            SwapStatus::Ready => {
+                if let Some(swap) = self.reload.swap.as_mut() {
+                    swap.ticking = true;
+                }
             }
-            Err((step, e)) => {
-                let why = format!("`{}` of the new code failed: {e}", step.name());
-                self.reload_failed(file, &why);
+            SwapStatus::Pending => {}
+            SwapStatus::NotIdle => {
+                if let Some(swap) = self.reload.swap.take() {
+                    self.queue(swap.code, swap.file);
+                }
+            }
+            SwapStatus::Failed(why, thread) => {
+                if let Some(swap) = self.reload.swap.take() {
+                    self.reload_failed(&swap.file, &why);
+                    self.unload(swap.code.plugin, thread);
+                }
             }
         }
     }
@@ -98,58 +160,53 @@ impl RunningNode {
     /// destroyed, its library unloaded if nothing else uses it) or, if the tick failed, swap the
     /// old code back.
     pub(super) fn after_reload_tick(&mut self, error: Option<&str>) {
-        let Some(file) = self.reload.pending.take() else {
-            return;
-        };
-        let Exec::Inline(instance) = &mut self.exec else {
+        let Some(swap) = self.reload.swap.take_if(|s| s.ticking) else {
             return;
         };
         match error {
             None => {
-                let started = std::time::Instant::now();
-                let old = instance.commit_reload();
+                let retiring = Instant::now();
+                let thread = self.exec.commit_reload();
                 self.reload.reloads += 1;
-                if let Some(old) = old {
-                    self.unload(old);
-                }
-                // What ran on the scheduler thread: the swap (save, create, restore, init) before
-                // the new code's first tick, and retiring the old code after it.
+                // Restarts build the new code from now on.
+                let old = std::mem::replace(&mut self.setup.plugin, swap.code.plugin);
+                self.setup.type_index = swap.code.type_index;
+                self.unload(old, thread);
+                // What ran on the scheduler thread: the swap (inline: save, create, restore,
+                // init; on a worker: the handoff) and retiring the old code after its first tick.
                 tracing::info!(
                     node = %self.setup.name,
                     generation = self.reload.reloads + 1,
-                    swap_us = self.reload.swap.as_micros() as u64,
-                    retire_us = started.elapsed().as_micros() as u64,
-                    "hot reload: running the new code from {file}"
+                    swap_us = swap.on_thread.as_micros() as u64,
+                    retire_us = retiring.elapsed().as_micros() as u64,
+                    total_ms = swap.started.elapsed().as_millis() as u64,
+                    "hot reload: running the new code from {}",
+                    swap.file
                 );
             }
             Some(why) => {
-                let new = instance.rollback_reload();
-                let (plugin, type_index) = (instance.plugin().clone(), instance.type_index());
-                self.setup.plugin = plugin;
-                self.setup.type_index = type_index;
+                let thread = self.exec.rollback_reload();
                 self.reload_failed(
-                    &file,
+                    &swap.file,
                     &format!("the new code's first tick failed, the old code runs again: {why}"),
                 );
-                if let Some(new) = new {
-                    self.unload(new);
-                }
+                self.unload(swap.code.plugin, thread);
             }
         }
     }
 
-    fn reload_failed(&mut self, file: &str, why: &str) {
+    pub(super) fn reload_failed(&mut self, file: &str, why: &str) {
         self.reload.failures += 1;
         tracing::warn!(node = %self.setup.name, "hot reload from {file} rolled back: {why}");
         self.reload.last_error = Some(why.to_owned());
     }
 
-    /// Hands a replaced library to the `horus-reload` thread, which unloads it (about a
-    /// millisecond of `dlclose` and a look at `/proc/self/maps`, kept off this thread) and counts
-    /// it if it stays pinned.
-    fn unload(&mut self, plugin: Arc<PluginLibrary>) {
+    /// Hands a library a swap is done with to the `horus-reload` thread, which unloads it
+    /// (about a millisecond of `dlclose` and a look at `/proc/self/maps`, kept off this thread)
+    /// once `thread`, the worker that ran it, has ended, and counts it if it stays pinned.
+    fn unload(&mut self, plugin: Arc<crate::ffi::PluginLibrary>, thread: Option<JoinHandle<()>>) {
         if let Some(reaper) = &self.reload.reaper {
-            reaper.retire(&self.setup.name, plugin);
+            reaper.retire(&self.setup.name, plugin, thread);
         }
     }
 }

@@ -248,6 +248,11 @@ impl RunningNode {
         true
     }
 
+    /// True while a restart's replacement is coming up on its worker.
+    pub(super) fn restarting(&self) -> bool {
+        self.restarting.is_some()
+    }
+
     /// Ticks the node, which starts at `started`; returns when it ended.
     #[inline]
     pub(super) fn tick(&mut self, started: Instant) -> Instant {
@@ -268,13 +273,24 @@ impl RunningNode {
         match self.exec.tick() {
             TickOutcome::Finished(result, took) => {
                 self.ticks += 1;
+                self.after_worker_tick(&result);
                 self.finished(result, took);
             }
             TickOutcome::Started => self.ticks += 1,
-            TickOutcome::Late(result, took) => self.finished(result, took),
+            TickOutcome::Late(result, took) => {
+                self.after_worker_tick(&result);
+                self.finished(result, took);
+            }
             TickOutcome::Busy => {}
         }
         Instant::now()
+    }
+
+    /// A worker's tick ended: the first of newly swapped-in code decides its reload.
+    fn after_worker_tick(&mut self, result: &Result<(), CallError>) {
+        if self.reload.pending() {
+            self.after_reload_tick(result.as_ref().err().map(|e| e.message.as_str()));
+        }
     }
 
     fn finished(&mut self, result: Result<(), CallError>, took: Duration) {

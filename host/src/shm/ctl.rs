@@ -23,6 +23,13 @@ pub const CMD_RECREATE: u32 = 4;
 pub const CMD_EXIT: u32 = 5;
 /// Command: publish the node's counters (and do nothing else).
 pub const CMD_SNAPSHOT: u32 = 6;
+/// Command: hot reload: load the new code the argument names and swap it in (state handed
+/// over, the old code kept until `CMD_RELOAD_COMMIT` or `CMD_RELOAD_ROLLBACK`).
+pub const CMD_RELOAD: u32 = 7;
+/// Command: the new code ticked: shut the old code down, destroy it, unload its library.
+pub const CMD_RELOAD_COMMIT: u32 = 8;
+/// Command: the new code's first tick failed: destroy it, run the old code again.
+pub const CMD_RELOAD_ROLLBACK: u32 = 9;
 
 /// Reply status: the call succeeded.
 pub const OK: u32 = 0;
@@ -33,6 +40,7 @@ pub const PANIC: u32 = 2;
 
 const ERR_WORDS: usize = 128;
 const STATS_WORDS: usize = 2048;
+const ARG_WORDS: usize = 1024;
 
 #[repr(C, align(64))]
 struct Block {
@@ -55,6 +63,9 @@ struct Block {
     err: [AtomicU64; ERR_WORDS],
     /// The node's per-topic counters as JSON, written on `CMD_SNAPSHOT`.
     stats: [AtomicU64; STATS_WORDS],
+    /// A command's argument, written by the host before it sends the command.
+    arg_len: AtomicU64,
+    arg: [AtomicU64; ARG_WORDS],
 }
 
 const SIZE: usize = size_of::<Block>();
@@ -208,6 +219,17 @@ impl Ctl {
         }
     }
 
+    /// Sets the argument of the next command; refuses one larger than the area (its size).
+    pub fn set_arg(&self, arg: &[u8]) -> Result<(), usize> {
+        let b = self.block();
+        if arg.len() > ARG_WORDS * 8 {
+            return Err(ARG_WORDS * 8);
+        }
+        super::ring::copy_in(&b.arg, arg);
+        b.arg_len.store(arg.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The node's message counters as last published: (sent, received, dropped, pending).
     pub fn counters(&self) -> (u64, u64, u64, u64) {
         let b = self.block();
@@ -235,6 +257,18 @@ impl Ctl {
     }
 
     // ---- worker side ----
+
+    /// The argument of the current command.
+    pub fn arg(&self) -> Vec<u8> {
+        let b = self.block();
+        let len = (b.arg_len.load(Ordering::Relaxed) as usize).min(ARG_WORDS * 8);
+        let mut bytes = Vec::with_capacity(len);
+        for w in &b.arg[..len.div_ceil(8)] {
+            bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        bytes.truncate(len);
+        bytes
+    }
 
     /// Publishes the node's per-topic counters (JSON; dropped if larger than the area).
     pub fn set_topic_stats_json(&self, json: &str) {
@@ -326,5 +360,21 @@ mod tests {
             None,
             "times out without a reply"
         );
+    }
+
+    #[test]
+    fn a_command_argument_round_trips_and_a_too_large_one_is_refused() {
+        let host = Ctl::create("unit-test-arg", 1).unwrap();
+        let worker = Ctl::open(host.name()).unwrap();
+        host.set_arg(b"{\"plugin\":\"/x/liby.so\"}").unwrap();
+        assert_eq!(worker.arg(), b"{\"plugin\":\"/x/liby.so\"}");
+        host.set_arg(b"short").unwrap();
+        assert_eq!(
+            worker.arg(),
+            b"short",
+            "a shorter argument replaces a longer one whole"
+        );
+        assert_eq!(host.set_arg(&vec![b'x'; ARG_WORDS * 8 + 1]), Err(ARG_WORDS * 8));
+        assert_eq!(worker.arg(), b"short", "a refused argument changes nothing");
     }
 }

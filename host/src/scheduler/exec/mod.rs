@@ -35,6 +35,7 @@ pub use thread::ThreadExec;
 
 use crate::ffi::{CallError, CallErrorKind, NodeInstance, PluginLibrary};
 use crate::io::{NodeIo, TopicStats};
+use crate::reload::prepare::NewCode;
 use crate::topic::{PortPlan, TopicScope};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +83,20 @@ pub enum RestartStatus {
     Pending,
     /// Its create or init failed (or its worker died).
     Failed(CallError),
+}
+
+/// How a hot reload's swap is going on an executor ([`Exec::begin_reload`]).
+#[derive(Debug)]
+pub enum SwapStatus {
+    /// The new code is created, restored and initialised: its first tick is next.
+    Ready,
+    /// The new code is still coming up on its worker; poll again later.
+    Pending,
+    /// The node is in a tick or a restart: try again at a later tick boundary.
+    NotIdle,
+    /// The swap failed and the old code runs on, unchanged: why, and (a `thread` node) the
+    /// ending worker thread that ran the new code, to join before its library is released.
+    Failed(String, Option<std::thread::JoinHandle<()>>),
 }
 
 /// The executor contract: how the scheduler drives one node, wherever its calls run.
@@ -226,6 +241,64 @@ macro_rules! on_executor {
             Exec::Process(e) => e.$method($($arg),*),
         }
     };
+}
+
+impl Exec {
+    /// Starts swapping `code` in at a tick boundary (see [`crate::scheduler`]'s hot reload):
+    /// inline, here and now; on a worker, handed off ([`Exec::poll_reload`]).
+    pub fn begin_reload(&mut self, code: &NewCode) -> SwapStatus {
+        match self {
+            Exec::Inline(i) => match i.reload(code.plugin.clone(), code.type_index, &code.ports) {
+                Ok(()) => SwapStatus::Ready,
+                Err((step, e)) => {
+                    SwapStatus::Failed(format!("`{}` of the new code failed: {e}", step.name()), None)
+                }
+            },
+            Exec::Thread(t) => t.begin_reload(code),
+            Exec::Process(p) => p.begin_reload(code),
+        }
+    }
+
+    /// How a handed-off swap is going.
+    pub fn poll_reload(&mut self) -> SwapStatus {
+        match self {
+            Exec::Inline(_) => SwapStatus::Ready,
+            Exec::Thread(t) => t.poll_reload(),
+            Exec::Process(p) => p.poll_reload(),
+        }
+    }
+
+    /// The new code's first tick succeeded: the old code is shut down and destroyed. Returns
+    /// the worker thread that ran it (a `thread` node), to join before its library is released.
+    pub fn commit_reload(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        match self {
+            Exec::Inline(i) => {
+                i.commit_reload();
+                None
+            }
+            Exec::Thread(t) => t.commit_reload(),
+            Exec::Process(p) => {
+                p.commit_reload();
+                None
+            }
+        }
+    }
+
+    /// The new code's first tick failed: it is destroyed and the old code runs again, as it
+    /// was at the swap. Returns the worker thread that ran the new code, as above.
+    pub fn rollback_reload(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        match self {
+            Exec::Inline(i) => {
+                i.rollback_reload();
+                None
+            }
+            Exec::Thread(t) => t.rollback_reload(),
+            Exec::Process(p) => {
+                p.rollback_reload();
+                None
+            }
+        }
+    }
 }
 
 impl Executor for Exec {

@@ -6,11 +6,12 @@
 //! process and hands its `init` over without waiting. The worker side is
 //! [`crate::worker`]; the command block is [`crate::shm::ctl`].
 
-use super::{Executor, IoSnapshot, Rebuild, RestartStatus, TickOutcome};
+use super::{Executor, IoSnapshot, Rebuild, RestartStatus, SwapStatus, TickOutcome};
 use crate::ffi::{CallError, CallErrorKind};
+use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
 use crate::shm::ctl::{self, Ctl};
-use crate::worker::WorkerJob;
+use crate::worker::{ReloadJob, WorkerJob};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub struct ProcessExec {
     in_tick: Option<u32>,
     /// The sequence number of a restart's `init` handed off and not yet answered.
     restarting: Option<u32>,
+    /// The sequence number of a hot reload's swap handed off and not yet answered.
+    reloading: Option<u32>,
+    /// The worker swapped new code in and keeps the old until commit or rollback.
+    swapped: bool,
     wait: Duration,
     health: Arc<Health>,
     epoch: Instant,
@@ -104,6 +109,8 @@ impl ProcessExec {
             generation: 0,
             in_tick: None,
             restarting: None,
+            reloading: None,
+            swapped: false,
             wait,
             health,
             epoch: rebuild.epoch,
@@ -204,7 +211,99 @@ impl ProcessExec {
         self.ctl = None;
         self.in_tick = None;
         self.restarting = None;
+        self.reloading = None;
+        self.swapped = false;
         self.health.leave();
+    }
+
+    /// Starts a hot reload at a tick boundary: the worker keeps its topic endpoints and cursors,
+    /// loads its own copy of the new build and swaps it in (state handed over), while the node
+    /// is skipped; the scheduler thread only writes the command.
+    pub fn begin_reload(&mut self, code: &NewCode) -> SwapStatus {
+        if self.child.is_none() {
+            return SwapStatus::Failed("the node's worker process is not running".into(), None);
+        }
+        if self.in_tick.is_some() || self.restarting.is_some() || self.reloading.is_some() || self.swapped {
+            return SwapStatus::NotIdle;
+        }
+        let info = code.plugin.info();
+        let job = ReloadJob {
+            plugin: info.path.clone(),
+            node_type: info.node_types[code.type_index].name.clone(),
+            python: self.job.python.clone(),
+        };
+        let Some(ctl) = self.ctl.as_ref() else {
+            return SwapStatus::Failed("the node's worker process is not running".into(), None);
+        };
+        let arg = serde_json::to_vec(&job).unwrap_or_default();
+        if let Err(max) = ctl.set_arg(&arg) {
+            return SwapStatus::Failed(
+                format!(
+                    "the reload command ({} bytes) exceeds the command block's {max}",
+                    arg.len()
+                ),
+                None,
+            );
+        }
+        self.reloading = Some(ctl.send(ctl::CMD_RELOAD));
+        self.poll_reload()
+    }
+
+    /// How the worker's swap is going.
+    pub fn poll_reload(&mut self) -> SwapStatus {
+        let Some(seq) = self.reloading else {
+            return SwapStatus::Ready;
+        };
+        let reply = self.ctl.as_ref().and_then(|c| c.wait_reply(seq, Duration::ZERO));
+        if let Some(reply) = reply {
+            self.reloading = None;
+            return match reply_result(reply) {
+                Ok(()) => {
+                    self.swapped = true;
+                    SwapStatus::Ready
+                }
+                Err(e) => SwapStatus::Failed(e.message, None),
+            };
+        }
+        if let Some(how) = self.exited() {
+            self.reloading = None;
+            return SwapStatus::Failed(format!("the worker process died during the swap: {how}"), None);
+        }
+        SwapStatus::Pending
+    }
+
+    /// The new code ticked: the worker shuts the old code down, destroys it and unloads its
+    /// copy of the library (in the worker process).
+    pub fn commit_reload(&mut self) {
+        self.finish_reload(ctl::CMD_RELOAD_COMMIT);
+    }
+
+    /// The new code's first tick failed: the worker destroys it and runs the old code again.
+    pub fn rollback_reload(&mut self) {
+        self.finish_reload(ctl::CMD_RELOAD_ROLLBACK);
+    }
+
+    fn finish_reload(&mut self, cmd: u32) {
+        if !std::mem::take(&mut self.swapped) || self.child.is_none() {
+            return;
+        }
+        if let Err(e) = self.command(cmd, PROCESS_STOP_TIMEOUT) {
+            tracing::warn!(node = %self.job.name, "hot reload: the worker process failed to finish the swap: {e}");
+        }
+    }
+
+    /// Finishes a hot reload still in progress at shutdown: the new code, if it came up, is
+    /// kept (its first tick never came: nothing failed).
+    fn settle_reload(&mut self) {
+        if let Some(seq) = self.reloading {
+            let reply = self
+                .ctl
+                .as_ref()
+                .and_then(|c| c.wait_reply(seq, PROCESS_STOP_TIMEOUT));
+            self.reloading = None;
+            self.swapped = reply.is_some_and(|r| r.status == ctl::OK);
+        }
+        self.commit_reload();
     }
 
     /// Collects the reply of a tick handed off earlier (`seq`), if it has come.
@@ -239,7 +338,7 @@ impl Executor for ProcessExec {
         if self.child.is_none() {
             return TickOutcome::Finished(Err(crashed("no worker process".into())), Duration::ZERO);
         }
-        if self.restarting.is_some() {
+        if self.restarting.is_some() || self.reloading.is_some() {
             return TickOutcome::Busy;
         }
         if let Some(seq) = self.in_tick {
@@ -273,6 +372,7 @@ impl Executor for ProcessExec {
     }
 
     fn shutdown(&mut self) -> Result<(), CallError> {
+        self.settle_reload();
         match (self.child.is_some(), self.in_tick, self.restarting) {
             (true, None, None) => self.command(ctl::CMD_SHUTDOWN, PROCESS_STOP_TIMEOUT),
             (true, Some(_), _) => Err(CallError {
@@ -332,7 +432,11 @@ impl Executor for ProcessExec {
     fn io_snapshot(&mut self) -> IoSnapshot {
         // An idle worker publishes fresh counters on request (the drain needs the pending count
         // now, not as of its last tick); a busy one keeps the last it published.
-        if self.child.is_some() && self.in_tick.is_none() && self.restarting.is_none() {
+        if self.child.is_some()
+            && self.in_tick.is_none()
+            && self.restarting.is_none()
+            && self.reloading.is_none()
+        {
             let _ = self.call(ctl::CMD_SNAPSHOT, Duration::from_secs(1));
         }
         if let Some(ctl) = &self.ctl {
@@ -356,6 +460,7 @@ impl Drop for ProcessExec {
         if self.child.is_some()
             && self.in_tick.is_none()
             && self.restarting.is_none()
+            && self.reloading.is_none()
             && self.call(ctl::CMD_EXIT, PROCESS_STOP_TIMEOUT).is_ok()
         {
             if let Some(mut child) = self.child.take() {

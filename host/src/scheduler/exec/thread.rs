@@ -8,9 +8,10 @@
 //! stuck, and the handles of abandoned workers, to count those still alive). Does not own the
 //! decision to quarantine or restart (see `super::super::running`).
 
-use super::{Executor, IoSnapshot, Rebuild, RestartStatus, TickOutcome};
+use super::{Executor, IoSnapshot, Rebuild, RestartStatus, SwapStatus, TickOutcome};
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::io::NodeIo;
+use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
@@ -22,11 +23,27 @@ enum Cmd {
     Recreate,
     Shutdown,
     Snapshot,
+    /// Hot reload: save the state and hand the topic endpoints over; the node's object stays,
+    /// parked, until `Resume` (the swap failed) or `Retire` (it succeeded).
+    Yield,
+    /// Take the endpoints back and carry on.
+    Resume(NodeIo),
+    /// Shut the parked object down, destroy it and end the thread.
+    Retire,
+    /// Hand the endpoints back, destroy the object (new code that failed its first tick) and end
+    /// the thread.
+    Surrender,
 }
 
 enum Reply {
     Done(Result<(), CallError>, Duration),
     Snapshot(IoSnapshot),
+    /// The state and the endpoints (`Yield`), or why `save_state` failed.
+    Yielded(Result<(Vec<u8>, NodeIo), CallError>),
+    /// The endpoints, handed back (`Surrender`).
+    Io(NodeIo),
+    /// A new generation's worker could not bring the new code up: why, and the endpoints.
+    SwapFailed(String, NodeIo),
 }
 
 /// Where a handed-off restart is: the reply it waits for.
@@ -61,6 +78,29 @@ fn worker_main(
     let mut instance = instance;
     while let Ok(cmd) = rx.recv() {
         let reply = match cmd {
+            Cmd::Yield => Reply::Yielded(instance.save_state().map(|state| {
+                let detached = instance.io().detached();
+                (state, instance.replace_io(detached))
+            })),
+            Cmd::Resume(mut io) => {
+                io.arrange_ports(&instance.io().port_order());
+                instance.replace_io(io);
+                Reply::Done(Ok(()), Duration::ZERO)
+            }
+            Cmd::Retire => {
+                if let Err(e) = instance.shutdown() {
+                    tracing::warn!(
+                        node = instance.io().name(),
+                        "shutdown of the replaced code failed: {e}"
+                    );
+                }
+                break;
+            }
+            Cmd::Surrender => {
+                let detached = instance.io().detached();
+                let _ = tx.send(Reply::Io(instance.replace_io(detached)));
+                break;
+            }
             Cmd::Tick => {
                 let started = Instant::now();
                 health.enter(started.duration_since(epoch));
@@ -77,7 +117,72 @@ fn worker_main(
             break;
         }
     }
-    // The scheduler hung up: `instance` drops here, on this thread (the plugin's `destroy`).
+    // The scheduler hung up (or retired this worker): `instance` drops here, on this thread
+    // (the plugin's `destroy`).
+}
+
+/// What a hot reload's new worker thread starts from.
+struct Handover {
+    /// The new code.
+    code: NewCode,
+    /// Its create entry's argument (a Python node's source).
+    arg: Option<Vec<u8>>,
+    /// The node's endpoints, from the old code's worker.
+    io: NodeIo,
+    /// The old code's state.
+    state: Vec<u8>,
+}
+
+/// The body of a hot reload's new worker thread: the new code is created on the node's
+/// endpoints (`io`, in the new node type's port order), handed the old code's `state` and
+/// initialised, then runs as the node's worker; if any step fails the endpoints go back.
+fn new_generation(
+    handover: Handover,
+    health: Arc<Health>,
+    epoch: Instant,
+    rx: Receiver<Cmd>,
+    tx: Sender<Reply>,
+) {
+    let Handover {
+        code,
+        arg,
+        mut io,
+        state,
+    } = handover;
+    let started = Instant::now();
+    io.arrange_ports(&code.ports);
+    let mut instance = match NodeInstance::create_keeping_io(code.plugin, code.type_index, io, arg) {
+        Ok(instance) => instance,
+        Err(failed) => {
+            let (e, io) = *failed;
+            let _ = tx.send(Reply::SwapFailed(
+                format!("`create` of the new code failed: {e}"),
+                io,
+            ));
+            return;
+        }
+    };
+    let ready = instance
+        .restore_state(&state)
+        .map_err(|e| format!("`restore_state` of the new code failed: {e}"))
+        .and_then(|()| {
+            instance
+                .init()
+                .map_err(|e| format!("`init` of the new code failed: {e}"))
+        });
+    match ready {
+        Ok(()) => {
+            if tx.send(Reply::Done(Ok(()), started.elapsed())).is_ok() {
+                worker_main(instance, health, epoch, rx, tx);
+            }
+        }
+        Err(why) => {
+            let detached = instance.io().detached();
+            let io = instance.replace_io(detached);
+            drop(instance);
+            let _ = tx.send(Reply::SwapFailed(why, io));
+        }
+    }
 }
 
 fn timed(f: impl FnOnce() -> Result<(), CallError>) -> Reply {
@@ -128,6 +233,35 @@ impl Worker {
         })
     }
 
+    /// Starts the worker of a hot reload's new code (see [`new_generation`]); does not wait.
+    fn launch_generation(
+        rebuild: &Rebuild,
+        code: &NewCode,
+        io: NodeIo,
+        state: Vec<u8>,
+        health: Arc<Health>,
+    ) -> std::io::Result<Worker> {
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let handover = Handover {
+            code: code.clone(),
+            arg: rebuild.python.as_ref().map(crate::python::PythonSource::encode),
+            io,
+            state,
+        };
+        let epoch = rebuild.epoch;
+        let thread = std::thread::Builder::new()
+            .name(format!("horus-node-{}", rebuild.name))
+            .spawn(move || new_generation(handover, health, epoch, cmd_rx, reply_tx))?;
+        Ok(Worker {
+            tx: cmd_tx,
+            rx: reply_rx,
+            thread: Some(thread),
+            in_tick: false,
+            restarting: None,
+        })
+    }
+
     /// Starts a worker that creates the node; waits for `create` to finish.
     fn spawn(rebuild: &Rebuild, io: NodeIo, health: Arc<Health>) -> Result<Worker, CallError> {
         let mut worker = Worker::launch(rebuild, io, health)?;
@@ -168,7 +302,8 @@ impl Worker {
                     }
                     return RestartStatus::Failed(e);
                 }
-                Ok(Reply::Snapshot(_)) => {}
+                // Replies to no command of a restart.
+                Ok(_) => {}
                 Err(TryRecvError::Empty) => return RestartStatus::Pending,
                 Err(TryRecvError::Disconnected) => {
                     // The thread has ended (or is ending): joined, so the executor replaces
@@ -198,7 +333,7 @@ impl Worker {
                 self.in_tick = false;
                 TickOutcome::Late(r, d)
             }
-            Ok(Reply::Snapshot(_)) | Err(TryRecvError::Empty) => TickOutcome::Busy,
+            Ok(_) | Err(TryRecvError::Empty) => TickOutcome::Busy,
             Err(TryRecvError::Disconnected) => TickOutcome::Late(Err(gone()), Duration::ZERO),
         }
     }
@@ -210,7 +345,7 @@ impl Worker {
         }
         match self.rx.recv_timeout(wait) {
             Ok(Reply::Done(r, d)) => TickOutcome::Finished(r, d),
-            Ok(Reply::Snapshot(_)) | Err(RecvTimeoutError::Timeout) => {
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {
                 self.in_tick = true;
                 TickOutcome::Started
             }
@@ -236,6 +371,20 @@ pub struct ThreadExec {
     health: Arc<Health>,
     wait: Duration,
     last: IoSnapshot,
+    /// A hot reload in progress: the new code's worker is `worker`.
+    swap: Option<Swap>,
+}
+
+/// A hot reload of a `thread` node in progress. Each generation of code runs on a worker thread
+/// of its own, so that the thread that ran the old code can end before its library is unloaded
+/// (a thread-local destructor the library registered on it pins the library until then).
+struct Swap {
+    /// The old code's worker, its object parked without endpoints.
+    parked: Worker,
+    /// The new code.
+    code: NewCode,
+    /// The new code is still being created, restored and initialised.
+    creating: bool,
 }
 
 impl ThreadExec {
@@ -256,7 +405,157 @@ impl ThreadExec {
             health,
             wait,
             last: IoSnapshot::default(),
+            swap: None,
         })
+    }
+
+    /// Starts a hot reload at a tick boundary: the old code saves its state and hands its
+    /// endpoints over (a short call to its idle worker), and a new worker thread creates the new
+    /// code on them, restores the state and initialises it, while the node is skipped.
+    pub fn begin_reload(&mut self, code: &NewCode) -> SwapStatus {
+        if self.swap.is_some() || self.worker.as_ref().is_some_and(Worker::busy) {
+            return SwapStatus::NotIdle;
+        }
+        let Some(old) = self.worker.take() else {
+            return SwapStatus::NotIdle;
+        };
+        let yielded = match old.tx.send(Cmd::Yield) {
+            Ok(()) => old.rx.recv().ok(),
+            Err(_) => None,
+        };
+        let (state, io) = match yielded {
+            Some(Reply::Yielded(Ok(handover))) => handover,
+            Some(Reply::Yielded(Err(e))) => {
+                self.worker = Some(old);
+                return SwapStatus::Failed(format!("`save_state` of the running code failed: {e}"), None);
+            }
+            _ => {
+                self.worker = Some(old);
+                return SwapStatus::Failed("the node's worker thread is gone".into(), None);
+            }
+        };
+        match Worker::launch_generation(&self.rebuild, code, io, state, self.health.clone()) {
+            Ok(new) => {
+                self.worker = Some(new);
+                self.swap = Some(Swap {
+                    parked: old,
+                    code: code.clone(),
+                    creating: true,
+                });
+                self.poll_reload()
+            }
+            Err(e) => {
+                // The endpoints went down with the closure: the old code gets fresh ones.
+                self.worker = Some(old);
+                let why = format!("cannot spawn the new code's worker thread: {e}");
+                SwapStatus::Failed(self.resume_with_fresh_io(why), None)
+            }
+        }
+    }
+
+    /// How the new code's start is going.
+    pub fn poll_reload(&mut self) -> SwapStatus {
+        let Some(swap) = self.swap.as_mut().filter(|s| s.creating) else {
+            return SwapStatus::Ready;
+        };
+        let Some(new) = self.worker.as_mut() else {
+            return SwapStatus::Ready;
+        };
+        match new.rx.try_recv() {
+            Ok(Reply::Done(Ok(()), _)) => {
+                swap.creating = false;
+                SwapStatus::Ready
+            }
+            Ok(Reply::SwapFailed(why, io)) => self.swap_back(Some(io), why),
+            Err(TryRecvError::Empty) => SwapStatus::Pending,
+            Ok(_) | Err(TryRecvError::Disconnected) => {
+                self.swap_back(None, "the new code's worker thread ended".into())
+            }
+        }
+    }
+
+    /// The new code ticked: the old code's worker shuts it down, destroys it and ends; returns
+    /// that thread, to join before the old library is released.
+    pub fn commit_reload(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        let mut swap = self.swap.take()?;
+        let _ = swap.parked.tx.send(Cmd::Retire);
+        // A restart builds the new code from now on.
+        self.rebuild.plugin = swap.code.plugin;
+        self.rebuild.type_index = swap.code.type_index;
+        swap.parked.thread.take()
+    }
+
+    /// The new code's first tick failed: its worker hands the endpoints back and ends (the
+    /// thread returned), and the old code, as it was at the swap, runs on.
+    pub fn rollback_reload(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.swap.as_ref()?;
+        let io = self.worker.as_mut().and_then(|new| {
+            new.tx.send(Cmd::Surrender).ok()?;
+            match new.rx.recv() {
+                Ok(Reply::Io(io)) => Some(io),
+                _ => None,
+            }
+        });
+        match self.swap_back(io, String::new()) {
+            SwapStatus::Failed(_, retired) => retired,
+            _ => None,
+        }
+    }
+
+    /// Makes the parked old code's worker current again with `io` (or fresh endpoints if the
+    /// new code's worker lost them); the new code's worker and library are retired.
+    fn swap_back(&mut self, io: Option<NodeIo>, why: String) -> SwapStatus {
+        let Some(swap) = self.swap.take() else {
+            return SwapStatus::Failed(why, None);
+        };
+        let new = self.worker.replace(swap.parked);
+        let retired = new.and_then(|mut w| w.thread.take());
+        let why = match io {
+            Some(io) => match self.worker.as_mut().map(|w| w.call(Cmd::Resume(io))) {
+                Some(Ok(())) => why,
+                _ => format!("{why}; the old code's worker thread is gone"),
+            },
+            None => self.resume_with_fresh_io(why),
+        };
+        SwapStatus::Failed(why, retired)
+    }
+
+    /// The old code carries on with endpoints bound afresh (its own went down with a worker).
+    fn resume_with_fresh_io(&mut self, why: String) -> String {
+        let resumed = self.rebuild.io().and_then(|io| {
+            self.worker
+                .as_mut()
+                .ok_or_else(gone)
+                .and_then(|w| w.call(Cmd::Resume(io)))
+        });
+        match resumed {
+            Ok(()) => why,
+            Err(e) => format!("{why}; the old code could not get its ports back: {e}"),
+        }
+    }
+
+    /// Finishes a hot reload still in progress at shutdown: waits for the new code to come up
+    /// and keeps it (its first tick never came: nothing failed), or swaps back.
+    fn settle_reload(&mut self) {
+        if self.swap.as_ref().is_some_and(|s| s.creating) {
+            let reply = self.worker.as_mut().and_then(|w| w.rx.recv().ok());
+            match reply {
+                Some(Reply::Done(Ok(()), _)) => {
+                    if let Some(s) = self.swap.as_mut() {
+                        s.creating = false;
+                    }
+                }
+                Some(Reply::SwapFailed(why, io)) => {
+                    let _ = self.swap_back(Some(io), why);
+                }
+                _ => {
+                    let _ = self.swap_back(None, String::new());
+                }
+            }
+        }
+        if let Some(t) = self.commit_reload() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -266,6 +565,9 @@ impl Executor for ThreadExec {
     }
 
     fn tick(&mut self) -> TickOutcome {
+        if self.swap.as_ref().is_some_and(|s| s.creating) {
+            return TickOutcome::Busy;
+        }
         match self.worker.as_mut() {
             None => TickOutcome::Finished(Err(gone()), Duration::ZERO),
             Some(w) if w.restarting.is_some() => TickOutcome::Busy,
@@ -275,6 +577,7 @@ impl Executor for ThreadExec {
     }
 
     fn shutdown(&mut self) -> Result<(), CallError> {
+        self.settle_reload();
         match self.worker.as_mut() {
             Some(w) if !w.busy() => w.call(Cmd::Shutdown),
             Some(w) => Err(CallError {
@@ -339,6 +642,12 @@ impl Executor for ThreadExec {
     }
 
     fn quarantine(&mut self) -> bool {
+        if let Some(mut swap) = self.swap.take() {
+            // The new code hung: the old code's parked worker ends too (a restart builds the
+            // code the node last ran well, `rebuild`).
+            let _ = swap.parked.tx.send(Cmd::Retire);
+            self.abandoned.extend(swap.parked.thread.take());
+        }
         if let Some(mut w) = self.worker.take() {
             // Dropping the channels tells the worker to exit if its tick (or create, or init)
             // ever returns; it is never joined, only asked whether it has ended.
@@ -371,6 +680,9 @@ impl Executor for ThreadExec {
     }
 
     fn io_snapshot(&mut self) -> IoSnapshot {
+        if self.swap.as_ref().is_some_and(|s| s.creating) {
+            return self.last.clone();
+        }
         if let Some(w) = self.worker.as_mut().filter(|w| !w.busy()) {
             if w.tx.send(Cmd::Snapshot).is_ok() {
                 if let Ok(Reply::Snapshot(s)) = w.rx.recv_timeout(Duration::from_secs(1)) {
@@ -384,6 +696,14 @@ impl Executor for ThreadExec {
 
 impl Drop for ThreadExec {
     fn drop(&mut self) {
+        if let Some(swap) = self.swap.take() {
+            // The old code's parked worker destroys its object and ends on its closed channel.
+            let Worker { tx, rx, thread, .. } = swap.parked;
+            drop((tx, rx));
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        }
         if let Some(mut w) = self.worker.take() {
             if w.busy() {
                 // Still in a tick or a restart: cannot join without hanging the host; leave it
