@@ -2,8 +2,9 @@
 //!
 //! Owns the `notify` watcher (with `notify-debouncer-full`) and the rule for "complete": after a
 //! debounced create, write, rename or close-write of a watched name, the file must exist, be a
-//! regular file, keep the same identity, size and mtime across two looks [`LOOK`] apart, and have
-//! no writer left open on it (below). It does not own what happens next (loading, checking,
+//! regular file, and have no writer left open on it (below); a file written in place must also
+//! keep the same identity, size and mtime across two looks [`LOOK`] apart, while one that
+//! appeared whole (a hard link, a rename onto the name) is taken at the first look. It does not own what happens next (loading, checking,
 //! swapping): the receiver gets only the path.
 //!
 //! Why these rules (../shared/notes/runtime-facts.md, "How cargo replaces a plugin library"):
@@ -154,6 +155,8 @@ struct Pending {
     writer: Writer,
     /// The previous look and when it was taken; `None` after a new event.
     last_look: Option<(Option<Version>, Instant)>,
+    /// The last event put a whole file under the name (a rename onto it), with no write since.
+    renamed: bool,
 }
 
 impl Pending {
@@ -166,6 +169,11 @@ impl Pending {
             (Trigger::Written, _) => Writer::Close,
             (Trigger::Closed | Trigger::Renamed, _) => Writer::None,
             (Trigger::Touched, w) => w,
+        };
+        self.renamed = match trigger {
+            Trigger::Renamed => true,
+            Trigger::Created | Trigger::Written => false,
+            Trigger::Closed | Trigger::Touched => self.renamed,
         };
     }
 }
@@ -183,6 +191,7 @@ impl Settler {
             last_event: now,
             writer: Writer::None,
             last_look: None,
+            renamed: false,
         });
         entry.apply(trigger, now);
     }
@@ -204,7 +213,11 @@ impl Settler {
                 }
                 None => p.last_look = Some((None, now)),
                 Some((version, links)) => {
-                    let stable = p.last_look.is_some_and(|(v, _)| v == Some(version));
+                    // A file that appeared whole needs no second look: cargo's hard link to the
+                    // finished build, or a file renamed into place. This saves a [`LOOK`] of
+                    // every reload's latency.
+                    let whole = p.renamed || (p.writer == Writer::CloseUnlessLinked && links > 1);
+                    let stable = whole || p.last_look.is_some_and(|(v, _)| v == Some(version));
                     let writer_done = match p.writer {
                         Writer::None => true,
                         Writer::CloseUnlessLinked => links > 1,
@@ -382,6 +395,22 @@ mod tests {
 
         assert_eq!(rx.recv_timeout(WAIT).unwrap(), lib);
         assert_eq!(std::fs::read(&lib).unwrap(), b"the new build, longer");
+        assert_quiet(&rx);
+    }
+
+    #[test]
+    fn a_file_renamed_into_place_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("libx.so");
+        std::fs::write(&lib, b"old build").unwrap();
+        let (_watcher, rx) = Watcher::start(std::slice::from_ref(&lib), DEBOUNCE).unwrap();
+
+        let tmp = dir.path().join("libx.so.tmp");
+        std::fs::write(&tmp, b"the new build, renamed").unwrap();
+        std::fs::rename(&tmp, &lib).unwrap();
+
+        assert_eq!(rx.recv_timeout(WAIT).unwrap(), lib);
+        assert_eq!(std::fs::read(&lib).unwrap(), b"the new build, renamed");
         assert_quiet(&rx);
     }
 
