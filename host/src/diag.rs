@@ -67,6 +67,9 @@ pub enum Code {
     H0029,
     /// A plugin crashed or hung the child process that inspected it.
     H0030,
+    /// A node's `build` command does not say which files it reads (no `watch`, and no crate
+    /// found from the command).
+    H0031,
 }
 
 impl Code {
@@ -100,6 +103,7 @@ impl Code {
             Code::H0028 => "H0028",
             Code::H0029 => "H0029",
             Code::H0030 => "H0030",
+            Code::H0031 => "H0031",
         }
     }
 }

@@ -96,7 +96,10 @@ pub fn check_with(path: &Path, inspector: Option<&Path>) -> Result<Graph, HostEr
         program: program.to_path_buf(),
         all: true,
     });
-    Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)
+    let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
+    // The sources of each `build =` (used by `--watch`) must be known.
+    crate::reload::build::plan(&graph.manifest).map_err(HostError::BadInput)?;
+    Ok(graph)
 }
 
 /// One line per node for `horus check`.
@@ -186,6 +189,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     });
     let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
     let watched = (opts.watch || graph.manifest.scheduler.hot_reload).then(|| watched_nodes(&graph));
+    let builds = match watched {
+        Some(_) => crate::reload::build::plan(&graph.manifest).map_err(HostError::BadInput)?,
+        None => Vec::new(),
+    };
     let stats_file = match &opts.stats_json {
         Some(path) => Some((
             path,
@@ -240,7 +247,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     // this function keeps no reference of its own to the plugins it loaded.
     let (reloader, reloads) = match watched {
         Some(watched) => {
-            let (reloader, reloads) = crate::reload::Reloader::start(watched).map_err(HostError::Reload)?;
+            let (reloader, reloads) =
+                crate::reload::Reloader::start(watched, builds).map_err(HostError::Reload)?;
             tracing::info!("hot reload on: a node reloads when its plugin file changes");
             (Some(reloader), Some(reloads))
         }

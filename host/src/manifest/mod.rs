@@ -279,6 +279,22 @@ pub struct PluginCode {
     pub plugin: Located<PluginRef>,
     /// The node type asked for (`type =`); `None` when the plugin must offer exactly one.
     pub node_type: Option<Located<String>>,
+    /// How to rebuild the plugin when its sources change (`build =`, `watch =`), if given.
+    pub build: Option<BuildSpec>,
+}
+
+/// A plugin node's development loop: under `--watch`, a change of its sources runs `command`,
+/// and the plugin file it rebuilds is then reloaded like any new build
+/// ([`crate::reload::build`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildSpec {
+    /// The shell command (`sh -c`), run in [`BuildSpec::dir`].
+    pub command: Located<String>,
+    /// Globs of the sources (`watch =`), relative to [`BuildSpec::dir`], each checked to parse;
+    /// `None`: the crate folders named by a `cargo build` command.
+    pub watch: Option<Vec<Located<String>>>,
+    /// The manifest's folder: where the command runs and the globs start.
+    pub dir: PathBuf,
 }
 
 /// How a manifest names a plugin library.

@@ -92,6 +92,10 @@ pub struct RawNode {
     pub logging: Option<Spanned<bool>>,
     /// Free-form table handed to the node.
     pub config: Option<Spanned<toml::Table>>,
+    /// A shell command that rebuilds the node's plugin (`--watch` runs it on a source change).
+    pub build: Option<Spanned<String>>,
+    /// Globs of the files whose change runs `build`, relative to the manifest's folder.
+    pub watch: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[[connect]]`: two of `from`, `to` and `topic`.
@@ -142,6 +146,8 @@ pub const NODE_KEYS: &[&str] = &[
     "isolation",
     "logging",
     "config",
+    "build",
+    "watch",
 ];
 /// Keys of `[[connect]]`.
 pub const CONNECT_KEYS: &[&str] = &["from", "to", "topic", "qos", "max_size"];

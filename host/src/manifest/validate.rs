@@ -4,8 +4,8 @@
 use super::limits::{self, Bounded, Limit};
 use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
 use super::{
-    ConnectSpec, Endpoint, HubDecl, Isolation, Located, Manifest, NodeCode, NodeSpec, PluginCode, PluginRef,
-    Preset, PythonSpec, Qos, Route, SchedulerSpec, SupervisionSpec,
+    BuildSpec, ConnectSpec, Endpoint, HubDecl, Isolation, Located, Manifest, NodeCode, NodeSpec, PluginCode,
+    PluginRef, Preset, PythonSpec, Qos, Route, SchedulerSpec, SupervisionSpec,
 };
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, LineIndex, Location};
 use std::collections::HashMap;
@@ -111,6 +111,16 @@ fn unknown_keys(doc: &toml::de::DeTable<'_>, text: &str, path: &Path) -> Diagnos
     diags
 }
 
+/// Checks a `watch` glob: `Err((char index, why))` when it does not parse, or is empty.
+fn watch_pattern(pattern: &str) -> Result<(), (usize, String)> {
+    if pattern.trim().is_empty() {
+        return Err((0, "the pattern is empty".to_owned()));
+    }
+    glob::Pattern::new(pattern)
+        .map(drop)
+        .map_err(|e| (e.pos, e.msg.to_owned()))
+}
+
 /// Maps a serde error from the typed parse to a diagnostic with a stable code and a hint.
 fn schema_error(e: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
     let message = e.message().trim().to_owned();
@@ -207,6 +217,8 @@ fn type_hint(key: &str) -> String {
         | "max_size" => format!("`{key}` is a whole number, e.g. `{key} = 100`"),
         "deadline_ms" => "`deadline_ms` is a number of ms, e.g. `deadline_ms = 5.0`".into(),
         "config" => "`config` is a table, e.g. `config = { device = \"/dev/ttyUSB0\" }`".into(),
+        "watch" => "`watch` is an array of globs, e.g. `watch = [\"src/**\", \"Cargo.toml\"]`".into(),
+        "build" => "`build` is a shell command, e.g. `build = \"cargo build -p my-node\"`".into(),
         "node" => "nodes are an array of tables: write each as `[[node]]`".into(),
         "connect" => "connections are an array of tables: write each as `[[connect]]`".into(),
         "scheduler" => "`scheduler` is a table: write `[scheduler]`".into(),
@@ -646,16 +658,105 @@ impl Validator<'_> {
             );
             return None;
         }
+        let build = self.build(raw, name)?;
         Some(NodeCode::Plugin(PluginCode {
             plugin: Located::new(PluginRef::File(self.base.join(p.get_ref())), self.at(p)),
             node_type: raw
                 .node_type
                 .as_ref()
                 .map(|t| Located::new(t.get_ref().clone(), self.at(t))),
+            build,
         }))
     }
 
+    /// A plugin node's `build =` and `watch =`: `Some(None)` without them, `None` after an
+    /// error. `watch` without `build` is an error (nothing would run on a change: the plugin
+    /// file itself is watched anyway).
+    fn build(&mut self, raw: &RawNode, name: &str) -> Option<Option<BuildSpec>> {
+        let Some(command) = &raw.build else {
+            if let Some(w) = &raw.watch {
+                self.push(
+                    Diagnostic::new(Code::H0005, self.path, "`watch` needs `build`: nothing would run on a change of these files")
+                        .at(self.at(w))
+                        .node(name.to_owned())
+                        .key("build")
+                        .hint("add `build = \"cargo build -p <crate>\"`; without `build`, remove `watch`: `--watch` reloads the node when its plugin file changes (rebuild it in another terminal)"),
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let mut ok = true;
+        if command.get_ref().trim().is_empty() {
+            self.push(
+                self.diag(Code::H0006, command, "`build` is empty")
+                    .node(name.to_owned())
+                    .key("build")
+                    .hint("give the command that rebuilds the plugin, e.g. `build = \"cargo build -p my-node\"`, or remove it"),
+            );
+            ok = false;
+        }
+        let mut watch = None;
+        if let Some(w) = &raw.watch {
+            if w.get_ref().is_empty() {
+                self.push(
+                    self.diag(Code::H0006, w, "`watch` is empty: no change would run the build")
+                        .node(name.to_owned())
+                        .key("watch")
+                        .hint("list the sources, e.g. `watch = [\"src/**\", \"Cargo.toml\"]`, or remove `watch` to watch the crate that `build` names"),
+                );
+                ok = false;
+            }
+            let mut patterns = Vec::new();
+            for pattern in w.get_ref() {
+                match watch_pattern(pattern.get_ref()) {
+                    Ok(()) => patterns.push(Located::new(pattern.get_ref().clone(), self.at(pattern))),
+                    Err((pos, why)) => {
+                        // At the offending character: past the opening quote.
+                        let mut at = self.at(pattern);
+                        at.col += 1 + pos;
+                        self.push(
+                            Diagnostic::new(Code::H0006, self.path, format!("invalid glob `{}` in `watch`: {why}", pattern.get_ref()))
+                                .at(at)
+                                .node(name.to_owned())
+                                .key("watch")
+                                .hint("globs are relative to the manifest's folder: `*` within a name, `**` for any folders (a whole component, as in `src/**`), `?`, `[abc]`"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            watch = Some(patterns);
+        }
+        ok.then(|| {
+            Some(BuildSpec {
+                command: Located::new(command.get_ref().trim().to_owned(), self.at(command)),
+                watch,
+                dir: self.base.to_path_buf(),
+            })
+        })
+    }
+
     fn python_code(&mut self, raw: &RawNode, py: &Spanned<String>, name: &str) -> Option<NodeCode> {
+        if let Some((key, at)) = raw
+            .build
+            .as_ref()
+            .map(|b| ("build", self.at(b)))
+            .or_else(|| raw.watch.as_ref().map(|w| ("watch", self.at(w))))
+        {
+            self.push(
+                Diagnostic::new(
+                    Code::H0006,
+                    self.path,
+                    format!("`{key}` is for plugin nodes (with `plugin =`)"),
+                )
+                .at(at)
+                .node(name.to_owned())
+                .key(key)
+                .hint("remove it: a Python node needs no build, `--watch` reloads it when its file changes"),
+            );
+            return None;
+        }
         if let Some(t) = &raw.node_type {
             self.push(
                 self.diag(Code::H0006, t, "`type` is for plugin nodes (with `plugin =`)")
@@ -945,6 +1046,102 @@ mod tests {
         assert_eq!(m.nodes[0].priority, 0);
         assert!(m.nodes[0].logging);
         assert_eq!(m.nodes[0].isolation, Isolation::Inline);
+    }
+
+    /// The plugin node's `build`, or a panic.
+    fn build_of(m: &Manifest) -> Option<&BuildSpec> {
+        let NodeCode::Plugin(code) = &m.nodes[0].code else {
+            panic!("a plugin node: {:?}", m.nodes[0].code);
+        };
+        code.build.as_ref()
+    }
+
+    #[test]
+    fn build_and_watch_are_read_with_their_places() {
+        let m = check(&format!(
+            "{NODE}build = \"  cargo build -p a \"\nwatch = [\"src/**\", \"Cargo.toml\"]\n"
+        ))
+        .unwrap();
+        let b = build_of(&m).expect("a build");
+        assert_eq!(b.command.value, "cargo build -p a");
+        assert_eq!(b.command.at, Location { line: 4, col: 9 });
+        assert_eq!(b.dir, Path::new("/base"));
+        let watch = b.watch.as_ref().expect("globs");
+        let globs: Vec<&str> = watch.iter().map(|g| g.value.as_str()).collect();
+        assert_eq!(globs, ["src/**", "Cargo.toml"]);
+        assert_eq!(watch[1].at, Location { line: 5, col: 20 });
+        // Without `watch`, the sources are found from the command later.
+        let m = check(&format!("{NODE}build = \"cargo build -p a\"\n")).unwrap();
+        assert_eq!(build_of(&m).unwrap().watch, None);
+        assert_eq!(build_of(&check(NODE).unwrap()), None);
+    }
+
+    #[test]
+    fn a_bad_glob_is_pointed_at() {
+        let d = only(&format!(
+            "{NODE}build = \"make\"\nwatch = [\"src/**\", \"src/[a\"]\n"
+        ));
+        assert_eq!(
+            (
+                d.code,
+                d.location.line,
+                d.location.col,
+                d.key.as_deref(),
+                d.node.as_deref()
+            ),
+            (Code::H0006, 5, 25, Some("watch"), Some("a"))
+        );
+        assert!(d.message.contains("invalid glob `src/[a`"), "{}", d.message);
+        let d = only(&format!("{NODE}build = \"make\"\nwatch = [\"src/**a\"]\n"));
+        assert!(d.message.contains("single path component"), "{}", d.message);
+        let d = only(&format!("{NODE}build = \"make\"\nwatch = [\" \"]\n"));
+        assert!(d.message.contains("empty"), "{}", d.message);
+    }
+
+    #[test]
+    fn build_and_watch_mistakes_are_errors() {
+        // Wrong types.
+        let d = only(&format!("{NODE}build = [\"cargo\", \"build\"]\n"));
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0004, Some("build")));
+        let d = only(&format!("{NODE}build = \"make\"\nwatch = \"src/**\"\n"));
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0004, Some("watch")));
+        assert!(d.hint.as_deref().unwrap().contains("array of globs"), "{d:?}");
+        let d = only(&format!("{NODE}build = \"make\"\nwatch = [1]\n"));
+        assert_eq!(d.code, Code::H0004);
+        // An empty command, an empty list.
+        let d = only(&format!("{NODE}build = \"  \"\n"));
+        assert_eq!(
+            (d.code, d.location.line, d.key.as_deref()),
+            (Code::H0006, 4, Some("build"))
+        );
+        let d = only(&format!("{NODE}build = \"make\"\nwatch = []\n"));
+        assert_eq!(
+            (d.code, d.location.line, d.key.as_deref()),
+            (Code::H0006, 5, Some("watch"))
+        );
+        // `watch` alone would never run anything.
+        let d = only(&format!("{NODE}watch = [\"src/**\"]\n"));
+        assert_eq!(
+            (d.code, d.location.line, d.key.as_deref()),
+            (Code::H0005, 4, Some("build"))
+        );
+        assert!(d.message.contains("`watch` needs `build`"), "{}", d.message);
+    }
+
+    #[test]
+    fn python_nodes_take_no_build() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n.py"), "").unwrap();
+        let text = "[[node]]\nname = \"p\"\npython = \"n.py\"\nclass = \"N\"\nbuild = \"make\"\n";
+        let d = parse(text, Path::new("m.toml"), dir.path())
+            .unwrap_err()
+            .0
+            .remove(0);
+        assert_eq!(
+            (d.code, d.location.line, d.key.as_deref()),
+            (Code::H0006, 5, Some("build"))
+        );
+        assert!(d.message.contains("for plugin nodes"), "{}", d.message);
     }
 
     #[test]
@@ -1290,6 +1487,9 @@ mod tests {
                 "watchdog_ms" => "100",
                 "logging" => "true",
                 "config" => "{}",
+                "build" => "\"true\"",
+                // `watch` needs `build`.
+                "watch" => "[\"src/**\"]\nbuild = \"true\"",
                 other => panic!("add a sample value for `{other}`"),
             };
             check(&format!("{NODE}{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));

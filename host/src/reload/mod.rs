@@ -1,10 +1,13 @@
 //! Hot reload (issue 14): a rebuilt node's plugin or Python file is picked up by the running host.
 //!
 //! Owns noticing that a new version of a watched file is complete ([`watch`]) and preparing the
-//! new build off the scheduler thread ([`prepare`]). It does not own the swap itself: the
+//! new build off the scheduler thread ([`prepare`]), and the development loop that rebuilds a
+//! node when its sources change ([`build`], [`sources`]). It does not own the swap itself: the
 //! scheduler does that at a tick boundary.
 
+pub mod build;
 pub mod prepare;
+pub mod sources;
 pub mod watch;
 
 use crate::ffi::PluginLibrary;
@@ -88,6 +91,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(20);
 pub struct Reloader {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The `horus-build` thread, when nodes have `build =`.
+    _builder: Option<build::Builder>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -105,16 +110,28 @@ pub enum ReloadStartError {
     /// The thread could not be spawned.
     #[error("cannot start the hot-reload thread: {0}")]
     Spawn(std::io::Error),
+    /// The build thread of `build =` nodes could not start.
+    #[error(transparent)]
+    Build(#[from] build::BuildStartError),
 }
 
 impl Reloader {
-    /// Starts watching; the receiver goes to `scheduler::run`.
-    pub fn start(watched: Vec<Watched>) -> Result<(Reloader, ReloadLink), ReloadStartError> {
+    /// Starts watching, and running the `builds` on source changes; the receiver goes to
+    /// `scheduler::run`.
+    pub fn start(
+        watched: Vec<Watched>,
+        builds: Vec<build::BuildJob>,
+    ) -> Result<(Reloader, ReloadLink), ReloadStartError> {
         let mut files: Vec<PathBuf> = watched.iter().map(|w| w.file.clone()).collect();
         files.sort();
         files.dedup();
         let (watcher, changes) = watch::Watcher::start(&files, DEBOUNCE)?;
         let (tx, rx) = std::sync::mpsc::channel();
+        // A failed build reaches the scheduler as a refused reload of its nodes.
+        let builder = match builds.is_empty() {
+            true => None,
+            false => Some(build::Builder::start(builds, tx.clone())?),
+        };
         let (retired_tx, retired) = std::sync::mpsc::channel::<Retired>();
         let pinned: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let pins = pinned.clone();
@@ -158,6 +175,7 @@ impl Reloader {
             Reloader {
                 stop,
                 thread: Some(thread),
+                _builder: builder,
             },
             ReloadLink {
                 prepared: rx,
