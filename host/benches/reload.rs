@@ -151,7 +151,10 @@ fn run(manifest: &Path, lib: &Path, builds: &[PathBuf; 2], spec: &TopicSpec, ns:
             read(&mut values);
             if !switched
                 && values.len() > seen
-                && values[seen..].iter().zip(&values[seen - 1..]).any(|(b, a)| b - a == step)
+                && values[seen..]
+                    .iter()
+                    .zip(&values[seen - 1..])
+                    .any(|(b, a)| b - a == step)
             {
                 latencies.push(started.elapsed().as_secs_f64() * 1e3);
                 switched = true;
