@@ -2,9 +2,10 @@
 //!
 //! Owns the `notify` watcher (with `notify-debouncer-full`) and the rule for "complete": after a
 //! debounced create, write, rename or close-write of a watched name, the file must exist, be a
-//! regular file, and have no writer left open on it (below); a file written in place must also
-//! keep the same identity, size and mtime across two looks [`LOOK`] apart, while one that
-//! appeared whole (a hard link, a rename onto the name) is taken at the first look. It does not own what happens next (loading, checking,
+//! regular file, and have no writer left open on it (below). A file that is whole by the last
+//! event (a new hard link, a rename onto the name, its writer's CLOSE_WRITE) is taken at the
+//! first look; otherwise it must also keep the same identity, size and mtime across two looks
+//! [`LOOK`] apart. It does not own what happens next (loading, checking,
 //! swapping): the receiver gets only the path.
 //!
 //! Why these rules (../shared/notes/runtime-facts.md, "How cargo replaces a plugin library"):
@@ -155,8 +156,9 @@ struct Pending {
     writer: Writer,
     /// The previous look and when it was taken; `None` after a new event.
     last_look: Option<(Option<Version>, Instant)>,
-    /// The last event put a whole file under the name (a rename onto it), with no write since.
-    renamed: bool,
+    /// The last event left a whole file under the name (a rename onto it, or its writer's
+    /// close), with no write since.
+    whole: bool,
 }
 
 impl Pending {
@@ -170,10 +172,10 @@ impl Pending {
             (Trigger::Closed | Trigger::Renamed, _) => Writer::None,
             (Trigger::Touched, w) => w,
         };
-        self.renamed = match trigger {
-            Trigger::Renamed => true,
+        self.whole = match trigger {
+            Trigger::Renamed | Trigger::Closed => true,
             Trigger::Created | Trigger::Written => false,
-            Trigger::Closed | Trigger::Touched => self.renamed,
+            Trigger::Touched => self.whole,
         };
     }
 }
@@ -191,7 +193,7 @@ impl Settler {
             last_event: now,
             writer: Writer::None,
             last_look: None,
-            renamed: false,
+            whole: false,
         });
         entry.apply(trigger, now);
     }
@@ -213,10 +215,11 @@ impl Settler {
                 }
                 None => p.last_look = Some((None, now)),
                 Some((version, links)) => {
-                    // A file that appeared whole needs no second look: cargo's hard link to the
-                    // finished build, or a file renamed into place. This saves a [`LOOK`] of
-                    // every reload's latency.
-                    let whole = p.renamed || (p.writer == Writer::CloseUnlessLinked && links > 1);
+                    // A file that is whole needs no second look: cargo's hard link to the
+                    // finished build, a file renamed into place (which the debouncer may report
+                    // as its creation and its writer's close, under the new name), a copy whose
+                    // writer closed it. This saves a [`LOOK`] of every reload's latency.
+                    let whole = p.whole || (p.writer == Writer::CloseUnlessLinked && links > 1);
                     let stable = whole || p.last_look.is_some_and(|(v, _)| v == Some(version));
                     let writer_done = match p.writer {
                         Writer::None => true,
