@@ -70,6 +70,12 @@ pub enum Code {
     /// A node's `build` command does not say which files it reads (no `watch`, and no crate
     /// found from the command).
     H0031,
+    /// A plugin named by name (`plugin = "imu-sim"`) is in no folder of the plugin search path.
+    H0032,
+    /// No plugin on the search path offers the node type of a type-only node.
+    H0033,
+    /// Two plugins in the same folder of the search path offer a type-only node's type.
+    H0034,
 }
 
 impl Code {
@@ -104,6 +110,9 @@ impl Code {
             Code::H0029 => "H0029",
             Code::H0030 => "H0030",
             Code::H0031 => "H0031",
+            Code::H0032 => "H0032",
+            Code::H0033 => "H0033",
+            Code::H0034 => "H0034",
         }
     }
 }

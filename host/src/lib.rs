@@ -25,6 +25,7 @@ pub mod graph;
 pub mod io;
 pub mod manifest;
 pub mod net;
+pub mod plugins;
 pub mod python;
 pub mod reload;
 pub mod run;

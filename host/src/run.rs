@@ -98,7 +98,7 @@ pub fn check_with(path: &Path, inspector: Option<&Path>) -> Result<Graph, HostEr
     });
     let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
     // The sources of each `build =` (used by `--watch`) must be known.
-    crate::reload::build::plan(&graph.manifest).map_err(HostError::BadInput)?;
+    crate::reload::build::plan(&graph.manifest, &plugin_files(&graph)).map_err(HostError::BadInput)?;
     Ok(graph)
 }
 
@@ -122,13 +122,14 @@ pub fn describe(graph: &Graph) -> String {
         let info = n.plugin.info();
         let _ = writeln!(
             out,
-            "  {:<16} {} from {} {} (priority {}{})",
+            "  {:<16} {} from {} {} (priority {}{}) {}",
             n.spec.name,
             n.type_name,
             info.name,
             info.version,
             n.spec.priority,
             n.spec.rate_hz.map(|r| format!(", {r} Hz")).unwrap_or_default(),
+            info.path.display(),
         );
     }
     for c in &m.connections {
@@ -190,7 +191,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
     let watched = (opts.watch || graph.manifest.scheduler.hot_reload).then(|| watched_nodes(&graph));
     let builds = match watched {
-        Some(_) => crate::reload::build::plan(&graph.manifest).map_err(HostError::BadInput)?,
+        Some(_) => {
+            crate::reload::build::plan(&graph.manifest, &plugin_files(&graph)).map_err(HostError::BadInput)?
+        }
         None => Vec::new(),
     };
     let stats_file = match &opts.stats_json {
@@ -324,16 +327,27 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     }
 }
 
-/// The nodes hot reload watches: every node of a Rust plugin, by its plugin file.
+/// Each plugin node's file, as the graph found it (by path, by name or by node type).
+fn plugin_files(graph: &Graph) -> std::collections::HashMap<String, PathBuf> {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.spec.code, crate::manifest::NodeCode::Plugin(_)))
+        .map(|n| (n.spec.name.clone(), n.plugin.info().path.clone()))
+        .collect()
+}
+
+/// The nodes hot reload watches: every node of a Rust plugin, by its plugin file (the one the
+/// search path resolved a name or a type to, not the name).
 fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
     graph
         .nodes
         .iter()
         .filter_map(|n| {
-            let crate::manifest::NodeCode::Plugin(code) = &n.spec.code else {
+            let crate::manifest::NodeCode::Plugin(_) = &n.spec.code else {
                 return None;
             };
-            let crate::manifest::PluginRef::File(file) = &code.plugin.value;
+            let file = &n.plugin.info().path;
             Some(crate::reload::prepare::Watched {
                 node: n.spec.name.clone(),
                 file: std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()),

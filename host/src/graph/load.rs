@@ -12,7 +12,8 @@
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::ffi::{LoadError, NotALibraryKind, PluginLibrary};
 use crate::manifest::Isolation;
-use crate::manifest::{Manifest, NodeCode, NodeSpec, PluginRef};
+use crate::manifest::{Manifest, NodeCode, NodeSpec, PluginCode, PluginRef};
+use crate::plugins::{scan, SearchPath, TypeError};
 use crate::python::{self, Loader};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,8 @@ pub struct Inspector {
 /// `HORUS_INSPECT_TIMEOUT_MS` says otherwise (a very large library on a slow disk).
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn inspect_timeout() -> Duration {
+/// How long one inspecting child may take: [`INSPECT_TIMEOUT`] or `HORUS_INSPECT_TIMEOUT_MS`.
+pub fn inspect_timeout() -> Duration {
     std::env::var("HORUS_INSPECT_TIMEOUT_MS")
         .ok()
         .and_then(|ms| ms.parse::<u64>().ok())
@@ -41,12 +43,19 @@ fn inspect_timeout() -> Duration {
 }
 
 /// The child side of an inspection (`horus __inspect <file>`): opens `file` as a plugin, which
-/// reads and copies its whole descriptor, and reports a load error. Returns the exit code: 0
-/// when it opened, 1 when it is refused (the parent then loads it itself and reports why). A
-/// crash kills this process, which is the point.
+/// reads and copies its whole descriptor, prints what it offers on stdout (for the search of a
+/// node type's plugin, [`crate::plugins::scan`]), and reports a load error on stderr. Returns
+/// the exit code: 0 when it opened, 1 when it is refused (the parent then loads it itself and
+/// reports why). A crash kills this process, which is the point.
 pub fn inspect_plugin(file: &Path) -> u8 {
     match PluginLibrary::open(file) {
-        Ok(_) => 0,
+        Ok(lib) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(crate::plugins::scan::descriptor_lines(lib.info()).as_bytes());
+            let _ = out.flush();
+            0
+        }
         Err(e) => {
             eprintln!("{e}");
             1
@@ -115,9 +124,14 @@ pub struct Loaded {
 }
 
 /// Opens the plugins of `manifest`: each Rust plugin file once (from a private copy), and the
-/// Python loader of each environment that Python nodes name. Reports every file that fails.
+/// Python loader of each environment that Python nodes name. A plugin named by name or found by
+/// its node type is first located on the search path ([`crate::plugins`]; the files of the path
+/// are opened only for type-only nodes, by the inspector's child processes when there is one).
+/// Reports every file that fails.
 pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Loaded, Diagnostics) {
     let mut diags = Diagnostics::default();
+    let search = SearchPath::from_manifest(manifest);
+    let mut scanner = scan::Scanner::new(inspector.map(|i| i.program.as_path()));
     let mut loaded = Loaded::default();
     let mut by_path: HashMap<PathBuf, Option<Arc<PluginLibrary>>> = HashMap::new();
     let mut by_venv: HashMap<Option<PathBuf>, Result<Loader, python::LoaderError>> = HashMap::new();
@@ -125,10 +139,15 @@ pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Load
     let mut inspected_files: HashMap<PathBuf, bool> = HashMap::new();
     for spec in &manifest.nodes {
         let (file, loader) = match &spec.code {
-            NodeCode::Plugin(code) => {
-                let PluginRef::File(path) = &code.plugin.value;
-                (path.clone(), None)
-            }
+            NodeCode::Plugin(code) => match locate(manifest, spec, code, &search, &mut scanner) {
+                Ok(path) => (path, None),
+                Err(d) => {
+                    diags.push(*d);
+                    loaded.per_node.push(None);
+                    loaded.loaders.push(None);
+                    continue;
+                }
+            },
             NodeCode::Python(py) => {
                 let found = by_venv
                     .entry(py.venv.clone())
@@ -153,6 +172,10 @@ pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Load
         let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
         let inspected =
             inspector.filter(|i| loader.is_none() && (i.all || spec.isolation == Isolation::Process));
+        // A file the scan of the search path opened in a child already passed.
+        if matches!(scanner.verdict(&file), Some(scan::Verdict::Plugin(_))) {
+            inspected_files.insert(key.clone(), true);
+        }
         if let Some(inspector) = inspected {
             if !inspected_files.contains_key(&key) {
                 let verdict = inspect(inspector, &file);
@@ -191,6 +214,120 @@ pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Load
         loaded.loaders.push(loader);
     }
     (loaded, diags)
+}
+
+/// The file of a plugin node: its path, or the plugin its name or its type finds on `search`.
+fn locate(
+    manifest: &Manifest,
+    spec: &NodeSpec,
+    code: &PluginCode,
+    search: &SearchPath,
+    scanner: &mut scan::Scanner,
+) -> Result<PathBuf, Box<Diagnostic>> {
+    let diag = |code_: Code, key: &str, message: String, hint: String| {
+        Box::new(
+            Diagnostic::new(code_, &manifest.path, message)
+                .at(code.plugin.at)
+                .node(spec.name.clone())
+                .key(key)
+                .hint(hint),
+        )
+    };
+    match &code.plugin.value {
+        PluginRef::File(path) => Ok(path.clone()),
+        PluginRef::Name(name) => match search.find_by_name(name) {
+            Ok(found) => {
+                for later in &found.shadowed {
+                    tracing::debug!(node = %spec.name, plugin = %found.file.display(), "shadows {}", later.display());
+                }
+                Ok(found.file)
+            }
+            Err(e) => {
+                let did_you_mean = e
+                    .suggestion
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                Err(diag(
+                    Code::H0032,
+                    "plugin",
+                    format!(
+                        "no plugin `{name}` ({}) in the plugin search path: {}",
+                        e.file_name,
+                        search.describe()
+                    ),
+                    format!(
+                        "{did_you_mean}build the plugin, or add its folder to `[plugins] path` or {}, or give \
+                         the path of its .so (see docs/plugins.md)",
+                        crate::plugins::search::ENV
+                    ),
+                ))
+            }
+        },
+        PluginRef::OfType(node_type) => match scanner.find_by_type(search, node_type) {
+            Ok(file) => Ok(file),
+            Err(TypeError::NotFound { suggestion, refused }) => {
+                let did_you_mean = suggestion
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                let refused = match refused.len() {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} file{} of the path {} refused: {}{}",
+                        if n == 1 { "" } else { "s" },
+                        if n == 1 { "was" } else { "were" },
+                        refused
+                            .iter()
+                            .take(3)
+                            .map(|r| format!("{} ({})", r.file.display(), r.reason))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        if n > 3 {
+                            format!("; and {} more", n - 3)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                };
+                Err(diag(
+                    Code::H0033,
+                    "type",
+                    format!(
+                        "no plugin in the plugin search path offers node type `{node_type}`: {}{refused}",
+                        search.describe()
+                    ),
+                    format!(
+                        "{did_you_mean}build the plugin that offers it, or add its folder to `[plugins] path` \
+                         or {}, or name it with `plugin = \"<name or path>\"` (see docs/plugins.md)",
+                        crate::plugins::search::ENV
+                    ),
+                ))
+            }
+            Err(TypeError::Ambiguous { folder, files }) => {
+                let names: Vec<String> = files
+                    .iter()
+                    .map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                    .collect();
+                let example = names
+                    .first()
+                    .and_then(|n| crate::plugins::search::name_of(n))
+                    .unwrap_or_else(|| files.first().map(|f| f.display().to_string()).unwrap_or_default());
+                Err(diag(
+                    Code::H0034,
+                    "type",
+                    format!(
+                        "node type `{node_type}` is offered by {} plugins in {}: {}",
+                        files.len(),
+                        folder.display(),
+                        names.join(", ")
+                    ),
+                    format!(
+                        "name the one to use, e.g. `plugin = \"{example}\"` next to `type = \"{node_type}\"`, \
+                         or remove the other file from the folder"
+                    ),
+                ))
+            }
+        },
+    }
 }
 
 const CRASH_HINT: &str = "the library's `horus_plugin_entry` or the descriptor it returns is broken \

@@ -64,7 +64,9 @@ fn plan_manifest(manifest: Manifest) -> Result<Planned, Diagnostics> {
             let NodeCode::Plugin(code) = &n.code else {
                 return None;
             };
-            let crate::manifest::PluginRef::File(path) = &code.plugin.value;
+            let crate::manifest::PluginRef::File(path) = &code.plugin.value else {
+                return None;
+            };
             let stem = path.file_stem()?.to_str()?.strip_prefix("lib")?;
             Some(
                 catalogue

@@ -256,14 +256,15 @@ pub struct NodeSpec {
 /// Where a node's code comes from: a node type of a Rust plugin, or a class in a Python file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeCode {
-    /// `plugin = ...` with an optional `type = ...`.
+    /// `plugin = ...` with an optional `type = ...`, or `type = ...` alone.
     Plugin(PluginCode),
     /// `python = ...` with `class = ...` (and an optional `venv = ...`).
     Python(PythonSpec),
 }
 
 impl NodeCode {
-    /// Where the code is named in the manifest (`plugin =` or `python =`).
+    /// Where the code is named in the manifest (`plugin =`, `type =` of a type-only node, or
+    /// `python =`).
     pub fn at(&self) -> Location {
         match self {
             NodeCode::Plugin(p) => p.plugin.at,
@@ -275,7 +276,7 @@ impl NodeCode {
 /// A node type of a Rust plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginCode {
-    /// The plugin library.
+    /// The plugin library, located at `plugin =` (or at `type =` for [`PluginRef::OfType`]).
     pub plugin: Located<PluginRef>,
     /// The node type asked for (`type =`); `None` when the plugin must offer exactly one.
     pub node_type: Option<Located<String>>,
@@ -297,17 +298,27 @@ pub struct BuildSpec {
     pub dir: PathBuf,
 }
 
-/// How a manifest names a plugin library.
+/// How a manifest names a plugin library. Only [`PluginRef::File`] is a location; the other two
+/// are found on the plugin search path ([`crate::plugins`]) by the graph's first step.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PluginRef {
-    /// A file path, resolved against the manifest's folder.
+    /// A file path (the value contains `/` or ends in `.so`), resolved against the manifest's
+    /// folder.
     File(PathBuf),
+    /// A plugin name (`plugin = "imu-sim"`): `libimu_sim.so` in the first folder of the search
+    /// path that has it.
+    Name(String),
+    /// No `plugin` key: the plugin on the search path that offers the node's `type` (the first
+    /// folder where one does). Located at the `type` value.
+    OfType(String),
 }
 
 impl fmt::Display for PluginRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PluginRef::File(path) => write!(f, "{}", path.display()),
+            PluginRef::Name(name) => write!(f, "`{name}`"),
+            PluginRef::OfType(node_type) => write!(f, "offering `{node_type}`"),
         }
     }
 }
@@ -447,6 +458,9 @@ pub struct Manifest {
     pub connections: Vec<ConnectSpec>,
     /// `[hub.<name>]` tables, by name.
     pub hubs: Vec<HubDecl>,
+    /// `[plugins] path`: folders searched first for plugins named by name or by type, resolved
+    /// against the manifest's folder; each located at its entry.
+    pub plugin_path: Vec<Located<PathBuf>>,
 }
 
 /// One `[hub.<name>]` of a manifest.

@@ -21,6 +21,17 @@ pub struct RawManifest {
     /// `[hub.<name>]` tables.
     #[serde(default)]
     pub hub: std::collections::BTreeMap<String, Spanned<RawHub>>,
+    /// `[plugins]`.
+    #[serde(default)]
+    pub plugins: Option<Spanned<RawPlugins>>,
+}
+
+/// `[plugins]`: where named plugins are looked for first.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugins {
+    /// Folders searched before `HORUS_PLUGIN_PATH`, relative to the manifest's folder.
+    pub path: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[hub.<name>]`.
@@ -67,7 +78,8 @@ pub struct RawScheduler {
 pub struct RawNode {
     /// Unique instance name.
     pub name: Spanned<String>,
-    /// Path to the plugin library, relative to the manifest's folder.
+    /// The plugin library: a name on the search path (`imu-sim`), or a path (contains `/` or
+    /// ends in `.so`) relative to the manifest's folder.
     pub plugin: Option<Spanned<String>>,
     /// A Python node: path to its file, relative to the manifest's folder.
     pub python: Option<Spanned<String>>,
@@ -75,7 +87,8 @@ pub struct RawNode {
     pub class: Option<Spanned<String>>,
     /// The virtual environment (folder) the Python node runs in.
     pub venv: Option<Spanned<String>>,
-    /// Node type inside the plugin; optional when the plugin offers exactly one.
+    /// Node type inside the plugin; optional when the plugin offers exactly one. Alone (no
+    /// `plugin`), the plugin on the search path that offers it.
     #[serde(rename = "type")]
     pub node_type: Option<Spanned<String>>,
     /// Lower runs first within a cycle.
@@ -116,7 +129,9 @@ pub struct RawConnect {
 
 /// The keys each table accepts, for "did you mean" hints. Keep in sync with the structs above
 /// (a unit test checks it).
-pub const TOP_KEYS: &[&str] = &["scheduler", "node", "connect", "hub"];
+pub const TOP_KEYS: &[&str] = &["scheduler", "node", "connect", "hub", "plugins"];
+/// Keys of `[plugins]`.
+pub const PLUGINS_KEYS: &[&str] = &["path"];
 /// Keys of `[scheduler]`.
 pub const SCHEDULER_KEYS: &[&str] = &[
     "preset",

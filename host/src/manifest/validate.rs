@@ -101,6 +101,9 @@ fn unknown_keys(doc: &toml::de::DeTable<'_>, text: &str, path: &Path) -> Diagnos
     for t in tables("connect") {
         check(t, raw::CONNECT_KEYS, "in [[connect]]");
     }
+    for t in tables("plugins") {
+        check(t, raw::PLUGINS_KEYS, "in [plugins]");
+    }
     for t in tables("hub") {
         for (_, hub) in t.iter() {
             if let DeValue::Table(hub) = hub.get_ref() {
@@ -190,6 +193,7 @@ fn friendly_types(message: &str) -> String {
         ("expected struct RawNode", "expected a [[node]] table"),
         ("expected struct RawConnect", "expected a [[connect]] table"),
         ("expected struct RawScheduler", "expected a [scheduler] table"),
+        ("expected struct RawPlugins", "expected a [plugins] table"),
     ] {
         m = m.replace(rust, toml);
     }
@@ -222,6 +226,10 @@ fn type_hint(key: &str) -> String {
         "node" => "nodes are an array of tables: write each as `[[node]]`".into(),
         "connect" => "connections are an array of tables: write each as `[[connect]]`".into(),
         "scheduler" => "`scheduler` is a table: write `[scheduler]`".into(),
+        "plugins" => "`plugins` is a table: write `[plugins]` and `path = [\"../build\"]` under it".into(),
+        "path" => {
+            "`path` is an array of folders, e.g. `path = [\"../build\", \"/opt/robot/plugins\"]`".into()
+        }
         k => format!("`{k}` is a string, e.g. `{k} = \"...\"` (see docs/manifest.md)"),
     }
 }
@@ -374,12 +382,14 @@ impl Validator<'_> {
         }
         let hubs = self.hubs(raw.hub);
         self.network_topics(&hubs, &connections);
+        let plugin_path = self.plugin_path(raw.plugins);
         let manifest = Manifest {
             path: self.path.to_path_buf(),
             scheduler,
             nodes,
             connections,
             hubs,
+            plugin_path,
         };
         self.diags.into_result(manifest)
     }
@@ -619,21 +629,24 @@ impl Validator<'_> {
                 );
                 None
             }
+            (None, None) if raw.node_type.is_some() => self.plugin_code(raw, None, name),
             (None, None) => {
                 self.push(
-                    Diagnostic::new(Code::H0005, self.path, "missing required key `plugin` (or `python`)")
+                    Diagnostic::new(Code::H0005, self.path, "missing required key `plugin`, `type` or `python`")
                         .at(at)
                         .key("plugin")
-                        .hint("add `plugin = \"<path of the node's .so>\"`, or `python = \"nodes/x.py\"` and `class = \"X\"`"),
+                        .hint("add `type = \"<node type>\"` (found on the plugin search path), `plugin = \"<plugin name or path of its .so>\"`, or `python = \"nodes/x.py\"` and `class = \"X\"`"),
                 );
                 None
             }
-            (Some(p), None) => self.plugin_code(raw, p, name),
+            (Some(p), None) => self.plugin_code(raw, Some(p), name),
             (None, Some(py)) => self.python_code(raw, py, name),
         }
     }
 
-    fn plugin_code(&mut self, raw: &RawNode, p: &Spanned<String>, name: &str) -> Option<NodeCode> {
+    /// A plugin node: `plugin =` (a name or a path) with an optional `type =`, or `type =` alone
+    /// (`p` is `None`).
+    fn plugin_code(&mut self, raw: &RawNode, p: Option<&Spanned<String>>, name: &str) -> Option<NodeCode> {
         for (key, value) in [("class", &raw.class), ("venv", &raw.venv)] {
             if let Some(v) = value {
                 self.push(
@@ -649,24 +662,57 @@ impl Validator<'_> {
                 return None;
             }
         }
-        if p.get_ref().trim().is_empty() {
-            self.push(
-                self.diag(Code::H0006, p, "`plugin` is empty")
-                    .node(name.to_owned())
-                    .key("plugin")
-                    .hint("give the path of the node's .so, relative to this manifest's folder"),
-            );
-            return None;
+        let node_type = raw
+            .node_type
+            .as_ref()
+            .map(|t| Located::new(t.get_ref().trim().to_owned(), self.at(t)));
+        if let (Some(t), Some(raw_t)) = (&node_type, &raw.node_type) {
+            if t.value.is_empty() {
+                self.push(
+                    self.diag(Code::H0006, raw_t, "`type` is empty")
+                        .node(name.to_owned())
+                        .key("type")
+                        .hint("give the node type's name, e.g. `type = \"ImuSim\"`, or remove it"),
+                );
+                return None;
+            }
         }
+        let plugin = match (p, &node_type) {
+            (Some(p), _) => Located::new(self.plugin_ref(p, name)?, self.at(p)),
+            (None, Some(t)) => Located::new(PluginRef::OfType(t.value.clone()), t.at),
+            (None, None) => return None,
+        };
         let build = self.build(raw, name)?;
         Some(NodeCode::Plugin(PluginCode {
-            plugin: Located::new(PluginRef::File(self.base.join(p.get_ref())), self.at(p)),
-            node_type: raw
-                .node_type
-                .as_ref()
-                .map(|t| Located::new(t.get_ref().clone(), self.at(t))),
+            plugin,
+            node_type,
             build,
         }))
+    }
+
+    /// A `plugin` value: a file path when it contains `/` or ends in `.so` (relative to the
+    /// manifest's folder), else a plugin name found on the search path.
+    fn plugin_ref(&mut self, p: &Spanned<String>, name: &str) -> Option<PluginRef> {
+        use crate::plugins::search::{is_file_path, is_plugin_name};
+        let value = p.get_ref().trim();
+        if is_file_path(value) {
+            return Some(PluginRef::File(self.base.join(value)));
+        }
+        if is_plugin_name(value) {
+            return Some(PluginRef::Name(value.to_owned()));
+        }
+        let what = if value.is_empty() {
+            "`plugin` is empty".to_owned()
+        } else {
+            format!("`plugin = \"{value}\"` is neither a plugin name nor a path")
+        };
+        self.push(
+            self.diag(Code::H0006, p, what)
+                .node(name.to_owned())
+                .key("plugin")
+                .hint("give a plugin name (letters, digits, `-`, `_`: `plugin = \"imu-sim\"` finds libimu_sim.so on the plugin search path), or a path to the .so (with a `/` or ending in `.so`), relative to this manifest's folder"),
+        );
+        None
     }
 
     /// A plugin node's `build =` and `watch =`: `Some(None)` without them, `None` after an
@@ -811,6 +857,26 @@ impl Validator<'_> {
             class: class.get_ref().clone(),
             venv,
         }))
+    }
+
+    /// `[plugins] path`: each folder resolved against the manifest's folder.
+    fn plugin_path(&mut self, raw: Option<Spanned<raw::RawPlugins>>) -> Vec<Located<std::path::PathBuf>> {
+        let Some(path) = raw.and_then(|p| p.into_inner().path) else {
+            return Vec::new();
+        };
+        let mut folders = Vec::new();
+        for entry in path.into_inner() {
+            if entry.get_ref().trim().is_empty() {
+                self.push(
+                    self.diag(Code::H0006, &entry, "an entry of `[plugins] path` is empty")
+                        .key("plugins.path")
+                        .hint("remove it, or name a folder; `.` is this manifest's folder"),
+                );
+                continue;
+            }
+            folders.push(Located::new(self.base.join(entry.get_ref()), self.at(&entry)));
+        }
+        folders
     }
 
     fn endpoint(&mut self, s: &Spanned<String>, key: &str) -> Option<Endpoint> {
@@ -1516,7 +1582,110 @@ mod tests {
             ))
             .unwrap();
         }
-        assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect", "hub"]);
+        for key in raw::PLUGINS_KEYS {
+            let value = match *key {
+                "path" => "[\"../build\"]",
+                other => panic!("add a sample value for `{other}`"),
+            };
+            check(&format!("[plugins]\n{key} = {value}\n")).unwrap_or_else(|d| panic!("{key}: {d}"));
+        }
+        assert_eq!(raw::TOP_KEYS, ["scheduler", "node", "connect", "hub", "plugins"]);
+    }
+
+    fn plugin_of(m: &Manifest, i: usize) -> &PluginCode {
+        match &m.nodes[i].code {
+            NodeCode::Plugin(code) => code,
+            other => panic!("a plugin node: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plugin_value_is_a_path_with_a_slash_or_so_and_a_name_otherwise() {
+        let m = check(
+            "[[node]]\nname = \"a\"\nplugin = \"imu-sim\"\n\
+             [[node]]\nname = \"b\"\nplugin = \"../target/debug/libimu_sim.so\"\n\
+             [[node]]\nname = \"c\"\nplugin = \"libx.so\"\n\
+             [[node]]\nname = \"d\"\nplugin = \"build/libx\"\n",
+        )
+        .unwrap();
+        assert_eq!(plugin_of(&m, 0).plugin.value, PluginRef::Name("imu-sim".into()));
+        assert_eq!(plugin_of(&m, 0).plugin.at, Location { line: 3, col: 10 });
+        assert_eq!(
+            plugin_of(&m, 1).plugin.value,
+            PluginRef::File("/base/../target/debug/libimu_sim.so".into())
+        );
+        assert_eq!(
+            plugin_of(&m, 2).plugin.value,
+            PluginRef::File("/base/libx.so".into())
+        );
+        assert_eq!(
+            plugin_of(&m, 3).plugin.value,
+            PluginRef::File("/base/build/libx".into())
+        );
+        for bad in ["imu sim", "imu.sim", ""] {
+            let d = only(&format!("[[node]]\nname = \"a\"\nplugin = \"{bad}\"\n"));
+            assert_eq!(
+                (d.code, d.key.as_deref(), d.location.line),
+                (Code::H0006, Some("plugin"), 3),
+                "{bad:?}: {d}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_type_alone_names_the_plugin_by_the_type_it_offers() {
+        let m = check("[[node]]\nname = \"a\"\ntype = \"ImuSim\"\n").unwrap();
+        let code = plugin_of(&m, 0);
+        assert_eq!(code.plugin.value, PluginRef::OfType("ImuSim".into()));
+        assert_eq!(
+            code.plugin.at,
+            Location { line: 3, col: 8 },
+            "at the type's value"
+        );
+        assert_eq!(code.node_type.as_ref().map(|t| t.value.as_str()), Some("ImuSim"));
+        let d = only("[[node]]\nname = \"a\"\npriority = 1\n");
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0005, Some("plugin")));
+        assert!(d.hint.as_deref().unwrap_or_default().contains("type = "), "{d}");
+        let d = only("[[node]]\nname = \"a\"\ntype = \"ImuSim\"\nclass = \"X\"\n");
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0006, Some("class")));
+        let d = only("[[node]]\nname = \"a\"\ntype = \" \"\n");
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0006, Some("type")));
+    }
+
+    #[test]
+    fn the_plugins_table_is_checked_where_it_is_written() {
+        let m = check(&format!("[plugins]\npath = [\"../build\", \"/opt/p\"]\n{NODE}")).unwrap();
+        let path: Vec<_> = m
+            .plugin_path
+            .iter()
+            .map(|d| (d.value.clone(), d.at.line))
+            .collect();
+        assert_eq!(path, vec![("/base/../build".into(), 2), ("/opt/p".into(), 2)]);
+        assert!(check(NODE).unwrap().plugin_path.is_empty());
+        let d = only(&format!("[plugins]\npaths = [\"x\"]\n{NODE}"));
+        assert_eq!(
+            (d.code, d.key.as_deref(), d.location.line),
+            (Code::H0003, Some("paths"), 2)
+        );
+        assert_eq!(d.hint.as_deref(), Some("did you mean `path`?"));
+        let d = only(&format!("[plugins]\npath = \"../build\"\n{NODE}"));
+        assert_eq!(
+            (d.code, d.key.as_deref(), d.location.line),
+            (Code::H0004, Some("path"), 2)
+        );
+        assert!(
+            d.hint.as_deref().unwrap_or_default().contains("array of folders"),
+            "{d}"
+        );
+        let d = only(&format!("[plugins]\npath = [\"a\", 3]\n{NODE}"));
+        assert_eq!((d.code, d.location.line), (Code::H0004, 2), "{d}");
+        let d = only(&format!("[plugins]\npath = [\"a\", \"\"]\n{NODE}"));
+        assert_eq!(
+            (d.code, d.key.as_deref(), d.location.line, d.location.col),
+            (Code::H0006, Some("plugins.path"), 2, 14)
+        );
+        let d = only(&format!("plugins = 3\n{NODE}"));
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0004, Some("plugins")), "{d}");
     }
 
     const TCP_HUB: &str = "[hub.sensor_hub]\nmode = \"tcp\"\naddress = \"127.0.0.1:7450\"\n";

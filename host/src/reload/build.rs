@@ -55,8 +55,12 @@ impl BuildJob {
 
 /// The build jobs of `manifest`'s plugin nodes with `build =`. A node without `watch` watches
 /// the folders of the crates its `cargo build` command builds; when those cannot be found the
-/// node gets an H0031 error (its build would never run).
-pub fn plan(manifest: &Manifest) -> Result<Vec<BuildJob>, Diagnostics> {
+/// node gets an H0031 error (its build would never run). `plugin_files` is each plugin node's
+/// file as the graph found it (a plugin named by name or type has no path in the manifest).
+pub fn plan(
+    manifest: &Manifest,
+    plugin_files: &HashMap<String, PathBuf>,
+) -> Result<Vec<BuildJob>, Diagnostics> {
     let mut jobs: Vec<BuildJob> = Vec::new();
     let mut diags = Diagnostics::default();
     let mut metadata = MetadataCache::default();
@@ -65,7 +69,11 @@ pub fn plan(manifest: &Manifest) -> Result<Vec<BuildJob>, Diagnostics> {
             continue;
         };
         let Some(build) = &code.build else { continue };
-        let PluginRef::File(file) = &code.plugin.value;
+        let file = match (&code.plugin.value, plugin_files.get(&node.name)) {
+            (_, Some(file)) => file,
+            (PluginRef::File(file), None) => file,
+            (_, None) => continue,
+        };
         let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
         // Absolute, without symlinks: the paths of file events start with it.
         let dir = std::fs::canonicalize(&build.dir).unwrap_or_else(|_| build.dir.clone());
