@@ -131,7 +131,32 @@ pub enum PythonSource {
         class: String,
         /// The environment's interpreter.
         program: PathBuf,
+        /// Import the file again, in a fresh module object that replaces the loader's cached
+        /// one (a hot reload); without it the loader uses the module it imported before.
+        /// Absent from the encoding when false, so sources written before it read the same.
+        #[serde(default, skip_serializing_if = "is_false")]
+        fresh: bool,
     },
+    /// A new instance of the class of a registered object, imported from its module's file (a
+    /// `horus.Scheduler` node after a hot reload): the node's name, `config` and topic handles
+    /// stay those of `object`.
+    Class {
+        /// The object the node was added as (`Scheduler.add`).
+        object: u64,
+        /// Its class's module (`__module__`).
+        module: String,
+        /// That module's file.
+        file: PathBuf,
+        /// Its class (`__qualname__`).
+        class: String,
+        /// As for [`PythonSource::File`].
+        #[serde(default, skip_serializing_if = "is_false")]
+        fresh: bool,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl PythonSource {
@@ -143,6 +168,23 @@ impl PythonSource {
     /// Reads what [`PythonSource::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<PythonSource, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// The `.py` file the node's class comes from, when known.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            PythonSource::Object(_) => None,
+            PythonSource::File { file, .. } | PythonSource::Class { file, .. } => Some(file),
+        }
+    }
+
+    /// The same source, marked to import its file again in a fresh module (hot reload).
+    pub fn fresh_import(&self) -> PythonSource {
+        let mut source = self.clone();
+        if let PythonSource::File { fresh, .. } | PythonSource::Class { fresh, .. } = &mut source {
+            *fresh = true;
+        }
+        source
     }
 }
 
@@ -195,10 +237,37 @@ mod tests {
                 file: "/robot/nodes/smoother.py".into(),
                 class: "Smoother".into(),
                 program: "/robot/.venv/bin/python".into(),
+                fresh: false,
+            },
+            PythonSource::Class {
+                object: 3,
+                module: "nodes".into(),
+                file: "/robot/nodes.py".into(),
+                class: "Sensor".into(),
+                fresh: false,
             },
         ] {
             assert_eq!(PythonSource::decode(&source.encode()).unwrap(), source);
+            let fresh = source.fresh_import();
+            assert_eq!(PythonSource::decode(&fresh.encode()).unwrap(), fresh);
         }
         assert!(PythonSource::decode(b"{\"Object\":").is_err());
+    }
+
+    #[test]
+    fn a_source_without_the_fresh_marker_reads_as_before() {
+        let old = br#"{"File":{"file":"/n.py","class":"N","program":"/p"}}"#;
+        let source = PythonSource::decode(old).unwrap();
+        assert_eq!(
+            source,
+            PythonSource::File {
+                file: "/n.py".into(),
+                class: "N".into(),
+                program: "/p".into(),
+                fresh: false
+            }
+        );
+        assert_eq!(source.encode(), old.to_vec());
+        assert!(source.fresh_import().encode().ends_with(br#","fresh":true}}"#));
     }
 }

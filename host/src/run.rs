@@ -252,7 +252,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         Some(watched) => {
             let (reloader, reloads) =
                 crate::reload::Reloader::start(watched, builds).map_err(HostError::Reload)?;
-            tracing::info!("hot reload on: a node reloads when its plugin file changes");
+            tracing::info!("hot reload on: a node reloads when its plugin or Python file changes");
             (Some(reloader), Some(reloads))
         }
         None => (None, None),
@@ -338,21 +338,34 @@ fn plugin_files(graph: &Graph) -> std::collections::HashMap<String, PathBuf> {
 }
 
 /// The nodes hot reload watches: every node of a Rust plugin, by its plugin file (the one the
-/// search path resolved a name or a type to, not the name).
+/// search path resolved a name or a type to, not the name), and every Python node, by its `.py`
+/// file.
 fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
     graph
         .nodes
         .iter()
         .filter_map(|n| {
-            let crate::manifest::NodeCode::Plugin(_) = &n.spec.code else {
-                return None;
+            let (file, python) = match (&n.spec.code, &n.python) {
+                (crate::manifest::NodeCode::Plugin(_), _) => (n.plugin.info().path.clone(), None),
+                (crate::manifest::NodeCode::Python(_), Some(source)) => {
+                    let crate::python::PythonSource::File { file, program, .. } = source else {
+                        return None;
+                    };
+                    let watch = crate::reload::python::PythonWatch {
+                        loader: n.plugin.clone(),
+                        source: source.clone(),
+                        program: program.clone(),
+                    };
+                    (file.clone(), Some(watch))
+                }
+                (crate::manifest::NodeCode::Python(_), None) => return None,
             };
-            let file = &n.plugin.info().path;
             Some(crate::reload::prepare::Watched {
                 node: n.spec.name.clone(),
-                file: std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()),
+                file: std::fs::canonicalize(&file).unwrap_or(file),
                 node_type: n.type_name.clone(),
                 ports: n.plugin.info().node_types[n.type_index].ports.clone(),
+                python,
             })
         })
         .collect()

@@ -205,7 +205,8 @@ fn reload(inst: &mut NodeInstance, arg: &[u8]) -> Result<(), CallError> {
         .iter()
         .map(|p| (p.name.clone(), p.output))
         .collect();
-    inst.reload(lib.clone(), type_index, &ports)
+    inst.reload(lib.clone(), type_index, &ports, None)
+        .map(|_carried| ())
         .map_err(|(step, e)| CallError {
             kind: e.kind,
             message: format!("`{}` of the new code failed: {}", step.name(), e.message),

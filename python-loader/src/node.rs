@@ -8,7 +8,14 @@
 //!   `Scheduler.add(node)`); a restart re-initialises the same object;
 //! - [`PythonSource::File`]: a manifest's `python =` and `class =`; the loader starts the
 //!   interpreter (as the environment's `python`) if needed, imports the file once and builds
-//!   the class (again on a restart).
+//!   the class (again on a restart);
+//! - [`PythonSource::Class`]: the class of a registered object, built from its module's file
+//!   (a `horus.Scheduler` node after a hot reload).
+//!
+//! Hot reload (`fresh` sources): the file runs again in a fresh module object that replaces the
+//! cached one (so restarts build the new code), and is put back if the new code fails before
+//! its first tick succeeds. Every generation of a node shares its topic handles (`_horus_io`)
+//! and gets the runtime's `name` and `config`; state crosses by `save_state`/`restore_state`.
 //!
 //! Before `init` the runtime sets the object's `config` to a dict: the manifest node's `config`
 //! table, or what `Scheduler.add(node, config=...)` gave (`{}` without it).
@@ -125,21 +132,124 @@ pub struct PythonNode {
     is_async: bool,
     /// The running coroutine's future, if any.
     pending: Option<Py<PyAny>>,
+    /// Its key in [`SHARED_IO`].
+    io_key: String,
+    /// A hot reload's fresh import, until the first tick succeeds.
+    undo: Option<Undo>,
 }
 
-/// Modules imported from manifests' `python =` files, by path: imported once per process.
+/// Modules imported from node files (a manifest's `python =`, a reloaded class's module), by
+/// path: imported once per process, replaced by each hot reload's fresh import.
 static MODULES: Mutex<Option<HashMap<String, Py<PyModule>>>> = Mutex::new(None);
 
-fn import_file(py: Python<'_>, path: &str, node: &str) -> PyResult<Py<PyModule>> {
-    if let Some(m) = MODULES
+fn cached_module(py: Python<'_>, path: &str) -> Option<Py<PyModule>> {
+    MODULES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .and_then(|m| m.get(path))
-    {
-        return Ok(m.clone_ref(py));
+        .and_then(|m| m.get(path).map(|m| m.clone_ref(py)))
+}
+
+fn set_cached_module(path: &str, module: Option<Py<PyModule>>) -> Option<Py<PyModule>> {
+    let mut modules = MODULES.lock().unwrap_or_else(|p| p.into_inner());
+    let modules = modules.get_or_insert_default();
+    match module {
+        Some(m) => modules.insert(path.to_owned(), m),
+        None => modules.remove(path),
     }
-    let util = py.import("importlib.util")?;
+}
+
+/// What a hot reload's fresh import replaced, put back if the new code does not get through
+/// its first tick (then the node runs the old code again, and so must a later restart).
+struct Undo {
+    path: String,
+    name: String,
+    module: Py<PyModule>,
+    previous: Option<Py<PyModule>>,
+    previous_sys: Option<Py<PyAny>>,
+}
+
+impl Undo {
+    fn revert(self, py: Python<'_>) {
+        let current = cached_module(py, &self.path);
+        if current.is_some_and(|c| c.is(&self.module)) {
+            set_cached_module(&self.path, self.previous);
+        }
+        if let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules")) {
+            let ours = modules
+                .get_item(&self.name)
+                .is_ok_and(|m| m.is(self.module.bind(py)));
+            if ours {
+                let _ = match self.previous_sys {
+                    Some(m) => modules.set_item(&self.name, m),
+                    None => modules.del_item(&self.name),
+                };
+            }
+        }
+    }
+}
+
+/// The module of the node file at `path` under the name `name`: the cached one, or (first
+/// use, or `fresh`: a hot reload) the file run in a new module object that replaces the cached
+/// one. A fresh import's error is one line, `file:line: Type: message`; a first import's has the
+/// traceback too.
+fn import_file(
+    py: Python<'_>,
+    path: &str,
+    name: &str,
+    fresh: bool,
+) -> Result<(Py<PyModule>, Option<Undo>), NodeError> {
+    if !fresh {
+        if let Some(m) = cached_module(py, path) {
+            return Ok((m, None));
+        }
+    }
+    let runtime = py.import("horus._runtime").map_err(|e| node_error(py, &e))?;
+    // The file's directory is importable, as it is for `python file.py`.
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        let added = (|| -> PyResult<()> {
+            let sys_path = py.import("sys")?.getattr("path")?;
+            let dir = dir.to_string_lossy().into_owned();
+            if !sys_path.contains(&dir)? {
+                sys_path.call_method1("insert", (0, dir))?;
+            }
+            Ok(())
+        })();
+        added.map_err(|e| node_error(py, &e))?;
+    }
+    let previous_sys = py
+        .import("sys")
+        .and_then(|s| s.getattr("modules"))
+        .and_then(|m| m.call_method1("get", (name,)))
+        .ok()
+        .filter(|m| !m.is_none())
+        .map(Bound::unbind);
+    let module = runtime
+        .call_method1("import_file", (name, path))
+        .and_then(|m| Ok(m.cast_into::<PyModule>()?.unbind()))
+        .map_err(|e| {
+            if !fresh {
+                return node_error(py, &e);
+            }
+            let line = runtime
+                .call_method1("error_line", (e.value(py), path))
+                .and_then(|l| l.extract::<String>())
+                .unwrap_or_else(|_| format!("{path}: {e}"));
+            NodeError::new(line)
+        })?;
+    let previous = set_cached_module(path, Some(module.clone_ref(py)));
+    let undo = fresh.then(|| Undo {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        module: module.clone_ref(py),
+        previous,
+        previous_sys,
+    });
+    Ok((module, undo))
+}
+
+/// The private module name of a manifest node's file.
+fn module_name(path: &str, node: &str) -> String {
     let stem: String = std::path::Path::new(path)
         .file_stem()
         .map(|s| {
@@ -149,48 +259,29 @@ fn import_file(py: Python<'_>, path: &str, node: &str) -> PyResult<Py<PyModule>>
                 .collect()
         })
         .unwrap_or_default();
-    let name = format!(
+    format!(
         "horus_node_{stem}_{}",
         node.replace(|c: char| !c.is_alphanumeric(), "_")
-    );
-    let spec = util.call_method1("spec_from_file_location", (&name, path))?;
-    if spec.is_none() {
-        return Err(pyo3::exceptions::PyImportError::new_err(format!(
-            "{path} is not a Python source file"
-        )));
-    }
-    let module = util.call_method1("module_from_spec", (&spec,))?;
-    py.import("sys")?.getattr("modules")?.set_item(&name, &module)?;
-    // The file's directory is importable, as it is for `python file.py`.
-    if let Some(dir) = std::path::Path::new(path).parent() {
-        let sys_path = py.import("sys")?.getattr("path")?;
-        let dir = dir.to_string_lossy().into_owned();
-        if !sys_path.contains(&dir)? {
-            sys_path.call_method1("insert", (0, dir))?;
-        }
-    }
-    spec.getattr("loader")?.call_method1("exec_module", (&module,))?;
-    let module: Py<PyModule> = module.cast_into::<PyModule>()?.unbind();
-    MODULES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_default()
-        .insert(path.to_owned(), module.clone_ref(py));
-    Ok(module)
+    )
 }
 
-fn build_from_file(
+/// A new instance of `class` (a dotted `__qualname__`) of `module`, from `path`, named `name`.
+fn instantiate(
     py: Python<'_>,
-    ctx: &Context<'_>,
+    module: &Bound<'_, PyModule>,
     path: &str,
     class: &str,
+    name: &str,
 ) -> Result<Py<PyAny>, NodeError> {
-    let module = import_file(py, path, ctx.name()).map_err(|e| node_error(py, &e))?;
-    let cls = module.bind(py).getattr(class).map_err(|_| {
+    let missing = || {
         NodeError::new(format!(
             "{path} defines no class `{class}` (set `class` to a horus.Node subclass in it)"
         ))
-    })?;
+    };
+    let mut cls = module.clone().into_any();
+    for part in class.split('.') {
+        cls = cls.getattr(part).map_err(|_| missing())?;
+    }
     let horus_node = py
         .import("horus")
         .and_then(|h| h.getattr("Node"))
@@ -201,9 +292,57 @@ fn build_from_file(
             "`{class}` in {path} is not a horus.Node subclass (write `class {class}(horus.Node)`)"
         )));
     }
-    obj.call_method1(intern!(py, "_horus_bind"), (ctx.name(),))
+    obj.call_method1(intern!(py, "_horus_bind"), (name,))
         .map_err(|e| node_error(py, &e))?;
     Ok(obj.unbind())
+}
+
+/// The topic handles (`_horus_io`, a [`NodeIo`]) of each node, shared by its generations: a hot
+/// reload's new object takes the running one's, so its topics, read positions and `connect`
+/// remaps stay the runtime's. Counted: the last generation to go closes them.
+static SHARED_IO: Mutex<Option<HashMap<String, SharedIo>>> = Mutex::new(None);
+
+/// A node's topic handles and how many of its generations hold them.
+type SharedIo = (Py<PyAny>, usize);
+
+/// Gives `obj` the node's topic handles: the live generation's, else `fallback`'s (a registered
+/// object's), else its own.
+fn share_io(
+    py: Python<'_>,
+    key: &str,
+    obj: &Bound<'_, PyAny>,
+    fallback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let live = SHARED_IO
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(key).map(|(io, _)| io.clone_ref(py)));
+    let io = match (live, fallback) {
+        (Some(io), _) => io.into_bound(py),
+        (None, Some(f)) => f.call_method0(intern!(py, "_horus_io_or_new"))?,
+        (None, None) => obj.call_method0(intern!(py, "_horus_io_or_new"))?,
+    };
+    obj.setattr(intern!(py, "_horus_io"), &io)?;
+    let mut map = SHARED_IO.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = map
+        .get_or_insert_default()
+        .entry(key.to_owned())
+        .or_insert_with(|| (io.unbind(), 0));
+    entry.1 += 1;
+    Ok(())
+}
+
+/// One generation lets go of the node's topic handles; the last one returns them to close.
+fn release_io(key: &str) -> Option<Py<PyAny>> {
+    let mut map = SHARED_IO.lock().unwrap_or_else(|p| p.into_inner());
+    let map = map.as_mut()?;
+    let entry = map.get_mut(key)?;
+    entry.1 -= 1;
+    if entry.1 > 0 {
+        return None;
+    }
+    map.remove(key).map(|(io, _)| io)
 }
 
 impl PythonNode {
@@ -260,22 +399,79 @@ impl PythonNode {
         }
         embed::pin_thread();
         Python::attach(|py| {
-            let (obj, config) = match source {
+            let registered_of = |id: u64| {
+                registered(py, id)
+                    .ok_or_else(|| NodeError::new(format!("no registered Python node object #{id}")))
+            };
+            let mut undo = None;
+            let mut build = || match source {
                 PythonSource::Object(id) => {
-                    let (obj, config) = registered(py, *id)
-                        .ok_or_else(|| NodeError::new(format!("no registered Python node object #{id}")))?;
+                    let (obj, config) = registered_of(*id)?;
                     // A copy: what a node does to its dict does not survive a restart.
-                    (obj, config.bind(py).copy().map_err(|e| node_error(py, &e))?)
+                    let config = config.bind(py).copy().map_err(|e| node_error(py, &e))?;
+                    Ok((obj, config, format!("object {id}"), None))
                 }
-                PythonSource::File { file, class, .. } => {
-                    let obj = build_from_file(py, ctx, &file.to_string_lossy(), class)?;
+                PythonSource::File {
+                    file, class, fresh, ..
+                } => {
+                    let path = file.to_string_lossy();
+                    let (module, u) = import_file(py, &path, &module_name(&path, ctx.name()), *fresh)?;
+                    undo = u;
+                    let obj = instantiate(py, module.bind(py), &path, class, ctx.name())?;
                     let table: toml::Table = ctx
                         .config_toml()
                         .parse()
                         .map_err(|e| NodeError::new(format!("the node's config: {e}")))?;
-                    (obj, table_to_dict(py, &table).map_err(|e| node_error(py, &e))?)
+                    let config = table_to_dict(py, &table).map_err(|e| node_error(py, &e))?;
+                    Ok((obj, config, format!("node {}", ctx.name()), None))
+                }
+                PythonSource::Class {
+                    object,
+                    module,
+                    file,
+                    class,
+                    fresh,
+                } => {
+                    let (original, config) = registered_of(*object)?;
+                    let path = file.to_string_lossy();
+                    // A restart after a reload builds from the reload's import; before any,
+                    // the script's own module is the class's.
+                    let imported = py
+                        .import("sys")
+                        .and_then(|s| s.getattr("modules"))
+                        .and_then(|m| m.get_item(module))
+                        .and_then(|m| Ok(m.cast_into::<PyModule>()?.unbind()));
+                    let (m, u) = match (fresh, cached_module(py, &path), imported) {
+                        (false, None, Ok(m)) => (m, None),
+                        _ => import_file(py, &path, module, *fresh)?,
+                    };
+                    undo = u;
+                    let obj = instantiate(py, m.bind(py), &path, class, ctx.name())?;
+                    let config = config.bind(py).copy().map_err(|e| node_error(py, &e))?;
+                    Ok((obj, config, format!("object {object}"), Some(original)))
                 }
             };
+            let (obj, config, io_key, fallback) = match build() {
+                Ok(built) => built,
+                Err(e) => {
+                    if let Some(undo) = undo.take() {
+                        undo.revert(py);
+                    }
+                    return Err(e);
+                }
+            };
+            // The runtime's attributes (name, set above; config; topic handles) are the
+            // runtime's, whichever object runs.
+            share_io(py, &io_key, obj.bind(py), fallback.as_ref().map(|f| f.bind(py)))
+                .map_err(|e| node_error(py, &e))?;
+            let made = PythonNode {
+                obj,
+                is_async: false,
+                pending: None,
+                io_key,
+                undo,
+            };
+            let obj = &made.obj;
             obj.bind(py)
                 .setattr(intern!(py, "config"), config)
                 .map_err(|e| node_error(py, &e))?;
@@ -284,11 +480,9 @@ impl PythonNode {
                 .and_then(|i| i.call_method1("iscoroutinefunction", (obj.bind(py).getattr("tick")?,)))
                 .and_then(|r| r.is_truthy())
                 .unwrap_or(false);
-            Ok(PythonNode {
-                obj,
-                is_async,
-                pending: None,
-            })
+            let mut made = made;
+            made.is_async = is_async;
+            Ok(made)
         })
     }
 }
@@ -311,13 +505,19 @@ impl Node for PythonNode {
     fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
         embed::pin_thread();
         Python::attach(|py| {
-            if self.is_async {
-                return self.tick_async(py);
+            let ticked = if self.is_async {
+                self.tick_async(py)
+            } else {
+                match self.obj.bind(py).call_method0(intern!(py, "tick")) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(node_error(py, &e)),
+                }
+            };
+            if ticked.is_ok() && self.undo.is_some() {
+                // The new code of a hot reload got through its first tick: its import stays.
+                self.undo = None;
             }
-            match self.obj.bind(py).call_method0(intern!(py, "tick")) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(node_error(py, &e)),
-            }
+            ticked
         })
     }
 
@@ -353,6 +553,13 @@ impl Node for PythonNode {
         Python::attach(|py| {
             let obj = self.obj.bind(py);
             if !obj.hasattr("restore_state").unwrap_or(false) {
+                tracing::warn!(
+                    "{} has no restore_state: the state the old code saved is dropped and the \
+                     node starts from its own __init__ and init()",
+                    obj.get_type()
+                        .name()
+                        .map_or_else(|_| "the node's class".into(), |n| n.to_string())
+                );
                 return Ok(());
             }
             let value = crate::codec::decode(py, state).map_err(|e| node_error(py, &e))?;
@@ -367,10 +574,13 @@ impl Drop for PythonNode {
     fn drop(&mut self) {
         embed::pin_thread();
         Python::attach(|py| {
-            // The node's topic endpoints detach with the run (the last one removes a segment);
-            // they re-attach on the next send or get.
-            if let Ok(io) = self.obj.bind(py).getattr(intern!(py, "_horus_io")) {
-                let _ = io.call_method0(intern!(py, "close"));
+            if let Some(undo) = self.undo.take() {
+                undo.revert(py);
+            }
+            // The node's topic endpoints detach with its last generation (the last one removes
+            // a segment); they re-attach on the next send or get.
+            if let Some(io) = release_io(&self.io_key) {
+                let _ = io.bind(py).call_method0(intern!(py, "close"));
             }
         });
     }

@@ -343,6 +343,20 @@ struct Generation {
     plugin: Arc<PluginLibrary>,
     /// The port order of its node type.
     ports: Vec<(String, bool)>,
+    /// Its create argument (see [`NodeInstance::create_with_arg`]).
+    arg: Option<Vec<u8>>,
+}
+
+/// The create arguments of a reload's new code, for a node made through the plugin's create
+/// entry with an argument (a Python node): one for the new object, one for the later
+/// `recreate`s of restarts. They differ for Python: the reload imports the node's file again, a
+/// restart uses the module that import left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadArg {
+    /// For the new code's object.
+    pub create: Vec<u8>,
+    /// For every `recreate` after it.
+    pub then: Vec<u8>,
 }
 
 /// Which step of a hot reload failed.
@@ -374,27 +388,36 @@ impl NodeInstance {
     /// Hot reload, at a tick boundary: saves the running code's state, creates node type
     /// `type_index` of `plugin` on this instance's context (same name, config and topic
     /// endpoints; the ports put in the new type's `ports` order), hands it the state and runs
-    /// its `init`. On success the new code is current and the old one is kept, untouched, until
-    /// [`NodeInstance::commit_reload`] or [`NodeInstance::rollback_reload`]; on failure nothing
-    /// changed (the new object, if made, is destroyed).
+    /// its `init`. With `arg`, the new object is made with `arg.create` and restarts use
+    /// `arg.then`; without it, with the instance's argument as before. On success the new code
+    /// is current and the old one is kept, untouched (its argument too), until
+    /// [`NodeInstance::commit_reload`] or [`NodeInstance::rollback_reload`], and the size of the
+    /// state handed over is returned (0: the old code saved none); on failure nothing changed
+    /// (the new object, if made, is destroyed).
     pub fn reload(
         &mut self,
         plugin: Arc<PluginLibrary>,
         type_index: usize,
         ports: &[(String, bool)],
-    ) -> Result<(), (ReloadStep, CallError)> {
+        arg: Option<ReloadArg>,
+    ) -> Result<usize, (ReloadStep, CallError)> {
         if let Some(old) = self.previous.take() {
             // A reload before the previous one's first tick: that one counts as good.
             self.retire(*old);
         }
         let state = self.save_state().map_err(|e| (ReloadStep::SaveState, e))?;
         let old_ports = self.io.arrange_ports(ports);
+        let (create_arg, later_arg) = match arg {
+            Some(ReloadArg { create, then }) => (Some(create), Some(then)),
+            None => (self.arg.clone(), self.arg.clone()),
+        };
         let old = Generation {
             obj: self.obj,
             vtable: self.vtable,
             type_index: self.type_index,
             plugin: std::mem::replace(&mut self.plugin, plugin),
             ports: old_ports,
+            arg: std::mem::replace(&mut self.arg, create_arg),
         };
         self.vtable = self.plugin.info().node_types[type_index].vtable;
         self.type_index = type_index;
@@ -409,8 +432,9 @@ impl NodeInstance {
             });
         match made {
             Ok(()) => {
+                self.arg = later_arg;
                 self.previous = Some(Box::new(old));
-                Ok(())
+                Ok(state.len())
             }
             Err(e) => {
                 if self.obj != old.obj {
@@ -439,6 +463,12 @@ impl NodeInstance {
         Some(self.install(*old))
     }
 
+    /// Sets the argument later `recreate`s hand the plugin's create entry: a hot reload's new
+    /// code is made with one argument and restarted with another (see [`ReloadArg`]).
+    pub fn set_recreate_arg(&mut self, arg: Option<Vec<u8>>) {
+        self.arg = arg;
+    }
+
     /// The node type's index in [`NodeInstance::plugin`].
     pub fn type_index(&self) -> usize {
         self.type_index
@@ -455,6 +485,7 @@ impl NodeInstance {
         self.obj = generation.obj;
         self.vtable = generation.vtable;
         self.type_index = generation.type_index;
+        self.arg = generation.arg;
         std::mem::replace(&mut self.plugin, generation.plugin)
     }
 

@@ -6,7 +6,7 @@ pub mod host_api;
 mod instance;
 mod library;
 
-pub use instance::{CallError, CallErrorKind, NodeInstance, ReloadStep};
+pub use instance::{CallError, CallErrorKind, NodeInstance, ReloadArg, ReloadStep};
 pub use library::{
     CreateWithArgFn, LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo, PluginLibrary, PortInfo,
     CREATE_WITH_ARG_SYMBOL,

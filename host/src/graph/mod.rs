@@ -199,6 +199,7 @@ fn python_source(spec: &NodeSpec, loader: Option<&crate::python::Loader>) -> Opt
         file: py.file.value.clone(),
         class: py.class.clone(),
         program: loader.executable.clone(),
+        fresh: false,
     })
 }
 

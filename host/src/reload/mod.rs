@@ -1,12 +1,13 @@
 //! Hot reload (issue 14): a rebuilt node's plugin or Python file is picked up by the running host.
 //!
 //! Owns noticing that a new version of a watched file is complete ([`watch`]) and preparing the
-//! new build off the scheduler thread ([`prepare`]), and the development loop that rebuilds a
+//! new build off the scheduler thread ([`prepare`]; a Python file: [`python`]), and the development loop that rebuilds a
 //! node when its sources change ([`build`], [`sources`]). It does not own the swap itself: the
 //! scheduler does that at a tick boundary.
 
 pub mod build;
 pub mod prepare;
+pub mod python;
 pub mod sources;
 pub mod watch;
 

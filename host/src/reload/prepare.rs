@@ -18,6 +18,8 @@ pub struct Watched {
     pub node_type: String,
     /// The ports its node type had when the run started.
     pub ports: Vec<PortInfo>,
+    /// A Python node (`file` is its `.py`): see [`super::python`].
+    pub python: Option<super::python::PythonWatch>,
 }
 
 /// The new code for one node, ready to swap in.
@@ -29,6 +31,19 @@ pub struct NewCode {
     pub type_index: usize,
     /// Its ports in order: name and whether an output.
     pub ports: Vec<(String, bool)>,
+    /// A Python node's source (restarts build it); the swap imports its file afresh.
+    pub python: Option<crate::python::PythonSource>,
+}
+
+impl NewCode {
+    /// The create arguments of a Python node's new code: its source marked `fresh` (the swap
+    /// imports the file again), then as it is (restarts build from that import).
+    pub fn reload_arg(&self) -> Option<crate::ffi::ReloadArg> {
+        self.python.as_ref().map(|source| crate::ffi::ReloadArg {
+            create: source.fresh_import().encode(),
+            then: source.encode(),
+        })
+    }
 }
 
 /// A new build of one plugin file, for every node that uses it: its new code, or why it cannot
@@ -44,6 +59,9 @@ pub struct Prepared {
 /// Opens the new build of `file` and prepares it for the `watched` nodes that use it.
 pub fn prepare(file: &Path, watched: &[Watched]) -> Prepared {
     let users: Vec<&Watched> = watched.iter().filter(|w| w.file == file).collect();
+    if users.iter().any(|w| w.python.is_some()) {
+        return super::python::prepare(file, &users);
+    }
     let opened = PluginLibrary::open(file).map(Arc::new);
     let nodes = users
         .iter()
@@ -61,7 +79,7 @@ pub fn prepare(file: &Path, watched: &[Watched]) -> Prepared {
     }
 }
 
-fn new_code(plugin: &Arc<PluginLibrary>, w: &Watched) -> Result<NewCode, String> {
+pub(super) fn new_code(plugin: &Arc<PluginLibrary>, w: &Watched) -> Result<NewCode, String> {
     let Some((type_index, node_type)) = plugin.node_type(&w.node_type) else {
         let offered: Vec<&str> = plugin.info().node_types.iter().map(|t| t.name.as_str()).collect();
         return Err(format!(
@@ -79,6 +97,7 @@ fn new_code(plugin: &Arc<PluginLibrary>, w: &Watched) -> Result<NewCode, String>
             .iter()
             .map(|p| (p.name.clone(), p.output))
             .collect(),
+        python: None,
     })
 }
 

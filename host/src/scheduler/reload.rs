@@ -196,6 +196,8 @@ impl RunningNode {
     }
 
     pub(super) fn reload_failed(&mut self, file: &str, why: &str) {
+        // One line: a Python traceback stays in the failed tick's own log line.
+        let why = why.lines().next().unwrap_or_default();
         self.reload.failures += 1;
         tracing::warn!(node = %self.setup.name, "hot reload from {file} rolled back: {why}");
         self.reload.last_error = Some(why.to_owned());

@@ -248,8 +248,22 @@ impl Exec {
     /// inline, here and now; on a worker, handed off ([`Exec::poll_reload`]).
     pub fn begin_reload(&mut self, code: &NewCode) -> SwapStatus {
         match self {
-            Exec::Inline(i) => match i.reload(code.plugin.clone(), code.type_index, &code.ports) {
-                Ok(()) => SwapStatus::Ready,
+            Exec::Inline(i) => match i.reload(
+                code.plugin.clone(),
+                code.type_index,
+                &code.ports,
+                code.reload_arg(),
+            ) {
+                Ok(carried) => {
+                    if carried == 0 {
+                        tracing::info!(
+                            node = i.io().name(),
+                            "hot reload: no state was carried (the old code saved none: without \
+                             save_state/restore_state the new code starts from its own create and init)"
+                        );
+                    }
+                    SwapStatus::Ready
+                }
                 Err((step, e)) => {
                     SwapStatus::Failed(format!("`{}` of the new code failed: {e}", step.name()), None)
                 }

@@ -151,8 +151,14 @@ fn new_generation(
     } = handover;
     let started = Instant::now();
     io.arrange_ports(&code.ports);
+    let restarts_with = code.reload_arg().map(|arg| arg.then);
     let mut instance = match NodeInstance::create_keeping_io(code.plugin, code.type_index, io, arg) {
-        Ok(instance) => instance,
+        Ok(mut instance) => {
+            if restarts_with.is_some() {
+                instance.set_recreate_arg(restarts_with);
+            }
+            instance
+        }
         Err(failed) => {
             let (e, io) = *failed;
             let _ = tx.send(Reply::SwapFailed(
@@ -245,7 +251,11 @@ impl Worker {
         let (reply_tx, reply_rx) = mpsc::channel();
         let handover = Handover {
             code: code.clone(),
-            arg: rebuild.python.as_ref().map(crate::python::PythonSource::encode),
+            // A Python node's new code imports its file afresh (see `NewCode::reload_arg`).
+            arg: match code.reload_arg() {
+                Some(arg) => Some(arg.create),
+                None => rebuild.python.as_ref().map(crate::python::PythonSource::encode),
+            },
             io,
             state,
         };
@@ -480,6 +490,9 @@ impl ThreadExec {
         let mut swap = self.swap.take()?;
         let _ = swap.parked.tx.send(Cmd::Retire);
         // A restart builds the new code from now on.
+        if swap.code.python.is_some() {
+            self.rebuild.python = swap.code.python.clone();
+        }
         self.rebuild.plugin = swap.code.plugin;
         self.rebuild.type_index = swap.code.type_index;
         swap.parked.thread.take()
