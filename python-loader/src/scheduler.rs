@@ -13,12 +13,15 @@ use horus_host::io::NodeIo;
 use horus_host::manifest::limits::{DEADLINE_MS, MAX_FAILURES, RATE_HZ, TICK_RATE_HZ, WATCHDOG_MS};
 use horus_host::manifest::{Isolation, Preset, SchedulerSpec, SupervisionSpec};
 use horus_host::python::PythonSource;
+use horus_host::reload::prepare::Watched;
+use horus_host::reload::python::PythonWatch;
+use horus_host::reload::Reloader;
 use horus_host::scheduler::{self, BoundNode, NodeSetup, NodeStats, RunError, StatsBoard, StopHandle};
 use horus_host::topic::TopicScope;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -327,9 +330,51 @@ struct Plan {
     spec: SchedulerSpec,
     nodes: Vec<BoundNode>,
     ids: Vec<u64>,
+    /// With `watch`: the nodes whose class comes from a file, and those whose class cannot be
+    /// imported again (node name, why).
+    watched: Vec<Watched>,
+    unwatchable: Vec<(String, String)>,
 }
 
-fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
+/// Where hot reload finds the class of `obj` again: its module's name and file, or why it
+/// cannot.
+fn class_origin(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+) -> PyResult<Result<(String, String, PathBuf), String>> {
+    let cls = obj.get_type();
+    let module: String = cls.getattr("__module__")?.extract()?;
+    let qualname: String = cls.getattr("__qualname__")?.extract()?;
+    if module == "__main__" {
+        return Ok(Err(format!(
+            "its class `{qualname}` is defined in the running script (__main__), which cannot be \
+             imported again"
+        )));
+    }
+    if qualname.contains("<locals>") {
+        return Ok(Err(format!(
+            "its class `{qualname}` is defined inside a function, which cannot be imported again"
+        )));
+    }
+    let file = py
+        .import("sys")?
+        .getattr("modules")?
+        .call_method1("get", (&module,))?
+        .getattr("__file__")
+        .ok()
+        .and_then(|f| f.extract::<String>().ok())
+        .filter(|f| f.ends_with(".py"));
+    Ok(match file {
+        Some(f) => Ok((
+            module,
+            qualname,
+            std::fs::canonicalize(&f).unwrap_or_else(|_| PathBuf::from(f)),
+        )),
+        None => Err(format!("its class's module `{module}` has no .py file")),
+    })
+}
+
+fn plan(st: &State, py: Python<'_>, watch: bool) -> PyResult<Plan> {
     let loader = loader()?;
     let (type_index, _) = loader
         .node_type(node::NODE_TYPE)
@@ -354,9 +399,37 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
     let epoch = std::time::Instant::now();
     let mut nodes = Vec::with_capacity(st.nodes.len());
     let mut ids = Vec::with_capacity(st.nodes.len());
+    let (mut watched, mut unwatchable) = (Vec::new(), Vec::new());
+    let program = PathBuf::from(py.import("sys")?.getattr("executable")?.extract::<String>()?);
+    if watch {
+        // Imported now, not by the first reload's swap on the scheduler thread (~40 ms).
+        py.import("horus._runtime")?;
+    }
     for e in &st.nodes {
         let id = node::register(e.obj.clone_ref(py), e.config.clone_ref(py));
         ids.push(id);
+        if watch {
+            match class_origin(py, e.obj.bind(py))? {
+                Ok((module, class, file)) => watched.push(Watched {
+                    node: e.name.clone(),
+                    file: file.clone(),
+                    node_type: node::NODE_TYPE.into(),
+                    ports: loader.info().node_types[type_index].ports.clone(),
+                    python: Some(PythonWatch {
+                        loader: loader.clone(),
+                        source: PythonSource::Class {
+                            object: id,
+                            module,
+                            file,
+                            class,
+                            fresh: false,
+                        },
+                        program: program.clone(),
+                    }),
+                }),
+                Err(why) => unwatchable.push((e.name.clone(), why)),
+            }
+        }
         let (wd_on, wd_ms) = watchdog_of(e, c);
         let io = NodeIo::new(
             e.name.clone(),
@@ -384,7 +457,13 @@ fn plan(st: &State, py: Python<'_>) -> PyResult<Plan> {
         };
         nodes.push(BoundNode { setup, io });
     }
-    Ok(Plan { spec, nodes, ids })
+    Ok(Plan {
+        spec,
+        nodes,
+        ids,
+        watched,
+        unwatchable,
+    })
 }
 
 /// How often `run()` wakes (GIL released in between) to look for signals such as Ctrl-C.
@@ -534,9 +613,10 @@ impl Scheduler {
         self.stop.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    /// Runs every node until `stop()`, Ctrl-C or `duration` seconds.
-    #[pyo3(signature = (duration = None))]
-    fn run(&self, py: Python<'_>, duration: Option<f64>) -> PyResult<()> {
+    /// Runs every node until `stop()`, Ctrl-C or `duration` seconds; with `watch`, a node whose
+    /// class comes from a file reloads when the file changes.
+    #[pyo3(signature = (duration = None, watch = false))]
+    fn run(&self, py: Python<'_>, duration: Option<f64>, watch: bool) -> PyResult<()> {
         let duration = match duration {
             None => None,
             // Longer than a `Duration` holds (say 1e300 s): no end, as without a duration.
@@ -556,7 +636,7 @@ impl Scheduler {
             }
             *current = Some(stop.clone());
         }
-        let result = self.run_with(py, &stop, duration);
+        let result = self.run_with(py, &stop, duration, watch);
         *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = None;
         result
     }
@@ -585,8 +665,48 @@ impl Scheduler {
         }
     }
 
-    fn run_with(&self, py: Python<'_>, stop: &StopHandle, duration: Option<Duration>) -> PyResult<()> {
-        let Plan { spec, nodes, ids } = plan(&self.lock(), py)?;
+    fn run_with(
+        &self,
+        py: Python<'_>,
+        stop: &StopHandle,
+        duration: Option<Duration>,
+        watch: bool,
+    ) -> PyResult<()> {
+        let Plan {
+            spec,
+            nodes,
+            ids,
+            watched,
+            unwatchable,
+        } = plan(&self.lock(), py, watch)?;
+        if !unwatchable.is_empty() {
+            let list: Vec<String> = unwatchable
+                .iter()
+                .map(|(node, why)| format!("`{node}`: {why}"))
+                .collect();
+            let message = format!(
+                "hot reload (watch=True) cannot reload {} of this scheduler's nodes, which keep their \
+                 code: {}; move the class into a module of its own (imported by the script) to reload it",
+                list.len(),
+                list.join("; ")
+            );
+            let warnings = py.import("warnings")?;
+            warnings.call_method1(
+                "warn",
+                (message, py.get_type::<pyo3::exceptions::PyRuntimeWarning>(), 2),
+            )?;
+        }
+        let (reloader, link) = if watch && !watched.is_empty() {
+            let (reloader, link) = Reloader::start(watched, Vec::new()).map_err(|e| {
+                for id in &ids {
+                    node::unregister(*id);
+                }
+                PyRuntimeError::new_err(e.to_string())
+            })?;
+            (Some(reloader), Some(link))
+        } else {
+            (None, None)
+        };
         *self.board.lock().unwrap_or_else(|p| p.into_inner()) = Vec::new();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = {
@@ -596,7 +716,7 @@ impl Scheduler {
                 .spawn(move || {
                     let scope = TopicScope::new();
                     let _ = tx.send(scheduler::run(
-                        &spec, nodes, &stop, duration, &board, &scope, None,
+                        &spec, nodes, &stop, duration, &board, &scope, link,
                     ));
                 })
                 .map_err(|e| PyRuntimeError::new_err(format!("cannot start the scheduler thread: {e}")))?
@@ -623,6 +743,7 @@ impl Scheduler {
         };
         py.detach(|| {
             let _ = thread.join();
+            drop(reloader);
         });
         for id in ids {
             node::unregister(id);

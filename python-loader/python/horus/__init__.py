@@ -199,11 +199,20 @@ class Scheduler:
         a._horus_io_or_new().remap(out, topic)
         b._horus_io_or_new().remap(in_, topic)
 
-    def run(self, duration: Optional[float] = None) -> None:
-        """Runs until ``stop()``, Ctrl-C, or ``duration`` seconds."""
+    def run(self, duration: Optional[float] = None, watch: bool = False) -> None:
+        """Runs until ``stop()``, Ctrl-C, or ``duration`` seconds.
+
+        ``watch=True`` turns hot reload on: when the file of a node's class changes, the module
+        is imported again (a fresh module object), a new instance of the class replaces the
+        node's object at a tick boundary, and the state crosses with ``save_state()`` /
+        ``restore_state(state)`` if the class defines them. A syntax or import error keeps the
+        old code running (``get_node_stats(name)["last_reload_error"]`` says where). Classes
+        defined in the running script itself (``__main__``) cannot be imported again: a
+        ``RuntimeWarning`` names their nodes once per run.
+        """
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))):
             raise TypeError(f"duration is a number of seconds (got {type(duration).__name__!r})")
-        self._core.run(None if duration is None else float(duration))
+        self._core.run(None if duration is None else float(duration), bool(watch))
 
     def stop(self) -> None:
         """Makes ``run()`` return soon. Safe from any thread and from a signal handler."""

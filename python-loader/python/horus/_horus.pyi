@@ -128,8 +128,9 @@ class Scheduler:
     def set_node_watchdog(self, name: str, enabled: bool, timeout_ms: int = 1000) -> None: ...
     def set_node_rate(self, name: str, rate_hz: float) -> None: ...
     def is_running(self) -> bool: ...
-    def run(self, duration: Optional[float] = None) -> None:
-        """Runs every node until ``stop()``, Ctrl-C or ``duration`` seconds."""
+    def run(self, duration: Optional[float] = None, watch: bool = False) -> None:
+        """Runs every node until ``stop()``, Ctrl-C or ``duration`` seconds; with ``watch``, a
+        node whose class comes from a file reloads when the file changes."""
     def stop(self) -> None:
         """Makes a running ``run()`` return (any thread, signal handlers included)."""
 
