@@ -83,12 +83,12 @@ fn counter(step: u64, start: u64, state: bool, extra: &str) -> String {
     )
 }
 
-fn manifest(s: &Scratch) -> PathBuf {
+fn manifest(s: &Scratch, isolation: &str) -> PathBuf {
     s.write(
         "reload.toml",
         &format!(
             "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n[[node]]\nname = \"counter\"\n\
-             python = \"counter.py\"\nclass = \"Counter\"\nvenv = \"{}\"\n",
+             python = \"counter.py\"\nclass = \"Counter\"\nvenv = \"{}\"\nisolation = \"{isolation}\"\n",
             venv()
         ),
     )
@@ -126,10 +126,20 @@ fn rollback_line<'a>(stderr: &'a str, needle: &str) -> Option<&'a str> {
 /// syntax error is refused with `file:line` and the last good code keeps ticking.
 #[test]
 fn a_python_node_edited_twice_keeps_its_state_and_a_syntax_error_rolls_back() {
+    edited_twice("inline");
+}
+
+/// As above, for a Python node on a worker thread of its own (each generation on a new worker).
+#[test]
+fn a_thread_python_node_edited_twice_keeps_its_state_and_a_syntax_error_rolls_back() {
+    edited_twice("thread");
+}
+
+fn edited_twice(isolation: &str) {
     let s = Scratch::new();
-    let ns = namespace("edit");
+    let ns = namespace(&format!("edit-{isolation}"));
     let file = s.write("counter.py", &counter(1, 0, true, ""));
-    let m = manifest(&s);
+    let m = manifest(&s, isolation);
     let mut sub = reader(&ns);
     let stats_path = s.path().join("stats.json");
     let child = start(&m, &ns, "8s", &stats_path);
@@ -207,7 +217,7 @@ fn a_python_node_without_state_starts_fresh_and_import_or_first_tick_errors_roll
     let s = Scratch::new();
     let ns = namespace("fresh");
     let file = s.write("counter.py", &counter(1, 0, false, ""));
-    let m = manifest(&s);
+    let m = manifest(&s, "inline");
     let mut sub = reader(&ns);
     let stats_path = s.path().join("stats.json");
     let child = start(&m, &ns, "8s", &stats_path);

@@ -243,6 +243,15 @@ macro_rules! on_executor {
     };
 }
 
+/// Says that a swap hands no state over (the old code saved none).
+pub(super) fn no_state_carried(node: &str) {
+    tracing::info!(
+        node,
+        "hot reload: no state was carried (the old code saved none: without \
+         save_state/restore_state the new code starts from its own create and init)"
+    );
+}
+
 impl Exec {
     /// Starts swapping `code` in at a tick boundary (see [`crate::scheduler`]'s hot reload):
     /// inline, here and now; on a worker, handed off ([`Exec::poll_reload`]).
@@ -256,11 +265,7 @@ impl Exec {
             ) {
                 Ok(carried) => {
                     if carried == 0 {
-                        tracing::info!(
-                            node = i.io().name(),
-                            "hot reload: no state was carried (the old code saved none: without \
-                             save_state/restore_state the new code starts from its own create and init)"
-                        );
+                        no_state_carried(i.io().name());
                     }
                     SwapStatus::Ready
                 }

@@ -444,6 +444,9 @@ impl ThreadExec {
                 return SwapStatus::Failed("the node's worker thread is gone".into(), None);
             }
         };
+        if state.is_empty() {
+            super::no_state_carried(&self.rebuild.name);
+        }
         match Worker::launch_generation(&self.rebuild, code, io, state, self.health.clone()) {
             Ok(new) => {
                 self.worker = Some(new);
