@@ -76,6 +76,8 @@ pub enum Code {
     H0033,
     /// Two plugins in the same folder of the search path offer a type-only node's type.
     H0034,
+    /// `horus inspect`: no node type, plugin or file of that name.
+    H0035,
 }
 
 impl Code {
@@ -113,6 +115,7 @@ impl Code {
             Code::H0032 => "H0032",
             Code::H0033 => "H0033",
             Code::H0034 => "H0034",
+            Code::H0035 => "H0035",
         }
     }
 }

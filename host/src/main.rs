@@ -50,9 +50,31 @@ enum Command {
     /// Internal: open a plugin in this (child) process, so that a library that crashes when it
     /// is loaded takes only this process down.
     #[command(name = "__inspect", hide = true)]
-    Inspect {
+    InspectChild {
         /// The plugin file.
         plugin: PathBuf,
+    },
+    /// List every plugin on the plugin search path (with its node types) and every file there
+    /// that is refused, with why.
+    Plugins {
+        /// Print JSON (keys in docs/plugins.md).
+        #[arg(long)]
+        json: bool,
+        /// Search this manifest's `[plugins] path` first.
+        #[arg(long, value_name = "M")]
+        manifest: Option<PathBuf>,
+    },
+    /// Show a node type (ports, message types, a manifest snippet), or every node type of a
+    /// plugin: by node type name, plugin name or file, tried in that order.
+    Inspect {
+        /// A node type (`ImuSim`), a plugin name (`imu-sim`) or the path of a plugin file.
+        target: String,
+        /// Print JSON (keys in docs/plugins.md).
+        #[arg(long)]
+        json: bool,
+        /// Search this manifest's `[plugins] path` first.
+        #[arg(long, value_name = "M")]
+        manifest: Option<PathBuf>,
     },
     /// Show the live node table of a running host (in this user's HORUS_NAMESPACE).
     Stats {
@@ -71,6 +93,20 @@ enum Command {
 /// This binary, for the child processes that inspect plugins (`__inspect`).
 fn this_program() -> Option<PathBuf> {
     std::env::current_exe().ok()
+}
+
+/// Prints a command's output, or its error with its exit code.
+fn print_or_fail(out: Result<String, horus_host::plugins_cli::CliError>) -> ExitCode {
+    match out {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -128,7 +164,24 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Inspect { plugin } => return ExitCode::from(horus_host::graph::inspect_plugin(plugin)),
+        Command::InspectChild { plugin } => return ExitCode::from(horus_host::graph::inspect_plugin(plugin)),
+        Command::Plugins { json, manifest } => {
+            let out = horus_host::plugins_cli::plugins(*json, manifest.as_deref(), this_program().as_deref());
+            return print_or_fail(out);
+        }
+        Command::Inspect {
+            target,
+            json,
+            manifest,
+        } => {
+            let out = horus_host::plugins_cli::inspect(
+                target,
+                *json,
+                manifest.as_deref(),
+                this_program().as_deref(),
+            );
+            return print_or_fail(out);
+        }
         Command::Check { manifest } => {
             horus_host::run::check_with(manifest, this_program().as_deref()).map(|graph| {
                 print!("{}", horus_host::run::describe(&graph));

@@ -58,6 +58,8 @@ impl Layout {
             .env("RUST_LOG", "info")
             .env("HORUS_PLUGIN_PATH", env)
             .env("XDG_DATA_HOME", self.dir("data"))
+            // The registry cache of this scratch layout, not the user's.
+            .env("XDG_CACHE_HOME", self.dir("cache"))
             .env_remove("RUST_BACKTRACE");
         cmd
     }

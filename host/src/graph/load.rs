@@ -43,21 +43,21 @@ pub fn inspect_timeout() -> Duration {
 }
 
 /// The child side of an inspection (`horus __inspect <file>`): opens `file` as a plugin, which
-/// reads and copies its whole descriptor, prints what it offers on stdout (for the search of a
-/// node type's plugin, [`crate::plugins::scan`]), and reports a load error on stderr. Returns
+/// reads and copies its whole descriptor, prints what it offers — or why it is refused — as one
+/// JSON line on stdout (a [`scan::Verdict`], for [`crate::plugins::scan`]), and the load error
+/// on stderr too. Returns
 /// the exit code: 0 when it opened, 1 when it is refused (the parent then loads it itself and
 /// reports why). A crash kills this process, which is the point.
 pub fn inspect_plugin(file: &Path) -> u8 {
-    match PluginLibrary::open(file) {
-        Ok(lib) => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(crate::plugins::scan::descriptor_lines(lib.info()).as_bytes());
-            let _ = out.flush();
-            0
-        }
-        Err(e) => {
-            eprintln!("{e}");
+    use std::io::Write;
+    let verdict = scan::open_here(file);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(scan::verdict_line(&verdict).as_bytes());
+    let _ = out.flush();
+    match verdict {
+        scan::Verdict::Plugin(_) => 0,
+        scan::Verdict::Refused(r) => {
+            eprintln!("{}", r.reason);
             1
         }
     }
@@ -132,6 +132,16 @@ pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Load
     let mut diags = Diagnostics::default();
     let search = SearchPath::from_manifest(manifest);
     let mut scanner = scan::Scanner::new(inspector.map(|i| i.program.as_path()));
+    // Type-only nodes take what earlier runs found from the registry cache (read only when a
+    // node needs it: names and paths cost a file lookup, no more).
+    let type_only = manifest.nodes.iter().any(|n| {
+        matches!(&n.code, NodeCode::Plugin(PluginCode { plugin, .. }) if matches!(plugin.value, PluginRef::OfType(_)))
+    });
+    if type_only {
+        if let Some(cache) = crate::plugins::Registry::open_default() {
+            scanner = scanner.with_cache(cache);
+        }
+    }
     let mut loaded = Loaded::default();
     let mut by_path: HashMap<PathBuf, Option<Arc<PluginLibrary>>> = HashMap::new();
     let mut by_venv: HashMap<Option<PathBuf>, Result<Loader, python::LoaderError>> = HashMap::new();

@@ -6,41 +6,229 @@
 //! is first looked at without loading it ([`super::elf`]): not ELF, not a shared library, no
 //! `horus_plugin_entry` symbol, or a Python extension (the Python loader, which must never be
 //! loaded as an ordinary plugin) — each refused at once, with its reason. The rest are opened by
-//! a child process (`horus __inspect <file>`, which prints the descriptor), several at a time,
-//! so that a library that crashes or hangs when loaded is a refused file, not a dead host; only
-//! without a `horus` program to run (the library used from other code) are they opened in this
-//! process. Each file is looked at once per [`Scanner`], and only when a node names a type
-//! alone (or for a listing): nothing is opened for nodes that name their plugin.
+//! a child process (`horus __inspect <file>`, which prints the descriptor as one JSON line), several
+//! at a time, so that a library that crashes or hangs when loaded is a refused file, not a dead
+//! host; only without a `horus` program to run (the library used from other code) are they
+//! opened in this process. What a child found is kept in the registry cache
+//! ([`super::cache::Registry`], when the scanner has one) under the file's identity, so the next
+//! run opens only files that are new or changed. Each file is looked at once per [`Scanner`], and
+//! only when a node names a type alone (or for a listing): nothing is opened for nodes that name
+//! their plugin.
 //!
 //! A refused file is never an error of the run: it is just not a candidate.
 
+use super::cache::Registry;
 use super::elf::{self, Symbols};
 use super::search::{so_files, SearchPath};
-use crate::diag::suggest;
-use crate::ffi::{PluginInfo, PluginLibrary};
+use crate::diag::{suggest, Code};
+use crate::ffi::{LoadError, PluginInfo, PluginLibrary, PortInfo};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a plugin offers, as read from its descriptor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Described {
     /// The plugin's name (its crate's).
     pub name: String,
     /// The plugin's version.
     pub version: String,
-    /// Its node types.
-    pub types: Vec<String>,
+    /// The plugin ABI version it was built against (a plugin this host loads speaks the host's).
+    pub abi_version: u32,
+    /// Its node types, in the descriptor's order.
+    pub types: Vec<NodeTypeDesc>,
 }
 
-/// What looking at one file found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Described {
+    /// The node types' names.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.types.iter().map(|t| t.name.as_str())
+    }
+
+    /// Node type `name`, if the plugin offers it.
+    pub fn node_type(&self, name: &str) -> Option<&NodeTypeDesc> {
+        self.types.iter().find(|t| t.name == name)
+    }
+}
+
+/// One node type of a plugin, as its descriptor declares it. (Room for what later ABI versions
+/// add per type, such as a config schema.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTypeDesc {
+    /// The type's name, as a manifest's `type` names it.
+    pub name: String,
+    /// Its ports, in declaration order.
+    pub ports: Vec<PortDesc>,
+}
+
+/// Which way a port carries messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The node receives on it (`to = "node.port"`).
+    Input,
+    /// The node sends on it (`from = "node.port"`).
+    Output,
+}
+
+impl Direction {
+    /// `input` or `output`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+/// One port of a node type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortDesc {
+    /// The port's name (`node.<name>` in `[[connect]]`).
+    pub name: String,
+    /// Input or output.
+    pub direction: Direction,
+    /// The message type's name; both ends of a connection must have the same.
+    pub message_type: String,
+    /// The message type's hash.
+    pub type_hash: u64,
+    /// How messages are encoded: `pod` (plain data, copied as is), `postcard` (serde), `bytes`.
+    pub encoding: String,
+    /// The largest message in bytes, 0 when the type is unbounded.
+    pub max_size: u64,
+}
+
+impl PortDesc {
+    /// The slot size the host gives the port's topic unless the connection sets `max_size`:
+    /// the type's exact size, else [`crate::manifest::DEFAULT_MAX_SIZE`].
+    pub fn slot_size(&self) -> u64 {
+        match self.max_size {
+            0 => u64::from(crate::manifest::DEFAULT_MAX_SIZE),
+            n => n,
+        }
+    }
+
+    fn of(port: &PortInfo) -> PortDesc {
+        use horus_plugin_api::abi;
+        PortDesc {
+            name: port.name.clone(),
+            direction: if port.output {
+                Direction::Output
+            } else {
+                Direction::Input
+            },
+            message_type: port.type_name.clone(),
+            type_hash: port.type_hash,
+            encoding: match port.encoding {
+                abi::ENCODING_POD => "pod".to_owned(),
+                abi::ENCODING_POSTCARD => "postcard".to_owned(),
+                abi::ENCODING_BYTES => "bytes".to_owned(),
+                other => format!("unknown ({other})"),
+            },
+            max_size: port.max_size,
+        }
+    }
+}
+
+/// What kind of file a refused one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// It cannot be read (permissions), or copied to be loaded.
+    Unreadable,
+    /// Not a shared library: no ELF header, an executable, or the dynamic loader refused it.
+    NotALibrary,
+    /// A shared library without the `horus_plugin_entry` symbol.
+    NotAPlugin,
+    /// A Python extension module (such as the Python loader).
+    PythonExtension,
+    /// Built against another plugin ABI version.
+    AbiVersion,
+    /// Built against another layout of the plugin ABI.
+    AbiLayout,
+    /// Its descriptor is malformed.
+    BadDescriptor,
+    /// Loading it killed the process that inspected it.
+    Crashed,
+    /// Loading it did not finish in time.
+    Hung,
+    /// The inspection failed otherwise (the child printed nothing usable).
+    Failed,
+}
+
+impl RefusalKind {
+    /// The kind as JSON writes it (`not_a_library`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Unreadable => "unreadable",
+            RefusalKind::NotALibrary => "not_a_library",
+            RefusalKind::NotAPlugin => "not_a_plugin",
+            RefusalKind::PythonExtension => "python_extension",
+            RefusalKind::AbiVersion => "abi_version",
+            RefusalKind::AbiLayout => "abi_layout",
+            RefusalKind::BadDescriptor => "bad_descriptor",
+            RefusalKind::Crashed => "crashed",
+            RefusalKind::Hung => "hung",
+            RefusalKind::Failed => "failed",
+        }
+    }
+
+    /// The error code a manifest naming such a file gets, and `horus inspect` prints.
+    pub fn code(self) -> Code {
+        match self {
+            RefusalKind::Unreadable => Code::H0017,
+            RefusalKind::NotALibrary => Code::H0011,
+            RefusalKind::NotAPlugin | RefusalKind::PythonExtension => Code::H0012,
+            RefusalKind::AbiVersion => Code::H0013,
+            RefusalKind::AbiLayout => Code::H0014,
+            RefusalKind::BadDescriptor => Code::H0016,
+            RefusalKind::Crashed | RefusalKind::Hung | RefusalKind::Failed => Code::H0030,
+        }
+    }
+
+    fn of(e: &LoadError) -> RefusalKind {
+        match e {
+            LoadError::NotFound { .. } | LoadError::Read { .. } | LoadError::Copy { .. } => {
+                RefusalKind::Unreadable
+            }
+            LoadError::NotALibrary { .. } => RefusalKind::NotALibrary,
+            LoadError::NoEntrySymbol { .. } => RefusalKind::NotAPlugin,
+            LoadError::AbiVersion { .. } => RefusalKind::AbiVersion,
+            LoadError::LayoutHash { .. } => RefusalKind::AbiLayout,
+            LoadError::BadDescriptor { .. } => RefusalKind::BadDescriptor,
+        }
+    }
+}
+
+/// Why a file is not a usable plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// What kind of file it is.
+    pub kind: RefusalKind,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(kind: RefusalKind, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What looking at one file found. As JSON (`{"plugin": …}` or `{"refused": …}`) it is what a
+/// `horus __inspect` child prints and what the registry cache keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// A node plugin this host can load.
     Plugin(Described),
     /// Not a candidate, and why.
-    Refused(String),
+    Refused(Refusal),
 }
 
 /// One plugin on the path.
@@ -59,6 +247,8 @@ pub struct Listed {
 pub struct Refused {
     /// The file.
     pub file: PathBuf,
+    /// What kind of file it is.
+    pub kind: RefusalKind,
     /// Why.
     pub reason: String,
 }
@@ -91,12 +281,23 @@ pub enum TypeError {
     },
 }
 
+/// How many files a scanner opened and how many it took from the registry cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanCounts {
+    /// Files opened (by a child, or in this process): new or changed since the cache saw them.
+    pub inspected: usize,
+    /// Files whose verdict came from the registry cache.
+    pub cached: usize,
+}
+
 /// Looks at the files of a search path, each once.
 #[derive(Debug, Default)]
 pub struct Scanner {
     program: Option<PathBuf>,
     timeout: Option<Duration>,
     seen: HashMap<PathBuf, Verdict>,
+    cache: Option<Registry>,
+    counts: ScanCounts,
 }
 
 /// How many children inspect at once.
@@ -108,8 +309,7 @@ impl Scanner {
     pub fn new(program: Option<&Path>) -> Scanner {
         Scanner {
             program: program.map(Path::to_path_buf),
-            timeout: None,
-            seen: HashMap::new(),
+            ..Scanner::default()
         }
     }
 
@@ -118,6 +318,23 @@ impl Scanner {
     pub fn with_timeout(mut self, timeout: Duration) -> Scanner {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Keeps what children find in `cache`, and takes from it what it already knows about an
+    /// unchanged file.
+    pub fn with_cache(mut self, cache: Registry) -> Scanner {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The registry cache, if the scanner has one.
+    pub fn cache(&self) -> Option<&Registry> {
+        self.cache.as_ref()
+    }
+
+    /// How many files were opened and how many came from the cache so far.
+    pub fn counts(&self) -> ScanCounts {
+        self.counts
     }
 
     /// The plugin offering node type `name`: in the first folder of `path` where any plugin
@@ -130,7 +347,7 @@ impl Scanner {
             let mut offering: Vec<PathBuf> = Vec::new();
             let mut libraries: Vec<PathBuf> = Vec::new();
             for file in &files {
-                let offers = matches!(self.verdict(file), Some(Verdict::Plugin(d)) if d.types.iter().any(|t| t == name));
+                let offers = matches!(self.verdict(file), Some(Verdict::Plugin(d)) if d.type_names().any(|t| t == name));
                 let k = key(file);
                 if offers && !libraries.contains(&k) {
                     libraries.push(k);
@@ -149,11 +366,7 @@ impl Scanner {
             }
         }
         let scan = self.scan(path);
-        let types: Vec<&str> = scan
-            .found
-            .iter()
-            .flat_map(|l| l.plugin.types.iter().map(String::as_str))
-            .collect();
+        let types: Vec<&str> = scan.found.iter().flat_map(|l| l.plugin.type_names()).collect();
         Err(TypeError::NotFound {
             suggestion: suggest(name, types).map(str::to_owned),
             refused: scan.refused,
@@ -179,7 +392,11 @@ impl Scanner {
                             shadowed_by,
                         });
                     }
-                    Some(Verdict::Refused(reason)) => scan.refused.push(Refused { file, reason }),
+                    Some(Verdict::Refused(r)) => scan.refused.push(Refused {
+                        file,
+                        kind: r.kind,
+                        reason: r.reason,
+                    }),
                     None => {}
                 }
             }
@@ -187,13 +404,22 @@ impl Scanner {
         scan
     }
 
+    /// What `file` is (any file, on the path or not), looking at it first if needed.
+    pub fn look_at_file(&mut self, file: &Path) -> Verdict {
+        self.look_at(&[file.to_path_buf()]);
+        self.verdict(file)
+            .cloned()
+            .unwrap_or_else(|| Verdict::Refused(Refusal::new(RefusalKind::Failed, "it was not looked at")))
+    }
+
     /// What was found about `file`, once it has been looked at.
     pub fn verdict(&self, file: &Path) -> Option<&Verdict> {
         self.seen.get(&key(file))
     }
 
-    /// Looks at every file of `files` not seen yet: the quick checks, then the loader for what
-    /// is left, in parallel children.
+    /// Looks at every file of `files` not seen yet: the quick checks, then the registry cache,
+    /// then the loader for what is left, in parallel children; what the loader found goes into
+    /// the cache, which is saved once at the end.
     fn look_at(&mut self, files: &[PathBuf]) {
         let mut to_open = Vec::new();
         for file in files {
@@ -201,18 +427,31 @@ impl Scanner {
             if self.seen.contains_key(&k) || to_open.iter().any(|(kk, _)| *kk == k) {
                 continue;
             }
-            match quick_check(file) {
-                Some(reason) => {
-                    self.seen.insert(k, Verdict::Refused(reason));
-                }
-                None => to_open.push((k, file.clone())),
+            if let Some(refusal) = quick_check(file) {
+                self.seen.insert(k, Verdict::Refused(refusal));
+                continue;
             }
+            if let Some(verdict) = self.cache.as_ref().and_then(|c| c.get(&k)) {
+                self.counts.cached += 1;
+                self.seen.insert(k, verdict.clone());
+                continue;
+            }
+            to_open.push((k, file.clone()));
+        }
+        if to_open.is_empty() {
+            return;
         }
         let timeout = self.timeout.unwrap_or_else(crate::graph::inspect_timeout);
         for batch in to_open.chunks(PARALLEL) {
-            let verdicts: Vec<Verdict> = match &self.program {
+            let verdicts: Vec<(Verdict, bool)> = match &self.program {
                 Some(program) => {
-                    let children: Vec<_> = batch.iter().map(|(_, f)| spawn(program, f)).collect();
+                    let children: Vec<_> = batch
+                        .iter()
+                        .map(|(_, f)| {
+                            tracing::debug!(plugin = %f.display(), "inspecting the plugin in a child process");
+                            spawn(program, f)
+                        })
+                        .collect();
                     let deadline = Instant::now() + timeout;
                     children
                         .into_iter()
@@ -220,15 +459,24 @@ impl Scanner {
                         .map(|(child, (_, f))| match child {
                             Ok(child) => collect(child, deadline, timeout),
                             // Cannot start a child: open it here, as without a program.
-                            Err(_) => open_here(f),
+                            Err(_) => (open_here(f), true),
                         })
                         .collect()
                 }
-                None => batch.iter().map(|(_, f)| open_here(f)).collect(),
+                None => batch.iter().map(|(_, f)| (open_here(f), true)).collect(),
             };
-            for ((k, _), verdict) in batch.iter().zip(verdicts) {
+            self.counts.inspected += batch.len();
+            for ((k, _), (verdict, lasting)) in batch.iter().zip(verdicts) {
+                if lasting {
+                    if let Some(cache) = &mut self.cache {
+                        cache.insert(k, &verdict);
+                    }
+                }
                 self.seen.insert(k.clone(), verdict);
             }
+        }
+        if let Some(cache) = &mut self.cache {
+            cache.save();
         }
     }
 }
@@ -238,64 +486,69 @@ fn key(file: &Path) -> PathBuf {
     std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf())
 }
 
-/// The reason `file` is certainly not a node plugin, found without loading it; `None` when
-/// only loading it can tell.
-pub fn quick_check(file: &Path) -> Option<String> {
+/// Why `file` is certainly not a node plugin, found without loading it; `None` when only
+/// loading it can tell.
+pub fn quick_check(file: &Path) -> Option<Refusal> {
     match elf::symbols(file) {
-        Err(e) => Some(format!("cannot read it: {e}")),
-        Ok(Symbols::NotElf) => Some("not a shared library (no ELF header)".to_owned()),
-        Ok(Symbols::NotSharedObject) => Some("an ELF file, but not a shared library".to_owned()),
+        Err(e) => Some(Refusal::new(RefusalKind::Unreadable, format!("cannot read it: {e}"))),
+        Ok(Symbols::NotElf) => Some(Refusal::new(
+            RefusalKind::NotALibrary,
+            "not a shared library (no ELF header)",
+        )),
+        Ok(Symbols::NotSharedObject) => Some(Refusal::new(
+            RefusalKind::NotALibrary,
+            "an ELF file, but not a shared library",
+        )),
         Ok(Symbols::Read {
             python_extension: true,
             ..
-        }) => Some(
-            "a Python extension module (such as the Python loader, which runs `python =` nodes), not a node plugin"
-                .to_owned(),
-        ),
-        Ok(Symbols::Read { entry: false, .. }) => {
-            Some("a shared library without the `horus_plugin_entry` symbol: not a HORUS plugin".to_owned())
-        }
+        }) => Some(Refusal::new(
+            RefusalKind::PythonExtension,
+            "a Python extension module (such as the Python loader, which runs `python =` nodes), not a node plugin",
+        )),
+        Ok(Symbols::Read { entry: false, .. }) => Some(Refusal::new(
+            RefusalKind::NotAPlugin,
+            "a shared library without the `horus_plugin_entry` symbol: not a HORUS plugin",
+        )),
         Ok(Symbols::Read { entry: true, .. } | Symbols::Unknown) => None,
     }
 }
 
-fn open_here(file: &Path) -> Verdict {
+/// Opens `file` in this process: what it offers, or why it is refused.
+pub fn open_here(file: &Path) -> Verdict {
     match PluginLibrary::open(file) {
         Ok(lib) => Verdict::Plugin(described(lib.info())),
-        Err(e) => Verdict::Refused(e.to_string()),
+        Err(e) => Verdict::Refused(Refusal::new(RefusalKind::of(&e), e.to_string())),
     }
 }
 
-fn described(info: &PluginInfo) -> Described {
+/// What a loaded plugin offers, from its (host-owned) descriptor.
+pub fn described(info: &PluginInfo) -> Described {
     Described {
         name: info.name.clone(),
         version: info.version.clone(),
-        types: info.node_types.iter().map(|t| t.name.clone()).collect(),
+        // The loader refuses any other version before it reads the descriptor.
+        abi_version: horus_plugin_api::abi::ABI_VERSION,
+        types: info
+            .node_types
+            .iter()
+            .map(|t| NodeTypeDesc {
+                name: t.name.clone(),
+                ports: t.ports.iter().map(PortDesc::of).collect(),
+            })
+            .collect(),
     }
 }
 
-/// The descriptor as `horus __inspect` prints it: `plugin\t<name>\t<version>`, then
-/// `type\t<name>` per node type.
-pub fn descriptor_lines(info: &PluginInfo) -> String {
-    let mut out = format!("plugin\t{}\t{}\n", info.name, info.version);
-    for t in &info.node_types {
-        out.push_str(&format!("type\t{}\n", t.name));
-    }
-    out
+/// The verdict as `horus __inspect` prints it: one JSON line.
+pub fn verdict_line(verdict: &Verdict) -> String {
+    let mut line = serde_json::to_string(verdict).unwrap_or_default();
+    line.push('\n');
+    line
 }
 
-fn parse_descriptor(text: &str) -> Option<Described> {
-    let mut lines = text.lines();
-    let mut head = lines.next()?.split('\t');
-    if head.next()? != "plugin" {
-        return None;
-    }
-    let name = head.next()?.to_owned();
-    let version = head.next().unwrap_or_default().to_owned();
-    let types = lines
-        .filter_map(|l| l.strip_prefix("type\t").map(str::to_owned))
-        .collect();
-    Some(Described { name, version, types })
+fn parse_verdict(text: &str) -> Option<Verdict> {
+    serde_json::from_str(text.lines().next()?).ok()
 }
 
 fn spawn(program: &Path, file: &Path) -> std::io::Result<Child> {
@@ -308,10 +561,12 @@ fn spawn(program: &Path, file: &Path) -> std::io::Result<Child> {
         .spawn()
 }
 
-fn collect(mut child: Child, deadline: Instant, timeout: Duration) -> Verdict {
+/// The child's verdict, and whether it lasts (a property of the file, worth caching) rather
+/// than of this attempt (a child that could not be waited for).
+fn collect(mut child: Child, deadline: Instant, timeout: Duration) -> (Verdict, bool) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
-    // The outputs are a few lines, far below a pipe's buffer: reading them after the exit
+    // The outputs are a few KiB at most, below a pipe's buffer: reading them after the exit
     // cannot block the child.
     let status = loop {
         match child.try_wait() {
@@ -320,12 +575,28 @@ fn collect(mut child: Child, deadline: Instant, timeout: Duration) -> Verdict {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Verdict::Refused(format!(
-                    "loading it did not finish within {:.1} s (its initialisers or its entry point hang)",
-                    timeout.as_secs_f64()
-                ));
+                return (
+                    Verdict::Refused(Refusal::new(
+                        RefusalKind::Hung,
+                        format!(
+                            "loading it did not finish within {:.1} s (its initialisers or its entry point hang)",
+                            timeout.as_secs_f64()
+                        ),
+                    )),
+                    // Not cached: on a machine under load a good library can be slow to open,
+                    // and a cached hang would hide it until the file changes.
+                    false,
+                );
             }
-            Err(e) => return Verdict::Refused(format!("cannot wait for the process inspecting it: {e}")),
+            Err(e) => {
+                return (
+                    Verdict::Refused(Refusal::new(
+                        RefusalKind::Failed,
+                        format!("cannot wait for the process inspecting it: {e}"),
+                    )),
+                    false,
+                )
+            }
         }
     };
     let mut out = String::new();
@@ -337,18 +608,29 @@ fn collect(mut child: Child, deadline: Instant, timeout: Duration) -> Verdict {
         let _ = e.read_to_string(&mut err);
     }
     if let Some(signal) = status.signal() {
-        return Verdict::Refused(format!(
-            "loading it killed the process that inspected it: signal {signal}{}",
-            crate::worker::signal_name(signal)
-        ));
+        return (
+            Verdict::Refused(Refusal::new(
+                RefusalKind::Crashed,
+                format!(
+                    "loading it killed the process that inspected it: signal {signal}{}",
+                    crate::worker::signal_name(signal)
+                ),
+            )),
+            true,
+        );
     }
-    match (status.success(), parse_descriptor(&out)) {
-        (true, Some(d)) => Verdict::Plugin(d),
-        (true, None) => Verdict::Refused("the inspecting process printed no descriptor".to_owned()),
-        (false, _) => Verdict::Refused(match err.trim() {
-            "" => format!("refused by the loader ({status})"),
-            why => why.lines().last().unwrap_or(why).to_owned(),
-        }),
+    match parse_verdict(&out) {
+        Some(verdict) => (verdict, true),
+        None => (
+            Verdict::Refused(Refusal::new(
+                RefusalKind::Failed,
+                match err.trim() {
+                    "" => format!("the inspecting process printed no descriptor ({status})"),
+                    why => why.lines().last().unwrap_or(why).to_owned(),
+                },
+            )),
+            false,
+        ),
     }
 }
 
@@ -371,18 +653,31 @@ mod tests {
     }
 
     #[test]
-    fn descriptor_lines_round_trip() {
-        let text = "plugin\timu-sim\t0.1.0\ntype\tImuSim\ntype\tOther\n";
-        assert_eq!(
-            parse_descriptor(text),
-            Some(Described {
-                name: "imu-sim".into(),
-                version: "0.1.0".into(),
-                types: vec!["ImuSim".into(), "Other".into()],
-            })
-        );
-        assert_eq!(parse_descriptor(""), None);
-        assert_eq!(parse_descriptor("garbage"), None);
+    fn the_child_line_round_trips_and_garbage_is_no_verdict() {
+        let verdict = Verdict::Plugin(Described {
+            name: "imu-sim".into(),
+            version: "0.1.0".into(),
+            abi_version: 1,
+            types: vec![NodeTypeDesc {
+                name: "ImuSim".into(),
+                ports: vec![PortDesc {
+                    name: "imu".into(),
+                    direction: Direction::Output,
+                    message_type: "Imu".into(),
+                    type_hash: 7,
+                    encoding: "pod".into(),
+                    max_size: 80,
+                }],
+            }],
+        });
+        let line = verdict_line(&verdict);
+        assert!(line.starts_with("{\"plugin\":"), "{line}");
+        assert_eq!(parse_verdict(&line), Some(verdict));
+        let refused = Verdict::Refused(Refusal::new(RefusalKind::AbiVersion, "v2"));
+        assert!(verdict_line(&refused).contains("\"kind\":\"abi_version\""));
+        assert_eq!(parse_verdict(&verdict_line(&refused)), Some(refused));
+        assert_eq!(parse_verdict(""), None);
+        assert_eq!(parse_verdict("plugin\timu-sim\t0.1.0"), None);
     }
 
     #[test]
@@ -445,5 +740,50 @@ mod tests {
         let mut scanner = Scanner::new(None);
         let found = scanner.find_by_type(&only(&[tmp.path()]), "ImuSim");
         assert!(found.is_ok(), "{found:?}");
+    }
+
+    #[test]
+    fn a_second_scanner_takes_unchanged_files_from_the_cache() {
+        let Some(imu) = built("libimu_sim.so") else {
+            eprintln!("skipped: build the workspace first");
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&imu, dir.join("libimu_sim.so")).unwrap();
+        std::fs::copy(&imu, dir.join("libimu_two.so")).unwrap();
+        let cache = tmp.path().join("cache.json");
+        let path = only(&[&dir]);
+        let mut first = Scanner::new(None).with_cache(Registry::open(&cache));
+        let scan = first.scan(&path);
+        assert_eq!(
+            first.counts(),
+            ScanCounts {
+                inspected: 2,
+                cached: 0
+            }
+        );
+        let mut second = Scanner::new(None).with_cache(Registry::open(&cache));
+        assert_eq!(second.scan(&path), scan);
+        assert_eq!(
+            second.counts(),
+            ScanCounts {
+                inspected: 0,
+                cached: 2
+            }
+        );
+        // A rebuilt file (replaced) is opened again; the other still comes from the cache.
+        std::fs::remove_file(dir.join("libimu_two.so")).unwrap();
+        std::fs::copy(&imu, dir.join("libimu_two.so")).unwrap();
+        let mut third = Scanner::new(None).with_cache(Registry::open(&cache));
+        assert_eq!(third.scan(&path).found.len(), 2);
+        assert_eq!(
+            third.counts(),
+            ScanCounts {
+                inspected: 1,
+                cached: 1
+            }
+        );
     }
 }
