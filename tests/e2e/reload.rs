@@ -299,6 +299,14 @@ fn fifty_reloads_leak_nothing(isolation: &str) {
         .filter(|p| p.contains("horus-load-"))
         .collect();
     assert_eq!(copies.len(), 1, "only the current copy is mapped: {copies:?}");
+    // The private copies are gone from disk (each is removed once mapped).
+    let on_disk: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("horus-load-{pid}-")))
+        .collect();
+    assert_eq!(on_disk, Vec::<String>::new(), "private copies left on disk");
     assert_eq!(count_dir(pid, "task"), threads, "threads");
     assert_eq!(count_dir(pid, "fd"), fds, "fds");
     let grown = rss_kib(pid).saturating_sub(rss);

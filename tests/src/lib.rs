@@ -114,9 +114,14 @@ impl Outcome {
 
 /// A `horus` command with logs kept plain (no colour, info level).
 pub fn horus(args: &[&str]) -> Command {
-    let mut cmd = Command::new(horus_bin());
+    let bin = horus_bin();
+    // The plugin registry cache of the runs under test stays in the build folder, never in the
+    // user's ~/.cache (a test that looks at the cache sets its own XDG_CACHE_HOME after this).
+    let cache = bin.parent().map(|d| d.join("e2e-cache")).unwrap_or_default();
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .env("RUST_LOG", "info")
+        .env("XDG_CACHE_HOME", cache)
         .env_remove("RUST_BACKTRACE");
     cmd
 }
