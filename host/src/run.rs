@@ -353,6 +353,7 @@ fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
                 file: std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()),
                 node_type: n.type_name.clone(),
                 ports: n.plugin.info().node_types[n.type_index].ports.clone(),
+                config: n.spec.config.clone(),
             })
         })
         .collect()

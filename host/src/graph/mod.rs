@@ -4,6 +4,7 @@
 //! Owns every check that needs the plugins (`horus check` runs exactly this, without creating a
 //! node). It does not create node objects or run anything: that is the scheduler's job.
 
+pub mod config;
 mod connect;
 mod load;
 mod network;
@@ -152,6 +153,7 @@ impl Graph {
             .zip(&offered)
             .map(|(i, types)| Some(types.as_ref()?[(*i)?]))
             .collect();
+        diags.append(check_configs(&manifest, &types));
         let wiring = match check_connections(&manifest, &types) {
             Ok(wiring) => wiring,
             Err(more) => {
@@ -188,6 +190,25 @@ impl Graph {
             net: net.topics,
         })
     }
+}
+
+/// Each plugin node's `config` against the schema its node type declares ([`config`]). Python
+/// nodes are checked from their class's `CONFIG` (see `crate::pycheck`).
+pub fn check_configs(manifest: &Manifest, types: &[Option<TypeDesc<'_>>]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (spec, ty) in manifest.nodes.iter().zip(types) {
+        let (Some(ty), NodeCode::Plugin(_)) = (ty, &spec.code) else {
+            continue;
+        };
+        if let Some(keys) = ty.config {
+            let schema = config::Schema {
+                type_name: ty.name,
+                keys,
+            };
+            diags.append(config::check_node_config(&manifest.path, spec, schema));
+        }
+    }
+    diags
 }
 
 /// What the Python loader runs for a Python node.
