@@ -232,10 +232,7 @@ mod tests {
         assert!(SCHEMA[2].is_required());
         assert_eq!(SCHEMA[2].default_value().kind, abi::CONFIG_MISSING);
         assert_eq!(SCHEMA[3].default_value().int, 1);
-        assert_eq!(
-            crate::export::static_str(SCHEMA[4].default_value().text),
-            "fast"
-        );
+        assert_eq!(crate::export::static_str(SCHEMA[4].default_value().text), "fast");
         assert_eq!(SCHEMA[5].default_value().int, -3);
         assert_eq!(SCHEMA[6].kind(), abi::CONFIG_ARRAY);
         assert_eq!(SCHEMA[7].kind(), abi::CONFIG_TABLE);

@@ -4,7 +4,9 @@
 //! Owns panic containment (every entry runs inside [`guard`]) and the node object's box. It does
 //! not own the Node trait ([`crate::node`]) or anything the host does with the tables.
 
-use crate::abi::{self, ByteSink, ConfigValue, NodeContext, NodeVTable, PluginDescriptor, PluginHeader, RawSlice};
+use crate::abi::{
+    self, ByteSink, ConfigValue, NodeContext, NodeVTable, PluginDescriptor, PluginHeader, RawSlice,
+};
 use crate::config::{ConfigDefault, ConfigKey};
 use crate::message::Port;
 use crate::node::{port_descs, Context, Node, NodeError};

@@ -188,7 +188,9 @@ struct Tuned;
 
 impl Node for Tuned {
     const CONFIG: &'static [horus_plugin_api::ConfigKey] = &[
-        horus_plugin_api::ConfigKey::f64("gain").default(1.5).doc("output gain"),
+        horus_plugin_api::ConfigKey::f64("gain")
+            .default(1.5)
+            .doc("output gain"),
         horus_plugin_api::ConfigKey::f64("offset").default(2),
         horus_plugin_api::ConfigKey::i64("count").default(7),
         horus_plugin_api::ConfigKey::bool("verbose").default(true),
@@ -220,7 +222,10 @@ impl Node for Tuned {
 
 #[test]
 fn getters_return_declared_defaults_for_absent_keys_and_the_manifest_value_otherwise() {
-    let h = TestHarness::<Tuned>::builder("t").config("name", "imu").start().unwrap();
+    let h = TestHarness::<Tuned>::builder("t")
+        .config("name", "imu")
+        .start()
+        .unwrap();
     assert_eq!(
         h.logs()[0].1,
         "gain=Some(1.5) offset=Some(2.0) count=Some(7) verbose=Some(true) frame=Some(\"base_link\") \

@@ -637,7 +637,10 @@ unsafe fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, Loa
             };
             let keys = keys
                 .iter()
-                .map(|k| config_key(k).ok_or_else(|| bad(&format!("node type `{name}` has a malformed config key"))))
+                .map(|k| {
+                    config_key(k)
+                        .ok_or_else(|| bad(&format!("node type `{name}` has a malformed config key")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Some(keys)
         };

@@ -97,10 +97,7 @@ pub fn check_node_config(path: &Path, spec: &NodeSpec, schema: Schema<'_>) -> Di
             .at(spec.config_at.table.unwrap_or(spec.at))
             .node(spec.name.clone())
             .key(format!("config.{}", decl.name))
-            .hint(format!(
-                "add {} to the node's `config`{doc}",
-                sample(decl)
-            )),
+            .hint(format!("add {} to the node's `config`{doc}", sample(decl))),
         );
     }
     diags
@@ -218,7 +215,9 @@ mod tests {
     #[test]
     fn a_config_that_matches_is_clean_and_an_integer_is_a_fine_float() {
         let d = check(
-            &format!("{HEAD}config = {{ k_p = 1, k_i = 0.5, limit = 3, frame = \"odom\", enabled = true }}\n"),
+            &format!(
+                "{HEAD}config = {{ k_p = 1, k_i = 0.5, limit = 3, frame = \"odom\", enabled = true }}\n"
+            ),
             &pid(),
         );
         assert!(d.is_empty(), "{d:?}");
@@ -259,10 +258,16 @@ mod tests {
             d[0].message,
             "config `limit` must be an integer (node type `Pid`), not the float 2.5"
         );
-        assert!(d[1].message.ends_with("must be a string (node type `Pid`), not the integer 7"));
+        assert!(d[1]
+            .message
+            .ends_with("must be a string (node type `Pid`), not the integer 7"));
         assert!(d[1].hint.as_deref().unwrap().contains("the frame"));
         // No suggestion close to `bogus`: the hint lists the keys.
-        assert!(d[2].hint.as_deref().unwrap().starts_with("remove it; `Pid` takes: k_p"));
+        assert!(d[2]
+            .hint
+            .as_deref()
+            .unwrap()
+            .starts_with("remove it; `Pid` takes: k_p"));
     }
 
     #[test]
@@ -271,7 +276,10 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].code, Code::H0042);
         assert_eq!(d[0].location, Location { line: 4, col: 10 });
-        assert_eq!(d[0].message, "missing required config key `k_p` of node type `Pid`");
+        assert_eq!(
+            d[0].message,
+            "missing required config key `k_p` of node type `Pid`"
+        );
         assert_eq!(
             d[0].hint.as_deref(),
             Some("add `k_p = 1.0` to the node's `config` (the k_p)")
@@ -285,7 +293,10 @@ mod tests {
     fn a_type_that_takes_no_keys_refuses_any() {
         let d = check(&format!("{HEAD}config = {{ step = 1 }}\n"), &[]);
         assert_eq!(d[0].code, Code::H0040);
-        assert_eq!(d[0].hint.as_deref(), Some("`Pid` takes no config keys: remove it"));
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("`Pid` takes no config keys: remove it")
+        );
     }
 
     #[test]

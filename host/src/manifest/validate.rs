@@ -614,11 +614,7 @@ impl Validator<'_> {
     }
 
     /// The node's `config` as a plain table, and where it and its keys are written.
-    #[expect(clippy::type_complexity, reason = "the raw manifest's spanned table, spelled once")]
-    fn config(
-        &self,
-        raw: Option<Spanned<std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
-    ) -> (toml::Table, super::ConfigLocations) {
+    fn config(&self, raw: Option<Spanned<raw::RawConfig>>) -> (toml::Table, super::ConfigLocations) {
         let Some(raw) = raw else {
             return (toml::Table::new(), super::ConfigLocations::default());
         };

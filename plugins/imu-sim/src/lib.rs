@@ -72,10 +72,18 @@ impl Node for ImuSim {
         ConfigKey::f64("amplitude_deg")
             .default(10.0)
             .doc("peak roll in degrees (pitch is half of it)"),
-        ConfigKey::f64("period_s").default(4.0).doc("period of the rocking motion in seconds"),
-        ConfigKey::f64("gyro_noise").default(0.01).doc("gyro noise, rad/s (1 sigma)"),
-        ConfigKey::f64("accel_noise").default(0.05).doc("accelerometer noise, m/s² (1 sigma)"),
-        ConfigKey::i64("seed").default(1).doc("noise generator seed (same seed, same run)"),
+        ConfigKey::f64("period_s")
+            .default(4.0)
+            .doc("period of the rocking motion in seconds"),
+        ConfigKey::f64("gyro_noise")
+            .default(0.01)
+            .doc("gyro noise, rad/s (1 sigma)"),
+        ConfigKey::f64("accel_noise")
+            .default(0.05)
+            .doc("accelerometer noise, m/s² (1 sigma)"),
+        ConfigKey::i64("seed")
+            .default(1)
+            .doc("noise generator seed (same seed, same run)"),
     ];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
