@@ -26,6 +26,7 @@ pub mod io;
 pub mod manifest;
 pub mod net;
 pub mod plugins;
+pub mod pycheck;
 pub mod python;
 pub mod reload;
 pub mod run;

@@ -173,3 +173,150 @@ fn a_plugin_built_against_the_old_abi_is_refused_with_a_clear_message() {
         ],
     );
 }
+
+// Python nodes (item 6): `horus check` imports the node's file with the node's interpreter, in a
+// child process, and checks the class and its `CONFIG` like a Rust node type's schema.
+
+fn venv() -> String {
+    let v = horus_e2e::repo_root().join(".venv");
+    assert!(
+        v.join("bin/python").exists(),
+        "{} is missing: run ./scripts/python-env.sh (scripts/test.sh does)",
+        v.display()
+    );
+    v.display().to_string()
+}
+
+const SMOOTHER: &str = r#"import horus
+
+
+class Smoother(horus.Node):
+    CONFIG = {
+        "gain": horus.ConfigKey(float, default=1.0, doc="output gain"),
+        "frame": horus.ConfigKey(str, required=True, doc="the frame to report in"),
+        "window": horus.ConfigKey(int, default=4),
+    }
+
+    def init(self):
+        print("config:", sorted(self.config.items()), flush=True)
+
+    def tick(self):
+        pass
+"#;
+
+/// A manifest with one Python node of class `class` from `smoother.py` (written from `source`).
+fn python_manifest(s: &Scratch, source: &str, class: &str, config: &str) -> std::path::PathBuf {
+    s.write("smoother.py", source);
+    s.write(
+        "robot.toml",
+        &format!(
+            "[[node]]\nname = \"smoother\"\npython = \"smoother.py\"\nclass = \"{class}\"\nvenv = \"{}\"\n{config}",
+            venv()
+        ),
+    )
+}
+
+#[test]
+fn a_python_nodes_config_is_checked_against_its_class_config() {
+    let s = Scratch::new();
+    let path = python_manifest(
+        &s,
+        SMOOTHER,
+        "Smoother",
+        "config = { gian = 2.0, window = 2.5 }\n",
+    );
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &[
+            "robot.toml:6:10: error[H0042]: node `smoother`: missing required config key `frame` of node type `Smoother`",
+            "robot.toml:6:12: error[H0040]: node `smoother`: unknown config key `gian` for node type `Smoother`",
+            "did you mean `gain`?",
+            "robot.toml:6:24: error[H0041]: node `smoother`: config `window` must be an integer",
+            "3 errors",
+        ],
+    );
+    let ran = run(&["run", path.to_str().unwrap(), "--duration", "5s"]);
+    assert_eq!(ran.code(), 2, "run refuses the same:\n{}", ran.stderr);
+    assert!(ran.stderr.contains("error[H0040]"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_python_node_gets_its_declared_defaults() {
+    let s = Scratch::new();
+    let path = python_manifest(
+        &s,
+        SMOOTHER,
+        "Smoother",
+        "config = { frame = \"odom\", gain = 2 }\n",
+    );
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let out = run(&["run", path.to_str().unwrap(), "--duration", "300ms"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    has(
+        &out.stdout,
+        &["config: [('frame', 'odom'), ('gain', 2), ('window', 4)]"],
+    );
+}
+
+#[test]
+fn a_wrong_python_class_is_caught_by_check() {
+    let s = Scratch::new();
+    let path = python_manifest(&s, SMOOTHER, "Smother", "config = { frame = \"odom\" }\n");
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &[
+            "robot.toml:4:9: error[H0044]: node `smoother`:",
+            "smoother.py defines no class `Smother`",
+            "hint: did you mean `Smoother`? the file defines: Smoother",
+        ],
+    );
+    // A class that is not a horus.Node.
+    let path = python_manifest(
+        &s,
+        &format!("{SMOOTHER}\n\nclass Plain:\n    pass\n"),
+        "Plain",
+        "",
+    );
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &["error[H0044]", "`Plain` in", "is not a horus.Node subclass"],
+    );
+}
+
+#[test]
+fn a_python_file_that_does_not_import_is_reported_at_its_line() {
+    let s = Scratch::new();
+    let path = python_manifest(
+        &s,
+        "import horus\n\n\nclass Smoother(horus.Node)\n    def tick(self):\n        pass\n",
+        "Smoother",
+        "",
+    );
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &[
+            "smoother.py:4:",
+            "error[H0043]: node `smoother`: cannot import",
+            "SyntaxError",
+        ],
+    );
+    let path = python_manifest(&s, "import horus\nimport no_such_module_here\n", "Smoother", "");
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    has(
+        &out.stderr,
+        &[
+            "smoother.py:2:1: error[H0043]",
+            "ModuleNotFoundError: No module named 'no_such_module_here'",
+        ],
+    );
+}

@@ -141,6 +141,9 @@ impl Graph {
     /// [`load`]).
     pub fn build_with(manifest: Manifest, inspector: Option<&Inspector>) -> Result<Graph, Diagnostics> {
         let (loaded, mut diags) = load_plugins(&manifest, inspector);
+        if inspector.is_some() {
+            diags.append(check_python_nodes(&manifest, &loaded));
+        }
         let offered: Vec<Option<Vec<TypeDesc<'_>>>> = loaded
             .per_node
             .iter()
@@ -207,6 +210,41 @@ pub fn check_configs(manifest: &Manifest, types: &[Option<TypeDesc<'_>>]) -> Dia
             };
             diags.append(config::check_node_config(&manifest.path, spec, schema));
         }
+    }
+    diags
+}
+
+/// Each Python node's file imported by its own interpreter in a child process: the file imports,
+/// its `class` is a `horus.Node`, and its `config` fits the class's `CONFIG`
+/// ([`crate::pycheck`]). Run when plugins are inspected in child processes (`horus check` and
+/// `horus run` from the CLI); the nodes of one environment are checked in parallel.
+pub fn check_python_nodes(manifest: &Manifest, loaded: &Loaded) -> Diagnostics {
+    let timeout = inspect_timeout();
+    let jobs: Vec<_> = manifest
+        .nodes
+        .iter()
+        .zip(&loaded.loaders)
+        .filter_map(|(spec, loader)| match (&spec.code, loader) {
+            (NodeCode::Python(py), Some(loader)) => Some((spec, py, loader.executable.clone())),
+            _ => None,
+        })
+        .collect();
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(_, py, program)| s.spawn(move || crate::pycheck::inspect(program, py, timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| crate::pycheck::Answer::Failed("the check panicked".into()))
+            })
+            .collect()
+    });
+    let mut diags = Diagnostics::default();
+    for ((spec, py, _), answer) in jobs.iter().zip(answers) {
+        diags.append(crate::pycheck::diagnostics(&manifest.path, spec, py, answer));
     }
     diags
 }

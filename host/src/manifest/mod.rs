@@ -360,6 +360,8 @@ pub struct PythonSpec {
     pub file: Located<PathBuf>,
     /// The `horus.Node` subclass to instantiate.
     pub class: String,
+    /// Where `class =`'s value is written.
+    pub class_at: Location,
     /// The virtual environment, if given (resolved against the manifest's folder).
     pub venv: Option<PathBuf>,
 }

@@ -883,6 +883,7 @@ impl Validator<'_> {
         Some(NodeCode::Python(PythonSpec {
             file: Located::new(std::fs::canonicalize(&file).unwrap_or(file), self.at(py)),
             class: class.get_ref().clone(),
+            class_at: self.at(class),
             venv,
         }))
     }
