@@ -12,6 +12,16 @@
 //! assert_eq!(CONFIG[0].name(), "alpha");
 //! ```
 //!
+//! A default of another type than its key's stops the build:
+//!
+//! ```compile_fail
+//! use horus_plugin_api::ConfigKey;
+//! const SEED: ConfigKey = ConfigKey::i64("seed").default(0.5);
+//! fn main() {
+//!     let _ = SEED.name();
+//! }
+//! ```
+//!
 //! Owns the const builders. The schema travels in the node type's descriptor (see
 //! [`crate::abi::ConfigKeyDesc`]); `horus check` verifies every manifest `config` table against
 //! it, and [`Context::config_f64`](crate::Context::config_f64) and its siblings return a declared
