@@ -370,8 +370,12 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
             Code::H0013,
             format!(
                 "rebuild the plugin against the current horus-plugin-api (ABI v{expected}; `cargo build` \
-                 in the plugin's crate after updating its horus-plugin-api dependency): ABI v2 added the \
-                 config schema node types declare"
+                 in the plugin's crate after updating its horus-plugin-api dependency){}",
+                if *found < 2 {
+                    ": ABI v2 added the config schema node types declare"
+                } else {
+                    ""
+                }
             ),
         ),
         LoadError::AbiVersion { found, expected, .. } => (
