@@ -78,6 +78,17 @@ pub enum Code {
     H0034,
     /// `horus inspect`: no node type, plugin or file of that name.
     H0035,
+    /// A node's `config` has a key its node type does not declare.
+    H0040,
+    /// A node's `config` key has a value of another type than its node type declares.
+    H0041,
+    /// A node's `config` lacks a key its node type declares as required.
+    H0042,
+    /// A Python node's file cannot be imported (syntax error, failing import).
+    H0043,
+    /// A Python node's `class` is not in its file, or is not a `horus.Node` subclass, or its
+    /// `CONFIG` is malformed.
+    H0044,
 }
 
 impl Code {
@@ -116,6 +127,11 @@ impl Code {
             Code::H0033 => "H0033",
             Code::H0034 => "H0034",
             Code::H0035 => "H0035",
+            Code::H0040 => "H0040",
+            Code::H0041 => "H0041",
+            Code::H0042 => "H0042",
+            Code::H0043 => "H0043",
+            Code::H0044 => "H0044",
         }
     }
 }

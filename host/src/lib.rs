@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod net;
 pub mod plugins;
 pub mod plugins_cli;
+pub mod pycheck;
 pub mod python;
 pub mod reload;
 pub mod run;

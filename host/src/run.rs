@@ -366,6 +366,7 @@ fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
                 node_type: n.type_name.clone(),
                 ports: n.plugin.info().node_types[n.type_index].ports.clone(),
                 python,
+                config: n.spec.config.clone(),
             })
         })
         .collect()

@@ -26,7 +26,11 @@ use std::ffi::c_void;
 
 /// The ABI version. Bump it on any change of meaning; a change of layout also changes
 /// [`LAYOUT_HASH`] by itself.
-pub const ABI_VERSION: u32 = 1;
+///
+/// History: v1 — ports only; v2 — node types also declare their config keys
+/// ([`NodeVTable::config_keys`], [`ConfigKeyDesc`]), so `horus check` can verify a node's `config`
+/// without creating it.
+pub const ABI_VERSION: u32 = 2;
 
 /// `b"HORUSPLG"` read as a little-endian `u64`: tells a HORUS plugin header from random memory.
 pub const PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"HORUSPLG");
@@ -105,6 +109,13 @@ pub const CONFIG_FLOAT: u32 = 3;
 pub const CONFIG_STRING: u32 = 4;
 /// [`ConfigValue::kind`]: an array, table or date-time, rendered as TOML in `text`.
 pub const CONFIG_OTHER: u32 = 5;
+/// [`ConfigKeyDesc::kind`] only: the key holds an array.
+pub const CONFIG_ARRAY: u32 = 6;
+/// [`ConfigKeyDesc::kind`] only: the key holds a table.
+pub const CONFIG_TABLE: u32 = 7;
+
+/// [`ConfigKeyDesc::flags`]: the manifest must set the key.
+pub const CONFIG_KEY_REQUIRED: u32 = 1;
 
 /// Declares an ABI struct and records its definition (field names and types, in order) in
 /// `LAYOUT_TEXT`, from which [`LAYOUT_HASH`] is computed. Doc comments are not part of it.
@@ -181,6 +192,24 @@ abi_struct! {
 }
 
 abi_struct! {
+    /// One key of a node type's `config` table, declared statically by the plugin so that
+    /// `horus check` can verify a manifest's `config` without creating a node.
+    pub struct ConfigKeyDesc {
+        /// The key, as written in the manifest's `config` table.
+        pub name: RawSlice,
+        /// One line for `horus inspect` and error hints; may be empty.
+        pub doc: RawSlice,
+        /// What the value must be: [`CONFIG_BOOL`], [`CONFIG_INT`], [`CONFIG_FLOAT`] (an integer
+        /// is accepted too), [`CONFIG_STRING`], [`CONFIG_ARRAY`] or [`CONFIG_TABLE`].
+        pub kind: u32,
+        /// [`CONFIG_KEY_REQUIRED`] or 0.
+        pub flags: u32,
+        /// The value used when the key is absent; `kind` [`CONFIG_MISSING`] for none.
+        pub default: ConfigValue,
+    }
+}
+
+abi_struct! {
     /// What the host offers a node during each call. Every function takes [`NodeContext::host`].
     pub struct HostApi {
         /// The node's instance name from the manifest.
@@ -222,6 +251,11 @@ abi_struct! {
         pub ports: *const PortDesc,
         /// Number of entries at `ports`.
         pub port_count: usize,
+        /// The config keys the type accepts, or null when it declares none (its `config` is then
+        /// not checked). Non-null with a count of 0: the type takes no config keys at all.
+        pub config_keys: *const ConfigKeyDesc,
+        /// Number of entries at `config_keys`.
+        pub config_key_count: usize,
         /// Builds a node from its context (name, config) and writes the object pointer to `out`.
         pub create: unsafe extern "C" fn(ctx: *const NodeContext, out: *mut *mut c_void, err: ByteSink) -> i32,
         /// Called once after `create`, before the first tick.
@@ -286,7 +320,7 @@ pub const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 const fn layout_hash() -> u64 {
-    let texts: [(&str, usize, usize); 8] = [
+    let texts: [(&str, usize, usize); 9] = [
         (
             RawSlice::LAYOUT_TEXT,
             size_of::<RawSlice>(),
@@ -306,6 +340,11 @@ const fn layout_hash() -> u64 {
             ConfigValue::LAYOUT_TEXT,
             size_of::<ConfigValue>(),
             align_of::<ConfigValue>(),
+        ),
+        (
+            ConfigKeyDesc::LAYOUT_TEXT,
+            size_of::<ConfigKeyDesc>(),
+            align_of::<ConfigKeyDesc>(),
         ),
         (HostApi::LAYOUT_TEXT, size_of::<HostApi>(), align_of::<HostApi>()),
         (

@@ -4,7 +4,10 @@
 //! Owns panic containment (every entry runs inside [`guard`]) and the node object's box. It does
 //! not own the Node trait ([`crate::node`]) or anything the host does with the tables.
 
-use crate::abi::{self, ByteSink, NodeContext, NodeVTable, PluginDescriptor, PluginHeader, RawSlice};
+use crate::abi::{
+    self, ByteSink, ConfigValue, NodeContext, NodeVTable, PluginDescriptor, PluginHeader, RawSlice,
+};
+use crate::config::{ConfigDefault, ConfigKey};
 use crate::message::Port;
 use crate::node::{port_descs, Context, Node, NodeError};
 use std::any::Any;
@@ -123,7 +126,7 @@ pub unsafe fn create_with<N: Node>(
         guard(err, || {
             let mut scratch = Vec::new();
             // SAFETY: the caller guarantees `ctx` is valid for this call.
-            let mut cx = Context::new(&*ctx, N::PORTS, &mut scratch);
+            let mut cx = Context::new(&*ctx, N::PORTS, N::CONFIG, &mut scratch);
             let node = make(&mut cx)?;
             let obj = Box::into_raw(Box::new(Instance { node, scratch }));
             *out = obj.cast::<c_void>();
@@ -148,7 +151,7 @@ unsafe fn with_node<N: Node>(
     unsafe {
         guard(err, || {
             let inst = &mut *obj.cast::<Instance<N>>();
-            let mut cx = Context::new(&*ctx, N::PORTS, &mut inst.scratch);
+            let mut cx = Context::new(&*ctx, N::PORTS, N::CONFIG, &mut inst.scratch);
             f(&mut inst.node, &mut cx)
         })
     }
@@ -221,10 +224,19 @@ unsafe extern "C" fn restore_state<N: Node>(obj: *mut c_void, state: RawSlice, e
 /// The vtable of node type `N`, named `type_name`. Used by [`export_plugin!`](crate::export_plugin).
 pub const fn vtable<N: Node>(type_name: &'static str) -> NodeVTable {
     let ports: &'static [Port] = N::PORTS;
+    let config: &'static [ConfigKey] = N::CONFIG;
     NodeVTable {
         type_name: RawSlice::from_str(type_name),
         ports: ports.as_ptr().cast(),
         port_count: ports.len(),
+        // Null: no schema, the host does not check the node's `config`. `ConfigKey` is
+        // `#[repr(transparent)]` over `ConfigKeyDesc`, so the slice is one of descriptors.
+        config_keys: if N::CONFIG_CHECKED {
+            config.as_ptr().cast()
+        } else {
+            std::ptr::null()
+        },
+        config_key_count: if N::CONFIG_CHECKED { config.len() } else { 0 },
         create: create::<N>,
         init: init::<N>,
         tick: tick::<N>,
@@ -280,7 +292,7 @@ pub const fn ports_are_unique(ports: &[Port]) -> bool {
         while j < descs.len() {
             let a = descs[i].0;
             let b = descs[j].0;
-            if a.direction == b.direction && bytes_eq(a.name, b.name) {
+            if a.direction == b.direction && raw_eq(a.name, b.name) {
                 return false;
             }
             j += 1;
@@ -290,20 +302,63 @@ pub const fn ports_are_unique(ports: &[Port]) -> bool {
     true
 }
 
-const fn bytes_eq(a: RawSlice, b: RawSlice) -> bool {
+/// Whether two slices made from `&'static str`s (port and config key names) hold equal bytes.
+pub(crate) const fn raw_eq(a: RawSlice, b: RawSlice) -> bool {
     if a.len != b.len {
         return false;
     }
     let mut i = 0;
     while i < a.len {
-        // SAFETY: port names come from `&'static str` (see `Port::new`), so both slices point at
-        // `len` readable bytes.
+        // SAFETY: port and config key names come from `&'static str` (see `Port::new` and
+        // `ConfigKey::new`), so both slices point at `len` readable bytes.
         if unsafe { *a.ptr.add(i) != *b.ptr.add(i) } {
             return false;
         }
         i += 1;
     }
     true
+}
+
+/// The string behind a slice this crate made from a `&'static str` (a [`ConfigKey`]'s name, doc
+/// or string default; their fields are private to the crate, so no other slice gets here).
+pub(crate) fn static_str(s: RawSlice) -> &'static str {
+    if s.len == 0 {
+        return "";
+    }
+    // SAFETY: `s` was made by `RawSlice::from_str` of a `&'static str` in `ConfigKey`'s const
+    // builders (see above), so it points at `len` bytes of valid UTF-8 that live forever.
+    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(s.ptr, s.len)) }
+}
+
+/// A config default as the ABI carries it. `const` so that schemas are constants; the union
+/// reads the value back as the one type `V::KIND` names.
+pub(crate) const fn config_value_of<V: ConfigDefault>(value: V) -> ConfigValue {
+    #[repr(C)]
+    union Bits<V: Copy> {
+        value: V,
+        boolean: bool,
+        int: i64,
+        float: f64,
+        text: &'static str,
+    }
+    let bits = Bits { value };
+    let mut out = crate::config::NO_VALUE;
+    out.kind = V::KIND;
+    // SAFETY: `ConfigDefault` is sealed and implemented for exactly `bool`, `i64`, `f64` and
+    // `&'static str`, each with the `KIND` matched here, so each arm reads the union as the type
+    // it was written as (every field starts at offset 0 of a `repr(C)` union).
+    unsafe {
+        match V::KIND {
+            abi::CONFIG_BOOL => out.int = bits.boolean as i64,
+            abi::CONFIG_INT => {
+                out.int = bits.int;
+                out.float = bits.int as f64;
+            }
+            abi::CONFIG_FLOAT => out.float = bits.float,
+            _ => out.text = RawSlice::from_str(bits.text),
+        }
+    }
+    out
 }
 
 /// The node and scratch buffer behind an object made by `create::<N>` (for the test harness).
@@ -352,6 +407,10 @@ macro_rules! __export_plugin_with_header {
                 assert!(
                     $crate::export::ports_are_unique(<$node as $crate::Node>::PORTS),
                     concat!("export_plugin!: node type `", stringify!($node), "` declares two ports with one name and direction")
+                );
+                assert!(
+                    $crate::config::keys_are_unique(<$node as $crate::Node>::CONFIG),
+                    concat!("export_plugin!: node type `", stringify!($node), "` declares two config keys with one name")
                 );
             )+
             const COUNT: usize = [$(stringify!($node)),+].len();

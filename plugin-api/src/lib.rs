@@ -28,13 +28,14 @@
 //! ```
 //!
 //! Layers, bottom-up: [`abi`] (the `#[repr(C)]` types, version and layout hash), [`message`]
-//! (typed messages and ports), [`node`] (the trait and its context), [`export`] (the entry points
+//! (typed messages and ports), [`config`] (the config schema a node type declares), [`node`] (the trait and its context), [`export`] (the entry points
 //! the macro emits), [`testing`] (a harness to unit-test a node without a host), [`msgs`]
 //! (standard message types). Only [`abi`] is the contract; everything above it is compiled into
 //! each plugin and may evolve without breaking plugins already built.
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod config;
 #[expect(
     unsafe_code,
     reason = "the plugin side of the C ABI: entry points and panic containment"
@@ -48,6 +49,7 @@ pub mod node;
 #[expect(unsafe_code, reason = "an in-memory host implementing the C ABI")]
 pub mod testing;
 
+pub use config::ConfigKey;
 pub use message::{CodecError, Message, Pod, Port};
 pub use node::{ConfigError, Context, Node, NodeError, NodeResult, RecvError, SendError};
 

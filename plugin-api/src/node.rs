@@ -4,6 +4,7 @@
 //! the host's side of the context (the host's `ffi` module).
 
 use crate::abi::{self, ConfigValue, NodeContext, PortDesc, RawSlice};
+use crate::config::ConfigKey;
 use crate::message::{CodecError, Message, Port};
 use std::fmt;
 use std::time::Duration;
@@ -63,6 +64,18 @@ pub type NodeResult = Result<(), NodeError>;
 pub trait Node: Sized + 'static {
     /// The node type's ports. The manifest's `[[connect]]` entries name them.
     const PORTS: &'static [Port] = &[];
+
+    /// The keys the node's `config` table accepts ([`ConfigKey`]): `horus check` and `horus
+    /// run` refuse a manifest whose `config` has an unknown key, a value of the wrong type or
+    /// lacks a required key, and the `config_*` getters return a declared default when the key
+    /// is absent. Empty (the default): the type declares no schema and its `config` is not
+    /// checked.
+    const CONFIG: &'static [ConfigKey] = &[];
+
+    /// Whether the host checks the node's `config` against [`Node::CONFIG`]. True when
+    /// `CONFIG` declares a key; set it to `true` for a type that takes no config keys at all,
+    /// so that any key in its `config` is reported.
+    const CONFIG_CHECKED: bool = !Self::CONFIG.is_empty();
 
     /// Builds the node.
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError>;
@@ -207,6 +220,7 @@ impl std::error::Error for RecvError {}
 pub struct Context<'a> {
     raw: &'a NodeContext,
     ports: &'static [Port],
+    config: &'static [ConfigKey],
     scratch: &'a mut Vec<u8>,
 }
 
@@ -216,8 +230,18 @@ impl<'a> Context<'a> {
     /// # Safety
     /// `raw.api` must point at a valid [`abi::HostApi`] whose functions accept `raw.host`, for
     /// the lifetime `'a`.
-    pub(crate) unsafe fn new(raw: &'a NodeContext, ports: &'static [Port], scratch: &'a mut Vec<u8>) -> Self {
-        Context { raw, ports, scratch }
+    pub(crate) unsafe fn new(
+        raw: &'a NodeContext,
+        ports: &'static [Port],
+        config: &'static [ConfigKey],
+        scratch: &'a mut Vec<u8>,
+    ) -> Self {
+        Context {
+            raw,
+            ports,
+            config,
+            scratch,
+        }
     }
 
     fn api(&self) -> &abi::HostApi {
@@ -293,9 +317,13 @@ impl<'a> Context<'a> {
         expected: &'static str,
         pick: impl FnOnce(&ConfigValue) -> Option<T>,
     ) -> Result<Option<T>, ConfigError> {
-        let v = self.config_value(key);
+        let mut v = self.config_value(key);
         if v.kind == abi::CONFIG_MISSING {
-            return Ok(None);
+            // The declared default, if any (its type matches the key's: the builders check it).
+            match self.config.iter().find(|k| k.name() == key) {
+                Some(k) if k.default_value().kind != abi::CONFIG_MISSING => v = k.default_value(),
+                _ => return Ok(None),
+            }
         }
         pick(&v).map(Some).ok_or_else(|| ConfigError {
             key: key.to_owned(),
@@ -305,32 +333,34 @@ impl<'a> Context<'a> {
     }
 
     /// A number from the node's `config` table (an integer converts). `key` may be dotted
-    /// (`pid.kp`). `Ok(None)` when absent; an error naming the key when it has another type.
+    /// (`pid.kp`). When absent: the default [`Node::CONFIG`] declares for it, else `Ok(None)`.
+    /// An error naming the key when it has another type.
     pub fn config_f64(&self, key: &str) -> Result<Option<f64>, ConfigError> {
         self.config_typed(key, "a number", |v| {
             matches!(v.kind, abi::CONFIG_FLOAT | abi::CONFIG_INT).then_some(v.float)
         })
     }
 
-    /// An integer from the node's `config` table.
+    /// An integer from the node's `config` table (or its declared default, as
+    /// [`config_f64`](Context::config_f64)).
     pub fn config_i64(&self, key: &str) -> Result<Option<i64>, ConfigError> {
         self.config_typed(key, "an integer", |v| {
             (v.kind == abi::CONFIG_INT).then_some(v.int)
         })
     }
 
-    /// A boolean from the node's `config` table.
+    /// A boolean from the node's `config` table (or its declared default).
     pub fn config_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         self.config_typed(key, "true or false", |v| {
             (v.kind == abi::CONFIG_BOOL).then_some(v.int != 0)
         })
     }
 
-    /// A string from the node's `config` table.
+    /// A string from the node's `config` table (or its declared default).
     pub fn config_str(&self, key: &str) -> Result<Option<&str>, ConfigError> {
         self.config_typed(key, "a string", |v| {
             // SAFETY: the host keeps config strings alive and unchanged for the node's lifetime,
-            // which outlives `&self`.
+            // which outlives `&self`; a declared default's text is `'static`.
             (v.kind == abi::CONFIG_STRING).then(|| unsafe { slice_to_str(v.text) })
         })
     }
@@ -419,6 +449,11 @@ impl<'a> Context<'a> {
     /// The ports the node type declared.
     pub fn ports(&self) -> &'static [Port] {
         self.ports
+    }
+
+    /// The config keys the node type declared ([`Node::CONFIG`]).
+    pub fn config_schema(&self) -> &'static [ConfigKey] {
+        self.config
     }
 }
 

@@ -348,7 +348,7 @@ impl<N: Node> TestHarness<N> {
         // SAFETY: `obj` was boxed as `Instance<N>` by `create::<N>`; `ctx` is valid.
         let (node, scratch) = unsafe { crate::export::instance_parts::<N>(self.obj) };
         // SAFETY: `ctx` points at the mock API, valid for the harness's lifetime.
-        let mut cx = unsafe { Context::new(&self.ctx, N::PORTS, scratch) };
+        let mut cx = unsafe { Context::new(&self.ctx, N::PORTS, N::CONFIG, scratch) };
         node.tick(&mut cx)
     }
 

@@ -182,3 +182,75 @@ fn a_config_key_of_the_wrong_type_is_an_error_naming_it() {
 fn decode_rejects_a_wrong_size() {
     assert!(Reading::decode(&[0u8; 3]).is_err());
 }
+
+/// Declares a config schema and logs what its getters return.
+struct Tuned;
+
+impl Node for Tuned {
+    const CONFIG: &'static [horus_plugin_api::ConfigKey] = &[
+        horus_plugin_api::ConfigKey::f64("gain")
+            .default(1.5)
+            .doc("output gain"),
+        horus_plugin_api::ConfigKey::f64("offset").default(2),
+        horus_plugin_api::ConfigKey::i64("count").default(7),
+        horus_plugin_api::ConfigKey::bool("verbose").default(true),
+        horus_plugin_api::ConfigKey::str("frame").default("base_link"),
+        horus_plugin_api::ConfigKey::str("name").required(),
+        horus_plugin_api::ConfigKey::f64("trim"),
+    ];
+
+    fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        let seen = format!(
+            "gain={:?} offset={:?} count={:?} verbose={:?} frame={:?} name={:?} trim={:?} schema={}",
+            ctx.config_f64("gain")?,
+            ctx.config_f64("offset")?,
+            ctx.config_i64("count")?,
+            ctx.config_bool("verbose")?,
+            ctx.config_str("frame")?,
+            ctx.config_str("name")?,
+            ctx.config_f64("trim")?,
+            ctx.config_schema().len(),
+        );
+        ctx.info(seen);
+        Ok(Tuned)
+    }
+
+    fn tick(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn getters_return_declared_defaults_for_absent_keys_and_the_manifest_value_otherwise() {
+    let h = TestHarness::<Tuned>::builder("t")
+        .config("name", "imu")
+        .start()
+        .unwrap();
+    assert_eq!(
+        h.logs()[0].1,
+        "gain=Some(1.5) offset=Some(2.0) count=Some(7) verbose=Some(true) frame=Some(\"base_link\") \
+         name=Some(\"imu\") trim=None schema=7"
+    );
+    let h = TestHarness::<Tuned>::builder("t")
+        .config("gain", 3.0)
+        .config("count", 1i64)
+        .config("frame", "odom")
+        .config("verbose", false)
+        .start()
+        .unwrap();
+    let seen = &h.logs()[0].1;
+    assert!(
+        seen.starts_with(
+            "gain=Some(3.0) offset=Some(2.0) count=Some(1) verbose=Some(false) frame=Some(\"odom\") name=None"
+        ),
+        "{seen}"
+    );
+}
+
+#[test]
+fn a_declared_default_does_not_hide_a_wrong_type() {
+    let Err(e) = TestHarness::<Tuned>::builder("t").config("count", "many").start() else {
+        panic!("a string for an integer key was accepted");
+    };
+    assert!(e.message().contains("config `count` must be an integer"), "{e}");
+}

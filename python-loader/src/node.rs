@@ -422,7 +422,14 @@ impl PythonNode {
                         .config_toml()
                         .parse()
                         .map_err(|e| NodeError::new(format!("the node's config: {e}")))?;
-                    let config = table_to_dict(py, &table).map_err(|e| node_error(py, &e))?;
+                    let dict = table_to_dict(py, &table).map_err(|e| node_error(py, &e))?;
+                    // The declared defaults of the keys the manifest leaves out (the class's
+                    // `CONFIG`; `horus check` verified the rest).
+                    let config = py
+                        .import("horus._config")
+                        .and_then(|c| c.call_method1("with_defaults", (obj.bind(py).get_type(), &dict)))
+                        .and_then(|d| Ok(d.cast_into::<PyDict>()?))
+                        .map_err(|e| node_error(py, &e))?;
                     Ok((obj, config, format!("node {}", ctx.name()), None))
                 }
                 PythonSource::Class {

@@ -415,6 +415,9 @@ fn plan(st: &State, py: Python<'_>, watch: bool) -> PyResult<Plan> {
                     file: file.clone(),
                     node_type: node::NODE_TYPE.into(),
                     ports: loader.info().node_types[type_index].ports.clone(),
+                    // The loader's node type declares no schema (a class's `CONFIG` is checked
+                    // by `Scheduler.add`).
+                    config: toml::Table::new(),
                     python: Some(PythonWatch {
                         loader: loader.clone(),
                         source: PythonSource::Class {

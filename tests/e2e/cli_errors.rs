@@ -161,8 +161,9 @@ fn abi_version_mismatch_names_file_and_both_versions() {
         &[
             "error[H0013]",
             "libfaulty_abi_version.so",
-            "ABI v2",
-            "this host speaks ABI v1",
+            "ABI v3",
+            "this host speaks ABI v2",
+            "the plugin is newer than this host",
             "rebuild",
         ],
     );
@@ -181,7 +182,7 @@ fn abi_layout_mismatch() {
             "error[H0014]",
             "libfaulty_layout.so",
             "different layout",
-            "both say v1",
+            "both say v2",
         ],
     );
 }

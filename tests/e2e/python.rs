@@ -95,14 +95,17 @@ fn a_syntax_error_is_a_load_error_with_file_and_line() {
         spawn(horus(&["run", m.to_str().unwrap(), "--duration", "1s"])),
         Duration::from_secs(60),
     );
-    assert_eq!(out.code(), 1, "{}", out.stderr);
+    // Issue 15: the file is imported in a child process before anything starts, so the
+    // syntax error is bad input (exit 2) at the file's line, as `horus check` reports it.
+    assert_eq!(out.code(), 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("node `py` failed to start (create)")
-            && out.stderr.contains("SyntaxError")
-            && out.stderr.contains("node.py\", line 3"),
+        out.stderr.contains("node.py:3:")
+            && out.stderr.contains("error[H0043]: node `py`: cannot import")
+            && out.stderr.contains("SyntaxError"),
         "{}",
         out.stderr
     );
+    assert!(!out.stderr.contains("scheduler running"), "{}", out.stderr);
 }
 
 #[test]
@@ -142,18 +145,20 @@ fn python_node_mistakes_are_manifest_errors() {
             out.stderr
         );
     }
-    // A class that is not a horus.Node.
+    // A class that is not a horus.Node: found by `check` and `run` alike (issue 15).
     let m = manifest(&s, "class N:\n    def tick(self):\n        pass\n", "");
-    let out = wait(
-        spawn(horus(&["run", m.to_str().unwrap(), "--duration", "1s"])),
-        Duration::from_secs(60),
-    );
-    assert_eq!(out.code(), 1);
-    assert!(
-        out.stderr.contains("is not a horus.Node subclass"),
-        "{}",
-        out.stderr
-    );
+    for cmd in [
+        &["check", m.to_str().unwrap()][..],
+        &["run", m.to_str().unwrap(), "--duration", "1s"],
+    ] {
+        let out = wait(spawn(horus(cmd)), Duration::from_secs(60));
+        assert_eq!(out.code(), 2, "{cmd:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("error[H0044]") && out.stderr.contains("is not a horus.Node subclass"),
+            "{}",
+            out.stderr
+        );
+    }
 }
 
 /// Issue #12: the host hands a Python node its file and class through the loader's own entry,

@@ -343,3 +343,38 @@ fn rss_kib(pid: u32) -> u64 {
 fn count_dir(pid: u32, what: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/{what}")).map_or(0, |d| d.count())
 }
+
+/// Issue 15: a new build whose config schema refuses the running node's `config` (here v2, which
+/// declares only `fail_file`, replacing a v1 that declares no schema and runs with `stepp`) is
+/// rolled back like any other failure, with the schema's reason; the old build keeps counting.
+#[test]
+fn a_new_build_whose_config_schema_refuses_the_running_config_is_rolled_back() {
+    let s = Scratch::new();
+    let ns = namespace("schema");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let m = manifest(&s, &lib, "config = { stepp = 5 }", "hot_reload = true\n");
+    let mut sub = reader(&ns);
+    let stats_path = s.path().join("stats.json");
+    let child = horus_e2e::start_in(&ns, &m, "3s", &stats_path);
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(800));
+    replace(&plugin("reload-counter-v2"), &lib);
+    read_for(&mut sub, &mut values, Duration::from_millis(800));
+    let out = finish(child);
+    drain(&mut sub, &mut values);
+    assert_continues(&values, &[1]);
+    assert!(
+        out.stderr.lines().any(|l| l.contains("node=counter")
+            && l.contains("rolled back")
+            && l.contains("config schema refuses the node's config: unknown config key `stepp`")),
+        "no schema rollback line:\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats_path);
+    let counter = node(&stats, "counter");
+    assert_eq!(counter["generation"], 1, "{counter}");
+    assert_eq!(counter["reload_failures"].as_u64(), Some(1), "{counter}");
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

@@ -53,7 +53,14 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// Built against another ABI version.
-    #[error("{path} was built against HORUS plugin ABI v{found}, but this host speaks ABI v{expected}")]
+    #[error(
+        "{path} was built against HORUS plugin ABI v{found}, but this host speaks ABI v{expected}{}",
+        if found < expected {
+            " (the plugin is older than this host: rebuild it against the current horus-plugin-api)"
+        } else {
+            " (the plugin is newer than this host)"
+        }
+    )]
     AbiVersion {
         /// The file.
         path: PathBuf,
@@ -138,6 +145,80 @@ pub struct PortInfo {
     pub max_size: u64,
 }
 
+/// What a declared config key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// `true` or `false`.
+    Bool,
+    /// An integer.
+    Int,
+    /// A number: a float, or an integer (converted).
+    Float,
+    /// A string.
+    Str,
+    /// An array (items unchecked).
+    Array,
+    /// A table (keys unchecked).
+    Table,
+}
+
+impl ConfigKind {
+    /// The kind for an `abi::CONFIG_*` value of a key descriptor.
+    pub fn from_abi(kind: u32) -> Option<ConfigKind> {
+        Some(match kind {
+            abi::CONFIG_BOOL => ConfigKind::Bool,
+            abi::CONFIG_INT => ConfigKind::Int,
+            abi::CONFIG_FLOAT => ConfigKind::Float,
+            abi::CONFIG_STRING => ConfigKind::Str,
+            abi::CONFIG_ARRAY => ConfigKind::Array,
+            abi::CONFIG_TABLE => ConfigKind::Table,
+            _ => return None,
+        })
+    }
+
+    /// The schema's name for it (`horus inspect`, Python's `ConfigKey(float)`): bool, int,
+    /// float, str, array, table.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigKind::Bool => "bool",
+            ConfigKind::Int => "int",
+            ConfigKind::Float => "float",
+            ConfigKind::Str => "str",
+            ConfigKind::Array => "array",
+            ConfigKind::Table => "table",
+        }
+    }
+
+    /// Parses [`ConfigKind::name`].
+    pub fn from_name(name: &str) -> Option<ConfigKind> {
+        [
+            ConfigKind::Bool,
+            ConfigKind::Int,
+            ConfigKind::Float,
+            ConfigKind::Str,
+            ConfigKind::Array,
+            ConfigKind::Table,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+/// A config key a node type declares, as the host keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigKeyInfo {
+    /// The key.
+    pub name: String,
+    /// What it holds.
+    pub kind: ConfigKind,
+    /// The manifest must set it.
+    pub required: bool,
+    /// The value used when it is absent.
+    pub default: Option<toml::Value>,
+    /// One line of documentation (may be empty).
+    pub doc: String,
+}
+
 /// A node type as the host keeps it.
 #[derive(Clone)]
 pub struct NodeTypeInfo {
@@ -145,6 +226,9 @@ pub struct NodeTypeInfo {
     pub name: String,
     /// Ports, in declaration order (the index is the port number in `send`/`recv`).
     pub ports: Vec<PortInfo>,
+    /// The config keys the type accepts; `None` when it declares no schema (its `config` is
+    /// not checked).
+    pub config: Option<Vec<ConfigKeyInfo>>,
     /// Entry points; valid only while the library is loaded.
     pub(crate) vtable: NodeVTable,
 }
@@ -154,6 +238,7 @@ impl std::fmt::Debug for NodeTypeInfo {
         f.debug_struct("NodeTypeInfo")
             .field("name", &self.name)
             .field("ports", &self.ports)
+            .field("config", &self.config)
             .finish()
     }
 }
@@ -204,6 +289,7 @@ static LOAD_SEQ: AtomicU64 = AtomicU64::new(0);
 
 const MAX_NODE_TYPES: usize = 1024;
 const MAX_PORTS: usize = 1024;
+const MAX_CONFIG_KEYS: usize = 4096;
 const MAX_NAME: usize = 4096;
 
 impl PluginLibrary {
@@ -533,9 +619,35 @@ unsafe fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, Loa
                     "node type `{name}` has a port name that is not valid UTF-8"
                 ))
             })?;
+        let config = if vt.config_keys.is_null() {
+            None
+        } else {
+            if vt.config_key_count > MAX_CONFIG_KEYS || !vt.config_keys.is_aligned() {
+                return Err(bad(&format!(
+                    "node type `{name}` declares {} config keys",
+                    vt.config_key_count
+                )));
+            }
+            let keys = if vt.config_key_count == 0 {
+                &[][..]
+            } else {
+                // SAFETY: non-null and aligned (checked), bounded count, static data of the image
+                // with our layout (version and layout hash matched).
+                unsafe { std::slice::from_raw_parts(vt.config_keys, vt.config_key_count) }
+            };
+            let keys = keys
+                .iter()
+                .map(|k| {
+                    config_key(k)
+                        .ok_or_else(|| bad(&format!("node type `{name}` has a malformed config key")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(keys)
+        };
         node_types.push(NodeTypeInfo {
             name,
             ports,
+            config,
             vtable: *vt,
         });
     }
@@ -544,6 +656,27 @@ unsafe fn read_descriptor(entry: EntryFn, path: &Path) -> Result<PluginInfo, Loa
         name: copy_str(desc.plugin_name).unwrap_or_default(),
         version: copy_str(desc.plugin_version).unwrap_or_default(),
         node_types,
+    })
+}
+
+/// Copies one config key descriptor; `None` when a string or the kind is malformed.
+fn config_key(k: &abi::ConfigKeyDesc) -> Option<ConfigKeyInfo> {
+    let kind = ConfigKind::from_abi(k.kind)?;
+    let d = &k.default;
+    let default = match d.kind {
+        abi::CONFIG_MISSING => None,
+        abi::CONFIG_BOOL => Some(toml::Value::Boolean(d.int != 0)),
+        abi::CONFIG_INT => Some(toml::Value::Integer(d.int)),
+        abi::CONFIG_FLOAT => Some(toml::Value::Float(d.float)),
+        abi::CONFIG_STRING => Some(toml::Value::String(copy_str(d.text)?)),
+        _ => return None,
+    };
+    Some(ConfigKeyInfo {
+        name: copy_str(k.name).filter(|n| !n.is_empty())?,
+        kind,
+        required: k.flags & abi::CONFIG_KEY_REQUIRED != 0,
+        default,
+        doc: copy_str(k.doc)?,
     })
 }
 

@@ -376,6 +376,18 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
             Code::H0012,
             "a HORUS plugin calls `horus_plugin_api::export_plugin!(YourNode)` once; see docs/plugins.md".into(),
         ),
+        LoadError::AbiVersion { found, expected, .. } if found < expected => (
+            Code::H0013,
+            format!(
+                "rebuild the plugin against the current horus-plugin-api (ABI v{expected}; `cargo build` \
+                 in the plugin's crate after updating its horus-plugin-api dependency){}",
+                if *found < 2 {
+                    ": ABI v2 added the config schema node types declare"
+                } else {
+                    ""
+                }
+            ),
+        ),
         LoadError::AbiVersion { found, expected, .. } => (
             Code::H0013,
             format!(

@@ -4,6 +4,7 @@
 //! Owns every check that needs the plugins (`horus check` runs exactly this, without creating a
 //! node). It does not create node objects or run anything: that is the scheduler's job.
 
+pub mod config;
 mod connect;
 mod load;
 mod network;
@@ -140,6 +141,9 @@ impl Graph {
     /// [`load`]).
     pub fn build_with(manifest: Manifest, inspector: Option<&Inspector>) -> Result<Graph, Diagnostics> {
         let (loaded, mut diags) = load_plugins(&manifest, inspector);
+        if inspector.is_some() {
+            diags.append(check_python_nodes(&manifest, &loaded));
+        }
         let offered: Vec<Option<Vec<TypeDesc<'_>>>> = loaded
             .per_node
             .iter()
@@ -152,6 +156,7 @@ impl Graph {
             .zip(&offered)
             .map(|(i, types)| Some(types.as_ref()?[(*i)?]))
             .collect();
+        diags.append(check_configs(&manifest, &types));
         let wiring = match check_connections(&manifest, &types) {
             Ok(wiring) => wiring,
             Err(more) => {
@@ -188,6 +193,60 @@ impl Graph {
             net: net.topics,
         })
     }
+}
+
+/// Each plugin node's `config` against the schema its node type declares ([`config`]). Python
+/// nodes are checked from their class's `CONFIG` (see `crate::pycheck`).
+pub fn check_configs(manifest: &Manifest, types: &[Option<TypeDesc<'_>>]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (spec, ty) in manifest.nodes.iter().zip(types) {
+        let (Some(ty), NodeCode::Plugin(_)) = (ty, &spec.code) else {
+            continue;
+        };
+        if let Some(keys) = ty.config {
+            let schema = config::Schema {
+                type_name: ty.name,
+                keys,
+            };
+            diags.append(config::check_node_config(&manifest.path, spec, schema));
+        }
+    }
+    diags
+}
+
+/// Each Python node's file imported by its own interpreter in a child process: the file imports,
+/// its `class` is a `horus.Node`, and its `config` fits the class's `CONFIG`
+/// ([`crate::pycheck`]). Run when plugins are inspected in child processes (`horus check` and
+/// `horus run` from the CLI); the nodes of one environment are checked in parallel.
+pub fn check_python_nodes(manifest: &Manifest, loaded: &Loaded) -> Diagnostics {
+    let timeout = inspect_timeout();
+    let jobs: Vec<_> = manifest
+        .nodes
+        .iter()
+        .zip(&loaded.loaders)
+        .filter_map(|(spec, loader)| match (&spec.code, loader) {
+            (NodeCode::Python(py), Some(loader)) => Some((spec, py, loader.executable.clone())),
+            _ => None,
+        })
+        .collect();
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(_, py, program)| s.spawn(move || crate::pycheck::inspect(program, py, timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| crate::pycheck::Answer::Failed("the check panicked".into()))
+            })
+            .collect()
+    });
+    let mut diags = Diagnostics::default();
+    for ((spec, py, _), answer) in jobs.iter().zip(answers) {
+        diags.append(crate::pycheck::diagnostics(&manifest.path, spec, py, answer));
+    }
+    diags
 }
 
 /// What the Python loader runs for a Python node.

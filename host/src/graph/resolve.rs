@@ -2,7 +2,7 @@
 //! types a plugin offers as [`TypeDesc`]s, so it is tested without any plugin file.
 
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics};
-use crate::ffi::{PluginInfo, PortInfo};
+use crate::ffi::{ConfigKeyInfo, PluginInfo, PortInfo};
 use crate::manifest::{Manifest, NodeCode, NodeSpec};
 use crate::python;
 
@@ -13,6 +13,8 @@ pub struct TypeDesc<'a> {
     pub name: &'a str,
     /// Its ports; the index is the port number.
     pub ports: &'a [PortInfo],
+    /// The config keys it declares; `None`: no schema, its nodes' `config` is not checked.
+    pub config: Option<&'a [ConfigKeyInfo]>,
 }
 
 /// The node types a loaded plugin offers.
@@ -22,6 +24,7 @@ pub fn offered(info: &PluginInfo) -> Vec<TypeDesc<'_>> {
         .map(|t| TypeDesc {
             name: &t.name,
             ports: &t.ports,
+            config: t.config.as_deref(),
         })
         .collect()
 }

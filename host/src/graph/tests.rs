@@ -72,7 +72,11 @@ fn plan_manifest(manifest: Manifest) -> Result<Planned, Diagnostics> {
                 catalogue
                     .iter()
                     .filter(|(plugin, ..)| *plugin == stem)
-                    .map(|(_, name, ports)| TypeDesc { name, ports })
+                    .map(|(_, name, ports)| TypeDesc {
+                        name,
+                        ports,
+                        config: None,
+                    })
                     .collect(),
             )
         })
@@ -421,6 +425,7 @@ fn a_node_whose_plugin_did_not_load_adds_no_more_errors() {
     let counter = [TypeDesc {
         name: catalogue[0].1,
         ports: &catalogue[0].2,
+        config: None,
     }];
     let types = [Some(counter[0]), None];
     let wiring = check_connections(&m, &types).unwrap();

@@ -249,8 +249,38 @@ pub struct NodeSpec {
     pub logging: bool,
     /// The node's `config` table, exactly as written.
     pub config: toml::Table,
+    /// Where the `config` table and each of its keys are written (for config schema errors).
+    pub config_at: ConfigLocations,
     /// Where the node's table starts.
     pub at: Location,
+}
+
+/// Where a node's `config` is written: the table, and each of its top-level keys.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigLocations {
+    /// The `config` value (`{` of an inline table, or the first key of a `[node.config]`
+    /// table); `None` when the node has no `config`.
+    pub table: Option<Location>,
+    /// Each key, in the order written, with the location of the key and of its value.
+    pub keys: Vec<ConfigKeyAt>,
+}
+
+/// One key of a node's `config`, located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigKeyAt {
+    /// The key.
+    pub name: String,
+    /// Where the key is written.
+    pub key: Location,
+    /// Where its value is written.
+    pub value: Location,
+}
+
+impl ConfigLocations {
+    /// Where key `name` is written, if it is.
+    pub fn key(&self, name: &str) -> Option<&ConfigKeyAt> {
+        self.keys.iter().find(|k| k.name == name)
+    }
 }
 
 /// Where a node's code comes from: a node type of a Rust plugin, or a class in a Python file.
@@ -330,6 +360,8 @@ pub struct PythonSpec {
     pub file: Located<PathBuf>,
     /// The `horus.Node` subclass to instantiate.
     pub class: String,
+    /// Where `class =`'s value is written.
+    pub class_at: Location,
     /// The virtual environment, if given (resolved against the manifest's folder).
     pub venv: Option<PathBuf>,
 }

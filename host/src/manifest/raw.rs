@@ -103,13 +103,17 @@ pub struct RawNode {
     pub isolation: Option<Spanned<String>>,
     /// Whether the node's own log lines are shown.
     pub logging: Option<Spanned<bool>>,
-    /// Free-form table handed to the node.
-    pub config: Option<Spanned<toml::Table>>,
+    /// The table handed to the node; each key and value spanned, so a schema error points at
+    /// the key (`horus check` verifies it against the node type's declared config keys).
+    pub config: Option<Spanned<RawConfig>>,
     /// A shell command that rebuilds the node's plugin (`--watch` runs it on a source change).
     pub build: Option<Spanned<String>>,
     /// Globs of the files whose change runs `build`, relative to the manifest's folder.
     pub watch: Option<Spanned<Vec<Spanned<String>>>>,
 }
+
+/// A node's `config` table as parsed: every key and value with its span.
+pub type RawConfig = std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 /// One `[[connect]]`: two of `from`, `to` and `topic`.
 #[derive(Debug, Deserialize)]

@@ -596,7 +596,7 @@ impl Validator<'_> {
             }
         }
         let logging = raw.logging.is_none_or(|l| *l.get_ref());
-        let config = raw.config.map(Spanned::into_inner).unwrap_or_default();
+        let (config, config_at) = self.config(raw.config);
         Some(NodeSpec {
             name,
             code: code?,
@@ -607,9 +607,37 @@ impl Validator<'_> {
             isolation,
             logging,
             config,
+            config_at,
             at,
         })
         .filter(|_| ok)
+    }
+
+    /// The node's `config` as a plain table, and where it and its keys are written.
+    fn config(&self, raw: Option<Spanned<raw::RawConfig>>) -> (toml::Table, super::ConfigLocations) {
+        let Some(raw) = raw else {
+            return (toml::Table::new(), super::ConfigLocations::default());
+        };
+        let table_at = self.at(&raw);
+        let mut keys: Vec<super::ConfigKeyAt> = Vec::new();
+        let mut table = toml::Table::new();
+        for (key, value) in raw.into_inner() {
+            keys.push(super::ConfigKeyAt {
+                name: key.get_ref().clone(),
+                key: self.at(&key),
+                value: self.at(&value),
+            });
+            table.insert(key.into_inner(), value.into_inner());
+        }
+        // In the order written (the map is sorted by name).
+        keys.sort_by_key(|k| (k.key.line, k.key.col));
+        (
+            table,
+            super::ConfigLocations {
+                table: Some(table_at),
+                keys,
+            },
+        )
     }
 
     /// Where a node's code is: `plugin =` (a library, with an optional `type =`) or `python =`
@@ -855,6 +883,7 @@ impl Validator<'_> {
         Some(NodeCode::Python(PythonSpec {
             file: Located::new(std::fs::canonicalize(&file).unwrap_or(file), self.at(py)),
             class: class.get_ref().clone(),
+            class_at: self.at(class),
             venv,
         }))
     }

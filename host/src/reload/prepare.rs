@@ -20,6 +20,8 @@ pub struct Watched {
     pub ports: Vec<PortInfo>,
     /// A Python node (`file` is its `.py`): see [`super::python`].
     pub python: Option<super::python::PythonWatch>,
+    /// Its `config` as the running manifest has it, which a new build's schema must accept.
+    pub config: toml::Table,
 }
 
 /// The new code for one node, ready to swap in.
@@ -89,6 +91,9 @@ pub(super) fn new_code(plugin: &Arc<PluginLibrary>, w: &Watched) -> Result<NewCo
         ));
     };
     compatible(&w.ports, &node_type.ports)?;
+    if let Some(keys) = &node_type.config {
+        config_accepted(&w.node_type, keys, &w.config)?;
+    }
     Ok(NewCode {
         plugin: plugin.clone(),
         type_index,
@@ -135,9 +140,71 @@ pub fn compatible(old: &[PortInfo], new: &[PortInfo]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a new build whose node type declares `keys` accepts the running node's `config`:
+/// the same check as `horus check` ([`crate::graph::config`]), its first problem as the reason.
+pub fn config_accepted(
+    node_type: &str,
+    keys: &[crate::ffi::ConfigKeyInfo],
+    config: &toml::Table,
+) -> Result<(), String> {
+    let spec = crate::manifest::NodeSpec {
+        name: String::new(),
+        code: crate::manifest::NodeCode::Plugin(crate::manifest::PluginCode {
+            plugin: crate::manifest::Located::new(
+                crate::manifest::PluginRef::Name(String::new()),
+                Default::default(),
+            ),
+            node_type: None,
+            build: None,
+        }),
+        priority: 0,
+        rate_hz: None,
+        deadline: None,
+        watchdog: None,
+        isolation: crate::manifest::Isolation::Inline,
+        logging: true,
+        config: config.clone(),
+        config_at: Default::default(),
+        at: Default::default(),
+    };
+    let schema = crate::graph::config::Schema {
+        type_name: node_type,
+        keys,
+    };
+    let diags = crate::graph::config::check_node_config(Path::new(""), &spec, schema);
+    match diags.0.first() {
+        None => Ok(()),
+        Some(d) => Err(format!(
+            "the new build's config schema refuses the node's config: {} [{}]",
+            d.message, d.code
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_schema_that_refuses_the_running_config_is_a_reason() {
+        use crate::ffi::{ConfigKeyInfo, ConfigKind};
+        let keys = [ConfigKeyInfo {
+            name: "step".into(),
+            kind: ConfigKind::Int,
+            required: true,
+            default: None,
+            doc: String::new(),
+        }];
+        let config: toml::Table = toml::from_str("step = 2").unwrap();
+        config_accepted("Counter", &keys, &config).unwrap();
+        let config: toml::Table = toml::from_str("stpe = 2").unwrap();
+        let why = config_accepted("Counter", &keys, &config).unwrap_err();
+        assert_eq!(
+            why,
+            "the new build's config schema refuses the node's config: unknown config key `stpe` for node \
+             type `Counter` [H0040]"
+        );
+    }
 
     fn port(name: &str, output: bool, ty: &str) -> PortInfo {
         PortInfo {

@@ -5,7 +5,7 @@
 //! Config: `alpha` (0.98): weight of the gyro path, 0 < alpha < 1.
 
 use horus_plugin_api::msgs::{Attitude, Imu};
-use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port};
+use horus_plugin_api::{export_plugin, ConfigKey, Context, Node, NodeError, NodeResult, Port};
 
 /// The filter state.
 pub struct ComplementaryFilter {
@@ -16,9 +16,12 @@ pub struct ComplementaryFilter {
 
 impl Node for ComplementaryFilter {
     const PORTS: &'static [Port] = &[Port::input::<Imu>("imu"), Port::output::<Attitude>("attitude")];
+    const CONFIG: &'static [ConfigKey] = &[ConfigKey::f64("alpha")
+        .default(0.98)
+        .doc("blend of gyro vs accel, between 0 and 1 (closer to 1 trusts the gyro more)")];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let alpha = ctx.config_f64("alpha")?.unwrap_or(0.98);
+        let alpha = ctx.config_f64("alpha")?.unwrap_or_default();
         if !(alpha > 0.0 && alpha < 1.0) {
             return Err(NodeError::new(format!(
                 "config `alpha` must be between 0 and 1 (got {alpha})"

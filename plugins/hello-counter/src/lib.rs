@@ -2,7 +2,7 @@
 //!
 //! This file is the example of docs/plugins.md, verbatim (a test keeps them equal).
 
-use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port};
+use horus_plugin_api::{export_plugin, ConfigKey, Context, Node, NodeError, NodeResult, Port};
 
 /// Publishes 0, step, 2·step, … on `count`, one number per tick.
 pub struct Counter {
@@ -12,9 +12,14 @@ pub struct Counter {
 
 impl Node for Counter {
     const PORTS: &'static [Port] = &[Port::output::<u64>("count")];
+    // The keys `config` may have: `horus check` refuses any other, and the getter below returns
+    // the default when the manifest leaves `step` out.
+    const CONFIG: &'static [ConfigKey] = &[ConfigKey::i64("step")
+        .default(1)
+        .doc("how much the count grows per tick (> 0)")];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        // `config = { step = 2 }` in the manifest; 1 when absent.
+        // `config = { step = 2 }` in the manifest; the declared default 1 when absent.
         let step = match ctx.config_i64("step")? {
             None => 1,
             Some(s) if s > 0 => s as u64,
@@ -59,6 +64,8 @@ pub struct Summer {
 
 impl Node for Summer {
     const PORTS: &'static [Port] = &[Port::input::<u64>("numbers")];
+    // No config keys at all, and any key in its `config` is an error.
+    const CONFIG_CHECKED: bool = true;
 
     fn create(_ctx: &mut Context<'_>) -> Result<Self, NodeError> {
         Ok(Summer {

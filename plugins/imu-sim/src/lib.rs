@@ -1,11 +1,12 @@
 //! A simulated IMU on a robot body that rocks in roll and pitch, like a legged robot's trunk or a
 //! boat: publishes `horus_plugin_api::msgs::Imu` on `imu` each tick, with Gaussian-ish noise.
 //!
-//! Config (all optional): `amplitude_deg` (10), `period_s` (4), `gyro_noise` (0.01 rad/s),
-//! `accel_noise` (0.05 m/s²), `seed` (1).
+//! Config (all optional, declared in `ImuSim::CONFIG`): `amplitude_deg` (10), `period_s` (4),
+//! `gyro_noise` (0.01 rad/s), `accel_noise` (0.05 m/s²), `seed` (1). The node logs the values it
+//! runs with when it starts.
 
 use horus_plugin_api::msgs::{Imu, Vector3};
-use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port};
+use horus_plugin_api::{export_plugin, ConfigKey, Context, Node, NodeError, NodeResult, Port};
 
 const GRAVITY: f64 = 9.80665;
 
@@ -37,9 +38,11 @@ impl XorShift {
     }
 }
 
-fn positive(ctx: &Context<'_>, key: &str, default: f64) -> Result<f64, NodeError> {
+/// A declared key (so the getter returns its default when the manifest leaves it out) that must
+/// be ≥ 0.
+fn positive(ctx: &Context<'_>, key: &str) -> Result<f64, NodeError> {
     match ctx.config_f64(key)? {
-        None => Ok(default),
+        None => Err(NodeError::new(format!("config `{key}` has no default"))),
         Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
         Some(v) => Err(NodeError::new(format!(
             "config `{key}` must be a number ≥ 0 (got {v})"
@@ -65,18 +68,41 @@ impl ImuSim {
 
 impl Node for ImuSim {
     const PORTS: &'static [Port] = &[Port::output::<Imu>("imu")];
+    const CONFIG: &'static [ConfigKey] = &[
+        ConfigKey::f64("amplitude_deg")
+            .default(10.0)
+            .doc("peak roll in degrees (pitch is half of it)"),
+        ConfigKey::f64("period_s")
+            .default(4.0)
+            .doc("period of the rocking motion in seconds"),
+        ConfigKey::f64("gyro_noise")
+            .default(0.01)
+            .doc("gyro noise, rad/s (1 sigma)"),
+        ConfigKey::f64("accel_noise")
+            .default(0.05)
+            .doc("accelerometer noise, m/s² (1 sigma)"),
+        ConfigKey::i64("seed")
+            .default(1)
+            .doc("noise generator seed (same seed, same run)"),
+    ];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let period = positive(ctx, "period_s", 4.0)?;
+        let period = positive(ctx, "period_s")?;
         if period == 0.0 {
             return Err(NodeError::new("config `period_s` must be > 0"));
         }
-        let seed = ctx.config_i64("seed")?.unwrap_or(1);
+        let seed = ctx.config_i64("seed")?.unwrap_or_default();
+        let amplitude_deg = positive(ctx, "amplitude_deg")?;
+        let (gyro_noise, accel_noise) = (positive(ctx, "gyro_noise")?, positive(ctx, "accel_noise")?);
+        ctx.info(format_args!(
+            "config: amplitude_deg={amplitude_deg} period_s={period} gyro_noise={gyro_noise} \
+             accel_noise={accel_noise} seed={seed}"
+        ));
         Ok(ImuSim {
-            amplitude: positive(ctx, "amplitude_deg", 10.0)?.to_radians(),
+            amplitude: amplitude_deg.to_radians(),
             omega: std::f64::consts::TAU / period,
-            gyro_noise: positive(ctx, "gyro_noise", 0.01)?,
-            accel_noise: positive(ctx, "accel_noise", 0.05)?,
+            gyro_noise,
+            accel_noise,
             rng: XorShift(seed as u64 | 1),
             published: 0,
         })

@@ -8,6 +8,10 @@ const STEP: u64 = 1000;
 /// This build obeys `fail_file`: the rollback tests arm it before they swap this build in.
 const OBEYS_FAIL_FILE: bool = true;
 
+/// This build declares its one key, so a running config with any other is refused on reload.
+const CONFIG: &[horus_plugin_api::ConfigKey] = &[horus_plugin_api::ConfigKey::str("fail_file")
+    .doc("a file whose content makes a hook fail on demand (rollback tests)")];
+
 #[path = "../../reload-counter/src/counter.rs"]
 mod counter;
 

@@ -8,8 +8,12 @@
 //! `create`, `restore`, `init`, `tick`), that hook returns an error or panics. A test writes the
 //! file before it swaps in a new build, to drive each rollback cause of a reload. Without the key
 //! nothing is ever read.
+//!
+//! The crate root also picks the config schema (`const CONFIG`): v1 declares none (its `config`
+//! is not checked), v2 declares `fail_file`, so a running v1 whose `config` has another key
+//! cannot be replaced by v2 (the reload tests' schema rollback).
 
-use horus_plugin_api::{Context, Node, NodeError, NodeResult, Port};
+use horus_plugin_api::{ConfigKey, Context, Node, NodeError, NodeResult, Port};
 
 /// Publishes 0, STEP, 2·STEP, … on `count`, one number per tick, and hands the count over on
 /// hot reload.
@@ -41,6 +45,7 @@ fn fail_point(fail_file: Option<&str>, phase: &str) -> NodeResult {
 
 impl Node for ReloadCounter {
     const PORTS: &'static [Port] = &[Port::output::<u64>("count")];
+    const CONFIG: &'static [ConfigKey] = crate::CONFIG;
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
         let fail_file = ctx.config_str("fail_file")?.map(str::to_owned);

@@ -12,6 +12,9 @@ const STEP: u64 = 1;
 /// the file arms a failure of the next build).
 const OBEYS_FAIL_FILE: bool = false;
 
+/// No config schema: the `config` of this build is not checked.
+const CONFIG: &[horus_plugin_api::ConfigKey] = &[];
+
 mod counter;
 
 pub use counter::ReloadCounter;

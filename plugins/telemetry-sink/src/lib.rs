@@ -3,7 +3,7 @@
 //! `max_tilt_deg` (30). On shutdown it logs the totals.
 
 use horus_plugin_api::msgs::Attitude;
-use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port};
+use horus_plugin_api::{export_plugin, ConfigKey, Context, Node, NodeError, NodeResult, Port};
 use std::time::Duration;
 
 /// The sink.
@@ -20,9 +20,17 @@ pub struct TelemetrySink {
 
 impl Node for TelemetrySink {
     const PORTS: &'static [Port] = &[Port::input::<Attitude>("attitude")];
+    const CONFIG: &'static [ConfigKey] = &[
+        ConfigKey::f64("report_every_s")
+            .default(1.0)
+            .doc("seconds between two report lines"),
+        ConfigKey::f64("max_tilt_deg")
+            .default(30.0)
+            .doc("tilt in degrees above which a warning is logged"),
+    ];
 
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
-        let every = ctx.config_f64("report_every_s")?.unwrap_or(1.0);
+        let every = ctx.config_f64("report_every_s")?.unwrap_or_default();
         if !(every.is_finite() && every > 0.0) {
             return Err(NodeError::new(format!(
                 "config `report_every_s` must be > 0 (got {every})"
@@ -30,7 +38,7 @@ impl Node for TelemetrySink {
         }
         Ok(TelemetrySink {
             report_every: Duration::from_secs_f64(every),
-            max_tilt: ctx.config_f64("max_tilt_deg")?.unwrap_or(30.0).to_radians(),
+            max_tilt: ctx.config_f64("max_tilt_deg")?.unwrap_or_default().to_radians(),
             received: 0,
             received_at_last_report: 0,
             last_report: Duration::ZERO,

@@ -20,9 +20,10 @@ pieces: the ``Node`` base class, node naming and ``connect``.
 from __future__ import annotations
 
 import atexit
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Union
 
-from . import _horus
+from . import _config, _horus
+from ._config import ConfigKey
 from ._horus import (
     Attitude,
     Hub,
@@ -35,6 +36,7 @@ from ._horus import (
 
 __all__ = [
     "Node",
+    "ConfigKey",
     "Scheduler",
     "SchedulerConfig",
     "RobotPreset",
@@ -65,8 +67,14 @@ class Node:
     ``self.config`` is the node's configuration, a dict the runtime sets before ``init()``: the
     ``config`` table of its ``[[node]]`` in a manifest, or ``Scheduler.add(node, config=...)``
     (``{}`` when none is given).
+
+    ``CONFIG`` (optional, on the class) declares the keys ``config`` accepts, as a dict of
+    ``horus.ConfigKey``: ``horus check``, ``horus run`` and ``Scheduler.add`` refuse a config
+    with an unknown key, a value of another type or without a required key, and ``self.config``
+    gets the declared defaults of the keys left out. Without it, ``config`` is not checked.
     """
 
+    CONFIG: ClassVar[Optional[Mapping[str, ConfigKey]]] = None
     config: Dict[str, Any]
 
     # No catch-all ``**kwargs``: a misspelt or unsupported keyword (``Node(nmae="x")``) is
@@ -169,6 +177,9 @@ class Scheduler:
             raise TypeError(f"{type(node).__name__} has no tick() method")
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(f"config must be a dict (got {type(config).__name__!r})")
+        wrong = _config.problems(type(node), config or {})
+        if wrong:
+            raise ValueError(f"{type(node).__name__}: " + "; ".join(wrong))
         name = node.name if isinstance(node.__dict__.get("name"), str) else None
         if name is None:
             base = type(node).__name__
@@ -182,7 +193,7 @@ class Scheduler:
             self._added if priority is None else priority,
             bool(logging),
             rate_hz,
-            dict(config or {}),
+            _config.with_defaults(type(node), config or {}),
         )
         node._horus_bind(name)
         self._added += 1
