@@ -280,6 +280,22 @@ pub fn snippet(t: &NodeTypeDesc, plugin_ref: &str) -> String {
         t.name,
         plugin_ref.replace('\\', "\\\\").replace('"', "\\\"")
     );
+    // The keys the type requires, each with a value of its kind to replace (the others have
+    // defaults: `horus inspect` lists them).
+    let required: Vec<String> = t
+        .config
+        .iter()
+        .flatten()
+        .filter(|k| k.required)
+        .map(|k| format!("{} = {}", k.name, example(&k.kind)))
+        .collect();
+    if !required.is_empty() {
+        let _ = writeln!(
+            out,
+            "config = {{ {} }}  # required: set your values",
+            required.join(", ")
+        );
+    }
     for p in &t.ports {
         let topic = format!("{node}/{}", p.name);
         let _ = match p.direction {
@@ -296,6 +312,48 @@ pub fn snippet(t: &NodeTypeDesc, plugin_ref: &str) -> String {
         };
     }
     out
+}
+
+/// A value of config kind `kind`, for the snippet.
+fn example(kind: &str) -> &'static str {
+    match kind {
+        "bool" => "false",
+        "int" => "0",
+        "float" => "0.0",
+        "array" => "[]",
+        "table" => "{}",
+        _ => "\"\"",
+    }
+}
+
+/// The `config:` section of one node type.
+fn render_config(out: &mut String, t: &NodeTypeDesc) {
+    match &t.config {
+        None => out.push_str("\n  config: no schema declared (its keys are not checked)\n"),
+        Some(keys) if keys.is_empty() => out.push_str("\n  config: takes no keys\n"),
+        Some(keys) => {
+            out.push_str("\n  config:\n");
+            let mut rows = vec![vec![
+                "KEY".to_owned(),
+                "TYPE".to_owned(),
+                "DEFAULT".to_owned(),
+                "DOC".to_owned(),
+            ]];
+            for k in keys {
+                rows.push(vec![
+                    k.name.clone(),
+                    k.kind.clone(),
+                    match (&k.default, k.required) {
+                        (_, true) => "(required)".to_owned(),
+                        (Some(d), false) => d.clone(),
+                        (None, false) => "(none)".to_owned(),
+                    },
+                    k.doc.clone(),
+                ]);
+            }
+            out.push_str(&table("    ", &rows));
+        }
+    }
 }
 
 fn slot(p: &crate::plugins::PortDesc) -> String {
@@ -520,6 +578,7 @@ pub fn render_inspected(i: &Inspected) -> String {
             }
             out.push_str(&table("    ", &rows));
         }
+        render_config(&mut out, t);
         out.push_str("\n  manifest snippet:\n");
         for line in snippet(t, &i.plugin_ref).lines() {
             if line.is_empty() {
@@ -554,6 +613,14 @@ pub fn inspected_json(i: &Inspected) -> Value {
                 "max_size": p.max_size,
                 "slot_size": p.slot_size(),
             })).collect::<Vec<_>>(),
+            "config": t.config.as_ref().map(|keys| keys.iter().map(|k| json!({
+                "name": k.name,
+                "type": k.kind,
+                "required": k.required,
+                // The default as JSON (kept as a TOML value: read it as one key's value).
+                "default": k.default.as_ref().and_then(|d| format!("v = {d}").parse::<toml::Table>().ok()?.remove("v")),
+                "doc": k.doc,
+            })).collect::<Vec<_>>()),
             "manifest_snippet": snippet(t, &i.plugin_ref),
         })).collect::<Vec<_>>(),
     })
@@ -616,6 +683,26 @@ pub fn inspect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_sections_say_when_a_type_declares_no_schema_or_no_keys() {
+        let mut t = NodeTypeDesc {
+            name: "T".into(),
+            ports: Vec::new(),
+            config: None,
+        };
+        let mut out = String::new();
+        render_config(&mut out, &t);
+        assert_eq!(out, "\n  config: no schema declared (its keys are not checked)\n");
+        t.config = Some(Vec::new());
+        out.clear();
+        render_config(&mut out, &t);
+        assert_eq!(out, "\n  config: takes no keys\n");
+        assert!(
+            !snippet(&t, "p").contains("config"),
+            "no required keys, no config line"
+        );
+    }
 
     #[test]
     fn node_names_are_snake_case_of_the_type() {

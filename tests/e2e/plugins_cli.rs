@@ -10,6 +10,7 @@
 //! `HORUS_BLESS=1` to rewrite them after an intended change, and review the diff.
 
 use horus_e2e::{horus_bin, libc_path, plugin, repo_root, spawn, wait, Outcome, Scratch};
+use horus_plugin_api::abi::ABI_VERSION;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,7 +98,7 @@ impl Path2 {
     }
 
     fn cache_file(&self) -> PathBuf {
-        self.dir("cache/horus/registry-v1.json")
+        self.dir("cache/horus/registry-v2.json")
     }
 
     /// `text` with the scratch folder written `<DIR>`.
@@ -166,7 +167,7 @@ fn plugins_lists_the_path_the_plugins_the_shadowed_and_each_kind_of_refused_file
     let listed: Vec<(String, String, Vec<String>, Option<String>)> = plugins
         .iter()
         .map(|l| {
-            assert_eq!(l["abi_version"], 1, "{l}");
+            assert_eq!(l["abi_version"], ABI_VERSION, "{l}");
             assert_eq!(l["version"], "0.1.0", "{l}");
             (
                 p.masked(l["file"].as_str().unwrap()),
@@ -231,7 +232,7 @@ fn plugins_lists_the_path_the_plugins_the_shadowed_and_each_kind_of_refused_file
     );
     assert_eq!(
         v["cache"]["file"].as_str().map(|s| p.masked(s)).as_deref(),
-        Some("<DIR>/cache/horus/registry-v1.json")
+        Some("<DIR>/cache/horus/registry-v2.json")
     );
 
     // The same for people: the folders first, one aligned row per plugin, the shadowed mark,
@@ -410,7 +411,7 @@ fn inspect_shows_the_demo_types_by_type_plugin_and_file() {
     );
     assert_eq!(v["plugin"]["name"], "attitude-filter");
     assert_eq!(v["plugin"]["ref"], "attitude-filter");
-    assert_eq!(v["plugin"]["abi_version"], 1);
+    assert_eq!(v["plugin"]["abi_version"], ABI_VERSION);
     let t = &v["node_types"][0];
     assert_eq!(t["name"], "ComplementaryFilter");
     let ports: Vec<(&str, &str, &str, &str)> = t["ports"]
@@ -447,8 +448,10 @@ fn inspect_shows_the_demo_types_by_type_plugin_and_file() {
 fn the_snippets_of_inspect_pass_horus_check_as_pasted() {
     let p = Path2::new();
     p.populate();
+    // A type with a required config key: its snippet sets it.
+    p.put("config-probe", "a", "libconfig_probe.so");
     let mut manifest = String::new();
-    for ty in ["ImuSim", "ComplementaryFilter", "TelemetrySink"] {
+    for ty in ["ImuSim", "ComplementaryFilter", "TelemetrySink", "ConfigProbe"] {
         let v = p.json(&["inspect", ty, "--json"]);
         manifest.push_str(v["node_types"][0]["manifest_snippet"].as_str().unwrap());
         manifest.push('\n');
@@ -456,7 +459,34 @@ fn the_snippets_of_inspect_pass_horus_check_as_pasted() {
     let m = p.s.write("m/snippets.toml", &manifest);
     let out = p.run(&["check", m.to_str().unwrap()]);
     assert_eq!(out.code(), 0, "{manifest}\n{}", out.stderr);
-    assert!(out.stdout.contains("3 nodes, 4 connections"), "{}", out.stdout);
+    assert!(out.stdout.contains("4 nodes, 4 connections"), "{}", out.stdout);
+    assert!(
+        manifest.contains("config = { frame = \"\" }  # required: set your values"),
+        "{manifest}"
+    );
+}
+
+/// Issue #15: `inspect` shows a type's config keys: kind, default or required, doc.
+#[test]
+fn inspect_shows_the_config_keys_a_type_declares() {
+    let p = Path2::new();
+    p.populate();
+    p.put("config-probe", "a", "libconfig_probe.so");
+    let out = p.run(&["inspect", "ConfigProbe"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    for row in [
+        "frame    str    (required)  the frame the node reports in",
+        "gain     float  1.5         output gain",
+        "trim     float  (none)      optional offset, no default",
+    ] {
+        assert!(out.stdout.contains(row), "no `{row}` in:\n{}", out.stdout);
+    }
+    let v = p.json(&["inspect", "ConfigProbe", "--json"]);
+    let keys = v["node_types"][0]["config"].as_array().expect("config keys");
+    assert_eq!(keys[0]["name"], "frame");
+    assert_eq!(keys[0]["required"], true);
+    assert_eq!(keys[1]["default"], 1.5);
+    assert_eq!(keys[3]["default"], false);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// The file's name in its folder. The version in the name changes with the format, so that an
 /// older `horus` and a newer one never read each other's.
-pub const FILE_NAME: &str = "registry-v1.json";
+pub const FILE_NAME: &str = "registry-v2.json";
 
 /// The format written in the file (see [`FILE_NAME`]).
 const FORMAT: u32 = 1;
@@ -85,8 +85,8 @@ pub struct Registry {
     dirty: bool,
 }
 
-/// Where the cache lives: `$XDG_CACHE_HOME/horus/registry-v1.json` (an absolute
-/// `XDG_CACHE_HOME`), else `~/.cache/horus/registry-v1.json`; `None` without either.
+/// Where the cache lives: `$XDG_CACHE_HOME/horus/registry-v2.json` (an absolute
+/// `XDG_CACHE_HOME`), else `~/.cache/horus/registry-v2.json`; `None` without either.
 pub fn default_path() -> Option<PathBuf> {
     path_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
 }
@@ -332,12 +332,12 @@ mod tests {
     fn the_cache_lives_under_xdg_cache_home_or_home() {
         assert_eq!(
             path_from(Some("/xdg".into()), Some("/home/u".into())),
-            Some(PathBuf::from("/xdg/horus/registry-v1.json"))
+            Some(PathBuf::from("/xdg/horus/registry-v2.json"))
         );
         for xdg in [None, Some("".into()), Some("relative".into())] {
             assert_eq!(
                 path_from(xdg, Some("/home/u".into())),
-                Some(PathBuf::from("/home/u/.cache/horus/registry-v1.json"))
+                Some(PathBuf::from("/home/u/.cache/horus/registry-v2.json"))
             );
         }
         assert_eq!(path_from(None, None), None);

@@ -53,14 +53,46 @@ impl Described {
     }
 }
 
-/// One node type of a plugin, as its descriptor declares it. (Room for what later ABI versions
-/// add per type, such as a config schema.)
+/// One node type of a plugin, as its descriptor declares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeTypeDesc {
     /// The type's name, as a manifest's `type` names it.
     pub name: String,
     /// Its ports, in declaration order.
     pub ports: Vec<PortDesc>,
+    /// Its config keys, in declaration order; `None`: it declares no schema (its config is not
+    /// checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Vec<ConfigKeyDesc>>,
+}
+
+/// One config key a node type declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigKeyDesc {
+    /// The key.
+    pub name: String,
+    /// Its kind: bool, int, float, str, array or table.
+    pub kind: String,
+    /// The manifest must set it.
+    pub required: bool,
+    /// Its default, as a TOML value (`0.98`, `"base_link"`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// One line of documentation (may be empty).
+    #[serde(default)]
+    pub doc: String,
+}
+
+impl ConfigKeyDesc {
+    fn of(key: &crate::ffi::ConfigKeyInfo) -> ConfigKeyDesc {
+        ConfigKeyDesc {
+            name: key.name.clone(),
+            kind: key.kind.name().to_owned(),
+            required: key.required,
+            default: key.default.as_ref().map(toml::Value::to_string),
+            doc: key.doc.clone(),
+        }
+    }
 }
 
 /// Which way a port carries messages.
@@ -535,6 +567,10 @@ pub fn described(info: &PluginInfo) -> Described {
             .map(|t| NodeTypeDesc {
                 name: t.name.clone(),
                 ports: t.ports.iter().map(PortDesc::of).collect(),
+                config: t
+                    .config
+                    .as_ref()
+                    .map(|keys| keys.iter().map(ConfigKeyDesc::of).collect()),
             })
             .collect(),
     }
@@ -668,6 +704,13 @@ mod tests {
                     encoding: "pod".into(),
                     max_size: 80,
                 }],
+                config: Some(vec![ConfigKeyDesc {
+                    name: "rate_hz".into(),
+                    kind: "float".into(),
+                    required: false,
+                    default: Some("100.0".into()),
+                    doc: "sample rate".into(),
+                }]),
             }],
         });
         let line = verdict_line(&verdict);
