@@ -8,6 +8,6 @@ mod library;
 
 pub use instance::{CallError, CallErrorKind, NodeInstance, ReloadArg, ReloadStep};
 pub use library::{
-    CreateWithArgFn, LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo, PluginLibrary, PortInfo,
-    CREATE_WITH_ARG_SYMBOL,
+    CreateWithArgFn, IoStatsFn, LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo, PluginLibrary,
+    PortInfo, CREATE_WITH_ARG_SYMBOL,
 };
