@@ -5,26 +5,41 @@
 #   ./scripts/python-env.sh --release  optimised build (what the benchmarks use)
 #   PYTHON_ENV_ONLY=1 ./scripts/python-env.sh   only the environment, no package build
 # Afterwards: .venv/bin/python -c "import horus, horus_async_helpers"
+# Progress goes to stderr: a step line with the seconds since the start before each slow step,
+# then the tools' own lines (pip's "Collecting …", cargo's "Compiling …" through maturin), so a
+# cold build (several minutes: pyo3, Zenoh) is not silent. Bars and spinners only on a terminal:
+# in CI logs they would be one line per redraw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 python=${PYTHON:-python3}
+step() { printf '[python-env %3ds] %s\n' "$SECONDS" "$*" >&2; }
+if [ -t 2 ]; then
+    pip_progress=(--progress-bar on)
+else
+    pip_progress=(--progress-bar off)
+    export CARGO_TERM_PROGRESS_WHEN=never
+fi
 if [ ! -x .venv/bin/python ]; then
-    echo "creating .venv with $($python --version 2>&1)" >&2
+    step "creating .venv with $($python --version 2>&1)"
     "$python" -m venv .venv
 fi
 # Only asks the package index when something is missing.
 # mypy: the type checks of scripts/python-typing.sh (mypy --strict and stubtest).
 if ! .venv/bin/python -c "import maturin, pytest, numpy, mypy" 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-        "maturin>=1.16,<2" "pytest>=8" "numpy>=1.26" "mypy>=1.15,<2"
+    step "installing maturin, pytest, numpy, mypy into .venv (pip)"
+    .venv/bin/python -m pip install --disable-pip-version-check "${pip_progress[@]}" \
+        "maturin>=1.16,<2" "pytest>=8" "numpy>=1.26" "mypy>=1.15,<2" >&2
 fi
 if [ -n "${PYTHON_ENV_ONLY:-}" ]; then
+    step "environment ready (PYTHON_ENV_ONLY: the package is not built)"
     exit 0
 fi
 # The same interpreter for cargo's builds and maturin's, so they share target/.
 export PYO3_PYTHON="$root/.venv/bin/python"
 export VIRTUAL_ENV="$root/.venv"
 cd python-loader
-"$root/.venv/bin/maturin" develop --quiet "$@" >&2
+step "building the horus package with maturin develop${*:+ $*} (cargo's lines follow; a cold build takes minutes)"
+"$root/.venv/bin/maturin" develop "$@" >&2
 "$root/.venv/bin/python" -c "import horus, horus_async_helpers"
+step "done: .venv/bin/python -c \"import horus\" works"

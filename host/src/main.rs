@@ -38,6 +38,10 @@ enum Command {
         /// the others keep running, keeping the node's state (see docs/hot-reload.md).
         #[arg(long)]
         watch: bool,
+        /// Exit with code 1 (after the stats) when any node ended the run with its circuit not
+        /// closed (open, half_open or failed). For CI; a node that fails to start is always 1.
+        #[arg(long)]
+        fail_on_node_error: bool,
     },
     /// Check a manifest and its plugins without starting any node.
     Check {
@@ -195,6 +199,7 @@ fn main() -> ExitCode {
             duration,
             stats_json,
             watch,
+            fail_on_node_error,
         } => {
             let opts = horus_host::RunOptions {
                 manifest: manifest.clone(),
@@ -203,15 +208,24 @@ fn main() -> ExitCode {
                 inspector: this_program(),
                 watch: *watch,
             };
-            horus_host::run(&opts).map(|report| {
-                print!("{}", horus_host::scheduler::table(&report.nodes));
-                println!(
-                    "ran {:.2} s, {} cycles, {} overruns",
-                    report.elapsed.as_secs_f64(),
-                    report.cycles,
-                    report.overruns
-                );
-            })
+            match horus_host::run(&opts) {
+                Ok(report) => {
+                    print!("{}", horus_host::scheduler::table(&report.nodes));
+                    println!(
+                        "ran {:.2} s, {} cycles, {} overruns",
+                        report.elapsed.as_secs_f64(),
+                        report.cycles,
+                        report.overruns
+                    );
+                    let unhealthy = horus_host::run::unhealthy_lines(&report);
+                    if *fail_on_node_error && !unhealthy.is_empty() {
+                        eprint!("{unhealthy}");
+                        return ExitCode::from(1);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
     };
     match result {

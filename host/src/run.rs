@@ -327,6 +327,28 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     }
 }
 
+/// For `horus run --fail-on-node-error`: one line per node that ended the run with its circuit
+/// not closed (see [`RunReport::unhealthy_nodes`]), with its last error; empty when every
+/// node is healthy.
+pub fn unhealthy_lines(report: &RunReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for n in report.unhealthy_nodes() {
+        let _ = write!(
+            out,
+            "horus: --fail-on-node-error: node `{}` ended with its circuit {} ({} failures",
+            n.name,
+            n.circuit_state.name(),
+            n.total_failures
+        );
+        let _ = match &n.last_error {
+            Some(e) => writeln!(out, ", last: {e})"),
+            None => writeln!(out, ")"),
+        };
+    }
+    out
+}
+
 /// Each plugin node's file, as the graph found it (by path, by name or by node type).
 fn plugin_files(graph: &Graph) -> std::collections::HashMap<String, PathBuf> {
     graph

@@ -142,8 +142,16 @@ fn kind_name(kind: u32) -> &'static str {
 /// An error from [`Context::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// The node type declares no output port with this name.
-    UnknownPort(String),
+    /// The node type declares no output port with this name. The message lists the output
+    /// ports it does declare, with the closest one if the name looks like a typo.
+    UnknownPort {
+        /// The name passed to `send`.
+        port: String,
+        /// The node type's output ports, in declaration order.
+        declared: Vec<&'static str>,
+        /// True when the node type has an *input* port of this name (read it with `recv`).
+        other_direction: bool,
+    },
     /// The port carries another message type.
     WrongType {
         /// The port.
@@ -167,7 +175,17 @@ pub enum SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::UnknownPort(p) => write!(f, "no output port `{p}` (declare it in Node::PORTS)"),
+            SendError::UnknownPort {
+                port,
+                declared,
+                other_direction,
+            } => unknown_port(
+                f,
+                port,
+                "output",
+                declared,
+                other_direction.then_some("input port: `recv` it"),
+            ),
             SendError::WrongType { port, expected, got } => {
                 write!(f, "port `{port}` carries `{expected}`, not `{got}`")
             }
@@ -184,8 +202,16 @@ impl std::error::Error for SendError {}
 /// An error from [`Context::recv`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecvError {
-    /// The node type declares no input port with this name.
-    UnknownPort(String),
+    /// The node type declares no input port with this name. The message lists the input ports it
+    /// does declare, with the closest one if the name looks like a typo.
+    UnknownPort {
+        /// The name passed to `recv`.
+        port: String,
+        /// The node type's input ports, in declaration order.
+        declared: Vec<&'static str>,
+        /// True when the node type has an *output* port of this name (write it with `send`).
+        other_direction: bool,
+    },
     /// The port carries another message type.
     WrongType {
         /// The port.
@@ -204,7 +230,17 @@ pub enum RecvError {
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecvError::UnknownPort(p) => write!(f, "no input port `{p}` (declare it in Node::PORTS)"),
+            RecvError::UnknownPort {
+                port,
+                declared,
+                other_direction,
+            } => unknown_port(
+                f,
+                port,
+                "input",
+                declared,
+                other_direction.then_some("output port: `send` to it"),
+            ),
             RecvError::WrongType { port, expected, got } => {
                 write!(f, "port `{port}` carries `{expected}`, not `{got}`")
             }
@@ -215,6 +251,61 @@ impl fmt::Display for RecvError {
 }
 
 impl std::error::Error for RecvError {}
+
+/// The text of an unknown port: the ports of that direction the node declares, the closest one
+/// if the name looks like a typo, or that the name is a port of the other direction.
+fn unknown_port(
+    f: &mut fmt::Formatter<'_>,
+    port: &str,
+    direction: &str,
+    declared: &[&str],
+    other_direction: Option<&str>,
+) -> fmt::Result {
+    write!(f, "no {direction} port `{port}`")?;
+    if let Some(other) = other_direction {
+        write!(f, " (`{port}` is an {other})")?;
+    }
+    if declared.is_empty() {
+        write!(f, "; this node type declares no {direction} ports")?;
+    } else {
+        let list: Vec<String> = declared.iter().map(|p| format!("`{p}`")).collect();
+        write!(f, "; its {direction} ports: {}", list.join(", "))?;
+        if let Some(close) = closest(port, declared) {
+            write!(f, "; did you mean `{close}`?")?;
+        }
+    }
+    if other_direction.is_none() {
+        write!(f, " (declare new ports in Node::PORTS)")?;
+    }
+    Ok(())
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a typo (the host's
+/// rule for did-you-mean: at most 2 edits, or a third of the candidate's length).
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.chars().count() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance in characters (port names are short: a row at a time is plenty).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
 
 /// A node's window on the host during one call: its name, config, clock, logger and ports.
 pub struct Context<'a> {
@@ -379,11 +470,45 @@ impl<'a> Context<'a> {
             .map(|(i, p)| (i as u32, p))
     }
 
+    /// For an unknown port's error: the declared ports of that direction, and whether `name`
+    /// is a port of the other direction.
+    fn port_names(&self, name: &str, output: bool) -> (Vec<&'static str>, bool) {
+        let declared = self
+            .ports
+            .iter()
+            .filter(|p| p.is_output() == output)
+            .map(|p| p.name())
+            .collect();
+        let other = self
+            .ports
+            .iter()
+            .any(|p| p.is_output() != output && p.name() == name);
+        (declared, other)
+    }
+
+    fn unknown_output(&self, port: &str) -> SendError {
+        let (declared, other_direction) = self.port_names(port, true);
+        SendError::UnknownPort {
+            port: port.to_owned(),
+            declared,
+            other_direction,
+        }
+    }
+
+    fn unknown_input(&self, port: &str) -> RecvError {
+        let (declared, other_direction) = self.port_names(port, false);
+        RecvError::UnknownPort {
+            port: port.to_owned(),
+            declared,
+            other_direction,
+        }
+    }
+
     /// Publishes `msg` on output port `port`.
     pub fn send<M: Message>(&mut self, port: &str, msg: &M) -> Result<(), SendError> {
         let (index, decl) = self
             .port_index(port, true)
-            .ok_or_else(|| SendError::UnknownPort(port.to_owned()))?;
+            .ok_or_else(|| self.unknown_output(port))?;
         if decl.type_hash() != M::TYPE_HASH {
             return Err(SendError::WrongType {
                 port: port.to_owned(),
@@ -407,7 +532,7 @@ impl<'a> Context<'a> {
     pub fn recv<M: Message>(&mut self, port: &str) -> Result<Option<M>, RecvError> {
         let (index, decl) = self
             .port_index(port, false)
-            .ok_or_else(|| RecvError::UnknownPort(port.to_owned()))?;
+            .ok_or_else(|| self.unknown_input(port))?;
         if decl.type_hash() != M::TYPE_HASH {
             return Err(RecvError::WrongType {
                 port: port.to_owned(),
@@ -426,7 +551,7 @@ impl<'a> Context<'a> {
     pub fn recv_bytes(&mut self, port: &str) -> Result<Option<&[u8]>, RecvError> {
         let (index, _) = self
             .port_index(port, false)
-            .ok_or_else(|| RecvError::UnknownPort(port.to_owned()))?;
+            .ok_or_else(|| self.unknown_input(port))?;
         self.recv_raw(index, port)
     }
 
@@ -479,4 +604,32 @@ pub(crate) fn port_descs(ports: &'static [Port]) -> &'static [PortDesc] {
     // SAFETY: `Port` is `#[repr(transparent)]` over `PortDesc`, so a slice of one is a valid slice
     // of the other with the same length and lifetime.
     unsafe { std::slice::from_raw_parts(ports.as_ptr().cast::<PortDesc>(), ports.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_and_closest() {
+        assert_eq!(edit_distance("imu", "imu"), 0);
+        assert_eq!(edit_distance("imu", "imu_out"), 4);
+        assert_eq!(edit_distance("attitude", "atitude"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(closest("atitude", &["imu", "attitude"]), Some("attitude"));
+        assert_eq!(closest("lidar", &["imu", "attitude"]), None);
+    }
+
+    #[test]
+    fn unknown_port_messages() {
+        let e = SendError::UnknownPort {
+            port: "x".into(),
+            declared: vec![],
+            other_direction: false,
+        };
+        assert_eq!(
+            e.to_string(),
+            "no output port `x`; this node type declares no output ports (declare new ports in Node::PORTS)"
+        );
+    }
 }

@@ -52,6 +52,19 @@ impl Node for Echo {
             Some("unknown_port") => {
                 ctx.recv::<Reading>("nope")?;
             }
+            Some("misspelled_output") => {
+                ctx.send(
+                    "outt",
+                    &Reading {
+                        stamp: 0,
+                        value: 1.0,
+                        flags: 0,
+                    },
+                )?;
+            }
+            Some("recv_from_output") => {
+                ctx.recv::<Reading>("out")?;
+            }
             _ => {}
         }
         while let Some(r) = ctx.recv::<Reading>("in")? {
@@ -152,7 +165,45 @@ fn send_checks_the_port_type() {
 #[test]
 fn unknown_ports_are_errors() {
     let err = echo("unknown_port").tick().unwrap_err();
-    assert_eq!(err.message(), RecvError::UnknownPort("nope".into()).to_string());
+    let mut declared = vec!["in", "raw_in"];
+    if cfg!(feature = "serde") {
+        declared.push("plan_in");
+    }
+    let expected = RecvError::UnknownPort {
+        port: "nope".into(),
+        declared,
+        other_direction: false,
+    };
+    assert_eq!(err.message(), expected.to_string());
+}
+
+/// Issue #15, item 8: an unknown port's error lists the declared ports of that direction, with
+/// did-you-mean for a typo, and says so when the name is a port of the other direction.
+#[test]
+fn unknown_ports_list_the_declared_ports() {
+    let err = echo("unknown_port").tick().unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("no input port `nope`; its input ports: `in`, `raw_in`"),
+        "{err}"
+    );
+    assert!(!err.message().contains("did you mean"), "{err}");
+
+    let err = echo("misspelled_output").tick().unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("no output port `outt`; its output ports: `out`, `raw_out`"),
+        "{err}"
+    );
+    assert!(err.message().contains("did you mean `out`?"), "{err}");
+    assert!(err.message().contains("Node::PORTS"), "{err}");
+
+    let err = echo("recv_from_output").tick().unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("no input port `out` (`out` is an output port: `send` to it)"),
+        "{err}"
+    );
 }
 
 #[test]

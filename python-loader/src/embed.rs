@@ -96,7 +96,14 @@ pub fn loader_library(label: &std::path::Path) -> Result<PluginLibrary, LoadErro
     // SAFETY: `LOADER_ENTRY` is this library's own `horus_plugin_entry`, emitted by
     // `export_plugin!` in `lib.rs`, so it returns a valid static header. This library is never
     // unloaded (module invariant), so the entry points the descriptor copies stay valid.
-    unsafe { PluginLibrary::builtin(LOADER_ENTRY, Some(horus_loader_create_v1), label) }
+    unsafe {
+        PluginLibrary::builtin(
+            LOADER_ENTRY,
+            Some(horus_loader_create_v1),
+            Some(horus_loader_io_stats_v1),
+            label,
+        )
+    }
 }
 
 /// The loader's create entry that takes an argument (`horus_host::ffi::CreateWithArgFn`): the
@@ -131,9 +138,30 @@ pub unsafe extern "C" fn horus_loader_create_v1(
             let source = PythonSource::decode(arg).map_err(|e| {
                 NodeError::new(format!("the host sent an unreadable Python node source: {e}"))
             })?;
-            PythonNode::create_from(cx, &source)
+            PythonNode::create_from(cx, &source).map(|node| node.made_with(ctx as usize))
         })
     }
+}
+
+/// The loader's report of the topics a Python node uses on its own
+/// (`horus_host::ffi::IoStatsFn`): the node's named topics (`self.send("demo/attitude", …)`)
+/// never pass through the host's ports, so without it the stats show a Python node sending and
+/// receiving nothing. Writes JSON of the node's `horus_host::io::TopicStats` to `out`.
+///
+/// # Safety
+/// `out` is a valid sink for the call. `ctx` is only compared with the contexts the loader's
+/// create entry was given, never read.
+#[no_mangle]
+pub unsafe extern "C" fn horus_loader_io_stats_v1(ctx: *const NodeContext, out: ByteSink) -> i32 {
+    // Nothing may unwind into the host: a panic (a poisoned lock, say) is no report.
+    let report = std::panic::catch_unwind(|| crate::node::io_stats_json(ctx as usize));
+    let Ok(Some(json)) = report else {
+        return horus_plugin_api::abi::STATUS_ERROR;
+    };
+    // SAFETY: the caller's contract: `out` is a valid sink, which copies the bytes during the
+    // call.
+    unsafe { (out.write)(out.sink, json.as_ptr(), json.len()) };
+    horus_plugin_api::abi::STATUS_OK
 }
 
 /// The bytes of `s`.

@@ -134,6 +134,9 @@ pub struct PythonNode {
     pending: Option<Py<PyAny>>,
     /// Its key in [`SHARED_IO`].
     io_key: String,
+    /// The address of the host context it was made with, its key in [`BY_CONTEXT`] (set by
+    /// the loader's create entry; `None` for a node made otherwise).
+    context: Option<usize>,
     /// A hot reload's fresh import, until the first tick succeeds.
     undo: Option<Undo>,
 }
@@ -333,6 +336,36 @@ fn share_io(
     Ok(())
 }
 
+/// The topic handles' key ([`SHARED_IO`]) of the node made with each host context, by the
+/// context's address, and how many live generations were made with it: how the host's
+/// `horus_loader_io_stats_v1` finds a node's counters. The address is only compared, never
+/// read; the host keeps a context at one address for the life of its node instance.
+static BY_CONTEXT: Mutex<Option<HashMap<usize, (String, usize)>>> = Mutex::new(None);
+
+/// The per-topic counters of the node made with the host context at `context`, as JSON of
+/// `horus_host::io::TopicStats` (what the host's stats show for a port), or `None` when no
+/// live node was made with it.
+pub fn io_stats_json(context: usize) -> Option<String> {
+    let key = BY_CONTEXT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&context)?
+        .0
+        .clone();
+    embed::pin_thread();
+    Python::attach(|py| {
+        let io = SHARED_IO
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?
+            .get(&key)
+            .map(|(io, _)| io.clone_ref(py))?;
+        let io = io.bind(py).cast::<NodeIo>().ok()?.get();
+        serde_json::to_string(&io.topic_stats()).ok()
+    })
+}
+
 /// One generation lets go of the node's topic handles; the last one returns them to close.
 fn release_io(key: &str) -> Option<Py<PyAny>> {
     let mut map = SHARED_IO.lock().unwrap_or_else(|p| p.into_inner());
@@ -476,6 +509,7 @@ impl PythonNode {
                 is_async: false,
                 pending: None,
                 io_key,
+                context: None,
                 undo,
             };
             let obj = &made.obj;
@@ -577,8 +611,35 @@ impl Node for PythonNode {
     }
 }
 
+impl PythonNode {
+    /// Records that the host made this node with the context at `context` (see
+    /// [`io_stats_json`]).
+    pub fn made_with(mut self, context: usize) -> PythonNode {
+        let mut map = BY_CONTEXT.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .get_or_insert_default()
+            .entry(context)
+            .or_insert_with(|| (self.io_key.clone(), 0));
+        entry.0 = self.io_key.clone();
+        entry.1 += 1;
+        self.context = Some(context);
+        self
+    }
+}
+
 impl Drop for PythonNode {
     fn drop(&mut self) {
+        if let Some(context) = self.context {
+            let mut map = BY_CONTEXT.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(m) = map.as_mut() {
+                if let Some(entry) = m.get_mut(&context) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        m.remove(&context);
+                    }
+                }
+            }
+        }
         embed::pin_thread();
         Python::attach(|py| {
             if let Some(undo) = self.undo.take() {
@@ -627,6 +688,20 @@ fn check_topic(topic: &str) -> PyResult<()> {
         ));
     }
     Ok(())
+}
+
+impl NodeIo {
+    /// Every endpoint's counters as the host's stats show a port's (see
+    /// [`Endpoint::topic_stats`]), by name.
+    fn topic_stats(&self) -> Vec<horus_host::io::TopicStats> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<&String> = st.endpoints.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|name| st.endpoints[name].topic_stats(name))
+            .collect()
+    }
 }
 
 #[pymethods]

@@ -341,6 +341,37 @@ impl Endpoint {
         self.subscriber.as_ref().map_or(0, |s| s.dropped())
     }
 
+    /// This endpoint as the host's stats show a port: an `output` entry once it has published,
+    /// an `input` entry once it has read (both for a name used both ways). `port` is the name
+    /// the node uses, the topic the one other processes see.
+    pub fn topic_stats(&self, port: &str) -> Vec<horus_host::io::TopicStats> {
+        use horus_host::io::TopicStats;
+        let mut out = Vec::new();
+        if self.publisher.is_some() || self.counters.sent > 0 {
+            out.push(TopicStats {
+                port: port.to_owned(),
+                topic: self.topic.clone(),
+                direction: "output".into(),
+                messages: self.counters.sent,
+                bytes: self.counters.bytes_sent,
+                dropped: self.publisher.as_ref().map_or(0, |p| p.refused()),
+                last_sequence: self.publisher.as_ref().and_then(|p| p.last_sequence()),
+            });
+        }
+        if self.subscriber.is_some() || self.counters.received > 0 {
+            out.push(TopicStats {
+                port: port.to_owned(),
+                topic: self.topic.clone(),
+                direction: "input".into(),
+                messages: self.counters.received,
+                bytes: self.counters.bytes_received,
+                dropped: self.dropped(),
+                last_sequence: self.subscriber.as_ref().and_then(|s| s.last_sequence()),
+            });
+        }
+        out
+    }
+
     /// Other endpoints attached to the topic (publishers and subscribers of any process).
     pub fn peers(&self) -> usize {
         let seg = match (&self.publisher, &self.subscriber) {

@@ -68,9 +68,13 @@ fn missing_plugin_file() {
             "node `imu`",
             "plugin file not found",
             "libnope.so",
-            "cargo build",
+            "`cargo build` in the crate's folder",
+            "`plugin = \"nope\"`",
+            "`horus plugins`",
         ],
     );
+    // Issue #15, item 8: the user's plugin is not a member of this workspace.
+    assert!(!err.contains("--workspace"), "{err}");
 }
 
 #[test]

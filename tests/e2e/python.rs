@@ -257,3 +257,59 @@ fn a_python_node_whose_restart_hangs_does_not_slow_the_others() {
         }
     }
 }
+
+/// Issue #15, item 8: a Python node's topics (`self.send(topic, …)`, `self.get(topic)`) are
+/// counted in the host's stats like a Rust node's ports — `messages_sent`, `messages_received`,
+/// `topics` in `--stats-json` and the table's sent/recv columns — inline and on a worker thread.
+#[test]
+fn issue_15_python_nodes_sent_and_received_are_in_the_stats() {
+    for isolation in ["inline", "thread"] {
+        let s = Scratch::new();
+        let ns = format!("e2epystats{}{isolation}", std::process::id());
+        let m = manifest(
+            &s,
+            "import horus\n\nclass N(horus.Node):\n    def tick(self):\n\
+             \x20       self.send('counted/loop', {'n': 1})\n        self.get('counted/loop')\n",
+            &format!("isolation = \"{isolation}\"\n"),
+        );
+        let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "500ms");
+        assert_eq!(out.code(), 0, "{isolation}: {}", out.stderr);
+        let py = node(&stats, "py");
+        let ticks = py["total_ticks"].as_u64().unwrap();
+        let (sent, received) = (
+            py["messages_sent"].as_u64().unwrap(),
+            py["messages_received"].as_u64().unwrap(),
+        );
+        assert!(ticks >= 10, "{isolation}: {py}");
+        assert_eq!(sent, ticks, "{isolation}: one send per tick: {py}");
+        // The subscriber attaches at the first get, after the first send.
+        assert!(received > 0 && received <= sent, "{isolation}: {py}");
+        let topics = py["topics"].as_array().unwrap();
+        let entry = |direction: &str| {
+            topics
+                .iter()
+                .find(|t| t["direction"] == direction)
+                .unwrap_or_else(|| panic!("{isolation}: no {direction} in {py}"))
+        };
+        let (output, input) = (entry("output"), entry("input"));
+        assert_eq!(output["port"], "counted/loop");
+        assert_eq!(output["topic"], "counted/loop");
+        assert_eq!(output["messages"].as_u64().unwrap(), sent);
+        assert!(output["bytes"].as_u64().unwrap() > 0, "{output}");
+        assert_eq!(input["messages"].as_u64().unwrap(), received);
+        // The table shows the same counts as Rust nodes' (columns `sent` and `recv`).
+        let row: Vec<&str> = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("py "))
+            .unwrap_or_else(|| panic!("no row for py:\n{}", out.stdout))
+            .split_whitespace()
+            .collect();
+        // The last three columns: sent, recv, dropped.
+        let header = out.stdout.lines().next().unwrap();
+        assert!(header.trim_end().ends_with("sent      recv  dropped"), "{header}");
+        assert_eq!(row[row.len() - 3], sent.to_string(), "{}", out.stdout);
+        assert_eq!(row[row.len() - 2], received.to_string(), "{}", out.stdout);
+        assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+    }
+}

@@ -202,3 +202,66 @@ fn logging_false_hides_the_nodes_own_lines() {
     assert_eq!(node(&stats, "quiet")["logging_enabled"], false);
     assert_eq!(node(&stats, "loud")["logging_enabled"], true);
 }
+
+/// `horus run --fail-on-node-error`: exit 1 after the stats when a node ended with its circuit
+/// open, 0 when every node is healthy, and without the flag a faulty node is not a host failure.
+// Issue #15, item 8.
+#[test]
+fn issue_15_fail_on_node_error_exits_1_when_a_circuit_is_open() {
+    let s = Scratch::new();
+    let stats = s.path().join("stats.json");
+    let faulty = s.write(
+        "faulty.toml",
+        "[scheduler]\ntick_rate = 100.0\nmax_failures = 2\nauto_restart = false\n\
+         [[node]]\nname = \"healthy\"\nplugin = \"{plugin:bench-noop}\"\n\
+         [[node]]\nname = \"broken\"\nplugin = \"{plugin:faulty-nodes}\"\ntype = \"AlwaysError\"\n",
+    );
+    let healthy = s.write(
+        "healthy.toml",
+        "[[node]]\nname = \"healthy\"\nplugin = \"{plugin:bench-noop}\"\n",
+    );
+    let run_it = |manifest: &std::path::Path, flag: bool| {
+        let _ = std::fs::remove_file(&stats);
+        let mut args = vec![
+            "run",
+            manifest.to_str().unwrap(),
+            "--duration",
+            "500ms",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ];
+        if flag {
+            args.push("--fail-on-node-error");
+        }
+        wait(spawn(horus(&args)), Duration::from_secs(60))
+    };
+
+    let out = run_it(&faulty, true);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("node `broken` ended with its circuit open")
+            && out.stderr.contains("injected error"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("node `healthy` ended"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("broken"),
+        "the stats table still prints:\n{}",
+        out.stdout
+    );
+    let written = read_stats(&stats);
+    assert_eq!(node(&written, "broken")["circuit_state"], "open");
+
+    let out = run_it(&faulty, false);
+    assert_eq!(
+        out.code(),
+        0,
+        "without the flag a failing node is supervised, not fatal:\n{}",
+        out.stderr
+    );
+
+    let out = run_it(&healthy, true);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("--fail-on-node-error"), "{}", out.stderr);
+}

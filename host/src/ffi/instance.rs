@@ -12,7 +12,7 @@
 
 use super::host_api::HOST_API;
 use super::library::PluginLibrary;
-use crate::io::NodeIo;
+use crate::io::{NodeIo, TopicStats};
 use horus_plugin_api::abi::{self, ByteSink, NodeContext, NodeVTable, RawSlice};
 use std::ffi::c_void;
 use std::fmt;
@@ -310,6 +310,47 @@ impl NodeInstance {
         let (obj, restore) = (self.obj, self.vtable.restore_state);
         // SAFETY: `obj` live (invariants); `state` is valid for the call.
         call(|err| unsafe { restore(obj, RawSlice::from_bytes(state), err) })
+    }
+
+    /// The node's message counters: totals (sent, received, dropped) and per topic, over its
+    /// ports (its [`NodeIo`]) and, for a node of a loader plugin, over the topics its code uses
+    /// on its own (a Python node's named topics), which the loader reports (see
+    /// [`super::IoStatsFn`]). An unreadable report counts nothing: stats are never worth a
+    /// failure.
+    pub fn io_counts(&self) -> ((u64, u64, u64), Vec<TopicStats>) {
+        let mut totals = self.io.message_totals();
+        let mut topics = self.io.topic_stats();
+        let own = self.own_topic_stats();
+        for t in &own {
+            match t.direction.as_str() {
+                "output" => totals.0 += t.messages,
+                _ => {
+                    totals.1 += t.messages;
+                    totals.2 += t.dropped;
+                }
+            }
+        }
+        topics.extend(own);
+        (totals, topics)
+    }
+
+    fn own_topic_stats(&self) -> Vec<TopicStats> {
+        let Some(io_stats) = self.plugin.io_stats() else {
+            return Vec::new();
+        };
+        if self.obj.is_null() {
+            return Vec::new();
+        }
+        let mut report = Vec::new();
+        // SAFETY: `io_stats` is the entry of `self.plugin`, which is loaded, with the
+        // `IoStatsFn` signature (see `io_stats_of`); `ctx` is this instance's boxed context,
+        // valid for the call; the sink appends to `report`, which outlives the call. We are on
+        // the instance's thread and not inside another of its calls (`&self`).
+        let code = unsafe { io_stats(&*self.ctx, sink_for(&mut report)) };
+        if code != abi::STATUS_OK {
+            return Vec::new();
+        }
+        serde_json::from_slice(&report).unwrap_or_default()
     }
 
     /// The node's host-side state (name, ports, metrics).

@@ -262,6 +262,8 @@ pub struct PluginLibrary {
     loaded_path: PathBuf,
     /// The plugin's create entry that takes an argument, if it exports one.
     create_with_arg: Option<CreateWithArgFn>,
+    /// The plugin's report of the topics its nodes use on their own, if it exports one.
+    io_stats: Option<IoStatsFn>,
     // Declared last: dropped (dlclose) after everything else. `None` for a library that is
     // never unloaded (built into this process, or resident).
     _lib: Option<Library>,
@@ -332,6 +334,7 @@ impl PluginLibrary {
             info,
             loaded_path: copy,
             create_with_arg: create_with_arg_of(&lib),
+            io_stats: io_stats_of(&lib),
             _lib: Some(lib),
         })
     }
@@ -371,11 +374,13 @@ impl PluginLibrary {
         // SAFETY: as in `open`; the image is never unloaded (`lib` is forgotten below).
         let info = unsafe { read_descriptor(entry, path)? };
         let create_with_arg = create_with_arg_of(&lib);
+        let io_stats = io_stats_of(&lib);
         std::mem::forget(lib);
         Ok(PluginLibrary {
             info,
             loaded_path: path.to_path_buf(),
             create_with_arg,
+            io_stats,
             _lib: None,
         })
     }
@@ -384,17 +389,19 @@ impl PluginLibrary {
     /// header checks as a loaded one. `label` names it in errors and stats. The Python package
     /// runs its Python nodes through the loader's own entry this way.
     ///
-    /// `create_with_arg` is the plugin's create entry taking an argument, if it has one.
+    /// `create_with_arg` is the plugin's create entry taking an argument, if it has one, and
+    /// `io_stats` its report of the topics its nodes use on their own (see [`IoStatsFn`]).
     ///
     /// # Safety
     /// `entry` is called, and the header and descriptor it returns are read and kept: it must be
     /// a HORUS plugin entry (as `export_plugin!` emits) of code that is never unloaded, since
     /// the returned library's node types call into it for as long as they are used. The same
     /// holds for `create_with_arg`, which must create objects of the descriptor's node types
-    /// (see [`CreateWithArgFn`]).
+    /// (see [`CreateWithArgFn`]), and for `io_stats` (see [`IoStatsFn`]).
     pub unsafe fn builtin(
         entry: EntryFn,
         create_with_arg: Option<CreateWithArgFn>,
+        io_stats: Option<IoStatsFn>,
         label: &Path,
     ) -> Result<PluginLibrary, LoadError> {
         Ok(PluginLibrary {
@@ -402,8 +409,15 @@ impl PluginLibrary {
             info: unsafe { read_descriptor(entry, label)? },
             loaded_path: label.to_path_buf(),
             create_with_arg,
+            io_stats,
             _lib: None,
         })
+    }
+
+    /// The plugin's report of the topics its nodes use on their own (see [`IoStatsFn`]), if it
+    /// exports one.
+    pub(crate) fn io_stats(&self) -> Option<IoStatsFn> {
+        self.io_stats
     }
 
     /// The plugin's create entry that takes an argument (see [`CreateWithArgFn`]), if it
@@ -512,6 +526,31 @@ pub type CreateWithArgFn = unsafe extern "C" fn(
     out: *mut *mut std::ffi::c_void,
     err: horus_plugin_api::abi::ByteSink,
 ) -> i32;
+
+/// The name of the optional report of a node's own topics.
+pub const IO_STATS_SYMBOL: &[u8] = b"horus_loader_io_stats_v1\0";
+
+/// A loader plugin's report of the topics a node's code uses on its own, not through the ports
+/// of its node type: a Python node's `self.send("demo/attitude", …)` goes to a named topic the
+/// loader opens itself, which the host's `NodeIo` never sees. The Python loader exports one
+/// (`horus_loader_io_stats_v1`) so that these counts reach the stats table and `--stats-json`
+/// like a Rust node's. Like [`CreateWithArgFn`], it is not part of the plugin ABI: only our own
+/// loader has it, built with this host's code.
+///
+/// Arguments: the context the node was created with (the loader only compares its address with
+/// the contexts of the nodes it made; it does not read it) and a sink for the report, JSON of a
+/// list of `crate::io::TopicStats`. Returns `STATUS_OK`, or another `STATUS_*` code with no report
+/// (no such node). Called on the thread that calls the node's other entries, never during one.
+pub type IoStatsFn = unsafe extern "C" fn(
+    ctx: *const horus_plugin_api::abi::NodeContext,
+    out: horus_plugin_api::abi::ByteSink,
+) -> i32;
+
+fn io_stats_of(lib: &Library) -> Option<IoStatsFn> {
+    // SAFETY: as in `create_with_arg_of`: the symbol's type is `IoStatsFn`, and the name is
+    // specific to HORUS's own loader.
+    unsafe { lib.get::<IoStatsFn>(IO_STATS_SYMBOL) }.ok().map(|f| *f)
+}
 
 fn create_with_arg_of(lib: &Library) -> Option<CreateWithArgFn> {
     // SAFETY: the symbol's type is `CreateWithArgFn`; the name is specific to HORUS and only
@@ -807,7 +846,7 @@ mod tests {
     fn a_builtin_entry_returning_no_header_is_a_bad_descriptor() {
         // SAFETY: `null_entry` has the `EntryFn` signature and lives in this test binary, which
         // stays loaded; it returns null, which is checked before anything is read.
-        let e = unsafe { PluginLibrary::builtin(null_entry, None, Path::new("<test>")) }.unwrap_err();
+        let e = unsafe { PluginLibrary::builtin(null_entry, None, None, Path::new("<test>")) }.unwrap_err();
         assert!(matches!(e, LoadError::BadDescriptor { .. }), "{e:?}");
     }
 }

@@ -8,6 +8,6 @@ mod library;
 
 pub use instance::{CallError, CallErrorKind, NodeInstance, ReloadArg, ReloadStep};
 pub use library::{
-    ConfigKeyInfo, ConfigKind, CreateWithArgFn, LoadError, NodeTypeInfo, NotALibraryKind, PluginInfo,
-    PluginLibrary, PortInfo, CREATE_WITH_ARG_SYMBOL,
+    ConfigKeyInfo, ConfigKind, CreateWithArgFn, IoStatsFn, LoadError, NodeTypeInfo, NotALibraryKind,
+    PluginInfo, PluginLibrary, PortInfo, CREATE_WITH_ARG_SYMBOL,
 };

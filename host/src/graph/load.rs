@@ -352,17 +352,43 @@ fn open(file: &Path, loader: Option<&Loader>) -> Result<PluginLibrary, LoadError
     }
 }
 
+/// The hint of H0010 (a `plugin` path that names no file). The plugin is most often one the
+/// user has not built yet, and usually not one of this workspace: the hint says to build the
+/// plugin's own crate, and offers the name form, which the search path resolves for a debug and a
+/// release build alike (`horus plugins` shows what it finds).
+pub(crate) fn not_found_hint(path: &Path) -> String {
+    let release = path.components().any(|c| c.as_os_str() == "release");
+    let build = if release {
+        "`cargo build --release`"
+    } else {
+        "`cargo build`"
+    };
+    let by_name = match path
+        .file_name()
+        .and_then(|f| crate::plugins::search::name_of(&f.to_string_lossy()))
+    {
+        Some(name) => format!(
+            "; or name the plugin instead of its file (`plugin = \"{name}\"`) to find it on the plugin \
+             search path"
+        ),
+        None => "; or name the plugin instead of its file to find it on the plugin search path".to_owned(),
+    };
+    format!(
+        "build the plugin's crate first ({build} in the crate's folder) or fix the path, which is relative \
+         to the manifest's folder{by_name}; `horus plugins` lists the plugins found there (docs/plugins.md)"
+    )
+}
+
 fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagnostic {
     let (code, hint) = match e {
-        LoadError::NotFound { .. } => (
-            Code::H0010,
-            "build the plugin first (`cargo build --workspace`) or fix the path; it is relative to the manifest's folder"
-                .to_owned(),
-        ),
+        LoadError::NotFound { path } => (Code::H0010, not_found_hint(path)),
         LoadError::NotALibrary {
             kind: NotALibraryKind::NotRegularFile | NotALibraryKind::NoElfHeader,
             ..
-        } => (Code::H0011, "point `plugin` at the built library (a `.so` from a `crate-type = [\"cdylib\"]` crate)".into()),
+        } => (
+            Code::H0011,
+            "point `plugin` at the built library (a `.so` from a `crate-type = [\"cdylib\"]` crate)".into(),
+        ),
         LoadError::NotALibrary {
             kind: NotALibraryKind::Refused(_),
             ..
@@ -374,7 +400,8 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
         ),
         LoadError::NoEntrySymbol { .. } => (
             Code::H0012,
-            "a HORUS plugin calls `horus_plugin_api::export_plugin!(YourNode)` once; see docs/plugins.md".into(),
+            "a HORUS plugin calls `horus_plugin_api::export_plugin!(YourNode)` once; see docs/plugins.md"
+                .into(),
         ),
         LoadError::AbiVersion { found, expected, .. } if found < expected => (
             Code::H0013,
@@ -402,11 +429,13 @@ fn load_diagnostic(e: &LoadError, manifest: &Manifest, spec: &NodeSpec) -> Diagn
         LoadError::BadDescriptor { .. } => (Code::H0016, "rebuild the plugin with `export_plugin!`".into()),
         LoadError::Read { .. } => (
             Code::H0017,
-            "check that the user running horus may read the plugin file (`ls -l` shows its mode and owner)".into(),
+            "check that the user running horus may read the plugin file (`ls -l` shows its mode and owner)"
+                .into(),
         ),
         LoadError::Copy { .. } => (
             Code::H0017,
-            "check that the plugin file is readable and that the temp dir (TMPDIR) is writable and not full".into(),
+            "check that the plugin file is readable and that the temp dir (TMPDIR) is writable and not full"
+                .into(),
         ),
     };
     Diagnostic::new(code, &manifest.path, e.to_string())

@@ -466,3 +466,23 @@ fn a_second_producer_on_a_link_is_h0028() {
         "{text}"
     );
 }
+
+/// Issue #15, item 8: H0010's hint sends an out-of-tree user to their own crate and to the
+/// name form, not to `cargo build --workspace` of this repository.
+#[test]
+fn h0010_hint_builds_the_plugins_crate_and_offers_its_name() {
+    let hint = load::not_found_hint(Path::new("/home/me/pid/target/debug/libpid_ctl.so"));
+    assert!(hint.contains("`cargo build` in the crate's folder"), "{hint}");
+    assert!(hint.contains("`plugin = \"pid-ctl\"`"), "{hint}");
+    assert!(hint.contains("`horus plugins`"), "{hint}");
+    assert!(!hint.contains("--workspace"), "{hint}");
+
+    let hint = load::not_found_hint(Path::new("../target/release/libpid_ctl.so"));
+    assert!(hint.contains("`cargo build --release`"), "{hint}");
+
+    let hint = load::not_found_hint(Path::new("plugins/controller.bin"));
+    assert!(
+        hint.contains("name the plugin instead of its file") && !hint.contains("plugin = "),
+        "{hint}"
+    );
+}

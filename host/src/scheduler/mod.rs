@@ -92,6 +92,17 @@ pub struct RunReport {
     pub overruns: u64,
 }
 
+impl RunReport {
+    /// The nodes that ended the run with their circuit not closed: `open` (given up on, or
+    /// waiting for its restart), `half_open` (restarted, but no good tick since) or `failed`.
+    /// `horus run --fail-on-node-error` exits 1 when there is any.
+    pub fn unhealthy_nodes(&self) -> impl Iterator<Item = &NodeStats> {
+        self.nodes
+            .iter()
+            .filter(|n| n.circuit_state != CircuitState::Closed)
+    }
+}
+
 /// How often the scheduler publishes a stats snapshot for the host (and a hung run's report).
 const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
 

@@ -47,7 +47,7 @@ impl Executor for NodeInstance {
     }
 
     fn io_snapshot(&mut self) -> IoSnapshot {
-        IoSnapshot::of(self.io())
+        IoSnapshot::of(self)
     }
 
     fn pending_input(&mut self) -> usize {

@@ -52,11 +52,12 @@ pub struct IoSnapshot {
 }
 
 impl IoSnapshot {
-    fn of(io: &NodeIo) -> IoSnapshot {
+    fn of(instance: &NodeInstance) -> IoSnapshot {
+        let (totals, topics) = instance.io_counts();
         IoSnapshot {
-            totals: io.message_totals(),
-            topics: io.topic_stats(),
-            pending: io.pending_input(),
+            totals,
+            topics,
+            pending: instance.io().pending_input(),
         }
     }
 }

@@ -111,7 +111,7 @@ fn worker_main(
             Cmd::Init => timed(|| instance.init()),
             Cmd::Recreate => timed(|| instance.recreate()),
             Cmd::Shutdown => timed(|| instance.shutdown()),
-            Cmd::Snapshot => Reply::Snapshot(IoSnapshot::of(instance.io())),
+            Cmd::Snapshot => Reply::Snapshot(IoSnapshot::of(&instance)),
         };
         if tx.send(reply).is_err() {
             break;
