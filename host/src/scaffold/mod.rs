@@ -99,6 +99,9 @@ pub struct Created {
     pub sdk: Option<PathBuf>,
     /// A Python project.
     pub python: bool,
+    /// How to call this `horus` in the next steps: its full path (a new user runs it from a
+    /// checkout's `target/debug`, not from the `PATH`), else `horus`.
+    pub horus: String,
 }
 
 impl fmt::Display for Created {
@@ -116,7 +119,7 @@ impl fmt::Display for Created {
         if !self.python {
             writeln!(f, "  cargo build && cargo test")?;
         }
-        writeln!(f, "  horus run manifest.toml --duration 2s")
+        writeln!(f, "  {} run manifest.toml --duration 2s", self.horus)
     }
 }
 
@@ -341,6 +344,9 @@ pub fn new_node(req: &NewNode, exe: Option<&Path>) -> Result<Created, ScaffoldEr
         node_type,
         sdk: if req.python { None } else { sdk },
         python: req.python,
+        horus: exe
+            .map(|e| e.display().to_string())
+            .unwrap_or_else(|| "horus".into()),
     })
 }
 
