@@ -203,6 +203,11 @@ fn sdk_problem(dir: &Path) -> Option<String> {
 /// binary was built from (the exact ABI it speaks), else a `plugin-api` in a folder above the
 /// executable (a checkout that moved after the build).
 pub fn find_sdk(given: Option<&Path>, exe: Option<&Path>) -> Result<PathBuf, ScaffoldError> {
+    find_sdk_from(given, built_sdk(), exe)
+}
+
+/// [`find_sdk`] with the build-time SDK folder given.
+fn find_sdk_from(given: Option<&Path>, built: PathBuf, exe: Option<&Path>) -> Result<PathBuf, ScaffoldError> {
     if let Some(path) = given {
         if let Some(why) = sdk_problem(path) {
             return Err(ScaffoldError::BadSdk {
@@ -217,7 +222,6 @@ pub fn find_sdk(given: Option<&Path>, exe: Option<&Path>) -> Result<PathBuf, Sca
                 source,
             });
     }
-    let built = built_sdk();
     let from_exe = exe.and_then(|e| e.canonicalize().ok()).into_iter().flat_map(|e| {
         e.ancestors()
             .skip(1)
@@ -249,6 +253,18 @@ fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     }
     debug_assert!(!out.contains("{{"), "unfilled placeholder in a template:\n{out}");
     out
+}
+
+/// `export_plugin!(T, TSource);` as rustfmt writes it (one line while the arguments fit its
+/// default `fn_call_width` of 60), so the new crate passes `cargo fmt --check` whatever the
+/// name's length.
+fn export_line(node_type: &str) -> String {
+    let args = format!("{node_type}, {node_type}Source");
+    if args.len() <= 60 {
+        format!("export_plugin!({args});")
+    } else {
+        format!("export_plugin!(\n    {node_type},\n    {node_type}Source\n);")
+    }
 }
 
 /// A path as a TOML basic string's content.
@@ -300,6 +316,7 @@ pub fn new_node(req: &NewNode, exe: Option<&Path>) -> Result<Created, ScaffoldEr
         })
         .unwrap_or_else(|| "# venv = \"/path/to/venv\"  # a Python environment with `horus`\n".to_owned());
     let node_file = format!("{module}.py");
+    let export = export_line(&node_type);
     let vars = [
         ("name", req.name.as_str()),
         ("lib", module.as_str()),
@@ -307,6 +324,7 @@ pub fn new_node(req: &NewNode, exe: Option<&Path>) -> Result<Created, ScaffoldEr
         ("type", node_type.as_str()),
         ("sdk", sdk_text.as_str()),
         ("venv", venv.as_str()),
+        ("export", export.as_str()),
     ];
     let files: Vec<(String, &str)> = if req.python {
         vec![
@@ -404,6 +422,29 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_checkout_is_found_from_the_executable_else_sdk_is_asked_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exe = tmp.path().join("horus/target/release/horus");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::write(&exe, "").unwrap();
+        let gone = tmp.path().join("old/plugin-api");
+        let e = find_sdk_from(None, gone.clone(), Some(&exe)).unwrap_err();
+        assert!(matches!(e, ScaffoldError::SdkNotFound { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("pass `--sdk <path to a HORUS checkout>/plugin-api`"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+
+        let sdk = tmp.path().join("horus/plugin-api");
+        std::fs::create_dir_all(&sdk).unwrap();
+        std::fs::write(sdk.join("Cargo.toml"), "[package]\nname = \"horus-plugin-api\"\n").unwrap();
+        let found = find_sdk_from(None, gone, Some(&exe)).unwrap();
+        assert_eq!(found, sdk.canonicalize().unwrap());
+    }
+
+    #[test]
     fn a_wrong_sdk_is_refused() {
         let e = find_sdk(Some(Path::new(env!("CARGO_MANIFEST_DIR"))), None).unwrap_err();
         assert!(matches!(e, ScaffoldError::BadSdk { .. }), "{e}");
@@ -419,6 +460,7 @@ mod tests {
             ("type", "X"),
             ("sdk", "/s"),
             ("venv", ""),
+            ("export", ""),
         ];
         for t in [
             include_str!("templates/rust_Cargo.toml"),

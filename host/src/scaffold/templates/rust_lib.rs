@@ -82,16 +82,18 @@ impl Node for {{type}}Source {
     }
 }
 
-export_plugin!({{type}}, {{type}}Source);
+{{export}}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use horus_plugin_api::testing::TestHarness;
 
+    type Harness = TestHarness<{{type}}>;
+
     #[test]
     fn scales_every_input_by_gain() {
-        let mut node = TestHarness::<{{type}}>::builder("{{name}}")
+        let mut node = Harness::builder("filter")
             .config("gain", 2.5)
             .start()
             .unwrap();
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn gain_defaults_to_one() {
-        let mut node = TestHarness::<{{type}}>::builder("{{name}}").start().unwrap();
+        let mut node = Harness::builder("filter").start().unwrap();
         node.push("input", &3.0f64);
         node.tick().unwrap();
         assert_eq!(node.take::<f64>("output"), vec![3.0]);
@@ -112,7 +114,7 @@ mod tests {
 
     #[test]
     fn a_gain_of_the_wrong_type_is_refused() {
-        let err = TestHarness::<{{type}}>::builder("{{name}}")
+        let err = Harness::builder("filter")
             .config("gain", "high")
             .start()
             .err()
@@ -122,11 +124,11 @@ mod tests {
 
     #[test]
     fn state_survives_a_reload() {
-        let mut old = TestHarness::<{{type}}>::builder("{{name}}").start().unwrap();
+        let mut old = Harness::builder("filter").start().unwrap();
         old.push("input", &1.0f64);
         old.tick().unwrap();
         let state = old.save_state().unwrap();
-        let mut new = TestHarness::<{{type}}>::builder("{{name}}").start().unwrap();
+        let mut new = Harness::builder("filter").start().unwrap();
         new.restore_state(&state).unwrap();
         new.shutdown().unwrap();
         assert_eq!(new.logs().last().unwrap().1, "processed 1 values");
