@@ -75,8 +75,11 @@ fn a_new_rust_node_builds_tests_and_runs_as_written() {
         "the scaffold's unit tests ran:\n{}",
         test.stdout
     );
+    // As the user's own CI would check it.
+    cargo(&proj, &["fmt", "--check"]);
+    cargo(&proj, &["clippy", "--all-targets", "--", "-D", "warnings"]);
     eprintln!(
-        "scaffold: cargo build {build:.1?}, build+test {:.1?}",
+        "scaffold: cargo build {build:.1?}, build+test+fmt+clippy {:.1?}",
         started.elapsed()
     );
 
