@@ -31,6 +31,7 @@ pub mod pycheck;
 pub mod python;
 pub mod reload;
 pub mod run;
+pub mod scaffold;
 pub mod scheduler;
 #[expect(unsafe_code, reason = "shared-memory mappings viewed as atomics")]
 pub mod shm;

@@ -80,6 +80,12 @@ enum Command {
         #[arg(long, value_name = "M")]
         manifest: Option<PathBuf>,
     },
+    /// Start something new: `horus new node <name>` writes a node project that builds, tests and
+    /// runs as written.
+    New {
+        #[command(subcommand)]
+        what: New,
+    },
     /// Show the live node table of a running host (in this user's HORUS_NAMESPACE).
     Stats {
         /// Print the nodes as JSON (the same objects as --stats-json).
@@ -91,6 +97,26 @@ enum Command {
         /// The host to read, when several run.
         #[arg(long)]
         pid: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum New {
+    /// A node: a Rust plugin crate (a node type with an input and an output port, a config
+    /// schema, hot-reload state, a unit test) or, with --python, a Python node file; each with a
+    /// manifest.toml that runs it and a README.
+    Node {
+        /// The crate name: lowercase letters, digits, `-` and `_`, starting with a letter.
+        name: String,
+        /// Write a Python node (`<name>.py`, `-` as `_`) instead of a Rust plugin crate.
+        #[arg(long)]
+        python: bool,
+        /// The folder to create (default: ./<name>); it must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// The `plugin-api` folder the crate depends on (default: this horus's checkout).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
     },
 }
 
@@ -185,6 +211,32 @@ fn main() -> ExitCode {
                 this_program().as_deref(),
             );
             return print_or_fail(out);
+        }
+        Command::New {
+            what:
+                New::Node {
+                    name,
+                    python,
+                    path,
+                    sdk,
+                },
+        } => {
+            let req = horus_host::scaffold::NewNode {
+                name: name.clone(),
+                python: *python,
+                path: path.clone(),
+                sdk: sdk.clone(),
+            };
+            return match horus_host::scaffold::new_node(&req, this_program().as_deref()) {
+                Ok(created) => {
+                    print!("{created}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("horus new node: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
         }
         Command::Check { manifest } => {
             horus_host::run::check_with(manifest, this_program().as_deref()).map(|graph| {
