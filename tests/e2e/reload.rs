@@ -378,3 +378,46 @@ fn a_new_build_whose_config_schema_refuses_the_running_config_is_rolled_back() {
     drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Issue #14: a `thread` node's swap never holds up the scheduler thread: while the old code's
+/// `save_state` takes 3 s, another node keeps ticking at its rate, and the counter then carries
+/// on with its count in the new code.
+#[test]
+fn a_slow_state_hand_over_of_a_thread_node_holds_up_only_that_node() {
+    let s = Scratch::new();
+    let ns = namespace("slow-save");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let m = s.write(
+        "slow.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100\n\n[[node]]\nname = \"counter\"\nplugin = \"{}\"\ntype = \"ReloadCounter\"\n\
+             isolation = \"thread\"\nconfig = {{ save_delay_ms = 3000 }}\n\n[[node]]\nname = \"other\"\nplugin = \"{}\"\n\
+             type = \"Counter\"\n\n[[connect]]\nfrom = \"counter.count\"\ntopic = \"{TOPIC}\"\nqos = \"reliable(1024)\"\n",
+            lib.display(),
+            plugin("hello-counter").display()
+        ),
+    );
+    let mut sub = reader(&ns);
+    let stats_path = s.path().join("stats.json");
+    let child = start_watching(&m, &ns, "6s", &stats_path);
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(800));
+    replace(&plugin("reload-counter-v2"), &lib);
+    let out = finish(child);
+    drain(&mut sub, &mut values);
+    assert_continues(&values, &[1, 1000]);
+    assert!(
+        values.windows(2).any(|w| w[1] - w[0] == 1000),
+        "the new code ran after the slow hand-over: {values:?}\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats_path);
+    let other = node(&stats, "other");
+    // 6 s at 100 Hz is ~600 ticks; a scheduler thread held for the 3 s save would leave ≤ ~300.
+    let ticks = other["total_ticks"].as_u64().unwrap();
+    assert!(ticks >= 450, "the other node kept its rate: {ticks} ticks\n{other}");
+    assert_eq!(node(&stats, "counter")["generation"], 2, "{}", out.stderr);
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

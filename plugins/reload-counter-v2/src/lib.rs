@@ -9,8 +9,13 @@ const STEP: u64 = 1000;
 const OBEYS_FAIL_FILE: bool = true;
 
 /// This build declares its one key, so a running config with any other is refused on reload.
-const CONFIG: &[horus_plugin_api::ConfigKey] = &[horus_plugin_api::ConfigKey::str("fail_file")
-    .doc("a file whose content makes a hook fail on demand (rollback tests)")];
+const CONFIG: &[horus_plugin_api::ConfigKey] = &[
+    horus_plugin_api::ConfigKey::str("fail_file")
+        .doc("a file whose content makes a hook fail on demand (rollback tests)"),
+    horus_plugin_api::ConfigKey::i64("save_delay_ms")
+        .default(0)
+        .doc("how long save_state takes (a slow state hand-over)"),
+];
 
 #[path = "../../reload-counter/src/counter.rs"]
 mod counter;

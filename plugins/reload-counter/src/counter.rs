@@ -2,7 +2,9 @@
 //! that includes this file defines `const STEP: u64` at its root before `mod counter;`, so the
 //! two builds differ only in the step, as two builds of one edited node would.
 //!
-//! Config: `fail_file` (optional path), obeyed by the builds whose root sets
+//! Config: `save_delay_ms` (default 0): `save_state` takes that long, as a node with much state
+//! to hand over would (a test checks that a slow hand-over holds up only its own node).
+//! `fail_file` (optional path), obeyed by the builds whose root sets
 //! `OBEYS_FAIL_FILE` (v2). When set, `create`, `restore_state`, `init` and `tick`
 //! each read that file; if its trimmed content is `<phase>-error` or `<phase>-panic` (phases
 //! `create`, `restore`, `init`, `tick`), that hook returns an error or panics. A test writes the
@@ -20,6 +22,7 @@ use horus_plugin_api::{ConfigKey, Context, Node, NodeError, NodeResult, Port};
 pub struct ReloadCounter {
     count: u64,
     fail_file: Option<String>,
+    save_delay: std::time::Duration,
 }
 
 /// Fails `phase` as the fail file asks: `Err` for `<phase>-error`, a panic for `<phase>-panic`.
@@ -50,7 +53,12 @@ impl Node for ReloadCounter {
     fn create(ctx: &mut Context<'_>) -> Result<Self, NodeError> {
         let fail_file = ctx.config_str("fail_file")?.map(str::to_owned);
         fail_point(fail_file.as_deref(), "create")?;
-        Ok(ReloadCounter { count: 0, fail_file })
+        let save_delay_ms = ctx.config_i64("save_delay_ms")?.unwrap_or(0).max(0) as u64;
+        Ok(ReloadCounter {
+            count: 0,
+            fail_file,
+            save_delay: std::time::Duration::from_millis(save_delay_ms),
+        })
     }
 
     fn init(&mut self, _ctx: &mut Context<'_>) -> NodeResult {
@@ -65,6 +73,7 @@ impl Node for ReloadCounter {
     }
 
     fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        std::thread::sleep(self.save_delay);
         Ok(self.count.to_le_bytes().to_vec())
     }
 

@@ -381,6 +381,9 @@ pub struct ThreadExec {
     health: Arc<Health>,
     wait: Duration,
     last: IoSnapshot,
+    /// A hot reload whose old code is saving its state and handing its endpoints over (the
+    /// `Yield` sent to `worker`, its reply awaited).
+    yielding: Option<NewCode>,
     /// A hot reload in progress: the new code's worker is `worker`.
     swap: Option<Swap>,
 }
@@ -415,59 +418,78 @@ impl ThreadExec {
             health,
             wait,
             last: IoSnapshot::default(),
+            yielding: None,
             swap: None,
         })
     }
 
-    /// Starts a hot reload at a tick boundary: the old code saves its state and hands its
-    /// endpoints over (a short call to its idle worker), and a new worker thread creates the new
-    /// code on them, restores the state and initialises it, while the node is skipped.
+    /// Starts a hot reload at a tick boundary: the old code's worker saves its state and hands
+    /// its endpoints over, then a new worker thread creates the new code on them, restores the
+    /// state and initialises it; the node is skipped meanwhile, and the scheduler thread never
+    /// waits for either (a `save_state` that hangs holds up this node only).
     pub fn begin_reload(&mut self, code: &NewCode) -> SwapStatus {
-        if self.swap.is_some() || self.worker.as_ref().is_some_and(Worker::busy) {
+        if self.in_swap() || self.swap.is_some() {
             return SwapStatus::NotIdle;
         }
-        let Some(old) = self.worker.take() else {
+        let Some(old) = self.worker.as_mut().filter(|w| !w.busy()) else {
             return SwapStatus::NotIdle;
         };
-        let yielded = match old.tx.send(Cmd::Yield) {
-            Ok(()) => old.rx.recv().ok(),
-            Err(_) => None,
-        };
-        let (state, io) = match yielded {
-            Some(Reply::Yielded(Ok(handover))) => handover,
-            Some(Reply::Yielded(Err(e))) => {
-                self.worker = Some(old);
-                return SwapStatus::Failed(format!("`save_state` of the running code failed: {e}"), None);
-            }
-            _ => {
-                self.worker = Some(old);
-                return SwapStatus::Failed("the node's worker thread is gone".into(), None);
-            }
-        };
+        if old.tx.send(Cmd::Yield).is_err() {
+            return SwapStatus::Failed("the node's worker thread is gone".into(), None);
+        }
+        self.yielding = Some(code.clone());
+        self.poll_reload()
+    }
+
+    /// True while a swap's old code is yielding or its new code is coming up: the node is
+    /// skipped and its worker is not asked for anything else.
+    fn in_swap(&self) -> bool {
+        self.yielding.is_some() || self.swap.as_ref().is_some_and(|s| s.creating)
+    }
+
+    /// The old code's state and endpoints have come (`Yield`): the new code's worker starts.
+    fn launch_generation(&mut self, code: NewCode, state: Vec<u8>, io: NodeIo) -> SwapStatus {
         if state.is_empty() {
             super::no_state_carried(&self.rebuild.name);
         }
-        match Worker::launch_generation(&self.rebuild, code, io, state, self.health.clone()) {
+        match Worker::launch_generation(&self.rebuild, &code, io, state, self.health.clone()) {
             Ok(new) => {
-                self.worker = Some(new);
+                let old = self.worker.replace(new).expect("the old code's worker yielded");
                 self.swap = Some(Swap {
                     parked: old,
-                    code: code.clone(),
+                    code,
                     creating: true,
                 });
                 self.poll_reload()
             }
             Err(e) => {
                 // The endpoints went down with the closure: the old code gets fresh ones.
-                self.worker = Some(old);
                 let why = format!("cannot spawn the new code's worker thread: {e}");
                 SwapStatus::Failed(self.resume_with_fresh_io(why), None)
             }
         }
     }
 
-    /// How the new code's start is going.
+    /// How the swap is going: the old code's yield, then the new code's start.
     pub fn poll_reload(&mut self) -> SwapStatus {
+        if let Some(code) = self.yielding.take() {
+            let Some(old) = self.worker.as_mut() else {
+                return SwapStatus::Failed("the node's worker thread is gone".into(), None);
+            };
+            return match old.rx.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    self.yielding = Some(code);
+                    SwapStatus::Pending
+                }
+                Ok(Reply::Yielded(Ok((state, io)))) => self.launch_generation(code, state, io),
+                Ok(Reply::Yielded(Err(e))) => {
+                    SwapStatus::Failed(format!("`save_state` of the running code failed: {e}"), None)
+                }
+                Ok(_) | Err(TryRecvError::Disconnected) => {
+                    SwapStatus::Failed("the node's worker thread is gone".into(), None)
+                }
+            };
+        }
         let Some(swap) = self.swap.as_mut().filter(|s| s.creating) else {
             return SwapStatus::Ready;
         };
@@ -553,6 +575,24 @@ impl ThreadExec {
     /// Finishes a hot reload still in progress at shutdown: waits for the new code to come up
     /// and keeps it (its first tick never came: nothing failed), or swaps back.
     fn settle_reload(&mut self) {
+        if let Some(code) = self.yielding.take() {
+            // Not swapped yet: the old code takes its endpoints back and stays. A `save_state`
+            // that does not return within the stop grace leaves the worker busy (detached).
+            let yielded = self
+                .worker
+                .as_mut()
+                .and_then(|w| w.rx.recv_timeout(Duration::from_secs(1)).ok());
+            match (yielded, self.worker.as_mut()) {
+                (Some(Reply::Yielded(Ok((_, io)))), Some(w)) => {
+                    let _ = w.call(Cmd::Resume(io));
+                }
+                (Some(_), _) => {}
+                (None, _) => {
+                    self.yielding = Some(code);
+                    return;
+                }
+            }
+        }
         if self.swap.as_ref().is_some_and(|s| s.creating) {
             let reply = self.worker.as_mut().and_then(|w| w.rx.recv().ok());
             match reply {
@@ -581,7 +621,7 @@ impl Executor for ThreadExec {
     }
 
     fn tick(&mut self) -> TickOutcome {
-        if self.swap.as_ref().is_some_and(|s| s.creating) {
+        if self.in_swap() {
             return TickOutcome::Busy;
         }
         match self.worker.as_mut() {
@@ -594,6 +634,12 @@ impl Executor for ThreadExec {
 
     fn shutdown(&mut self) -> Result<(), CallError> {
         self.settle_reload();
+        if self.yielding.is_some() {
+            return Err(CallError {
+                kind: CallErrorKind::Error,
+                message: "still in save_state for a hot reload at shutdown".into(),
+            });
+        }
         match self.worker.as_mut() {
             Some(w) if !w.busy() => w.call(Cmd::Shutdown),
             Some(w) => Err(CallError {
@@ -658,6 +704,8 @@ impl Executor for ThreadExec {
     }
 
     fn quarantine(&mut self) -> bool {
+        // A `save_state` that never returned: its worker is abandoned below like a hung tick's.
+        self.yielding = None;
         if let Some(mut swap) = self.swap.take() {
             // The new code hung: the old code's parked worker ends too (a restart builds the
             // code the node last ran well, `rebuild`).
@@ -696,7 +744,7 @@ impl Executor for ThreadExec {
     }
 
     fn io_snapshot(&mut self) -> IoSnapshot {
-        if self.swap.as_ref().is_some_and(|s| s.creating) {
+        if self.in_swap() {
             return self.last.clone();
         }
         if let Some(w) = self.worker.as_mut().filter(|w| !w.busy()) {
@@ -721,7 +769,7 @@ impl Drop for ThreadExec {
             }
         }
         if let Some(mut w) = self.worker.take() {
-            if w.busy() {
+            if w.busy() || self.yielding.is_some() {
                 // Still in a tick or a restart: cannot join without hanging the host; leave it
                 // detached.
                 w.thread.take();
