@@ -84,6 +84,11 @@ fn worker_main(
             })),
             Cmd::Resume(mut io) => {
                 io.arrange_ports(&instance.io().port_order());
+                // A live apply's new config goes back with the endpoints: this code runs with
+                // the config it was made with (its detached stand-in kept it).
+                if io.config() != instance.io().config() {
+                    io.replace_config(instance.io().config().clone());
+                }
                 instance.replace_io(io);
                 Reply::Done(Ok(()), Duration::ZERO)
             }
@@ -433,7 +438,7 @@ impl ThreadExec {
             Ok(()) => old.rx.recv().ok(),
             Err(_) => None,
         };
-        let (state, io) = match yielded {
+        let (state, mut io) = match yielded {
             Some(Reply::Yielded(Ok(handover))) => handover,
             Some(Reply::Yielded(Err(e))) => {
                 self.worker = Some(old);
@@ -446,6 +451,9 @@ impl ThreadExec {
         };
         if state.is_empty() {
             super::no_state_carried(&self.rebuild.name);
+        }
+        if let Some(config) = &code.config {
+            io.replace_config(config.clone());
         }
         match Worker::launch_generation(&self.rebuild, code, io, state, self.health.clone()) {
             Ok(new) => {
@@ -495,6 +503,9 @@ impl ThreadExec {
         // A restart builds the new code from now on.
         if swap.code.python.is_some() {
             self.rebuild.python = swap.code.python.clone();
+        }
+        if let Some(config) = swap.code.config {
+            self.rebuild.config = config;
         }
         self.rebuild.plugin = swap.code.plugin;
         self.rebuild.type_index = swap.code.type_index;
