@@ -65,14 +65,14 @@ pub(super) struct Live {
 }
 
 /// Applies `op` at this tick boundary and replies. Returns true when the tick rate changed.
-pub(super) fn apply(nodes: &mut Vec<RunningNode>, op: ApplyOp, live: &mut Live) -> bool {
+pub(super) fn apply(nodes: &mut [RunningNode], op: ApplyOp, live: &mut Live) -> bool {
     let outcome = apply_op(nodes, &op, live);
     let changed_rate = outcome.is_ok() && op.tick_rate.is_some();
     let _ = op.reply.send(outcome);
     changed_rate
 }
 
-fn apply_op(nodes: &mut Vec<RunningNode>, op: &ApplyOp, live: &mut Live) -> Result<(), String> {
+fn apply_op(nodes: &mut [RunningNode], op: &ApplyOp, live: &mut Live) -> Result<(), String> {
     // Everything that can fail first: the config swaps, undone together if one cannot start.
     let mut started: Vec<usize> = Vec::new();
     for (name, config) in &op.configs {

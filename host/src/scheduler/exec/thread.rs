@@ -27,7 +27,7 @@ enum Cmd {
     /// parked, until `Resume` (the swap failed) or `Retire` (it succeeded).
     Yield,
     /// Take the endpoints back and carry on.
-    Resume(NodeIo),
+    Resume(Box<NodeIo>),
     /// Shut the parked object down, destroy it and end the thread.
     Retire,
     /// Hand the endpoints back, destroy the object (new code that failed its first tick) and end
@@ -89,7 +89,7 @@ fn worker_main(
                 if io.config() != instance.io().config() {
                     io.replace_config(instance.io().config().clone());
                 }
-                instance.replace_io(io);
+                instance.replace_io(*io);
                 Reply::Done(Ok(()), Duration::ZERO)
             }
             Cmd::Retire => {
@@ -538,7 +538,7 @@ impl ThreadExec {
         let new = self.worker.replace(swap.parked);
         let retired = new.and_then(|mut w| w.thread.take());
         let why = match io {
-            Some(io) => match self.worker.as_mut().map(|w| w.call(Cmd::Resume(io))) {
+            Some(io) => match self.worker.as_mut().map(|w| w.call(Cmd::Resume(Box::new(io)))) {
                 Some(Ok(())) => why,
                 _ => format!("{why}; the old code's worker thread is gone"),
             },
@@ -553,7 +553,7 @@ impl ThreadExec {
             self.worker
                 .as_mut()
                 .ok_or_else(gone)
-                .and_then(|w| w.call(Cmd::Resume(io)))
+                .and_then(|w| w.call(Cmd::Resume(Box::new(io))))
         });
         match resumed {
             Ok(()) => why,
