@@ -3,8 +3,11 @@
 //!
 //! The socket lives in `$XDG_RUNTIME_DIR/horus/<namespace>/` (or `/tmp/horus-<uid>/<namespace>/`
 //! without a runtime dir), a directory created 0700, as `<pid>.sock` with mode 0600: only the
-//! user who runs the host can read it. The protocol is one request line (`stats`) and one JSON
-//! reply ([`StatsReply`]), then the server closes the connection.
+//! user who runs the host can read it. The protocol is one JSON request line ([`Request`]: the
+//! protocol version and `stats`, or `apply` with a manifest's absolute path) and one JSON reply
+//! ([`StatsReply`] or [`ApplyReply`], each with the host's protocol version), then the server
+//! closes the connection. Both sides check the version, so a `horus` of another protocol gets
+//! a clear error, not a misread reply; a bare `stats` line (protocol 1) is still answered.
 //!
 //! Owns the socket, its directory and the client. Does not own the stats themselves: the
 //! scheduler publishes them on a [`StatsBoard`], and the network hubs' [`HubStatus`] comes from
@@ -21,8 +24,57 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Version of [`StatsReply`]; a client refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the control protocol ([`Request`], [`StatsReply`], [`ApplyReply`]); each side
+/// refuses other versions. 2: JSON requests, `apply`, `manifest_path`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// A request to a host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// [`PROTOCOL_VERSION`] of the client.
+    pub version: u32,
+    /// What is asked.
+    #[serde(flatten)]
+    pub what: Ask,
+}
+
+/// What a [`Request`] asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Ask {
+    /// The node stats ([`StatsReply`]).
+    Stats,
+    /// Apply the manifest at `manifest` (absolute), or only plan it ([`ApplyReply`]).
+    Apply {
+        /// The manifest's absolute path.
+        manifest: PathBuf,
+        /// Plan only.
+        dry_run: bool,
+    },
+}
+
+/// What a host answers to `apply`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyReply {
+    /// [`PROTOCOL_VERSION`] of the host.
+    pub version: u32,
+    /// The host's process id.
+    pub pid: u32,
+    /// `applied`, `planned`, `invalid`, `refused` or `failed` ([`crate::apply::Outcome`]).
+    pub outcome: String,
+    /// The summary, or the errors.
+    pub text: String,
+}
+
+/// What a host answers to a request it cannot serve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ErrorReply {
+    version: u32,
+    error: String,
+}
+
+/// The apply side of a host, shared by the control thread and the `--watch` thread.
+pub type SharedApplier = Arc<std::sync::Mutex<crate::apply::Applier>>;
 
 /// What a host answers to `stats`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,8 +83,11 @@ pub struct StatsReply {
     pub version: u32,
     /// The host's process id.
     pub pid: u32,
-    /// The manifest it runs.
+    /// The manifest it runs, as given.
     pub manifest: String,
+    /// The manifest it runs, absolute (what `horus apply` matches).
+    #[serde(default)]
+    pub manifest_path: PathBuf,
     /// Seconds since it started.
     pub uptime_s: f64,
     /// One object per node, as in `--stats-json`.
@@ -102,6 +157,7 @@ impl ControlServer {
         manifest: &Path,
         board: StatsBoard,
         hubs: Option<HubProbe>,
+        applier: Option<SharedApplier>,
     ) -> std::io::Result<ControlServer> {
         let dir = socket_dir(namespace);
         std::fs::DirBuilder::new()
@@ -114,6 +170,7 @@ impl ControlServer {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let manifest_path = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
         let (stop2, manifest) = (stop.clone(), manifest.display().to_string());
         let started = Instant::now();
         let thread = std::thread::Builder::new()
@@ -122,15 +179,16 @@ impl ControlServer {
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let reply = StatsReply {
+                            let stats = || StatsReply {
                                 version: PROTOCOL_VERSION,
                                 pid: std::process::id(),
                                 manifest: manifest.clone(),
+                                manifest_path: manifest_path.clone(),
                                 uptime_s: started.elapsed().as_secs_f64(),
                                 nodes: snapshot(&board),
                                 hubs: hubs.as_ref().map(|h| h()).unwrap_or_default(),
                             };
-                            if let Err(e) = serve(stream, &reply) {
+                            if let Err(e) = serve(stream, stats, applier.as_ref()) {
                                 tracing::debug!("control client: {e}");
                             }
                         }
@@ -156,17 +214,78 @@ fn snapshot(board: &StatsBoard) -> Vec<NodeStats> {
     board.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-fn serve(stream: UnixStream, reply: &StatsReply) -> std::io::Result<()> {
+fn serve(
+    stream: UnixStream,
+    stats: impl Fn() -> StatsReply,
+    applier: Option<&SharedApplier>,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
-    BufReader::new(&stream).take(64).read_line(&mut line)?;
+    BufReader::new(&stream).take(8192).read_line(&mut line)?;
     let mut stream = stream;
-    if line.trim() != "stats" {
-        return writeln!(stream, "{{\"error\":\"unknown request; send `stats`\"}}");
+    let error = |stream: &mut UnixStream, error: String| -> std::io::Result<()> {
+        serde_json::to_writer(
+            &mut *stream,
+            &ErrorReply {
+                version: PROTOCOL_VERSION,
+                error,
+            },
+        )?;
+        stream.write_all(b"\n")
+    };
+    // Protocol 1's request: answered, and its client refuses the version with a clear error.
+    if line.trim() == "stats" {
+        serde_json::to_writer(&mut stream, &stats())?;
+        return stream.write_all(b"\n");
     }
-    serde_json::to_writer(&mut stream, reply)?;
+    let request: Request = match serde_json::from_str(line.trim()) {
+        Ok(r) => r,
+        Err(e) => return error(&mut stream, format!("unknown request ({e})")),
+    };
+    if request.version != PROTOCOL_VERSION {
+        return error(
+            &mut stream,
+            format!(
+                "this host speaks control protocol {PROTOCOL_VERSION}, the client {}: use the same horus version",
+                request.version
+            ),
+        );
+    }
+    match request.what {
+        Ask::Stats => serde_json::to_writer(&mut stream, &stats())?,
+        Ask::Apply { manifest, dry_run } => {
+            let Some(applier) = applier else {
+                return error(&mut stream, "this host cannot apply manifests".into());
+            };
+            // An apply validates (it may open plugins in child processes) and waits for a tick
+            // boundary: seconds at most, never a hang.
+            stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+            let mut applier = applier.lock().unwrap_or_else(|p| p.into_inner());
+            let requested = std::fs::canonicalize(&manifest).unwrap_or(manifest);
+            let outcome = if requested != applier.path() {
+                crate::apply::Outcome::Failed(format!(
+                    "this host runs {}, not {}",
+                    applier.path().display(),
+                    requested.display()
+                ))
+            } else {
+                let outcome = applier.apply(&requested, dry_run);
+                crate::apply::log(&outcome);
+                outcome
+            };
+            serde_json::to_writer(
+                &mut stream,
+                &ApplyReply {
+                    version: PROTOCOL_VERSION,
+                    pid: std::process::id(),
+                    outcome: outcome.kind().into(),
+                    text: outcome.text().into(),
+                },
+            )?
+        }
+    }
     stream.write_all(b"\n")
 }
 
@@ -180,23 +299,64 @@ impl Drop for ControlServer {
     }
 }
 
-/// Asks the host behind `path` for its stats.
-pub fn query(path: &Path) -> Result<StatsReply, ControlError> {
+/// Sends `ask` to the host behind `path` and reads its reply, waiting up to `wait`; a reply of
+/// another protocol version, or an error reply, is an error that says so.
+fn request<T: serde::de::DeserializeOwned>(path: &Path, ask: Ask, wait: Duration) -> Result<T, ControlError> {
     let io = |e: std::io::Error| ControlError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
     let mut stream = UnixStream::connect(path).map_err(io)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(io)?;
-    stream.write_all(b"stats\n").map_err(io)?;
+    stream.set_read_timeout(Some(wait)).map_err(io)?;
+    let mut line = serde_json::to_string(&Request {
+        version: PROTOCOL_VERSION,
+        what: ask,
+    })
+    .map_err(|e| io(e.into()))?;
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(io)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(io)?;
-    let reply: StatsReply = serde_json::from_str(&text).map_err(|e| ControlError::Io {
+    let bad = |reason: String| ControlError::Io {
         path: path.to_path_buf(),
-        reason: format!("bad reply: {e}"),
-    })?;
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("bad reply: {e}")))?;
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    if let Some(error) = value.get("error").and_then(serde_json::Value::as_str) {
+        return Err(bad(match version {
+            // Protocol 1 hosts answer anything but `stats` with an error and no version.
+            None => format!(
+                "the host speaks an older control protocol (1; this horus speaks {PROTOCOL_VERSION}): {error}"
+            ),
+            Some(_) => error.to_owned(),
+        }));
+    }
+    if version != Some(u64::from(PROTOCOL_VERSION)) {
+        return Err(bad(format!(
+            "protocol version {} (this horus speaks {PROTOCOL_VERSION})",
+            version.map_or("none".into(), |v| v.to_string())
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("bad reply: {e}")))
+}
+
+/// Asks the host behind `path` to apply (or with `dry_run` only plan) the manifest at
+/// `manifest` (absolute).
+pub fn apply(path: &Path, manifest: &Path, dry_run: bool) -> Result<ApplyReply, ControlError> {
+    request(
+        path,
+        Ask::Apply {
+            manifest: manifest.to_path_buf(),
+            dry_run,
+        },
+        Duration::from_secs(60),
+    )
+}
+
+/// Asks the host behind `path` for its stats.
+pub fn query(path: &Path) -> Result<StatsReply, ControlError> {
+    let reply: StatsReply = request(path, Ask::Stats, Duration::from_secs(5))?;
     if reply.version != PROTOCOL_VERSION {
         return Err(ControlError::Io {
             path: path.to_path_buf(),

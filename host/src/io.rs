@@ -74,6 +74,10 @@ pub struct NodeIo {
     /// TOML renderings of non-scalar config values, kept for the node's lifetime because the
     /// node may hold the returned string.
     rendered: Vec<(String, Box<str>)>,
+    /// Configs replaced by a live apply ([`NodeIo::replace_config`]), kept for the node's
+    /// lifetime like `rendered`: a string the old object was handed may still be read by it
+    /// (its `shutdown` runs after the swap).
+    replaced: Vec<(toml::Table, String)>,
     epoch: Instant,
     ports: Vec<PortBinding>,
     current: Vec<u8>,
@@ -98,6 +102,7 @@ impl NodeIo {
             config,
             config_toml,
             rendered: Vec::new(),
+            replaced: Vec::new(),
             epoch,
             ports,
             current: Vec::new(),
@@ -178,6 +183,22 @@ impl NodeIo {
         &self.name
     }
 
+    /// The config table.
+    pub fn config(&self) -> &toml::Table {
+        &self.config
+    }
+
+    /// Replaces the config (a live apply of a changed `config`, before the new object's
+    /// `create`); returns the one it had. The old table and its TOML stay alive with this
+    /// `NodeIo`, so nothing handed out from them dangles.
+    pub fn replace_config(&mut self, config: toml::Table) -> toml::Table {
+        let config_toml = toml::to_string(&config).unwrap_or_default();
+        let old = std::mem::replace(&mut self.config, config);
+        let old_toml = std::mem::replace(&mut self.config_toml, config_toml);
+        self.replaced.push((old.clone(), old_toml));
+        old
+    }
+
     /// The whole config table as TOML.
     pub fn config_toml(&self) -> &str {
         &self.config_toml
@@ -222,7 +243,8 @@ impl NodeIo {
                 _ => ConfigLookup::Missing,
             },
             Some(text) => {
-                let index = match self.rendered.iter().position(|(k, _)| k == key) {
+                // The same key may render differently after a config change (a live apply).
+                let index = match self.rendered.iter().position(|(k, t)| k == key && **t == *text) {
                     Some(i) => i,
                     None => {
                         self.rendered.push((key.to_owned(), text.into_boxed_str()));

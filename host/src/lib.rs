@@ -17,6 +17,7 @@
 //! (shared-memory mappings, atomics and futexes on them); every other module is safe Rust (the
 //! crate denies `unsafe_code`). See `docs/architecture.md` for the map and the reasons.
 
+pub mod apply;
 pub mod control;
 pub mod diag;
 #[expect(unsafe_code, reason = "dlopen, the C ABI and the host callbacks")]

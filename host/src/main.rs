@@ -43,6 +43,19 @@ enum Command {
         #[arg(long)]
         fail_on_node_error: bool,
     },
+    /// Apply a changed manifest to the host running it (in this user's HORUS_NAMESPACE): only
+    /// the difference, at a tick boundary; an invalid manifest or a change that cannot be
+    /// applied live changes nothing (exit 2). See docs/manifest.md, "Changing a running system".
+    Apply {
+        /// The manifest (TOML), as the running host was started with (any path to the same file).
+        manifest: PathBuf,
+        /// Print the plan without applying it.
+        #[arg(long)]
+        dry_run: bool,
+        /// The host to apply to, when several run the manifest.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Check a manifest and its plugins without starting any node.
     Check {
         /// The manifest (TOML).
@@ -180,6 +193,25 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("horus stats: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
+        Command::Apply {
+            manifest,
+            dry_run,
+            pid,
+        } => {
+            return match horus_host::apply::request(manifest, *dry_run, *pid) {
+                Ok(outcome) => {
+                    match outcome.exit_code() {
+                        0 => println!("{}", outcome.text()),
+                        _ => eprintln!("{}", outcome.text()),
+                    }
+                    ExitCode::from(outcome.exit_code())
+                }
+                Err(e) => {
+                    eprintln!("horus apply: {e}");
                     ExitCode::from(e.exit_code())
                 }
             };

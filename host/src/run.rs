@@ -211,6 +211,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let scope = TopicScope::new();
     crate::shm::reclaim_orphans(scope.namespace());
     let manifest_path = graph.manifest.path.clone();
+    // Live apply (`horus apply`, and the manifest itself under `--watch`): planned on the
+    // control and `horus-apply` threads, swapped in by the scheduler thread.
+    let (apply_tx, apply_rx) = std::sync::mpsc::channel();
+    let applier: crate::control::SharedApplier = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::apply::Applier::new(&graph, &opts.manifest, opts.inspector.clone(), apply_tx),
+    ));
     let BoundGraph {
         manifest,
         plugins,
@@ -238,14 +244,19 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let hubs = Some(bridges.probe());
     #[cfg(not(feature = "network"))]
     let hubs = None;
-    let control =
-        match crate::control::ControlServer::start(scope.namespace(), &opts.manifest, board.clone(), hubs) {
-            Ok(server) => Some(server),
-            Err(e) => {
-                tracing::warn!("live stats unavailable (horus stats will not see this host): {e}");
-                None
-            }
-        };
+    let control = match crate::control::ControlServer::start(
+        scope.namespace(),
+        &opts.manifest,
+        board.clone(),
+        hubs,
+        Some(applier.clone()),
+    ) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("live stats unavailable (horus stats will not see this host): {e}");
+            None
+        }
+    };
     // Hot reload: the replaced libraries are unloaded when their last node lets go of them, so
     // this function keeps no reference of its own to the plugins it loaded.
     let (reloader, reloads) = match watched {
@@ -257,13 +268,17 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         }
         None => (None, None),
     };
+    let manifest_watch = match reloader.is_some() {
+        true => Some(ManifestWatch::start(applier).map_err(HostError::Reload)?),
+        false => None,
+    };
     let plugins = if reloader.is_some() {
         drop(plugins);
         Vec::new()
     } else {
         plugins
     };
-    let result = scheduler::run(
+    let result = scheduler::run_with_applies(
         &manifest.scheduler,
         nodes,
         &stop,
@@ -271,7 +286,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         &board,
         &scope,
         reloads,
+        Some(scheduler::ApplyLink { ops: apply_rx }),
     );
+    drop(manifest_watch);
     drop(reloader);
     drop(signals);
     drop(control);
@@ -392,6 +409,61 @@ fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
             })
         })
         .collect()
+}
+
+/// The `horus-apply` thread of a run with `--watch`: applies the manifest each time a new
+/// version of the file is complete (an editor's write + rename included). Dropping it stops
+/// the thread.
+struct ManifestWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ManifestWatch {
+    fn start(
+        applier: crate::control::SharedApplier,
+    ) -> Result<ManifestWatch, crate::reload::ReloadStartError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let file = applier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path()
+            .to_path_buf();
+        let (watcher, changes) = crate::reload::watch::Watcher::start(&[file], crate::reload::DEBOUNCE)?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("horus-apply".into())
+            .spawn(move || {
+                let _watcher = watcher;
+                while !stopping.load(Ordering::Acquire) {
+                    match changes.recv_timeout(Duration::from_millis(50)) {
+                        Ok(file) => {
+                            tracing::info!(file = %file.display(), "the manifest changed: applying it");
+                            let mut applier = applier.lock().unwrap_or_else(|p| p.into_inner());
+                            let outcome = applier.apply(&file, false);
+                            crate::apply::log(&outcome);
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            })
+            .map_err(crate::reload::ReloadStartError::Spawn)?;
+        Ok(ManifestWatch {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ManifestWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// SIGINT/SIGTERM handling for the duration of a run: the first signal stops the scheduler, a

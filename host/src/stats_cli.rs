@@ -116,6 +116,7 @@ mod tests {
             version: control::PROTOCOL_VERSION,
             pid: 4242,
             manifest: "robot.toml".into(),
+            manifest_path: "/robots/robot.toml".into(),
             uptime_s: 12.345,
             nodes: vec![node("imu"), node("filter")],
             hubs,

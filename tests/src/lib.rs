@@ -287,3 +287,18 @@ pub fn libc_path() -> PathBuf {
         .map(PathBuf::from)
         .expect("libc is mapped")
 }
+
+/// `horus apply <args…>` in namespace `ns`, run to completion (at most 60 s).
+pub fn apply_in(ns: &str, args: &[&str]) -> Outcome {
+    let mut cmd = horus(&[&["apply"], args].concat());
+    cmd.env("HORUS_NAMESPACE", ns);
+    wait(spawn(cmd), Duration::from_secs(60))
+}
+
+/// Replaces `path`'s content as an editor does: the new text written beside it, then renamed
+/// over it (a watcher sees one complete new version).
+pub fn rewrite(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).expect("write the new version");
+    std::fs::rename(&tmp, path).expect("rename it into place");
+}

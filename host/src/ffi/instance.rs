@@ -386,6 +386,9 @@ struct Generation {
     ports: Vec<(String, bool)>,
     /// Its create argument (see [`NodeInstance::create_with_arg`]).
     arg: Option<Vec<u8>>,
+    /// Its config, when the swap that replaced it changed the config (a live apply); put back
+    /// on a rollback.
+    config: Option<toml::Table>,
 }
 
 /// The create arguments of a reload's new code, for a node made through the plugin's create
@@ -442,6 +445,20 @@ impl NodeInstance {
         ports: &[(String, bool)],
         arg: Option<ReloadArg>,
     ) -> Result<usize, (ReloadStep, CallError)> {
+        self.reload_with_config(plugin, type_index, ports, arg, None)
+    }
+
+    /// [`NodeInstance::reload`], with the node's context carrying `config` (when given) from
+    /// the new object's `create` on: a live apply of a changed `config`. A rollback (of this
+    /// call, or [`NodeInstance::rollback_reload`]) puts the old config back.
+    pub fn reload_with_config(
+        &mut self,
+        plugin: Arc<PluginLibrary>,
+        type_index: usize,
+        ports: &[(String, bool)],
+        arg: Option<ReloadArg>,
+        config: Option<toml::Table>,
+    ) -> Result<usize, (ReloadStep, CallError)> {
         if let Some(old) = self.previous.take() {
             // A reload before the previous one's first tick: that one counts as good.
             self.retire(*old);
@@ -459,6 +476,7 @@ impl NodeInstance {
             plugin: std::mem::replace(&mut self.plugin, plugin),
             ports: old_ports,
             arg: std::mem::replace(&mut self.arg, create_arg),
+            config: config.map(|c| self.io.replace_config(c)),
         };
         self.vtable = self.plugin.info().node_types[type_index].vtable;
         self.type_index = type_index;
@@ -527,6 +545,9 @@ impl NodeInstance {
         self.vtable = generation.vtable;
         self.type_index = generation.type_index;
         self.arg = generation.arg;
+        if let Some(config) = generation.config {
+            self.io.replace_config(config);
+        }
         std::mem::replace(&mut self.plugin, generation.plugin)
     }
 

@@ -35,6 +35,9 @@ pub struct NewCode {
     pub ports: Vec<(String, bool)>,
     /// A Python node's source (restarts build it); the swap imports its file afresh.
     pub python: Option<crate::python::PythonSource>,
+    /// The node's new `config`, when a live apply changed it (the same code, made again with
+    /// it: [`crate::apply`]); `None` for a hot reload, which keeps the config.
+    pub config: Option<toml::Table>,
 }
 
 impl NewCode {
@@ -103,6 +106,7 @@ pub(super) fn new_code(plugin: &Arc<PluginLibrary>, w: &Watched) -> Result<NewCo
             .map(|p| (p.name.clone(), p.output))
             .collect(),
         python: None,
+        config: None,
     })
 }
 

@@ -77,6 +77,15 @@ impl Breaker {
         }
     }
 
+    /// Takes a live apply's settings; the state and the backoff under way stay as they are.
+    pub fn reconfigure(&mut self, spec: &SupervisionSpec) {
+        self.enabled = spec.circuit_breaker;
+        self.max_failures = u64::from(spec.max_failures);
+        self.auto_restart = spec.auto_restart;
+        self.backoff = spec.restart_backoff;
+        self.backoff_max = spec.restart_backoff_max;
+    }
+
     /// The current state.
     pub fn state(&self) -> CircuitState {
         self.state

@@ -15,6 +15,7 @@
 //! restarts) is [`running`]'s. Does not own: loading (see [`crate::graph`]), delivery (see
 //! [`crate::topic`]), signals (see [`crate::run`]).
 
+mod apply;
 mod breaker;
 mod exec;
 mod reload;
@@ -25,6 +26,7 @@ mod stop;
 mod throttle;
 mod watchdog;
 
+pub use apply::{ApplyLink, ApplyOp, NodeSettings};
 pub use breaker::{Action, Breaker, CircuitState};
 pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, RestartStatus, ThreadExec, TickOutcome};
 pub use running::BenchNode;
@@ -155,6 +157,22 @@ pub fn run(
     scope: &TopicScope,
     reloads: Option<ReloadLink>,
 ) -> Result<RunReport, RunError> {
+    run_with_applies(spec, nodes, stop, duration, board, scope, reloads, None)
+}
+
+/// [`run`], also taking live applies of a changed manifest ([`ApplyLink`], see
+/// [`crate::apply`]) at tick boundaries.
+#[expect(clippy::too_many_arguments, reason = "`run`'s arguments and one link more")]
+pub fn run_with_applies(
+    spec: &SchedulerSpec,
+    nodes: Vec<BoundNode>,
+    stop: &StopHandle,
+    duration: Option<Duration>,
+    board: &StatsBoard,
+    scope: &TopicScope,
+    reloads: Option<ReloadLink>,
+    applies: Option<ApplyLink>,
+) -> Result<RunReport, RunError> {
     let sup = spec.supervision.clone();
     let healths: Vec<Arc<Health>> = nodes
         .iter()
@@ -188,6 +206,7 @@ pub fn run(
                     scope,
                     running_since,
                     reloads,
+                    applies,
                 };
                 let _ = tx.send(run_on_this_thread(&ctx, nodes, &stop, duration));
             })
@@ -268,6 +287,8 @@ struct RunContext {
     running_since: Arc<std::sync::OnceLock<Instant>>,
     /// New builds of watched plugin files, ready to swap in (hot reload).
     reloads: Option<ReloadLink>,
+    /// Live applies of a changed manifest.
+    applies: Option<ApplyLink>,
 }
 
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
@@ -403,10 +424,14 @@ fn run_on_this_thread(
     stop: &StopHandle,
     duration: Option<Duration>,
 ) -> Result<RunReport, RunError> {
-    let tick_rate = ctx.tick_rate;
+    let mut live = apply::Live {
+        tick_rate: ctx.tick_rate,
+        supervision: ctx.supervision.clone(),
+    };
+    let mut tick_rate = ctx.tick_rate;
     let mut nodes = start_nodes(nodes, ctx)?;
-    let period = Duration::from_secs_f64(1.0 / tick_rate);
-    let spin = spin_margin(period);
+    let mut period = Duration::from_secs_f64(1.0 / tick_rate);
+    let mut spin = spin_margin(period);
     let start = Instant::now();
     // A duration the clock cannot add (centuries) is no end at all.
     let end = duration.and_then(|d| start.checked_add(d));
@@ -434,6 +459,19 @@ fn run_on_this_thread(
             while let Ok(prepared) = link.prepared.try_recv() {
                 reload::apply(&mut nodes, prepared, link);
             }
+        }
+        // A tick boundary: a live apply of a changed manifest.
+        if let Some(link) = &ctx.applies {
+            while let Ok(op) = link.ops.try_recv() {
+                if apply::apply(&mut nodes, op, &mut live) {
+                    tick_rate = live.tick_rate;
+                    period = Duration::from_secs_f64(1.0 / tick_rate);
+                    spin = spin_margin(period);
+                    tracing::info!(tick_rate, "apply: the scheduler runs at its new tick rate");
+                }
+            }
+        }
+        if ctx.reloads.is_some() || ctx.applies.is_some() {
             reload::progress(&mut nodes);
         }
         let mut t = now;

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// What a live apply's swap names as its origin in the log lines of hot reload.
+const APPLY_ORIGIN: &str = "the manifest (live apply)";
+
 /// A node's hot-reload counters and its swap in progress.
 #[derive(Debug, Default)]
 pub(super) struct ReloadStats {
@@ -171,6 +174,14 @@ impl RunningNode {
                 // Restarts build the new code from now on.
                 let old = std::mem::replace(&mut self.setup.plugin, swap.code.plugin);
                 self.setup.type_index = swap.code.type_index;
+                if let Some(config) = swap.code.config {
+                    self.setup.config = config;
+                    tracing::info!(
+                        node = %self.setup.name,
+                        generation = self.reload.reloads + 1,
+                        "apply: the node runs with its new config (state handed over)"
+                    );
+                }
                 self.unload(old, thread);
                 // What ran on the scheduler thread: the swap (inline: save, create, restore,
                 // init; on a worker: the handoff) and retiring the old code after its first tick.
@@ -192,6 +203,42 @@ impl RunningNode {
                 );
                 self.unload(swap.code.plugin, thread);
             }
+        }
+    }
+
+    /// A live apply's swap (the same code made again with a new config, [`NewCode::config`]):
+    /// started now, or queued behind the node's running tick (a worker that is busy). An error
+    /// when it cannot start (a swap or restart under way) or failed at once (an inline node's
+    /// `create`, `restore_state` or `init`): the node runs on as it was.
+    pub(super) fn begin_apply(&mut self, code: NewCode) -> Result<(), String> {
+        if self.reload.swap.is_some() || self.reload.queued.is_some() || self.restarting() {
+            return Err(format!(
+                "node `{}` is in a hot reload or a restart; apply again once it is done",
+                self.setup.name
+            ));
+        }
+        let failures = self.reload.failures;
+        self.begin(code, APPLY_ORIGIN.into());
+        if self.reload.failures > failures {
+            return Err(format!(
+                "node `{}`: {}",
+                self.setup.name,
+                self.reload.last_error.clone().unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Undoes a swap [`RunningNode::begin_apply`] started, before its first tick (another node
+    /// of the same apply failed): the old code runs on with its old config; not counted as a
+    /// failed reload.
+    pub(super) fn cancel_apply(&mut self) {
+        if let Some(swap) = self.reload.swap.take() {
+            let thread = self.exec.rollback_reload();
+            self.unload(swap.code.plugin, thread);
+        }
+        if let Some((code, _)) = self.reload.queued.take() {
+            self.unload(code.plugin, None);
         }
     }
 

@@ -107,6 +107,18 @@ impl RunningNode {
         }
     }
 
+    /// A live apply's new `rate_hz` (`None`: every cycle); the next due time stays, so the
+    /// new period counts from the node's last tick.
+    pub(super) fn set_rate(&mut self, rate_hz: Option<f64>) {
+        self.setup.rate_hz = rate_hz;
+        self.period = rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz));
+    }
+
+    /// A live apply's deadline (already off when the scheduler does not monitor deadlines).
+    pub(super) fn set_deadline(&mut self, deadline: Option<Duration>) {
+        self.deadline = deadline;
+    }
+
     pub(super) fn due(&mut self, now: Instant) -> bool {
         let Some(period) = self.period else { return true };
         if now + DUE_SLACK < self.next_due {

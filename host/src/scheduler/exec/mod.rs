@@ -258,11 +258,12 @@ impl Exec {
     /// inline, here and now; on a worker, handed off ([`Exec::poll_reload`]).
     pub fn begin_reload(&mut self, code: &NewCode) -> SwapStatus {
         match self {
-            Exec::Inline(i) => match i.reload(
+            Exec::Inline(i) => match i.reload_with_config(
                 code.plugin.clone(),
                 code.type_index,
                 &code.ports,
                 code.reload_arg(),
+                code.config.clone(),
             ) {
                 Ok(carried) => {
                     if carried == 0 {
@@ -275,6 +276,12 @@ impl Exec {
                 }
             },
             Exec::Thread(t) => t.begin_reload(code),
+            // The worker process reads its config once, from its job; the plan refuses this
+            // before it gets here (see `crate::apply::plan`).
+            Exec::Process(_) if code.config.is_some() => SwapStatus::Failed(
+                "the config of a `process` node cannot change live yet".into(),
+                None,
+            ),
             Exec::Process(p) => p.begin_reload(code),
         }
     }

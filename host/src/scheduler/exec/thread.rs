@@ -27,7 +27,7 @@ enum Cmd {
     /// parked, until `Resume` (the swap failed) or `Retire` (it succeeded).
     Yield,
     /// Take the endpoints back and carry on.
-    Resume(NodeIo),
+    Resume(Box<NodeIo>),
     /// Shut the parked object down, destroy it and end the thread.
     Retire,
     /// Hand the endpoints back, destroy the object (new code that failed its first tick) and end
@@ -84,7 +84,12 @@ fn worker_main(
             })),
             Cmd::Resume(mut io) => {
                 io.arrange_ports(&instance.io().port_order());
-                instance.replace_io(io);
+                // A live apply's new config goes back with the endpoints: this code runs with
+                // the config it was made with (its detached stand-in kept it).
+                if io.config() != instance.io().config() {
+                    io.replace_config(instance.io().config().clone());
+                }
+                instance.replace_io(*io);
                 Reply::Done(Ok(()), Duration::ZERO)
             }
             Cmd::Retire => {
@@ -448,9 +453,13 @@ impl ThreadExec {
     }
 
     /// The old code's state and endpoints have come (`Yield`): the new code's worker starts.
-    fn launch_generation(&mut self, code: NewCode, state: Vec<u8>, io: NodeIo) -> SwapStatus {
+    fn launch_generation(&mut self, code: NewCode, state: Vec<u8>, mut io: NodeIo) -> SwapStatus {
         if state.is_empty() {
             super::no_state_carried(&self.rebuild.name);
+        }
+        // A live apply's new config: the new code is made with it.
+        if let Some(config) = &code.config {
+            io.replace_config(config.clone());
         }
         match Worker::launch_generation(&self.rebuild, &code, io, state, self.health.clone()) {
             Ok(new) => {
@@ -518,6 +527,9 @@ impl ThreadExec {
         if swap.code.python.is_some() {
             self.rebuild.python = swap.code.python.clone();
         }
+        if let Some(config) = swap.code.config {
+            self.rebuild.config = config;
+        }
         self.rebuild.plugin = swap.code.plugin;
         self.rebuild.type_index = swap.code.type_index;
         swap.parked.thread.take()
@@ -549,7 +561,7 @@ impl ThreadExec {
         let new = self.worker.replace(swap.parked);
         let retired = new.and_then(|mut w| w.thread.take());
         let why = match io {
-            Some(io) => match self.worker.as_mut().map(|w| w.call(Cmd::Resume(io))) {
+            Some(io) => match self.worker.as_mut().map(|w| w.call(Cmd::Resume(Box::new(io)))) {
                 Some(Ok(())) => why,
                 _ => format!("{why}; the old code's worker thread is gone"),
             },
@@ -564,7 +576,7 @@ impl ThreadExec {
             self.worker
                 .as_mut()
                 .ok_or_else(gone)
-                .and_then(|w| w.call(Cmd::Resume(io)))
+                .and_then(|w| w.call(Cmd::Resume(Box::new(io))))
         });
         match resumed {
             Ok(()) => why,
@@ -584,7 +596,7 @@ impl ThreadExec {
                 .and_then(|w| w.rx.recv_timeout(Duration::from_secs(1)).ok());
             match (yielded, self.worker.as_mut()) {
                 (Some(Reply::Yielded(Ok((_, io)))), Some(w)) => {
-                    let _ = w.call(Cmd::Resume(io));
+                    let _ = w.call(Cmd::Resume(Box::new(io)));
                 }
                 (Some(_), _) => {}
                 (None, _) => {

@@ -1,0 +1,299 @@
+//! Applying a changed manifest to a running host (issue 16, first slice): `horus run --watch`
+//! when the manifest file changes, and `horus apply <manifest>` over the control socket.
+//!
+//! Off the scheduler thread (the `horus-control` thread, or `horus-apply` for `--watch`), an
+//! [`Applier`] validates the new manifest exactly as `horus check` does (any error: nothing
+//! changes, the errors are `horus check`'s), computes the difference ([`plan`]), refuses what
+//! this version cannot apply live ([`plan::Plan::refusal`]: nothing changes), and hands the rest
+//! to the scheduler thread as one [`ApplyOp`], which swaps it in at a tick boundary
+//! ([`crate::scheduler`]'s `apply`).
+//!
+//! Owns validation order, the running manifest's [`plan::Snapshot`] and the outcome of each
+//! apply ([`Outcome`]). Does not own the difference's rules ([`plan`]), the swap (the
+//! scheduler) or the socket ([`crate::control`]).
+
+pub mod plan;
+
+use crate::scheduler::{ApplyOp, NodeSettings};
+use plan::{NodeChange, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+/// How long an apply waits for the scheduler thread to reach a tick boundary.
+const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
+
+/// What became of one apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; the summary.
+    Applied(String),
+    /// `--dry-run`: the plan, not applied.
+    Planned(String),
+    /// The manifest does not pass `horus check`: its diagnostics. Nothing changed.
+    Invalid(String),
+    /// A change this version cannot apply live (the summary, then why). Nothing changed.
+    Refused(String),
+    /// The scheduler could not apply it (a node's new config failed at once, the host is
+    /// stopping). Nothing changed.
+    Failed(String),
+}
+
+impl Outcome {
+    /// `horus apply`'s exit code: 0 applied or planned, 2 invalid or refused, 1 failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Applied(_) | Outcome::Planned(_) => 0,
+            Outcome::Invalid(_) | Outcome::Refused(_) => 2,
+            Outcome::Failed(_) => 1,
+        }
+    }
+
+    /// The text `horus apply` prints and the host logs.
+    pub fn text(&self) -> &str {
+        match self {
+            Outcome::Applied(t)
+            | Outcome::Planned(t)
+            | Outcome::Invalid(t)
+            | Outcome::Refused(t)
+            | Outcome::Failed(t) => t,
+        }
+    }
+
+    /// The protocol's name of the outcome.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Applied(_) => "applied",
+            Outcome::Planned(_) => "planned",
+            Outcome::Invalid(_) => "invalid",
+            Outcome::Refused(_) => "refused",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// The outcome of its protocol name and text.
+    pub fn from_kind(kind: &str, text: String) -> Outcome {
+        match kind {
+            "applied" => Outcome::Applied(text),
+            "planned" => Outcome::Planned(text),
+            "invalid" => Outcome::Invalid(text),
+            "refused" => Outcome::Refused(text),
+            _ => Outcome::Failed(text),
+        }
+    }
+}
+
+/// The host's side of live apply: what runs, and the way to the scheduler thread.
+#[derive(Debug)]
+pub struct Applier {
+    /// The manifest's absolute path.
+    path: PathBuf,
+    running: Snapshot,
+    /// The `horus` binary, to open plugins in a child first as `horus check` does.
+    inspector: Option<PathBuf>,
+    ops: Sender<ApplyOp>,
+}
+
+impl Applier {
+    /// The applier of a host running `graph` from the manifest at `path`.
+    pub fn new(
+        graph: &crate::graph::Graph,
+        path: &Path,
+        inspector: Option<PathBuf>,
+        ops: Sender<ApplyOp>,
+    ) -> Applier {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut running = Snapshot::of(graph);
+        // Read again from its absolute path, so its paths compare with a new version's.
+        if let Ok(manifest) = crate::manifest::load(&path) {
+            if manifest.nodes.len() == running.nodes.len() {
+                running.manifest = manifest;
+            }
+        }
+        Applier {
+            path,
+            running,
+            inspector,
+            ops,
+        }
+    }
+
+    /// The manifest it runs, absolute.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Validates the manifest at `path` (the host's own, as it is now on disk), plans and —
+    /// unless `dry_run` — applies it.
+    pub fn apply(&mut self, path: &Path, dry_run: bool) -> Outcome {
+        let graph = match crate::run::check_with(path, self.inspector.as_deref()) {
+            Ok(graph) => graph,
+            Err(e) => {
+                return Outcome::Invalid(format!(
+                    "{}\napply: the manifest is invalid; nothing changed",
+                    e.to_string().trim_end()
+                ))
+            }
+        };
+        let new = Snapshot::of(&graph);
+        // The plugins the check opened are released here (nothing of them runs).
+        drop(graph);
+        let plan = plan::plan(&self.running, &new);
+        let summary = plan.summary();
+        if let Some(why) = plan.refusal() {
+            return Outcome::Refused(format!("{summary}\n{why}"));
+        }
+        if dry_run {
+            return Outcome::Planned(format!("{summary} (dry run: nothing applied)"));
+        }
+        if plan.is_empty() {
+            return Outcome::Applied(summary);
+        }
+        let (reply, replied) = std::sync::mpsc::channel();
+        let op = op(&plan, &new, reply);
+        if self.ops.send(op).is_err() {
+            return Outcome::Failed("apply failed: the scheduler is not running; nothing changed".into());
+        }
+        match replied.recv_timeout(SCHEDULER_WAIT) {
+            Ok(Ok(())) => {
+                self.running = new;
+                Outcome::Applied(summary)
+            }
+            Ok(Err(why)) => Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
+            Err(_) => Outcome::Failed(format!(
+                "{summary}\napply failed: the scheduler did not reach a tick boundary within {} s \
+                 (a hung inline node?)",
+                SCHEDULER_WAIT.as_secs()
+            )),
+        }
+    }
+}
+
+/// The scheduler's part of a plan that passed [`plan::Plan::refusal`].
+fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> ApplyOp {
+    let spec = |name: &str| new.manifest.nodes.iter().find(|n| n.name == name);
+    let mut settings = Vec::new();
+    let mut configs = Vec::new();
+    for d in &plan.changed {
+        let Some(n) = spec(&d.name) else { continue };
+        if d.changes.contains(&NodeChange::Config) {
+            configs.push((n.name.clone(), n.config.clone()));
+        }
+        if d.changes.iter().any(|c| {
+            matches!(
+                c,
+                NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..)
+            )
+        }) {
+            settings.push(NodeSettings {
+                name: n.name.clone(),
+                priority: n.priority,
+                rate_hz: n.rate_hz,
+                deadline: n.deadline,
+            });
+        }
+    }
+    ApplyOp {
+        settings,
+        configs,
+        tick_rate: plan.tick_rate,
+        supervision: plan.supervision.clone(),
+        reply,
+    }
+}
+
+/// Logs an apply's outcome on the host: the summary at INFO, a refused or invalid manifest at
+/// WARN (the host recovered: nothing changed).
+pub fn log(outcome: &Outcome) {
+    match outcome {
+        Outcome::Applied(t) | Outcome::Planned(t) => tracing::info!("{t}"),
+        Outcome::Invalid(t) | Outcome::Refused(t) | Outcome::Failed(t) => tracing::warn!("{t}"),
+    }
+}
+
+/// Why `horus apply` could not reach a host.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyClientError {
+    /// No host of the namespace runs the manifest.
+    #[error("no running horus host in namespace `{namespace}` runs {manifest} (start it with `horus run`)")]
+    NoHost {
+        /// The namespace.
+        namespace: String,
+        /// The manifest, absolute.
+        manifest: String,
+    },
+    /// Several do.
+    #[error("{count} horus hosts run {manifest} (pids {pids}); choose one with --pid")]
+    Ambiguous {
+        /// How many.
+        count: usize,
+        /// The manifest.
+        manifest: String,
+        /// Their pids.
+        pids: String,
+    },
+    /// The manifest file is not there.
+    #[error("cannot read {path}: {source}")]
+    Manifest {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The socket or the protocol failed.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+}
+
+impl ApplyClientError {
+    /// 1 when no host answers, 2 for an ambiguous choice or a missing file.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ApplyClientError::NoHost { .. } | ApplyClientError::Control(_) => 1,
+            ApplyClientError::Ambiguous { .. } | ApplyClientError::Manifest { .. } => 2,
+        }
+    }
+}
+
+/// `horus apply <manifest> [--dry-run] [--pid PID]`: sends the manifest's absolute path to the
+/// host of this namespace that runs it, and returns the host's outcome.
+pub fn request(manifest: &Path, dry_run: bool, pid: Option<u32>) -> Result<Outcome, ApplyClientError> {
+    let path = std::fs::canonicalize(manifest).map_err(|source| ApplyClientError::Manifest {
+        path: manifest.to_path_buf(),
+        source,
+    })?;
+    let namespace = crate::topic::TopicScope::new().namespace().to_owned();
+    let socket = match pid {
+        Some(pid) => crate::control::pick(&namespace, Some(pid))?,
+        None => {
+            let running: Vec<(u32, PathBuf)> = crate::control::hosts(&namespace)
+                .into_iter()
+                .filter(|(_, socket)| {
+                    crate::control::query(socket).is_ok_and(|reply| reply.manifest_path == path)
+                })
+                .collect();
+            match running.len() {
+                0 => {
+                    return Err(ApplyClientError::NoHost {
+                        namespace,
+                        manifest: path.display().to_string(),
+                    })
+                }
+                1 => running.into_iter().next().expect("one").1,
+                n => {
+                    return Err(ApplyClientError::Ambiguous {
+                        count: n,
+                        manifest: path.display().to_string(),
+                        pids: running
+                            .iter()
+                            .map(|(p, _)| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+            }
+        }
+    };
+    let reply = crate::control::apply(&socket, &path, dry_run)?;
+    Ok(Outcome::from_kind(&reply.outcome, reply.text))
+}

@@ -1,0 +1,659 @@
+//! The difference between the running manifest and a new one, as plain data: a pure function
+//! of two [`Snapshot`]s (a validated manifest with each node's resolved node type and plugin
+//! file), unit-tested without any plugin. Which parts of a [`Plan`] can be applied live is
+//! [`Plan::refusal`]'s answer; its one-line report is [`Plan::summary`].
+
+use crate::manifest::{
+    ConnectSpec, Isolation, Manifest, NodeCode, NodeSpec, Qos, SchedulerSpec, SupervisionSpec,
+};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// A node as the plan compares it: its spec and what the graph resolved it to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The node type the graph picked.
+    pub type_name: String,
+    /// The plugin file it found (the loader, for a Python node).
+    pub plugin: PathBuf,
+}
+
+/// A manifest as it runs (or would run): validated, every node resolved, in manifest order.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// One per node of `manifest.nodes`.
+    pub nodes: Vec<Resolved>,
+}
+
+impl Snapshot {
+    /// The snapshot of a built graph.
+    pub fn of(graph: &crate::graph::Graph) -> Snapshot {
+        Snapshot {
+            manifest: graph.manifest.clone(),
+            nodes: graph
+                .nodes
+                .iter()
+                .map(|n| Resolved {
+                    type_name: n.type_name.clone(),
+                    // The running graph may have found it by a relative path, the new one by an
+                    // absolute one: the same file either way.
+                    plugin: std::fs::canonicalize(&n.plugin.info().path)
+                        .unwrap_or_else(|_| n.plugin.info().path.clone()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One difference of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeChange {
+    /// Its plugin (as written, or the file it resolves to).
+    Plugin,
+    /// Its node type.
+    Type(String, String),
+    /// Its Python file, class or `venv`.
+    Python,
+    /// Its isolation.
+    Isolation(Isolation, Isolation),
+    /// Its `config` table.
+    Config,
+    /// Its priority.
+    Priority(i64, i64),
+    /// Its `rate_hz`.
+    RateHz(Option<f64>, Option<f64>),
+    /// Its `deadline_ms`.
+    Deadline(Option<std::time::Duration>, Option<std::time::Duration>),
+    /// Its `watchdog_ms`.
+    Watchdog(Option<std::time::Duration>, Option<std::time::Duration>),
+    /// Its `logging`.
+    Logging(bool, bool),
+    /// Its `build =` or `watch =`.
+    Build,
+}
+
+impl NodeChange {
+    /// Applied live by this version (in place, or by a swap with the state handed over).
+    fn live(&self) -> bool {
+        matches!(
+            self,
+            NodeChange::Config | NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..)
+        )
+    }
+
+    /// How the summary says it.
+    fn describe(&self) -> String {
+        let ms = |d: &Option<std::time::Duration>| match d {
+            Some(d) => format!("{}", d.as_secs_f64() * 1e3),
+            None => "none".into(),
+        };
+        let hz = |r: &Option<f64>| r.map_or_else(|| "none".into(), |r| format!("{r}"));
+        match self {
+            NodeChange::Plugin => "plugin".into(),
+            NodeChange::Type(a, b) => format!("type {a} → {b}"),
+            NodeChange::Python => "python".into(),
+            NodeChange::Isolation(a, b) => format!("isolation {} → {}", a.name(), b.name()),
+            NodeChange::Config => "config".into(),
+            NodeChange::Priority(a, b) => format!("priority {a} → {b}"),
+            NodeChange::RateHz(a, b) => format!("rate_hz {} → {}", hz(a), hz(b)),
+            NodeChange::Deadline(a, b) => format!("deadline_ms {} → {}", ms(a), ms(b)),
+            NodeChange::Watchdog(a, b) => format!("watchdog_ms {} → {}", ms(a), ms(b)),
+            NodeChange::Logging(a, b) => format!("logging {a} → {b}"),
+            NodeChange::Build => "build/watch".into(),
+        }
+    }
+}
+
+/// A node present in both manifests whose declaration differs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDiff {
+    /// The node.
+    pub name: String,
+    /// What differs, in a fixed order.
+    pub changes: Vec<NodeChange>,
+    /// Its isolation in the new manifest.
+    pub isolation: Isolation,
+    /// A Python node.
+    pub python: bool,
+}
+
+/// One difference of the scheduler's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchedulerChange {
+    /// `tick_rate` or `preset` (the rates).
+    TickRate(f64, f64),
+    /// `circuit_breaker`, `max_failures`, `auto_restart`, `restart_backoff_ms`,
+    /// `restart_backoff_max_ms` or `deadline_monitoring`.
+    Supervision,
+    /// `watchdog_enabled` or `watchdog_timeout_ms`.
+    Watchdog,
+    /// `hot_reload`.
+    HotReload,
+}
+
+/// The difference between two manifests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Nodes only the new manifest has.
+    pub added: Vec<String>,
+    /// Nodes only the running manifest has.
+    pub removed: Vec<String>,
+    /// Nodes of both whose declaration differs.
+    pub changed: Vec<NodeDiff>,
+    /// Connections only the new manifest has (`from -> to`).
+    pub connections_added: Vec<String>,
+    /// Connections only the running manifest has.
+    pub connections_removed: Vec<String>,
+    /// Connections of both whose `qos` or `max_size` differs.
+    pub connections_changed: Vec<String>,
+    /// The scheduler's settings that differ.
+    pub scheduler: Vec<SchedulerChange>,
+    /// The new tick rate, when it differs.
+    pub tick_rate: Option<f64>,
+    /// The new supervision settings, when a live one differs.
+    pub supervision: Option<SupervisionSpec>,
+    /// `[hub.<name>]` tables differ.
+    pub hubs: bool,
+    /// `[plugins] path` differs.
+    pub plugin_path: bool,
+}
+
+/// Computes what `new` changes of `running`.
+pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
+    let mut plan = Plan::default();
+    let find = |s: &Snapshot, name: &str| s.manifest.nodes.iter().position(|n| n.name == name);
+    for (i, node) in new.manifest.nodes.iter().enumerate() {
+        match find(running, &node.name) {
+            None => plan.added.push(node.name.clone()),
+            Some(j) => {
+                let changes = node_changes(
+                    (&running.manifest.nodes[j], &running.nodes[j]),
+                    (node, &new.nodes[i]),
+                );
+                if !changes.is_empty() {
+                    plan.changed.push(NodeDiff {
+                        name: node.name.clone(),
+                        changes,
+                        isolation: node.isolation,
+                        python: matches!(node.code, NodeCode::Python(_)),
+                    });
+                }
+            }
+        }
+    }
+    for node in &running.manifest.nodes {
+        if find(new, &node.name).is_none() {
+            plan.removed.push(node.name.clone());
+        }
+    }
+    connections(
+        &running.manifest.connections,
+        &new.manifest.connections,
+        &mut plan,
+    );
+    scheduler(&running.manifest.scheduler, &new.manifest.scheduler, &mut plan);
+    plan.hubs = running.manifest.hubs != new.manifest.hubs;
+    let paths = |m: &Manifest| m.plugin_path.iter().map(|p| p.value.clone()).collect::<Vec<_>>();
+    plan.plugin_path = paths(&running.manifest) != paths(&new.manifest);
+    plan
+}
+
+fn node_changes(old: (&NodeSpec, &Resolved), new: (&NodeSpec, &Resolved)) -> Vec<NodeChange> {
+    let ((o, or), (n, nr)) = (old, new);
+    let mut changes = Vec::new();
+    match (&o.code, &n.code) {
+        (NodeCode::Plugin(a), NodeCode::Plugin(b)) => {
+            if a.plugin.value != b.plugin.value || or.plugin != nr.plugin {
+                changes.push(NodeChange::Plugin);
+            }
+            if or.type_name != nr.type_name {
+                changes.push(NodeChange::Type(or.type_name.clone(), nr.type_name.clone()));
+            }
+            let build = |c: &crate::manifest::PluginCode| {
+                c.build.as_ref().map(|b| {
+                    (
+                        b.command.value.clone(),
+                        b.watch
+                            .as_ref()
+                            .map(|w| w.iter().map(|g| g.value.clone()).collect::<Vec<_>>()),
+                    )
+                })
+            };
+            if build(a) != build(b) {
+                changes.push(NodeChange::Build);
+            }
+        }
+        (NodeCode::Python(a), NodeCode::Python(b)) => {
+            if a.file.value != b.file.value || a.class != b.class || a.venv != b.venv {
+                changes.push(NodeChange::Python);
+            }
+        }
+        _ => changes.push(NodeChange::Plugin),
+    }
+    if o.isolation != n.isolation {
+        changes.push(NodeChange::Isolation(o.isolation, n.isolation));
+    }
+    if o.config != n.config {
+        changes.push(NodeChange::Config);
+    }
+    if o.priority != n.priority {
+        changes.push(NodeChange::Priority(o.priority, n.priority));
+    }
+    if o.rate_hz != n.rate_hz {
+        changes.push(NodeChange::RateHz(o.rate_hz, n.rate_hz));
+    }
+    if o.deadline != n.deadline {
+        changes.push(NodeChange::Deadline(o.deadline, n.deadline));
+    }
+    if o.watchdog != n.watchdog {
+        changes.push(NodeChange::Watchdog(o.watchdog, n.watchdog));
+    }
+    if o.logging != n.logging {
+        changes.push(NodeChange::Logging(o.logging, n.logging));
+    }
+    changes
+}
+
+/// A connection's identity (its route) and its delivery settings.
+fn route(c: &ConnectSpec) -> (String, (Qos, Option<u32>)) {
+    (c.describe(), (c.qos, c.max_size))
+}
+
+fn connections(old: &[ConnectSpec], new: &[ConnectSpec], plan: &mut Plan) {
+    let old: Vec<_> = old.iter().map(route).collect();
+    let new: Vec<_> = new.iter().map(route).collect();
+    for (r, settings) in &new {
+        match old.iter().find(|(o, _)| o == r) {
+            None => plan.connections_added.push(r.clone()),
+            Some((_, was)) if was != settings => plan.connections_changed.push(r.clone()),
+            Some(_) => {}
+        }
+    }
+    for (r, _) in &old {
+        if !new.iter().any(|(n, _)| n == r) {
+            plan.connections_removed.push(r.clone());
+        }
+    }
+}
+
+fn scheduler(old: &SchedulerSpec, new: &SchedulerSpec, plan: &mut Plan) {
+    if old.tick_rate != new.tick_rate {
+        plan.scheduler
+            .push(SchedulerChange::TickRate(old.tick_rate, new.tick_rate));
+        plan.tick_rate = Some(new.tick_rate);
+    }
+    let (a, b) = (&old.supervision, &new.supervision);
+    let watchdog = |s: &SupervisionSpec| (s.watchdog_enabled, s.watchdog_timeout);
+    if watchdog(a) != watchdog(b) {
+        plan.scheduler.push(SchedulerChange::Watchdog);
+    }
+    let rest = |s: &SupervisionSpec| SupervisionSpec {
+        watchdog_enabled: false,
+        watchdog_timeout: Default::default(),
+        ..s.clone()
+    };
+    if rest(a) != rest(b) {
+        plan.scheduler.push(SchedulerChange::Supervision);
+        plan.supervision = Some(b.clone());
+    }
+    if old.hot_reload != new.hot_reload {
+        plan.scheduler.push(SchedulerChange::HotReload);
+    }
+}
+
+/// The message of a refused apply.
+fn refuse(what: &str) -> String {
+    format!("apply refused: {what} is not supported yet; restart the host to apply this manifest")
+}
+
+impl Plan {
+    /// True when the manifests do not differ.
+    pub fn is_empty(&self) -> bool {
+        !self.any()
+    }
+
+    /// Why this plan cannot be applied live, naming the first part that cannot (nothing is
+    /// applied then); `None` when all of it can.
+    pub fn refusal(&self) -> Option<String> {
+        let first = |v: &[String]| v.first().cloned();
+        if let Some(n) = first(&self.added) {
+            return Some(refuse(&format!("adding nodes live (node `{n}`)")));
+        }
+        if let Some(n) = first(&self.removed) {
+            return Some(refuse(&format!("removing nodes live (node `{n}`)")));
+        }
+        for d in &self.changed {
+            if let Some(c) = d.changes.iter().find(|c| !c.live()) {
+                return Some(refuse(&format!(
+                    "changing a node's {} live (node `{}`)",
+                    kind(c),
+                    d.name
+                )));
+            }
+            if d.changes.contains(&NodeChange::Config) {
+                if d.python {
+                    return Some(refuse(&format!(
+                        "changing a Python node's config live (node `{}`)",
+                        d.name
+                    )));
+                }
+                if d.isolation == Isolation::Process {
+                    return Some(refuse(&format!(
+                        "changing the config of an `isolation = \"process\"` node live (node `{}`)",
+                        d.name
+                    )));
+                }
+            }
+        }
+        if let Some(c) = first(&self.connections_added) {
+            return Some(refuse(&format!("adding connections live (`{c}`)")));
+        }
+        if let Some(c) = first(&self.connections_removed) {
+            return Some(refuse(&format!("removing connections live (`{c}`)")));
+        }
+        if let Some(c) = first(&self.connections_changed) {
+            return Some(refuse(&format!(
+                "changing a connection's qos or max_size live (`{c}`)"
+            )));
+        }
+        if self.scheduler.contains(&SchedulerChange::Watchdog) {
+            return Some(refuse("changing the scheduler's watchdog settings live"));
+        }
+        if self.scheduler.contains(&SchedulerChange::HotReload) {
+            return Some(refuse("changing `hot_reload` live"));
+        }
+        if self.hubs {
+            return Some(refuse("changing `[hub.<name>]` tables live"));
+        }
+        if self.plugin_path {
+            return Some(refuse("changing `[plugins] path` live"));
+        }
+        None
+    }
+
+    /// The one-line report: `apply: +1 node, -0, ~2 changed (filter: config; imu: rate_hz
+    /// 100 → 200), +1 connection`.
+    pub fn summary(&self) -> String {
+        if self.is_empty() {
+            return "apply: no changes".into();
+        }
+        let mut out = format!(
+            "apply: +{} {}, -{}, ~{} changed",
+            self.added.len(),
+            if self.added.len() == 1 { "node" } else { "nodes" },
+            self.removed.len(),
+            self.changed.len()
+        );
+        if !self.changed.is_empty() {
+            let nodes: Vec<String> = self
+                .changed
+                .iter()
+                .map(|d| {
+                    let what: Vec<String> = d.changes.iter().map(NodeChange::describe).collect();
+                    format!("{}: {}", d.name, what.join(", "))
+                })
+                .collect();
+            let _ = write!(out, " ({})", nodes.join("; "));
+        }
+        let count = |n: usize, sign: &str, what: &str| -> Option<String> {
+            (n > 0).then(|| format!("{sign}{n} {what}{}", if n == 1 { "" } else { "s" }))
+        };
+        let more = [
+            count(self.connections_added.len(), "+", "connection"),
+            count(self.connections_removed.len(), "-", "connection"),
+            count(self.connections_changed.len(), "~", "connection"),
+        ];
+        for m in more.into_iter().flatten() {
+            let _ = write!(out, ", {m}");
+        }
+        for c in &self.scheduler {
+            let _ = match c {
+                SchedulerChange::TickRate(a, b) => write!(out, ", scheduler: tick_rate {a} → {b}"),
+                SchedulerChange::Supervision => write!(out, ", scheduler: breaker settings"),
+                SchedulerChange::Watchdog => write!(out, ", scheduler: watchdog"),
+                SchedulerChange::HotReload => write!(out, ", scheduler: hot_reload"),
+            };
+        }
+        if self.hubs {
+            out.push_str(", hubs");
+        }
+        if self.plugin_path {
+            out.push_str(", [plugins] path");
+        }
+        out
+    }
+
+    fn any(&self) -> bool {
+        !self.added.is_empty()
+            || !self.removed.is_empty()
+            || !self.changed.is_empty()
+            || !self.connections_added.is_empty()
+            || !self.connections_removed.is_empty()
+            || !self.connections_changed.is_empty()
+            || !self.scheduler.is_empty()
+            || self.hubs
+            || self.plugin_path
+    }
+}
+
+/// What a refused node change is called in the message.
+fn kind(c: &NodeChange) -> &'static str {
+    match c {
+        NodeChange::Plugin => "plugin",
+        NodeChange::Type(..) => "node type",
+        NodeChange::Python => "Python file, class or venv",
+        NodeChange::Isolation(..) => "isolation",
+        NodeChange::Watchdog(..) => "watchdog_ms",
+        NodeChange::Logging(..) => "logging",
+        NodeChange::Build => "build/watch",
+        NodeChange::Config | NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..) => {
+            "settings"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A snapshot of `text`, every node resolved to node type `T` of `lib<plugin>.so` (or what
+    /// `types` says for a node): no plugin is opened.
+    fn snap(text: &str, types: &[(&str, &str)]) -> Snapshot {
+        let manifest =
+            crate::manifest::parse(text, Path::new("m.toml"), Path::new("/base")).expect("valid manifest");
+        let nodes = manifest
+            .nodes
+            .iter()
+            .map(|n| Resolved {
+                type_name: types
+                    .iter()
+                    .find(|(name, _)| *name == n.name)
+                    .map_or("T", |(_, t)| t)
+                    .into(),
+                plugin: PathBuf::from("/base/libx.so"),
+            })
+            .collect();
+        Snapshot { manifest, nodes }
+    }
+
+    const BASE: &str = r#"
+[scheduler]
+tick_rate = 400
+
+[[node]]
+name = "imu"
+plugin = "libx.so"
+rate_hz = 100
+
+[[node]]
+name = "filter"
+plugin = "libx.so"
+config = { alpha = 0.5 }
+
+[[connect]]
+from = "imu.out"
+to = "filter.in"
+"#;
+
+    #[test]
+    fn the_same_manifest_plans_nothing() {
+        let p = plan(&snap(BASE, &[]), &snap(BASE, &[]));
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.summary(), "apply: no changes");
+        assert_eq!(p.refusal(), None);
+    }
+
+    #[test]
+    fn the_issue_summary_and_what_it_refuses() {
+        let new = BASE
+            .replace("rate_hz = 100", "rate_hz = 200")
+            .replace("alpha = 0.5", "alpha = 0.9")
+            + r#"
+[[node]]
+name = "sink"
+plugin = "libx.so"
+
+[[connect]]
+from = "filter.out"
+to = "sink.in"
+"#;
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(
+            p.summary(),
+            "apply: +1 node, -0, ~2 changed (imu: rate_hz 100 → 200; filter: config), +1 connection"
+        );
+        assert_eq!(
+            p.refusal().unwrap(),
+            "apply refused: adding nodes live (node `sink`) is not supported yet; restart the host to apply this \
+             manifest"
+        );
+    }
+
+    #[test]
+    fn settings_and_config_apply_live() {
+        let new = BASE
+            .replace("rate_hz = 100", "rate_hz = 50\npriority = 3\ndeadline_ms = 5")
+            .replace("alpha = 0.5", "alpha = 0.9")
+            .replace("tick_rate = 400", "tick_rate = 200\nmax_failures = 9");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.tick_rate, Some(200.0));
+        assert_eq!(p.supervision.as_ref().map(|s| s.max_failures), Some(9));
+        assert_eq!(
+            p.changed[0].changes,
+            vec![
+                NodeChange::Priority(0, 3),
+                NodeChange::RateHz(Some(100.0), Some(50.0)),
+                NodeChange::Deadline(None, Some(std::time::Duration::from_millis(5))),
+            ]
+        );
+        assert_eq!(p.changed[1].changes, vec![NodeChange::Config]);
+        assert!(
+            p.summary().contains("scheduler: tick_rate 400 → 200"),
+            "{}",
+            p.summary()
+        );
+    }
+
+    #[test]
+    fn a_preset_is_its_tick_rate() {
+        let new = BASE.replace("tick_rate = 400", "preset = \"realtime\"");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.tick_rate, Some(1000.0));
+        assert_eq!(p.refusal(), None);
+    }
+
+    #[test]
+    fn locations_alone_are_no_change() {
+        let new = format!("# a comment moves every line\n\n{BASE}");
+        assert!(plan(&snap(BASE, &[]), &snap(&new, &[])).is_empty());
+    }
+
+    #[test]
+    fn every_structural_change_is_refused_with_its_name() {
+        let cases: &[(&str, &str, &str)] = &[
+            (BASE, "", "removing nodes live (node `imu`)"),
+            (
+                "name = \"filter\"",
+                "name = \"filter\"\nisolation = \"thread\"",
+                "isolation live (node `filter`)",
+            ),
+            (
+                "plugin = \"libx.so\"\nconfig",
+                "plugin = \"liby.so\"\nconfig",
+                "plugin live (node `filter`)",
+            ),
+            (
+                "rate_hz = 100",
+                "rate_hz = 100\nwatchdog_ms = 500",
+                "watchdog_ms live (node `imu`)",
+            ),
+            (
+                "name = \"filter\"",
+                "name = \"filter\"\nisolation = \"process\"",
+                "isolation live",
+            ),
+            (
+                "from = \"imu.out\"",
+                "qos = \"reliable(8)\"\nfrom = \"imu.out\"",
+                "qos or max_size live",
+            ),
+            (
+                "tick_rate = 400",
+                "tick_rate = 400\nwatchdog_enabled = true",
+                "watchdog settings live",
+            ),
+            (
+                "tick_rate = 400",
+                "tick_rate = 400\nhot_reload = true",
+                "`hot_reload` live",
+            ),
+        ];
+        for (from, to, why) in cases {
+            let new = if from == &BASE {
+                BASE.replace(
+                    "[[node]]\nname = \"imu\"\nplugin = \"libx.so\"\nrate_hz = 100\n",
+                    "",
+                )
+                .replace("[[connect]]\nfrom = \"imu.out\"\nto = \"filter.in\"\n", "")
+            } else {
+                BASE.replacen(from, to, 1)
+            };
+            let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+            let refusal = p.refusal().unwrap_or_else(|| panic!("{to}: not refused: {p:?}"));
+            assert!(refusal.contains(why), "{to}: {refusal}");
+            assert!(refusal.starts_with("apply refused: "), "{refusal}");
+        }
+    }
+
+    #[test]
+    fn a_process_nodes_config_is_refused_but_its_rate_is_not() {
+        let base = BASE.replace("name = \"filter\"", "name = \"filter\"\nisolation = \"process\"");
+        let p = plan(
+            &snap(&base, &[]),
+            &snap(&base.replace("alpha = 0.5", "alpha = 1.0"), &[]),
+        );
+        assert!(
+            p.refusal().unwrap().contains("`isolation = \"process\"` node"),
+            "{p:?}"
+        );
+        let p = plan(
+            &snap(&base, &[]),
+            &snap(&base.replace("config =", "rate_hz = 10\nconfig ="), &[]),
+        );
+        assert_eq!(p.refusal(), None);
+    }
+
+    #[test]
+    fn a_node_type_resolved_differently_is_a_type_change() {
+        let p = plan(&snap(BASE, &[]), &snap(BASE, &[("imu", "Other")]));
+        assert_eq!(
+            p.changed[0].changes,
+            vec![NodeChange::Type("T".into(), "Other".into())]
+        );
+        assert!(p.refusal().unwrap().contains("node type live (node `imu`)"));
+    }
+}
