@@ -223,3 +223,37 @@ fn horus_apply_without_a_host_exits_1() {
     assert_eq!(out.code(), 1, "{out:?}");
     assert!(out.stderr.contains("no running horus host"), "{}", out.stderr);
 }
+
+/// Issue #16: a `thread` node's config change reaches the new object: `imu-sim` logs the
+/// config it runs with when created, and the new amplitude shows up after the apply.
+#[test]
+fn a_thread_nodes_new_config_reaches_the_new_object() {
+    let s = Scratch::new();
+    let ns = namespace("thread-config");
+    let imu = |amplitude: u32| {
+        format!(
+            "[[node]]\nname = \"imu\"\nplugin = \"{}\"\nisolation = \"thread\"\nconfig = {{ amplitude_deg = {amplitude}.0 }}\n",
+            plugin("imu-sim").display()
+        )
+    };
+    let m = s.write("imu.toml", &imu(10));
+    let stats = s.path().join("stats.json");
+    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "2500ms", "--watch"]);
+    cmd.args(["--stats-json", stats.to_str().unwrap()])
+        .env("HORUS_NAMESPACE", &ns);
+    let child = horus_e2e::spawn(cmd);
+    std::thread::sleep(Duration::from_millis(1000));
+    rewrite(&m, &imu(25));
+    let out = finish(child);
+    assert!(out.stderr.contains("config: amplitude_deg=10"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("config: amplitude_deg=25"),
+        "the new object runs with the new config:\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    let imu = node(&stats, "imu");
+    assert_eq!(imu["generation"], 2, "{imu}");
+    assert_eq!(imu["isolation"], "thread", "{imu}");
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

@@ -416,7 +416,10 @@ fn a_slow_state_hand_over_of_a_thread_node_holds_up_only_that_node() {
     let other = node(&stats, "other");
     // 6 s at 100 Hz is ~600 ticks; a scheduler thread held for the 3 s save would leave ≤ ~300.
     let ticks = other["total_ticks"].as_u64().unwrap();
-    assert!(ticks >= 450, "the other node kept its rate: {ticks} ticks\n{other}");
+    assert!(
+        ticks >= 450,
+        "the other node kept its rate: {ticks} ticks\n{other}"
+    );
     assert_eq!(node(&stats, "counter")["generation"], 2, "{}", out.stderr);
     drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
