@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, python
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, python
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,10 @@ case "$group" in
     cargo build --release -q -p horus-host -p reload-counter -p reload-counter-v2 -p jitter-probe
     cargo bench -q -p horus-host --bench reload
     ;;
+  apply)
+    cargo build --release -q -p horus-host -p bench-noop -p jitter-probe -p hello-counter
+    cargo bench -q -p horus-host --bench apply
+    ;;
   plugins)
     cargo build --release -q -p horus-host -p imu-sim -p attitude-filter -p telemetry-sink -p hello-counter -p bench-noop
     cargo bench -q -p horus-host --bench plugins
@@ -40,7 +44,7 @@ case "$group" in
     .venv/bin/python python-loader/bench/bench.py
     ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, python)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, python)" >&2
     exit 2
     ;;
 esac

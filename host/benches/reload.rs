@@ -16,23 +16,18 @@
 //!   the ratio is what reloading adds); target ≤ 1.5×.
 //! - **RSS growth** over the 50 reloads; target < 5 MB.
 
+mod common;
+
+use common::{field, horus, median, probe_p99_us, release_dir, rss_kib};
 use horus_host::shm::{self, TopicSpec};
 use horus_plugin_api::Message;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RELOADS: usize = 50;
 const TOPIC: &str = "bench/reload";
-
-fn release_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench exe");
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>/deps/<bench>")
-        .to_path_buf()
-}
 
 fn manifest(dir: &Path, lib: &Path, tmp: &Path) -> PathBuf {
     let path = tmp.join("reload.toml");
@@ -50,52 +45,10 @@ fn manifest(dir: &Path, lib: &Path, tmp: &Path) -> PathBuf {
     path
 }
 
-fn horus(manifest: &Path, duration: &str, watch: bool, ns: &str) -> std::process::Child {
-    let mut cmd = Command::new(release_dir().join("horus"));
-    cmd.args(["run", manifest.to_str().unwrap(), "--duration", duration]);
-    if watch {
-        cmd.arg("--watch");
-    }
-    cmd.env("RUST_LOG", "info")
-        .env("HORUS_NAMESPACE", ns)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn horus")
-}
-
-/// A `name=value` field of a log line.
-fn field(line: &str, name: &str) -> Option<f64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}="))?.parse().ok())
-}
-
-fn probe_p99_us(stderr: &str) -> f64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("jitter period_ns"))
-        .expect("the probe reported");
-    field(line, "p99_ns").expect("p99_ns") / 1e3
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn replace(source: &Path, target: &Path) {
     let tmp = target.with_extension("so.tmp");
     std::fs::copy(source, &tmp).expect("copy the new build");
     std::fs::rename(&tmp, target).expect("rename it into place");
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// How often the benchmark looks at the topic, in both runs alike (the latency's resolution).

@@ -91,10 +91,21 @@ pub fn check(path: &Path) -> Result<Graph, HostError> {
 /// binary) is given, as `horus check` does: a library that crashes or hangs when it is loaded is
 /// then diagnostic H0030, not a crash of `horus check`.
 pub fn check_with(path: &Path, inspector: Option<&Path>) -> Result<Graph, HostError> {
+    check_resident(path, inspector, &crate::graph::Resident::default())
+}
+
+/// [`check_with`] in a running host: the plugin files of `resident` that are unchanged are
+/// neither inspected nor opened again (`horus apply`, and a manifest saved under `--watch`).
+pub fn check_resident(
+    path: &Path,
+    inspector: Option<&Path>,
+    resident: &crate::graph::Resident,
+) -> Result<Graph, HostError> {
     let manifest = manifest::load(path).map_err(HostError::BadInput)?;
     let inspector = inspector.map(|program| Inspector {
         program: program.to_path_buf(),
         all: true,
+        resident: resident.clone(),
     });
     let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
     // The sources of each `build =` (used by `--watch`) must be known.
@@ -187,6 +198,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let inspector = opts.inspector.as_ref().map(|program| Inspector {
         program: program.clone(),
         all: false,
+        resident: Default::default(),
     });
     let graph = Graph::build_with(manifest, inspector.as_ref()).map_err(HostError::BadInput)?;
     let watched = (opts.watch || graph.manifest.scheduler.hot_reload).then(|| watched_nodes(&graph));

@@ -90,6 +90,8 @@ fn a_config_change_under_watch_keeps_the_nodes_state_and_the_other_node_ticking(
     let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "3s", "--watch"]);
     cmd.args(["--stats-json", stats.to_str().unwrap()])
         .env("HORUS_NAMESPACE", &ns);
+    // Debug lines show each plugin inspected in a child process.
+    cmd.env("RUST_LOG", "info,horus_host::graph=debug");
     let child = horus_e2e::spawn(cmd);
     let mut values = Vec::new();
     read_for(&mut sub, &mut values, Duration::from_millis(1200));
@@ -111,6 +113,12 @@ fn a_config_change_under_watch_keeps_the_nodes_state_and_the_other_node_ticking(
     );
     assert!(
         out.stderr.contains("the node runs with its new config"),
+        "{}",
+        out.stderr
+    );
+    // The plugin file the host runs is unchanged: the apply neither inspects nor reopens it.
+    assert!(
+        !out.stderr.contains("inspecting the plugin in a child process"),
         "{}",
         out.stderr
     );

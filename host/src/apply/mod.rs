@@ -91,6 +91,8 @@ pub struct Applier {
     running: Snapshot,
     /// The `horus` binary, to open plugins in a child first as `horus check` does.
     inspector: Option<PathBuf>,
+    /// The libraries the host runs: unchanged files are not inspected or opened again.
+    resident: crate::graph::Resident,
     ops: Sender<ApplyOp>,
 }
 
@@ -110,10 +112,13 @@ impl Applier {
                 running.manifest = manifest;
             }
         }
+        let mut resident = crate::graph::Resident::default();
+        resident.remember(&graph.plugins);
         Applier {
             path,
             running,
             inspector,
+            resident,
             ops,
         }
     }
@@ -126,7 +131,7 @@ impl Applier {
     /// Validates the manifest at `path` (the host's own, as it is now on disk), plans and —
     /// unless `dry_run` — applies it.
     pub fn apply(&mut self, path: &Path, dry_run: bool) -> Outcome {
-        let graph = match crate::run::check_with(path, self.inspector.as_deref()) {
+        let graph = match crate::run::check_resident(path, self.inspector.as_deref(), &self.resident) {
             Ok(graph) => graph,
             Err(e) => {
                 return Outcome::Invalid(format!(
@@ -136,6 +141,7 @@ impl Applier {
             }
         };
         let new = Snapshot::of(&graph);
+        self.resident.remember(&graph.plugins);
         // The plugins the check opened are released here (nothing of them runs).
         drop(graph);
         let plan = plan::plan(&self.running, &new);

@@ -28,6 +28,57 @@ pub struct Inspector {
     pub program: PathBuf,
     /// Every plugin (`horus check`), or only those of `process` nodes (`horus run`).
     pub all: bool,
+    /// Libraries this process already runs: a file among them that is unchanged is taken as
+    /// it is, neither inspected nor opened again (a manifest applied to a running host).
+    pub resident: Resident,
+}
+
+/// Plugin libraries a running host has loaded, each with its file's canonical path and stamp
+/// when loaded; held weakly (a library the host has let go of, e.g. replaced by a hot reload,
+/// is not kept mapped for this).
+#[derive(Debug, Clone, Default)]
+pub struct Resident(Vec<(PathBuf, crate::plugins::Stamp, std::sync::Weak<PluginLibrary>)>);
+
+impl PartialEq for Resident {
+    fn eq(&self, other: &Resident) -> bool {
+        let files = |r: &Resident| r.0.iter().map(|(p, s, _)| (p.clone(), *s)).collect::<Vec<_>>();
+        files(self) == files(other)
+    }
+}
+
+impl Eq for Resident {}
+
+impl Resident {
+    /// Adds `libs` (just loaded: their files' stamps are taken now); forgets the libraries
+    /// nobody uses any more.
+    pub fn remember<'a>(&mut self, libs: impl IntoIterator<Item = &'a Arc<PluginLibrary>>) {
+        self.0.retain(|(_, _, lib)| lib.strong_count() > 0);
+        for lib in libs {
+            let path = &lib.info().path;
+            let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            if self
+                .0
+                .iter()
+                .any(|(p, _, l)| *p == key && l.ptr_eq(&Arc::downgrade(lib)))
+            {
+                continue;
+            }
+            if let Some(stamp) = crate::plugins::Stamp::of(&key) {
+                self.0.push((key, stamp, Arc::downgrade(lib)));
+            }
+        }
+    }
+
+    /// The loaded library of file `key` (canonical), if the host still has it and the file is
+    /// unchanged since.
+    fn get(&self, key: &Path) -> Option<Arc<PluginLibrary>> {
+        let now = crate::plugins::Stamp::of(key)?;
+        self.0
+            .iter()
+            .rev()
+            .filter(|(p, s, _)| p == key && *s == now)
+            .find_map(|(_, _, lib)| lib.upgrade())
+    }
 }
 
 /// How long an inspection may take before the library counts as hung, unless
@@ -66,6 +117,7 @@ pub fn inspect_plugin(file: &Path) -> u8 {
 /// Opens `file` in a child process first: `Err` with the diagnostic's message when the child
 /// crashed or hung; `Ok` otherwise (also when it could not be started, which is logged).
 fn inspect(inspector: &Inspector, file: &Path) -> Result<(), String> {
+    tracing::debug!(plugin = %file.display(), "inspecting the plugin in a child process");
     let child = Command::new(&inspector.program)
         .arg("__inspect")
         .arg(file)
@@ -180,6 +232,14 @@ pub fn load_plugins(manifest: &Manifest, inspector: Option<&Inspector>) -> (Load
             }
         };
         let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        // A library the running host already has, its file unchanged: taken as it is.
+        if loader.is_none() && !by_path.contains_key(&key) {
+            if let Some(lib) = inspector.and_then(|i| i.resident.get(&key)) {
+                inspected_files.insert(key.clone(), true);
+                loaded.plugins.push(lib.clone());
+                by_path.insert(key.clone(), Some(lib));
+            }
+        }
         let inspected =
             inspector.filter(|i| loader.is_none() && (i.all || spec.isolation == Isolation::Process));
         // A file the scan of the search path opened in a child already passed.

@@ -14,7 +14,7 @@ mod resolve;
 mod tests;
 
 pub use connect::{check_connections, Input, Output, PortId, Source, Wiring};
-pub use load::{inspect_plugin, inspect_timeout, load_plugins, Inspector, Loaded, INSPECT_TIMEOUT};
+pub use load::{inspect_plugin, inspect_timeout, load_plugins, Inspector, Loaded, Resident, INSPECT_TIMEOUT};
 pub use network::{plan_network, NetPlan};
 pub use ports::plan_ports;
 pub use resolve::{resolve_types, TypeDesc};

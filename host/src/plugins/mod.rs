@@ -16,7 +16,7 @@ pub mod elf;
 pub mod scan;
 pub mod search;
 
-pub use cache::Registry;
+pub use cache::{Registry, Stamp};
 pub use scan::{
     Described, Direction, NodeTypeDesc, PortDesc, RefusalKind, Scan, Scanner, TypeError, Verdict,
 };
