@@ -226,8 +226,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     // Live apply (`horus apply`, and the manifest itself under `--watch`): planned on the
     // control and `horus-apply` threads, swapped in by the scheduler thread.
     let (apply_tx, apply_rx) = std::sync::mpsc::channel();
+    let apply_epoch = std::sync::Arc::new(std::sync::OnceLock::new());
     let applier: crate::control::SharedApplier = std::sync::Arc::new(std::sync::Mutex::new(
-        crate::apply::Applier::new(&graph, &opts.manifest, opts.inspector.clone(), apply_tx),
+        crate::apply::Applier::new(&graph, &opts.manifest, opts.inspector.clone(), apply_tx)
+            .running_in(scope.clone(), apply_epoch.clone()),
     ));
     let BoundGraph {
         manifest,
@@ -290,6 +292,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     } else {
         plugins
     };
+    let apply_link = scheduler::ApplyLink {
+        ops: apply_rx,
+        epoch: apply_epoch,
+        reaper: reloads.as_ref().map(|r| r.reaper.clone()),
+    };
     let result = scheduler::run_with_applies(
         &manifest.scheduler,
         nodes,
@@ -298,7 +305,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         &board,
         &scope,
         reloads,
-        Some(scheduler::ApplyLink { ops: apply_rx }),
+        Some(apply_link),
     );
     drop(manifest_watch);
     drop(reloader);

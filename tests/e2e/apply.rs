@@ -2,8 +2,9 @@
 //! counter nodes; the test changes the manifest under `--watch`, or sends it with `horus
 //! apply`, and checks that exactly the change took effect: a `config` change swaps the node
 //! with its count handed over (read on a `reliable` named topic, so every value must arrive
-//! once, in order), settings change in place, the other node keeps ticking, and an invalid or
-//! refused manifest changes nothing.
+//! once, in order), settings change in place, nodes are added and removed, the other nodes keep
+//! ticking, and an invalid or refused manifest, or an added node that fails to start, changes
+//! nothing.
 
 use horus_e2e::{apply_in, finish, node, plugin, read_stats, rewrite, shm_leftovers, start_in, Scratch};
 use horus_host::shm::{self, Subscriber, TopicSpec};
@@ -175,14 +176,13 @@ fn horus_apply_plans_refuses_and_applies_settings_in_place() {
     assert_eq!(unknown.code(), 2, "{unknown:?}");
     assert!(unknown.stderr.contains("error[H0015]"), "{}", unknown.stderr);
 
-    let added = format!("[[node]]\nname = \"extra\"\nplugin = \"{}\"\n", lib.display());
-    rewrite(&m, &text(&lib, "a", "", &added));
+    rewrite(&m, &text(&lib, "a", "isolation = \"thread\"", ""));
     let refused = apply_in(&ns, &[mm]);
     assert_eq!(refused.code(), 2, "{refused:?}");
     assert!(
         refused.stderr.contains(
-            "apply refused: adding nodes live (node `extra`) is not supported yet; restart the host to apply this \
-             manifest"
+            "apply refused: changing a node's isolation live (node `other`) is not supported yet; restart the \
+             host to apply this manifest"
         ),
         "{}",
         refused.stderr
@@ -263,5 +263,219 @@ fn a_thread_nodes_new_config_reaches_the_new_object() {
     let imu = node(&stats, "imu");
     assert_eq!(imu["generation"], 2, "{imu}");
     assert_eq!(imu["isolation"], "thread", "{imu}");
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// A node of `plugin`'s first node type, with `more` lines.
+fn node_decl(name: &str, plugin: &Path, more: &str) -> String {
+    format!(
+        "[[node]]\nname = \"{name}\"\nplugin = \"{}\"\n{more}\n",
+        plugin.display()
+    )
+}
+
+/// The imu-sim node, on its own worker thread.
+fn imu_decl() -> String {
+    node_decl("imu", &plugin("imu-sim"), "isolation = \"thread\"")
+}
+
+/// Only `other` (a counter with no connection); the rest goes at the end.
+fn base(lib: &Path, extra: &str) -> String {
+    format!(
+        "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n{}{extra}",
+        node_decl("other", lib, "")
+    )
+}
+
+/// The counter, publishing on the test's reliable topic.
+fn counter_decl(lib: &Path, more: &str) -> String {
+    node_decl("counter", lib, more)
+        + &format!("[[connect]]\nfrom = \"counter.count\"\ntopic = \"{TOPIC}\"\nqos = \"reliable(1024)\"\n\n")
+}
+
+/// Issue #16: nodes added under `--watch` start and run: an inline counter (sharing the running
+/// node's library) publishes on a named topic from 0, every value once, and a `thread` imu-sim
+/// ticks; the node that was there keeps ticking untouched.
+#[test]
+fn nodes_added_under_watch_start_and_tick() {
+    let s = Scratch::new();
+    let ns = namespace("watch-add");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let m = s.write("robot.toml", &base(&lib, ""));
+    let mut sub = reader(&ns);
+    let stats = s.path().join("stats.json");
+    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "3s", "--watch"]);
+    cmd.args(["--stats-json", stats.to_str().unwrap()])
+        .env("HORUS_NAMESPACE", &ns);
+    let child = horus_e2e::spawn(cmd);
+    let pid = child.id();
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(1000));
+    assert!(values.is_empty(), "nothing publishes yet: {values:?}");
+    rewrite(&m, &base(&lib, &(counter_decl(&lib, "") + &imu_decl())));
+    read_for(&mut sub, &mut values, Duration::from_millis(1500));
+    // The added counter shares the running copy of the unchanged file `other` uses: one copy of
+    // it is mapped (each load maps a private copy named after the file).
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let copies: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains("horus-load-") && p.ends_with("-libcounter.so"))
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy of the counter's library: {copies:?}");
+    let out = finish(child);
+    read_for(&mut sub, &mut values, Duration::ZERO);
+    assert!(
+        out.stderr
+            .contains("apply: +2 nodes, -0, ~0 changed, +1 connection"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("apply: node added and started"),
+        "{}",
+        out.stderr
+    );
+    assert_counts_on(&values);
+    let stats = read_stats(&stats);
+    let counter = node(&stats, "counter");
+    assert!(counter["total_ticks"].as_u64().unwrap() > 50, "{counter}");
+    assert_eq!(counter["isolation"], "inline", "{counter}");
+    let imu = node(&stats, "imu");
+    assert!(imu["total_ticks"].as_u64().unwrap() > 50, "{imu}");
+    assert_eq!(imu["isolation"], "thread", "{imu}");
+    assert!(imu["messages_sent"].as_u64().unwrap() > 50, "{imu}");
+    let other = node(&stats, "other");
+    assert_eq!(other["generation"], 1, "{other}");
+    assert_eq!(other["restarts"], 0, "{other}");
+    // It never stopped: about 100 Hz for the whole run (a lower bound only).
+    assert!(other["total_ticks"].as_u64().unwrap() > 200, "{other}");
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: `horus apply` removes nodes: a `thread` imu-sim and then an inline counter are
+/// shut down (imu-sim's shutdown logs what it published) and destroyed, gone from the stats,
+/// while the counter on the test's topic goes on without a gap.
+#[test]
+fn nodes_removed_are_shut_down_and_the_others_keep_ticking() {
+    let s = Scratch::new();
+    let ns = namespace("remove");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let all = base(&lib, &(counter_decl(&lib, "") + &imu_decl()));
+    let m = s.write("robot.toml", &all);
+    let mut sub = reader(&ns);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(800));
+    let mm = m.to_str().unwrap();
+
+    rewrite(&m, &base(&lib, &counter_decl(&lib, "")));
+    let removed = apply_in(&ns, &[mm]);
+    assert_eq!(removed.code(), 0, "{removed:?}");
+    assert!(
+        removed.stdout.contains("apply: +0 nodes, -1, ~0 changed"),
+        "{removed:?}"
+    );
+    read_for(&mut sub, &mut values, Duration::from_millis(300));
+    // `other` goes too: `counter` moves up to its place (priority 1 → 0).
+    let only_counter = format!(
+        "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n{}",
+        counter_decl(&lib, "")
+    );
+    rewrite(&m, &only_counter);
+    let removed = apply_in(&ns, &[mm]);
+    assert_eq!(removed.code(), 0, "{removed:?}");
+    assert!(
+        removed
+            .stdout
+            .contains("apply: +0 nodes, -1, ~1 changed (counter: priority 1 → 0)"),
+        "{removed:?}"
+    );
+    read_for(&mut sub, &mut values, Duration::from_millis(800));
+    let out = finish(child);
+    read_for(&mut sub, &mut values, Duration::ZERO);
+    assert!(
+        out.stderr.contains("published") && out.stderr.contains("IMU samples"),
+        "imu-sim's shutdown ran:\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.matches("apply: node removed").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+    assert_counts_on(&values);
+    let stats = read_stats(&stats);
+    assert_eq!(stats.len(), 1, "only the counter is left: {stats:?}");
+    let counter = node(&stats, "counter");
+    assert_eq!(counter["generation"], 1, "{counter}");
+    assert!(counter["total_ticks"].as_u64().unwrap() > 200, "{counter}");
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: an added node that fails to start changes nothing — not even the other node
+/// added with it — and says why; `--dry-run` of an add plans it and adds nothing.
+#[test]
+fn an_added_node_that_fails_to_start_changes_nothing() {
+    let s = Scratch::new();
+    let ns = namespace("add-fails");
+    let (lib, m) = setup(&s);
+    let mut sub = reader(&ns);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(600));
+    let mm = m.to_str().unwrap();
+    let faulty = plugin("faulty-nodes");
+
+    let good = node_decl("extra", &lib, "isolation = \"thread\"");
+    rewrite(&m, &text(&lib, "a", "", &good));
+    let dry = apply_in(&ns, &[mm, "--dry-run"]);
+    assert_eq!(dry.code(), 0, "{dry:?}");
+    assert!(
+        dry.stdout
+            .contains("apply: +1 node, -0, ~0 changed (dry run: nothing applied)"),
+        "{dry:?}"
+    );
+
+    // `SlowInit` refuses a negative `init_ms` in `create`: inline (on the scheduler thread,
+    // after `extra` came up on its worker), then on a worker thread of its own.
+    for isolation in ["inline", "thread"] {
+        let bad = node_decl(
+            "bad",
+            &faulty,
+            &format!("type = \"SlowInit\"\nisolation = \"{isolation}\"\nconfig = {{ init_ms = -1 }}"),
+        );
+        rewrite(&m, &text(&lib, "a", "", &(good.clone() + &bad)));
+        let failed = apply_in(&ns, &[mm]);
+        assert_eq!(failed.code(), 1, "{isolation}: {failed:?}");
+        assert!(
+            failed.stderr.contains("apply failed, nothing changed")
+                && failed.stderr.contains("node `bad` failed to start (create)")
+                && failed.stderr.contains("init_ms"),
+            "{isolation}: {}",
+            failed.stderr
+        );
+    }
+    // The host runs what it ran: the same manifest again is no change at all.
+    rewrite(&m, &text(&lib, "a", "", ""));
+    let same = apply_in(&ns, &[mm]);
+    assert_eq!(same.code(), 0, "{same:?}");
+    assert!(same.stdout.contains("apply: no changes"), "{same:?}");
+    read_for(&mut sub, &mut values, Duration::from_millis(1000));
+    let out = finish(child);
+    read_for(&mut sub, &mut values, Duration::ZERO);
+    assert_counts_on(&values);
+    let stats = read_stats(&stats);
+    let names: Vec<&str> = stats.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["counter", "other"], "{}", out.stderr);
+    assert_eq!(node(&stats, "counter")["generation"], 1);
+    drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }

@@ -4,9 +4,12 @@
 //! Off the scheduler thread (the `horus-control` thread, or `horus-apply` for `--watch`), an
 //! [`Applier`] validates the new manifest exactly as `horus check` does (any error: nothing
 //! changes, the errors are `horus check`'s), computes the difference ([`plan`]), refuses what
-//! this version cannot apply live ([`plan::Plan::refusal`]: nothing changes), and hands the rest
-//! to the scheduler thread as one [`ApplyOp`], which swaps it in at a tick boundary
-//! ([`crate::scheduler`]'s `apply`).
+//! this version cannot apply live ([`plan::Plan::refusal`]: nothing changes), prepares the
+//! nodes it adds (their plugin — the running copy when a running node uses the same file —,
+//! their ports attached to the running host's topics, and a `thread` or `process` node created
+//! and initialised on its worker; if one fails, those prepared are undone and nothing changes),
+//! and hands the rest to the scheduler thread as one [`ApplyOp`], which swaps it in at a tick
+//! boundary ([`crate::scheduler`]'s `apply`).
 //!
 //! Owns validation order, the running manifest's [`plan::Snapshot`] and the outcome of each
 //! apply ([`Outcome`]). Does not own the difference's rules ([`plan`]), the swap (the
@@ -14,11 +17,17 @@
 
 pub mod plan;
 
-use crate::scheduler::{ApplyOp, NodeSettings};
+use crate::graph::GraphNode;
+use crate::manifest::{Isolation, SupervisionSpec};
+use crate::scheduler::{
+    ApplyOp, Executor, Health, NewExec, NewNode, NodeSettings, ProcessExec, Rebuild, ThreadExec,
+};
+use crate::topic::TopicScope;
 use plan::{NodeChange, Snapshot};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How long an apply waits for the scheduler thread to reach a tick boundary.
 const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
@@ -94,6 +103,9 @@ pub struct Applier {
     /// The libraries the host runs: unchanged files are not inspected or opened again.
     resident: crate::graph::Resident,
     ops: Sender<ApplyOp>,
+    /// Where the running host's topics resolve, and its clock origin (set once the scheduler
+    /// runs): what added nodes are made on. `None`: nodes cannot be added.
+    runtime: Option<(TopicScope, Arc<OnceLock<Instant>>)>,
 }
 
 impl Applier {
@@ -120,7 +132,15 @@ impl Applier {
             inspector,
             resident,
             ops,
+            runtime: None,
         }
+    }
+
+    /// The applier of a running host whose topics resolve in `scope` and whose scheduler sets
+    /// `epoch` when it starts: it can add nodes.
+    pub fn running_in(mut self, scope: TopicScope, epoch: Arc<OnceLock<Instant>>) -> Applier {
+        self.runtime = Some((scope, epoch));
+        self
     }
 
     /// The manifest it runs, absolute.
@@ -142,8 +162,6 @@ impl Applier {
         };
         let new = Snapshot::of(&graph);
         self.resident.remember(&graph.plugins);
-        // The plugins the check opened are released here (nothing of them runs).
-        drop(graph);
         let plan = plan::plan(&self.running, &new);
         let summary = plan.summary();
         if let Some(why) = plan.refusal() {
@@ -155,8 +173,15 @@ impl Applier {
         if plan.is_empty() {
             return Outcome::Applied(summary);
         }
+        // The plugins the check opened that no added node uses are released when `graph` goes.
+        let added = match self.prepare(&plan, graph) {
+            Ok(added) => added,
+            Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
+        };
         let (reply, replied) = std::sync::mpsc::channel();
-        let op = op(&plan, &new, reply);
+        let mut op = op(&plan, &new, reply);
+        op.added = added;
+        op.removed = plan.removed.clone();
         if self.ops.send(op).is_err() {
             return Outcome::Failed("apply failed: the scheduler is not running; nothing changed".into());
         }
@@ -172,6 +197,109 @@ impl Applier {
                 SCHEDULER_WAIT.as_secs()
             )),
         }
+    }
+}
+
+impl Applier {
+    /// Makes the nodes `plan` adds, from `graph` (the new manifest's): ready to start, or none
+    /// (those made undone) and why.
+    fn prepare(&self, plan: &plan::Plan, graph: crate::graph::Graph) -> Result<Vec<NewNode>, String> {
+        if plan.added.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some((scope, epoch)) = &self.runtime else {
+            return Err("this host cannot add nodes".into());
+        };
+        let Some(&epoch) = epoch.get() else {
+            return Err("the scheduler has not started yet".into());
+        };
+        let spec = &graph.manifest.scheduler;
+        let period = Duration::from_secs_f64(1.0 / spec.tick_rate);
+        let supervision = spec.supervision.clone();
+        let mut ready: Vec<NewNode> = Vec::new();
+        for node in graph.nodes {
+            if !plan.added.contains(&node.spec.name) {
+                continue;
+            }
+            match self.prepare_one(node, scope, epoch, period, &supervision) {
+                Ok(new) => ready.push(new),
+                Err(why) => {
+                    ready.into_iter().for_each(NewNode::discard);
+                    return Err(why);
+                }
+            }
+        }
+        Ok(ready)
+    }
+
+    /// One added node (its plugin the running copy when its file is unchanged: the check took it
+    /// from `resident`), its ports attached, and — on a
+    /// worker — created and initialised.
+    fn prepare_one(
+        &self,
+        node: GraphNode,
+        scope: &TopicScope,
+        epoch: Instant,
+        period: Duration,
+        supervision: &SupervisionSpec,
+    ) -> Result<NewNode, String> {
+        let name = node.spec.name.clone();
+        let bindings = scope.bind(&node.ports).map_err(|(port, e)| {
+            format!(
+                "node `{name}`, port `{}`: cannot attach it to its topic: {e}",
+                node.port_names[port]
+            )
+        })?;
+        let io = crate::io::NodeIo::new(
+            name.clone(),
+            node.spec.logging,
+            node.spec.config.clone(),
+            node.port_names.clone(),
+            bindings,
+            epoch,
+        );
+        let setup = node.setup();
+        let timeout = setup.watchdog.or(supervision
+            .watchdog_enabled
+            .then_some(supervision.watchdog_timeout));
+        let health = Health::new(name.clone(), timeout);
+        let rebuild = Rebuild {
+            plugin: setup.plugin.clone(),
+            type_index: setup.type_index,
+            python: setup.python.clone(),
+            name: name.clone(),
+            logging: setup.logging,
+            config: setup.config.clone(),
+            ports: setup.ports.clone(),
+            port_names: setup.port_names.clone(),
+            scope: scope.clone(),
+            epoch,
+        };
+        // As the scheduler waits for a worker's tick (see `scheduler::start_nodes`).
+        let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
+        let failed =
+            |phase: &str, e: crate::ffi::CallError| format!("node `{name}` failed to start ({phase}): {e}");
+        let exec = match setup.isolation {
+            Isolation::Inline => NewExec::Inline {
+                rebuild: Box::new(rebuild),
+                io: Box::new(io),
+            },
+            Isolation::Thread => {
+                let mut worker =
+                    ThreadExec::start(rebuild, io, health.clone(), wait).map_err(|e| failed("create", e))?;
+                // A node whose `init` failed never started: destroyed without `shutdown`.
+                worker.init().map_err(|e| failed("init", e))?;
+                NewExec::Thread(Box::new(worker))
+            }
+            Isolation::Process => {
+                // The worker process attaches its own endpoints to the same topics.
+                drop(io);
+                let mut worker = ProcessExec::new(&rebuild, health.clone(), wait);
+                worker.init().map_err(|e| failed("create/init", e))?;
+                NewExec::Process(Box::new(worker))
+            }
+        };
+        Ok(NewNode { setup, health, exec })
     }
 }
 
@@ -204,6 +332,8 @@ fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> A
         configs,
         tick_rate: plan.tick_rate,
         supervision: plan.supervision.clone(),
+        added: Vec::new(),
+        removed: Vec::new(),
         reply,
     }
 }

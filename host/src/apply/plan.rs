@@ -6,6 +6,7 @@
 use crate::manifest::{
     ConnectSpec, Isolation, Manifest, NodeCode, NodeSpec, Qos, SchedulerSpec, SupervisionSpec,
 };
+use crate::topic::{NetTopic, PortPlan};
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -16,6 +17,9 @@ pub struct Resolved {
     pub type_name: String,
     /// The plugin file it found (the loader, for a Python node).
     pub plugin: PathBuf,
+    /// What each of its ports is bound to (a running node whose ports would be bound
+    /// differently is re-wired: refused).
+    pub ports: Vec<PortPlan>,
 }
 
 /// A manifest as it runs (or would run): validated, every node resolved, in manifest order.
@@ -25,6 +29,8 @@ pub struct Snapshot {
     pub manifest: Manifest,
     /// One per node of `manifest.nodes`.
     pub nodes: Vec<Resolved>,
+    /// The topics that travel over network hubs.
+    pub net: Vec<NetTopic>,
 }
 
 impl Snapshot {
@@ -41,8 +47,10 @@ impl Snapshot {
                     // absolute one: the same file either way.
                     plugin: std::fs::canonicalize(&n.plugin.info().path)
                         .unwrap_or_else(|_| n.plugin.info().path.clone()),
+                    ports: n.ports.clone(),
                 })
                 .collect(),
+            net: graph.net.clone(),
         }
     }
 }
@@ -148,6 +156,16 @@ pub struct Plan {
     pub connections_removed: Vec<String>,
     /// Connections of both whose `qos` or `max_size` differs.
     pub connections_changed: Vec<String>,
+    /// Of `connections_added` and `connections_removed`, those that join no added (or removed)
+    /// node: a change to the running nodes' wiring.
+    pub rewired_connections: Vec<String>,
+    /// Running nodes (in both manifests) whose ports would be bound differently: another
+    /// topic, queue depth or slot size, or a port connected or disconnected.
+    pub rewired_nodes: Vec<String>,
+    /// Added or removed nodes that are Python nodes.
+    pub python_added_removed: Vec<String>,
+    /// The topics over network hubs differ.
+    pub net_topics: bool,
     /// The scheduler's settings that differ.
     pub scheduler: Vec<SchedulerChange>,
     /// The new tick rate, when it differs.
@@ -172,6 +190,9 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
                     (&running.manifest.nodes[j], &running.nodes[j]),
                     (node, &new.nodes[i]),
                 );
+                if running.nodes[j].ports != new.nodes[i].ports {
+                    plan.rewired_nodes.push(node.name.clone());
+                }
                 if !changes.is_empty() {
                     plan.changed.push(NodeDiff {
                         name: node.name.clone(),
@@ -188,11 +209,22 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
             plan.removed.push(node.name.clone());
         }
     }
+    let python = |s: &Snapshot, name: &str| {
+        s.manifest
+            .nodes
+            .iter()
+            .any(|n| n.name == name && matches!(n.code, NodeCode::Python(_)))
+    };
+    plan.python_added_removed = (plan.added.iter().filter(|n| python(new, n)))
+        .chain(plan.removed.iter().filter(|n| python(running, n)))
+        .cloned()
+        .collect();
     connections(
         &running.manifest.connections,
         &new.manifest.connections,
         &mut plan,
     );
+    plan.net_topics = running.net != new.net;
     scheduler(&running.manifest.scheduler, &new.manifest.scheduler, &mut plan);
     plan.hubs = running.manifest.hubs != new.manifest.hubs;
     let paths = |m: &Manifest| m.plugin_path.iter().map(|p| p.value.clone()).collect::<Vec<_>>();
@@ -261,19 +293,37 @@ fn route(c: &ConnectSpec) -> (String, (Qos, Option<u32>)) {
     (c.describe(), (c.qos, c.max_size))
 }
 
-fn connections(old: &[ConnectSpec], new: &[ConnectSpec], plan: &mut Plan) {
-    let old: Vec<_> = old.iter().map(route).collect();
-    let new: Vec<_> = new.iter().map(route).collect();
-    for (r, settings) in &new {
+/// True when `c` joins one of `nodes`.
+fn joins(c: &ConnectSpec, nodes: &[String]) -> bool {
+    [c.from(), c.to()]
+        .into_iter()
+        .flatten()
+        .any(|e| nodes.contains(&e.value.node))
+}
+
+fn connections(old_specs: &[ConnectSpec], new_specs: &[ConnectSpec], plan: &mut Plan) {
+    let old: Vec<_> = old_specs.iter().map(route).collect();
+    let new: Vec<_> = new_specs.iter().map(route).collect();
+    for ((r, settings), spec) in new.iter().zip(new_specs) {
         match old.iter().find(|(o, _)| o == r) {
-            None => plan.connections_added.push(r.clone()),
+            None => {
+                plan.connections_added.push(r.clone());
+                if !joins(spec, &plan.added) {
+                    plan.rewired_connections
+                        .push(format!("adding connections live (`{r}`)"));
+                }
+            }
             Some((_, was)) if was != settings => plan.connections_changed.push(r.clone()),
             Some(_) => {}
         }
     }
-    for (r, _) in &old {
+    for ((r, _), spec) in old.iter().zip(old_specs) {
         if !new.iter().any(|(n, _)| n == r) {
             plan.connections_removed.push(r.clone());
+            if !joins(spec, &plan.removed) {
+                plan.rewired_connections
+                    .push(format!("removing connections live (`{r}`)"));
+            }
         }
     }
 }
@@ -318,11 +368,10 @@ impl Plan {
     /// applied then); `None` when all of it can.
     pub fn refusal(&self) -> Option<String> {
         let first = |v: &[String]| v.first().cloned();
-        if let Some(n) = first(&self.added) {
-            return Some(refuse(&format!("adding nodes live (node `{n}`)")));
-        }
-        if let Some(n) = first(&self.removed) {
-            return Some(refuse(&format!("removing nodes live (node `{n}`)")));
+        if let Some(n) = first(&self.python_added_removed) {
+            return Some(refuse(&format!(
+                "adding or removing a Python node live (node `{n}`)"
+            )));
         }
         for d in &self.changed {
             if let Some(c) = d.changes.iter().find(|c| !c.live()) {
@@ -347,16 +396,24 @@ impl Plan {
                 }
             }
         }
-        if let Some(c) = first(&self.connections_added) {
-            return Some(refuse(&format!("adding connections live (`{c}`)")));
-        }
-        if let Some(c) = first(&self.connections_removed) {
-            return Some(refuse(&format!("removing connections live (`{c}`)")));
+        if let Some(what) = first(&self.rewired_connections) {
+            return Some(refuse(&format!(
+                "{what}, other than those of a node added or removed,"
+            )));
         }
         if let Some(c) = first(&self.connections_changed) {
             return Some(refuse(&format!(
                 "changing a connection's qos or max_size live (`{c}`)"
             )));
+        }
+        if let Some(n) = first(&self.rewired_nodes) {
+            return Some(refuse(&format!(
+                "changing how a running node's ports are bound live (node `{n}`: a port connected, \
+                 disconnected, or its topic's queue or slot size changed by the new connections)"
+            )));
+        }
+        if self.net_topics {
+            return Some(refuse("changing the topics that travel over network hubs live"));
         }
         if self.scheduler.contains(&SchedulerChange::Watchdog) {
             return Some(refuse("changing the scheduler's watchdog settings live"));
@@ -474,9 +531,14 @@ mod tests {
                     .map_or("T", |(_, t)| t)
                     .into(),
                 plugin: PathBuf::from("/base/libx.so"),
+                ports: Vec::new(),
             })
             .collect();
-        Snapshot { manifest, nodes }
+        Snapshot {
+            manifest,
+            nodes,
+            net: Vec::new(),
+        }
     }
 
     const BASE: &str = r#"
@@ -525,11 +587,51 @@ to = "sink.in"
             p.summary(),
             "apply: +1 node, -0, ~2 changed (imu: rate_hz 100 → 200; filter: config), +1 connection"
         );
+        assert_eq!(p.added, vec!["sink".to_owned()]);
         assert_eq!(
-            p.refusal().unwrap(),
-            "apply refused: adding nodes live (node `sink`) is not supported yet; restart the host to apply this \
-             manifest"
+            p.refusal(),
+            None,
+            "a node added with its own connection applies live"
         );
+    }
+
+    #[test]
+    fn a_node_removed_with_its_connections_applies_live() {
+        let new = BASE
+            .replace(
+                "[[node]]\nname = \"imu\"\nplugin = \"libx.so\"\nrate_hz = 100\n",
+                "",
+            )
+            .replace("[[connect]]\nfrom = \"imu.out\"\nto = \"filter.in\"\n", "");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.removed, vec!["imu".to_owned()]);
+        // A default priority is the node's place in the manifest: `filter` moved up.
+        assert_eq!(
+            p.summary(),
+            "apply: +0 nodes, -1, ~1 changed (filter: priority 1 → 0), -1 connection"
+        );
+        assert_eq!(p.refusal(), None, "{p:?}");
+    }
+
+    #[test]
+    fn rewiring_running_nodes_is_refused() {
+        // A connection between two running nodes, with a node added alongside.
+        let new = BASE.to_owned()
+            + "[[node]]\nname = \"sink\"\nplugin = \"libx.so\"\n\n\
+               [[connect]]\nfrom = \"filter.out\"\ntopic = \"t\"\n";
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        let why = p.refusal().expect("refused");
+        assert!(
+            why.contains(
+                "adding connections live (`filter.out -> topic `t``), other than those of a node added"
+            ),
+            "{why}"
+        );
+        // A new node's connection that binds a running node's port differently.
+        let mut new = snap(BASE, &[]);
+        new.nodes[1].ports = vec![PortPlan::Unconnected { output: true }];
+        let why = plan(&snap(BASE, &[]), &new).refusal().expect("refused");
+        assert!(why.contains("ports are bound live (node `filter`"), "{why}");
     }
 
     #[test]
@@ -575,7 +677,6 @@ to = "sink.in"
     #[test]
     fn every_structural_change_is_refused_with_its_name() {
         let cases: &[(&str, &str, &str)] = &[
-            (BASE, "", "removing nodes live (node `imu`)"),
             (
                 "name = \"filter\"",
                 "name = \"filter\"\nisolation = \"thread\"",
@@ -613,15 +714,7 @@ to = "sink.in"
             ),
         ];
         for (from, to, why) in cases {
-            let new = if from == &BASE {
-                BASE.replace(
-                    "[[node]]\nname = \"imu\"\nplugin = \"libx.so\"\nrate_hz = 100\n",
-                    "",
-                )
-                .replace("[[connect]]\nfrom = \"imu.out\"\nto = \"filter.in\"\n", "")
-            } else {
-                BASE.replacen(from, to, 1)
-            };
+            let new = BASE.replacen(from, to, 1);
             let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
             let refusal = p.refusal().unwrap_or_else(|| panic!("{to}: not refused: {p:?}"));
             assert!(refusal.contains(why), "{to}: {refusal}");

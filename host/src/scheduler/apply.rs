@@ -7,20 +7,83 @@
 //! - a node's `config`: the node is made again from the same code with the new config, its state
 //!   handed over, through hot reload's swap ([`super::reload`]: generation + 1, first-tick
 //!   commit or rollback);
-//! - the scheduler's `tick_rate` (or preset): from the next cycle.
+//! - the scheduler's `tick_rate` (or preset): from the next cycle;
+//! - a node added: a `thread` or `process` node arrives created and initialised on its worker
+//!   (the applier did that off this thread, [`NewExec`]); an `inline` node is created and
+//!   initialised here (its plugin calls belong on this thread), then it is scheduled from this
+//!   cycle on, in priority order;
+//! - a node removed: `shutdown` and destroyed here, its topic endpoints released with it, its
+//!   library handed to hot reload's [`Reaper`] (unloaded off this thread when no node uses it).
 //!
-//! Config swaps start first: if one cannot start, those already started are undone and nothing
-//! else changes. A swap that fails later (a worker's `create`, or the new object's first tick)
+//! Every step that can fail comes first — the added inline nodes' `create` and `init`, then the
+//! config swaps — and if one fails, what was started is undone (new nodes shut down and
+//! destroyed, swaps cancelled) and nothing else changes. Only then are nodes removed and
+//! settings set. A swap that fails later (a worker's `create`, or the new object's first tick)
 //! rolls back that node alone, as a failed hot reload does.
 //!
 //! Owns the [`ApplyOp`] a plan becomes and its application. Does not own planning (see
 //! [`crate::apply`]) or the swap itself (see [`super::reload`]).
 
+use super::exec::{Exec, Executor, ProcessExec, Rebuild, ThreadExec};
 use super::running::RunningNode;
+use super::setup::NodeSetup;
+use super::Health;
+use crate::io::NodeIo;
 use crate::manifest::SupervisionSpec;
 use crate::reload::prepare::NewCode;
+use crate::reload::Reaper;
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How a node added by an apply reaches the scheduler thread.
+pub enum NewExec {
+    /// To be created and initialised on the scheduler thread, on its bound endpoints.
+    Inline {
+        /// How to make it.
+        rebuild: Box<Rebuild>,
+        /// Its endpoints, attached.
+        io: Box<NodeIo>,
+    },
+    /// Created and initialised on its worker thread.
+    Thread(Box<ThreadExec>),
+    /// Created and initialised in its worker process.
+    Process(Box<ProcessExec>),
+}
+
+/// A node an apply adds, ready to start.
+pub struct NewNode {
+    /// The node.
+    pub setup: NodeSetup,
+    /// Its watchdog record.
+    pub health: Arc<Health>,
+    /// Where its calls run.
+    pub exec: NewExec,
+}
+
+impl std::fmt::Debug for NewNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewNode")
+            .field("name", &self.setup.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NewNode {
+    /// Undoes a node prepared but never started: a worker's node (initialised) is shut down and
+    /// destroyed, its worker ended; an inline node's endpoints are released.
+    pub fn discard(self) {
+        match self.exec {
+            NewExec::Inline { io, .. } => drop(io),
+            NewExec::Thread(mut t) => {
+                let _ = t.shutdown();
+            }
+            NewExec::Process(mut p) => {
+                let _ = p.shutdown();
+            }
+        }
+    }
+}
 
 /// One node's settings after an apply (only for nodes whose settings changed).
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +109,10 @@ pub struct ApplyOp {
     pub tick_rate: Option<f64>,
     /// The new supervision settings, when a breaker key or `deadline_monitoring` changed.
     pub supervision: Option<SupervisionSpec>,
+    /// Nodes added, ready to start (discarded if the apply fails).
+    pub added: Vec<NewNode>,
+    /// Nodes removed.
+    pub removed: Vec<String>,
     /// Where the outcome goes: `Ok` once every change is in place (config swaps started),
     /// or why nothing changed.
     pub reply: Sender<Result<(), String>>,
@@ -56,6 +123,13 @@ pub struct ApplyOp {
 pub struct ApplyLink {
     /// Applies planned off the scheduler thread.
     pub ops: Receiver<ApplyOp>,
+    /// The run's clock origin, set when the scheduler starts: the applier makes added nodes
+    /// on it.
+    pub epoch: Arc<OnceLock<Instant>>,
+    /// Where removed nodes' libraries go to be unloaded off the scheduler thread (hot reload's,
+    /// with `--watch`); without one they are released here, and those loaded at the start
+    /// stay loaded until the host exits.
+    pub reaper: Option<Reaper>,
 }
 
 /// What the cycle loop keeps that an apply may change.
@@ -65,19 +139,104 @@ pub(super) struct Live {
 }
 
 /// Applies `op` at this tick boundary and replies. Returns true when the tick rate changed.
-pub(super) fn apply(nodes: &mut [RunningNode], op: ApplyOp, live: &mut Live) -> bool {
-    let outcome = apply_op(nodes, &op, live);
+pub(super) fn apply(
+    nodes: &mut Vec<RunningNode>,
+    mut op: ApplyOp,
+    live: &mut Live,
+    link: &ApplyLink,
+    epoch: Instant,
+) -> bool {
+    let outcome = apply_op(nodes, &mut op, live, link.reaper.as_ref(), epoch);
     let changed_rate = outcome.is_ok() && op.tick_rate.is_some();
     let _ = op.reply.send(outcome);
     changed_rate
 }
 
-fn apply_op(nodes: &mut [RunningNode], op: &ApplyOp, live: &mut Live) -> Result<(), String> {
-    // Everything that can fail first: the config swaps, undone together if one cannot start.
+/// Starts an added node: an inline one is created and initialised here; a worker's already is.
+fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, String> {
+    let NewNode { setup, health, exec } = new;
+    let name = setup.name.clone();
+    let inline = matches!(exec, NewExec::Inline { .. });
+    let exec = match exec {
+        NewExec::Inline { rebuild, io } => match rebuild.instance(*io) {
+            Ok(instance) => Exec::Inline(instance),
+            Err(e) => return Err(format!("node `{name}` failed to start (create): {e}")),
+        },
+        NewExec::Thread(t) => Exec::Thread(t),
+        NewExec::Process(p) => Exec::Process(p),
+    };
+    let deadline = setup.deadline.filter(|_| live.supervision.deadline_monitoring);
+    let mut node = RunningNode::new(setup, exec, health, deadline, &live.supervision, epoch);
+    if inline {
+        node.health.enter(epoch.elapsed());
+        let init = node.exec.init();
+        node.health.leave();
+        if let Err(e) = init {
+            // Never started: destroyed without `shutdown`.
+            return Err(format!("node `{name}` failed to start (init): {e}"));
+        }
+    }
+    Ok(node)
+}
+
+/// Shuts `node` down (unless it never started) and destroys it — its endpoints released, a
+/// worker ended — and hands its library to `reaper`.
+fn retire(mut node: RunningNode, shutdown: bool, reaper: Option<&Reaper>) {
+    if shutdown {
+        node.health.enter(node.epoch.elapsed());
+        let result = node.exec.shutdown();
+        node.health.leave();
+        if let Err(e) = result {
+            tracing::warn!(node = %node.setup.name, "shutdown failed: {e}");
+        }
+    }
+    let name = node.setup.name.clone();
+    let plugin = node.setup.plugin.clone();
+    drop(node);
+    match reaper {
+        Some(reaper) => reaper.retire(&name, plugin, None),
+        None => drop(plugin),
+    }
+}
+
+fn apply_op(
+    nodes: &mut Vec<RunningNode>,
+    op: &mut ApplyOp,
+    live: &mut Live,
+    reaper: Option<&Reaper>,
+    epoch: Instant,
+) -> Result<(), String> {
+    for name in &op.removed {
+        match nodes.iter().find(|n| &n.setup.name == name) {
+            None => return Err(format!("node `{name}` is not running")),
+            Some(n) if n.swapping() || n.restarting() => {
+                return Err(format!(
+                    "node `{name}` is in a hot reload or a restart; apply again once it is done"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    // Everything that can fail first: the added nodes' start, then the config swaps; undone
+    // together if one fails.
+    let mut added: Vec<RunningNode> = Vec::new();
+    let mut pending = std::mem::take(&mut op.added).into_iter();
+    while let Some(new) = pending.next() {
+        match start(new, live, epoch) {
+            Ok(node) => added.push(node),
+            Err(why) => {
+                pending.for_each(NewNode::discard);
+                added.into_iter().for_each(|n| retire(n, true, reaper));
+                return Err(why);
+            }
+        }
+    }
     let mut started: Vec<usize> = Vec::new();
+    let discard = |added: Vec<RunningNode>| added.into_iter().for_each(|n| retire(n, true, reaper));
     for (name, config) in &op.configs {
         let Some(i) = nodes.iter().position(|n| &n.setup.name == name) else {
             undo(nodes, &started);
+            discard(added);
             return Err(format!("node `{name}` is not running"));
         };
         let node = &mut nodes[i];
@@ -94,9 +253,25 @@ fn apply_op(nodes: &mut [RunningNode], op: &ApplyOp, live: &mut Live) -> Result<
         };
         if let Err(why) = node.begin_apply(code) {
             undo(nodes, &started);
+            discard(added);
             return Err(why);
         }
         started.push(i);
+    }
+    // Nothing fails from here on.
+    for name in &op.removed {
+        if let Some(i) = nodes.iter().position(|n| &n.setup.name == name) {
+            let node = nodes.remove(i);
+            tracing::info!(node = %name, ticks = node.total_ticks(), "apply: node removed (shut down and destroyed)");
+            retire(node, true, reaper);
+        }
+    }
+    let reorder_added = !added.is_empty();
+    let now = Instant::now();
+    for mut node in added {
+        node.next_due = now;
+        tracing::info!(node = %node.setup.name, node_type = %node.setup.type_name(), isolation = node.setup.isolation.name(), "apply: node added and started");
+        nodes.push(node);
     }
     if let Some(sup) = &op.supervision {
         live.supervision = sup.clone();
@@ -105,7 +280,7 @@ fn apply_op(nodes: &mut [RunningNode], op: &ApplyOp, live: &mut Live) -> Result<
             node.set_deadline(node.setup.deadline.filter(|_| sup.deadline_monitoring));
         }
     }
-    let mut reorder = false;
+    let mut reorder = reorder_added;
     for s in &op.settings {
         let Some(node) = nodes.iter_mut().find(|n| n.setup.name == s.name) else {
             continue;

@@ -26,7 +26,7 @@ mod stop;
 mod throttle;
 mod watchdog;
 
-pub use apply::{ApplyLink, ApplyOp, NodeSettings};
+pub use apply::{ApplyLink, ApplyOp, NewExec, NewNode, NodeSettings};
 pub use breaker::{Action, Breaker, CircuitState};
 pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, RestartStatus, ThreadExec, TickOutcome};
 pub use running::BenchNode;
@@ -186,6 +186,9 @@ pub fn run_with_applies(
         .collect();
     let grace = stop_grace(&sup, &nodes);
     let epoch = Instant::now();
+    if let Some(link) = &applies {
+        let _ = link.epoch.set(epoch);
+    }
     let watchdog = Watchdog::start(healths.clone(), epoch).map_err(RunError::Spawn)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let scope = scope.clone();
@@ -463,7 +466,7 @@ fn run_on_this_thread(
         // A tick boundary: a live apply of a changed manifest.
         if let Some(link) = &ctx.applies {
             while let Ok(op) = link.ops.try_recv() {
-                if apply::apply(&mut nodes, op, &mut live) {
+                if apply::apply(&mut nodes, op, &mut live, link, ctx.epoch) {
                     tick_rate = live.tick_rate;
                     period = Duration::from_secs_f64(1.0 / tick_rate);
                     spin = spin_margin(period);

@@ -229,6 +229,11 @@ impl RunningNode {
         Ok(())
     }
 
+    /// True while a swap is under way or waiting.
+    pub(super) fn swapping(&self) -> bool {
+        self.reload.swap.is_some() || self.reload.queued.is_some()
+    }
+
     /// Undoes a swap [`RunningNode::begin_apply`] started, before its first tick (another node
     /// of the same apply failed): the old code runs on with its old config; not counted as a
     /// failed reload.

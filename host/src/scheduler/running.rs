@@ -260,6 +260,11 @@ impl RunningNode {
         true
     }
 
+    /// Ticks so far.
+    pub(super) fn total_ticks(&self) -> u64 {
+        self.ticks
+    }
+
     /// True while a restart's replacement is coming up on its worker.
     pub(super) fn restarting(&self) -> bool {
         self.restarting.is_some()
