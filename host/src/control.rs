@@ -176,6 +176,9 @@ impl ControlServer {
         let thread = std::thread::Builder::new()
             .name("horus-control".into())
             .spawn(move || {
+                // Answering `horus stats` and validating a `horus apply` are never urgent: at
+                // the lowest priority they never preempt the scheduler thread.
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((stream, _)) => {

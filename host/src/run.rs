@@ -454,6 +454,10 @@ impl ManifestWatch {
         let thread = std::thread::Builder::new()
             .name("horus-apply".into())
             .spawn(move || {
+                // Validating a manifest (parsing, opening changed plugins, planning) takes
+                // milliseconds of CPU: at the lowest priority, as the reload thread, it never
+                // preempts the scheduler thread (`./scripts/bench.sh apply`).
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 let _watcher = watcher;
                 while !stopping.load(Ordering::Acquire) {
                     match changes.recv_timeout(Duration::from_millis(50)) {
