@@ -479,3 +479,43 @@ fn an_added_node_that_fails_to_start_changes_nothing() {
     drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Issue #16: a node added live is watched like the nodes of the start: its tick outruns its
+/// `watchdog_ms`, and the watchdog says so (in the log and its stats).
+#[test]
+fn an_added_node_is_watched_by_the_watchdog() {
+    let s = Scratch::new();
+    let ns = namespace("watch-watchdog");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let m = s.write("robot.toml", &base(&lib, ""));
+    let stats = s.path().join("stats.json");
+    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "2500ms", "--watch"]);
+    cmd.args(["--stats-json", stats.to_str().unwrap()])
+        .env("HORUS_NAMESPACE", &ns);
+    let child = horus_e2e::spawn(cmd);
+    std::thread::sleep(Duration::from_millis(800));
+    let slow = node_decl(
+        "slow",
+        &plugin("faulty-nodes"),
+        "type = \"Slow\"\nwatchdog_ms = 50\nrate_hz = 2\nconfig = { sleep_ms = 300 }",
+    );
+    rewrite(&m, &base(&lib, &slow));
+    let out = finish(child);
+    assert!(
+        out.stderr.contains("apply: node added and started"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("watchdog expired") && l.contains("node=slow")),
+        "{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    let slow = node(&stats, "slow");
+    assert_eq!(slow["watchdog_expired"], true, "{slow}");
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

@@ -136,6 +136,8 @@ pub struct ApplyLink {
 pub(super) struct Live {
     pub(super) tick_rate: f64,
     pub(super) supervision: SupervisionSpec,
+    /// The watchdog's registry: added nodes join it, removed ones leave it.
+    pub(super) healths: super::HealthRegistry,
 }
 
 /// Applies `op` at this tick boundary and replies. Returns true when the tick rate changed.
@@ -262,6 +264,10 @@ fn apply_op(
     for name in &op.removed {
         if let Some(i) = nodes.iter().position(|n| &n.setup.name == name) {
             let node = nodes.remove(i);
+            live.healths
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|h| !Arc::ptr_eq(h, &node.health));
             tracing::info!(node = %name, ticks = node.total_ticks(), "apply: node removed (shut down and destroyed)");
             retire(node, true, reaper);
         }
@@ -270,6 +276,10 @@ fn apply_op(
     let now = Instant::now();
     for mut node in added {
         node.next_due = now;
+        live.healths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(node.health.clone());
         tracing::info!(node = %node.setup.name, node_type = %node.setup.type_name(), isolation = node.setup.isolation.name(), "apply: node added and started");
         nodes.push(node);
     }

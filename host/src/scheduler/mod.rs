@@ -33,7 +33,7 @@ pub use running::BenchNode;
 pub use setup::{BoundNode, NodeSetup};
 pub use stats::{table, NodeStats, TickTimes};
 pub use stop::StopHandle;
-pub use watchdog::{Health, Watchdog};
+pub use watchdog::{Health, HealthRegistry, Watchdog};
 
 use crate::ffi::CallError;
 
@@ -189,14 +189,22 @@ pub fn run_with_applies(
     if let Some(link) = &applies {
         let _ = link.epoch.set(epoch);
     }
-    let watchdog = Watchdog::start(healths.clone(), epoch).map_err(RunError::Spawn)?;
+    // Nodes a live apply adds join the registry (and the ones it removes leave it), so the
+    // watchdog and the hung-run report see them too.
+    let registry: HealthRegistry = Arc::new(std::sync::Mutex::new(healths.clone()));
+    let watchdog = Watchdog::start(registry.clone(), epoch, applies.is_some()).map_err(RunError::Spawn)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let scope = scope.clone();
     let running_since: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let running = running_since.clone();
     let thread = {
-        let (stop, board, healths, tick_rate) =
-            (stop.clone(), board.clone(), healths.clone(), spec.tick_rate);
+        let (stop, board, healths, tick_rate, registry) = (
+            stop.clone(),
+            board.clone(),
+            healths.clone(),
+            spec.tick_rate,
+            registry.clone(),
+        );
         std::thread::Builder::new()
             .name("horus-sched".into())
             .spawn(move || {
@@ -204,6 +212,7 @@ pub fn run_with_applies(
                     tick_rate,
                     supervision: sup,
                     healths,
+                    registry,
                     epoch,
                     board,
                     scope,
@@ -244,6 +253,7 @@ pub fn run_with_applies(
             stopping_since = Some(now);
         }
         if stopping_since.is_some_and(|since| now.duration_since(since) > grace) {
+            let healths = registry.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let (node, phase, secs) = healths
                 .iter()
                 .filter_map(|h| {
@@ -282,6 +292,8 @@ struct RunContext {
     supervision: SupervisionSpec,
     /// Aligned with the nodes as given (manifest order).
     healths: Vec<Arc<Health>>,
+    /// Every running node's health, for the watchdog: the nodes as given, and those applies add.
+    registry: HealthRegistry,
     epoch: Instant,
     board: StatsBoard,
     scope: TopicScope,
@@ -430,6 +442,7 @@ fn run_on_this_thread(
     let mut live = apply::Live {
         tick_rate: ctx.tick_rate,
         supervision: ctx.supervision.clone(),
+        healths: ctx.registry.clone(),
     };
     let mut tick_rate = ctx.tick_rate;
     let mut nodes = start_nodes(nodes, ctx)?;

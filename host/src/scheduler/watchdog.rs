@@ -5,8 +5,9 @@
 //! With `inline` isolation nothing can interrupt a tick: the watchdog reports it, and the host
 //! gives up on a hung scheduler at shutdown (see [`super::run`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the supervisor reads about one node, written by the scheduler thread.
@@ -82,6 +83,10 @@ impl Health {
     }
 }
 
+/// The health records the supervisor watches: the nodes of the start, plus those a live apply
+/// adds (and without those it removes).
+pub type HealthRegistry = Arc<Mutex<Vec<Arc<Health>>>>;
+
 /// The supervisor thread; stops when dropped.
 pub struct Watchdog {
     stop: Arc<AtomicBool>,
@@ -89,22 +94,33 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts watching `nodes` (those with a timeout), measuring against `epoch`.
-    pub fn start(nodes: Vec<Arc<Health>>, epoch: Instant) -> std::io::Result<Option<Watchdog>> {
-        let watched: Vec<Arc<Health>> = nodes.into_iter().filter(|h| h.timeout.is_some()).collect();
-        let Some(shortest) = watched.iter().filter_map(|h| h.timeout).min() else {
-            return Ok(None);
+    /// Starts watching the nodes of `nodes` that have a timeout, as the registry is at each look,
+    /// measuring against `epoch`. Without any such node it starts only if `always` (a host that
+    /// may add watched nodes later).
+    pub fn start(nodes: HealthRegistry, epoch: Instant, always: bool) -> std::io::Result<Option<Watchdog>> {
+        let watched = |nodes: &HealthRegistry| -> Vec<Arc<Health>> {
+            let nodes = nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes.iter().filter(|h| h.timeout.is_some()).cloned().collect()
         };
-        let period = (shortest / 4).clamp(Duration::from_millis(2), Duration::from_millis(100));
+        if !always && watched(&nodes).is_empty() {
+            return Ok(None);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("horus-watchdog".into())
             .spawn(move || {
                 // The start (1 + ns) of the tick each node was last flagged for, to warn once.
-                let mut flagged = vec![0u64; watched.len()];
+                let mut flagged: HashMap<*const Health, u64> = HashMap::new();
                 while !stop2.load(Ordering::Relaxed) {
-                    for (h, flag) in watched.iter().zip(flagged.iter_mut()) {
+                    let watched = watched(&nodes);
+                    flagged.retain(|k, _| watched.iter().any(|h| Arc::as_ptr(h) == *k));
+                    let shortest = watched.iter().filter_map(|h| h.timeout).min();
+                    let period = shortest.map_or(Duration::from_millis(100), |s| {
+                        (s / 4).clamp(Duration::from_millis(2), Duration::from_millis(100))
+                    });
+                    for h in &watched {
+                        let flag = flagged.entry(Arc::as_ptr(h)).or_insert(0);
                         let timeout = h.timeout.expect("filtered");
                         let started = h.tick_started.load(Ordering::Relaxed);
                         let Some(running) = h.in_tick_for(epoch) else {
@@ -156,7 +172,10 @@ mod tests {
         let slow = Health::new("slow".into(), Some(Duration::from_millis(20)));
         let fine = Health::new("fine".into(), Some(Duration::from_millis(20)));
         let unwatched = Health::new("free".into(), None);
-        let _dog = Watchdog::start(vec![slow.clone(), fine.clone(), unwatched.clone()], epoch).unwrap();
+        let registry: HealthRegistry = Arc::new(Mutex::new(vec![fine.clone(), unwatched.clone()]));
+        let _dog = Watchdog::start(registry.clone(), epoch, false).unwrap();
+        // A node added later is watched too.
+        registry.lock().unwrap().push(slow.clone());
         slow.enter(epoch.elapsed());
         unwatched.enter(epoch.elapsed());
         // Bounded wait for the flag (the supervisor checks every 5 ms).
