@@ -519,3 +519,59 @@ fn an_added_node_is_watched_by_the_watchdog() {
     assert_eq!(slow["watchdog_expired"], true, "{slow}");
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Issue #16: a `process` node added with `horus apply` runs in its own worker process, and
+/// removed again its worker ends: its shutdown ran, no worker process is left.
+#[test]
+fn a_process_node_is_added_and_removed_live() {
+    let s = Scratch::new();
+    let ns = namespace("process");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let m = s.write("robot.toml", &base(&lib, ""));
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    let pid = child.id();
+    let mm = m.to_str().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let imu = node_decl("imu", &plugin("imu-sim"), "isolation = \"process\"");
+    rewrite(&m, &base(&lib, &imu));
+    let added = apply_in(&ns, &[mm]);
+    assert_eq!(added.code(), 0, "{added:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    // Child processes of the host, whichever of its threads started them.
+    let workers = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .map(|t| {
+                        std::fs::read_to_string(t.path().join("children"))
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .count()
+                    })
+                    .sum::<usize>()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(workers(), 1, "the added node's worker process runs");
+    rewrite(&m, &base(&lib, ""));
+    let removed = apply_in(&ns, &[mm]);
+    assert_eq!(removed.code(), 0, "{removed:?}");
+    assert!(removed.stdout.contains("apply: +0 nodes, -1"), "{removed:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(workers(), 0, "the removed node's worker process is gone");
+    let out = finish(child);
+    assert!(
+        out.stderr.contains("published") && out.stderr.contains("IMU samples"),
+        "imu-sim's shutdown ran in its worker:\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    assert!(
+        stats.iter().all(|n| n["name"] != "imu"),
+        "the removed node left the stats"
+    );
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
