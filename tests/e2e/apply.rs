@@ -6,43 +6,17 @@
 //! ticking, and an invalid or refused manifest, or an added node that fails to start, changes
 //! nothing.
 
-use horus_e2e::{apply_in, finish, node, plugin, read_stats, rewrite, shm_leftovers, start_in, Scratch};
-use horus_host::shm::{self, Subscriber, TopicSpec};
-use horus_plugin_api::Message;
+use horus_e2e::counts::{self, read_for};
+use horus_e2e::{
+    apply_in, finish, node, plugin, read_stats, rewrite, shm_leftovers, start_in, start_watching, Scratch,
+};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOPIC: &str = "apply/count";
 
 fn namespace(test: &str) -> String {
     format!("apply-{}-{test}", std::process::id())
-}
-
-/// The test's reader of the counter's topic, attached before the host starts.
-fn reader(ns: &str) -> Subscriber {
-    let spec = TopicSpec {
-        topic: TOPIC.into(),
-        type_name: <u64 as Message>::TYPE_NAME.into(),
-        type_hash: <u64 as Message>::TYPE_HASH,
-        slot_size: 8,
-        capacity: 4096,
-        single_producer: false,
-    };
-    shm::subscriber(ns, &spec, 4096, true).expect("attach the test's reader")
-}
-
-fn read_for(sub: &mut Subscriber, into: &mut Vec<u64>, d: Duration) {
-    let end = Instant::now() + d;
-    let mut buf = Vec::new();
-    loop {
-        while sub.try_recv(&mut buf).is_some() {
-            into.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
-        }
-        if Instant::now() >= end {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Two counters at 100 Hz: `counter` (config `tag`, published on the test's reliable topic) and
@@ -86,7 +60,7 @@ fn a_config_change_under_watch_keeps_the_nodes_state_and_the_other_node_ticking(
     let s = Scratch::new();
     let ns = namespace("watch-config");
     let (lib, m) = setup(&s);
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats = s.path().join("stats.json");
     let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "3s", "--watch"]);
     cmd.args(["--stats-json", stats.to_str().unwrap()])
@@ -144,7 +118,7 @@ fn horus_apply_plans_refuses_and_applies_settings_in_place() {
     let s = Scratch::new();
     let ns = namespace("cli");
     let (lib, m) = setup(&s);
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats = s.path().join("stats.json");
     let child = start_in(&ns, &m, "4s", &stats);
     let mut values = Vec::new();
@@ -246,10 +220,7 @@ fn a_thread_nodes_new_config_reaches_the_new_object() {
     };
     let m = s.write("imu.toml", &imu(10));
     let stats = s.path().join("stats.json");
-    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "2500ms", "--watch"]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", &ns);
-    let child = horus_e2e::spawn(cmd);
+    let child = start_watching(&m, &ns, "2500ms", &stats);
     std::thread::sleep(Duration::from_millis(1000));
     rewrite(&m, &imu(25));
     let out = finish(child);
@@ -303,12 +274,9 @@ fn nodes_added_under_watch_start_and_tick() {
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let m = s.write("robot.toml", &base(&lib, ""));
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats = s.path().join("stats.json");
-    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "3s", "--watch"]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", &ns);
-    let child = horus_e2e::spawn(cmd);
+    let child = start_watching(&m, &ns, "3s", &stats);
     let pid = child.id();
     let mut values = Vec::new();
     read_for(&mut sub, &mut values, Duration::from_millis(1000));
@@ -366,7 +334,7 @@ fn nodes_removed_are_shut_down_and_the_others_keep_ticking() {
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let all = base(&lib, &(counter_decl(&lib, "") + &imu_decl()));
     let m = s.write("robot.toml", &all);
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats = s.path().join("stats.json");
     let child = start_in(&ns, &m, "3s", &stats);
     let mut values = Vec::new();
@@ -426,7 +394,7 @@ fn an_added_node_that_fails_to_start_changes_nothing() {
     let s = Scratch::new();
     let ns = namespace("add-fails");
     let (lib, m) = setup(&s);
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats = s.path().join("stats.json");
     let child = start_in(&ns, &m, "3s", &stats);
     let mut values = Vec::new();
@@ -490,10 +458,7 @@ fn an_added_node_is_watched_by_the_watchdog() {
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let m = s.write("robot.toml", &base(&lib, ""));
     let stats = s.path().join("stats.json");
-    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", "2500ms", "--watch"]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", &ns);
-    let child = horus_e2e::spawn(cmd);
+    let child = start_watching(&m, &ns, "2500ms", &stats);
     std::thread::sleep(Duration::from_millis(800));
     let slow = node_decl(
         "slow",

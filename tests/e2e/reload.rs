@@ -7,46 +7,16 @@
 //! v1, obeys a `fail_file` that makes one of its hooks fail; `reload-counter-ports` changes the
 //! output's message type.
 
-use horus_e2e::{finish, node, plugin, read_stats, shm_leftovers, Scratch};
-use horus_host::shm::{self, Subscriber, TopicSpec};
-use horus_plugin_api::Message;
+use horus_e2e::counts::{self, drain, read_for};
+use horus_e2e::{finish, node, plugin, read_stats, shm_leftovers, start_watching, Scratch};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOPIC: &str = "reload/count";
 
 /// A namespace of the test's own.
 fn namespace(test: &str) -> String {
     format!("reload-{}-{test}", std::process::id())
-}
-
-/// The test's reader of the counter's topic, attached before the host starts.
-fn reader(ns: &str) -> Subscriber {
-    let spec = TopicSpec {
-        topic: TOPIC.into(),
-        type_name: <u64 as Message>::TYPE_NAME.into(),
-        type_hash: <u64 as Message>::TYPE_HASH,
-        slot_size: 8,
-        capacity: 4096,
-        single_producer: false,
-    };
-    shm::subscriber(ns, &spec, 4096, true).expect("attach the test's reader")
-}
-
-fn drain(sub: &mut Subscriber, into: &mut Vec<u64>) {
-    let mut buf = Vec::new();
-    while sub.try_recv(&mut buf).is_some() {
-        into.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
-    }
-}
-
-/// Reads for `d`, collecting what arrives.
-fn read_for(sub: &mut Subscriber, into: &mut Vec<u64>, d: Duration) {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        drain(sub, into);
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Puts `source` at `target` as cargo does: written beside it, then renamed over it.
@@ -110,7 +80,7 @@ fn continues_with_new_code(isolation: &str) {
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let m = manifest(&s, &lib, &format!("isolation = \"{isolation}\""), "");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
     let child = start_watching(&m, &ns, "3s", &stats_path);
     let mut values = Vec::new();
@@ -217,7 +187,7 @@ fn every_rollback_cause(isolation: &str) {
             "the new code's first tick failed",
         ),
     ];
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
     let child = horus_e2e::start_in(&ns, &m, "7s", &stats_path);
     let mut values = Vec::new();
@@ -280,7 +250,7 @@ fn fifty_reloads_leak_nothing(isolation: &str) {
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let m = manifest(&s, &lib, &format!("isolation = \"{isolation}\""), "");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
     let child = start_watching(&m, &ns, "60s", &stats_path);
     let pid = child.id();
@@ -323,14 +293,6 @@ fn fifty_reloads_leak_nothing(isolation: &str) {
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
 
-/// `horus run <m> --duration <d> --watch --stats-json <stats>` in namespace `ns`, started now.
-fn start_watching(m: &Path, ns: &str, duration: &str, stats: &Path) -> std::process::Child {
-    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", duration, "--watch"]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", ns);
-    horus_e2e::spawn(cmd)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -354,7 +316,7 @@ fn a_new_build_whose_config_schema_refuses_the_running_config_is_rolled_back() {
     let lib = s.path().join("libcounter.so");
     std::fs::copy(plugin("reload-counter"), &lib).unwrap();
     let m = manifest(&s, &lib, "config = { stepp = 5 }", "hot_reload = true\n");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
     let child = horus_e2e::start_in(&ns, &m, "3s", &stats_path);
     let mut values = Vec::new();
@@ -398,7 +360,7 @@ fn a_slow_state_hand_over_of_a_thread_node_holds_up_only_that_node() {
             plugin("hello-counter").display()
         ),
     );
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
     let child = start_watching(&m, &ns, "6s", &stats_path);
     let mut values = Vec::new();

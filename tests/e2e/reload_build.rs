@@ -8,10 +8,9 @@
 //! `reload-counter` adds 1 per tick, `reload-counter-v2` adds 1000; the test reads the counter's
 //! named `reliable` topic itself.
 
-use horus_e2e::{finish, node, plugin, read_stats, shm_leftovers, Scratch};
-use horus_host::shm::{self, Subscriber, TopicSpec};
-use horus_plugin_api::Message;
-use std::path::{Path, PathBuf};
+use horus_e2e::counts::{self, drain, read_for, read_until};
+use horus_e2e::{finish, node, plugin, read_stats, shm_leftovers, start_watching, Scratch};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "reload/count";
@@ -41,48 +40,6 @@ echo "    Finished \`dev\` profile"
 
 fn namespace(test: &str) -> String {
     format!("reload-build-{}-{test}", std::process::id())
-}
-
-/// The test's reader of the counter's topic, attached before the host starts.
-fn reader(ns: &str) -> Subscriber {
-    let spec = TopicSpec {
-        topic: TOPIC.into(),
-        type_name: <u64 as Message>::TYPE_NAME.into(),
-        type_hash: <u64 as Message>::TYPE_HASH,
-        slot_size: 8,
-        capacity: 4096,
-        single_producer: false,
-    };
-    shm::subscriber(ns, &spec, 4096, true).expect("attach the test's reader")
-}
-
-fn drain(sub: &mut Subscriber, into: &mut Vec<u64>) {
-    let mut buf = Vec::new();
-    while sub.try_recv(&mut buf).is_some() {
-        into.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
-    }
-}
-
-/// Reads until `done` holds for what arrived, at most `limit`; returns whether it did.
-fn read_until(
-    sub: &mut Subscriber,
-    into: &mut Vec<u64>,
-    limit: Duration,
-    done: impl Fn(&[u64]) -> bool,
-) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        drain(sub, into);
-        if done(into) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
-fn read_for(sub: &mut Subscriber, into: &mut Vec<u64>, d: Duration) {
-    read_until(sub, into, d, |_| false);
 }
 
 /// Whether v2 (steps of 1000) has run.
@@ -116,13 +73,6 @@ fn edit(s: &Scratch, text: &str) {
     std::fs::rename(&tmp, s.path().join("src/counter.rs")).unwrap();
 }
 
-fn start(m: &Path, ns: &str, duration: &str, stats: &Path) -> std::process::Child {
-    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", duration, "--watch"]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", ns);
-    horus_e2e::spawn(cmd)
-}
-
 fn builds(s: &Scratch) -> usize {
     std::fs::read_to_string(s.path().join("builds.log"))
         .map(|l| l.lines().count())
@@ -136,9 +86,9 @@ fn a_source_change_rebuilds_and_reloads_the_node() {
     let s = Scratch::new();
     let ns = namespace("rebuild");
     let m = setup(&s, "");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
-    let child = start(&m, &ns, "4s", &stats_path);
+    let child = start_watching(&m, &ns, "4s", &stats_path);
     let mut values = Vec::new();
     read_for(&mut sub, &mut values, Duration::from_millis(800));
     assert!(!v2_ran(&values) && values.len() > 20, "v1 runs first: {values:?}");
@@ -185,9 +135,9 @@ fn a_compile_error_keeps_the_old_code_running() {
     let s = Scratch::new();
     let ns = namespace("broken");
     let m = setup(&s, "");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
-    let child = start(&m, &ns, "5s", &stats_path);
+    let child = start_watching(&m, &ns, "5s", &stats_path);
     let mut values = Vec::new();
     read_for(&mut sub, &mut values, Duration::from_millis(800));
     edit(&s, "// v2, with a syntax error\n");
@@ -244,9 +194,9 @@ fn saves_during_a_build_queue_exactly_one_more() {
     let s = Scratch::new();
     let ns = namespace("queue");
     let m = setup(&s, "");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
-    let child = start(&m, &ns, "5s", &stats_path);
+    let child = start_watching(&m, &ns, "5s", &stats_path);
     std::thread::sleep(Duration::from_millis(800));
     edit(&s, "// v1, pause\n");
     let paused = s.path().join("paused");
@@ -278,7 +228,7 @@ fn stopping_the_host_kills_a_running_build() {
     let ns = namespace("slow");
     let m = setup(&s, "");
     let stats_path = s.path().join("stats.json");
-    let child = start(&m, &ns, "30s", &stats_path);
+    let child = start_watching(&m, &ns, "30s", &stats_path);
     std::thread::sleep(Duration::from_millis(800));
     edit(&s, "// v2, slow\n");
     let pid_file = s.path().join("sleep.pid");

@@ -4,11 +4,10 @@
 //! The node publishes its count as a `u64` on a named topic the test reads itself, `reliable`,
 //! so every value must arrive once, in order, across every swap.
 
-use horus_e2e::{finish, node, read_stats, repo_root, shm_leftovers, Scratch};
-use horus_host::shm::{self, Subscriber, TopicSpec};
-use horus_plugin_api::Message;
+use horus_e2e::counts::{self, drain, read_for, read_until};
+use horus_e2e::{finish, node, read_stats, repo_root, shm_leftovers, start_watching, Scratch};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOPIC: &str = "reloadpy/count";
 
@@ -24,40 +23,6 @@ fn venv() -> String {
 
 fn namespace(test: &str) -> String {
     format!("reloadpy-{}-{test}", std::process::id())
-}
-
-/// The test's reader of the counter's topic, attached before the host starts (so the Python
-/// node sends raw `u64` bytes: the topic carries a Rust type).
-fn reader(ns: &str) -> Subscriber {
-    let spec = TopicSpec {
-        topic: TOPIC.into(),
-        type_name: <u64 as Message>::TYPE_NAME.into(),
-        type_hash: <u64 as Message>::TYPE_HASH,
-        slot_size: 8,
-        capacity: 4096,
-        single_producer: false,
-    };
-    shm::subscriber(ns, &spec, 4096, true).expect("attach the test's reader")
-}
-
-fn drain(sub: &mut Subscriber, into: &mut Vec<u64>) {
-    let mut buf = Vec::new();
-    while sub.try_recv(&mut buf).is_some() {
-        into.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
-    }
-}
-
-/// Reads until `until` holds for what arrived, at most `limit`.
-fn read_until(sub: &mut Subscriber, into: &mut Vec<u64>, limit: Duration, until: impl Fn(&[u64]) -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end && !until(into) {
-        drain(sub, into);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn read_for(sub: &mut Subscriber, into: &mut Vec<u64>, d: Duration) {
-    read_until(sub, into, d, |_| false);
 }
 
 /// Saves `text` as `target` the way an editor does: a new file, renamed over the old name.
@@ -92,14 +57,6 @@ fn manifest(s: &Scratch, isolation: &str) -> PathBuf {
             venv()
         ),
     )
-}
-
-fn start(m: &Path, ns: &str, duration: &str, stats: &Path) -> std::process::Child {
-    let mut cmd = horus_e2e::horus(&["run", m.to_str().unwrap(), "--duration", duration, "--watch"]);
-    cmd.args(["--stats-json", stats.to_str().unwrap()])
-        .env("HORUS_NAMESPACE", ns)
-        .env("RUST_LOG", "info");
-    horus_e2e::spawn(cmd)
 }
 
 /// The steps between consecutive values, in order, each run of equal steps once.
@@ -140,9 +97,9 @@ fn edited_twice(isolation: &str) {
     let ns = namespace(&format!("edit-{isolation}"));
     let file = s.write("counter.py", &counter(1, 0, true, ""));
     let m = manifest(&s, isolation);
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
-    let child = start(&m, &ns, "8s", &stats_path);
+    let child = start_watching(&m, &ns, "8s", &stats_path);
     let mut values = Vec::new();
     let seen = |step: u64, after: usize| {
         move |v: &[u64]| {
@@ -218,9 +175,9 @@ fn a_python_node_without_state_starts_fresh_and_import_or_first_tick_errors_roll
     let ns = namespace("fresh");
     let file = s.write("counter.py", &counter(1, 0, false, ""));
     let m = manifest(&s, "inline");
-    let mut sub = reader(&ns);
+    let mut sub = counts::reader(&ns, TOPIC);
     let stats_path = s.path().join("stats.json");
-    let child = start(&m, &ns, "8s", &stats_path);
+    let child = start_watching(&m, &ns, "8s", &stats_path);
     let mut values = Vec::new();
     read_until(&mut sub, &mut values, Duration::from_secs(5), |v| v.len() > 20);
     save(&file, &counter(1, 5000, false, ""));

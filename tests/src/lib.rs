@@ -302,3 +302,74 @@ pub fn rewrite(path: &Path, text: &str) {
     std::fs::write(&tmp, text).expect("write the new version");
     std::fs::rename(&tmp, path).expect("rename it into place");
 }
+
+/// `horus run <m> --duration <d> --watch --stats-json <stats>` in namespace `ns`, started now
+/// (the hot reload and live apply tests).
+pub fn start_watching(m: &Path, ns: &str, duration: &str, stats: &Path) -> Child {
+    let mut cmd = horus(&[
+        "run",
+        m.to_str().expect("utf-8 path"),
+        "--duration",
+        duration,
+        "--watch",
+    ]);
+    cmd.args(["--stats-json", stats.to_str().expect("utf-8 path")])
+        .env("HORUS_NAMESPACE", ns);
+    spawn(cmd)
+}
+
+/// A test's view of a count a node publishes on a named topic (`u64` values): the hot reload
+/// and live apply tests check that every value arrives once, in order, across a swap.
+pub mod counts {
+    use horus_host::shm::{self, Subscriber, TopicSpec};
+    use horus_plugin_api::Message;
+    use std::time::{Duration, Instant};
+
+    /// A reader of `topic` in namespace `ns`, `reliable` with room for 4096 counts, attached
+    /// before the host starts so that nothing is missed.
+    pub fn reader(ns: &str, topic: &str) -> Subscriber {
+        let spec = TopicSpec {
+            topic: topic.into(),
+            type_name: <u64 as Message>::TYPE_NAME.into(),
+            type_hash: <u64 as Message>::TYPE_HASH,
+            slot_size: 8,
+            capacity: 4096,
+            single_producer: false,
+        };
+        shm::subscriber(ns, &spec, 4096, true).expect("attach the test's reader")
+    }
+
+    /// Takes every count that has arrived.
+    pub fn drain(sub: &mut Subscriber, into: &mut Vec<u64>) {
+        let mut buf = Vec::new();
+        while sub.try_recv(&mut buf).is_some() {
+            into.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
+        }
+    }
+
+    /// Reads (at least once) until `done` holds for what arrived, at most `limit`; returns
+    /// whether it did.
+    pub fn read_until(
+        sub: &mut Subscriber,
+        into: &mut Vec<u64>,
+        limit: Duration,
+        done: impl Fn(&[u64]) -> bool,
+    ) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            drain(sub, into);
+            if done(into) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Reads for `d` (at least once), collecting what arrives.
+    pub fn read_for(sub: &mut Subscriber, into: &mut Vec<u64>, d: Duration) {
+        read_until(sub, into, d, |_| false);
+    }
+}
