@@ -46,6 +46,16 @@ pub enum PortBinding {
     },
 }
 
+impl PortBinding {
+    /// An input's (segment, peer entry): see [`NodeIo::input_peers`].
+    pub fn input_peer(&self) -> Option<(String, usize)> {
+        match self {
+            PortBinding::Input(s) => Some((s.segment().shm_name().to_owned(), s.segment().peer_index())),
+            _ => None,
+        }
+    }
+}
+
 /// A config value found by [`NodeIo::config_get`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ConfigLookup<'a> {
@@ -178,6 +188,19 @@ impl NodeIo {
         previous
     }
 
+    /// Binds `port` to `binding` instead (a live apply that connects, disconnects or re-binds
+    /// it) and returns the binding it had (`None`, and `binding` is dropped, when the node has
+    /// no such port). An input re-bound on the same ring (its queue depth or `reliable` flag changed)
+    /// reads on from where the old endpoint stopped ([`Subscriber::resume_from`]): the
+    /// messages already queued for the node are neither lost nor read twice.
+    pub fn rebind(&mut self, port: &str, mut binding: PortBinding) -> Option<PortBinding> {
+        let i = self.port_names.iter().position(|n| n == port)?;
+        if let (PortBinding::Input(new), PortBinding::Input(old)) = (&mut binding, &self.ports[i]) {
+            new.resume_from(old);
+        }
+        Some(std::mem::replace(&mut self.ports[i], binding))
+    }
+
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -302,15 +325,13 @@ impl NodeIo {
         self.ports.iter().map(pending).sum()
     }
 
-    /// The (segment, peer entry) of each input, so the host can release a reliable input whose
-    /// node it abandons.
-    pub fn input_peers(&self) -> Vec<(String, usize)> {
-        self.ports
+    /// Each input's port and (segment, peer entry), so the host can release a reliable input
+    /// whose node it abandons.
+    pub fn input_peers(&self) -> Vec<(String, (String, usize))> {
+        self.port_names
             .iter()
-            .filter_map(|p| match p {
-                PortBinding::Input(s) => Some((s.segment().shm_name().to_owned(), s.segment().peer_index())),
-                _ => None,
-            })
+            .zip(&self.ports)
+            .filter_map(|(name, p)| p.input_peer().map(|peer| (name.clone(), peer)))
             .collect()
     }
 

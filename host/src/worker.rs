@@ -156,6 +156,7 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
             (Ok(inst), ctl::CMD_SHUTDOWN) => inst.shutdown(),
             (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
             (Ok(inst), ctl::CMD_RELOAD) => reload(inst, &ctl.arg()),
+            (Ok(inst), ctl::CMD_REBIND) => rebind(inst, &job, &ctl.arg()),
             (Ok(inst), ctl::CMD_RELOAD_COMMIT) => {
                 if let Some(old) = inst.commit_reload() {
                     release(old);
@@ -226,6 +227,33 @@ fn reload(inst: &mut NodeInstance, arg: &[u8]) -> Result<(), CallError> {
             kind: e.kind,
             message: format!("`{}` of the new code failed: {}", step.name(), e.message),
         })
+}
+
+/// A live apply's re-binding in the worker: the new endpoints are attached here (they are the
+/// worker's, as at start), every one before any port changes, so a failure changes nothing.
+fn rebind(inst: &mut NodeInstance, job: &WorkerJob, arg: &[u8]) -> Result<(), CallError> {
+    let err = |message: String| CallError {
+        kind: CallErrorKind::Error,
+        message,
+    };
+    let ports: Vec<(String, PortPlan)> =
+        serde_json::from_slice(arg).map_err(|e| err(format!("bad rebind command: {e}")))?;
+    let scope = TopicScope::with(job.namespace.clone(), job.instance.clone());
+    let plans: Vec<PortPlan> = ports.iter().map(|(_, plan)| plan.clone()).collect();
+    let bindings = scope.bind(&plans).map_err(|(i, e)| {
+        err(format!(
+            "cannot attach port `{}` to its new topic: {e}",
+            ports[i].0
+        ))
+    })?;
+    for ((port, _), binding) in ports.iter().zip(bindings) {
+        // The old endpoint goes only after the new one took its place.
+        let _old = inst
+            .io_mut()
+            .rebind(port, binding)
+            .ok_or_else(|| err(format!("the node has no port `{port}`")))?;
+    }
+    Ok(())
 }
 
 /// Drops a library hot reload replaced; says so if its copy stays mapped (pinned by a

@@ -20,7 +20,7 @@ pub mod plan;
 use crate::graph::GraphNode;
 use crate::manifest::{Isolation, SupervisionSpec};
 use crate::scheduler::{
-    ApplyOp, Executor, Health, NewExec, NewNode, NodeSettings, ProcessExec, Rebuild, ThreadExec,
+    ApplyOp, Executor, Health, NewExec, NewNode, NodeSettings, ProcessExec, Rebind, Rebuild, ThreadExec,
 };
 use crate::topic::TopicScope;
 use plan::{NodeChange, Snapshot};
@@ -173,6 +173,10 @@ impl Applier {
         if plan.is_empty() {
             return Outcome::Applied(summary);
         }
+        let rebinds = match self.bind(&plan) {
+            Ok(rebinds) => rebinds,
+            Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
+        };
         // The plugins the check opened that no added node uses are released when `graph` goes.
         let added = match self.prepare(&plan, graph) {
             Ok(added) => added,
@@ -182,12 +186,14 @@ impl Applier {
         let mut op = op(&plan, &new, reply);
         op.added = added;
         op.removed = plan.removed.clone();
+        op.rebinds = rebinds;
+        op.scope = self.runtime.as_ref().map(|(scope, _)| scope.clone());
         if self.ops.send(op).is_err() {
             return Outcome::Failed("apply failed: the scheduler is not running; nothing changed".into());
         }
         match replied.recv_timeout(SCHEDULER_WAIT) {
             Ok(Ok(())) => {
-                self.running = new;
+                self.running = plan.as_applied(new);
                 Outcome::Applied(summary)
             }
             Ok(Err(why)) => Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
@@ -201,6 +207,48 @@ impl Applier {
 }
 
 impl Applier {
+    /// Attaches the endpoints of the running `inline` and `thread` nodes' ports that `plan`
+    /// binds anew (a `process` node's worker attaches its own): all of them, or none and why.
+    fn bind(&self, plan: &plan::Plan) -> Result<Vec<Rebind>, String> {
+        if plan.rebinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some((scope, _)) = &self.runtime else {
+            return Err("this host cannot re-bind ports".into());
+        };
+        let isolation = |node: &str| {
+            self.running
+                .manifest
+                .nodes
+                .iter()
+                .find(|n| n.name == node)
+                .map(|n| n.isolation)
+        };
+        let mut out = Vec::with_capacity(plan.rebinds.len());
+        for r in &plan.rebinds {
+            let binding = match isolation(&r.node) {
+                Some(Isolation::Process) => None,
+                _ => {
+                    let mut bound = scope.bind(std::slice::from_ref(&r.plan)).map_err(|(_, e)| {
+                        format!(
+                            "node `{}`, port `{}`: cannot attach it to its new topic: {e}",
+                            r.node, r.port
+                        )
+                    })?;
+                    bound.pop()
+                }
+            };
+            out.push(Rebind {
+                node: r.node.clone(),
+                port: r.port.clone(),
+                index: r.index,
+                plan: r.plan.clone(),
+                binding,
+            });
+        }
+        Ok(out)
+    }
+
     /// Makes the nodes `plan` adds, from `graph` (the new manifest's): ready to start, or none
     /// (those made undone) and why.
     fn prepare(&self, plan: &plan::Plan, graph: crate::graph::Graph) -> Result<Vec<NewNode>, String> {
@@ -334,6 +382,8 @@ fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> A
         supervision: plan.supervision.clone(),
         added: Vec::new(),
         removed: Vec::new(),
+        rebinds: Vec::new(),
+        scope: None,
         reply,
     }
 }

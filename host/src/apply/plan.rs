@@ -18,8 +18,10 @@ pub struct Resolved {
     /// The plugin file it found (the loader, for a Python node).
     pub plugin: PathBuf,
     /// What each of its ports is bound to (a running node whose ports would be bound
-    /// differently is re-wired: refused).
+    /// differently is re-bound: [`PortRebind`]).
     pub ports: Vec<PortPlan>,
+    /// Its ports' names, in the same order.
+    pub port_names: Vec<String>,
 }
 
 /// A manifest as it runs (or would run): validated, every node resolved, in manifest order.
@@ -48,6 +50,7 @@ impl Snapshot {
                     plugin: std::fs::canonicalize(&n.plugin.info().path)
                         .unwrap_or_else(|_| n.plugin.info().path.clone()),
                     ports: n.ports.clone(),
+                    port_names: n.port_names.clone(),
                 })
                 .collect(),
             net: graph.net.clone(),
@@ -127,6 +130,74 @@ pub struct NodeDiff {
     pub python: bool,
 }
 
+/// A port of a running node that an apply binds anew: connected, disconnected, moved to
+/// another topic, or its queue's depth or `reliable` flag changed (on the same ring, its
+/// endpoint reads on from where the old one stopped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRebind {
+    /// The node.
+    pub node: String,
+    /// The port.
+    pub port: String,
+    /// Its index among the node type's ports.
+    pub index: usize,
+    /// What it is bound to from now on.
+    pub plan: PortPlan,
+}
+
+/// How a running port's binding compares with the one a new manifest asks for.
+#[derive(Debug, Clone, PartialEq)]
+enum Binding {
+    /// The same: nothing to do. A topic whose ring is larger than the new manifest needs (a
+    /// deeper subscriber went away) keeps it.
+    Same,
+    /// Bound anew.
+    Rebind,
+    /// The topic's ring would have to change (more slots, or larger ones), which its running
+    /// endpoints cannot follow: why.
+    Grow(String),
+}
+
+/// The slots a ring made for `capacity` messages has (see `shm::Segment::attach`).
+fn ring(capacity: u32) -> u32 {
+    capacity.max(2).next_power_of_two()
+}
+
+/// Compares the binding a port runs with (`old`) and the one the new manifest gives it.
+fn binding(old: &PortPlan, new: &PortPlan) -> Binding {
+    use PortPlan::{Input, Output};
+    let (os, ns) = match (old, new) {
+        _ if old == new => return Binding::Same,
+        (Output { topic: a, spec: os }, Output { topic: b, spec: ns }) if a == b => (os, ns),
+        (
+            Input {
+                topic: a, spec: os, ..
+            },
+            Input {
+                topic: b, spec: ns, ..
+            },
+        ) if a == b => (os, ns),
+        _ => return Binding::Rebind,
+    };
+    if os.slot_size < ns.slot_size || os.type_hash != ns.type_hash {
+        return Binding::Grow(format!(
+            "its slots of {} bytes would have to hold {}",
+            os.slot_size, ns.slot_size
+        ));
+    }
+    if ring(ns.capacity) > ring(os.capacity) {
+        return Binding::Grow(format!(
+            "its ring of {} messages would have to hold {}",
+            ring(os.capacity),
+            ns.capacity
+        ));
+    }
+    match (old, new) {
+        (Input { qos: a, .. }, Input { qos: b, .. }) if a != b => Binding::Rebind,
+        _ => Binding::Same,
+    }
+}
+
 /// One difference of the scheduler's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchedulerChange {
@@ -156,12 +227,14 @@ pub struct Plan {
     pub connections_removed: Vec<String>,
     /// Connections of both whose `qos` or `max_size` differs.
     pub connections_changed: Vec<String>,
-    /// Of `connections_added` and `connections_removed`, those that join no added (or removed)
-    /// node: a change to the running nodes' wiring.
-    pub rewired_connections: Vec<String>,
-    /// Running nodes (in both manifests) whose ports would be bound differently: another
-    /// topic, queue depth or slot size, or a port connected or disconnected.
-    pub rewired_nodes: Vec<String>,
+    /// Ports of running nodes (in both manifests) bound anew.
+    pub rebinds: Vec<PortRebind>,
+    /// Ports of running nodes that keep the binding they run with although the new manifest
+    /// plans it a little differently (a ring larger than it needs now): what the running
+    /// manifest is compared with from then on.
+    pub kept: Vec<PortRebind>,
+    /// Running ports whose topic's ring would have to change: `node.port` and why (refused).
+    pub grown: Vec<String>,
     /// Added or removed nodes that are Python nodes.
     pub python_added_removed: Vec<String>,
     /// The topics over network hubs differ.
@@ -190,9 +263,7 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
                     (&running.manifest.nodes[j], &running.nodes[j]),
                     (node, &new.nodes[i]),
                 );
-                if running.nodes[j].ports != new.nodes[i].ports {
-                    plan.rewired_nodes.push(node.name.clone());
-                }
+                ports(&node.name, &running.nodes[j], &new.nodes[i], &mut plan);
                 if !changes.is_empty() {
                     plan.changed.push(NodeDiff {
                         name: node.name.clone(),
@@ -230,6 +301,31 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
     let paths = |m: &Manifest| m.plugin_path.iter().map(|p| p.value.clone()).collect::<Vec<_>>();
     plan.plugin_path = paths(&running.manifest) != paths(&new.manifest);
     plan
+}
+
+/// The ports of running node `name` bound differently by the new manifest (matched by name:
+/// a port only one side has is bound by the node type's change, not here).
+fn ports(name: &str, old: &Resolved, new: &Resolved, plan: &mut Plan) {
+    for (index, (port, new_plan)) in new.port_names.iter().zip(&new.ports).enumerate() {
+        let Some(j) = old.port_names.iter().position(|p| p == port) else {
+            continue;
+        };
+        let rebind = || PortRebind {
+            node: name.to_owned(),
+            port: port.clone(),
+            index,
+            plan: new_plan.clone(),
+        };
+        match binding(&old.ports[j], new_plan) {
+            Binding::Same if old.ports[j] == *new_plan => {}
+            Binding::Same => plan.kept.push(PortRebind {
+                plan: old.ports[j].clone(),
+                ..rebind()
+            }),
+            Binding::Rebind => plan.rebinds.push(rebind()),
+            Binding::Grow(why) => plan.grown.push(format!("`{name}.{port}`: {why}")),
+        }
+    }
 }
 
 fn node_changes(old: (&NodeSpec, &Resolved), new: (&NodeSpec, &Resolved)) -> Vec<NodeChange> {
@@ -293,37 +389,19 @@ fn route(c: &ConnectSpec) -> (String, (Qos, Option<u32>)) {
     (c.describe(), (c.qos, c.max_size))
 }
 
-/// True when `c` joins one of `nodes`.
-fn joins(c: &ConnectSpec, nodes: &[String]) -> bool {
-    [c.from(), c.to()]
-        .into_iter()
-        .flatten()
-        .any(|e| nodes.contains(&e.value.node))
-}
-
 fn connections(old_specs: &[ConnectSpec], new_specs: &[ConnectSpec], plan: &mut Plan) {
     let old: Vec<_> = old_specs.iter().map(route).collect();
     let new: Vec<_> = new_specs.iter().map(route).collect();
-    for ((r, settings), spec) in new.iter().zip(new_specs) {
+    for (r, settings) in &new {
         match old.iter().find(|(o, _)| o == r) {
-            None => {
-                plan.connections_added.push(r.clone());
-                if !joins(spec, &plan.added) {
-                    plan.rewired_connections
-                        .push(format!("adding connections live (`{r}`)"));
-                }
-            }
+            None => plan.connections_added.push(r.clone()),
             Some((_, was)) if was != settings => plan.connections_changed.push(r.clone()),
             Some(_) => {}
         }
     }
-    for ((r, _), spec) in old.iter().zip(old_specs) {
+    for (r, _) in &old {
         if !new.iter().any(|(n, _)| n == r) {
             plan.connections_removed.push(r.clone());
-            if !joins(spec, &plan.removed) {
-                plan.rewired_connections
-                    .push(format!("removing connections live (`{r}`)"));
-            }
         }
     }
 }
@@ -396,21 +474,12 @@ impl Plan {
                 }
             }
         }
-        if let Some(what) = first(&self.rewired_connections) {
-            return Some(refuse(&format!(
-                "{what}, other than those of a node added or removed,"
-            )));
-        }
-        if let Some(c) = first(&self.connections_changed) {
-            return Some(refuse(&format!(
-                "changing a connection's qos or max_size live (`{c}`)"
-            )));
-        }
-        if let Some(n) = first(&self.rewired_nodes) {
-            return Some(refuse(&format!(
-                "changing how a running node's ports are bound live (node `{n}`: a port connected, \
-                 disconnected, or its topic's queue or slot size changed by the new connections)"
-            )));
+        if let Some(port) = first(&self.grown) {
+            return Some(format!(
+                "apply refused: the topic of {port}, and a running topic's ring cannot change \
+                 size under its endpoints; restart the host to apply this manifest (or keep the \
+                 queue depths and max_size of the connections to running nodes as they are)"
+            ));
         }
         if self.net_topics {
             return Some(refuse("changing the topics that travel over network hubs live"));
@@ -482,6 +551,20 @@ impl Plan {
         out
     }
 
+    /// `new` as it runs once this plan is applied: the ports that kept their running binding
+    /// ([`Plan::kept`]) as they run.
+    pub fn as_applied(&self, mut new: Snapshot) -> Snapshot {
+        for k in &self.kept {
+            let Some(i) = new.manifest.nodes.iter().position(|n| n.name == k.node) else {
+                continue;
+            };
+            if let Some(p) = new.nodes[i].ports.get_mut(k.index) {
+                *p = k.plan.clone();
+            }
+        }
+        new
+    }
+
     fn any(&self) -> bool {
         !self.added.is_empty()
             || !self.removed.is_empty()
@@ -532,6 +615,7 @@ mod tests {
                     .into(),
                 plugin: PathBuf::from("/base/libx.so"),
                 ports: Vec::new(),
+                port_names: Vec::new(),
             })
             .collect();
         Snapshot {
@@ -613,25 +697,71 @@ to = "sink.in"
         assert_eq!(p.refusal(), None, "{p:?}");
     }
 
+    /// A port plan on `topic` with a ring for `capacity` messages of 8 bytes.
+    fn port(output: bool, topic: &str, capacity: u32, qos: Qos) -> PortPlan {
+        let spec = crate::topic::PlanSpec {
+            type_name: "u64".into(),
+            type_hash: 7,
+            slot_size: 8,
+            capacity,
+            single_producer: true,
+        };
+        let topic = crate::topic::TopicName::Local(topic.into());
+        if output {
+            PortPlan::Output { topic, spec }
+        } else {
+            PortPlan::Input { topic, spec, qos }
+        }
+    }
+
+    /// `BASE` with `filter`'s one port `in` bound as `plan`.
+    fn wired(text: &str, plan: PortPlan) -> Snapshot {
+        let mut s = snap(text, &[]);
+        s.nodes[1].ports = vec![plan];
+        s.nodes[1].port_names = vec!["in".into()];
+        s
+    }
+
     #[test]
-    fn rewiring_running_nodes_is_refused() {
-        // A connection between two running nodes, with a node added alongside.
+    fn running_nodes_are_rewired_port_by_port() {
+        // A connection between two running nodes added, with a node added alongside: planned,
+        // not refused (the running node's ports are bound anew, one by one).
         let new = BASE.to_owned()
             + "[[node]]\nname = \"sink\"\nplugin = \"libx.so\"\n\n\
                [[connect]]\nfrom = \"filter.out\"\ntopic = \"t\"\n";
         let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.connections_added, vec!["filter.out -> topic `t`".to_owned()]);
+        let keep_last = Qos::KeepLast(4);
+        let old = wired(BASE, port(false, "imu.out", 4, keep_last));
+        // Disconnected.
+        let p = plan(&old, &wired(BASE, PortPlan::Unconnected { output: false }));
+        assert_eq!(p.rebinds.len(), 1, "{p:?}");
+        assert_eq!(
+            (
+                p.rebinds[0].node.as_str(),
+                p.rebinds[0].port.as_str(),
+                p.rebinds[0].index
+            ),
+            ("filter", "in", 0)
+        );
+        // Its queue made reliable, the ring as large as it was: the same ring, re-bound.
+        let p = plan(&old, &wired(BASE, port(false, "imu.out", 4, Qos::Reliable(4))));
+        assert_eq!(p.rebinds.len(), 1, "{p:?}");
+        assert_eq!(p.refusal(), None);
+        // A ring larger than the new manifest needs is kept, and remembered as it runs.
+        let p = plan(&old, &wired(BASE, port(false, "imu.out", 2, keep_last)));
+        assert!(p.rebinds.is_empty() && p.refusal().is_none(), "{p:?}");
+        assert_eq!(p.kept.len(), 1);
+        let applied = p.as_applied(wired(BASE, port(false, "imu.out", 2, keep_last)));
+        assert_eq!(applied.nodes[1].ports, old.nodes[1].ports);
+        // A ring that would have to grow: refused, naming the port.
+        let p = plan(&old, &wired(BASE, port(false, "imu.out", 16, Qos::Reliable(16))));
         let why = p.refusal().expect("refused");
         assert!(
-            why.contains(
-                "adding connections live (`filter.out -> topic `t``), other than those of a node added"
-            ),
+            why.contains("`filter.in`: its ring of 4 messages would have to hold 16"),
             "{why}"
         );
-        // A new node's connection that binds a running node's port differently.
-        let mut new = snap(BASE, &[]);
-        new.nodes[1].ports = vec![PortPlan::Unconnected { output: true }];
-        let why = plan(&snap(BASE, &[]), &new).refusal().expect("refused");
-        assert!(why.contains("ports are bound live (node `filter`"), "{why}");
     }
 
     #[test]
@@ -696,11 +826,6 @@ to = "sink.in"
                 "name = \"filter\"",
                 "name = \"filter\"\nisolation = \"process\"",
                 "isolation live",
-            ),
-            (
-                "from = \"imu.out\"",
-                "qos = \"reliable(8)\"\nfrom = \"imu.out\"",
-                "qos or max_size live",
             ),
             (
                 "tick_rate = 400",

@@ -28,10 +28,11 @@ use super::exec::{Exec, Executor, ProcessExec, Rebuild, ThreadExec};
 use super::running::RunningNode;
 use super::setup::NodeSetup;
 use super::Health;
-use crate::io::NodeIo;
+use crate::io::{NodeIo, PortBinding};
 use crate::manifest::SupervisionSpec;
 use crate::reload::prepare::NewCode;
 use crate::reload::Reaper;
+use crate::topic::{PortPlan, TopicScope};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -85,6 +86,22 @@ impl NewNode {
     }
 }
 
+/// A port of a running node bound anew by an apply ([`crate::apply::plan::PortRebind`]).
+#[derive(Debug)]
+pub struct Rebind {
+    /// The node.
+    pub node: String,
+    /// The port.
+    pub port: String,
+    /// Its index among the node's ports.
+    pub index: usize,
+    /// Its new plan.
+    pub plan: PortPlan,
+    /// The endpoint, attached off the scheduler thread, for an `inline` or `thread` node; a
+    /// `process` node's worker attaches its own.
+    pub binding: Option<PortBinding>,
+}
+
 /// One node's settings after an apply (only for nodes whose settings changed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSettings {
@@ -113,6 +130,10 @@ pub struct ApplyOp {
     pub added: Vec<NewNode>,
     /// Nodes removed.
     pub removed: Vec<String>,
+    /// Ports of running nodes bound anew.
+    pub rebinds: Vec<Rebind>,
+    /// Where the host's topics resolve: to bind re-bound ports back if the apply fails.
+    pub scope: Option<TopicScope>,
     /// Where the outcome goes: `Ok` once every change is in place (config swaps started),
     /// or why nothing changed.
     pub reply: Sender<Result<(), String>>,
@@ -181,6 +202,44 @@ fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, Strin
     Ok(node)
 }
 
+impl RunningNode {
+    /// Binds ports of this node anew (see [`Rebind`]); a restart binds the new plans too.
+    fn rebind(&mut self, ports: Vec<Rebind>) -> Result<(), String> {
+        let plans: Vec<(String, usize, PortPlan)> = ports
+            .iter()
+            .map(|r| (r.port.clone(), r.index, r.plan.clone()))
+            .collect();
+        if let Exec::Process(p) = &mut self.exec {
+            p.rebind(&plans)?;
+        } else {
+            let bound = ports
+                .into_iter()
+                .map(|r| match r.binding {
+                    Some(binding) => Ok((r.port, r.index, r.plan, binding)),
+                    None => Err(format!("port `{}` has no endpoint to bind", r.port)),
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            match &mut self.exec {
+                Exec::Inline(i) => {
+                    for (port, _, _, binding) in bound {
+                        // The old endpoint goes once the new one has taken its place (and its
+                        // cursor).
+                        let _old = i.io_mut().rebind(&port, binding);
+                    }
+                }
+                Exec::Thread(t) => t.rebind(bound),
+                Exec::Process(_) => {}
+            }
+        }
+        for (_, index, plan) in plans {
+            if let Some(p) = self.setup.ports.get_mut(index) {
+                *p = plan;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Shuts `node` down (unless it never started) and destroys it — its endpoints released, a
 /// worker ended — and hands its library to `reaper`.
 fn retire(mut node: RunningNode, shutdown: bool, reaper: Option<&Reaper>) {
@@ -219,8 +278,20 @@ fn apply_op(
             Some(_) => {}
         }
     }
-    // Everything that can fail first: the added nodes' start, then the config swaps; undone
-    // together if one fails.
+    for r in &op.rebinds {
+        match nodes.iter().find(|n| n.setup.name == r.node) {
+            None => return Err(format!("node `{}` is not running", r.node)),
+            Some(n) if n.swapping() || n.restarting() => {
+                return Err(format!(
+                    "node `{}` is in a hot reload or a restart; apply again once it is done",
+                    r.node
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    // Everything that can fail first: the added nodes' start, the re-bound ports (a worker
+    // process attaches its own), then the config swaps; undone together if one fails.
     let mut added: Vec<RunningNode> = Vec::new();
     let mut pending = std::mem::take(&mut op.added).into_iter();
     while let Some(new) = pending.next() {
@@ -233,11 +304,19 @@ fn apply_op(
             }
         }
     }
-    let mut started: Vec<usize> = Vec::new();
     let discard = |added: Vec<RunningNode>| added.into_iter().for_each(|n| retire(n, true, reaper));
+    let rebound = match rebind(nodes, std::mem::take(&mut op.rebinds), op.scope.as_ref()) {
+        Ok(rebound) => rebound,
+        Err(why) => {
+            discard(added);
+            return Err(why);
+        }
+    };
+    let mut started: Vec<usize> = Vec::new();
     for (name, config) in &op.configs {
         let Some(i) = nodes.iter().position(|n| &n.setup.name == name) else {
             undo(nodes, &started);
+            unbind(nodes, rebound, op.scope.as_ref());
             discard(added);
             return Err(format!("node `{name}` is not running"));
         };
@@ -255,6 +334,7 @@ fn apply_op(
         };
         if let Err(why) = node.begin_apply(code) {
             undo(nodes, &started);
+            unbind(nodes, rebound, op.scope.as_ref());
             discard(added);
             return Err(why);
         }
@@ -309,6 +389,90 @@ fn apply_op(
         live.tick_rate = rate;
     }
     Ok(())
+}
+
+/// What a port was bound to before an apply re-bound it: to put it back if the apply fails.
+struct Unbind {
+    node: String,
+    port: String,
+    index: usize,
+    plan: PortPlan,
+}
+
+/// Re-binds the ports of `rebinds`: an inline node's here, a `thread` node's on its worker
+/// before its next call, a `process` node's in its worker (now, if it is idle: the one step
+/// that can fail, in which case those done are put back). Returns how to undo them.
+fn rebind(
+    nodes: &mut [RunningNode],
+    rebinds: Vec<Rebind>,
+    scope: Option<&TopicScope>,
+) -> Result<Vec<Unbind>, String> {
+    let mut done: Vec<Unbind> = Vec::new();
+    let mut by_node: Vec<(usize, Vec<Rebind>)> = Vec::new();
+    for r in rebinds {
+        let Some(i) = nodes.iter().position(|n| n.setup.name == r.node) else {
+            continue;
+        };
+        match by_node.iter_mut().find(|(j, _)| *j == i) {
+            Some((_, v)) => v.push(r),
+            None => by_node.push((i, vec![r])),
+        }
+    }
+    for (i, ports) in by_node {
+        let node = &mut nodes[i];
+        let undo: Vec<Unbind> = ports
+            .iter()
+            .filter_map(|r| {
+                Some(Unbind {
+                    node: r.node.clone(),
+                    port: r.port.clone(),
+                    index: r.index,
+                    plan: node.setup.ports.get(r.index)?.clone(),
+                })
+            })
+            .collect();
+        if let Err(why) = node.rebind(ports) {
+            unbind(nodes, done, scope);
+            return Err(format!("node `{}`: {why}", nodes[i].setup.name));
+        }
+        done.extend(undo);
+    }
+    Ok(done)
+}
+
+/// Puts re-bound ports back as they were (an apply that failed after [`rebind`]); an input
+/// goes back onto its old ring where it stopped reading.
+fn unbind(nodes: &mut [RunningNode], undo: Vec<Unbind>, scope: Option<&TopicScope>) {
+    for u in undo.into_iter().rev() {
+        let Some(node) = nodes.iter_mut().find(|n| n.setup.name == u.node) else {
+            continue;
+        };
+        let binding = if matches!(node.exec, Exec::Process(_)) {
+            None
+        } else {
+            let Some(scope) = scope else {
+                tracing::error!(node = %u.node, port = %u.port, "apply: cannot bind the port back to its topic: no scope");
+                continue;
+            };
+            match scope.bind(std::slice::from_ref(&u.plan)) {
+                Ok(mut b) => b.pop(),
+                Err((_, e)) => {
+                    tracing::error!(node = %u.node, port = %u.port, "apply: cannot bind the port back to its topic: {e}");
+                    continue;
+                }
+            }
+        };
+        let back = Rebind {
+            node: u.node.clone(),
+            port: u.port,
+            index: u.index,
+            plan: u.plan,
+            binding,
+        };
+        if let Err(e) = node.rebind(vec![back]) {
+            tracing::error!(node = %u.node, "apply: cannot put a port back: {e}");
+        }
+    }
 }
 
 fn undo(nodes: &mut [RunningNode], started: &[usize]) {

@@ -26,7 +26,7 @@ mod stop;
 mod throttle;
 mod watchdog;
 
-pub use apply::{ApplyLink, ApplyOp, NewExec, NewNode, NodeSettings};
+pub use apply::{ApplyLink, ApplyOp, NewExec, NewNode, NodeSettings, Rebind};
 pub use breaker::{Action, Breaker, CircuitState};
 pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, RestartStatus, ThreadExec, TickOutcome};
 pub use running::BenchNode;

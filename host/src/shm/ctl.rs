@@ -30,6 +30,10 @@ pub const CMD_RELOAD: u32 = 7;
 pub const CMD_RELOAD_COMMIT: u32 = 8;
 /// Command: the new code's first tick failed: destroy it, run the old code again.
 pub const CMD_RELOAD_ROLLBACK: u32 = 9;
+/// Command: a live apply re-binds ports: the argument lists each port and its new topic
+/// (JSON `[[port, PortPlan], …]`); an input re-bound on the same ring reads on from where it
+/// was.
+pub const CMD_REBIND: u32 = 10;
 
 /// Reply status: the call succeeded.
 pub const OK: u32 = 0;

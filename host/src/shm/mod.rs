@@ -103,6 +103,42 @@ mod tests {
         assert!(!exists(&ns, "a/b"), "the last endpoint removes the segment");
     }
 
+    /// A live apply re-binds an input `keep_last(4)` → `reliable(8)`: the new subscriber reads
+    /// on from where the old one stopped (nothing lost, nothing twice), holds the publisher
+    /// back once the old one is gone, and refuses a subscriber of another ring.
+    #[test]
+    fn a_resumed_subscriber_reads_on_where_its_predecessor_stopped() {
+        let ns = ns();
+        let s = spec("requeue", 16, 8);
+        let mut old = subscriber(&ns, &s, 4, false).unwrap();
+        let mut publ = publisher(&ns, &s).unwrap();
+        let mut buf = Vec::new();
+        let value = |buf: &[u8]| u64::from_le_bytes(buf[..8].try_into().unwrap());
+        for i in 0..3u64 {
+            publ.send(&i.to_le_bytes()).unwrap();
+        }
+        old.try_recv(&mut buf).unwrap();
+        assert_eq!(value(&buf), 0);
+        let mut new = subscriber(&ns, &s, 8, true).unwrap();
+        publ.send(&3u64.to_le_bytes()).unwrap();
+        assert!(new.resume_from(&old));
+        assert_eq!(new.messages_received(), 1, "counters carried on");
+        drop(old);
+        let got: Vec<u64> = std::iter::from_fn(|| new.try_recv(&mut buf).map(|_| value(&buf))).collect();
+        assert_eq!(got, vec![1, 2, 3]);
+        for i in 4..12u64 {
+            publ.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(
+            publ.send(&12u64.to_le_bytes()),
+            Err(SendError::Full),
+            "reliable now: the ring is full"
+        );
+        let other = subscriber(&ns, &spec("elsewhere", 16, 8), 4, false).unwrap();
+        let mut third = subscriber(&ns, &s, 4, false).unwrap();
+        assert!(!third.resume_from(&other), "another ring");
+    }
+
     #[test]
     fn peek_adopts_and_late_subscriber_gets_the_backlog() {
         let ns = ns();

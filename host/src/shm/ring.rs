@@ -570,4 +570,32 @@ impl Subscriber {
     pub fn last_sequence(&self) -> Option<u64> {
         self.last
     }
+    /// Takes over from `previous`, an endpoint of the same port on the same ring (a live
+    /// apply re-binding an input with another queue depth or `reliable` flag): reads on from
+    /// where `previous` stopped, so nothing it had not read yet is lost or read twice, and
+    /// carries its counters on. Returns false (and changes nothing) when the two are on
+    /// different rings.
+    ///
+    /// Moving back to `previous`'s cursor is safe while `previous` is still attached: if it
+    /// is reliable, the publishers have not passed it; if it is not, a lapped slot is skipped
+    /// as for any `keep_last` reader. The publishers look at the cursors again (the peers'
+    /// epoch moves), since this one's moved back.
+    pub fn resume_from(&mut self, previous: &Subscriber) -> bool {
+        if !self.seg.same_ring(&previous.seg) {
+            return false;
+        }
+        self.cursor = previous.cursor;
+        self.received = previous.received;
+        self.bytes = previous.bytes;
+        self.dropped = previous.dropped;
+        self.corrupt = previous.corrupt;
+        self.last = previous.last;
+        let me = self.seg.me();
+        me.messages.store(self.received, Ordering::Relaxed);
+        me.bytes.store(self.bytes, Ordering::Relaxed);
+        me.dropped.store(self.dropped, Ordering::Relaxed);
+        me.cursor.store(self.cursor, Ordering::Release);
+        self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
+        true
+    }
 }

@@ -849,6 +849,15 @@ impl Segment {
         self.peer_at(self.peer)
     }
 
+    /// True when `other` is attached to the same shared-memory object (not merely one of the
+    /// same name: a name can be removed and made again).
+    pub fn same_ring(&self, other: &Segment) -> bool {
+        match (rustix::fs::fstat(&self.file), rustix::fs::fstat(&other.file)) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    }
+
     /// Slot for sequence `seq`: its header and its payload as 8-byte words.
     pub fn slot(&self, seq: u64) -> (&SlotHeader, &[AtomicU64]) {
         let offset = layout::SLOTS_OFFSET + (seq & self.mask) as usize * self.stride;

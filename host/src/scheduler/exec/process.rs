@@ -11,6 +11,7 @@ use crate::ffi::{CallError, CallErrorKind};
 use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
 use crate::shm::ctl::{self, Ctl};
+use crate::topic::PortPlan;
 use crate::worker::{ReloadJob, WorkerJob};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,6 +43,9 @@ pub struct ProcessExec {
     reloading: Option<u32>,
     /// The worker swapped new code in and keeps the old until commit or rollback.
     swapped: bool,
+    /// A live apply's re-binding (the ctl argument) for a worker that was busy: sent before
+    /// its next tick.
+    rebind: Option<Vec<u8>>,
     wait: Duration,
     health: Arc<Health>,
     epoch: Instant,
@@ -111,6 +115,7 @@ impl ProcessExec {
             restarting: None,
             reloading: None,
             swapped: false,
+            rebind: None,
             wait,
             health,
             epoch: rebuild.epoch,
@@ -157,6 +162,8 @@ impl ProcessExec {
         self.child = Some(child);
         self.ctl = Some(ctl);
         self.in_tick = None;
+        // A fresh worker binds the job's plans, re-bound ones included.
+        self.rebind = None;
         Ok(())
     }
 
@@ -247,6 +254,45 @@ impl ProcessExec {
         }
         self.reloading = Some(ctl.send(ctl::CMD_RELOAD));
         self.poll_reload()
+    }
+
+    /// A live apply re-binds ports (`(port, its index, its new plan)`): the job takes the new
+    /// plans (a restart binds them), and an idle worker attaches the new endpoints now — an
+    /// error (a topic it cannot attach) changes nothing —, a busy one before its next tick.
+    pub fn rebind(&mut self, ports: &[(String, usize, PortPlan)]) -> Result<(), String> {
+        let arg: Vec<(&str, &PortPlan)> = ports.iter().map(|(p, _, plan)| (p.as_str(), plan)).collect();
+        let arg = serde_json::to_vec(&arg).map_err(|e| e.to_string())?;
+        let idle = self.child.is_some()
+            && self.in_tick.is_none()
+            && self.restarting.is_none()
+            && self.reloading.is_none()
+            && !self.swapped;
+        if idle {
+            self.send_rebind(&arg)?;
+        } else if self.child.is_some() {
+            self.rebind = Some(arg);
+        }
+        for (_, index, plan) in ports {
+            if let Some(p) = self.job.ports.get_mut(*index) {
+                *p = plan.clone();
+            }
+        }
+        Ok(())
+    }
+
+    fn send_rebind(&mut self, arg: &[u8]) -> Result<(), String> {
+        let ctl = self
+            .ctl
+            .as_ref()
+            .ok_or("the node's worker process is not running")?;
+        ctl.set_arg(arg).map_err(|max| {
+            format!(
+                "the rebind command ({} bytes) exceeds the command block's {max}",
+                arg.len()
+            )
+        })?;
+        self.command(ctl::CMD_REBIND, PROCESS_STOP_TIMEOUT)
+            .map_err(|e| format!("the worker process could not re-bind its ports: {e}"))
     }
 
     /// How the worker's swap is going.
@@ -343,6 +389,12 @@ impl Executor for ProcessExec {
         }
         if let Some(seq) = self.in_tick {
             return self.collect(seq);
+        }
+        if let Some(arg) = self.rebind.take() {
+            // Applied after the apply replied: a failure leaves the ports as they were.
+            if let Err(e) = self.send_rebind(&arg) {
+                tracing::error!(node = %self.job.name, "live apply: {e}; its ports stay as they were");
+            }
         }
         let Some(ctl) = self.ctl.as_ref() else {
             return TickOutcome::Finished(Err(crashed("no worker".into())), Duration::ZERO);

@@ -10,9 +10,10 @@
 
 use super::{Executor, IoSnapshot, Rebuild, RestartStatus, SwapStatus, TickOutcome};
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
-use crate::io::NodeIo;
+use crate::io::{NodeIo, PortBinding};
 use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
+use crate::topic::PortPlan;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ enum Cmd {
     /// Hand the endpoints back, destroy the object (new code that failed its first tick) and end
     /// the thread.
     Surrender,
+    /// A live apply: bind these ports to these endpoints (already attached) before the next
+    /// call. No reply: it is queued behind a tick in progress, and nothing in it can fail.
+    Rebind(Vec<(String, PortBinding)>),
 }
 
 enum Reply {
@@ -112,6 +116,13 @@ fn worker_main(
                 let r = instance.tick();
                 health.leave();
                 Reply::Done(r, started.elapsed())
+            }
+            Cmd::Rebind(ports) => {
+                for (port, binding) in ports {
+                    // The old endpoint goes once the new one has taken its place (and cursor).
+                    let _old = instance.io_mut().rebind(&port, binding);
+                }
+                continue;
             }
             Cmd::Init => timed(|| instance.init()),
             Cmd::Recreate => timed(|| instance.recreate()),
@@ -380,8 +391,9 @@ pub struct ThreadExec {
     worker: Option<Worker>,
     /// Quarantined workers, never joined: kept to count those still alive.
     abandoned: Vec<std::thread::JoinHandle<()>>,
-    /// The current worker's input endpoints, released if it is quarantined.
-    inputs: Vec<(String, usize)>,
+    /// The current worker's input endpoints (port, segment, peer entry), released if it is
+    /// quarantined.
+    inputs: Vec<(String, (String, usize))>,
     rebuild: Rebuild,
     health: Arc<Health>,
     wait: Duration,
@@ -426,6 +438,29 @@ impl ThreadExec {
             yielding: None,
             swap: None,
         })
+    }
+
+    /// A live apply re-binds ports (`(port, its index, its new plan, the endpoint attached for
+    /// it)`): the worker swaps the endpoints in before its next call (after the tick in
+    /// progress, if any); a restart from now on binds the new plans. The caller made sure the
+    /// node is neither in a swap nor restarting.
+    pub fn rebind(&mut self, ports: Vec<(String, usize, PortPlan, PortBinding)>) {
+        let mut bindings = Vec::with_capacity(ports.len());
+        for (port, index, plan, binding) in ports {
+            if let Some(p) = self.rebuild.ports.get_mut(index) {
+                *p = plan;
+            }
+            // The quarantine's list of inputs to release follows the endpoints.
+            self.inputs.retain(|(p, _)| *p != port);
+            if let Some(peer) = binding.input_peer() {
+                self.inputs.push((port.clone(), peer));
+            }
+            bindings.push((port, binding));
+        }
+        if let Some(w) = self.worker.as_ref() {
+            // A worker that is gone has nothing to re-bind: the next restart binds the plans.
+            let _ = w.tx.send(Cmd::Rebind(bindings));
+        }
     }
 
     /// Starts a hot reload at a tick boundary: the old code's worker saves its state and hands
@@ -731,7 +766,7 @@ impl Executor for ThreadExec {
         }
         // The abandoned instance keeps its topic endpoints: a reliable input of it would fill
         // up and hold its publishers back for good. Let them stop waiting for it.
-        for (segment, peer) in std::mem::take(&mut self.inputs) {
+        for (_, (segment, peer)) in std::mem::take(&mut self.inputs) {
             if let Err(e) = crate::shm::release_peer(&segment, peer) {
                 tracing::warn!(segment, "cannot release a quarantined input: {e}");
             }
