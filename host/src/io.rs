@@ -201,6 +201,28 @@ impl NodeIo {
         Some(std::mem::replace(&mut self.ports[i], binding))
     }
 
+    /// Takes every output's Link back from whoever took it over (a node that moved to another
+    /// executor and moved back, [`crate::shm::Publisher::take_over`]).
+    pub fn take_over_outputs(&mut self) {
+        for p in &mut self.ports {
+            if let PortBinding::Output(p) = p {
+                p.take_over();
+            }
+        }
+    }
+
+    /// Each input's next sequence (`None` for outputs and unconnected ports), in port order:
+    /// where the node stopped reading, for the executor it moves to.
+    pub fn input_cursors(&self) -> Vec<Option<u64>> {
+        self.ports
+            .iter()
+            .map(|p| match p {
+                PortBinding::Input(s) => Some(s.cursor()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -47,6 +47,21 @@ pub struct WorkerJob {
     /// The host's clock origin on CLOCK_MONOTONIC (ns), so the node's `now()` matches the
     /// host's nodes.
     pub epoch_monotonic_ns: u64,
+    /// The node moves here from another executor (a live apply of its `isolation`), taking
+    /// its endpoints' place and its state; `None` for a node started or restarted here.
+    #[serde(default)]
+    pub moved: Option<MovedIn>,
+}
+
+/// How a node moving into a worker process takes over from where it ran (see
+/// [`WorkerJob::moved`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MovedIn {
+    /// Per port: for an input, the next sequence the node reads (where it stopped reading);
+    /// `None` for the others.
+    pub cursors: Vec<Option<u64>>,
+    /// The old object's saved state, read and removed before `restore_state`.
+    pub state_file: PathBuf,
 }
 
 /// A hot reload's new code, the argument of [`ctl::CMD_RELOAD`]: the worker loads its own
@@ -157,6 +172,11 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
             (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
             (Ok(inst), ctl::CMD_RELOAD) => reload(inst, &ctl.arg()),
             (Ok(inst), ctl::CMD_REBIND) => rebind(inst, &job, &ctl.arg()),
+            (Ok(inst), ctl::CMD_SAVE) => save(inst, &ctl.arg()),
+            (Ok(inst), ctl::CMD_RETAKE) => {
+                inst.io_mut().take_over_outputs();
+                Ok(())
+            }
             (Ok(inst), ctl::CMD_RELOAD_COMMIT) => {
                 if let Some(old) = inst.commit_reload() {
                     release(old);
@@ -256,6 +276,19 @@ fn rebind(inst: &mut NodeInstance, job: &WorkerJob, arg: &[u8]) -> Result<(), Ca
     Ok(())
 }
 
+/// Saves the node's state into the file the argument names (a live apply moving the node out
+/// of this process): created new, owner-only; the host reads and removes it.
+fn save(inst: &mut NodeInstance, arg: &[u8]) -> Result<(), CallError> {
+    let err = |message: String| CallError {
+        kind: CallErrorKind::Error,
+        message,
+    };
+    let path = std::str::from_utf8(arg).map_err(|_| err("bad save command".into()))?;
+    let state = inst.save_state()?;
+    crate::scheduler::write_state(std::path::Path::new(path), &state)
+        .map_err(|e| err(format!("cannot write the state to {path}: {e}")))
+}
+
 /// Drops a library hot reload replaced; says so if its copy stays mapped (pinned by a
 /// thread-local destructor of this worker's thread: it lives as long as the worker process).
 fn release(plugin: Arc<PluginLibrary>) {
@@ -283,9 +316,19 @@ fn create(job: &WorkerJob) -> Result<NodeInstance, CallError> {
         .node_type(&job.node_type)
         .ok_or_else(|| err(format!("no node type `{}`", job.node_type)))?;
     let scope = TopicScope::with(job.namespace.clone(), job.instance.clone());
-    let bindings = scope
-        .bind(&job.ports)
-        .map_err(|(port, e)| err(format!("port `{}`: {e}", job.port_names[port])))?;
+    // A node moving in takes its outputs' Links over from the endpoints the host still holds.
+    let bound = match &job.moved {
+        Some(_) => scope.bind_replacing(&job.ports),
+        None => scope.bind(&job.ports),
+    };
+    let mut bindings = bound.map_err(|(port, e)| err(format!("port `{}`: {e}", job.port_names[port])))?;
+    if let Some(moved) = &job.moved {
+        for (binding, cursor) in bindings.iter_mut().zip(&moved.cursors) {
+            if let (crate::io::PortBinding::Input(sub), Some(cursor)) = (binding, cursor) {
+                sub.start_at(*cursor);
+            }
+        }
+    }
     let config: toml::Table = job.config.parse().map_err(|e| err(format!("config: {e}")))?;
     let since_epoch = Duration::from_nanos(monotonic_ns().saturating_sub(job.epoch_monotonic_ns));
     let epoch = Instant::now()
@@ -299,7 +342,23 @@ fn create(job: &WorkerJob) -> Result<NodeInstance, CallError> {
         bindings,
         epoch,
     );
-    NodeInstance::create_with_arg(lib, type_index, io, job.python.as_ref().map(PythonSource::encode))
+    let mut node =
+        NodeInstance::create_with_arg(lib, type_index, io, job.python.as_ref().map(PythonSource::encode))?;
+    if let Some(moved) = &job.moved {
+        let state = std::fs::read(&moved.state_file);
+        let _ = std::fs::remove_file(&moved.state_file);
+        let state = state.map_err(|e| {
+            err(format!(
+                "cannot read the moved node's state from {}: {e}",
+                moved.state_file.display()
+            ))
+        })?;
+        node.restore_state(&state).map_err(|e| CallError {
+            kind: e.kind,
+            message: format!("`restore_state` failed: {}", e.message),
+        })?;
+    }
+    Ok(node)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 pub mod plan;
 
 use crate::graph::GraphNode;
-use crate::manifest::{Isolation, SupervisionSpec};
+use crate::manifest::{Isolation, NodeSpec, SupervisionSpec};
 use crate::scheduler::{
     ApplyOp, Executor, Health, NewExec, NewNode, NodeSettings, ProcessExec, Rebind, Rebuild, ThreadExec,
 };
@@ -106,6 +106,12 @@ pub struct Applier {
     /// Where the running host's topics resolve, and its clock origin (set once the scheduler
     /// runs): what added nodes are made on. `None`: nodes cannot be added.
     runtime: Option<(TopicScope, Arc<OnceLock<Instant>>)>,
+    /// Nodes whose applied change the scheduler rolled back later (see
+    /// [`crate::scheduler::Reverted`]).
+    reverted: crate::scheduler::Reverted,
+    /// Each node changed by an apply, as it was before: what it runs again when that change
+    /// rolls back.
+    before: Vec<(NodeSpec, plan::Resolved)>,
 }
 
 impl Applier {
@@ -133,6 +139,8 @@ impl Applier {
             resident,
             ops,
             runtime: None,
+            reverted: Default::default(),
+            before: Vec::new(),
         }
     }
 
@@ -160,6 +168,7 @@ impl Applier {
                 ))
             }
         };
+        self.take_reverts();
         let new = Snapshot::of(&graph);
         self.resident.remember(&graph.plugins);
         let plan = plan::plan(&self.running, &new);
@@ -187,12 +196,23 @@ impl Applier {
         op.added = added;
         op.removed = plan.removed.clone();
         op.rebinds = rebinds;
+        op.reverted = self.reverted.clone();
         op.scope = self.runtime.as_ref().map(|(scope, _)| scope.clone());
         if self.ops.send(op).is_err() {
             return Outcome::Failed("apply failed: the scheduler is not running; nothing changed".into());
         }
         match replied.recv_timeout(SCHEDULER_WAIT) {
             Ok(Ok(())) => {
+                for d in &plan.changed {
+                    if let Some(i) = self.running.manifest.nodes.iter().position(|n| n.name == d.name) {
+                        let was = (
+                            self.running.manifest.nodes[i].clone(),
+                            self.running.nodes[i].clone(),
+                        );
+                        self.before.retain(|(n, _)| n.name != d.name);
+                        self.before.push(was);
+                    }
+                }
                 self.running = plan.as_applied(new);
                 Outcome::Applied(summary)
             }
@@ -207,6 +227,22 @@ impl Applier {
 }
 
 impl Applier {
+    /// Puts back, in what it compares with, the nodes whose applied change rolled back since
+    /// the last apply: they run as they were before it.
+    fn take_reverts(&mut self) {
+        let names = std::mem::take(&mut *self.reverted.lock().unwrap_or_else(|p| p.into_inner()));
+        for name in names {
+            let Some((spec, resolved)) = self.before.iter().find(|(n, _)| n.name == name).cloned() else {
+                continue;
+            };
+            if let Some(i) = self.running.manifest.nodes.iter().position(|n| n.name == name) {
+                tracing::info!(node = %name, "apply: the node's last applied change rolled back; it runs as before it");
+                self.running.manifest.nodes[i] = spec;
+                self.running.nodes[i] = resolved;
+            }
+        }
+    }
+
     /// Attaches the endpoints of the running `inline` and `thread` nodes' ports that `plan`
     /// binds anew (a `process` node's worker attaches its own): all of them, or none and why.
     fn bind(&self, plan: &plan::Plan) -> Result<Vec<Rebind>, String> {
@@ -356,10 +392,15 @@ fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> A
     let spec = |name: &str| new.manifest.nodes.iter().find(|n| n.name == name);
     let mut settings = Vec::new();
     let mut configs = Vec::new();
+    let mut moves = Vec::new();
     for d in &plan.changed {
         let Some(n) = spec(&d.name) else { continue };
-        if d.changes.contains(&NodeChange::Config) {
-            configs.push((n.name.clone(), n.config.clone()));
+        let config = d.changes.contains(&NodeChange::Config).then(|| n.config.clone());
+        if d.changes.iter().any(|c| matches!(c, NodeChange::Isolation(..))) {
+            // Moved, with its new config if that changed too.
+            moves.push((n.name.clone(), n.isolation, config));
+        } else if let Some(config) = config {
+            configs.push((n.name.clone(), config));
         }
         if d.changes.iter().any(|c| {
             matches!(
@@ -383,7 +424,9 @@ fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> A
         added: Vec::new(),
         removed: Vec::new(),
         rebinds: Vec::new(),
+        moves,
         scope: None,
+        reverted: Default::default(),
         reply,
     }
 }

@@ -90,7 +90,11 @@ impl NodeChange {
     fn live(&self) -> bool {
         matches!(
             self,
-            NodeChange::Config | NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..)
+            NodeChange::Config
+                | NodeChange::Priority(..)
+                | NodeChange::RateHz(..)
+                | NodeChange::Deadline(..)
+                | NodeChange::Isolation(..)
         )
     }
 
@@ -466,7 +470,8 @@ impl Plan {
                         d.name
                     )));
                 }
-                if d.isolation == Isolation::Process {
+                let moved = d.changes.iter().any(|c| matches!(c, NodeChange::Isolation(..)));
+                if d.isolation == Isolation::Process && !moved {
                     return Some(refuse(&format!(
                         "changing the config of an `isolation = \"process\"` node live (node `{}`)",
                         d.name
@@ -791,6 +796,19 @@ to = "sink.in"
     }
 
     #[test]
+    fn an_isolation_change_is_a_move_with_its_config() {
+        let new = BASE
+            .replace("name = \"filter\"", "name = \"filter\"\nisolation = \"process\"")
+            .replace("alpha = 0.5", "alpha = 0.9");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(
+            p.summary(),
+            "apply: +0 nodes, -0, ~1 changed (filter: isolation inline → process, config)"
+        );
+    }
+
+    #[test]
     fn a_preset_is_its_tick_rate() {
         let new = BASE.replace("tick_rate = 400", "preset = \"realtime\"");
         let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
@@ -808,11 +826,6 @@ to = "sink.in"
     fn every_structural_change_is_refused_with_its_name() {
         let cases: &[(&str, &str, &str)] = &[
             (
-                "name = \"filter\"",
-                "name = \"filter\"\nisolation = \"thread\"",
-                "isolation live (node `filter`)",
-            ),
-            (
                 "plugin = \"libx.so\"\nconfig",
                 "plugin = \"liby.so\"\nconfig",
                 "plugin live (node `filter`)",
@@ -821,11 +834,6 @@ to = "sink.in"
                 "rate_hz = 100",
                 "rate_hz = 100\nwatchdog_ms = 500",
                 "watchdog_ms live (node `imu`)",
-            ),
-            (
-                "name = \"filter\"",
-                "name = \"filter\"\nisolation = \"process\"",
-                "isolation live",
             ),
             (
                 "tick_rate = 400",

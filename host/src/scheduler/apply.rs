@@ -29,7 +29,7 @@ use super::running::RunningNode;
 use super::setup::NodeSetup;
 use super::Health;
 use crate::io::{NodeIo, PortBinding};
-use crate::manifest::SupervisionSpec;
+use crate::manifest::{Isolation, SupervisionSpec};
 use crate::reload::prepare::NewCode;
 use crate::reload::Reaper;
 use crate::topic::{PortPlan, TopicScope};
@@ -132,12 +132,21 @@ pub struct ApplyOp {
     pub removed: Vec<String>,
     /// Ports of running nodes bound anew.
     pub rebinds: Vec<Rebind>,
+    /// Nodes moved to another isolation level, with their new `config` if it changed too.
+    pub moves: Vec<(String, Isolation, Option<toml::Table>)>,
     /// Where the host's topics resolve: to bind re-bound ports back if the apply fails.
     pub scope: Option<TopicScope>,
+    /// Where nodes whose change rolls back later are named.
+    pub reverted: Reverted,
     /// Where the outcome goes: `Ok` once every change is in place (config swaps started),
     /// or why nothing changed.
     pub reply: Sender<Result<(), String>>,
 }
+
+/// The nodes whose change by a live apply was rolled back after the apply replied (a swap's
+/// or a move's first tick, a worker that did not come up): the applier reads them before its
+/// next plan, so it compares the new manifest with what really runs.
+pub type Reverted = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// The scheduler's side of live apply.
 #[derive(Debug)]
@@ -203,6 +212,16 @@ fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, Strin
 }
 
 impl RunningNode {
+    /// Says that the change a live apply made to this node was rolled back.
+    pub(super) fn apply_reverted(&self) {
+        if let Some(reverts) = &self.reverts {
+            reverts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(self.setup.name.clone());
+        }
+    }
+
     /// Binds ports of this node anew (see [`Rebind`]); a restart binds the new plans too.
     fn rebind(&mut self, ports: Vec<Rebind>) -> Result<(), String> {
         let plans: Vec<(String, usize, PortPlan)> = ports
@@ -332,6 +351,7 @@ fn apply_op(
             python: None,
             config: Some(config.clone()),
         };
+        node.reverts = Some(op.reverted.clone());
         if let Err(why) = node.begin_apply(code) {
             undo(nodes, &started);
             unbind(nodes, rebound, op.scope.as_ref());
@@ -339,6 +359,40 @@ fn apply_op(
             return Err(why);
         }
         started.push(i);
+    }
+    let mut moved: Vec<usize> = Vec::new();
+    let wait = Duration::from_secs_f64(0.5 / live.tick_rate);
+    for (name, to, config) in &op.moves {
+        let Some(i) = nodes.iter().position(|n| &n.setup.name == name) else {
+            continue;
+        };
+        let Some(scope) = op.scope.clone() else {
+            return Err("this host cannot move nodes".into());
+        };
+        let node = &mut nodes[i];
+        let code = NewCode {
+            plugin: node.setup.plugin.clone(),
+            type_index: node.setup.type_index,
+            ports: node.setup.plugin.info().node_types[node.setup.type_index]
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.output))
+                .collect(),
+            python: None,
+            config: config.clone(),
+        };
+        let wait = node.health.timeout.map_or(wait, |t| t.min(wait));
+        node.reverts = Some(op.reverted.clone());
+        if let Err(why) = node.begin_move(*to, code, scope, wait, reaper.cloned()) {
+            for &j in &moved {
+                nodes[j].cancel_move();
+            }
+            undo(nodes, &started);
+            unbind(nodes, rebound, op.scope.as_ref());
+            discard(added);
+            return Err(why);
+        }
+        moved.push(i);
     }
     // Nothing fails from here on.
     for name in &op.removed {

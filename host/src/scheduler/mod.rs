@@ -18,6 +18,7 @@
 mod apply;
 mod breaker;
 mod exec;
+mod moving;
 mod reload;
 mod running;
 mod setup;
@@ -26,9 +27,10 @@ mod stop;
 mod throttle;
 mod watchdog;
 
-pub use apply::{ApplyLink, ApplyOp, NewExec, NewNode, NodeSettings, Rebind};
+pub use apply::{ApplyLink, ApplyOp, NewExec, NewNode, NodeSettings, Rebind, Reverted};
 pub use breaker::{Action, Breaker, CircuitState};
 pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, RestartStatus, ThreadExec, TickOutcome};
+pub use moving::write_state;
 pub use running::BenchNode;
 pub use setup::{BoundNode, NodeSetup};
 pub use stats::{table, NodeStats, TickTimes};
@@ -514,6 +516,10 @@ fn run_on_this_thread(
     }
     let elapsed = start.elapsed();
 
+    // A live apply's move under way ends first: the drain and shutdown need one executor each.
+    for node in &mut nodes {
+        node.settle_move();
+    }
     drain(&mut nodes);
     shutdown_all(&mut nodes);
     let stats: Vec<NodeStats> = nodes.iter_mut().map(|n| n.stats(tick_rate, elapsed)).collect();

@@ -77,6 +77,10 @@ pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &Reload
 /// cycle, cheap when nothing is under way.
 pub(super) fn progress(nodes: &mut [RunningNode]) {
     for node in nodes {
+        if node.moving.is_some() {
+            node.poll_move();
+            continue;
+        }
         let waiting = node.reload.swap.as_ref().is_some_and(|s| !s.ticking);
         if waiting {
             let status = node.exec.poll_reload();
@@ -120,7 +124,7 @@ impl RunningNode {
 
     /// Starts swapping `code` in.
     fn begin(&mut self, code: NewCode, file: String) {
-        if self.restarting() {
+        if self.restarting() || self.moving.is_some() {
             self.queue(code, file);
             return;
         }
@@ -152,6 +156,9 @@ impl RunningNode {
             }
             SwapStatus::Failed(why, thread) => {
                 if let Some(swap) = self.reload.swap.take() {
+                    if swap.file == APPLY_ORIGIN {
+                        self.apply_reverted();
+                    }
                     self.reload_failed(&swap.file, &why);
                     self.unload(swap.code.plugin, thread);
                 }
@@ -196,6 +203,9 @@ impl RunningNode {
                 );
             }
             Some(why) => {
+                if swap.file == APPLY_ORIGIN {
+                    self.apply_reverted();
+                }
                 let thread = self.exec.rollback_reload();
                 self.reload_failed(
                     &swap.file,
@@ -229,9 +239,9 @@ impl RunningNode {
         Ok(())
     }
 
-    /// True while a swap is under way or waiting.
+    /// True while a swap or a move is under way, or a swap waits.
     pub(super) fn swapping(&self) -> bool {
-        self.reload.swap.is_some() || self.reload.queued.is_some()
+        self.reload.swap.is_some() || self.reload.queued.is_some() || self.moving.is_some()
     }
 
     /// Undoes a swap [`RunningNode::begin_apply`] started, before its first tick (another node

@@ -68,6 +68,11 @@ pub(super) struct RunningNode {
     pub(super) epoch: Instant,
     /// Hot-reload counters and the swap waiting for its first tick.
     pub(super) reload: ReloadStats,
+    /// A live apply moving the node to another isolation level.
+    pub(super) moving: Option<Box<super::moving::Move>>,
+    /// Where to say that a change a live apply made to this node was rolled back (after the
+    /// apply replied), so the applier knows the node runs as before.
+    pub(super) reverts: Option<super::apply::Reverted>,
 }
 
 impl RunningNode {
@@ -104,6 +109,8 @@ impl RunningNode {
             health,
             epoch,
             reload: ReloadStats::default(),
+            moving: None,
+            reverts: None,
         }
     }
 
@@ -282,6 +289,8 @@ impl RunningNode {
             self.ticks += 1;
             if self.reload.pending() {
                 self.after_reload_tick(result.as_ref().err().map(|e| e.message.as_str()));
+            } else if self.move_ticking() {
+                self.after_move_tick(result.as_ref().err().map(|e| e.message.as_str()));
             }
             self.finished(result, ended.saturating_duration_since(started));
             return ended;
@@ -307,6 +316,8 @@ impl RunningNode {
     fn after_worker_tick(&mut self, result: &Result<(), CallError>) {
         if self.reload.pending() {
             self.after_reload_tick(result.as_ref().err().map(|e| e.message.as_str()));
+        } else if self.move_ticking() {
+            self.after_move_tick(result.as_ref().err().map(|e| e.message.as_str()));
         }
     }
 

@@ -34,6 +34,12 @@ pub const CMD_RELOAD_ROLLBACK: u32 = 9;
 /// (JSON `[[port, PortPlan], …]`); an input re-bound on the same ring reads on from where it
 /// was.
 pub const CMD_REBIND: u32 = 10;
+/// Command: a live apply moves the node out of this process: save its state into the file
+/// the argument names.
+pub const CMD_SAVE: u32 = 11;
+/// Command: the move out failed: take the outputs' Links back (the host's endpoints took
+/// them over).
+pub const CMD_RETAKE: u32 = 12;
 
 /// Reply status: the call succeeded.
 pub const OK: u32 = 0;

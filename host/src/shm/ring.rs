@@ -570,6 +570,35 @@ impl Subscriber {
     pub fn last_sequence(&self) -> Option<u64> {
         self.last
     }
+    /// Reads on from sequence `cursor` (the next message this endpoint reads): where another
+    /// endpoint of the same node stopped, handed over when the node moves between processes
+    /// ([`Subscriber::cursor_of`]). Safe while that endpoint is still attached, as for
+    /// [`resume_from`](Self::resume_from).
+    pub fn start_at(&mut self, cursor: u64) {
+        self.cursor = cursor;
+        let me = self.seg.me();
+        me.cursor.store(self.cursor, Ordering::Release);
+        self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The next sequence the subscriber of process `pid` on this ring reads (the lowest, if it
+    /// has several), other than this endpoint: where a node's worker process stopped reading.
+    pub fn cursor_of(&self, pid: u32) -> Option<u64> {
+        (0..layout::MAX_PEERS)
+            .filter(|&i| i != self.seg.peer_index())
+            .map(|i| self.seg.peer_at(i))
+            .filter(|p| {
+                p.pid.load(Ordering::Acquire) == pid && p.role.load(Ordering::Relaxed) == ROLE_SUBSCRIBER
+            })
+            .map(|p| p.cursor.load(Ordering::Acquire))
+            .min()
+    }
+
+    /// The next sequence this subscriber reads.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
     /// Takes over from `previous`, an endpoint of the same port on the same ring (a live
     /// apply re-binding an input with another queue depth or `reliable` flag): reads on from
     /// where `previous` stopped, so nothing it had not read yet is lost or read twice, and

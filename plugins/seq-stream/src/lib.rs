@@ -7,6 +7,9 @@
 //! stops the burst and resumes on the next tick, so nothing is skipped.
 //! `SeqCheck` config: `expect` (messages to wait for, default 1 000 000), `reliable` (true:
 //! every gap is an error; false: gaps are counted as drops).
+//!
+//! Both hand their position over (`save_state`/`restore_state`), so a hot reload or a live
+//! move of either goes on where it was.
 
 use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port, SendError};
 
@@ -65,6 +68,18 @@ impl Node for SeqSource {
         Ok(())
     }
 
+    /// The next number to send: a hot reload or a live move goes on from it.
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        Ok(self.next.to_le_bytes().to_vec())
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> NodeResult {
+        if let Ok(bytes) = <[u8; 8]>::try_from(state) {
+            self.next = u64::from_le_bytes(bytes);
+        }
+        Ok(())
+    }
+
     fn shutdown(&mut self, ctx: &mut Context<'_>) -> NodeResult {
         ctx.info(format_args!(
             "sent {} of {} (back-pressure on {} ticks)",
@@ -96,6 +111,24 @@ impl Node for SeqCheck {
             gaps: 0,
             done_logged: false,
         })
+    }
+
+    /// The next number expected, and the counts: a hot reload or a live move checks on from
+    /// them.
+    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
+        let mut state = Vec::with_capacity(24);
+        for v in [self.next, self.received, self.gaps] {
+            state.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(state)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> NodeResult {
+        if state.len() == 24 {
+            let word = |i: usize| u64::from_le_bytes(state[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            (self.next, self.received, self.gaps) = (word(0), word(1), word(2));
+        }
+        Ok(())
     }
 
     fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {

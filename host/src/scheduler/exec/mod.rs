@@ -165,6 +165,28 @@ pub trait Executor {
     }
 }
 
+/// How an executor a node moves to comes up (a live apply of its `isolation`).
+#[derive(Debug)]
+pub enum Start {
+    /// Still creating, restoring or initialising.
+    Pending,
+    /// Ready for its first tick.
+    Ready,
+    /// It failed: why, and the node's endpoints if they came back.
+    Failed(String, Option<Box<NodeIo>>),
+}
+
+/// How a `thread` node's worker hands its node over (a live apply of its `isolation`).
+#[derive(Debug)]
+pub enum Yielded {
+    /// Still saving the state.
+    Pending,
+    /// The state and the endpoints.
+    Done(Vec<u8>, Box<NodeIo>),
+    /// Why it could not.
+    Failed(String),
+}
+
 /// How to build a node's instance again from scratch (a quarantined worker keeps the old one).
 #[derive(Debug, Clone)]
 pub struct Rebuild {

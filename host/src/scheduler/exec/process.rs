@@ -104,6 +104,7 @@ impl ProcessExec {
             namespace: rebuild.scope.namespace().to_owned(),
             instance: rebuild.scope.instance().to_owned(),
             epoch_monotonic_ns: crate::worker::monotonic_ns().saturating_sub(since_epoch),
+            moved: None,
         };
         ProcessExec {
             job,
@@ -143,6 +144,8 @@ impl ProcessExec {
             kind: CallErrorKind::Error,
             message: e.to_string(),
         })?;
+        // A node moved in takes over once; a later restart starts it afresh.
+        self.job.moved = None;
         let exe = match &self.program {
             Some(program) => program.clone(),
             None => std::env::current_exe().map_err(|e| CallError {
@@ -254,6 +257,43 @@ impl ProcessExec {
         }
         self.reloading = Some(ctl.send(ctl::CMD_RELOAD));
         self.poll_reload()
+    }
+
+    /// A node moving here from another executor (a live apply of its `isolation`): the
+    /// worker takes its endpoints' place and its state ([`crate::worker::MovedIn`]). Started
+    /// with [`Executor::begin_restart`] (the process spawned, its `init` handed over).
+    pub fn moved_in(mut self, moved: crate::worker::MovedIn) -> ProcessExec {
+        self.job.moved = Some(moved);
+        self
+    }
+
+    /// The worker process's pid, if it runs.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A live apply moves the node out of this process: an idle worker saves its state into
+    /// `path` (the node's object stays, parked, until it is shut down or takes its outputs
+    /// back, [`ProcessExec::retake`]).
+    pub fn save_to(&mut self, path: &std::path::Path) -> Result<(), String> {
+        if self.child.is_none() {
+            return Err("its worker process is not running".into());
+        }
+        if self.in_tick.is_some() || self.restarting.is_some() || self.reloading.is_some() || self.swapped {
+            return Err("its worker process is busy (in a tick, a restart or a hot reload)".into());
+        }
+        let ctl = self.ctl.as_ref().ok_or("its worker process is not running")?;
+        let arg = path.to_string_lossy();
+        ctl.set_arg(arg.as_bytes())
+            .map_err(|max| format!("the state file's path exceeds the command block's {max} bytes"))?;
+        self.command(ctl::CMD_SAVE, PROCESS_STOP_TIMEOUT)
+            .map_err(|e| format!("`save_state` of the running code failed: {e}"))
+    }
+
+    /// The move out failed: the worker takes its outputs' Links back and runs on.
+    pub fn retake(&mut self) -> Result<(), String> {
+        self.command(ctl::CMD_RETAKE, PROCESS_STOP_TIMEOUT)
+            .map_err(|e| format!("the worker process could not take its outputs back: {e}"))
     }
 
     /// A live apply re-binds ports (`(port, its index, its new plan)`): the job takes the new

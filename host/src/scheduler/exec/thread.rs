@@ -8,7 +8,7 @@
 //! stuck, and the handles of abandoned workers, to count those still alive). Does not own the
 //! decision to quarantine or restart (see `super::super::running`).
 
-use super::{Executor, IoSnapshot, Rebuild, RestartStatus, SwapStatus, TickOutcome};
+use super::{Executor, IoSnapshot, Rebuild, RestartStatus, Start, SwapStatus, TickOutcome, Yielded};
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::io::{NodeIo, PortBinding};
 use crate::reload::prepare::NewCode;
@@ -403,6 +403,12 @@ pub struct ThreadExec {
     yielding: Option<NewCode>,
     /// A hot reload in progress: the new code's worker is `worker`.
     swap: Option<Swap>,
+    /// A live apply moves the node to another executor: this worker saves its state and hands
+    /// its endpoints over (`Yield` sent, its reply awaited).
+    handing_over: bool,
+    /// A node moved here from another executor: its new worker creates, restores and
+    /// initialises it (the reply awaited).
+    starting: bool,
 }
 
 /// A hot reload of a `thread` node in progress. Each generation of code runs on a worker thread
@@ -437,7 +443,138 @@ impl ThreadExec {
             last: IoSnapshot::default(),
             yielding: None,
             swap: None,
+            handing_over: false,
+            starting: false,
         })
+    }
+
+    /// A node moving here from another executor (a live apply of its `isolation`): a worker
+    /// thread creates `code` on the node's endpoints `io`, restores `state` and initialises it,
+    /// while the scheduler goes on ([`ThreadExec::poll_start`]). Gives `io` back if the thread
+    /// cannot be spawned.
+    pub fn start_moved(
+        rebuild: Rebuild,
+        code: &NewCode,
+        io: NodeIo,
+        state: Vec<u8>,
+        health: Arc<Health>,
+        wait: Duration,
+    ) -> Result<ThreadExec, String> {
+        let inputs = io.input_peers();
+        let worker = Worker::launch_generation(&rebuild, code, io, state, health.clone())
+            .map_err(|e| format!("cannot spawn a worker thread: {e}"))?;
+        Ok(ThreadExec {
+            worker: Some(worker),
+            abandoned: Vec::new(),
+            inputs,
+            rebuild,
+            health,
+            wait,
+            last: IoSnapshot::default(),
+            yielding: None,
+            swap: None,
+            handing_over: false,
+            starting: true,
+        })
+    }
+
+    /// How a moved-in node's start goes: ready for its first tick, or failed with the
+    /// endpoints handed back (if they were not lost with the thread).
+    pub fn poll_start(&mut self) -> Start {
+        if !self.starting {
+            return Start::Ready;
+        }
+        let Some(w) = self.worker.as_mut() else {
+            self.starting = false;
+            return Start::Failed("the node's worker thread is gone".into(), None);
+        };
+        match w.rx.try_recv() {
+            Err(TryRecvError::Empty) => Start::Pending,
+            Ok(Reply::Done(Ok(()), _)) => {
+                self.starting = false;
+                Start::Ready
+            }
+            Ok(Reply::SwapFailed(why, io)) => {
+                self.starting = false;
+                w.join();
+                Start::Failed(why, Some(Box::new(io)))
+            }
+            Ok(_) | Err(TryRecvError::Disconnected) => {
+                self.starting = false;
+                Start::Failed("the new worker thread ended".into(), None)
+            }
+        }
+    }
+
+    /// A live apply moves the node to another executor: the worker saves the state and hands
+    /// the endpoints over ([`ThreadExec::poll_yield`]); its object stays, parked, until
+    /// [`ThreadExec::resume`] or [`ThreadExec::retire`].
+    pub fn begin_yield(&mut self) -> Result<(), String> {
+        if self.in_swap() || self.swap.is_some() {
+            return Err("it is in a hot reload".into());
+        }
+        let w = self
+            .worker
+            .as_mut()
+            .filter(|w| !w.busy())
+            .ok_or("its worker thread is busy (in a tick or a restart) or gone")?;
+        w.tx.send(Cmd::Yield)
+            .map_err(|_| "its worker thread is gone".to_owned())?;
+        self.handing_over = true;
+        Ok(())
+    }
+
+    /// How the hand-over goes.
+    pub fn poll_yield(&mut self) -> Yielded {
+        if !self.handing_over {
+            return Yielded::Failed("no hand-over under way".into());
+        }
+        let Some(w) = self.worker.as_mut() else {
+            self.handing_over = false;
+            return Yielded::Failed("its worker thread is gone".into());
+        };
+        match w.rx.try_recv() {
+            Err(TryRecvError::Empty) => Yielded::Pending,
+            Ok(Reply::Yielded(Ok((state, io)))) => {
+                self.handing_over = false;
+                Yielded::Done(state, Box::new(io))
+            }
+            Ok(Reply::Yielded(Err(e))) => {
+                self.handing_over = false;
+                Yielded::Failed(format!("`save_state` of the running code failed: {e}"))
+            }
+            Ok(_) | Err(TryRecvError::Disconnected) => {
+                self.handing_over = false;
+                Yielded::Failed("its worker thread is gone".into())
+            }
+        }
+    }
+
+    /// The parked object takes the endpoints back and runs on (a move that failed).
+    pub fn resume(&mut self, io: NodeIo) -> Result<(), String> {
+        let w = self.worker.as_mut().ok_or("its worker thread is gone")?;
+        w.call(Cmd::Resume(Box::new(io))).map_err(|e| e.to_string())
+    }
+
+    /// The parked object is shut down and destroyed on its thread, which ends (a move that
+    /// succeeded); returns that thread, to join before its library is released.
+    pub fn retire(mut self) -> Option<std::thread::JoinHandle<()>> {
+        let mut w = self.worker.take()?;
+        let _ = w.tx.send(Cmd::Retire);
+        w.thread.take()
+    }
+
+    /// The moved-in node's worker hands the endpoints back and ends, its object destroyed (a
+    /// move whose first tick failed): the endpoints and the thread, to join.
+    pub fn surrender(mut self) -> (Option<NodeIo>, Option<std::thread::JoinHandle<()>>) {
+        let Some(mut w) = self.worker.take() else {
+            return (None, None);
+        };
+        let io = w.tx.send(Cmd::Surrender).ok().and_then(|()| match w.rx.recv() {
+            Ok(Reply::Io(io)) => Some(io),
+            _ => None,
+        });
+        (io, w.thread.take())
     }
 
     /// A live apply re-binds ports (`(port, its index, its new plan, the endpoint attached for
@@ -484,7 +621,10 @@ impl ThreadExec {
     /// True while a swap's old code is yielding or its new code is coming up: the node is
     /// skipped and its worker is not asked for anything else.
     fn in_swap(&self) -> bool {
-        self.yielding.is_some() || self.swap.as_ref().is_some_and(|s| s.creating)
+        self.yielding.is_some()
+            || self.swap.as_ref().is_some_and(|s| s.creating)
+            || self.handing_over
+            || self.starting
     }
 
     /// The old code's state and endpoints have come (`Yield`): the new code's worker starts.
@@ -816,7 +956,7 @@ impl Drop for ThreadExec {
             }
         }
         if let Some(mut w) = self.worker.take() {
-            if w.busy() || self.yielding.is_some() {
+            if w.busy() || self.yielding.is_some() || self.handing_over {
                 // Still in a tick or a restart: cannot join without hanging the host; leave it
                 // detached.
                 w.thread.take();
