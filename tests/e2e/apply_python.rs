@@ -152,11 +152,16 @@ fn a_broken_python_node_fails_the_apply_and_changes_nothing() {
     let good = py_decl("py", &counter, "inline", &venv);
 
     let syntax = s.write("syntax.py", "import horus\n\nclass N(horus.Node)\n    pass\n");
-    rewrite(&m, &base(&lib, &(good.clone() + &py_decl("bad", &syntax, "inline", &venv))));
+    rewrite(
+        &m,
+        &base(&lib, &(good.clone() + &py_decl("bad", &syntax, "inline", &venv))),
+    );
     let out = apply_in(&ns, &[mm]);
     assert_eq!(out.code(), 2, "{out:?}");
     assert!(
-        out.stderr.contains("node `bad`") && out.stderr.contains("syntax.py") && out.stderr.contains("SyntaxError"),
+        out.stderr.contains("node `bad`")
+            && out.stderr.contains("syntax.py")
+            && out.stderr.contains("SyntaxError"),
         "{}",
         out.stderr
     );
@@ -168,7 +173,13 @@ fn a_broken_python_node_fails_the_apply_and_changes_nothing() {
          raise RuntimeError(\"no sensor attached\")\n",
     );
     for isolation in ["inline", "thread"] {
-        rewrite(&m, &base(&lib, &(good.clone() + &py_decl("bad", &raising, isolation, &venv))));
+        rewrite(
+            &m,
+            &base(
+                &lib,
+                &(good.clone() + &py_decl("bad", &raising, isolation, &venv)),
+            ),
+        );
         let out = apply_in(&ns, &[mm]);
         assert_eq!(out.code(), 1, "{isolation}: {out:?}");
         assert!(
@@ -225,11 +236,18 @@ fn a_python_node_of_another_environment_is_refused() {
     std::thread::sleep(Duration::from_millis(800));
     let mm = m.to_str().unwrap();
     let other = second_venv(&s);
-    rewrite(&m, &base(&lib, &(running.clone() + &py_decl("py2", &counter, "thread", &other))));
+    rewrite(
+        &m,
+        &base(
+            &lib,
+            &(running.clone() + &py_decl("py2", &counter, "thread", &other)),
+        ),
+    );
     let out = apply_in(&ns, &[mm]);
     assert_eq!(out.code(), 2, "{out:?}");
     assert!(
-        out.stderr.contains("apply refused: node `py2` would run in the Python environment of")
+        out.stderr
+            .contains("apply refused: node `py2` would run in the Python environment of")
             && out.stderr.contains("venv2")
             && out.stderr.contains("one Python interpreter per process"),
         "{}",
@@ -282,7 +300,8 @@ fn a_node_added_live_is_hot_reloaded() {
     read_for(&mut sub, &mut values, Duration::ZERO);
     assert!(swapped, "the new build runs: {values:?}\n{}", out.stderr);
     assert!(
-        out.stderr.contains("hot reload: watching the files of the nodes the apply left running"),
+        out.stderr
+            .contains("hot reload: watching the files of the nodes the apply left running"),
         "{}",
         out.stderr
     );
@@ -320,7 +339,8 @@ fn a_plugin_path_that_resolves_the_same_files_applies_as_no_node_change() {
     let out = apply_in(&ns, &[m.to_str().unwrap()]);
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(
-        out.stdout.contains("apply: +0 nodes, -0, ~0 changed, [plugins] path"),
+        out.stdout
+            .contains("apply: +0 nodes, -0, ~0 changed, [plugins] path"),
         "{out:?}"
     );
     let out = finish(child);

@@ -45,7 +45,7 @@ impl Snapshot {
             .nodes
             .iter()
             .map(|n| Resolved {
-                    type_name: n.type_name.clone(),
+                type_name: n.type_name.clone(),
                 // The running graph may have found it by a relative path, the new one by an
                 // absolute one: the same file either way.
                 plugin: std::fs::canonicalize(&n.plugin.info().path)
@@ -234,7 +234,9 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
     // the one the first added Python node starts).
     let mut interpreter = running.interpreter.clone();
     for (spec, resolved) in new.manifest.nodes.iter().zip(&new.nodes) {
-        let Some(program) = &resolved.interpreter else { continue };
+        let Some(program) = &resolved.interpreter else {
+            continue;
+        };
         if !plan.added.contains(&spec.name) {
             continue;
         }
@@ -841,16 +843,26 @@ to = "sink.in"
         let p = plan(&emptied, &snap(&two_b));
         assert!(p.refusal().expect("refused").contains("node `two`"), "{p:?}");
         let two_a = BASE.to_owned() + &python_decl("two", Some("venvs/a"));
-        assert_eq!(plan(&emptied, &snap(&two_a)).refusal(), None, "the same environment joins it");
+        assert_eq!(
+            plan(&emptied, &snap(&two_a)).refusal(),
+            None,
+            "the same environment joins it"
+        );
         // A host without Python takes any one environment, not two at once.
         let why = plan(&snap(BASE), &snap(&new)).refusal().expect("refused");
-        assert!(why.contains("node `two`") && why.contains("venvs/a/bin/python"), "{why}");
+        assert!(
+            why.contains("node `two`") && why.contains("venvs/a/bin/python"),
+            "{why}"
+        );
         assert_eq!(plan(&snap(BASE), &snap(&two_b)).refusal(), None);
     }
 
     #[test]
     fn build_and_watch_keys_apply_live() {
-        let base = BASE.replace("rate_hz = 100", "rate_hz = 100\nbuild = \"make\"\nwatch = [\"src/**\"]");
+        let base = BASE.replace(
+            "rate_hz = 100",
+            "rate_hz = 100\nbuild = \"make\"\nwatch = [\"src/**\"]",
+        );
         let new = base.replace("src/**", "lib/**");
         let p = plan(&snap(&base, &[]), &snap(&new, &[]));
         assert_eq!(p.changed[0].changes, vec![NodeChange::Build]);
@@ -862,7 +874,10 @@ to = "sink.in"
     fn hot_reload_toggled_is_planned_for_the_applier() {
         let p = plan(
             &snap(BASE, &[]),
-            &snap(&BASE.replace("tick_rate = 400", "tick_rate = 400\nhot_reload = true"), &[]),
+            &snap(
+                &BASE.replace("tick_rate = 400", "tick_rate = 400\nhot_reload = true"),
+                &[],
+            ),
         );
         assert_eq!(p.hot_reload, Some(true));
         assert_eq!(p.refusal(), None, "the applier decides: {p:?}");

@@ -250,7 +250,9 @@ impl Current {
                     self.files = files;
                 }
                 Err(e) => {
-                    tracing::warn!("hot reload: {e}; it keeps watching the files it watched before the apply");
+                    tracing::warn!(
+                        "hot reload: {e}; it keeps watching the files it watched before the apply"
+                    );
                     return;
                 }
             }
@@ -263,7 +265,9 @@ impl Current {
             if !set.builds.is_empty() {
                 match build::Builder::start(set.builds, prepared.clone()) {
                     Ok(builder) => self.builder = Some(builder),
-                    Err(e) => tracing::warn!("hot reload: {e}; `build =` commands do not run until the next apply"),
+                    Err(e) => {
+                        tracing::warn!("hot reload: {e}; `build =` commands do not run until the next apply")
+                    }
                 }
             }
         }
