@@ -278,6 +278,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             let (reloader, reloads) =
                 crate::reload::Reloader::start(watched, builds).map_err(HostError::Reload)?;
             tracing::info!("hot reload on: a node reloads when its plugin or Python file changes");
+            applier
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .watching(reloader.updates(), opts.watch);
             (Some(reloader), Some(reloads))
         }
         None => (None, None),
@@ -386,7 +390,7 @@ pub fn unhealthy_lines(report: &RunReport) -> String {
 }
 
 /// Each plugin node's file, as the graph found it (by path, by name or by node type).
-fn plugin_files(graph: &Graph) -> std::collections::HashMap<String, PathBuf> {
+pub(crate) fn plugin_files(graph: &Graph) -> std::collections::HashMap<String, PathBuf> {
     graph
         .nodes
         .iter()
@@ -398,7 +402,7 @@ fn plugin_files(graph: &Graph) -> std::collections::HashMap<String, PathBuf> {
 /// The nodes hot reload watches: every node of a Rust plugin, by its plugin file (the one the
 /// search path resolved a name or a type to, not the name), and every Python node, by its `.py`
 /// file.
-fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
+pub(crate) fn watched_nodes(graph: &Graph) -> Vec<crate::reload::prepare::Watched> {
     graph
         .nodes
         .iter()

@@ -112,6 +112,17 @@ pub struct Applier {
     /// Each node changed by an apply, as it was before: what it runs again when that change
     /// rolls back.
     before: Vec<(NodeSpec, plan::Resolved)>,
+    /// Hot reload's thread, when the host has one (`--watch`, or `hot_reload = true` at
+    /// start): where the nodes to watch go after an apply changed them.
+    watch: Option<WatchLink>,
+}
+
+/// The applier's way to hot reload's thread ([`crate::reload::Reloader::updates`]).
+#[derive(Debug)]
+struct WatchLink {
+    updates: Sender<crate::reload::WatchSet>,
+    /// Started with `--watch`: plugin files are watched whatever `hot_reload` says.
+    forced: bool,
 }
 
 impl Applier {
@@ -141,7 +152,15 @@ impl Applier {
             runtime: None,
             reverted: Default::default(),
             before: Vec::new(),
+            watch: None,
         }
+    }
+
+    /// The applier of a host whose hot reload runs (`forced`: started with `--watch`): an
+    /// apply that adds, removes or changes nodes, their `build`/`watch` keys or `hot_reload`
+    /// sends the new set of nodes to watch to `updates`.
+    pub fn watching(&mut self, updates: Sender<crate::reload::WatchSet>, forced: bool) {
+        self.watch = Some(WatchLink { updates, forced });
     }
 
     /// The applier of a running host whose topics resolve in `scope` and whose scheduler sets
@@ -169,12 +188,21 @@ impl Applier {
             }
         };
         self.take_reverts();
-        let new = Snapshot::of(&graph);
+        let mut new = Snapshot::of(&graph);
+        // The interpreter a Python node started stays the process's one.
+        new.interpreter = self.running.interpreter.clone().or(new.interpreter);
         self.resident.remember(&graph.plugins);
         let plan = plan::plan(&self.running, &new);
         let summary = plan.summary();
         if let Some(why) = plan.refusal() {
             return Outcome::Refused(format!("{summary}\n{why}"));
+        }
+        if plan.hot_reload == Some(true) && self.watch.is_none() {
+            return Outcome::Refused(format!(
+                "{summary}\napply refused: turning `hot_reload` on in a host started without it or \
+                 `--watch` is not supported: its hot-reload thread (which also unloads replaced \
+                 libraries) starts with the host; restart the host, or run it with `--watch`"
+            ));
         }
         if dry_run {
             return Outcome::Planned(format!("{summary} (dry run: nothing applied)"));
@@ -186,6 +214,7 @@ impl Applier {
             Ok(rebinds) => rebinds,
             Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
         };
+        let watch_set = self.watch_set(&plan, &graph);
         // The plugins the check opened that no added node uses are released when `graph` goes.
         let added = match self.prepare(&plan, graph) {
             Ok(added) => added,
@@ -214,6 +243,9 @@ impl Applier {
                     }
                 }
                 self.running = plan.as_applied(new);
+                if let (Some(link), Some(set)) = (&self.watch, watch_set) {
+                    let _ = link.updates.send(set);
+                }
                 Outcome::Applied(summary)
             }
             Ok(Err(why)) => Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
@@ -283,6 +315,30 @@ impl Applier {
             });
         }
         Ok(out)
+    }
+
+    /// What hot reload watches once `plan` is applied, when that differs from what it
+    /// watches now (nodes added or removed, `build`/`watch` keys, a `config` its new builds
+    /// must accept, `hot_reload`); `None` when it does not or the host has no hot reload.
+    fn watch_set(&self, plan: &plan::Plan, graph: &crate::graph::Graph) -> Option<crate::reload::WatchSet> {
+        let link = self.watch.as_ref()?;
+        let touched = !plan.added.is_empty()
+            || !plan.removed.is_empty()
+            || plan.hot_reload.is_some()
+            || (plan.changed.iter().flat_map(|d| &d.changes))
+                .any(|c| matches!(c, NodeChange::Build | NodeChange::Config));
+        if !touched {
+            return None;
+        }
+        if !(link.forced || graph.manifest.scheduler.hot_reload) {
+            return Some(crate::reload::WatchSet::default());
+        }
+        let files = crate::run::plugin_files(graph);
+        Some(crate::reload::WatchSet {
+            watched: crate::run::watched_nodes(graph),
+            // The check planned them already (an error there made the manifest invalid).
+            builds: crate::reload::build::plan(&graph.manifest, &files).unwrap_or_default(),
+        })
     }
 
     /// Makes the nodes `plan` adds, from `graph` (the new manifest's): ready to start, or none

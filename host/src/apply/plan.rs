@@ -22,6 +22,8 @@ pub struct Resolved {
     pub ports: Vec<PortPlan>,
     /// Its ports' names, in the same order.
     pub port_names: Vec<String>,
+    /// A Python node's interpreter (its environment's `python`, `sys.executable`).
+    pub interpreter: Option<PathBuf>,
 }
 
 /// A manifest as it runs (or would run): validated, every node resolved, in manifest order.
@@ -33,26 +35,35 @@ pub struct Snapshot {
     pub nodes: Vec<Resolved>,
     /// The topics that travel over network hubs.
     pub net: Vec<NetTopic>,
+    /// The Python interpreter the process runs: started by its first Python node, it stays
+    /// when they are all removed (one per process, never finalized). `None`: none yet.
+    pub interpreter: Option<PathBuf>,
 }
 
 impl Snapshot {
     /// The snapshot of a built graph.
     pub fn of(graph: &crate::graph::Graph) -> Snapshot {
+        let nodes: Vec<Resolved> = graph
+            .nodes
+            .iter()
+            .map(|n| Resolved {
+                type_name: n.type_name.clone(),
+                // The running graph may have found it by a relative path, the new one by an
+                // absolute one: the same file either way.
+                plugin: std::fs::canonicalize(&n.plugin.info().path)
+                    .unwrap_or_else(|_| n.plugin.info().path.clone()),
+                ports: n.ports.clone(),
+                port_names: n.port_names.clone(),
+                interpreter: match &n.python {
+                    Some(crate::python::PythonSource::File { program, .. }) => Some(program.clone()),
+                    _ => None,
+                },
+            })
+            .collect();
         Snapshot {
             manifest: graph.manifest.clone(),
-            nodes: graph
-                .nodes
-                .iter()
-                .map(|n| Resolved {
-                    type_name: n.type_name.clone(),
-                    // The running graph may have found it by a relative path, the new one by an
-                    // absolute one: the same file either way.
-                    plugin: std::fs::canonicalize(&n.plugin.info().path)
-                        .unwrap_or_else(|_| n.plugin.info().path.clone()),
-                    ports: n.ports.clone(),
-                    port_names: n.port_names.clone(),
-                })
-                .collect(),
+            interpreter: nodes.iter().find_map(|n| n.interpreter.clone()),
+            nodes,
             net: graph.net.clone(),
         }
     }
@@ -95,6 +106,7 @@ impl NodeChange {
                 | NodeChange::RateHz(..)
                 | NodeChange::Deadline(..)
                 | NodeChange::Isolation(..)
+                | NodeChange::Build
         )
     }
 
@@ -239,8 +251,9 @@ pub struct Plan {
     pub kept: Vec<PortRebind>,
     /// Running ports whose topic's ring would have to change: `node.port` and why (refused).
     pub grown: Vec<String>,
-    /// Added or removed nodes that are Python nodes.
-    pub python_added_removed: Vec<String>,
+    /// An added Python node whose interpreter is not the one the process runs (or not that of
+    /// another added one): the node, its interpreter, the other one.
+    pub interpreter_mismatch: Option<(String, PathBuf, PathBuf)>,
     /// The topics over network hubs differ.
     pub net_topics: bool,
     /// The scheduler's settings that differ.
@@ -249,9 +262,14 @@ pub struct Plan {
     pub tick_rate: Option<f64>,
     /// The new supervision settings, when a live one differs.
     pub supervision: Option<SupervisionSpec>,
+    /// The new `hot_reload`, when it differs (whether the host can follow is the applier's
+    /// question: it must have its hot-reload thread).
+    pub hot_reload: Option<bool>,
     /// `[hub.<name>]` tables differ.
     pub hubs: bool,
-    /// `[plugins] path` differs.
+    /// `[plugins] path` differs (applied as it is: every node is resolved against the new
+    /// path by the check, and a node whose plugin resolves to another file is a
+    /// [`NodeChange::Plugin`]).
     pub plugin_path: bool,
 }
 
@@ -284,16 +302,25 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
             plan.removed.push(node.name.clone());
         }
     }
-    let python = |s: &Snapshot, name: &str| {
-        s.manifest
-            .nodes
-            .iter()
-            .any(|n| n.name == name && matches!(n.code, NodeCode::Python(_)))
-    };
-    plan.python_added_removed = (plan.added.iter().filter(|n| python(new, n)))
-        .chain(plan.removed.iter().filter(|n| python(running, n)))
-        .cloned()
-        .collect();
+    // One interpreter per process: every added Python node must run in the one there is (or
+    // the one the first added Python node starts).
+    let mut interpreter = running.interpreter.clone();
+    for (spec, resolved) in new.manifest.nodes.iter().zip(&new.nodes) {
+        let Some(program) = &resolved.interpreter else {
+            continue;
+        };
+        if !plan.added.contains(&spec.name) {
+            continue;
+        }
+        match &interpreter {
+            None => interpreter = Some(program.clone()),
+            Some(running) if running != program => {
+                plan.interpreter_mismatch = Some((spec.name.clone(), program.clone(), running.clone()));
+                break;
+            }
+            Some(_) => {}
+        }
+    }
     connections(
         &running.manifest.connections,
         &new.manifest.connections,
@@ -432,6 +459,7 @@ fn scheduler(old: &SchedulerSpec, new: &SchedulerSpec, plan: &mut Plan) {
     }
     if old.hot_reload != new.hot_reload {
         plan.scheduler.push(SchedulerChange::HotReload);
+        plan.hot_reload = Some(new.hot_reload);
     }
 }
 
@@ -450,10 +478,15 @@ impl Plan {
     /// applied then); `None` when all of it can.
     pub fn refusal(&self) -> Option<String> {
         let first = |v: &[String]| v.first().cloned();
-        if let Some(n) = first(&self.python_added_removed) {
-            return Some(refuse(&format!(
-                "adding or removing a Python node live (node `{n}`)"
-            )));
+        if let Some((node, program, running)) = &self.interpreter_mismatch {
+            return Some(format!(
+                "apply refused: node `{node}` would run in the Python environment of `{}`, but this \
+                 host already runs the interpreter of `{}` (one Python interpreter per process, \
+                 never restarted); give it the `venv` of the running Python nodes, or restart the \
+                 host to run this manifest",
+                program.display(),
+                running.display()
+            ));
         }
         for d in &self.changed {
             if let Some(c) = d.changes.iter().find(|c| !c.live()) {
@@ -492,14 +525,8 @@ impl Plan {
         if self.scheduler.contains(&SchedulerChange::Watchdog) {
             return Some(refuse("changing the scheduler's watchdog settings live"));
         }
-        if self.scheduler.contains(&SchedulerChange::HotReload) {
-            return Some(refuse("changing `hot_reload` live"));
-        }
         if self.hubs {
             return Some(refuse("changing `[hub.<name>]` tables live"));
-        }
-        if self.plugin_path {
-            return Some(refuse("changing `[plugins] path` live"));
         }
         None
     }
@@ -592,10 +619,11 @@ fn kind(c: &NodeChange) -> &'static str {
         NodeChange::Isolation(..) => "isolation",
         NodeChange::Watchdog(..) => "watchdog_ms",
         NodeChange::Logging(..) => "logging",
-        NodeChange::Build => "build/watch",
-        NodeChange::Config | NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..) => {
-            "settings"
-        }
+        NodeChange::Config
+        | NodeChange::Priority(..)
+        | NodeChange::RateHz(..)
+        | NodeChange::Deadline(..)
+        | NodeChange::Build => "settings",
     }
 }
 
@@ -607,8 +635,12 @@ mod tests {
     /// A snapshot of `text`, every node resolved to node type `T` of `lib<plugin>.so` (or what
     /// `types` says for a node): no plugin is opened.
     fn snap(text: &str, types: &[(&str, &str)]) -> Snapshot {
-        let manifest =
-            crate::manifest::parse(text, Path::new("m.toml"), Path::new("/base")).expect("valid manifest");
+        snap_in(text, types, Path::new("/base"))
+    }
+
+    /// [`snap`] of a manifest whose relative paths resolve in `base`.
+    fn snap_in(text: &str, types: &[(&str, &str)], base: &Path) -> Snapshot {
+        let manifest = crate::manifest::parse(text, Path::new("m.toml"), base).expect("valid manifest");
         let nodes = manifest
             .nodes
             .iter()
@@ -621,10 +653,19 @@ mod tests {
                 plugin: PathBuf::from("/base/libx.so"),
                 ports: Vec::new(),
                 port_names: Vec::new(),
+                interpreter: match &n.code {
+                    NodeCode::Python(py) => Some(
+                        py.venv
+                            .as_ref()
+                            .map_or_else(|| PathBuf::from("/usr/bin/python3"), |v| v.join("bin/python")),
+                    ),
+                    NodeCode::Plugin(_) => None,
+                },
             })
-            .collect();
+            .collect::<Vec<Resolved>>();
         Snapshot {
             manifest,
+            interpreter: nodes.iter().find_map(|n| n.interpreter.clone()),
             nodes,
             net: Vec::new(),
         }
@@ -840,11 +881,6 @@ to = "sink.in"
                 "tick_rate = 400\nwatchdog_enabled = true",
                 "watchdog settings live",
             ),
-            (
-                "tick_rate = 400",
-                "tick_rate = 400\nhot_reload = true",
-                "`hot_reload` live",
-            ),
         ];
         for (from, to, why) in cases {
             let new = BASE.replacen(from, to, 1);
@@ -881,5 +917,116 @@ to = "sink.in"
             vec![NodeChange::Type("T".into(), "Other".into())]
         );
         assert!(p.refusal().unwrap().contains("node type live (node `imu`)"));
+    }
+
+    /// A folder with the Python files and environments the Python tests name.
+    fn python_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["one.py", "two.py", "smoother.py"] {
+            std::fs::write(d.path().join(f), "").unwrap();
+        }
+        for v in ["venvs/a", "venvs/b"] {
+            std::fs::create_dir_all(d.path().join(v).join("bin")).unwrap();
+            std::fs::write(d.path().join(v).join("bin/python"), "").unwrap();
+        }
+        d
+    }
+
+    /// A Python node `name` (file `<name>.py`), in environment `venv` (none: `python3`).
+    fn python_decl(name: &str, venv: Option<&str>) -> String {
+        let venv = venv.map_or(String::new(), |v| format!("venv = \"{v}\"\n"));
+        format!("\n[[node]]\nname = \"{name}\"\npython = \"{name}.py\"\nclass = \"N\"\n{venv}")
+    }
+
+    #[test]
+    fn python_nodes_are_added_and_removed_live() {
+        let d = python_dir();
+        let snap = |text: &str| snap_in(text, &[], d.path());
+        let with = BASE.to_owned() + &python_decl("smoother", None);
+        let p = plan(&snap(BASE), &snap(&with));
+        assert_eq!(p.added, vec!["smoother".to_owned()]);
+        assert_eq!(p.refusal(), None, "{p:?}");
+        let p = plan(&snap(&with), &snap(BASE));
+        assert_eq!(p.removed, vec!["smoother".to_owned()]);
+        assert_eq!(p.refusal(), None, "{p:?}");
+    }
+
+    #[test]
+    fn a_python_node_of_another_environment_is_refused() {
+        let d = python_dir();
+        let snap = |text: &str| snap_in(text, &[], d.path());
+        let one_a = BASE.to_owned() + &python_decl("one", Some("venvs/a"));
+        // The host runs the interpreter of `venvs/a`; a node of `venvs/b` cannot join it.
+        let new = one_a.clone() + &python_decl("two", Some("venvs/b"));
+        let why = plan(&snap(&one_a), &snap(&new)).refusal().expect("refused");
+        assert!(
+            why.starts_with("apply refused: node `two` would run in the Python environment of `")
+                && why.contains("venvs/b/bin/python`, but this host already runs the interpreter of `")
+                && why.contains("venvs/a/bin/python`")
+                && why.contains("one Python interpreter per process"),
+            "{why}"
+        );
+        // The interpreter stays when its nodes are gone: a host that ran one has it for good.
+        let mut emptied = snap(BASE);
+        emptied.interpreter = Some(d.path().join("venvs/a/bin/python"));
+        let two_b = BASE.to_owned() + &python_decl("two", Some("venvs/b"));
+        let p = plan(&emptied, &snap(&two_b));
+        assert!(p.refusal().expect("refused").contains("node `two`"), "{p:?}");
+        let two_a = BASE.to_owned() + &python_decl("two", Some("venvs/a"));
+        assert_eq!(
+            plan(&emptied, &snap(&two_a)).refusal(),
+            None,
+            "the same environment joins it"
+        );
+        // A host without Python takes any one environment, not two at once.
+        let why = plan(&snap(BASE), &snap(&new)).refusal().expect("refused");
+        assert!(
+            why.contains("node `two`") && why.contains("venvs/a/bin/python"),
+            "{why}"
+        );
+        assert_eq!(plan(&snap(BASE), &snap(&two_b)).refusal(), None);
+    }
+
+    #[test]
+    fn build_and_watch_keys_apply_live() {
+        let base = BASE.replace(
+            "rate_hz = 100",
+            "rate_hz = 100\nbuild = \"make\"\nwatch = [\"src/**\"]",
+        );
+        let new = base.replace("src/**", "lib/**");
+        let p = plan(&snap(&base, &[]), &snap(&new, &[]));
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Build]);
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~1 changed (imu: build/watch)");
+    }
+
+    #[test]
+    fn hot_reload_toggled_is_planned_for_the_applier() {
+        let p = plan(
+            &snap(BASE, &[]),
+            &snap(
+                &BASE.replace("tick_rate = 400", "tick_rate = 400\nhot_reload = true"),
+                &[],
+            ),
+        );
+        assert_eq!(p.hot_reload, Some(true));
+        assert_eq!(p.refusal(), None, "the applier decides: {p:?}");
+        assert!(p.summary().ends_with("scheduler: hot_reload"), "{}", p.summary());
+    }
+
+    #[test]
+    fn a_plugin_path_that_resolves_the_same_files_changes_no_node() {
+        let new = format!("[plugins]\npath = [\"/elsewhere\"]\n{BASE}");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert!(p.plugin_path);
+        assert!(p.changed.is_empty(), "{p:?}");
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~0 changed, [plugins] path");
+        // A node whose plugin the new path resolves to another file is a plugin change.
+        let mut moved = snap(&new, &[]);
+        moved.nodes[0].plugin = PathBuf::from("/elsewhere/libx.so");
+        let p = plan(&snap(BASE, &[]), &moved);
+        assert_eq!(p.changed[0].name, "imu");
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Plugin]);
     }
 }

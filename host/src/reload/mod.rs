@@ -82,6 +82,17 @@ impl Reaper {
     }
 }
 
+/// What hot reload watches after a live apply changed the nodes ([`crate::apply`]): every
+/// node it runs with its file (nodes added included, nodes removed gone), and the `build =`
+/// jobs. Empty when `hot_reload` was turned off (in a host started without `--watch`).
+#[derive(Debug, Default)]
+pub struct WatchSet {
+    /// The watched nodes.
+    pub watched: Vec<Watched>,
+    /// The build jobs.
+    pub builds: Vec<build::BuildJob>,
+}
+
 /// How long file events settle before a change is looked at (a rebuild's few events come
 /// within a few ms; the file is then checked complete and stable in [`watch`]).
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -92,8 +103,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(20);
 pub struct Reloader {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The `horus-build` thread, when nodes have `build =`.
-    _builder: Option<build::Builder>,
+    /// New sets of watched nodes (a live apply added or removed some).
+    updates: Sender<WatchSet>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -117,18 +128,24 @@ pub enum ReloadStartError {
 }
 
 impl Reloader {
+    /// Where a live apply sends the nodes to watch from then on: the thread watches the
+    /// new set of files (and runs the new set of builds) from its next turn.
+    pub fn updates(&self) -> Sender<WatchSet> {
+        self.updates.clone()
+    }
+
     /// Starts watching, and running the `builds` on source changes; the receiver goes to
     /// `scheduler::run`.
     pub fn start(
         watched: Vec<Watched>,
         builds: Vec<build::BuildJob>,
     ) -> Result<(Reloader, ReloadLink), ReloadStartError> {
-        let mut files: Vec<PathBuf> = watched.iter().map(|w| w.file.clone()).collect();
-        files.sort();
-        files.dedup();
+        let files = files_of(&watched);
         let (watcher, changes) = watch::Watcher::start(&files, DEBOUNCE)?;
+        let (updates, new_sets) = std::sync::mpsc::channel::<WatchSet>();
         let (tx, rx) = std::sync::mpsc::channel();
         // A failed build reaches the scheduler as a refused reload of its nodes.
+        let builds_key = format!("{builds:?}");
         let builder = match builds.is_empty() {
             true => None,
             false => Some(build::Builder::start(builds, tx.clone())?),
@@ -145,15 +162,25 @@ impl Reloader {
                 // milliseconds of CPU: at the lowest priority they never preempt the scheduler
                 // thread, whose tick intervals stay as they were (`./scripts/bench.sh reload`).
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
-                let _watcher = watcher;
+                let mut current = Current {
+                    watched,
+                    files,
+                    watcher,
+                    changes,
+                    builds: builds_key,
+                    builder,
+                };
                 let mut ending: Vec<(Retired, std::time::Instant)> = Vec::new();
                 while !stopping.load(Ordering::Acquire) {
                     ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
                     reap(&mut ending, &pins);
-                    match changes.recv_timeout(Duration::from_millis(20)) {
+                    while let Ok(set) = new_sets.try_recv() {
+                        current.update(set, &tx);
+                    }
+                    match current.changes.recv_timeout(Duration::from_millis(20)) {
                         Ok(file) => {
                             tracing::info!(file = %file.display(), "hot reload: a new build is there, loading it");
-                            if tx.send(prepare::prepare(&file, &watched)).is_err() {
+                            if tx.send(prepare::prepare(&file, &current.watched)).is_err() {
                                 break;
                             }
                         }
@@ -176,7 +203,7 @@ impl Reloader {
             Reloader {
                 stop,
                 thread: Some(thread),
-                _builder: builder,
+                updates,
             },
             ReloadLink {
                 prepared: rx,
@@ -186,6 +213,68 @@ impl Reloader {
                 },
             },
         ))
+    }
+}
+
+/// The watched files of `watched`, each once, sorted.
+fn files_of(watched: &[Watched]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = watched.iter().map(|w| w.file.clone()).collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// What the `horus-reload` thread watches now.
+struct Current {
+    watched: Vec<Watched>,
+    files: Vec<PathBuf>,
+    watcher: watch::Watcher,
+    changes: Receiver<PathBuf>,
+    /// The build jobs (as text: a new set that reads the same keeps the running builder).
+    builds: String,
+    /// The `horus-build` thread, when nodes have `build =`.
+    builder: Option<build::Builder>,
+}
+
+impl Current {
+    /// Watches the files of `set` from now on: a new watcher when the files differ (the old
+    /// one stops; if the new one cannot start, the old set stays watched and it is logged), a
+    /// new builder when the build jobs differ (the old one's running build is stopped).
+    fn update(&mut self, set: WatchSet, prepared: &Sender<Prepared>) {
+        let files = files_of(&set.watched);
+        if files != self.files {
+            match watch::Watcher::start(&files, DEBOUNCE) {
+                Ok((watcher, changes)) => {
+                    self.watcher = watcher;
+                    self.changes = changes;
+                    self.files = files;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "hot reload: {e}; it keeps watching the files it watched before the apply"
+                    );
+                    return;
+                }
+            }
+        }
+        self.watched = set.watched;
+        let key = format!("{:?}", set.builds);
+        if key != self.builds {
+            self.builder = None;
+            self.builds = key;
+            if !set.builds.is_empty() {
+                match build::Builder::start(set.builds, prepared.clone()) {
+                    Ok(builder) => self.builder = Some(builder),
+                    Err(e) => {
+                        tracing::warn!("hot reload: {e}; `build =` commands do not run until the next apply")
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            files = self.files.len(),
+            "hot reload: watching the files of the nodes the apply left running"
+        );
     }
 }
 
