@@ -111,8 +111,8 @@ fn a_config_change_under_watch_keeps_the_nodes_state_and_the_other_node_ticking(
 }
 
 /// Issue #16: `horus apply` against a running host (no `--watch`): `--dry-run` prints the plan
-/// and changes nothing; a syntax error, an unknown node type and a refused change (adding a
-/// node) change nothing and exit 2; then a rate and priority change applies in place.
+/// and changes nothing; a syntax error, an unknown node type and a refused change (`hot_reload`
+/// turned on without `--watch`) change nothing and exit 2; then a rate and priority change applies in place.
 #[test]
 fn horus_apply_plans_refuses_and_applies_settings_in_place() {
     let s = Scratch::new();
@@ -150,14 +150,17 @@ fn horus_apply_plans_refuses_and_applies_settings_in_place() {
     assert_eq!(unknown.code(), 2, "{unknown:?}");
     assert!(unknown.stderr.contains("error[H0015]"), "{}", unknown.stderr);
 
-    rewrite(&m, &text(&lib, "a", "isolation = \"thread\"", ""));
+    // Hot reload's thread starts with the host or not at all.
+    rewrite(
+        &m,
+        &text(&lib, "a", "", "").replace("tick_rate = 100\n", "tick_rate = 100\nhot_reload = true\n"),
+    );
     let refused = apply_in(&ns, &[mm]);
     assert_eq!(refused.code(), 2, "{refused:?}");
     assert!(
-        refused.stderr.contains(
-            "apply refused: changing a node's isolation live (node `other`) is not supported yet; restart the \
-             host to apply this manifest"
-        ),
+        refused
+            .stderr
+            .contains("apply refused: turning `hot_reload` on in a host started without it"),
         "{}",
         refused.stderr
     );
