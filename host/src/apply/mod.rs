@@ -19,6 +19,7 @@ pub mod plan;
 
 use crate::graph::GraphNode;
 use crate::manifest::{Isolation, SupervisionSpec};
+use crate::reload::prepare::NewCode;
 use crate::scheduler::{
     ApplyOp, Executor, Health, NewExec, NewNode, NodeSettings, ProcessExec, Rebuild, ThreadExec,
 };
@@ -164,7 +165,7 @@ impl Applier {
         self.resident.remember(&graph.plugins);
         let plan = plan::plan(&self.running, &new);
         let summary = plan.summary();
-        if let Some(why) = plan.refusal() {
+        if let Some(why) = plan.incompatible(&self.running, &new).or_else(|| plan.refusal()) {
             return Outcome::Refused(format!("{summary}\n{why}"));
         }
         if dry_run {
@@ -173,7 +174,9 @@ impl Applier {
         if plan.is_empty() {
             return Outcome::Applied(summary);
         }
-        // The plugins the check opened that no added node uses are released when `graph` goes.
+        let swaps = swaps(&plan, &graph);
+        // The plugins the check opened that no added or replaced node uses are released when
+        // `graph` goes.
         let added = match self.prepare(&plan, graph) {
             Ok(added) => added,
             Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
@@ -181,6 +184,7 @@ impl Applier {
         let (reply, replied) = std::sync::mpsc::channel();
         let mut op = op(&plan, &new, reply);
         op.added = added;
+        op.swaps = swaps;
         op.removed = plan.removed.clone();
         if self.ops.send(op).is_err() {
             return Outcome::Failed("apply failed: the scheduler is not running; nothing changed".into());
@@ -276,7 +280,7 @@ impl Applier {
             epoch,
         };
         // As the scheduler waits for a worker's tick (see `scheduler::start_nodes`).
-        let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
+        let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
         let failed =
             |phase: &str, e: crate::ffi::CallError| format!("node `{name}` failed to start ({phase}): {e}");
         let exec = match setup.isolation {
@@ -303,35 +307,68 @@ impl Applier {
     }
 }
 
-/// The scheduler's part of a plan that passed [`plan::Plan::refusal`].
+/// The new code of every node `plan` replaces (its plugin, node type, Python file or class, or
+/// config changed), from `graph` (the new manifest's): the node type's library as the check
+/// opened it (the running copy when the file is unchanged), the Python source, and the new
+/// config when it changed (`None`: the running one stays). The ports were checked
+/// ([`plan::Plan::incompatible`]).
+fn swaps(plan: &plan::Plan, graph: &crate::graph::Graph) -> Vec<(String, NewCode)> {
+    let mut swaps = Vec::new();
+    for d in plan
+        .changed
+        .iter()
+        .filter(|d| d.changes.iter().any(NodeChange::swaps))
+    {
+        let Some(node) = graph.nodes.iter().find(|n| n.spec.name == d.name) else {
+            continue;
+        };
+        let python_changed = d.changes.contains(&NodeChange::Python);
+        swaps.push((
+            d.name.clone(),
+            NewCode {
+                plugin: node.plugin.clone(),
+                type_index: node.type_index,
+                ports: node.plugin.info().node_types[node.type_index]
+                    .ports
+                    .iter()
+                    .map(|p| (p.name.clone(), p.output))
+                    .collect(),
+                // A new file or class is imported afresh ([`NewCode::reload_arg`]); a config
+                // change alone makes the node again from the module it runs.
+                python: node.python.clone().filter(|_| python_changed),
+                config: d
+                    .changes
+                    .contains(&NodeChange::Config)
+                    .then(|| node.spec.config.clone()),
+            },
+        ));
+    }
+    swaps
+}
+
+/// The scheduler's part of a plan that passed [`plan::Plan::refusal`]: what is set in place.
 fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> ApplyOp {
     let spec = |name: &str| new.manifest.nodes.iter().find(|n| n.name == name);
     let mut settings = Vec::new();
-    let mut configs = Vec::new();
     for d in &plan.changed {
         let Some(n) = spec(&d.name) else { continue };
-        if d.changes.contains(&NodeChange::Config) {
-            configs.push((n.name.clone(), n.config.clone()));
-        }
-        if d.changes.iter().any(|c| {
-            matches!(
-                c,
-                NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..)
-            )
-        }) {
+        if d.changes.iter().any(|c| !c.swaps()) {
             settings.push(NodeSettings {
                 name: n.name.clone(),
                 priority: n.priority,
                 rate_hz: n.rate_hz,
                 deadline: n.deadline,
+                watchdog: n.watchdog,
+                logging: n.logging,
             });
         }
     }
     ApplyOp {
         settings,
-        configs,
+        swaps: Vec::new(),
         tick_rate: plan.tick_rate,
         supervision: plan.supervision.clone(),
+        watchdog: plan.watchdog,
         added: Vec::new(),
         removed: Vec::new(),
         reply,

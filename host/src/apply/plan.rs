@@ -20,6 +20,9 @@ pub struct Resolved {
     /// What each of its ports is bound to (a running node whose ports would be bound
     /// differently is re-wired: refused).
     pub ports: Vec<PortPlan>,
+    /// Its node type's ports (a replacement must keep the running node's: see
+    /// [`crate::reload::prepare::compatible`]).
+    pub port_types: Vec<crate::ffi::PortInfo>,
 }
 
 /// A manifest as it runs (or would run): validated, every node resolved, in manifest order.
@@ -48,6 +51,7 @@ impl Snapshot {
                     plugin: std::fs::canonicalize(&n.plugin.info().path)
                         .unwrap_or_else(|_| n.plugin.info().path.clone()),
                     ports: n.ports.clone(),
+                    port_types: n.plugin.info().node_types[n.type_index].ports.clone(),
                 })
                 .collect(),
             net: graph.net.clone(),
@@ -62,8 +66,10 @@ pub enum NodeChange {
     Plugin,
     /// Its node type.
     Type(String, String),
-    /// Its Python file, class or `venv`.
+    /// Its Python file or class.
     Python,
+    /// Its Python `venv`.
+    Venv,
     /// Its isolation.
     Isolation(Isolation, Isolation),
     /// Its `config` table.
@@ -85,9 +91,18 @@ pub enum NodeChange {
 impl NodeChange {
     /// Applied live by this version (in place, or by a swap with the state handed over).
     fn live(&self) -> bool {
+        !matches!(
+            self,
+            NodeChange::Isolation(..) | NodeChange::Venv | NodeChange::Build
+        )
+    }
+
+    /// Applied by replacing the node (its code made again, its state handed over: hot
+    /// reload's swap, generation + 1); the others are set in place.
+    pub fn swaps(&self) -> bool {
         matches!(
             self,
-            NodeChange::Config | NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..)
+            NodeChange::Plugin | NodeChange::Type(..) | NodeChange::Python | NodeChange::Config
         )
     }
 
@@ -102,6 +117,7 @@ impl NodeChange {
             NodeChange::Plugin => "plugin".into(),
             NodeChange::Type(a, b) => format!("type {a} → {b}"),
             NodeChange::Python => "python".into(),
+            NodeChange::Venv => "venv".into(),
             NodeChange::Isolation(a, b) => format!("isolation {} → {}", a.name(), b.name()),
             NodeChange::Config => "config".into(),
             NodeChange::Priority(a, b) => format!("priority {a} → {b}"),
@@ -172,6 +188,8 @@ pub struct Plan {
     pub tick_rate: Option<f64>,
     /// The new supervision settings, when a live one differs.
     pub supervision: Option<SupervisionSpec>,
+    /// The new `watchdog_enabled` and `watchdog_timeout_ms`, when one differs.
+    pub watchdog: Option<(bool, std::time::Duration)>,
     /// `[hub.<name>]` tables differ.
     pub hubs: bool,
     /// `[plugins] path` differs.
@@ -258,8 +276,11 @@ fn node_changes(old: (&NodeSpec, &Resolved), new: (&NodeSpec, &Resolved)) -> Vec
             }
         }
         (NodeCode::Python(a), NodeCode::Python(b)) => {
-            if a.file.value != b.file.value || a.class != b.class || a.venv != b.venv {
+            if a.file.value != b.file.value || a.class != b.class {
                 changes.push(NodeChange::Python);
+            }
+            if a.venv != b.venv {
+                changes.push(NodeChange::Venv);
             }
         }
         _ => changes.push(NodeChange::Plugin),
@@ -338,6 +359,7 @@ fn scheduler(old: &SchedulerSpec, new: &SchedulerSpec, plan: &mut Plan) {
     let watchdog = |s: &SupervisionSpec| (s.watchdog_enabled, s.watchdog_timeout);
     if watchdog(a) != watchdog(b) {
         plan.scheduler.push(SchedulerChange::Watchdog);
+        plan.watchdog = Some(watchdog(b));
     }
     let rest = |s: &SupervisionSpec| SupervisionSpec {
         watchdog_enabled: false,
@@ -374,26 +396,20 @@ impl Plan {
             )));
         }
         for d in &self.changed {
+            if d.changes.contains(&NodeChange::Venv) {
+                return Some(format!(
+                    "apply refused: node `{}`: a Python node's `venv` cannot change live (a host \
+                     process runs one Python interpreter, started with the first venv); restart the \
+                     host to apply this manifest",
+                    d.name
+                ));
+            }
             if let Some(c) = d.changes.iter().find(|c| !c.live()) {
                 return Some(refuse(&format!(
                     "changing a node's {} live (node `{}`)",
                     kind(c),
                     d.name
                 )));
-            }
-            if d.changes.contains(&NodeChange::Config) {
-                if d.python {
-                    return Some(refuse(&format!(
-                        "changing a Python node's config live (node `{}`)",
-                        d.name
-                    )));
-                }
-                if d.isolation == Isolation::Process {
-                    return Some(refuse(&format!(
-                        "changing the config of an `isolation = \"process\"` node live (node `{}`)",
-                        d.name
-                    )));
-                }
             }
         }
         if let Some(what) = first(&self.rewired_connections) {
@@ -415,9 +431,6 @@ impl Plan {
         if self.net_topics {
             return Some(refuse("changing the topics that travel over network hubs live"));
         }
-        if self.scheduler.contains(&SchedulerChange::Watchdog) {
-            return Some(refuse("changing the scheduler's watchdog settings live"));
-        }
         if self.scheduler.contains(&SchedulerChange::HotReload) {
             return Some(refuse("changing `hot_reload` live"));
         }
@@ -426,6 +439,43 @@ impl Plan {
         }
         if self.plugin_path {
             return Some(refuse("changing `[plugins] path` live"));
+        }
+        None
+    }
+
+    /// Why a node this plan replaces with other code (another plugin file or node type) cannot
+    /// take the running node's place on its topics: the new node type removed one of its
+    /// ports, turned it around or changed its message type (hot reload's rule,
+    /// [`crate::reload::prepare::compatible`]). Checked before [`Plan::refusal`], whose
+    /// message for the same node (its ports bound differently) would say less.
+    pub fn incompatible(&self, running: &Snapshot, new: &Snapshot) -> Option<String> {
+        fn find<'a>(s: &'a Snapshot, name: &str) -> Option<&'a Resolved> {
+            let i = s.manifest.nodes.iter().position(|n| n.name == name)?;
+            s.nodes.get(i)
+        }
+        for d in &self.changed {
+            let code = d
+                .changes
+                .iter()
+                .any(|c| matches!(c, NodeChange::Plugin | NodeChange::Type(..)));
+            let (Some(old), Some(now)) = (find(running, &d.name), find(new, &d.name)) else {
+                continue;
+            };
+            if !code {
+                continue;
+            }
+            if let Err(why) = crate::reload::prepare::compatible(&old.port_types, &now.port_types) {
+                let why = why.replace("the new build", &format!("node type `{}`", now.type_name));
+                return Some(format!(
+                    "apply refused: node `{}`: node type `{}` of {} cannot replace the running `{}` \
+                     on its topics: {why}; keep the node's ports, or restart the host to apply this \
+                     manifest",
+                    d.name,
+                    now.type_name,
+                    now.plugin.display(),
+                    old.type_name
+                ));
+            }
         }
         None
     }
@@ -500,7 +550,8 @@ fn kind(c: &NodeChange) -> &'static str {
     match c {
         NodeChange::Plugin => "plugin",
         NodeChange::Type(..) => "node type",
-        NodeChange::Python => "Python file, class or venv",
+        NodeChange::Python => "Python file or class",
+        NodeChange::Venv => "venv",
         NodeChange::Isolation(..) => "isolation",
         NodeChange::Watchdog(..) => "watchdog_ms",
         NodeChange::Logging(..) => "logging",
@@ -519,8 +570,12 @@ mod tests {
     /// A snapshot of `text`, every node resolved to node type `T` of `lib<plugin>.so` (or what
     /// `types` says for a node): no plugin is opened.
     fn snap(text: &str, types: &[(&str, &str)]) -> Snapshot {
-        let manifest =
-            crate::manifest::parse(text, Path::new("m.toml"), Path::new("/base")).expect("valid manifest");
+        snap_in(text, types, Path::new("/base"))
+    }
+
+    /// [`snap`], relative paths resolved in `base`.
+    fn snap_in(text: &str, types: &[(&str, &str)], base: &Path) -> Snapshot {
+        let manifest = crate::manifest::parse(text, Path::new("m.toml"), base).expect("valid manifest");
         let nodes = manifest
             .nodes
             .iter()
@@ -532,6 +587,7 @@ mod tests {
                     .into(),
                 plugin: PathBuf::from("/base/libx.so"),
                 ports: Vec::new(),
+                port_types: Vec::new(),
             })
             .collect();
         Snapshot {
@@ -683,16 +739,6 @@ to = "sink.in"
                 "isolation live (node `filter`)",
             ),
             (
-                "plugin = \"libx.so\"\nconfig",
-                "plugin = \"liby.so\"\nconfig",
-                "plugin live (node `filter`)",
-            ),
-            (
-                "rate_hz = 100",
-                "rate_hz = 100\nwatchdog_ms = 500",
-                "watchdog_ms live (node `imu`)",
-            ),
-            (
                 "name = \"filter\"",
                 "name = \"filter\"\nisolation = \"process\"",
                 "isolation live",
@@ -701,11 +747,6 @@ to = "sink.in"
                 "from = \"imu.out\"",
                 "qos = \"reliable(8)\"\nfrom = \"imu.out\"",
                 "qos or max_size live",
-            ),
-            (
-                "tick_rate = 400",
-                "tick_rate = 400\nwatchdog_enabled = true",
-                "watchdog settings live",
             ),
             (
                 "tick_rate = 400",
@@ -723,21 +764,127 @@ to = "sink.in"
     }
 
     #[test]
-    fn a_process_nodes_config_is_refused_but_its_rate_is_not() {
+    fn a_process_nodes_config_applies_live_by_a_swap() {
         let base = BASE.replace("name = \"filter\"", "name = \"filter\"\nisolation = \"process\"");
         let p = plan(
             &snap(&base, &[]),
             &snap(&base.replace("alpha = 0.5", "alpha = 1.0"), &[]),
         );
-        assert!(
-            p.refusal().unwrap().contains("`isolation = \"process\"` node"),
-            "{p:?}"
-        );
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Config]);
+        assert!(p.changed[0].changes[0].swaps());
         let p = plan(
             &snap(&base, &[]),
             &snap(&base.replace("config =", "rate_hz = 10\nconfig ="), &[]),
         );
         assert_eq!(p.refusal(), None);
+        assert!(!p.changed[0].changes[0].swaps());
+    }
+
+    #[test]
+    fn a_plugin_change_applies_live_by_a_swap() {
+        let new = BASE.replacen("plugin = \"libx.so\"\nconfig", "plugin = \"liby.so\"\nconfig", 1);
+        let mut new = snap(&new, &[]);
+        new.nodes[1].plugin = PathBuf::from("/base/liby.so");
+        let p = plan(&snap(BASE, &[]), &new);
+        assert_eq!(p.changed[0].name, "filter");
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Plugin]);
+        assert!(p.changed[0].changes[0].swaps());
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~1 changed (filter: plugin)");
+    }
+
+    #[test]
+    fn logging_and_watchdogs_apply_live_in_place() {
+        let new = BASE
+            .replace(
+                "rate_hz = 100",
+                "rate_hz = 100\nwatchdog_ms = 500\nlogging = false",
+            )
+            .replace("tick_rate = 400", "tick_rate = 400\nwatchdog_enabled = true");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(
+            p.changed[0].changes,
+            vec![
+                NodeChange::Watchdog(None, Some(std::time::Duration::from_millis(500))),
+                NodeChange::Logging(true, false),
+            ]
+        );
+        assert!(p.changed[0].changes.iter().all(|c| !c.swaps()));
+        assert_eq!(p.scheduler, vec![SchedulerChange::Watchdog]);
+        assert!(matches!(p.watchdog, Some((true, _))), "{p:?}");
+    }
+
+    const PY: &str = r#"
+[[node]]
+name = "py"
+python = "node.py"
+class = "Node"
+config = { gain = 1 }
+"#;
+
+    #[test]
+    fn a_python_nodes_config_file_and_class_apply_live_but_not_its_venv() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["node.py", "other.py", "venv/bin/python"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let snap = |text: &str| snap_in(text, &[], dir.path());
+        let running = snap(PY);
+        let p = plan(&running, &snap(&PY.replace("gain = 1", "gain = 2")));
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Config]);
+        assert_eq!(p.refusal(), None, "{p:?}");
+        let p = plan(
+            &running,
+            &snap(&PY.replace("node.py", "other.py").replace("\"Node\"", "\"Other\"")),
+        );
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Python]);
+        assert!(p.changed[0].changes[0].swaps());
+        assert_eq!(p.refusal(), None, "{p:?}");
+        let p = plan(
+            &running,
+            &snap(&PY.replace("class = \"Node\"", "class = \"Node\"\nvenv = \"venv\"")),
+        );
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Venv]);
+        let why = p.refusal().expect("refused");
+        assert!(
+            why.starts_with("apply refused: node `py`: a Python node's `venv` cannot change live (a host process runs one Python interpreter"),
+            "{why}"
+        );
+        assert!(why.ends_with("restart the host to apply this manifest"), "{why}");
+    }
+
+    fn port(name: &str, output: bool) -> crate::ffi::PortInfo {
+        crate::ffi::PortInfo {
+            name: name.into(),
+            type_name: "u64".into(),
+            type_hash: 7,
+            output,
+            encoding: 0,
+            max_size: 8,
+        }
+    }
+
+    #[test]
+    fn a_node_type_without_the_running_nodes_ports_is_refused_naming_the_port() {
+        let mut running = snap(BASE, &[]);
+        running.nodes[0].port_types = vec![port("out", true)];
+        let mut new = snap(BASE, &[("imu", "Summer")]);
+        new.nodes[0].port_types = vec![port("numbers", false)];
+        let p = plan(&running, &new);
+        let why = p.incompatible(&running, &new).expect("refused");
+        assert_eq!(
+            why,
+            "apply refused: node `imu`: node type `Summer` of /base/libx.so cannot replace the running \
+             `T` on its topics: node type `Summer` removed the output `out`; keep the node's ports, or \
+             restart the host to apply this manifest"
+        );
+        // Ports added are fine.
+        new.nodes[0].port_types = vec![port("numbers", false), port("out", true)];
+        assert_eq!(plan(&running, &new).incompatible(&running, &new), None);
     }
 
     #[test]
@@ -747,6 +894,7 @@ to = "sink.in"
             p.changed[0].changes,
             vec![NodeChange::Type("T".into(), "Other".into())]
         );
-        assert!(p.refusal().unwrap().contains("node type live (node `imu`)"));
+        assert_eq!(p.refusal(), None, "a swap; its ports are checked by the applier");
+        assert!(p.changed[0].changes[0].swaps());
     }
 }

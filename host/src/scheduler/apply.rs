@@ -96,19 +96,27 @@ pub struct NodeSettings {
     pub rate_hz: Option<f64>,
     /// Its `deadline_ms`, as the manifest has it.
     pub deadline: Option<Duration>,
+    /// Its own `watchdog_ms` (without it, the scheduler's watchdog settings apply).
+    pub watchdog: Option<Duration>,
+    /// Whether its log lines are shown.
+    pub logging: bool,
 }
 
 /// What a plan asks of the scheduler thread, applied at one tick boundary.
 #[derive(Debug)]
 pub struct ApplyOp {
-    /// Nodes whose priority, rate or deadline changed.
+    /// Nodes whose priority, rate, deadline, watchdog or logging changed.
     pub settings: Vec<NodeSettings>,
-    /// Nodes whose `config` changed, with the new table.
-    pub configs: Vec<(String, toml::Table)>,
+    /// Nodes replaced with their state handed over, with their new code: another plugin or
+    /// node type, a Python file or class, or the same code with a new `config`
+    /// ([`NewCode::config`]).
+    pub swaps: Vec<(String, NewCode)>,
     /// The new tick rate, when it changed.
     pub tick_rate: Option<f64>,
     /// The new supervision settings, when a breaker key or `deadline_monitoring` changed.
     pub supervision: Option<SupervisionSpec>,
+    /// The scheduler's new `watchdog_enabled` and `watchdog_timeout_ms`, when one changed.
+    pub watchdog: Option<(bool, Duration)>,
     /// Nodes added, ready to start (discarded if the apply fails).
     pub added: Vec<NewNode>,
     /// Nodes removed.
@@ -235,25 +243,13 @@ fn apply_op(
     }
     let mut started: Vec<usize> = Vec::new();
     let discard = |added: Vec<RunningNode>| added.into_iter().for_each(|n| retire(n, true, reaper));
-    for (name, config) in &op.configs {
-        let Some(i) = nodes.iter().position(|n| &n.setup.name == name) else {
+    for (name, code) in std::mem::take(&mut op.swaps) {
+        let Some(i) = nodes.iter().position(|n| n.setup.name == name) else {
             undo(nodes, &started);
             discard(added);
             return Err(format!("node `{name}` is not running"));
         };
-        let node = &mut nodes[i];
-        let code = NewCode {
-            plugin: node.setup.plugin.clone(),
-            type_index: node.setup.type_index,
-            ports: node.setup.plugin.info().node_types[node.setup.type_index]
-                .ports
-                .iter()
-                .map(|p| (p.name.clone(), p.output))
-                .collect(),
-            python: None,
-            config: Some(config.clone()),
-        };
-        if let Err(why) = node.begin_apply(code) {
+        if let Err(why) = nodes[i].begin_apply(code, reaper) {
             undo(nodes, &started);
             discard(added);
             return Err(why);
@@ -290,6 +286,14 @@ fn apply_op(
             node.set_deadline(node.setup.deadline.filter(|_| sup.deadline_monitoring));
         }
     }
+    if let Some((enabled, timeout)) = op.watchdog {
+        live.supervision.watchdog_enabled = enabled;
+        live.supervision.watchdog_timeout = timeout;
+        for node in nodes.iter_mut() {
+            let own = node.setup.watchdog;
+            node.set_watchdog(own, &live.supervision);
+        }
+    }
     let mut reorder = reorder_added;
     for s in &op.settings {
         let Some(node) = nodes.iter_mut().find(|n| n.setup.name == s.name) else {
@@ -300,6 +304,13 @@ fn apply_op(
         node.set_rate(s.rate_hz);
         node.setup.deadline = s.deadline;
         node.set_deadline(s.deadline.filter(|_| live.supervision.deadline_monitoring));
+        if node.setup.watchdog != s.watchdog {
+            node.set_watchdog(s.watchdog, &live.supervision);
+        }
+        if node.setup.logging != s.logging {
+            node.setup.logging = s.logging;
+            node.exec.set_logging(s.logging);
+        }
     }
     if reorder {
         // Stable: equal priorities keep the order they ran in.

@@ -30,6 +30,8 @@ pub const CMD_RELOAD: u32 = 7;
 pub const CMD_RELOAD_COMMIT: u32 = 8;
 /// Command: the new code's first tick failed: destroy it, run the old code again.
 pub const CMD_RELOAD_ROLLBACK: u32 = 9;
+/// Command: show (argument byte 1) or hide (0) the node's non-error log lines (a live apply).
+pub const CMD_LOGGING: u32 = 10;
 
 /// Reply status: the call succeeded.
 pub const OK: u32 = 0;

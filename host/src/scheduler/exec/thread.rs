@@ -13,6 +13,7 @@ use crate::ffi::{CallError, CallErrorKind, NodeInstance};
 use crate::io::NodeIo;
 use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -391,6 +392,8 @@ pub struct ThreadExec {
     yielding: Option<NewCode>,
     /// A hot reload in progress: the new code's worker is `worker`.
     swap: Option<Swap>,
+    /// The node's `logging`, shared with its endpoints (kept across restarts and swaps).
+    logging: Arc<AtomicBool>,
 }
 
 /// A hot reload of a `thread` node in progress. Each generation of code runs on a worker thread
@@ -414,8 +417,10 @@ impl ThreadExec {
         wait: Duration,
     ) -> Result<ThreadExec, CallError> {
         let inputs = io.input_peers();
+        let logging = io.logging_flag();
         let worker = Worker::spawn(&rebuild, io, health.clone())?;
         Ok(ThreadExec {
+            logging,
             worker: Some(worker),
             abandoned: Vec::new(),
             inputs,
@@ -426,6 +431,20 @@ impl ThreadExec {
             yielding: None,
             swap: None,
         })
+    }
+
+    /// Shows or hides the node's non-error log lines from now on (a live apply), whatever the
+    /// worker is doing: the flag is shared with its endpoints.
+    pub fn set_logging(&mut self, on: bool) {
+        self.rebuild.logging = on;
+        self.logging.store(on, Ordering::Relaxed);
+    }
+
+    /// The node's endpoints bound afresh, its logging still the shared flag.
+    fn fresh_io(&self) -> Result<NodeIo, CallError> {
+        let mut io = self.rebuild.io()?;
+        io.share_logging(self.logging.clone());
+        Ok(io)
     }
 
     /// Starts a hot reload at a tick boundary: the old code's worker saves its state and hands
@@ -572,7 +591,7 @@ impl ThreadExec {
 
     /// The old code carries on with endpoints bound afresh (its own went down with a worker).
     fn resume_with_fresh_io(&mut self, why: String) -> String {
-        let resumed = self.rebuild.io().and_then(|io| {
+        let resumed = self.fresh_io().and_then(|io| {
             self.worker
                 .as_mut()
                 .ok_or_else(gone)
@@ -681,7 +700,7 @@ impl Executor for ThreadExec {
                 w.restarting = Some(Stage::Recreate);
             }
             None => {
-                let launched = self.rebuild.io().and_then(|io| {
+                let launched = self.fresh_io().and_then(|io| {
                     let inputs = io.input_peers();
                     Worker::launch(&self.rebuild, io, self.health.clone()).map(|w| (w, inputs))
                 });
