@@ -742,14 +742,25 @@ fn step_runs(values: &[u64]) -> Vec<u64> {
 /// refused, saying why.
 #[test]
 fn a_python_nodes_config_and_class_change_live_with_its_state() {
+    python_changed("inline");
+}
+
+/// As above, for a Python node on a worker thread of its own (each object on a new worker).
+#[test]
+fn a_thread_python_nodes_config_and_class_change_live_with_its_state() {
+    python_changed("thread");
+}
+
+fn python_changed(isolation: &str) {
     let s = Scratch::new();
-    let ns = namespace("python");
+    let ns = namespace(&format!("python-{isolation}"));
     s.write("counter.py", PY_COUNTER);
     let venv = venv();
     let manifest = |class: &str, step: u64, venv: &str| {
         format!(
             "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n[[node]]\nname = \"counter\"\n\
-             python = \"counter.py\"\nclass = \"{class}\"\nvenv = \"{venv}\"\nconfig = {{ step = {step} }}\n"
+             python = \"counter.py\"\nclass = \"{class}\"\nvenv = \"{venv}\"\nconfig = {{ step = {step} }}\n\
+             isolation = \"{isolation}\"\n"
         )
     };
     let m = s.write("robot.toml", &manifest("Counter", 1, &venv));
@@ -791,7 +802,10 @@ fn a_python_nodes_config_and_class_change_live_with_its_state() {
         "the new class runs: {:?}",
         step_runs(&values)
     );
-    rewrite(&m, &manifest("Counter2", 1000, &format!("{venv}/../other-venv")));
+    // Another path to an environment (the same one, seen through a link: another `venv`).
+    let other = s.path().join("other-venv");
+    std::os::unix::fs::symlink(&venv, &other).unwrap();
+    rewrite(&m, &manifest("Counter2", 1000, other.to_str().unwrap()));
     let refused = apply_in(&ns, &[mm]);
     assert_eq!(refused.code(), 2, "{refused:?}");
     assert!(
@@ -813,6 +827,7 @@ fn a_python_nodes_config_and_class_change_live_with_its_state() {
     let counter = node(&stats, "counter");
     assert_eq!(counter["generation"], 3, "{counter}");
     assert_eq!(counter["reload_failures"], 0, "{counter}");
+    assert_eq!(counter["isolation"], isolation, "{counter}");
     drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
