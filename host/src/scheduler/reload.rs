@@ -66,8 +66,26 @@ pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &Reload
             continue;
         };
         node.reload.reaper = Some(link.reaper.clone());
+        // The watcher knows the files of the start; a live apply may have moved the node to
+        // other code since.
+        if !node.runs_file(&prepared.file) {
+            if let Ok(code) = outcome {
+                node.unload(code.plugin, None);
+            }
+            tracing::info!(
+                node = %name,
+                "hot reload: not reloaded from {file}: a live apply replaced the node's code since"
+            );
+            continue;
+        }
         match outcome {
-            Ok(code) => node.offer(code, file.clone()),
+            Ok(mut code) => {
+                // A Python node runs the class the last apply gave it, from this new file.
+                if code.python.is_some() && node.setup.python.is_some() {
+                    code.python = node.setup.python.clone();
+                }
+                node.offer(code, file.clone())
+            }
             Err(why) => node.reload_failed(&file, &why),
         }
     }
@@ -102,6 +120,17 @@ impl ReloadStats {
 }
 
 impl RunningNode {
+    /// True when the node's code comes from `file` (canonical): its plugin file, or a Python
+    /// node's `.py` file.
+    fn runs_file(&self, file: &std::path::Path) -> bool {
+        let own = match &self.setup.python {
+            Some(crate::python::PythonSource::File { file, .. }) => file.clone(),
+            Some(_) => return true,
+            None => self.setup.plugin.info().path.clone(),
+        };
+        std::fs::canonicalize(&own).unwrap_or(own) == file
+    }
+
     /// A new build for this node: swapped in now, or after the swap in progress.
     fn offer(&mut self, code: NewCode, file: String) {
         if self.reload.swap.is_some() {
