@@ -4,8 +4,10 @@
 //! Off the scheduler thread (the `horus-control` thread, or `horus-apply` for `--watch`), an
 //! [`Applier`] validates the new manifest exactly as `horus check` does (any error: nothing
 //! changes, the errors are `horus check`'s), computes the difference ([`plan`]), refuses what
-//! this version cannot apply live ([`plan::Plan::refusal`]: nothing changes), prepares the
-//! nodes it adds (their plugin — the running copy when a running node uses the same file —,
+//! this version cannot apply live ([`plan::Plan::incompatible`], [`plan::Plan::refusal`]:
+//! nothing changes), builds the new code of each node it replaces (its plugin, node type,
+//! Python source or config changed: a [`NewCode`] from the new graph), prepares the nodes it
+//! adds (their plugin — the running copy when a running node uses the same file —,
 //! their ports attached to the running host's topics, and a `thread` or `process` node created
 //! and initialised on its worker; if one fails, those prepared are undone and nothing changes),
 //! and hands the rest to the scheduler thread as one [`ApplyOp`], which swaps it in at a tick

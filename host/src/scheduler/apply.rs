@@ -2,11 +2,13 @@
 //! running nodes can take, applied at a tick boundary. Planning, validation and refusing what
 //! cannot be applied happen off this thread; here only the swap runs:
 //!
-//! - a node's `priority`, `rate_hz` and `deadline_ms`, the scheduler's breaker settings and
-//!   `deadline_monitoring`: set in place, the node's counters untouched;
-//! - a node's `config`: the node is made again from the same code with the new config, its state
-//!   handed over, through hot reload's swap ([`super::reload`]: generation + 1, first-tick
-//!   commit or rollback);
+//! - a node's `priority`, `rate_hz`, `deadline_ms`, `logging` and `watchdog_ms`, the
+//!   scheduler's breaker settings, `deadline_monitoring` and watchdog settings: set in place,
+//!   the node's counters untouched;
+//! - a node's code (another plugin file or node type, a Python file or class) or `config`:
+//!   the node is replaced by its new code (the applier built it, [`ApplyOp::swaps`]), or made
+//!   again from the same code with the new config, its state handed over, through hot
+//!   reload's swap ([`super::reload`]: generation + 1, first-tick commit or rollback);
 //! - the scheduler's `tick_rate` (or preset): from the next cycle;
 //! - a node added: a `thread` or `process` node arrives created and initialised on its worker
 //!   (the applier did that off this thread, [`NewExec`]); an `inline` node is created and
@@ -16,7 +18,7 @@
 //!   library handed to hot reload's [`Reaper`] (unloaded off this thread when no node uses it).
 //!
 //! Every step that can fail comes first — the added inline nodes' `create` and `init`, then the
-//! config swaps — and if one fails, what was started is undone (new nodes shut down and
+//! swaps — and if one fails, what was started is undone (new nodes shut down and
 //! destroyed, swaps cancelled) and nothing else changes. Only then are nodes removed and
 //! settings set. A swap that fails later (a worker's `create`, or the new object's first tick)
 //! rolls back that node alone, as a failed hot reload does.
