@@ -7,6 +7,8 @@
 use crate::shm::{Publisher, SendError, Subscriber};
 use horus_plugin_api::abi;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Counters of one port's topic endpoint, as the stats show them.
@@ -78,7 +80,9 @@ pub enum ConfigLookup<'a> {
 pub struct NodeIo {
     name: String,
     port_names: Vec<String>,
-    logging: bool,
+    /// Whether non-error log lines are shown; shared with the executor that runs the node, so
+    /// a live apply sets it in place ([`NodeIo::set_logging`]).
+    logging: Arc<AtomicBool>,
     config: toml::Table,
     config_toml: String,
     /// TOML renderings of non-scalar config values, kept for the node's lifetime because the
@@ -108,7 +112,7 @@ impl NodeIo {
         NodeIo {
             name,
             port_names,
-            logging,
+            logging: Arc::new(AtomicBool::new(logging)),
             config,
             config_toml,
             rendered: Vec::new(),
@@ -128,14 +132,34 @@ impl NodeIo {
             .into_iter()
             .map(|(_, output)| PortBinding::Unconnected { output, sent: 0 })
             .collect();
-        NodeIo::new(
+        let mut io = NodeIo::new(
             self.name.clone(),
-            self.logging,
+            false,
             self.config.clone(),
             self.port_names.clone(),
             ports,
             self.epoch,
-        )
+        );
+        io.logging = self.logging.clone();
+        io
+    }
+
+    /// The flag that says whether the node's log lines are shown, to set it from elsewhere
+    /// (see [`NodeIo::set_logging`]).
+    pub fn logging_flag(&self) -> Arc<AtomicBool> {
+        self.logging.clone()
+    }
+
+    /// Makes this node's logging follow `flag` (a node's endpoints bound afresh, for the
+    /// executor that holds the flag).
+    pub fn share_logging(&mut self, flag: Arc<AtomicBool>) {
+        self.logging = flag;
+    }
+
+    /// Shows (or hides) the node's non-error log lines from now on: a live apply of
+    /// `logging`, in place.
+    pub fn set_logging(&self, on: bool) {
+        self.logging.store(on, Ordering::Relaxed);
     }
 
     /// The ports, in their current order: each one's name and whether it is an output.
@@ -264,7 +288,7 @@ impl NodeIo {
         let node = self.name.as_str();
         match level {
             abi::LOG_ERROR => tracing::error!(target: "horus::node", node, "{msg}"),
-            _ if !self.logging => {}
+            _ if !self.logging.load(Ordering::Relaxed) => {}
             abi::LOG_WARN => tracing::warn!(target: "horus::node", node, "{msg}"),
             abi::LOG_INFO => tracing::info!(target: "horus::node", node, "{msg}"),
             abi::LOG_DEBUG => tracing::debug!(target: "horus::node", node, "{msg}"),

@@ -64,16 +64,20 @@ pub struct MovedIn {
     pub state_file: PathBuf,
 }
 
-/// A hot reload's new code, the argument of [`ctl::CMD_RELOAD`]: the worker loads its own
-/// private copy of the file, as it did at start.
+/// A hot reload's (or a live apply's) new code, the argument of [`ctl::CMD_RELOAD`]: the
+/// worker loads its own private copy of the file, as it did at start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReloadJob {
     /// The plugin file.
     pub plugin: PathBuf,
     /// Node type name in it.
     pub node_type: String,
-    /// A Python node's source, for the loader's create entry.
+    /// A Python node's new source (another file or class): the new object imports it afresh
+    /// and restarts use it. `None`: made with the create argument the node runs with.
     pub python: Option<PythonSource>,
+    /// The node's new config, as TOML (a live apply): the new object is made with it, and a
+    /// rollback puts the old one back. `None`: the config stays.
+    pub config: Option<String>,
 }
 
 /// ` (SIGSEGV)` and the like for the signals a crashing child dies of; empty for others. For
@@ -177,6 +181,10 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
                 inst.io_mut().take_over_outputs();
                 Ok(())
             }
+            (Ok(inst), ctl::CMD_LOGGING) => {
+                inst.io().set_logging(ctl.arg().first().is_some_and(|&b| b != 0));
+                Ok(())
+            }
             (Ok(inst), ctl::CMD_RELOAD_COMMIT) => {
                 if let Some(old) = inst.commit_reload() {
                     release(old);
@@ -241,7 +249,18 @@ fn reload(inst: &mut NodeInstance, arg: &[u8]) -> Result<(), CallError> {
         .iter()
         .map(|p| (p.name.clone(), p.output))
         .collect();
-    inst.reload(lib.clone(), type_index, &ports, None)
+    let config = match &job.config {
+        Some(text) => Some(
+            text.parse::<toml::Table>()
+                .map_err(|e| err(format!("the new config: {e}")))?,
+        ),
+        None => None,
+    };
+    let arg = job.python.as_ref().map(|source| crate::ffi::ReloadArg {
+        create: source.fresh_import().encode(),
+        then: source.encode(),
+    });
+    inst.reload_with_config(lib.clone(), type_index, &ports, arg, config)
         .map(|_carried| ())
         .map_err(|(step, e)| CallError {
             kind: e.kind,

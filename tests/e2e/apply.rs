@@ -543,3 +543,418 @@ fn a_process_node_is_added_and_removed_live() {
     );
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// `counter` (from `counter_lib`, on the test's reliable topic, with `more`) and `other` (from
+/// `other_lib`), at 100 Hz.
+fn pair(counter_lib: &Path, more: &str, other_lib: &Path) -> String {
+    base(other_lib, &counter_decl(counter_lib, more))
+}
+
+/// Issue #16: a node's `plugin` changed to another file with the same node type replaces the
+/// node with its state handed over (the count goes on, every value once, in order), runs the
+/// new file's code from then on (generation 2, the stats name the new file), and leaves the
+/// other node alone. `inline` under `--watch` (hot reload's reaper unloads the old library,
+/// and a later build of the old file is swapped into the node that still runs it only),
+/// `thread` and `process` through `horus apply` (no reaper: the old library is released once
+/// its worker thread has ended; the worker process loads the new file itself).
+#[test]
+fn a_plugin_change_replaces_the_node_with_its_state() {
+    plugin_changed("inline", true);
+    plugin_changed("thread", false);
+    plugin_changed("process", false);
+}
+
+fn plugin_changed(isolation: &str, watch: bool) {
+    let s = Scratch::new();
+    let ns = namespace(&format!("plugin-{isolation}"));
+    let lib = s.path().join("libcounter.so");
+    let lib2 = s.path().join("libcounter2.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    std::fs::copy(plugin("reload-counter"), &lib2).unwrap();
+    let more = format!("isolation = \"{isolation}\"");
+    let m = s.write("robot.toml", &pair(&lib, &more, &lib));
+    let mut sub = counts::reader(&ns, TOPIC);
+    let stats = s.path().join("stats.json");
+    let child = if watch {
+        start_watching(&m, &ns, "4s", &stats)
+    } else {
+        start_in(&ns, &m, "3s", &stats)
+    };
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(1000));
+    let before = values.len();
+    rewrite(&m, &pair(&lib2, &more, &lib));
+    if !watch {
+        let applied = apply_in(&ns, &[m.to_str().unwrap()]);
+        assert_eq!(applied.code(), 0, "{applied:?}");
+        assert!(
+            applied
+                .stdout
+                .contains("apply: +0 nodes, -0, ~1 changed (counter: plugin)"),
+            "{applied:?}"
+        );
+    }
+    read_for(&mut sub, &mut values, Duration::from_millis(1200));
+    if watch {
+        // A new build of the file the counter left: hot reload swaps it into `other`, which
+        // still runs it, and not into the counter (its count keeps its step of 1).
+        let tmp = lib.with_extension("so.tmp");
+        std::fs::copy(plugin("reload-counter-v2"), &tmp).unwrap();
+        std::fs::rename(&tmp, &lib).unwrap();
+        read_for(&mut sub, &mut values, Duration::from_millis(1000));
+    }
+    let out = finish(child);
+    read_for(&mut sub, &mut values, Duration::ZERO);
+    assert!(
+        values.len() > before + 50,
+        "ticks went on after the apply: {values:?}"
+    );
+    assert_counts_on(&values);
+    assert!(
+        out.stderr.contains("apply: the node runs the code of") && out.stderr.contains("libcounter2.so"),
+        "{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    let counter = node(&stats, "counter");
+    assert_eq!(counter["generation"], 2, "{counter}");
+    assert_eq!(counter["reload_failures"], 0, "{counter}");
+    assert_eq!(counter["isolation"], isolation, "{counter}");
+    assert!(
+        counter["plugin"].as_str().unwrap().ends_with("libcounter2.so"),
+        "{counter}"
+    );
+    let other = node(&stats, "other");
+    let reloaded = if watch { 2 } else { 1 };
+    assert_eq!(other["generation"], reloaded, "{other}\n{}", out.stderr);
+    assert_eq!(other["restarts"], 0, "{other}");
+    assert!(other["total_ticks"].as_u64().unwrap() > 200, "{other}");
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: the config of `isolation = "process"` nodes changes live: the worker process
+/// makes the new object with the new config (imu-sim logs it when created) and hands the
+/// state over (the counter's count goes on, every value once, in order).
+#[test]
+fn a_process_nodes_config_change_reaches_the_new_object_with_its_state() {
+    let s = Scratch::new();
+    let ns = namespace("process-config");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let manifest = |tag: &str, amplitude: u32| {
+        format!(
+            "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n{}{}",
+            counter_decl(
+                &lib,
+                &format!("isolation = \"process\"\nconfig = {{ tag = \"{tag}\" }}")
+            ),
+            node_decl(
+                "imu",
+                &plugin("imu-sim"),
+                &format!("isolation = \"process\"\nconfig = {{ amplitude_deg = {amplitude}.0 }}")
+            )
+        )
+    };
+    let m = s.write("robot.toml", &manifest("a", 10));
+    let mut sub = counts::reader(&ns, TOPIC);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3500ms", &stats);
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(1200));
+    let before = values.len();
+    rewrite(&m, &manifest("b", 25));
+    let applied = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(applied.code(), 0, "{applied:?}");
+    assert!(
+        applied
+            .stdout
+            .contains("apply: +0 nodes, -0, ~2 changed (counter: config; imu: config)"),
+        "{applied:?}"
+    );
+    read_for(&mut sub, &mut values, Duration::from_millis(1200));
+    let out = finish(child);
+    read_for(&mut sub, &mut values, Duration::ZERO);
+    assert!(
+        values.len() > before + 50,
+        "ticks went on after the apply: {values:?}"
+    );
+    assert_counts_on(&values);
+    assert!(out.stderr.contains("config: amplitude_deg=10"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("config: amplitude_deg=25"),
+        "the new object runs with the new config:\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    for name in ["counter", "imu"] {
+        let n = node(&stats, name);
+        assert_eq!(n["generation"], 2, "{n}");
+        assert_eq!(n["reload_failures"], 0, "{n}");
+        assert_eq!(n["restarts"], 0, "{n}");
+        assert_eq!(n["isolation"], "process", "{n}");
+    }
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// The repository's Python environment (made by `./scripts/python-env.sh`).
+fn venv() -> String {
+    let v = horus_e2e::repo_root().join(".venv");
+    assert!(
+        v.join("bin/python").exists(),
+        "{} is missing: run ./scripts/python-env.sh (scripts/test.sh does)",
+        v.display()
+    );
+    v.display().to_string()
+}
+
+/// A Python counter that adds its config's `step` per tick (read at each tick, so it is the
+/// object's own config), publishing each count on the test's topic; `save_state` and
+/// `restore_state` hand the count over. `Counter2` is the same with `step * 2`.
+const PY_COUNTER: &str = r#"import struct
+import horus
+
+
+class Counter(horus.Node):
+    FACTOR = 1
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def tick(self):
+        self.count += self.config["step"] * self.FACTOR
+        self.send("apply/count", struct.pack("<Q", self.count))
+
+    def save_state(self):
+        return {"count": self.count}
+
+    def restore_state(self, state):
+        self.count = state["count"]
+
+
+class Counter2(Counter):
+    FACTOR = 2
+"#;
+
+/// The steps between consecutive values, each run of equal steps once.
+fn step_runs(values: &[u64]) -> Vec<u64> {
+    let mut runs: Vec<u64> = Vec::new();
+    for w in values.windows(2) {
+        let step = w[1].wrapping_sub(w[0]);
+        if runs.last() != Some(&step) {
+            runs.push(step);
+        }
+    }
+    runs
+}
+
+/// Issue #16 (item 4): a manifest Python node's `config` changes live, with its state: the new
+/// object sees the new config (its step) and goes on from the old one's count; then its
+/// `class` changes (the file imported afresh), the count still going on. A `venv` change is
+/// refused, saying why.
+#[test]
+fn a_python_nodes_config_and_class_change_live_with_its_state() {
+    python_changed("inline");
+}
+
+/// As above, for a Python node on a worker thread of its own (each object on a new worker).
+#[test]
+fn a_thread_python_nodes_config_and_class_change_live_with_its_state() {
+    python_changed("thread");
+}
+
+fn python_changed(isolation: &str) {
+    let s = Scratch::new();
+    let ns = namespace(&format!("python-{isolation}"));
+    s.write("counter.py", PY_COUNTER);
+    let venv = venv();
+    let manifest = |class: &str, step: u64, venv: &str| {
+        format!(
+            "[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n[[node]]\nname = \"counter\"\n\
+             python = \"counter.py\"\nclass = \"{class}\"\nvenv = \"{venv}\"\nconfig = {{ step = {step} }}\n\
+             isolation = \"{isolation}\"\n"
+        )
+    };
+    let m = s.write("robot.toml", &manifest("Counter", 1, &venv));
+    let mm = m.to_str().unwrap();
+    let mut sub = counts::reader(&ns, TOPIC);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "6s", &stats);
+    let mut values = Vec::new();
+    let seen = |step: u64, after: usize| {
+        move |v: &[u64]| {
+            v.len() > after + 10
+                && v.windows(2)
+                    .rev()
+                    .take(5)
+                    .all(|w| w[1].wrapping_sub(w[0]) == step)
+        }
+    };
+    assert!(
+        counts::read_until(&mut sub, &mut values, Duration::from_secs(4), seen(1, 20)),
+        "{values:?}"
+    );
+    rewrite(&m, &manifest("Counter", 1000, &venv));
+    let applied = apply_in(&ns, &[mm]);
+    assert_eq!(applied.code(), 0, "{applied:?}");
+    assert!(applied.stdout.contains("(counter: config)"), "{applied:?}");
+    let n = values.len();
+    assert!(
+        counts::read_until(&mut sub, &mut values, Duration::from_secs(2), seen(1000, n)),
+        "the new object runs with the new step: {:?}",
+        step_runs(&values)
+    );
+    rewrite(&m, &manifest("Counter2", 1000, &venv));
+    let applied = apply_in(&ns, &[mm]);
+    assert_eq!(applied.code(), 0, "{applied:?}");
+    assert!(applied.stdout.contains("(counter: python)"), "{applied:?}");
+    let n = values.len();
+    assert!(
+        counts::read_until(&mut sub, &mut values, Duration::from_secs(2), seen(2000, n)),
+        "the new class runs: {:?}",
+        step_runs(&values)
+    );
+    // Another path to an environment (the same one, seen through a link: another `venv`).
+    let other = s.path().join("other-venv");
+    std::os::unix::fs::symlink(&venv, &other).unwrap();
+    rewrite(&m, &manifest("Counter2", 1000, other.to_str().unwrap()));
+    let refused = apply_in(&ns, &[mm]);
+    assert_eq!(refused.code(), 2, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("apply refused: node `counter`: a Python node's `venv` cannot change live"),
+        "{refused:?}"
+    );
+    let out = finish(child);
+    counts::drain(&mut sub, &mut values);
+    assert_eq!(values[0], 1, "{values:?}");
+    assert_eq!(
+        step_runs(&values),
+        vec![1, 1000, 2000],
+        "each object went on from the count of the one before (nothing lost, nothing twice)\n{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    let counter = node(&stats, "counter");
+    assert_eq!(counter["generation"], 3, "{counter}");
+    assert_eq!(counter["reload_failures"], 0, "{counter}");
+    assert_eq!(counter["isolation"], isolation, "{counter}");
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: a node type whose ports cannot take the running node's place (hello-counter's
+/// `Summer` has an input `numbers` where the running `Counter` has an output `count`) is refused
+/// before anything changes, naming the node and the port; the node runs on untouched.
+#[test]
+fn a_node_type_with_other_ports_is_refused_and_changes_nothing() {
+    let s = Scratch::new();
+    let ns = namespace("type-ports");
+    let hello = plugin("hello-counter");
+    let counter = node_decl("other", &hello, "type = \"Counter\"");
+    let m = s.write(
+        "robot.toml",
+        &format!("[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n{counter}"),
+    );
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "2s", &stats);
+    std::thread::sleep(Duration::from_millis(500));
+    let decl = node_decl("other", &hello, "type = \"Summer\"");
+    rewrite(
+        &m,
+        &format!("[scheduler]\ntick_rate = 100\nmax_failures = 1000\n\n{decl}"),
+    );
+    let refused = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(refused.code(), 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "apply refused: node `other`: node type `Summer` of "
+        ) && refused.stderr.contains(
+            "cannot replace the running `Counter` on its topics: node type `Summer` removed the output `count`"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let out = finish(child);
+    let stats = read_stats(&stats);
+    let other = node(&stats, "other");
+    assert_eq!(other["generation"], 1, "{other}");
+    assert_eq!(other["node_type"], "Counter", "{other}\n{}", out.stderr);
+    assert!(other["total_ticks"].as_u64().unwrap() > 150, "{other}");
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: `logging`, a node's `watchdog_ms` and the scheduler's watchdog settings apply in
+/// place, with no swap (generation 1, no restart), on every isolation: hello-counter logs its
+/// count every second and `stopped at …` at shutdown, which `logging = false` hides, in the
+/// worker thread and the worker process too.
+#[test]
+fn logging_and_watchdogs_apply_in_place() {
+    let s = Scratch::new();
+    let ns = namespace("in-place");
+    let hello = plugin("hello-counter");
+    let manifest = |more: &str, own: &str, scheduler: &str| {
+        let mut text = format!("[scheduler]\ntick_rate = 100\nmax_failures = 1000\n{scheduler}\n");
+        for isolation in ["inline", "thread", "process"] {
+            let extra = if isolation == "inline" { own } else { "" };
+            text += &node_decl(
+                &format!("c_{isolation}"),
+                &hello,
+                &format!("type = \"Counter\"\nisolation = \"{isolation}\"\n{more}\n{extra}"),
+            );
+        }
+        text
+    };
+    let m = s.write("robot.toml", &manifest("", "", ""));
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    std::thread::sleep(Duration::from_millis(800));
+    rewrite(
+        &m,
+        &manifest(
+            "logging = false",
+            "watchdog_ms = 500",
+            "watchdog_enabled = true\nwatchdog_timeout_ms = 300",
+        ),
+    );
+    let applied = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(applied.code(), 0, "{applied:?}");
+    assert!(
+        applied.stdout.contains(
+            "c_inline: watchdog_ms none → 500, logging true → false; c_thread: logging true → false"
+        ) && applied.stdout.contains("scheduler: watchdog"),
+        "{applied:?}"
+    );
+    let out = finish(child);
+    for isolation in ["inline", "thread", "process"] {
+        let name = format!("c_{isolation}");
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains(&format!("node=\"{name}\"")))
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.contains("count is 0")),
+            "{name} logged before the apply:\n{}",
+            out.stderr
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("stopped at")),
+            "{name}'s shutdown line is hidden after the apply:\n{}",
+            out.stderr
+        );
+    }
+    let stats = read_stats(&stats);
+    for (isolation, timeout) in [("inline", 500), ("thread", 300), ("process", 300)] {
+        let n = node(&stats, &format!("c_{isolation}"));
+        assert_eq!(n["generation"], 1, "in place, no swap: {n}");
+        assert_eq!(n["restarts"], 0, "{n}");
+        assert_eq!(n["watchdog_enabled"], true, "{n}");
+        assert_eq!(n["watchdog_timeout_ms"], timeout, "{n}");
+        assert!(n["total_ticks"].as_u64().unwrap() > 150, "{n}");
+    }
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

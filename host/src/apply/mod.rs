@@ -4,8 +4,10 @@
 //! Off the scheduler thread (the `horus-control` thread, or `horus-apply` for `--watch`), an
 //! [`Applier`] validates the new manifest exactly as `horus check` does (any error: nothing
 //! changes, the errors are `horus check`'s), computes the difference ([`plan`]), refuses what
-//! this version cannot apply live ([`plan::Plan::refusal`]: nothing changes), prepares the
-//! nodes it adds (their plugin — the running copy when a running node uses the same file —,
+//! this version cannot apply live ([`plan::Plan::incompatible`], [`plan::Plan::refusal`]:
+//! nothing changes), builds the new code of each node it replaces (its plugin, node type,
+//! Python source or config changed: a [`NewCode`] from the new graph), prepares the nodes it
+//! adds (their plugin — the running copy when a running node uses the same file —,
 //! their ports attached to the running host's topics, and a `thread` or `process` node created
 //! and initialised on its worker; if one fails, those prepared are undone and nothing changes),
 //! and hands the rest to the scheduler thread as one [`ApplyOp`], which swaps it in at a tick
@@ -19,6 +21,7 @@ pub mod plan;
 
 use crate::graph::GraphNode;
 use crate::manifest::{Isolation, NodeSpec, SupervisionSpec};
+use crate::reload::prepare::NewCode;
 use crate::scheduler::{
     ApplyOp, Executor, Health, NewExec, NewNode, NodeSettings, ProcessExec, Rebind, Rebuild, ThreadExec,
 };
@@ -194,7 +197,7 @@ impl Applier {
         self.resident.remember(&graph.plugins);
         let plan = plan::plan(&self.running, &new);
         let summary = plan.summary();
-        if let Some(why) = plan.refusal() {
+        if let Some(why) = plan.incompatible(&self.running, &new).or_else(|| plan.refusal()) {
             return Outcome::Refused(format!("{summary}\n{why}"));
         }
         if plan.hot_reload == Some(true) && self.watch.is_none() {
@@ -215,7 +218,9 @@ impl Applier {
             Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
         };
         let watch_set = self.watch_set(&plan, &graph);
-        // The plugins the check opened that no added node uses are released when `graph` goes.
+        let (swaps, moves) = swaps(&plan, &graph);
+        // The plugins the check opened that no added or replaced node uses are released when
+        // `graph` goes.
         let added = match self.prepare(&plan, graph) {
             Ok(added) => added,
             Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
@@ -223,6 +228,8 @@ impl Applier {
         let (reply, replied) = std::sync::mpsc::channel();
         let mut op = op(&plan, &new, reply);
         op.added = added;
+        op.swaps = swaps;
+        op.moves = moves;
         op.removed = plan.removed.clone();
         op.rebinds = rebinds;
         op.reverted = self.reverted.clone();
@@ -318,15 +325,24 @@ impl Applier {
     }
 
     /// What hot reload watches once `plan` is applied, when that differs from what it
-    /// watches now (nodes added or removed, `build`/`watch` keys, a `config` its new builds
-    /// must accept, `hot_reload`); `None` when it does not or the host has no hot reload.
+    /// watches now (nodes added or removed, a node's plugin, type or Python file, `build`/`watch`
+    /// keys, a `config` its new builds must accept, `hot_reload`); `None` when it does not or
+    /// the host has no hot reload.
     fn watch_set(&self, plan: &plan::Plan, graph: &crate::graph::Graph) -> Option<crate::reload::WatchSet> {
         let link = self.watch.as_ref()?;
         let touched = !plan.added.is_empty()
             || !plan.removed.is_empty()
             || plan.hot_reload.is_some()
-            || (plan.changed.iter().flat_map(|d| &d.changes))
-                .any(|c| matches!(c, NodeChange::Build | NodeChange::Config));
+            || (plan.changed.iter().flat_map(|d| &d.changes)).any(|c| {
+                matches!(
+                    c,
+                    NodeChange::Build
+                        | NodeChange::Config
+                        | NodeChange::Plugin
+                        | NodeChange::Type(..)
+                        | NodeChange::Python
+                )
+            });
         if !touched {
             return None;
         }
@@ -416,7 +432,7 @@ impl Applier {
             epoch,
         };
         // As the scheduler waits for a worker's tick (see `scheduler::start_nodes`).
-        let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
+        let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
         let failed =
             |phase: &str, e: crate::ffi::CallError| format!("node `{name}` failed to start ({phase}): {e}");
         let exec = match setup.isolation {
@@ -443,44 +459,80 @@ impl Applier {
     }
 }
 
-/// The scheduler's part of a plan that passed [`plan::Plan::refusal`].
+/// The new code of every node `plan` replaces (its plugin, node type, Python file or class, or
+/// config changed), from `graph` (the new manifest's): the node type's library as the check
+/// opened it (the running copy when the file is unchanged), the Python source, and the new
+/// config when it changed (`None`: the running one stays). The ports were checked
+/// ([`plan::Plan::incompatible`]). A node whose `isolation` changed is moved instead, with that
+/// code: the second list.
+fn swaps(plan: &plan::Plan, graph: &crate::graph::Graph) -> (Vec<(String, NewCode)>, Moves) {
+    let mut swaps = Vec::new();
+    let mut moves = Vec::new();
+    for d in &plan.changed {
+        let moved = d.changes.iter().any(|c| matches!(c, NodeChange::Isolation(..)));
+        if !moved && !d.changes.iter().any(NodeChange::swaps) {
+            continue;
+        }
+        let Some(node) = graph.nodes.iter().find(|n| n.spec.name == d.name) else {
+            continue;
+        };
+        let python_changed = d.changes.contains(&NodeChange::Python);
+        let code = NewCode {
+            plugin: node.plugin.clone(),
+            type_index: node.type_index,
+            ports: node.plugin.info().node_types[node.type_index]
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.output))
+                .collect(),
+            // A new file or class is imported afresh ([`NewCode::reload_arg`]); a config
+            // change alone makes the node again from the module it runs.
+            python: node.python.clone().filter(|_| python_changed),
+            config: d
+                .changes
+                .contains(&NodeChange::Config)
+                .then(|| node.spec.config.clone()),
+        };
+        if moved {
+            // Its other changes go with it: the code it runs where it moves to.
+            moves.push((d.name.clone(), d.isolation, code));
+        } else {
+            swaps.push((d.name.clone(), code));
+        }
+    }
+    (swaps, moves)
+}
+
+/// The scheduler's part of a plan that passed [`plan::Plan::refusal`]: what is set in place.
+/// Nodes moved to another isolation level, with the code they run there.
+type Moves = Vec<(String, Isolation, NewCode)>;
+
 fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> ApplyOp {
     let spec = |name: &str| new.manifest.nodes.iter().find(|n| n.name == name);
     let mut settings = Vec::new();
-    let mut configs = Vec::new();
-    let mut moves = Vec::new();
     for d in &plan.changed {
         let Some(n) = spec(&d.name) else { continue };
-        let config = d.changes.contains(&NodeChange::Config).then(|| n.config.clone());
-        if d.changes.iter().any(|c| matches!(c, NodeChange::Isolation(..))) {
-            // Moved, with its new config if that changed too.
-            moves.push((n.name.clone(), n.isolation, config));
-        } else if let Some(config) = config {
-            configs.push((n.name.clone(), config));
-        }
-        if d.changes.iter().any(|c| {
-            matches!(
-                c,
-                NodeChange::Priority(..) | NodeChange::RateHz(..) | NodeChange::Deadline(..)
-            )
-        }) {
+        if d.changes.iter().any(|c| !c.swaps()) {
             settings.push(NodeSettings {
                 name: n.name.clone(),
                 priority: n.priority,
                 rate_hz: n.rate_hz,
                 deadline: n.deadline,
+                watchdog: n.watchdog,
+                logging: n.logging,
             });
         }
     }
     ApplyOp {
         settings,
-        configs,
+        swaps: Vec::new(),
         tick_rate: plan.tick_rate,
         supervision: plan.supervision.clone(),
+        watchdog: plan.watchdog,
         added: Vec::new(),
         removed: Vec::new(),
         rebinds: Vec::new(),
-        moves,
+        moves: Vec::new(),
         scope: None,
         reverted: Default::default(),
         reply,

@@ -24,6 +24,9 @@ pub struct Resolved {
     pub port_names: Vec<String>,
     /// A Python node's interpreter (its environment's `python`, `sys.executable`).
     pub interpreter: Option<PathBuf>,
+    /// Its node type's ports (a replacement must keep the running node's: see
+    /// [`crate::reload::prepare::compatible`]).
+    pub port_types: Vec<crate::ffi::PortInfo>,
 }
 
 /// A manifest as it runs (or would run): validated, every node resolved, in manifest order.
@@ -54,6 +57,7 @@ impl Snapshot {
                     .unwrap_or_else(|_| n.plugin.info().path.clone()),
                 ports: n.ports.clone(),
                 port_names: n.port_names.clone(),
+                port_types: n.plugin.info().node_types[n.type_index].ports.clone(),
                 interpreter: match &n.python {
                     Some(crate::python::PythonSource::File { program, .. }) => Some(program.clone()),
                     _ => None,
@@ -76,8 +80,10 @@ pub enum NodeChange {
     Plugin,
     /// Its node type.
     Type(String, String),
-    /// Its Python file, class or `venv`.
+    /// Its Python file or class.
     Python,
+    /// Its Python `venv`.
+    Venv,
     /// Its isolation.
     Isolation(Isolation, Isolation),
     /// Its `config` table.
@@ -99,14 +105,15 @@ pub enum NodeChange {
 impl NodeChange {
     /// Applied live by this version (in place, or by a swap with the state handed over).
     fn live(&self) -> bool {
+        !matches!(self, NodeChange::Venv)
+    }
+
+    /// Applied by replacing the node (its code made again, its state handed over: hot
+    /// reload's swap, generation + 1); the others are set in place.
+    pub fn swaps(&self) -> bool {
         matches!(
             self,
-            NodeChange::Config
-                | NodeChange::Priority(..)
-                | NodeChange::RateHz(..)
-                | NodeChange::Deadline(..)
-                | NodeChange::Isolation(..)
-                | NodeChange::Build
+            NodeChange::Plugin | NodeChange::Type(..) | NodeChange::Python | NodeChange::Config
         )
     }
 
@@ -121,6 +128,7 @@ impl NodeChange {
             NodeChange::Plugin => "plugin".into(),
             NodeChange::Type(a, b) => format!("type {a} → {b}"),
             NodeChange::Python => "python".into(),
+            NodeChange::Venv => "venv".into(),
             NodeChange::Isolation(a, b) => format!("isolation {} → {}", a.name(), b.name()),
             NodeChange::Config => "config".into(),
             NodeChange::Priority(a, b) => format!("priority {a} → {b}"),
@@ -265,6 +273,8 @@ pub struct Plan {
     /// The new `hot_reload`, when it differs (whether the host can follow is the applier's
     /// question: it must have its hot-reload thread).
     pub hot_reload: Option<bool>,
+    /// The new `watchdog_enabled` and `watchdog_timeout_ms`, when one differs.
+    pub watchdog: Option<(bool, std::time::Duration)>,
     /// `[hub.<name>]` tables differ.
     pub hubs: bool,
     /// `[plugins] path` differs (applied as it is: every node is resolved against the new
@@ -385,8 +395,11 @@ fn node_changes(old: (&NodeSpec, &Resolved), new: (&NodeSpec, &Resolved)) -> Vec
             }
         }
         (NodeCode::Python(a), NodeCode::Python(b)) => {
-            if a.file.value != b.file.value || a.class != b.class || a.venv != b.venv {
+            if a.file.value != b.file.value || a.class != b.class {
                 changes.push(NodeChange::Python);
+            }
+            if a.venv != b.venv {
+                changes.push(NodeChange::Venv);
             }
         }
         _ => changes.push(NodeChange::Plugin),
@@ -447,6 +460,7 @@ fn scheduler(old: &SchedulerSpec, new: &SchedulerSpec, plan: &mut Plan) {
     let watchdog = |s: &SupervisionSpec| (s.watchdog_enabled, s.watchdog_timeout);
     if watchdog(a) != watchdog(b) {
         plan.scheduler.push(SchedulerChange::Watchdog);
+        plan.watchdog = Some(watchdog(b));
     }
     let rest = |s: &SupervisionSpec| SupervisionSpec {
         watchdog_enabled: false,
@@ -489,27 +503,20 @@ impl Plan {
             ));
         }
         for d in &self.changed {
+            if d.changes.contains(&NodeChange::Venv) {
+                return Some(format!(
+                    "apply refused: node `{}`: a Python node's `venv` cannot change live (a host \
+                     process runs one Python interpreter, started with the first venv); restart the \
+                     host to apply this manifest",
+                    d.name
+                ));
+            }
             if let Some(c) = d.changes.iter().find(|c| !c.live()) {
                 return Some(refuse(&format!(
                     "changing a node's {} live (node `{}`)",
                     kind(c),
                     d.name
                 )));
-            }
-            if d.changes.contains(&NodeChange::Config) {
-                if d.python {
-                    return Some(refuse(&format!(
-                        "changing a Python node's config live (node `{}`)",
-                        d.name
-                    )));
-                }
-                let moved = d.changes.iter().any(|c| matches!(c, NodeChange::Isolation(..)));
-                if d.isolation == Isolation::Process && !moved {
-                    return Some(refuse(&format!(
-                        "changing the config of an `isolation = \"process\"` node live (node `{}`)",
-                        d.name
-                    )));
-                }
             }
         }
         if let Some(port) = first(&self.grown) {
@@ -522,11 +529,45 @@ impl Plan {
         if self.net_topics {
             return Some(refuse("changing the topics that travel over network hubs live"));
         }
-        if self.scheduler.contains(&SchedulerChange::Watchdog) {
-            return Some(refuse("changing the scheduler's watchdog settings live"));
-        }
         if self.hubs {
             return Some(refuse("changing `[hub.<name>]` tables live"));
+        }
+        None
+    }
+
+    /// Why a node this plan replaces with other code (another plugin file or node type) cannot
+    /// take the running node's place on its topics: the new node type removed one of its
+    /// ports, turned it around or changed its message type (hot reload's rule,
+    /// [`crate::reload::prepare::compatible`]). Checked before [`Plan::refusal`], whose
+    /// message for the same node (its ports bound differently) would say less.
+    pub fn incompatible(&self, running: &Snapshot, new: &Snapshot) -> Option<String> {
+        fn find<'a>(s: &'a Snapshot, name: &str) -> Option<&'a Resolved> {
+            let i = s.manifest.nodes.iter().position(|n| n.name == name)?;
+            s.nodes.get(i)
+        }
+        for d in &self.changed {
+            let code = d
+                .changes
+                .iter()
+                .any(|c| matches!(c, NodeChange::Plugin | NodeChange::Type(..)));
+            let (Some(old), Some(now)) = (find(running, &d.name), find(new, &d.name)) else {
+                continue;
+            };
+            if !code {
+                continue;
+            }
+            if let Err(why) = crate::reload::prepare::compatible(&old.port_types, &now.port_types) {
+                let why = why.replace("the new build", &format!("node type `{}`", now.type_name));
+                return Some(format!(
+                    "apply refused: node `{}`: node type `{}` of {} cannot replace the running `{}` \
+                     on its topics: {why}; keep the node's ports, or restart the host to apply this \
+                     manifest",
+                    d.name,
+                    now.type_name,
+                    now.plugin.display(),
+                    old.type_name
+                ));
+            }
         }
         None
     }
@@ -615,7 +656,8 @@ fn kind(c: &NodeChange) -> &'static str {
     match c {
         NodeChange::Plugin => "plugin",
         NodeChange::Type(..) => "node type",
-        NodeChange::Python => "Python file, class or venv",
+        NodeChange::Python => "Python file or class",
+        NodeChange::Venv => "venv",
         NodeChange::Isolation(..) => "isolation",
         NodeChange::Watchdog(..) => "watchdog_ms",
         NodeChange::Logging(..) => "logging",
@@ -661,6 +703,7 @@ mod tests {
                     ),
                     NodeCode::Plugin(_) => None,
                 },
+                port_types: Vec::new(),
             })
             .collect::<Vec<Resolved>>();
         Snapshot {
@@ -865,23 +908,11 @@ to = "sink.in"
 
     #[test]
     fn every_structural_change_is_refused_with_its_name() {
-        let cases: &[(&str, &str, &str)] = &[
-            (
-                "plugin = \"libx.so\"\nconfig",
-                "plugin = \"liby.so\"\nconfig",
-                "plugin live (node `filter`)",
-            ),
-            (
-                "rate_hz = 100",
-                "rate_hz = 100\nwatchdog_ms = 500",
-                "watchdog_ms live (node `imu`)",
-            ),
-            (
-                "tick_rate = 400",
-                "tick_rate = 400\nwatchdog_enabled = true",
-                "watchdog settings live",
-            ),
-        ];
+        let cases: &[(&str, &str, &str)] = &[(
+            "tick_rate = 400",
+            "tick_rate = 400\n\n[hub.h]\nmode = \"local\"",
+            "`[hub.<name>]` tables live",
+        )];
         for (from, to, why) in cases {
             let new = BASE.replacen(from, to, 1);
             let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
@@ -892,21 +923,127 @@ to = "sink.in"
     }
 
     #[test]
-    fn a_process_nodes_config_is_refused_but_its_rate_is_not() {
+    fn a_process_nodes_config_applies_live_by_a_swap() {
         let base = BASE.replace("name = \"filter\"", "name = \"filter\"\nisolation = \"process\"");
         let p = plan(
             &snap(&base, &[]),
             &snap(&base.replace("alpha = 0.5", "alpha = 1.0"), &[]),
         );
-        assert!(
-            p.refusal().unwrap().contains("`isolation = \"process\"` node"),
-            "{p:?}"
-        );
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Config]);
+        assert!(p.changed[0].changes[0].swaps());
         let p = plan(
             &snap(&base, &[]),
             &snap(&base.replace("config =", "rate_hz = 10\nconfig ="), &[]),
         );
         assert_eq!(p.refusal(), None);
+        assert!(!p.changed[0].changes[0].swaps());
+    }
+
+    #[test]
+    fn a_plugin_change_applies_live_by_a_swap() {
+        let new = BASE.replacen("plugin = \"libx.so\"\nconfig", "plugin = \"liby.so\"\nconfig", 1);
+        let mut new = snap(&new, &[]);
+        new.nodes[1].plugin = PathBuf::from("/base/liby.so");
+        let p = plan(&snap(BASE, &[]), &new);
+        assert_eq!(p.changed[0].name, "filter");
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Plugin]);
+        assert!(p.changed[0].changes[0].swaps());
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~1 changed (filter: plugin)");
+    }
+
+    #[test]
+    fn logging_and_watchdogs_apply_live_in_place() {
+        let new = BASE
+            .replace(
+                "rate_hz = 100",
+                "rate_hz = 100\nwatchdog_ms = 500\nlogging = false",
+            )
+            .replace("tick_rate = 400", "tick_rate = 400\nwatchdog_enabled = true");
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(
+            p.changed[0].changes,
+            vec![
+                NodeChange::Watchdog(None, Some(std::time::Duration::from_millis(500))),
+                NodeChange::Logging(true, false),
+            ]
+        );
+        assert!(p.changed[0].changes.iter().all(|c| !c.swaps()));
+        assert_eq!(p.scheduler, vec![SchedulerChange::Watchdog]);
+        assert!(matches!(p.watchdog, Some((true, _))), "{p:?}");
+    }
+
+    const PY: &str = r#"
+[[node]]
+name = "py"
+python = "node.py"
+class = "Node"
+config = { gain = 1 }
+"#;
+
+    #[test]
+    fn a_python_nodes_config_file_and_class_apply_live_but_not_its_venv() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["node.py", "other.py", "venv/bin/python"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let snap = |text: &str| snap_in(text, &[], dir.path());
+        let running = snap(PY);
+        let p = plan(&running, &snap(&PY.replace("gain = 1", "gain = 2")));
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Config]);
+        assert_eq!(p.refusal(), None, "{p:?}");
+        let p = plan(
+            &running,
+            &snap(&PY.replace("node.py", "other.py").replace("\"Node\"", "\"Other\"")),
+        );
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Python]);
+        assert!(p.changed[0].changes[0].swaps());
+        assert_eq!(p.refusal(), None, "{p:?}");
+        let p = plan(
+            &running,
+            &snap(&PY.replace("class = \"Node\"", "class = \"Node\"\nvenv = \"venv\"")),
+        );
+        assert_eq!(p.changed[0].changes, vec![NodeChange::Venv]);
+        let why = p.refusal().expect("refused");
+        assert!(
+            why.starts_with("apply refused: node `py`: a Python node's `venv` cannot change live (a host process runs one Python interpreter"),
+            "{why}"
+        );
+        assert!(why.ends_with("restart the host to apply this manifest"), "{why}");
+    }
+
+    fn port_info(name: &str, output: bool) -> crate::ffi::PortInfo {
+        crate::ffi::PortInfo {
+            name: name.into(),
+            type_name: "u64".into(),
+            type_hash: 7,
+            output,
+            encoding: 0,
+            max_size: 8,
+        }
+    }
+
+    #[test]
+    fn a_node_type_without_the_running_nodes_ports_is_refused_naming_the_port() {
+        let mut running = snap(BASE, &[]);
+        running.nodes[0].port_types = vec![port_info("out", true)];
+        let mut new = snap(BASE, &[("imu", "Summer")]);
+        new.nodes[0].port_types = vec![port_info("numbers", false)];
+        let p = plan(&running, &new);
+        let why = p.incompatible(&running, &new).expect("refused");
+        assert_eq!(
+            why,
+            "apply refused: node `imu`: node type `Summer` of /base/libx.so cannot replace the running \
+             `T` on its topics: node type `Summer` removed the output `out`; keep the node's ports, or \
+             restart the host to apply this manifest"
+        );
+        // Ports added are fine.
+        new.nodes[0].port_types = vec![port_info("numbers", false), port_info("out", true)];
+        assert_eq!(plan(&running, &new).incompatible(&running, &new), None);
     }
 
     #[test]
@@ -916,7 +1053,8 @@ to = "sink.in"
             p.changed[0].changes,
             vec![NodeChange::Type("T".into(), "Other".into())]
         );
-        assert!(p.refusal().unwrap().contains("node type live (node `imu`)"));
+        assert_eq!(p.refusal(), None, "a swap; its ports are checked by the applier");
+        assert!(p.changed[0].changes[0].swaps());
     }
 
     /// A folder with the Python files and environments the Python tests name.

@@ -2,11 +2,13 @@
 //! running nodes can take, applied at a tick boundary. Planning, validation and refusing what
 //! cannot be applied happen off this thread; here only the swap runs:
 //!
-//! - a node's `priority`, `rate_hz` and `deadline_ms`, the scheduler's breaker settings and
-//!   `deadline_monitoring`: set in place, the node's counters untouched;
-//! - a node's `config`: the node is made again from the same code with the new config, its state
-//!   handed over, through hot reload's swap ([`super::reload`]: generation + 1, first-tick
-//!   commit or rollback);
+//! - a node's `priority`, `rate_hz`, `deadline_ms`, `logging` and `watchdog_ms`, the
+//!   scheduler's breaker settings, `deadline_monitoring` and watchdog settings: set in place,
+//!   the node's counters untouched;
+//! - a node's code (another plugin file or node type, a Python file or class) or `config`:
+//!   the node is replaced by its new code (the applier built it, [`ApplyOp::swaps`]), or made
+//!   again from the same code with the new config, its state handed over, through hot
+//!   reload's swap ([`super::reload`]: generation + 1, first-tick commit or rollback);
 //! - the scheduler's `tick_rate` (or preset): from the next cycle;
 //! - a node added: a `thread` or `process` node arrives created and initialised on its worker
 //!   (the applier did that off this thread, [`NewExec`]); an `inline` node is created and
@@ -16,7 +18,7 @@
 //!   library handed to hot reload's [`Reaper`] (unloaded off this thread when no node uses it).
 //!
 //! Every step that can fail comes first — the added inline nodes' `create` and `init`, then the
-//! config swaps — and if one fails, what was started is undone (new nodes shut down and
+//! swaps — and if one fails, what was started is undone (new nodes shut down and
 //! destroyed, swaps cancelled) and nothing else changes. Only then are nodes removed and
 //! settings set. A swap that fails later (a worker's `create`, or the new object's first tick)
 //! rolls back that node alone, as a failed hot reload does.
@@ -113,27 +115,36 @@ pub struct NodeSettings {
     pub rate_hz: Option<f64>,
     /// Its `deadline_ms`, as the manifest has it.
     pub deadline: Option<Duration>,
+    /// Its own `watchdog_ms` (without it, the scheduler's watchdog settings apply).
+    pub watchdog: Option<Duration>,
+    /// Whether its log lines are shown.
+    pub logging: bool,
 }
 
 /// What a plan asks of the scheduler thread, applied at one tick boundary.
 #[derive(Debug)]
 pub struct ApplyOp {
-    /// Nodes whose priority, rate or deadline changed.
+    /// Nodes whose priority, rate, deadline, watchdog or logging changed.
     pub settings: Vec<NodeSettings>,
-    /// Nodes whose `config` changed, with the new table.
-    pub configs: Vec<(String, toml::Table)>,
+    /// Nodes replaced with their state handed over, with their new code: another plugin or
+    /// node type, a Python file or class, or the same code with a new `config`
+    /// ([`NewCode::config`]).
+    pub swaps: Vec<(String, NewCode)>,
     /// The new tick rate, when it changed.
     pub tick_rate: Option<f64>,
     /// The new supervision settings, when a breaker key or `deadline_monitoring` changed.
     pub supervision: Option<SupervisionSpec>,
+    /// The scheduler's new `watchdog_enabled` and `watchdog_timeout_ms`, when one changed.
+    pub watchdog: Option<(bool, Duration)>,
     /// Nodes added, ready to start (discarded if the apply fails).
     pub added: Vec<NewNode>,
     /// Nodes removed.
     pub removed: Vec<String>,
     /// Ports of running nodes bound anew.
     pub rebinds: Vec<Rebind>,
-    /// Nodes moved to another isolation level, with their new `config` if it changed too.
-    pub moves: Vec<(String, Isolation, Option<toml::Table>)>,
+    /// Nodes moved to another isolation level, with the code they run there (their plugin,
+    /// type, `config` or Python source changed too, or the running code).
+    pub moves: Vec<(String, Isolation, NewCode)>,
     /// Where the host's topics resolve: to bind re-bound ports back if the apply fails.
     pub scope: Option<TopicScope>,
     /// Where nodes whose change rolls back later are named.
@@ -332,27 +343,15 @@ fn apply_op(
         }
     };
     let mut started: Vec<usize> = Vec::new();
-    for (name, config) in &op.configs {
-        let Some(i) = nodes.iter().position(|n| &n.setup.name == name) else {
+    for (name, code) in std::mem::take(&mut op.swaps) {
+        let Some(i) = nodes.iter().position(|n| n.setup.name == name) else {
             undo(nodes, &started);
             unbind(nodes, rebound, op.scope.as_ref());
             discard(added);
             return Err(format!("node `{name}` is not running"));
         };
-        let node = &mut nodes[i];
-        let code = NewCode {
-            plugin: node.setup.plugin.clone(),
-            type_index: node.setup.type_index,
-            ports: node.setup.plugin.info().node_types[node.setup.type_index]
-                .ports
-                .iter()
-                .map(|p| (p.name.clone(), p.output))
-                .collect(),
-            python: None,
-            config: Some(config.clone()),
-        };
-        node.reverts = Some(op.reverted.clone());
-        if let Err(why) = node.begin_apply(code) {
+        nodes[i].reverts = Some(op.reverted.clone());
+        if let Err(why) = nodes[i].begin_apply(code, reaper) {
             undo(nodes, &started);
             unbind(nodes, rebound, op.scope.as_ref());
             discard(added);
@@ -362,28 +361,17 @@ fn apply_op(
     }
     let mut moved: Vec<usize> = Vec::new();
     let wait = Duration::from_secs_f64(0.5 / live.tick_rate);
-    for (name, to, config) in &op.moves {
-        let Some(i) = nodes.iter().position(|n| &n.setup.name == name) else {
+    for (name, to, code) in std::mem::take(&mut op.moves) {
+        let Some(i) = nodes.iter().position(|n| n.setup.name == name) else {
             continue;
         };
         let Some(scope) = op.scope.clone() else {
             return Err("this host cannot move nodes".into());
         };
         let node = &mut nodes[i];
-        let code = NewCode {
-            plugin: node.setup.plugin.clone(),
-            type_index: node.setup.type_index,
-            ports: node.setup.plugin.info().node_types[node.setup.type_index]
-                .ports
-                .iter()
-                .map(|p| (p.name.clone(), p.output))
-                .collect(),
-            python: None,
-            config: config.clone(),
-        };
-        let wait = node.health.timeout.map_or(wait, |t| t.min(wait));
+        let wait = node.health.timeout().map_or(wait, |t| t.min(wait));
         node.reverts = Some(op.reverted.clone());
-        if let Err(why) = node.begin_move(*to, code, scope, wait, reaper.cloned()) {
+        if let Err(why) = node.begin_move(to, code, scope, wait, reaper.cloned()) {
             for &j in &moved {
                 nodes[j].cancel_move();
             }
@@ -424,6 +412,14 @@ fn apply_op(
             node.set_deadline(node.setup.deadline.filter(|_| sup.deadline_monitoring));
         }
     }
+    if let Some((enabled, timeout)) = op.watchdog {
+        live.supervision.watchdog_enabled = enabled;
+        live.supervision.watchdog_timeout = timeout;
+        for node in nodes.iter_mut() {
+            let own = node.setup.watchdog;
+            node.set_watchdog(own, &live.supervision);
+        }
+    }
     let mut reorder = reorder_added;
     for s in &op.settings {
         let Some(node) = nodes.iter_mut().find(|n| n.setup.name == s.name) else {
@@ -434,6 +430,13 @@ fn apply_op(
         node.set_rate(s.rate_hz);
         node.setup.deadline = s.deadline;
         node.set_deadline(s.deadline.filter(|_| live.supervision.deadline_monitoring));
+        if node.setup.watchdog != s.watchdog {
+            node.set_watchdog(s.watchdog, &live.supervision);
+        }
+        if node.setup.logging != s.logging {
+            node.setup.logging = s.logging;
+            node.exec.set_logging(s.logging);
+        }
     }
     if reorder {
         // Stable: equal priorities keep the order they ran in.

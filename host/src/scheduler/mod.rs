@@ -333,7 +333,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
         // Wait for a tick at most half a scheduler period (less if the watchdog is shorter):
         // a slow or hung worker then costs the others part of one cycle once, and is skipped
         // until its tick returns.
-        let wait = health.timeout.map_or(period / 2, |t| t.min(period / 2));
+        let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
         let created = match setup.isolation {
             Isolation::Inline => rebuild.instance(io).map(Exec::Inline),
             Isolation::Thread => {

@@ -107,7 +107,7 @@ impl RunningNode {
             // It runs there already (a move of an earlier apply rolled back): only a new config
             // is left to apply.
             return match code.config {
-                Some(_) => self.begin_apply(code),
+                Some(_) => self.begin_apply(code, reaper.as_ref()),
                 None => Ok(()),
             };
         }

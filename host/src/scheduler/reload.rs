@@ -66,8 +66,26 @@ pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &Reload
             continue;
         };
         node.reload.reaper = Some(link.reaper.clone());
+        // The watcher knows the files of the start; a live apply may have moved the node to
+        // other code since.
+        if !node.runs_file(&prepared.file) {
+            if let Ok(code) = outcome {
+                node.unload(code.plugin, None);
+            }
+            tracing::info!(
+                node = %name,
+                "hot reload: not reloaded from {file}: a live apply replaced the node's code since"
+            );
+            continue;
+        }
         match outcome {
-            Ok(code) => node.offer(code, file.clone()),
+            Ok(mut code) => {
+                // A Python node runs the class the last apply gave it, from this new file.
+                if code.python.is_some() && node.setup.python.is_some() {
+                    code.python = node.setup.python.clone();
+                }
+                node.offer(code, file.clone())
+            }
             Err(why) => node.reload_failed(&file, &why),
         }
     }
@@ -106,6 +124,17 @@ impl ReloadStats {
 }
 
 impl RunningNode {
+    /// True when the node's code comes from `file` (canonical): its plugin file, or a Python
+    /// node's `.py` file.
+    fn runs_file(&self, file: &std::path::Path) -> bool {
+        let own = match &self.setup.python {
+            Some(crate::python::PythonSource::File { file, .. }) => file.clone(),
+            Some(_) => return true,
+            None => self.setup.plugin.info().path.clone(),
+        };
+        std::fs::canonicalize(&own).unwrap_or(own) == file
+    }
+
     /// A new build for this node: swapped in now, or after the swap in progress.
     fn offer(&mut self, code: NewCode, file: String) {
         if self.reload.swap.is_some() {
@@ -178,9 +207,24 @@ impl RunningNode {
                 let retiring = Instant::now();
                 let thread = self.exec.commit_reload();
                 self.reload.reloads += 1;
-                // Restarts build the new code from now on.
+                // Restarts build the new code from now on (and the stats name it).
+                let same_file = swap.code.plugin.info().path == self.setup.plugin.info().path;
                 let old = std::mem::replace(&mut self.setup.plugin, swap.code.plugin);
                 self.setup.type_index = swap.code.type_index;
+                if let Some(python) = swap.code.python {
+                    self.setup.python = Some(python);
+                } else if !same_file {
+                    self.setup.origin = self.setup.plugin.info().path.display().to_string();
+                }
+                if !same_file {
+                    tracing::info!(
+                        node = %self.setup.name,
+                        node_type = %self.setup.type_name(),
+                        generation = self.reload.reloads + 1,
+                        "apply: the node runs the code of {} (state handed over)",
+                        self.setup.plugin.info().path.display()
+                    );
+                }
                 if let Some(config) = swap.code.config {
                     self.setup.config = config;
                     tracing::info!(
@@ -216,16 +260,33 @@ impl RunningNode {
         }
     }
 
-    /// A live apply's swap (the same code made again with a new config, [`NewCode::config`]):
-    /// started now, or queued behind the node's running tick (a worker that is busy). An error
-    /// when it cannot start (a swap or restart under way) or failed at once (an inline node's
-    /// `create`, `restore_state` or `init`): the node runs on as it was.
-    pub(super) fn begin_apply(&mut self, code: NewCode) -> Result<(), String> {
+    /// A live apply's swap ([`NewCode`]: other code, or the same code made again with a new
+    /// config): started now, or queued behind the node's running tick (a worker that is busy).
+    /// Code from the running plugin file and node type (a `config` or Python change) runs
+    /// from the library the node already has. Libraries the swap is done with go to `reaper`
+    /// (hot reload's, with `--watch`) unless the node has one. An error when it cannot start
+    /// (a swap or restart under way) or failed at once (an inline node's `create`,
+    /// `restore_state` or `init`): the node runs on as it was.
+    pub(super) fn begin_apply(&mut self, mut code: NewCode, reaper: Option<&Reaper>) -> Result<(), String> {
         if self.reload.swap.is_some() || self.reload.queued.is_some() || self.restarting() {
             return Err(format!(
                 "node `{}` is in a hot reload or a restart; apply again once it is done",
                 self.setup.name
             ));
+        }
+        if self.reload.reaper.is_none() {
+            self.reload.reaper = reaper.cloned();
+        }
+        let running = &self.setup.plugin;
+        if !Arc::ptr_eq(&code.plugin, running)
+            && code.plugin.info().path == running.info().path
+            && code.plugin.info().node_types[code.type_index].name == self.setup.type_name()
+        {
+            // The check opened the file again (it changed on disk since the node loaded it):
+            // a new build is hot reload's to swap in, not the apply's.
+            let fresh = std::mem::replace(&mut code.plugin, running.clone());
+            code.type_index = self.setup.type_index;
+            self.unload(fresh, None);
         }
         let failures = self.reload.failures;
         self.begin(code, APPLY_ORIGIN.into());
@@ -268,9 +329,33 @@ impl RunningNode {
     /// Hands a library a swap is done with to the `horus-reload` thread, which unloads it
     /// (about a millisecond of `dlclose` and a look at `/proc/self/maps`, kept off this thread)
     /// once `thread`, the worker that ran it, has ended, and counts it if it stays pinned.
+    ///
+    /// Without a reaper (a host run without `--watch`, whose applies replace nodes) the library
+    /// is released here, unless `thread` is still ending: a `horus-unload` thread waits for it
+    /// first, since a library unloaded under a running thread (or before its thread-local
+    /// destructors ran) would crash the host.
     fn unload(&mut self, plugin: Arc<crate::ffi::PluginLibrary>, thread: Option<JoinHandle<()>>) {
-        if let Some(reaper) = &self.reload.reaper {
-            reaper.retire(&self.setup.name, plugin, thread);
+        match (&self.reload.reaper, thread) {
+            (Some(reaper), thread) => reaper.retire(&self.setup.name, plugin, thread),
+            (None, None) => drop(plugin),
+            (None, Some(thread)) => {
+                let keep = plugin.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("horus-unload".into())
+                    .spawn(move || {
+                        let _ = thread.join();
+                        drop(plugin);
+                    });
+                match spawned {
+                    Ok(_) => drop(keep),
+                    Err(e) => {
+                        // The failed spawn dropped its closure: this reference is never
+                        // released, so the library is never unloaded under the ending thread.
+                        std::mem::forget(keep);
+                        tracing::warn!(node = %self.setup.name, "the replaced library stays loaded: {e}");
+                    }
+                }
+            }
         }
     }
 }

@@ -100,7 +100,7 @@ impl RunningNode {
             restarts: 0,
             restarting: None,
             restart_timeout: health
-                .timeout
+                .timeout()
                 .map_or(DEFAULT_RESTART_TIMEOUT, |t| t.max(MIN_RESTART_TIMEOUT)),
             quarantines_in_a_row: 0,
             deadline,
@@ -124,6 +124,19 @@ impl RunningNode {
     /// A live apply's deadline (already off when the scheduler does not monitor deadlines).
     pub(super) fn set_deadline(&mut self, deadline: Option<Duration>) {
         self.deadline = deadline;
+    }
+
+    /// A live apply's watchdog: the node's own `watchdog_ms` (`own`) or, without one, the
+    /// scheduler's (`supervision`), set in place on its health record (the supervisor thread
+    /// runs whenever applies can come) and its restart timeout. A worker keeps the tick wait
+    /// it was started with (half a scheduler period, or the old timeout if shorter).
+    pub(super) fn set_watchdog(&mut self, own: Option<Duration>, supervision: &SupervisionSpec) {
+        self.setup.watchdog = own;
+        let timeout = own.or(supervision
+            .watchdog_enabled
+            .then_some(supervision.watchdog_timeout));
+        self.health.set_timeout(timeout);
+        self.restart_timeout = timeout.map_or(DEFAULT_RESTART_TIMEOUT, |t| t.max(MIN_RESTART_TIMEOUT));
     }
 
     pub(super) fn due(&mut self, now: Instant) -> bool {
@@ -349,7 +362,7 @@ impl RunningNode {
     /// A worker stuck in one tick past its watchdog timeout is abandoned and counted as a
     /// failure that opens the breaker (so `auto_restart` replaces it after the backoff).
     fn quarantine_if_hung(&mut self) {
-        let Some(timeout) = self.health.timeout else {
+        let Some(timeout) = self.health.timeout() else {
             return;
         };
         if !self.exec.hung(timeout, self.epoch) || !self.exec.quarantine() {
@@ -475,8 +488,8 @@ impl RunningNode {
             pinned_libraries: self.reload.pinned(&self.setup.name),
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
-            watchdog_enabled: self.health.timeout.is_some(),
-            watchdog_timeout_ms: self.health.timeout.map_or(0, |t| t.as_millis() as u64),
+            watchdog_enabled: self.health.timeout().is_some(),
+            watchdog_timeout_ms: self.health.timeout().map_or(0, |t| t.as_millis() as u64),
             watchdog_expired: self.health.expired.load(std::sync::atomic::Ordering::Relaxed),
             messages_sent: sent,
             messages_received: received,

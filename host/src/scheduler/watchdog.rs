@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 pub struct Health {
     /// Node name, for messages.
     pub name: String,
-    /// Watchdog timeout; `None` = not watched.
-    pub timeout: Option<Duration>,
+    /// Watchdog timeout in ns; 0 = not watched. Atomic: a live apply sets it in place
+    /// ([`Health::set_timeout`]) while the supervisor reads it.
+    timeout_ns: AtomicU64,
     /// 1 + nanoseconds since the epoch at which the running tick started; 0 when not in a tick.
     pub tick_started: AtomicU64,
     /// Set while the scheduler thread is in the node's restart (create + init) rather than in
@@ -33,12 +34,26 @@ impl Health {
     pub fn new(name: String, timeout: Option<Duration>) -> Arc<Health> {
         Arc::new(Health {
             name,
-            timeout,
+            timeout_ns: AtomicU64::new(timeout.map_or(0, |t| (t.as_nanos() as u64).max(1))),
             tick_started: AtomicU64::new(0),
             in_restart: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             expiries: AtomicU64::new(0),
         })
+    }
+
+    /// The watchdog timeout; `None`: not watched.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Sets the watchdog timeout (a live apply): the supervisor uses it from its next look.
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        let ns = timeout.map_or(0, |t| (t.as_nanos() as u64).max(1));
+        self.timeout_ns.store(ns, Ordering::Relaxed);
     }
 
     /// Called by the scheduler thread as a tick starts.
@@ -100,7 +115,7 @@ impl Watchdog {
     pub fn start(nodes: HealthRegistry, epoch: Instant, always: bool) -> std::io::Result<Option<Watchdog>> {
         let watched = |nodes: &HealthRegistry| -> Vec<Arc<Health>> {
             let nodes = nodes.lock().unwrap_or_else(|p| p.into_inner());
-            nodes.iter().filter(|h| h.timeout.is_some()).cloned().collect()
+            nodes.iter().filter(|h| h.timeout().is_some()).cloned().collect()
         };
         if !always && watched(&nodes).is_empty() {
             return Ok(None);
@@ -115,13 +130,16 @@ impl Watchdog {
                 while !stop2.load(Ordering::Relaxed) {
                     let watched = watched(&nodes);
                     flagged.retain(|k, _| watched.iter().any(|h| Arc::as_ptr(h) == *k));
-                    let shortest = watched.iter().filter_map(|h| h.timeout).min();
+                    let shortest = watched.iter().filter_map(|h| h.timeout()).min();
                     let period = shortest.map_or(Duration::from_millis(100), |s| {
                         (s / 4).clamp(Duration::from_millis(2), Duration::from_millis(100))
                     });
                     for h in &watched {
                         let flag = flagged.entry(Arc::as_ptr(h)).or_insert(0);
-                        let timeout = h.timeout.expect("filtered");
+                        // A live apply may have just taken it away.
+                        let Some(timeout) = h.timeout() else {
+                            continue;
+                        };
                         let started = h.tick_started.load(Ordering::Relaxed);
                         let Some(running) = h.in_tick_for(epoch) else {
                             continue;

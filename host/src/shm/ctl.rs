@@ -40,6 +40,8 @@ pub const CMD_SAVE: u32 = 11;
 /// Command: the move out failed: take the outputs' Links back (the host's endpoints took
 /// them over).
 pub const CMD_RETAKE: u32 = 12;
+/// Command: show (argument byte 1) or hide (0) the node's non-error log lines (a live apply).
+pub const CMD_LOGGING: u32 = 13;
 
 /// Reply status: the call succeeded.
 pub const OK: u32 = 0;

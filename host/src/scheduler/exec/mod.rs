@@ -298,13 +298,17 @@ impl Exec {
                 }
             },
             Exec::Thread(t) => t.begin_reload(code),
-            // The worker process reads its config once, from its job; the plan refuses this
-            // before it gets here (see `crate::apply::plan`).
-            Exec::Process(_) if code.config.is_some() => SwapStatus::Failed(
-                "the config of a `process` node cannot change live yet".into(),
-                None,
-            ),
             Exec::Process(p) => p.begin_reload(code),
+        }
+    }
+
+    /// Shows or hides the node's non-error log lines from now on, in place (a live apply of
+    /// `logging`): no swap, the node's object and counters untouched.
+    pub fn set_logging(&mut self, on: bool) {
+        match self {
+            Exec::Inline(i) => i.io().set_logging(on),
+            Exec::Thread(t) => t.set_logging(on),
+            Exec::Process(p) => p.set_logging(on),
         }
     }
 

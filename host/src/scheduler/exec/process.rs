@@ -46,6 +46,11 @@ pub struct ProcessExec {
     /// A live apply's re-binding (the ctl argument) for a worker that was busy: sent before
     /// its next tick.
     rebind: Option<Vec<u8>>,
+    /// The swap's new code (from `begin_reload` until commit or rollback): a commit makes it
+    /// the job a restart's fresh worker runs.
+    swapping: Option<ReloadJob>,
+    /// A live apply's `logging`, not yet sent to a worker that was busy.
+    logging: Option<bool>,
     wait: Duration,
     health: Arc<Health>,
     epoch: Instant,
@@ -117,6 +122,8 @@ impl ProcessExec {
             reloading: None,
             swapped: false,
             rebind: None,
+            swapping: None,
+            logging: None,
             wait,
             health,
             epoch: rebuild.epoch,
@@ -223,6 +230,7 @@ impl ProcessExec {
         self.restarting = None;
         self.reloading = None;
         self.swapped = false;
+        self.swapping = None;
         self.health.leave();
     }
 
@@ -240,7 +248,11 @@ impl ProcessExec {
         let job = ReloadJob {
             plugin: info.path.clone(),
             node_type: info.node_types[code.type_index].name.clone(),
-            python: self.job.python.clone(),
+            python: code.python.clone(),
+            config: code
+                .config
+                .as_ref()
+                .map(|c| toml::to_string(c).unwrap_or_default()),
         };
         let Some(ctl) = self.ctl.as_ref() else {
             return SwapStatus::Failed("the node's worker process is not running".into(), None);
@@ -256,6 +268,7 @@ impl ProcessExec {
             );
         }
         self.reloading = Some(ctl.send(ctl::CMD_RELOAD));
+        self.swapping = Some(job);
         self.poll_reload()
     }
 
@@ -348,11 +361,15 @@ impl ProcessExec {
                     self.swapped = true;
                     SwapStatus::Ready
                 }
-                Err(e) => SwapStatus::Failed(e.message, None),
+                Err(e) => {
+                    self.swapping = None;
+                    SwapStatus::Failed(e.message, None)
+                }
             };
         }
         if let Some(how) = self.exited() {
             self.reloading = None;
+            self.swapping = None;
             return SwapStatus::Failed(format!("the worker process died during the swap: {how}"), None);
         }
         SwapStatus::Pending
@@ -361,12 +378,49 @@ impl ProcessExec {
     /// The new code ticked: the worker shuts the old code down, destroys it and unloads its
     /// copy of the library (in the worker process).
     pub fn commit_reload(&mut self) {
+        // A restart's fresh worker runs the new code from now on.
+        if let Some(new) = self.swapping.take() {
+            self.job.plugin = new.plugin;
+            self.job.node_type = new.node_type;
+            if new.python.is_some() {
+                self.job.python = new.python;
+            }
+            if let Some(config) = new.config {
+                self.job.config = config;
+            }
+        }
         self.finish_reload(ctl::CMD_RELOAD_COMMIT);
     }
 
     /// The new code's first tick failed: the worker destroys it and runs the old code again.
     pub fn rollback_reload(&mut self) {
+        self.swapping = None;
         self.finish_reload(ctl::CMD_RELOAD_ROLLBACK);
+    }
+
+    /// Shows or hides the node's non-error log lines from now on (a live apply): the worker is
+    /// told at once when idle, else before its next tick; a restart's fresh worker starts so.
+    pub fn set_logging(&mut self, on: bool) {
+        self.job.logging = on;
+        self.logging = Some(on);
+        self.send_logging();
+    }
+
+    /// Sends a pending `logging` to an idle worker.
+    fn send_logging(&mut self) {
+        if self.in_tick.is_some() || self.restarting.is_some() || self.reloading.is_some() {
+            return;
+        }
+        let (Some(on), Some(ctl)) = (self.logging, self.ctl.as_ref()) else {
+            return;
+        };
+        if ctl.set_arg(&[on as u8]).is_err() {
+            return;
+        }
+        self.logging = None;
+        if let Err(e) = self.command(ctl::CMD_LOGGING, PROCESS_STOP_TIMEOUT) {
+            tracing::warn!(node = %self.job.name, "the worker process did not take the new `logging`: {e}");
+        }
     }
 
     fn finish_reload(&mut self, cmd: u32) {
@@ -435,6 +489,9 @@ impl Executor for ProcessExec {
             if let Err(e) = self.send_rebind(&arg) {
                 tracing::error!(node = %self.job.name, "live apply: {e}; its ports stay as they were");
             }
+        }
+        if self.logging.is_some() {
+            self.send_logging();
         }
         let Some(ctl) = self.ctl.as_ref() else {
             return TickOutcome::Finished(Err(crashed("no worker".into())), Duration::ZERO);

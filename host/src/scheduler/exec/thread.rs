@@ -14,6 +14,7 @@ use crate::io::{NodeIo, PortBinding};
 use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
 use crate::topic::PortPlan;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -409,6 +410,8 @@ pub struct ThreadExec {
     /// A node moved here from another executor: its new worker creates, restores and
     /// initialises it (the reply awaited).
     starting: bool,
+    /// The node's `logging`, shared with its endpoints (kept across restarts and swaps).
+    logging: Arc<AtomicBool>,
 }
 
 /// A hot reload of a `thread` node in progress. Each generation of code runs on a worker thread
@@ -432,8 +435,10 @@ impl ThreadExec {
         wait: Duration,
     ) -> Result<ThreadExec, CallError> {
         let inputs = io.input_peers();
+        let logging = io.logging_flag();
         let worker = Worker::spawn(&rebuild, io, health.clone())?;
         Ok(ThreadExec {
+            logging,
             worker: Some(worker),
             abandoned: Vec::new(),
             inputs,
@@ -461,9 +466,11 @@ impl ThreadExec {
         wait: Duration,
     ) -> Result<ThreadExec, String> {
         let inputs = io.input_peers();
+        let logging = io.logging_flag();
         let worker = Worker::launch_generation(&rebuild, code, io, state, health.clone())
             .map_err(|e| format!("cannot spawn a worker thread: {e}"))?;
         Ok(ThreadExec {
+            logging,
             worker: Some(worker),
             abandoned: Vec::new(),
             inputs,
@@ -598,6 +605,20 @@ impl ThreadExec {
             // A worker that is gone has nothing to re-bind: the next restart binds the plans.
             let _ = w.tx.send(Cmd::Rebind(bindings));
         }
+    }
+
+    /// Shows or hides the node's non-error log lines from now on (a live apply), whatever the
+    /// worker is doing: the flag is shared with its endpoints.
+    pub fn set_logging(&mut self, on: bool) {
+        self.rebuild.logging = on;
+        self.logging.store(on, Ordering::Relaxed);
+    }
+
+    /// The node's endpoints bound afresh, its logging still the shared flag.
+    fn fresh_io(&self) -> Result<NodeIo, CallError> {
+        let mut io = self.rebuild.io()?;
+        io.share_logging(self.logging.clone());
+        Ok(io)
     }
 
     /// Starts a hot reload at a tick boundary: the old code's worker saves its state and hands
@@ -747,7 +768,7 @@ impl ThreadExec {
 
     /// The old code carries on with endpoints bound afresh (its own went down with a worker).
     fn resume_with_fresh_io(&mut self, why: String) -> String {
-        let resumed = self.rebuild.io().and_then(|io| {
+        let resumed = self.fresh_io().and_then(|io| {
             self.worker
                 .as_mut()
                 .ok_or_else(gone)
@@ -856,7 +877,7 @@ impl Executor for ThreadExec {
                 w.restarting = Some(Stage::Recreate);
             }
             None => {
-                let launched = self.rebuild.io().and_then(|io| {
+                let launched = self.fresh_io().and_then(|io| {
                     let inputs = io.input_peers();
                     Worker::launch(&self.rebuild, io, self.health.clone()).map(|w| (w, inputs))
                 });
