@@ -271,12 +271,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             None
         }
     };
-    // Hot reload: the replaced libraries are unloaded when their last node lets go of them, so
-    // this function keeps no reference of its own to the plugins it loaded.
+    // A library a hot reload or a live apply is done with is unloaded by the `horus-unload`
+    // thread when its last node lets go of it, so this function keeps no reference of its own to
+    // the plugins it loaded.
+    let (reaper, unloader) = crate::reload::Reaper::start()
+        .map_err(|e| HostError::Reload(crate::reload::ReloadStartError::Spawn(e)))?;
+    drop(plugins);
     let (reloader, reloads) = match watched {
         Some(watched) => {
-            let (reloader, reloads) =
-                crate::reload::Reloader::start(watched, builds).map_err(HostError::Reload)?;
+            let (reloader, reloads) = crate::reload::Reloader::start_with(watched, builds, reaper.clone())
+                .map_err(HostError::Reload)?;
             tracing::info!("hot reload on: a node reloads when its plugin or Python file changes");
             applier
                 .lock()
@@ -290,16 +294,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         true => Some(ManifestWatch::start(applier).map_err(HostError::Reload)?),
         false => None,
     };
-    let plugins = if reloader.is_some() {
-        drop(plugins);
-        Vec::new()
-    } else {
-        plugins
-    };
     let apply_link = scheduler::ApplyLink {
         ops: apply_rx,
         epoch: apply_epoch,
-        reaper: reloads.as_ref().map(|r| r.reaper.clone()),
+        reaper: Some(reaper),
     };
     let result = scheduler::run_with_applies(
         &manifest.scheduler,
@@ -337,8 +335,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     };
     match result {
         Ok(report) => {
-            // The scheduler thread has been joined: the plugins can really be unloaded now.
-            drop(plugins);
+            // The scheduler has dropped its nodes: what they retired is unloaded now.
+            drop(unloader);
             crate::shm::remove_private(scope.namespace(), scope.instance());
             write_stats(&report.nodes)?;
             Ok(report)
@@ -349,8 +347,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             secs,
             stats,
         }) => {
-            // A thread is still executing plugin code: unloading it would crash the process.
-            std::mem::forget(plugins);
+            // A thread is still executing plugin code: its library is never unloaded (the
+            // nodes that hold it are never dropped), nor anything retiring.
+            std::mem::forget(unloader);
             write_stats(&stats)?;
             eprint!("{}", scheduler::table(&stats));
             Err(HostError::Run(RunError::Hung {
@@ -361,7 +360,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             }))
         }
         Err(e) => {
-            drop(plugins);
+            drop(unloader);
             Err(e.into())
         }
     }

@@ -958,3 +958,40 @@ fn logging_and_watchdogs_apply_in_place() {
     }
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Issue #16: a node removed by `horus apply` from a host started without `--watch` has its
+/// library unloaded (by the run's `horus-unload` thread) once no node uses it: the copy the
+/// host mapped is gone from its memory map, while the other node's stays.
+#[test]
+fn a_removed_nodes_library_is_unloaded_without_watch() {
+    let s = Scratch::new();
+    let ns = namespace("unload");
+    let lib = s.path().join("libcounter.so");
+    std::fs::copy(plugin("reload-counter"), &lib).unwrap();
+    let other = s.path().join("libother.so");
+    std::fs::copy(plugin("reload-counter"), &other).unwrap();
+    let both = base(&lib, &counter_decl(&other, ""));
+    let m = s.write("robot.toml", &both);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    let pid = child.id();
+    let mapped = |name: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("horus-load-") && l.contains(&format!("-{name}")))
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(mapped("libother.so") && mapped("libcounter.so"), "both loaded");
+    rewrite(&m, &base(&lib, ""));
+    let removed = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(removed.code(), 0, "{removed:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while mapped("libother.so") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!mapped("libother.so"), "the removed node's library is unloaded");
+    assert!(mapped("libcounter.so"), "the running node's stays");
+    finish(child);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

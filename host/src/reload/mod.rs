@@ -82,6 +82,83 @@ impl Reaper {
     }
 }
 
+/// The `horus-unload` thread: unloads the libraries a hot reload or a live apply is done with,
+/// off the scheduler thread (at the lowest priority), once the worker thread that ran them has
+/// ended ([`Retired`]). It runs for the whole run, with or without `--watch`. Dropping it
+/// stops it; what is still retiring then gets half a second to end, and a library whose thread
+/// has not ended is never released.
+pub struct Unloader {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Unloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unloader").finish_non_exhaustive()
+    }
+}
+
+impl Reaper {
+    /// Starts the `horus-unload` thread the returned reaper feeds.
+    pub fn start() -> std::io::Result<(Reaper, Unloader)> {
+        let (retired_tx, retired) = std::sync::mpsc::channel::<Retired>();
+        let pinned: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let pins = pinned.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("horus-unload".into())
+            .spawn(move || {
+                // `dlclose` and a look at /proc/self/maps take about a millisecond of CPU: at the
+                // lowest priority they never preempt the scheduler thread.
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                let mut ending: Vec<(Retired, std::time::Instant)> = Vec::new();
+                while !stopping.load(Ordering::Acquire) {
+                    // Idle, it sleeps on the channel; while a thread is ending, it looks again
+                    // every few ms.
+                    let wait = match ending.is_empty() {
+                        true => Duration::from_millis(100),
+                        false => Duration::from_millis(5),
+                    };
+                    match retired.recv_timeout(wait) {
+                        Ok(r) => ending.push((r, std::time::Instant::now())),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
+                    reap(&mut ending, &pins);
+                }
+                // The run is over: what is still retiring gets a last chance to end.
+                ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
+                let deadline = std::time::Instant::now() + Duration::from_millis(500);
+                while !ending.is_empty() && std::time::Instant::now() < deadline {
+                    reap(&mut ending, &pins);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // Never release a library under a thread that may still run its code.
+                ending.into_iter().for_each(std::mem::forget);
+            })?;
+        let reaper = Reaper {
+            retired: retired_tx,
+            pinned,
+        };
+        let unloader = Unloader {
+            stop,
+            thread: Some(thread),
+        };
+        Ok((reaper, unloader))
+    }
+}
+
+impl Drop for Unloader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// What hot reload watches after a live apply changed the nodes ([`crate::apply`]): every
 /// node it runs with its file (nodes added included, nodes removed gone), and the `build =`
 /// jobs. Empty when `hot_reload` was turned off (in a host started without `--watch`).
@@ -105,6 +182,8 @@ pub struct Reloader {
     thread: Option<std::thread::JoinHandle<()>>,
     /// New sets of watched nodes (a live apply added or removed some).
     updates: Sender<WatchSet>,
+    /// The unloading thread, when this reloader started its own ([`Reloader::start`]).
+    unloader: Option<Unloader>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -134,11 +213,24 @@ impl Reloader {
         self.updates.clone()
     }
 
-    /// Starts watching, and running the `builds` on source changes; the receiver goes to
-    /// `scheduler::run`.
+    /// Starts watching, and running the `builds` on source changes, with an unloading thread of
+    /// its own; the receiver goes to `scheduler::run`.
     pub fn start(
         watched: Vec<Watched>,
         builds: Vec<build::BuildJob>,
+    ) -> Result<(Reloader, ReloadLink), ReloadStartError> {
+        let (reaper, unloader) = Reaper::start().map_err(ReloadStartError::Spawn)?;
+        let (mut reloader, link) = Reloader::start_with(watched, builds, reaper)?;
+        reloader.unloader = Some(unloader);
+        Ok((reloader, link))
+    }
+
+    /// [`Reloader::start`], the libraries it is done with going to `reaper` (the run's
+    /// unloading thread).
+    pub fn start_with(
+        watched: Vec<Watched>,
+        builds: Vec<build::BuildJob>,
+        reaper: Reaper,
     ) -> Result<(Reloader, ReloadLink), ReloadStartError> {
         let files = files_of(&watched);
         let (watcher, changes) = watch::Watcher::start(&files, DEBOUNCE)?;
@@ -150,16 +242,12 @@ impl Reloader {
             true => None,
             false => Some(build::Builder::start(builds, tx.clone())?),
         };
-        let (retired_tx, retired) = std::sync::mpsc::channel::<Retired>();
-        let pinned: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let pins = pinned.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("horus-reload".into())
             .spawn(move || {
-                // Loading a build (copying it, relocating it) and unloading the old one take
-                // milliseconds of CPU: at the lowest priority they never preempt the scheduler
+                // Loading a build (copying it, relocating it) takes milliseconds of CPU: at the lowest priority they never preempt the scheduler
                 // thread, whose tick intervals stay as they were (`./scripts/bench.sh reload`).
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 let mut current = Current {
@@ -170,10 +258,7 @@ impl Reloader {
                     builds: builds_key,
                     builder,
                 };
-                let mut ending: Vec<(Retired, std::time::Instant)> = Vec::new();
                 while !stopping.load(Ordering::Acquire) {
-                    ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
-                    reap(&mut ending, &pins);
                     while let Ok(set) = new_sets.try_recv() {
                         current.update(set, &tx);
                     }
@@ -188,15 +273,6 @@ impl Reloader {
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                // The run is over: what is still retiring gets a last chance to end.
-                ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
-                let deadline = std::time::Instant::now() + Duration::from_millis(500);
-                while !ending.is_empty() && std::time::Instant::now() < deadline {
-                    reap(&mut ending, &pins);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                // Never release a library under a thread that may still run its code.
-                ending.into_iter().for_each(std::mem::forget);
             })
             .map_err(ReloadStartError::Spawn)?;
         Ok((
@@ -204,14 +280,9 @@ impl Reloader {
                 stop,
                 thread: Some(thread),
                 updates,
+                unloader: None,
             },
-            ReloadLink {
-                prepared: rx,
-                reaper: Reaper {
-                    retired: retired_tx,
-                    pinned,
-                },
-            },
+            ReloadLink { prepared: rx, reaper },
         ))
     }
 }

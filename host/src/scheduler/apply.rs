@@ -167,9 +167,8 @@ pub struct ApplyLink {
     /// The run's clock origin, set when the scheduler starts: the applier makes added nodes
     /// on it.
     pub epoch: Arc<OnceLock<Instant>>,
-    /// Where removed nodes' libraries go to be unloaded off the scheduler thread (hot reload's,
-    /// with `--watch`); without one they are released here, and those loaded at the start
-    /// stay loaded until the host exits.
+    /// Where removed, replaced and moved nodes' libraries go to be unloaded off the scheduler
+    /// thread (the run's `horus-unload` thread); without one they are released here.
     pub reaper: Option<Reaper>,
 }
 

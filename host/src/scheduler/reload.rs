@@ -326,35 +326,19 @@ impl RunningNode {
         self.reload.last_error = Some(why.to_owned());
     }
 
-    /// Hands a library a swap is done with to the `horus-reload` thread, which unloads it
-    /// (about a millisecond of `dlclose` and a look at `/proc/self/maps`, kept off this thread)
-    /// once `thread`, the worker that ran it, has ended, and counts it if it stays pinned.
-    ///
-    /// Without a reaper (a host run without `--watch`, whose applies replace nodes) the library
-    /// is released here, unless `thread` is still ending: a `horus-unload` thread waits for it
-    /// first, since a library unloaded under a running thread (or before its thread-local
-    /// destructors ran) would crash the host.
+    /// Hands a library a swap is done with to the run's `horus-unload` thread
+    /// ([`crate::reload::Reaper`]), which unloads it (about a millisecond of `dlclose` and a
+    /// look at `/proc/self/maps`, kept off this thread) once `thread`, the worker that ran it,
+    /// has ended, and counts it if it stays pinned. A scheduler without one (the Python
+    /// package's, which swaps nothing) joins the thread and releases the library here.
     fn unload(&mut self, plugin: Arc<crate::ffi::PluginLibrary>, thread: Option<JoinHandle<()>>) {
-        match (&self.reload.reaper, thread) {
-            (Some(reaper), thread) => reaper.retire(&self.setup.name, plugin, thread),
-            (None, None) => drop(plugin),
-            (None, Some(thread)) => {
-                let keep = plugin.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("horus-unload".into())
-                    .spawn(move || {
-                        let _ = thread.join();
-                        drop(plugin);
-                    });
-                match spawned {
-                    Ok(_) => drop(keep),
-                    Err(e) => {
-                        // The failed spawn dropped its closure: this reference is never
-                        // released, so the library is never unloaded under the ending thread.
-                        std::mem::forget(keep);
-                        tracing::warn!(node = %self.setup.name, "the replaced library stays loaded: {e}");
-                    }
+        match &self.reload.reaper {
+            Some(reaper) => reaper.retire(&self.setup.name, plugin, thread),
+            None => {
+                if let Some(thread) = thread {
+                    let _ = thread.join();
                 }
+                drop(plugin);
             }
         }
     }
