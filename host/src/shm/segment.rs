@@ -849,6 +849,18 @@ impl Segment {
         self.peer_at(self.peer)
     }
 
+    /// True when a live process has a publisher attached (a peer entry with the publisher's
+    /// role).
+    pub fn has_publisher(&self) -> bool {
+        (0..layout::MAX_PEERS).any(|i| {
+            let p = self.peer_at(i);
+            let pid = p.pid.load(Ordering::Acquire);
+            pid != 0
+                && p.role.load(Ordering::Relaxed) == layout::ROLE_PUBLISHER
+                && is_alive_since(pid, p.start_time.load(Ordering::Relaxed))
+        })
+    }
+
     /// True when `other` is attached to the same shared-memory object (not merely one of the
     /// same name: a name can be removed and made again).
     pub fn same_ring(&self, other: &Segment) -> bool {
