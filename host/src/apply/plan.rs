@@ -355,16 +355,21 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
             let Some(k) = old.port_names.iter().position(|p| p == port) else {
                 continue;
             };
-            if let (Binding::Grow(_), PortPlan::Output { topic, .. } | PortPlan::Input { topic, .. }) =
-                (binding(&old.ports[k], &under(new_plan, &names)), &old.ports[k])
+            // A network topic's ring (`net.…/…`) is the hub bridge's too: never moved.
+            if let (
+                Binding::Grow(_),
+                PortPlan::Output {
+                    topic: TopicName::Local(name),
+                    ..
+                }
+                | PortPlan::Input {
+                    topic: TopicName::Local(name),
+                    ..
+                },
+            ) = (binding(&old.ports[k], &under(new_plan, &names)), &old.ports[k])
             {
-                match topic {
-                    TopicName::Local(name) if !name.contains('/') => {
-                        if !moved.contains(name) {
-                            moved.push(name.clone());
-                        }
-                    }
-                    _ => {}
+                if !name.contains('/') && !moved.contains(name) {
+                    moved.push(name.clone());
                 }
             }
         }
