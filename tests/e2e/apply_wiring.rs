@@ -153,7 +153,8 @@ fn a_reliable_queue_rebound_live_loses_nothing() {
 /// the deeper queue is in effect: more messages arrive than a 4-deep queue at 10 Hz lets
 /// through. The process check's worker is mostly busy: it attaches its subscriber after the
 /// source has switched, and reads from the new ring's first message, which a holder kept
-/// for it. The old ring goes once drained, the new one at the end.
+/// for it. A `thread` check added by the same apply is bound to the new ring. The old ring
+/// goes once drained, the new one at the end.
 #[test]
 fn a_queue_that_needs_a_larger_ring_moves_to_a_new_ring_live() {
     let s = Scratch::new();
@@ -162,13 +163,22 @@ fn a_queue_that_needs_a_larger_ring_moves_to_a_new_ring_live() {
     let stats = s.path().join("stats.json");
     let child = start_in(&ns, &m, "3s", &stats);
     std::thread::sleep(Duration::from_millis(800));
-    rewrite(&m, &stream("reliable(64)", 80));
+    // A `thread` check added with it joins the new ring (mid-stream: gaps before its first
+    // message are not errors, disorder is).
+    let lib = plugin("seq-stream");
+    let added = format!(
+        "[[node]]\nname = \"check_t\"\nplugin = \"{}\"\ntype = \"SeqCheck\"\nrate_hz = 10\n\
+         isolation = \"thread\"\nconfig = {{ reliable = false }}\n\n\
+         [[connect]]\nfrom = \"source.out\"\nto = \"check_t.in\"\nqos = \"reliable(64)\"\n",
+        lib.display()
+    );
+    rewrite(&m, &(stream("reliable(64)", 80) + &added));
     let applied = apply_in(&ns, &[m.to_str().unwrap()]);
     assert_eq!(applied.code(), 0, "{applied:?}");
     assert!(
-        applied
-            .stdout
-            .contains("~2 connections, topic `source.out` moved to a larger ring"),
+        applied.stdout.contains(
+            "apply: +1 node, -0, ~0 changed, +1 connection, ~2 connections, topic `source.out` moved to a larger ring"
+        ),
         "{applied:?}"
     );
     let out = finish(child);
@@ -180,7 +190,7 @@ fn a_queue_that_needs_a_larger_ring_moves_to_a_new_ring_live() {
         assert_eq!(n["generation"], 1, "{n}");
         assert_eq!(n["restarts"], 0, "{n}");
     }
-    for name in ["check_i", "check_p"] {
+    for name in ["check_i", "check_p", "check_t"] {
         let n = node(&stats, name);
         let input = &n["topics"][0];
         assert!(
@@ -191,6 +201,8 @@ fn a_queue_that_needs_a_larger_ring_moves_to_a_new_ring_live() {
         let got = n["messages_received"].as_u64().unwrap();
         assert!(got > 150, "{name} kept receiving, up to 64 a tick: {n}");
     }
+    let n = node(&stats, "check_t");
+    assert_eq!(n["total_failures"], 0, "in order: {n}");
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
 
