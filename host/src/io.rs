@@ -94,6 +94,10 @@ pub struct NodeIo {
     replaced: Vec<(toml::Table, String)>,
     epoch: Instant,
     ports: Vec<PortBinding>,
+    /// Inputs whose topic a live apply moved to a new ring: each one's subscriber of the ring
+    /// it left (`port`, subscriber), oldest first, read until it is empty and its publisher
+    /// has switched to the next ring ([`NodeIo::rebind`]).
+    draining: Vec<(String, Subscriber)>,
     current: Vec<u8>,
 }
 
@@ -119,6 +123,7 @@ impl NodeIo {
             replaced: Vec::new(),
             epoch,
             ports,
+            draining: Vec::new(),
             current: Vec::new(),
         }
     }
@@ -213,16 +218,91 @@ impl NodeIo {
     }
 
     /// Binds `port` to `binding` instead (a live apply that connects, disconnects or re-binds
-    /// it) and returns the binding it had (`None`, and `binding` is dropped, when the node has
-    /// no such port). An input re-bound on the same ring (its queue depth or `reliable` flag changed)
-    /// reads on from where the old endpoint stopped ([`Subscriber::resume_from`]): the
-    /// messages already queued for the node are neither lost nor read twice.
-    pub fn rebind(&mut self, port: &str, mut binding: PortBinding) -> Option<PortBinding> {
-        let i = self.port_names.iter().position(|n| n == port)?;
-        if let (PortBinding::Input(new), PortBinding::Input(old)) = (&mut binding, &self.ports[i]) {
-            new.resume_from(old);
+    /// it); the endpoint it had goes once the new one has taken its place. False (and
+    /// `binding` is dropped) when the node has no such port.
+    ///
+    /// An input re-bound on the same ring (its queue depth or `reliable` flag changed) reads
+    /// on from where the old endpoint stopped ([`Subscriber::resume_from`]): the messages
+    /// already queued for the node are neither lost nor read twice. One put back onto a ring it
+    /// is still draining (an apply undone) reads on from there.
+    ///
+    /// `drain`: the input's topic moved to a new, larger ring (a live apply): the old
+    /// subscriber stays, draining. [`recv`](Self::recv) reads it until it is empty and the
+    /// publisher has switched — the topic is a Link, so once the new ring holds a message (or
+    /// the old one has no publisher left) nothing more comes to the old one; after one more
+    /// look it is dropped, its counts added to the new one's. So the port reads every message
+    /// once, in order, however late the publisher switches.
+    pub fn rebind(&mut self, port: &str, mut binding: PortBinding, drain: bool) -> bool {
+        let Some(i) = self.port_names.iter().position(|n| n == port) else {
+            return false;
+        };
+        let mut resumed = false;
+        if let PortBinding::Input(new) = &mut binding {
+            if let PortBinding::Input(old) = &self.ports[i] {
+                resumed = new.resume_from(old);
+            }
+            if !resumed {
+                if let Some(j) = (self.draining.iter()).position(|(p, old)| p == port && new.resume_from(old))
+                {
+                    // Back onto a ring it was draining: that endpoint's place is taken.
+                    self.draining.remove(j);
+                }
+            }
         }
-        Some(std::mem::replace(&mut self.ports[i], binding))
+        match std::mem::replace(&mut self.ports[i], binding) {
+            PortBinding::Input(old) if drain && !resumed => self.draining.push((port.to_owned(), old)),
+            _old => {}
+        }
+        true
+    }
+
+    /// A message from the oldest ring input `port` is draining, copied into `current`: true,
+    /// or false when it has none (drained rings are dropped on the way, see
+    /// [`rebind`](Self::rebind)).
+    fn drain(&mut self, port: usize) -> bool {
+        let Some(name) = self.port_names.get(port) else {
+            return false;
+        };
+        loop {
+            let Some(i) = self.draining.iter().position(|(p, _)| p == name) else {
+                return false;
+            };
+            if self.draining[i].1.try_recv(&mut self.current).is_some() {
+                return true;
+            }
+            // Empty. Has the publisher switched to the next ring (or left)? Then it wrote its
+            // last message to this one before, and one more look sees it.
+            let next = match self.draining[i + 1..].iter().find(|(p, _)| p == name) {
+                Some((_, s)) => Some(s),
+                None => match &self.ports[port] {
+                    PortBinding::Input(s) => Some(s),
+                    _ => None,
+                },
+            };
+            let switched = next.is_none_or(|s| s.pending() > 0) || !self.draining[i].1.has_publisher();
+            if self.draining[i].1.try_recv(&mut self.current).is_some() {
+                return true;
+            }
+            if !switched {
+                return false;
+            }
+            let (_, old) = self.draining.remove(i);
+            let next = match self.draining[i..].iter_mut().find(|(p, _)| p == name) {
+                Some((_, s)) => Some(s),
+                None => match &mut self.ports[port] {
+                    PortBinding::Input(s) => Some(s),
+                    _ => None,
+                },
+            };
+            if let Some(next) = next {
+                next.add_counts(&old);
+            }
+            tracing::debug!(node = %self.name, port = %name, topic = %old.segment().topic(), "live apply: the input's old ring is drained and released");
+        }
+    }
+    /// True when the node has a port named `port`.
+    pub fn has_port(&self, port: &str) -> bool {
+        self.port_names.iter().any(|n| n == port)
     }
 
     /// Takes every output's Link back from whoever took it over (a node that moved to another
@@ -346,6 +426,9 @@ impl NodeIo {
 
     /// Takes the next message of input `port`; the bytes stay valid until the next call.
     pub fn recv(&mut self, port: u32) -> Result<Option<&[u8]>, i32> {
+        if !self.draining.is_empty() && self.drain(port as usize) {
+            return Ok(Some(&self.current));
+        }
         match self.ports.get_mut(port as usize) {
             Some(PortBinding::Input(s)) => {
                 if s.try_recv(&mut self.current).is_some() {
@@ -368,7 +451,18 @@ impl NodeIo {
                 0
             }
         };
-        self.ports.iter().map(pending).sum()
+        let draining: usize = self.draining.iter().map(|(_, s)| s.pending() as usize).sum();
+        self.ports.iter().map(pending).sum::<usize>() + draining
+    }
+
+    /// The counts of the rings input `port` is still draining: (messages, bytes, dropped).
+    fn drained(&self, port: &str) -> (u64, u64, u64) {
+        self.draining
+            .iter()
+            .filter(|(p, _)| p == port)
+            .fold((0, 0, 0), |(m, b, d), (_, s)| {
+                (m + s.messages_received(), b + s.bytes_received(), d + s.dropped())
+            })
     }
 
     /// Each input's port and (segment, peer entry), so the host can release a reliable input
@@ -396,15 +490,18 @@ impl NodeIo {
                     dropped: p.refused(),
                     last_sequence: p.last_sequence(),
                 }),
-                PortBinding::Input(s) => Some(TopicStats {
-                    port: name.clone(),
-                    topic: s.segment().topic().to_owned(),
-                    direction: "input".into(),
-                    messages: s.messages_received(),
-                    bytes: s.bytes_received(),
-                    dropped: s.dropped(),
-                    last_sequence: s.last_sequence(),
-                }),
+                PortBinding::Input(s) => {
+                    let (messages, bytes, dropped) = self.drained(name);
+                    Some(TopicStats {
+                        port: name.clone(),
+                        topic: s.segment().topic().to_owned(),
+                        direction: "input".into(),
+                        messages: s.messages_received() + messages,
+                        bytes: s.bytes_received() + bytes,
+                        dropped: s.dropped() + dropped,
+                        last_sequence: s.last_sequence(),
+                    })
+                }
                 PortBinding::Unconnected { .. } => None,
             })
             .collect()
@@ -422,6 +519,10 @@ impl NodeIo {
                 }
                 PortBinding::Unconnected { sent, .. } => totals.0 += sent,
             }
+        }
+        for (_, s) in &self.draining {
+            totals.1 += s.messages_received();
+            totals.2 += s.dropped();
         }
         totals
     }
@@ -545,5 +646,98 @@ mod tests {
             (stats[0].topic.as_str(), stats[0].messages, stats[0].last_sequence),
             ("a.out", 1, Some(0))
         );
+    }
+
+    /// Issue #16: an input whose topic moved to a new ring reads the old ring's messages
+    /// first, then the new one's, every one once and in order, whether the publisher switches
+    /// while messages wait in the old ring or leaves without writing to the new one; the old
+    /// ring goes once drained, and an apply undone puts the input back where it stopped.
+    #[test]
+    fn a_moved_input_drains_its_old_ring_first() {
+        let ns = format!("io{}-drain", std::process::id());
+        let spec = |topic: &str, capacity| TopicSpec {
+            topic: topic.into(),
+            type_name: "u64".into(),
+            type_hash: 0,
+            slot_size: 8,
+            capacity,
+            single_producer: true,
+        };
+        let (small, large) = (spec("a.out", 4), spec("a.out~2", 16));
+        let exists = |s: &TopicSpec| {
+            std::path::Path::new(&format!("/dev/shm{}", shm::shm_name(&ns, &s.topic))).exists()
+        };
+        let mut old_pub = shm::publisher(&ns, &small).unwrap();
+        let mut b = io(
+            "",
+            vec![PortBinding::Input(shm::subscriber(&ns, &small, 4, true).unwrap())],
+        );
+        let got = |b: &mut NodeIo| -> Vec<u64> {
+            std::iter::from_fn(|| {
+                b.recv(0)
+                    .unwrap()
+                    .map(|m| u64::from_le_bytes(m.try_into().unwrap()))
+            })
+            .collect()
+        };
+        for i in 0..3u64 {
+            old_pub.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(b.recv(0).unwrap(), Some(&0u64.to_le_bytes()[..]));
+        // The new ring's subscriber, attached before its publisher (as the applier does).
+        let new_sub = shm::subscriber(&ns, &large, 16, true).unwrap();
+        assert!(b.rebind("p0", PortBinding::Input(new_sub), true));
+        let mut new_pub = shm::publisher(&ns, &large).unwrap();
+        old_pub.send(&3u64.to_le_bytes()).unwrap();
+        assert_eq!(
+            got(&mut b),
+            vec![1, 2, 3],
+            "the old ring, while the publisher is on it"
+        );
+        for i in 4..6u64 {
+            new_pub.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(b.pending_input(), 2);
+        assert_eq!(got(&mut b), vec![4, 5], "then the new one");
+        assert!(
+            b.draining.is_empty(),
+            "the old ring's subscriber is dropped once drained"
+        );
+        assert_eq!(b.message_totals(), (0, 6, 0), "the counts go on");
+        drop(old_pub);
+        assert!(!exists(&small), "the old ring's last endpoint removed it");
+
+        // A publisher that leaves without writing to the new ring: drained all the same.
+        let mut next_pub = shm::publisher(&ns, &spec("a.out~3", 32)).unwrap();
+        let next_sub = shm::subscriber(&ns, &spec("a.out~3", 32), 32, true).unwrap();
+        assert!(b.rebind("p0", PortBinding::Input(next_sub), true));
+        new_pub.send(&6u64.to_le_bytes()).unwrap();
+        drop(new_pub);
+        assert_eq!(b.pending_input(), 1);
+        assert_eq!(got(&mut b), vec![6]);
+        assert!(b.draining.is_empty());
+        assert!(!exists(&large));
+
+        // Undone: moved on, then put back onto the ring it still drains, where it stopped.
+        let next = spec("a.out~3", 32);
+        let undone = spec("a.out~4", 64);
+        next_pub.send(&7u64.to_le_bytes()).unwrap();
+        next_pub.send(&8u64.to_le_bytes()).unwrap();
+        assert_eq!(b.recv(0).unwrap(), Some(&7u64.to_le_bytes()[..]));
+        let moved_sub = shm::subscriber(&ns, &undone, 64, true).unwrap();
+        assert!(b.rebind("p0", PortBinding::Input(moved_sub), true));
+        let back = shm::subscriber(&ns, &next, 32, true).unwrap();
+        assert!(b.rebind("p0", PortBinding::Input(back), false));
+        assert!(b.draining.is_empty(), "back on the ring it drained");
+        assert!(!exists(&undone), "the new ring went with its endpoint");
+        assert_eq!(got(&mut b), vec![8]);
+        assert!(!b.rebind(
+            "nope",
+            PortBinding::Unconnected {
+                output: false,
+                sent: 0
+            },
+            false
+        ));
     }
 }

@@ -270,27 +270,32 @@ fn reload(inst: &mut NodeInstance, arg: &[u8]) -> Result<(), CallError> {
 
 /// A live apply's re-binding in the worker: the new endpoints are attached here (they are the
 /// worker's, as at start), every one before any port changes, so a failure changes nothing.
+/// An input whose topic moved to a new ring (`moved`) reads that ring from its first message
+/// (the host held them for it, see [`crate::scheduler::Rebind::binding`]) once it has drained
+/// the old one.
 fn rebind(inst: &mut NodeInstance, job: &WorkerJob, arg: &[u8]) -> Result<(), CallError> {
     let err = |message: String| CallError {
         kind: CallErrorKind::Error,
         message,
     };
-    let ports: Vec<(String, PortPlan)> =
+    let ports: Vec<(String, PortPlan, bool)> =
         serde_json::from_slice(arg).map_err(|e| err(format!("bad rebind command: {e}")))?;
+    if let Some((port, _, _)) = ports.iter().find(|(p, _, _)| !inst.io().has_port(p)) {
+        return Err(err(format!("the node has no port `{port}`")));
+    }
     let scope = TopicScope::with(job.namespace.clone(), job.instance.clone());
-    let plans: Vec<PortPlan> = ports.iter().map(|(_, plan)| plan.clone()).collect();
+    let plans: Vec<PortPlan> = ports.iter().map(|(_, plan, _)| plan.clone()).collect();
     let bindings = scope.bind(&plans).map_err(|(i, e)| {
         err(format!(
             "cannot attach port `{}` to its new topic: {e}",
             ports[i].0
         ))
     })?;
-    for ((port, _), binding) in ports.iter().zip(bindings) {
-        // The old endpoint goes only after the new one took its place.
-        let _old = inst
-            .io_mut()
-            .rebind(port, binding)
-            .ok_or_else(|| err(format!("the node has no port `{port}`")))?;
+    for ((port, _, moved), mut binding) in ports.iter().zip(bindings) {
+        if let (true, crate::io::PortBinding::Input(s)) = (*moved, &mut binding) {
+            s.start_at(0);
+        }
+        inst.io_mut().rebind(port, binding, *moved);
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! its manifest changed under `--watch`. A connection removed and another added between nodes
 //! that keep running (inline, `thread` and `process` nodes: each binds its port anew in place);
 //! a `reliable` connection's queue changed while messages wait in it, with nothing lost, read
-//! twice or out of order (`SeqCheck` fails on any of these); a change that would need a larger
-//! ring is refused and changes nothing.
+//! twice or out of order (`SeqCheck` fails on any of these); a change that needs a larger ring
+//! moves a private topic to a new one, losing nothing, and is refused for a named topic.
 
 use horus_e2e::{
     apply_in, finish, node, plugin, read_stats, rewrite, shm_leftovers, start_in, start_watching, Scratch,
@@ -93,23 +93,26 @@ fn a_connection_removed_and_one_added_between_running_nodes() {
 
 /// `SeqSource` (3 messages a tick at 100 Hz) feeding two `SeqCheck`s at 10 Hz, one inline and
 /// one in a worker process, over `qos` connections: the source meets back-pressure, so messages
-/// always wait in the queues. A check fails its tick on a message lost, repeated or out of
+/// always wait in the queues (the source ticks after the checks, so a cycle never ends with
+/// an inline check's queue empty). The process check's tick takes `busy_ms` more: with 80,
+/// its worker is mostly busy when an apply comes, and re-binds its ports later. A check fails its tick on a message lost, repeated or out of
 /// order.
-fn stream(qos: &str) -> String {
+fn stream(qos: &str, busy_ms: u32) -> String {
     let lib = plugin("seq-stream");
     let lib = lib.display();
-    let check = |name: &str, isolation: &str| {
+    let check = |name: &str, isolation: &str, busy_ms: u32| {
         format!(
             "[[node]]\nname = \"{name}\"\nplugin = \"{lib}\"\ntype = \"SeqCheck\"\nrate_hz = 10\n\
-             isolation = \"{isolation}\"\nconfig = {{ reliable = true }}\n\n\
+             isolation = \"{isolation}\"\nconfig = {{ reliable = true, busy_ms = {busy_ms} }}\n\n\
              [[connect]]\nfrom = \"source.out\"\nto = \"{name}.in\"\nqos = \"{qos}\"\n\n"
         )
     };
     format!(
         "[scheduler]\ntick_rate = 100\n\n\
-         [[node]]\nname = \"source\"\nplugin = \"{lib}\"\ntype = \"SeqSource\"\nconfig = {{ burst = 3 }}\n\n{}{}",
-        check("check_i", "inline"),
-        check("check_p", "process")
+         [[node]]\nname = \"source\"\nplugin = \"{lib}\"\ntype = \"SeqSource\"\npriority = 10\n\
+         config = {{ burst = 3 }}\n\n{}{}",
+        check("check_i", "inline", 0),
+        check("check_p", "process", busy_ms)
     )
 }
 
@@ -120,11 +123,11 @@ fn stream(qos: &str) -> String {
 fn a_reliable_queue_rebound_live_loses_nothing() {
     let s = Scratch::new();
     let ns = namespace("requeue");
-    let m = s.write("stream.toml", &stream("reliable(5)"));
+    let m = s.write("stream.toml", &stream("reliable(5)", 0));
     let stats = s.path().join("stats.json");
     let child = start_in(&ns, &m, "3s", &stats);
     std::thread::sleep(Duration::from_millis(1000));
-    rewrite(&m, &stream("reliable(8)"));
+    rewrite(&m, &stream("reliable(8)", 0));
     let applied = apply_in(&ns, &[m.to_str().unwrap()]);
     assert_eq!(applied.code(), 0, "{applied:?}");
     assert!(applied.stdout.contains("~2 connections"), "{applied:?}");
@@ -143,35 +146,105 @@ fn a_reliable_queue_rebound_live_loses_nothing() {
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
 
-/// Issue #16: a queue deeper than its running ring holds is refused (the ring cannot grow under
-/// its endpoints), saying which port and what to do; nothing changes.
+/// Issue #16: a queue deeper than its running ring holds: the private topic moves to a new,
+/// larger ring (`source.out~2`) live, every endpoint with it, the inline check at the tick
+/// boundary and the process check in its worker; each input drains the old ring first, so
+/// the checks see every message once, in order (`SeqCheck` fails its tick otherwise), and
+/// the deeper queue is in effect: more messages arrive than a 4-deep queue at 10 Hz lets
+/// through. The process check's worker is mostly busy: it attaches its subscriber after the
+/// source has switched, and reads from the new ring's first message, which a holder kept
+/// for it. A `thread` check added by the same apply is bound to the new ring. The old ring
+/// goes once drained, the new one at the end.
 #[test]
-fn a_queue_that_needs_a_larger_ring_is_refused() {
+fn a_queue_that_needs_a_larger_ring_moves_to_a_new_ring_live() {
     let s = Scratch::new();
     let ns = namespace("grow");
-    let m = s.write("stream.toml", &stream("reliable(4)"));
+    let m = s.write("stream.toml", &stream("reliable(4)", 80));
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    std::thread::sleep(Duration::from_millis(800));
+    // A `thread` check added with it joins the new ring (mid-stream: gaps before its first
+    // message are not errors, disorder is).
+    let lib = plugin("seq-stream");
+    let added = format!(
+        "[[node]]\nname = \"check_t\"\nplugin = \"{}\"\ntype = \"SeqCheck\"\nrate_hz = 10\n\
+         isolation = \"thread\"\nconfig = {{ reliable = false }}\n\n\
+         [[connect]]\nfrom = \"source.out\"\nto = \"check_t.in\"\nqos = \"reliable(64)\"\n",
+        lib.display()
+    );
+    rewrite(&m, &(stream("reliable(64)", 80) + &added));
+    let applied = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(applied.code(), 0, "{applied:?}");
+    assert!(
+        applied.stdout.contains(
+            "apply: +1 node, -0, ~0 changed, +1 connection, ~2 connections, topic `source.out` moved to a larger ring"
+        ),
+        "{applied:?}"
+    );
+    let out = finish(child);
+    assert!(!out.stderr.contains("lost on a reliable topic"), "{}", out.stderr);
+    let stats = read_stats(&stats);
+    for name in ["source", "check_i", "check_p"] {
+        let n = node(&stats, name);
+        assert_eq!(n["total_failures"], 0, "nothing lost, repeated or reordered: {n}");
+        assert_eq!(n["generation"], 1, "{n}");
+        assert_eq!(n["restarts"], 0, "{n}");
+    }
+    for name in ["check_i", "check_p", "check_t"] {
+        let n = node(&stats, name);
+        let input = &n["topics"][0];
+        assert!(
+            input["topic"].as_str().unwrap().ends_with("/source.out~2"),
+            "{name} reads the new ring: {n}"
+        );
+        // At most 4 a tick, 10 ticks a second, for 3 s: 120 with the old queue.
+        let got = n["messages_received"].as_u64().unwrap();
+        assert!(got > 150, "{name} kept receiving, up to 64 a tick: {n}");
+    }
+    let n = node(&stats, "check_t");
+    assert_eq!(n["total_failures"], 0, "in order: {n}");
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: a named topic's ring is shared with other processes, which cannot follow it to
+/// a new one: a queue deeper than it holds is still refused, saying why and what to do;
+/// nothing changes.
+#[test]
+fn a_named_topic_that_needs_a_larger_ring_is_refused() {
+    let lib = plugin("seq-stream");
+    let lib = lib.display();
+    let named = |qos: &str| {
+        format!(
+            "[scheduler]\ntick_rate = 100\n\n\
+             [[node]]\nname = \"source\"\nplugin = \"{lib}\"\ntype = \"SeqSource\"\nconfig = {{ burst = 3 }}\n\n\
+             [[node]]\nname = \"check\"\nplugin = \"{lib}\"\ntype = \"SeqCheck\"\nrate_hz = 10\n\
+             config = {{ reliable = true }}\n\n\
+             [[connect]]\nfrom = \"source.out\"\ntopic = \"seq\"\nmax_size = 64\nqos = \"{qos}\"\n\n\
+             [[connect]]\ntopic = \"seq\"\nto = \"check.in\"\nmax_size = 64\nqos = \"{qos}\"\n"
+        )
+    };
+    let s = Scratch::new();
+    let ns = namespace("grow-named");
+    let m = s.write("named.toml", &named("reliable(64)"));
     let stats = s.path().join("stats.json");
     let child = start_in(&ns, &m, "2s", &stats);
     std::thread::sleep(Duration::from_millis(600));
-    rewrite(&m, &stream("reliable(64)"));
+    rewrite(&m, &named("reliable(200)"));
     let refused = apply_in(&ns, &[m.to_str().unwrap()]);
     assert_eq!(refused.code(), 2, "{refused:?}");
+    let text = format!("{}{}", refused.stdout, refused.stderr);
     assert!(
-        refused
-            .stderr
-            .contains("apply refused: the topic of `source.out`")
-            || refused
-                .stdout
-                .contains("apply refused: the topic of `source.out`"),
+        text.contains("apply refused: the named topic `seq` of `source.out`: its ring of 64 messages would have to hold 200"),
+        "{refused:?}"
+    );
+    assert!(
+        text.contains("shared with other processes") && text.contains("restart the host"),
         "{refused:?}"
     );
     finish(child);
     let stats = read_stats(&stats);
-    for name in ["check_i", "check_p"] {
-        let n = node(&stats, name);
-        assert_eq!(n["total_failures"], 0, "{n}");
-        let input = &n["topics"][0];
-        assert!(input["messages"].as_u64().unwrap() > 0, "{n}");
-    }
+    let n = node(&stats, "check");
+    assert_eq!(n["total_failures"], 0, "{n}");
+    assert!(n["topics"][0]["messages"].as_u64().unwrap() > 0, "{n}");
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }

@@ -218,6 +218,12 @@ impl Applier {
             Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
         };
         let watch_set = self.watch_set(&plan, &graph);
+        // Added nodes bind the private topics by the names they run under (a topic moved now
+        // or by an earlier apply).
+        let mut graph = graph;
+        for node in &mut graph.nodes {
+            plan.rename(&mut node.ports);
+        }
         let (swaps, moves) = swaps(&plan, &graph);
         // The plugins the check opened that no added or replaced node uses are released when
         // `graph` goes.
@@ -284,6 +290,13 @@ impl Applier {
 
     /// Attaches the endpoints of the running `inline` and `thread` nodes' ports that `plan`
     /// binds anew (a `process` node's worker attaches its own): all of them, or none and why.
+    ///
+    /// A topic moved to a new ring ([`plan::TopicMove`]) is made here, off the scheduler
+    /// thread, by its first endpoint (nothing slow or fallible, such as reserving its memory,
+    /// runs at the tick boundary); its subscribers are attached before its publisher, and
+    /// for a `process` node's input a holder with the same queue, which keeps the messages for
+    /// the worker's subscriber until the worker has attached it. A failure drops what was
+    /// attached: the new ring goes with its endpoints.
     fn bind(&self, plan: &plan::Plan) -> Result<Vec<Rebind>, String> {
         if plan.rebinds.is_empty() {
             return Ok(Vec::new());
@@ -299,19 +312,22 @@ impl Applier {
                 .find(|n| n.name == node)
                 .map(|n| n.isolation)
         };
-        let mut out = Vec::with_capacity(plan.rebinds.len());
-        for r in &plan.rebinds {
-            let binding = match isolation(&r.node) {
-                Some(Isolation::Process) => None,
-                _ => {
-                    let mut bound = scope.bind(std::slice::from_ref(&r.plan)).map_err(|(_, e)| {
-                        format!(
-                            "node `{}`, port `{}`: cannot attach it to its new topic: {e}",
-                            r.node, r.port
-                        )
-                    })?;
-                    bound.pop()
-                }
+        let mut ordered: Vec<&plan::PortRebind> = plan.rebinds.iter().collect();
+        ordered.sort_by_key(|r| matches!(r.plan, crate::topic::PortPlan::Output { .. }));
+        let mut out = Vec::with_capacity(ordered.len());
+        for r in ordered {
+            let process = isolation(&r.node) == Some(Isolation::Process);
+            let input = matches!(r.plan, crate::topic::PortPlan::Input { .. });
+            let binding = if process && !(r.moved && input) {
+                None
+            } else {
+                let mut bound = scope.bind(std::slice::from_ref(&r.plan)).map_err(|(_, e)| {
+                    format!(
+                        "node `{}`, port `{}`: cannot attach it to its new topic: {e}",
+                        r.node, r.port
+                    )
+                })?;
+                bound.pop()
             };
             out.push(Rebind {
                 node: r.node.clone(),
@@ -319,6 +335,7 @@ impl Applier {
                 index: r.index,
                 plan: r.plan.clone(),
                 binding,
+                moved: r.moved,
             });
         }
         Ok(out)

@@ -6,7 +6,8 @@
 use crate::manifest::{
     ConnectSpec, Isolation, Manifest, NodeCode, NodeSpec, Qos, SchedulerSpec, SupervisionSpec,
 };
-use crate::topic::{NetTopic, PortPlan};
+use crate::topic::{NetTopic, PortPlan, TopicName};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -167,6 +168,83 @@ pub struct PortRebind {
     pub index: usize,
     /// What it is bound to from now on.
     pub plan: PortPlan,
+    /// Its topic moved to a new, larger ring ([`TopicMove`]), and it stays an endpoint of it:
+    /// an input drains the old ring before it reads the new one.
+    pub moved: bool,
+}
+
+/// A private topic moved to a new, larger ring under a new name, because its ring would have
+/// to grow: more slots (a deeper queue) or larger ones (`max_size`). Every endpoint of it, on
+/// running nodes and added ones, is bound to the new ring; its inputs drain the old one
+/// first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMove {
+    /// The name it ran under: `node.port`, or `node.port~k` if an earlier apply moved it.
+    pub from: String,
+    /// Its new name: `node.port~2`, then `~3`, and so on.
+    pub to: String,
+}
+
+/// The name a private topic of a manifest (`node.port`) runs under after `moves` applies of
+/// it: `~` cannot be part of a node's name (nor of a manifest's `node.port`), so
+/// `node.port~2` is never another port's topic. Its shm name shows `~` as `_`, and the hash
+/// of the full name keeps it apart from a port named `port_2`.
+const MOVED_MARK: char = '~';
+
+/// The manifest's name of a private topic that runs under `name` (`node.port~3` →
+/// `node.port`). A network topic's ring (`net.in/…`, whose key may hold anything) is never
+/// moved, and is its own base.
+fn base(name: &str) -> &str {
+    match name.rsplit_once(MOVED_MARK) {
+        Some((base, k)) if !name.contains('/') && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => name,
+    }
+}
+
+/// The name a private topic running under `name` moves to: `node.port` → `node.port~2`,
+/// `node.port~2` → `node.port~3`.
+fn next_name(name: &str) -> String {
+    let k: u64 = name[base(name).len()..]
+        .strip_prefix(MOVED_MARK)
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(1);
+    format!("{}{MOVED_MARK}{}", base(name), k + 1)
+}
+
+/// `plan` (made from a manifest) with its private topic under the name it runs under.
+fn under(plan: &PortPlan, names: &BTreeMap<String, String>) -> PortPlan {
+    let mut plan = plan.clone();
+    if let PortPlan::Output { topic, .. } | PortPlan::Input { topic, .. } = &mut plan {
+        if let TopicName::Local(name) = topic {
+            if let Some(running) = names.get(name.as_str()) {
+                *name = running.clone();
+            }
+        }
+    }
+    plan
+}
+
+/// The private topics of `running`'s nodes, by their manifest's name (`node.port`): the name
+/// each runs under.
+fn running_names(running: &Snapshot) -> BTreeMap<String, String> {
+    running
+        .nodes
+        .iter()
+        .flat_map(|n| &n.ports)
+        .filter_map(|p| match p {
+            PortPlan::Output {
+                topic: TopicName::Local(name),
+                ..
+            }
+            | PortPlan::Input {
+                topic: TopicName::Local(name),
+                ..
+            } => Some((base(name).to_owned(), name.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How a running port's binding compares with the one a new manifest asks for.
@@ -178,7 +256,8 @@ enum Binding {
     /// Bound anew.
     Rebind,
     /// The topic's ring would have to change (more slots, or larger ones), which its running
-    /// endpoints cannot follow: why.
+    /// endpoints cannot follow: why. A private topic moves to a new ring ([`TopicMove`]); a
+    /// named one is refused.
     Grow(String),
 }
 
@@ -257,7 +336,15 @@ pub struct Plan {
     /// plans it a little differently (a ring larger than it needs now): what the running
     /// manifest is compared with from then on.
     pub kept: Vec<PortRebind>,
-    /// Running ports whose topic's ring would have to change: `node.port` and why (refused).
+    /// Private topics moved to a new, larger ring.
+    pub moved: Vec<TopicMove>,
+    /// Every private topic that runs under another name than the manifest's once this plan
+    /// is applied (`node.port` → `node.port~k`): moved now or by an earlier apply. Added nodes
+    /// are bound by these names ([`Plan::rename`]).
+    pub names: Vec<(String, String)>,
+    /// Running ports whose topic's ring would have to change and cannot move (a named topic,
+    /// whose ring other processes share, or a network topic's): `node.port`, the topic and
+    /// why (refused).
     pub grown: Vec<String>,
     /// An added Python node whose interpreter is not the one the process runs (or not that of
     /// another added one): the node, its interpreter, the other one.
@@ -287,6 +374,44 @@ pub struct Plan {
 pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
     let mut plan = Plan::default();
     let find = |s: &Snapshot, name: &str| s.manifest.nodes.iter().position(|n| n.name == name);
+    // The new manifest's private topics under the names they run under; those whose ring
+    // would have to grow under a new one (every endpoint of such a topic is then bound anew).
+    let mut names = running_names(running);
+    let mut moved: Vec<String> = Vec::new();
+    for (i, node) in new.manifest.nodes.iter().enumerate() {
+        let Some(j) = find(running, &node.name) else {
+            continue;
+        };
+        let (old, new) = (&running.nodes[j], &new.nodes[i]);
+        for (port, new_plan) in new.port_names.iter().zip(&new.ports) {
+            let Some(k) = old.port_names.iter().position(|p| p == port) else {
+                continue;
+            };
+            // A network topic's ring (`net.…/…`) is the hub bridge's too: never moved.
+            if let (
+                Binding::Grow(_),
+                PortPlan::Output {
+                    topic: TopicName::Local(name),
+                    ..
+                }
+                | PortPlan::Input {
+                    topic: TopicName::Local(name),
+                    ..
+                },
+            ) = (binding(&old.ports[k], &under(new_plan, &names)), &old.ports[k])
+            {
+                if !name.contains('/') && !moved.contains(name) {
+                    moved.push(name.clone());
+                }
+            }
+        }
+    }
+    for from in moved {
+        let to = next_name(&from);
+        names.insert(base(&from).to_owned(), to.clone());
+        plan.moved.push(TopicMove { from, to });
+    }
+    plan.names = names.into_iter().filter(|(base, name)| base != name).collect();
     for (i, node) in new.manifest.nodes.iter().enumerate() {
         match find(running, &node.name) {
             None => plan.added.push(node.name.clone()),
@@ -295,7 +420,11 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
                     (&running.manifest.nodes[j], &running.nodes[j]),
                     (node, &new.nodes[i]),
                 );
-                ports(&node.name, &running.nodes[j], &new.nodes[i], &mut plan);
+                let new_ports = Resolved {
+                    ports: new.nodes[i].ports.iter().map(|p| plan.renamed(p)).collect(),
+                    ..new.nodes[i].clone()
+                };
+                ports(&node.name, &running.nodes[j], &new_ports, &mut plan);
                 if !changes.is_empty() {
                     plan.changed.push(NodeDiff {
                         name: node.name.clone(),
@@ -344,27 +473,45 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
     plan
 }
 
-/// The ports of running node `name` bound differently by the new manifest (matched by name:
-/// a port only one side has is bound by the node type's change, not here).
+/// The ports of running node `name` bound differently by the new manifest (`new`, its
+/// private topics renamed as they will run; matched by name: a port only one side has is
+/// bound by the node type's change, not here).
 fn ports(name: &str, old: &Resolved, new: &Resolved, plan: &mut Plan) {
     for (index, (port, new_plan)) in new.port_names.iter().zip(&new.ports).enumerate() {
         let Some(j) = old.port_names.iter().position(|p| p == port) else {
             continue;
         };
+        let old_plan = &old.ports[j];
+        let topic = |p: &PortPlan| match p {
+            PortPlan::Output { topic, .. } | PortPlan::Input { topic, .. } => Some(topic.clone()),
+            PortPlan::Unconnected { .. } => None,
+        };
+        let moved = plan.moved.iter().any(|m| {
+            topic(old_plan) == Some(TopicName::Local(m.from.clone()))
+                && topic(new_plan) == Some(TopicName::Local(m.to.clone()))
+        });
         let rebind = || PortRebind {
             node: name.to_owned(),
             port: port.clone(),
             index,
             plan: new_plan.clone(),
+            moved,
         };
-        match binding(&old.ports[j], new_plan) {
-            Binding::Same if old.ports[j] == *new_plan => {}
+        match binding(old_plan, new_plan) {
+            Binding::Same if old_plan == new_plan => {}
             Binding::Same => plan.kept.push(PortRebind {
-                plan: old.ports[j].clone(),
+                plan: old_plan.clone(),
                 ..rebind()
             }),
             Binding::Rebind => plan.rebinds.push(rebind()),
-            Binding::Grow(why) => plan.grown.push(format!("`{name}.{port}`: {why}")),
+            Binding::Grow(why) => {
+                let what = match topic(old_plan) {
+                    Some(TopicName::Named(t)) => format!("named topic `{t}`"),
+                    Some(TopicName::Local(t)) => format!("network topic ring `{t}`"),
+                    None => "topic".into(),
+                };
+                plan.grown.push(format!("the {what} of `{name}.{port}`: {why}"));
+            }
         }
     }
 }
@@ -519,11 +666,13 @@ impl Plan {
                 )));
             }
         }
-        if let Some(port) = first(&self.grown) {
+        if let Some(topic) = first(&self.grown) {
             return Some(format!(
-                "apply refused: the topic of {port}, and a running topic's ring cannot change \
-                 size under its endpoints; restart the host to apply this manifest (or keep the \
-                 queue depths and max_size of the connections to running nodes as they are)"
+                "apply refused: {topic}; a named topic's ring is shared with other processes \
+                 (and a network topic's with the hub's bridge), which cannot follow it to a new, \
+                 larger ring as this host's own nodes do; restart the host (and the topic's other \
+                 processes) to apply this manifest, or keep the queue depths and max_size of this \
+                 topic's connections as they are"
             ));
         }
         if self.net_topics {
@@ -607,6 +756,9 @@ impl Plan {
         for m in more.into_iter().flatten() {
             let _ = write!(out, ", {m}");
         }
+        for m in &self.moved {
+            let _ = write!(out, ", topic `{}` moved to a larger ring", base(&m.from));
+        }
         for c in &self.scheduler {
             let _ = match c {
                 SchedulerChange::TickRate(a, b) => write!(out, ", scheduler: tick_rate {a} → {b}"),
@@ -624,9 +776,41 @@ impl Plan {
         out
     }
 
-    /// `new` as it runs once this plan is applied: the ports that kept their running binding
+    /// `plan` (made from the new manifest) with its private topic under the name it runs
+    /// under once this plan is applied ([`Plan::names`]).
+    pub fn renamed(&self, plan: &PortPlan) -> PortPlan {
+        let mut plan = plan.clone();
+        self.rename(std::slice::from_mut(&mut plan));
+        plan
+    }
+
+    /// Renames the private topics of `ports` (planned from the new manifest: an added node's)
+    /// as they run once this plan is applied ([`Plan::names`]).
+    pub fn rename(&self, ports: &mut [PortPlan]) {
+        for p in ports {
+            if let PortPlan::Output {
+                topic: TopicName::Local(name),
+                ..
+            }
+            | PortPlan::Input {
+                topic: TopicName::Local(name),
+                ..
+            } = p
+            {
+                if let Some((_, running)) = self.names.iter().find(|(base, _)| base == name) {
+                    *name = running.clone();
+                }
+            }
+        }
+    }
+
+    /// `new` as it runs once this plan is applied: its private topics under the names they
+    /// run under ([`Plan::names`]), and the ports that kept their running binding
     /// ([`Plan::kept`]) as they run.
     pub fn as_applied(&self, mut new: Snapshot) -> Snapshot {
+        for node in &mut new.nodes {
+            self.rename(&mut node.ports);
+        }
         for k in &self.kept {
             let Some(i) = new.manifest.nodes.iter().position(|n| n.name == k.node) else {
                 continue;
@@ -844,11 +1028,152 @@ to = "sink.in"
         assert_eq!(p.kept.len(), 1);
         let applied = p.as_applied(wired(BASE, port(false, "imu.out", 2, keep_last)));
         assert_eq!(applied.nodes[1].ports, old.nodes[1].ports);
-        // A ring that would have to grow: refused, naming the port.
+        // A ring that would have to grow: the topic moves to a new one (see below).
         let p = plan(&old, &wired(BASE, port(false, "imu.out", 16, Qos::Reliable(16))));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.rebinds[0].plan, port(false, "imu.out~2", 16, Qos::Reliable(16)));
+    }
+
+    /// `BASE` (and a `sink` node, if `text` has one) with the topic `imu.out` under `name`:
+    /// `imu.out` publishes it, `filter.in` and `sink.in` read it with `qos`, a ring for
+    /// `capacity` messages.
+    fn streamed(text: &str, name: &str, capacity: u32, qos: Qos) -> Snapshot {
+        let mut s = snap(text, &[]);
+        for (i, n) in s.manifest.nodes.iter().enumerate() {
+            let (p, output) = if n.name == "imu" {
+                ("out", true)
+            } else {
+                ("in", false)
+            };
+            s.nodes[i].ports = vec![port(output, name, capacity, qos)];
+            s.nodes[i].port_names = vec![p.into()];
+        }
+        s
+    }
+
+    /// Issue #16: a private topic whose ring must grow moves to a new ring under a new name,
+    /// every endpoint with it (running nodes re-bound, an added node bound to the new ring);
+    /// the running snapshot keeps the new name, and a later manifest compares with it.
+    #[test]
+    fn a_private_topic_whose_ring_must_grow_moves_to_a_new_ring() {
+        let with_sink = BASE.to_owned()
+            + "[[node]]\nname = \"sink\"\nplugin = \"libx.so\"\n\n\
+               [[connect]]\nfrom = \"imu.out\"\nto = \"sink.in\"\nqos = \"reliable(64)\"\n";
+        let running = streamed(BASE, "imu.out", 4, Qos::Reliable(4));
+        let new = streamed(&with_sink, "imu.out", 64, Qos::Reliable(64));
+        let p = plan(&running, &new);
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(
+            p.moved,
+            vec![TopicMove {
+                from: "imu.out".into(),
+                to: "imu.out~2".into()
+            }]
+        );
+        let mut rebound: Vec<_> = p
+            .rebinds
+            .iter()
+            .map(|r| (r.node.as_str(), r.port.as_str(), r.moved, r.plan.clone()))
+            .collect();
+        rebound.sort_by_key(|r| r.0);
+        assert_eq!(
+            rebound,
+            vec![
+                (
+                    "filter",
+                    "in",
+                    true,
+                    port(false, "imu.out~2", 64, Qos::Reliable(64))
+                ),
+                ("imu", "out", true, port(true, "imu.out~2", 64, Qos::Reliable(64))),
+            ]
+        );
+        assert_eq!(p.added, vec!["sink".to_owned()]);
+        let mut sink = new.nodes[2].ports.clone();
+        p.rename(&mut sink);
+        assert_eq!(
+            sink,
+            vec![port(false, "imu.out~2", 64, Qos::Reliable(64))],
+            "the added node binds the new ring"
+        );
+        assert!(
+            p.summary().contains("topic `imu.out` moved to a larger ring"),
+            "{}",
+            p.summary()
+        );
+        // Applied: the same manifest again plans nothing, one that keeps the ring keeps its name.
+        let applied = p.as_applied(new.clone());
+        assert_eq!(
+            applied.nodes[0].ports,
+            vec![port(true, "imu.out~2", 64, Qos::Reliable(64))]
+        );
+        let again = plan(&applied, &new);
+        assert!(again.rebinds.is_empty() && again.moved.is_empty(), "{again:?}");
+        let keep_last = plan(&applied, &streamed(&with_sink, "imu.out", 64, Qos::KeepLast(64)));
+        assert_eq!(keep_last.refusal(), None);
+        assert!(keep_last.moved.is_empty(), "{keep_last:?}");
+        assert_eq!(keep_last.rebinds.len(), 2, "{keep_last:?}");
+        assert!(keep_last
+            .rebinds
+            .iter()
+            .all(|r| r.plan == port(false, "imu.out~2", 64, Qos::KeepLast(64)) && !r.moved));
+        // Growing again: `~3`.
+        let p = plan(
+            &applied,
+            &streamed(&with_sink, "imu.out", 256, Qos::Reliable(256)),
+        );
+        assert_eq!(p.moved[0].to, "imu.out~3");
+        assert_eq!(p.rebinds.len(), 3, "{p:?}");
+        assert!(p.rebinds.iter().all(|r| r.moved), "{p:?}");
+        // A larger slot moves it too.
+        let mut bigger = streamed(BASE, "imu.out", 4, Qos::Reliable(4));
+        for n in &mut bigger.nodes {
+            if let PortPlan::Output { spec, .. } | PortPlan::Input { spec, .. } = &mut n.ports[0] {
+                spec.slot_size = 4096;
+            }
+        }
+        assert_eq!(plan(&running, &bigger).moved.len(), 1);
+        assert_eq!(
+            (base("a.b~12"), base("a.b"), base("net.in/x~2")),
+            ("a.b", "a.b", "net.in/x~2")
+        );
+        assert_eq!(
+            (next_name("a.b"), next_name("a.b~9")),
+            ("a.b~2".to_owned(), "a.b~10".to_owned())
+        );
+    }
+
+    /// Issue #16: a named topic's ring is shared with other processes: one that must grow is
+    /// refused, saying why and what to do.
+    #[test]
+    fn a_named_topic_whose_ring_must_grow_is_refused() {
+        let named = |capacity: u32, qos: Qos| {
+            let mut s = snap(BASE, &[]);
+            s.nodes[1].ports = vec![PortPlan::Input {
+                topic: TopicName::Named("robot/imu".into()),
+                spec: crate::topic::PlanSpec {
+                    type_name: "u64".into(),
+                    type_hash: 7,
+                    slot_size: 8,
+                    capacity,
+                    single_producer: false,
+                },
+                qos,
+            }];
+            s.nodes[1].port_names = vec!["in".into()];
+            s
+        };
+        let p = plan(&named(64, Qos::Reliable(64)), &named(200, Qos::Reliable(200)));
+        assert!(p.moved.is_empty() && p.rebinds.is_empty(), "{p:?}");
         let why = p.refusal().expect("refused");
         assert!(
-            why.contains("`filter.in`: its ring of 4 messages would have to hold 16"),
+            why.starts_with(
+                "apply refused: the named topic `robot/imu` of `filter.in`: its ring of 64 messages would have to hold 200"
+            ),
+            "{why}"
+        );
+        assert!(
+            why.contains("shared with other processes") && why.contains("restart the host"),
             "{why}"
         );
     }

@@ -100,8 +100,14 @@ pub struct Rebind {
     /// Its new plan.
     pub plan: PortPlan,
     /// The endpoint, attached off the scheduler thread, for an `inline` or `thread` node; a
-    /// `process` node's worker attaches its own.
+    /// `process` node's worker attaches its own, and for an input whose topic moved to a new
+    /// ring this is a holder on that ring, attached off the scheduler thread too: with the
+    /// same queue, it keeps what the publisher writes there until the worker, which may be
+    /// busy, has attached its subscriber (which starts at the ring's first message).
     pub binding: Option<PortBinding>,
+    /// Its topic moved to a new, larger ring ([`crate::apply::plan::TopicMove`]): an input
+    /// drains the old ring first ([`NodeIo::rebind`]).
+    pub moved: bool,
 }
 
 /// One node's settings after an apply (only for nodes whose settings changed).
@@ -234,33 +240,32 @@ impl RunningNode {
 
     /// Binds ports of this node anew (see [`Rebind`]); a restart binds the new plans too.
     fn rebind(&mut self, ports: Vec<Rebind>) -> Result<(), String> {
-        let plans: Vec<(String, usize, PortPlan)> = ports
+        let plans: Vec<(String, usize, PortPlan, bool)> = ports
             .iter()
-            .map(|r| (r.port.clone(), r.index, r.plan.clone()))
+            .map(|r| (r.port.clone(), r.index, r.plan.clone(), r.moved))
             .collect();
         if let Exec::Process(p) = &mut self.exec {
-            p.rebind(&plans)?;
+            let holders = ports.into_iter().filter_map(|r| r.binding).collect();
+            p.rebind(&plans, holders)?;
         } else {
             let bound = ports
                 .into_iter()
                 .map(|r| match r.binding {
-                    Some(binding) => Ok((r.port, r.index, r.plan, binding)),
+                    Some(binding) => Ok((r.port, r.index, r.plan, binding, r.moved)),
                     None => Err(format!("port `{}` has no endpoint to bind", r.port)),
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             match &mut self.exec {
                 Exec::Inline(i) => {
-                    for (port, _, _, binding) in bound {
-                        // The old endpoint goes once the new one has taken its place (and its
-                        // cursor).
-                        let _old = i.io_mut().rebind(&port, binding);
+                    for (port, _, _, binding, moved) in bound {
+                        i.io_mut().rebind(&port, binding, moved);
                     }
                 }
                 Exec::Thread(t) => t.rebind(bound),
                 Exec::Process(_) => {}
             }
         }
-        for (_, index, plan) in plans {
+        for (_, index, plan, _) in plans {
             if let Some(p) = self.setup.ports.get_mut(index) {
                 *p = plan;
             }
@@ -455,9 +460,14 @@ struct Unbind {
     plan: PortPlan,
 }
 
-/// Re-binds the ports of `rebinds`: an inline node's here, a `thread` node's on its worker
-/// before its next call, a `process` node's in its worker (now, if it is idle: the one step
-/// that can fail, in which case those done are put back). Returns how to undo them.
+/// Re-binds the ports of `rebinds`: a `process` node's first, in its worker (now, if it is
+/// idle: the one step that can fail, in which case those done are put back), then an inline
+/// node's here and a `thread` node's on its worker before its next call; each node's inputs
+/// before its outputs. Returns how to undo them.
+///
+/// A topic moved to a new ring loses nothing whatever the order its endpoints switch in:
+/// every subscriber of the new ring was attached (or held for a worker) before its publisher
+/// could write there, and each input drains the old ring before it reads the new one.
 fn rebind(
     nodes: &mut [RunningNode],
     rebinds: Vec<Rebind>,
@@ -473,6 +483,10 @@ fn rebind(
             Some((_, v)) => v.push(r),
             None => by_node.push((i, vec![r])),
         }
+    }
+    by_node.sort_by_key(|(i, _)| !matches!(nodes[*i].exec, Exec::Process(_)));
+    for (_, ports) in &mut by_node {
+        ports.sort_by_key(|r| matches!(r.plan, PortPlan::Output { .. }));
     }
     for (i, ports) in by_node {
         let node = &mut nodes[i];
@@ -497,7 +511,9 @@ fn rebind(
 }
 
 /// Puts re-bound ports back as they were (an apply that failed after [`rebind`]); an input
-/// goes back onto its old ring where it stopped reading.
+/// goes back onto its old ring where it stopped reading. A topic moved to a new ring goes
+/// back to its old one, which is still named and attached: its inputs drain it, and the
+/// `process` nodes' endpoints are on it.
 fn unbind(nodes: &mut [RunningNode], undo: Vec<Unbind>, scope: Option<&TopicScope>) {
     for u in undo.into_iter().rev() {
         let Some(node) = nodes.iter_mut().find(|n| n.setup.name == u.node) else {
@@ -524,6 +540,7 @@ fn unbind(nodes: &mut [RunningNode], undo: Vec<Unbind>, scope: Option<&TopicScop
             index: u.index,
             plan: u.plan,
             binding,
+            moved: false,
         };
         if let Err(e) = node.rebind(vec![back]) {
             tracing::error!(node = %u.node, "apply: cannot put a port back: {e}");

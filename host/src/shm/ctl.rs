@@ -30,9 +30,10 @@ pub const CMD_RELOAD: u32 = 7;
 pub const CMD_RELOAD_COMMIT: u32 = 8;
 /// Command: the new code's first tick failed: destroy it, run the old code again.
 pub const CMD_RELOAD_ROLLBACK: u32 = 9;
-/// Command: a live apply re-binds ports: the argument lists each port and its new topic
-/// (JSON `[[port, PortPlan], …]`); an input re-bound on the same ring reads on from where it
-/// was.
+/// Command: a live apply re-binds ports: the argument lists each port, its new topic and
+/// whether that topic moved to a new, larger ring (JSON `[[port, PortPlan, moved], …]`); an
+/// input re-bound on the same ring reads on from where it was, one whose topic moved reads the
+/// new ring from its first message once it has drained the old one.
 pub const CMD_REBIND: u32 = 10;
 /// Command: a live apply moves the node out of this process: save its state into the file
 /// the argument names.

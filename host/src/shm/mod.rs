@@ -139,6 +139,36 @@ mod tests {
         assert!(!third.resume_from(&other), "another ring");
     }
 
+    /// Issue #16: a `process` node's subscriber on a ring a live apply made starts at its
+    /// first message: a holder with the same queue kept what the publisher wrote before the
+    /// worker attached (back-pressure at the holder's depth), so nothing is lost.
+    #[test]
+    fn a_subscriber_started_at_zero_reads_what_a_holder_kept() {
+        let ns = ns();
+        let s = spec("moved~2", 16, 4);
+        let holder = subscriber(&ns, &s, 4, true).unwrap();
+        let mut publ = publisher(&ns, &s).unwrap();
+        for i in 0..4u64 {
+            publ.send(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(
+            publ.send(&4u64.to_le_bytes()),
+            Err(SendError::Full),
+            "the holder holds them"
+        );
+        let mut late = subscriber(&ns, &s, 4, true).unwrap();
+        late.start_at(0);
+        drop(holder);
+        let mut buf = Vec::new();
+        let value = |buf: &[u8]| u64::from_le_bytes(buf[..8].try_into().unwrap());
+        let got: Vec<u64> = std::iter::from_fn(|| late.try_recv(&mut buf).map(|_| value(&buf))).collect();
+        assert_eq!(got, vec![0, 1, 2, 3]);
+        publ.send(&4u64.to_le_bytes()).unwrap();
+        assert!(late.has_publisher());
+        drop(publ);
+        assert!(!late.has_publisher(), "its publisher left");
+    }
+
     #[test]
     fn peek_adopts_and_late_subscriber_gets_the_backlog() {
         let ns = ns();

@@ -570,16 +570,6 @@ impl Subscriber {
     pub fn last_sequence(&self) -> Option<u64> {
         self.last
     }
-    /// Reads on from sequence `cursor` (the next message this endpoint reads): where another
-    /// endpoint of the same node stopped, handed over when the node moves between processes
-    /// ([`Subscriber::cursor_of`]). Safe while that endpoint is still attached, as for
-    /// [`resume_from`](Self::resume_from).
-    pub fn start_at(&mut self, cursor: u64) {
-        self.cursor = cursor;
-        let me = self.seg.me();
-        me.cursor.store(self.cursor, Ordering::Release);
-        self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
-    }
 
     /// The next sequence the subscriber of process `pid` on this ring reads (the lowest, if it
     /// has several), other than this endpoint: where a node's worker process stopped reading.
@@ -607,13 +597,11 @@ impl Subscriber {
     ///
     /// Moving back to `previous`'s cursor is safe while `previous` is still attached: if it
     /// is reliable, the publishers have not passed it; if it is not, a lapped slot is skipped
-    /// as for any `keep_last` reader. The publishers look at the cursors again (the peers'
-    /// epoch moves), since this one's moved back.
+    /// as for any `keep_last` reader (see [`start_at`](Self::start_at)).
     pub fn resume_from(&mut self, previous: &Subscriber) -> bool {
         if !self.seg.same_ring(&previous.seg) {
             return false;
         }
-        self.cursor = previous.cursor;
         self.received = previous.received;
         self.bytes = previous.bytes;
         self.dropped = previous.dropped;
@@ -623,8 +611,43 @@ impl Subscriber {
         me.messages.store(self.received, Ordering::Relaxed);
         me.bytes.store(self.bytes, Ordering::Relaxed);
         me.dropped.store(self.dropped, Ordering::Relaxed);
-        me.cursor.store(self.cursor, Ordering::Release);
-        self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
+        self.start_at(previous.cursor);
         true
+    }
+
+    /// Reads on from sequence number `seq` of this ring (a cursor that moves back, to messages
+    /// written before this subscriber attached): a live apply's new subscriber of a `process`
+    /// node on a ring that replaced a smaller one starts at 0, the ring's first message, so
+    /// it misses nothing its publisher wrote before the worker could attach it; a node moved
+    /// between processes starts where its old endpoint stopped ([`Subscriber::cursor_of`]).
+    ///
+    /// The messages from `seq` on must still be in the ring: another endpoint that has not
+    /// read them (or a reliable one at or before `seq`, which the publishers cannot pass) keeps
+    /// them; if they are overwritten, a `keep_last` reader skips them as usual and counts them
+    /// as dropped. The publishers look at the cursors again (the peers' epoch moves), since
+    /// this one moved back.
+    pub fn start_at(&mut self, seq: u64) {
+        self.cursor = seq;
+        self.seg.me().cursor.store(seq, Ordering::Release);
+        self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Adds the counters of `other` (an endpoint of the same port on a ring this one replaced,
+    /// whose messages the port has read) to this one's, so the port's counts go on.
+    pub fn add_counts(&mut self, other: &Subscriber) {
+        self.received = self.received.saturating_add(other.received);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.dropped = self.dropped.saturating_add(other.dropped);
+        self.corrupt = self.corrupt.saturating_add(other.corrupt);
+        let me = self.seg.me();
+        me.messages.store(self.received, Ordering::Relaxed);
+        me.bytes.store(self.bytes, Ordering::Relaxed);
+        me.dropped.store(self.dropped, Ordering::Relaxed);
+    }
+
+    /// True when a live publisher is attached to this ring: a ring whose publisher left (it
+    /// moved to a new ring) gets no more messages.
+    pub fn has_publisher(&self) -> bool {
+        self.seg.has_publisher()
     }
 }

@@ -849,6 +849,22 @@ impl Segment {
         self.peer_at(self.peer)
     }
 
+    /// True when a live process has a publisher attached (a peer entry with the publisher's
+    /// role). Polled by an input draining a ring its topic left: one `kill(pid, 0)` per
+    /// publisher of another process, none for this one's, as the publishers' reliable limit
+    /// does (a dead publisher's pid reused meanwhile only keeps the old ring until the topic's
+    /// publisher writes to the new one).
+    pub fn has_publisher(&self) -> bool {
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        (0..layout::MAX_PEERS).any(|i| {
+            let p = self.peer_at(i);
+            let pid = p.pid.load(Ordering::Acquire);
+            pid != 0
+                && p.role.load(Ordering::Relaxed) == layout::ROLE_PUBLISHER
+                && (pid == me || is_alive(pid))
+        })
+    }
+
     /// True when `other` is attached to the same shared-memory object (not merely one of the
     /// same name: a name can be removed and made again).
     pub fn same_ring(&self, other: &Segment) -> bool {

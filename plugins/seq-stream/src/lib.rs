@@ -6,7 +6,8 @@
 //! default 5000), `size` (payload bytes, ≥ 8, default 8). When a `reliable` subscriber is full it
 //! stops the burst and resumes on the next tick, so nothing is skipped.
 //! `SeqCheck` config: `expect` (messages to wait for, default 1 000 000), `reliable` (true:
-//! every gap is an error; false: gaps are counted as drops).
+//! every gap is an error; false: gaps are counted as drops), `busy_ms` (how long each tick
+//! takes after reading, default 0: a node whose worker is busy most of the time).
 //!
 //! Both hand their position over (`save_state`/`restore_state`), so a hot reload or a live
 //! move of either goes on where it was.
@@ -97,6 +98,7 @@ pub struct SeqCheck {
     received: u64,
     gaps: u64,
     done_logged: bool,
+    busy: std::time::Duration,
 }
 
 impl Node for SeqCheck {
@@ -110,6 +112,15 @@ impl Node for SeqCheck {
             received: 0,
             gaps: 0,
             done_logged: false,
+            busy: std::time::Duration::from_millis(match ctx.config_i64("busy_ms")? {
+                Some(ms) if ms >= 0 => ms as u64,
+                Some(ms) => {
+                    return Err(NodeError::new(format!(
+                        "config `busy_ms` must be >= 0 (got {ms})"
+                    )))
+                }
+                None => 0,
+            }),
         })
     }
 
@@ -168,6 +179,7 @@ impl Node for SeqCheck {
                 self.received, self.gaps
             ));
         }
+        std::thread::sleep(self.busy);
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 
 use super::{Executor, IoSnapshot, Rebuild, RestartStatus, SwapStatus, TickOutcome};
 use crate::ffi::{CallError, CallErrorKind};
+use crate::io::PortBinding;
 use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
 use crate::shm::ctl::{self, Ctl};
@@ -43,9 +44,14 @@ pub struct ProcessExec {
     reloading: Option<u32>,
     /// The worker swapped new code in and keeps the old until commit or rollback.
     swapped: bool,
-    /// A live apply's re-binding (the ctl argument) for a worker that was busy: sent before
-    /// its next tick.
-    rebind: Option<Vec<u8>>,
+    /// A live apply's re-binding for a worker that was busy (`(port, its new plan, whether its
+    /// topic moved to a new ring)`; a later apply's plan of a port replaces an earlier one):
+    /// sent before its next tick.
+    rebind: Vec<(String, PortPlan, bool)>,
+    /// The holders of the new rings of the inputs in `rebind` whose topic moved (see
+    /// [`crate::scheduler::Rebind::binding`]): dropped once the worker has attached its own
+    /// subscribers (or a fresh worker binds the job's plans).
+    holders: Vec<PortBinding>,
     /// The swap's new code (from `begin_reload` until commit or rollback): a commit makes it
     /// the job a restart's fresh worker runs.
     swapping: Option<ReloadJob>,
@@ -121,7 +127,8 @@ impl ProcessExec {
             restarting: None,
             reloading: None,
             swapped: false,
-            rebind: None,
+            rebind: Vec::new(),
+            holders: Vec::new(),
             swapping: None,
             logging: None,
             wait,
@@ -173,7 +180,8 @@ impl ProcessExec {
         self.ctl = Some(ctl);
         self.in_tick = None;
         // A fresh worker binds the job's plans, re-bound ones included.
-        self.rebind = None;
+        self.rebind.clear();
+        self.holders.clear();
         Ok(())
     }
 
@@ -309,23 +317,36 @@ impl ProcessExec {
             .map_err(|e| format!("the worker process could not take its outputs back: {e}"))
     }
 
-    /// A live apply re-binds ports (`(port, its index, its new plan)`): the job takes the new
-    /// plans (a restart binds them), and an idle worker attaches the new endpoints now — an
-    /// error (a topic it cannot attach) changes nothing —, a busy one before its next tick.
-    pub fn rebind(&mut self, ports: &[(String, usize, PortPlan)]) -> Result<(), String> {
-        let arg: Vec<(&str, &PortPlan)> = ports.iter().map(|(p, _, plan)| (p.as_str(), plan)).collect();
-        let arg = serde_json::to_vec(&arg).map_err(|e| e.to_string())?;
+    /// A live apply re-binds ports (`(port, its index, its new plan, whether its topic moved
+    /// to a new ring)`): the job takes the new plans (a restart binds them), and an idle worker
+    /// attaches the new endpoints now — an error (a topic it cannot attach) changes nothing —,
+    /// a busy one before its next tick. `holders` keep the messages of the moved topics' new
+    /// rings for the worker until it has attached its subscribers there.
+    pub fn rebind(
+        &mut self,
+        ports: &[(String, usize, PortPlan, bool)],
+        holders: Vec<PortBinding>,
+    ) -> Result<(), String> {
+        let mut merged = self.rebind.clone();
+        for (port, _, plan, moved) in ports {
+            merged.retain(|(p, _, _)| p != port);
+            merged.push((port.clone(), plan.clone(), *moved));
+        }
         let idle = self.child.is_some()
             && self.in_tick.is_none()
             && self.restarting.is_none()
             && self.reloading.is_none()
             && !self.swapped;
         if idle {
-            self.send_rebind(&arg)?;
+            self.send_rebind(&merged)?;
+            self.rebind.clear();
+            // The worker's subscribers are attached: they keep the messages now.
+            self.holders.clear();
         } else if self.child.is_some() {
-            self.rebind = Some(arg);
+            self.rebind = merged;
+            self.holders.extend(holders);
         }
-        for (_, index, plan) in ports {
+        for (_, index, plan, _) in ports {
             if let Some(p) = self.job.ports.get_mut(*index) {
                 *p = plan.clone();
             }
@@ -333,12 +354,15 @@ impl ProcessExec {
         Ok(())
     }
 
-    fn send_rebind(&mut self, arg: &[u8]) -> Result<(), String> {
+    /// Sends [`ctl::CMD_REBIND`] (JSON `[[port, PortPlan, moved], …]`) and waits for the
+    /// worker's answer.
+    fn send_rebind(&mut self, ports: &[(String, PortPlan, bool)]) -> Result<(), String> {
+        let arg = serde_json::to_vec(ports).map_err(|e| e.to_string())?;
         let ctl = self
             .ctl
             .as_ref()
             .ok_or("the node's worker process is not running")?;
-        ctl.set_arg(arg).map_err(|max| {
+        ctl.set_arg(&arg).map_err(|max| {
             format!(
                 "the rebind command ({} bytes) exceeds the command block's {max}",
                 arg.len()
@@ -484,11 +508,13 @@ impl Executor for ProcessExec {
         if let Some(seq) = self.in_tick {
             return self.collect(seq);
         }
-        if let Some(arg) = self.rebind.take() {
+        if !self.rebind.is_empty() {
+            let ports = std::mem::take(&mut self.rebind);
             // Applied after the apply replied: a failure leaves the ports as they were.
-            if let Err(e) = self.send_rebind(&arg) {
+            if let Err(e) = self.send_rebind(&ports) {
                 tracing::error!(node = %self.job.name, "live apply: {e}; its ports stay as they were");
             }
+            self.holders.clear();
         }
         if self.logging.is_some() {
             self.send_logging();

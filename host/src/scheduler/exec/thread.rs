@@ -35,9 +35,10 @@ enum Cmd {
     /// Hand the endpoints back, destroy the object (new code that failed its first tick) and end
     /// the thread.
     Surrender,
-    /// A live apply: bind these ports to these endpoints (already attached) before the next
-    /// call. No reply: it is queued behind a tick in progress, and nothing in it can fail.
-    Rebind(Vec<(String, PortBinding)>),
+    /// A live apply: bind these ports to these endpoints (already attached; true: the topic
+    /// moved to a new ring, the old one is drained first) before the next call. No reply: it
+    /// is queued behind a tick in progress, and nothing in it can fail.
+    Rebind(Vec<(String, PortBinding, bool)>),
 }
 
 enum Reply {
@@ -119,9 +120,8 @@ fn worker_main(
                 Reply::Done(r, started.elapsed())
             }
             Cmd::Rebind(ports) => {
-                for (port, binding) in ports {
-                    // The old endpoint goes once the new one has taken its place (and cursor).
-                    let _old = instance.io_mut().rebind(&port, binding);
+                for (port, binding, moved) in ports {
+                    instance.io_mut().rebind(&port, binding, moved);
                 }
                 continue;
             }
@@ -585,12 +585,12 @@ impl ThreadExec {
     }
 
     /// A live apply re-binds ports (`(port, its index, its new plan, the endpoint attached for
-    /// it)`): the worker swaps the endpoints in before its next call (after the tick in
-    /// progress, if any); a restart from now on binds the new plans. The caller made sure the
-    /// node is neither in a swap nor restarting.
-    pub fn rebind(&mut self, ports: Vec<(String, usize, PortPlan, PortBinding)>) {
+    /// it, whether its topic moved to a new ring)`): the worker swaps the endpoints in before
+    /// its next call (after the tick in progress, if any); a restart from now on binds the new
+    /// plans. The caller made sure the node is neither in a swap nor restarting.
+    pub fn rebind(&mut self, ports: Vec<(String, usize, PortPlan, PortBinding, bool)>) {
         let mut bindings = Vec::with_capacity(ports.len());
-        for (port, index, plan, binding) in ports {
+        for (port, index, plan, binding, moved) in ports {
             if let Some(p) = self.rebuild.ports.get_mut(index) {
                 *p = plan;
             }
@@ -599,7 +599,7 @@ impl ThreadExec {
             if let Some(peer) = binding.input_peer() {
                 self.inputs.push((port.clone(), peer));
             }
-            bindings.push((port, binding));
+            bindings.push((port, binding, moved));
         }
         if let Some(w) = self.worker.as_ref() {
             // A worker that is gone has nothing to re-bind: the next restart binds the plans.
