@@ -178,6 +178,24 @@ impl PythonSource {
         }
     }
 
+    /// True when marked to import its file again ([`PythonSource::fresh_import`]).
+    pub fn is_fresh(&self) -> bool {
+        matches!(
+            self,
+            PythonSource::File { fresh: true, .. } | PythonSource::Class { fresh: true, .. }
+        )
+    }
+
+    /// The same source without the mark: what a restart builds from once the fresh import
+    /// is the loader's module.
+    pub fn settled(&self) -> PythonSource {
+        let mut source = self.clone();
+        if let PythonSource::File { fresh, .. } | PythonSource::Class { fresh, .. } = &mut source {
+            *fresh = false;
+        }
+        source
+    }
+
     /// The same source, marked to import its file again in a fresh module (hot reload).
     pub fn fresh_import(&self) -> PythonSource {
         let mut source = self.clone();
@@ -269,5 +287,7 @@ mod tests {
         );
         assert_eq!(source.encode(), old.to_vec());
         assert!(source.fresh_import().encode().ends_with(br#","fresh":true}}"#));
+        assert!(source.fresh_import().is_fresh() && !source.is_fresh());
+        assert_eq!(source.fresh_import().settled(), source);
     }
 }

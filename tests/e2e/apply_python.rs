@@ -350,3 +350,49 @@ fn a_plugin_path_that_resolves_the_same_files_applies_as_no_node_change() {
     assert_eq!(other["restarts"], 0, "{other}");
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Issue #16: a Python node removed, its file edited, and the node added again runs the file as
+/// it is now, not the module the host imported the first time (no hot reload runs here: the
+/// host was started without `--watch`).
+#[test]
+fn a_python_node_added_again_runs_its_edited_file() {
+    let s = Scratch::new();
+    let ns = namespace("readd");
+    let lib = setup(&s);
+    let file = s.path().join("n.py");
+    let marker = s.path().join("marker");
+    let version = |v: &str| {
+        format!(
+            "import horus\n\n\nclass N(horus.Node):\n    def tick(self):\n        \
+             with open(\"{}\", \"w\") as f:\n            f.write(\"{v}\")\n",
+            marker.display()
+        )
+    };
+    std::fs::write(&file, version("first")).unwrap();
+    let with = base(&lib, &py_decl("py", &file, "inline", &venv()));
+    let m = s.write("robot.toml", &with);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "4s", &stats);
+    let mm = m.to_str().unwrap().to_owned();
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::fs::read_to_string(&marker).unwrap_or_default() != want
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::read_to_string(&marker).unwrap_or_default()
+    };
+    assert_eq!(wait_for("first"), "first");
+    rewrite(&m, &base(&lib, ""));
+    let removed = apply_in(&ns, &[&mm]);
+    assert_eq!(removed.code(), 0, "{removed:?}");
+    std::fs::write(&file, version("second")).unwrap();
+    rewrite(&m, &with);
+    let added = apply_in(&ns, &[&mm]);
+    assert_eq!(added.code(), 0, "{added:?}");
+    assert_eq!(wait_for("second"), "second", "the edited file runs");
+    finish(child);
+    assert_other_untouched(&read_stats(&stats));
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}

@@ -374,6 +374,19 @@ impl Applier {
         })
     }
 
+    /// True when a running Python node's file is `file`.
+    fn runs_file(&self, file: Option<&Path>) -> bool {
+        let Some(file) = file else {
+            return false;
+        };
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let file = canonical(file);
+        self.running.manifest.nodes.iter().any(|n| match &n.code {
+            crate::manifest::NodeCode::Python(py) => canonical(&py.file.value) == file,
+            crate::manifest::NodeCode::Plugin(_) => false,
+        })
+    }
+
     /// Makes the nodes `plan` adds, from `graph` (the new manifest's): ready to start, or none
     /// (those made undone) and why.
     fn prepare(&self, plan: &plan::Plan, graph: crate::graph::Graph) -> Result<Vec<NewNode>, String> {
@@ -436,10 +449,16 @@ impl Applier {
             .watchdog_enabled
             .then_some(supervision.watchdog_timeout));
         let health = Health::new(name.clone(), timeout);
+        // A Python file no running node uses is imported afresh: the loader's module of it, if
+        // any, is that of a node removed before (the file may have changed since).
+        let python = match &setup.python {
+            Some(source) if !self.runs_file(source.file()) => Some(source.fresh_import()),
+            other => other.clone(),
+        };
         let rebuild = Rebuild {
             plugin: setup.plugin.clone(),
             type_index: setup.type_index,
-            python: setup.python.clone(),
+            python,
             name: name.clone(),
             logging: setup.logging,
             config: setup.config.clone(),

@@ -213,14 +213,26 @@ pub struct Rebuild {
 }
 
 impl Rebuild {
-    /// Creates the node's instance on `io`, on the calling thread.
+    /// Creates the node's instance on `io`, on the calling thread. A Python source marked to
+    /// import its file afresh (a node a live apply added) is imported so once: the instance
+    /// recreates (restarts) from the module that import made.
     pub fn instance(&self, io: NodeIo) -> Result<NodeInstance, CallError> {
-        NodeInstance::create_with_arg(
+        let mut instance = NodeInstance::create_with_arg(
             self.plugin.clone(),
             self.type_index,
             io,
             self.python.as_ref().map(crate::python::PythonSource::encode),
-        )
+        )?;
+        if let Some(source) = self.python.as_ref().filter(|s| s.is_fresh()) {
+            instance.set_recreate_arg(Some(source.settled().encode()));
+        }
+        Ok(instance)
+    }
+
+    /// This recipe once its fresh import (if any) was made: what later rebuilds use.
+    pub fn settled(mut self) -> Rebuild {
+        self.python = self.python.map(|s| s.settled());
+        self
     }
 
     fn io(&self) -> Result<NodeIo, CallError> {

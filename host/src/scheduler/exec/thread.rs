@@ -442,7 +442,7 @@ impl ThreadExec {
             worker: Some(worker),
             abandoned: Vec::new(),
             inputs,
-            rebuild,
+            rebuild: rebuild.settled(),
             health,
             wait,
             last: IoSnapshot::default(),
