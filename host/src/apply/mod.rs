@@ -203,8 +203,8 @@ impl Applier {
         if plan.hot_reload == Some(true) && self.watch.is_none() {
             return Outcome::Refused(format!(
                 "{summary}\napply refused: turning `hot_reload` on in a host started without it or \
-                 `--watch` is not supported: its hot-reload thread (which also unloads replaced \
-                 libraries) starts with the host; restart the host, or run it with `--watch`"
+                 `--watch` is not supported: its hot-reload thread starts with the host; restart \
+                 the host, or run it with `--watch`"
             ));
         }
         if dry_run {
