@@ -98,6 +98,9 @@ pub struct NodeIo {
     /// it left (`port`, subscriber), oldest first, read until it is empty and its publisher
     /// has switched to the next ring ([`NodeIo::rebind`]).
     draining: Vec<(String, Subscriber)>,
+    /// The counts (sent, received, dropped) of endpoints a live apply released (a port
+    /// disconnected or moved to another topic): the node's totals go on.
+    released: (u64, u64, u64),
     current: Vec<u8>,
 }
 
@@ -124,6 +127,7 @@ impl NodeIo {
             epoch,
             ports,
             draining: Vec::new(),
+            released: (0, 0, 0),
             current: Vec::new(),
         }
     }
@@ -251,7 +255,14 @@ impl NodeIo {
         }
         match std::mem::replace(&mut self.ports[i], binding) {
             PortBinding::Input(old) if drain && !resumed => self.draining.push((port.to_owned(), old)),
-            _old => {}
+            // Its counts went on with the new endpoint.
+            PortBinding::Input(_) if resumed => {}
+            PortBinding::Input(old) => {
+                self.released.1 += old.messages_received();
+                self.released.2 += old.dropped();
+            }
+            PortBinding::Output(old) => self.released.0 += old.messages_sent(),
+            PortBinding::Unconnected { sent, .. } => self.released.0 += sent,
         }
         true
     }
@@ -509,7 +520,7 @@ impl NodeIo {
 
     /// Totals over the node's ports: (messages sent, messages received, dropped).
     pub fn message_totals(&self) -> (u64, u64, u64) {
-        let mut totals = (0, 0, 0);
+        let mut totals = self.released;
         for p in &self.ports {
             match p {
                 PortBinding::Output(p) => totals.0 += p.messages_sent(),

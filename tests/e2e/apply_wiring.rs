@@ -248,3 +248,88 @@ fn a_named_topic_that_needs_a_larger_ring_is_refused() {
     assert!(n["topics"][0]["messages"].as_u64().unwrap() > 0, "{n}");
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// The demo's chain: imu → filter → telemetry, plugins by path; `extra` at the end.
+fn demo(alpha: &str, telemetry_connected: bool, extra: &str) -> String {
+    let (imu, filter, sink) = (
+        plugin("imu-sim"),
+        plugin("attitude-filter"),
+        plugin("telemetry-sink"),
+    );
+    let to_telemetry = match telemetry_connected {
+        true => {
+            "[[connect]]\nfrom = \"filter.attitude\"\nto = \"telemetry.attitude\"\nqos = \"reliable(64)\"\n\n"
+        }
+        false => "",
+    };
+    format!(
+        "[scheduler]\npreset = \"standard\"\n\n\
+         [[node]]\nname = \"imu\"\nplugin = \"{}\"\npriority = 0\n\n\
+         [[node]]\nname = \"filter\"\nplugin = \"{}\"\npriority = 1\nconfig = {{ alpha = {alpha} }}\n\n\
+         [[node]]\nname = \"telemetry\"\nplugin = \"{}\"\npriority = 2\nrate_hz = 10\n\n\
+         [[connect]]\nfrom = \"imu.imu\"\nto = \"filter.imu\"\nqos = \"keep_last(8)\"\n\n{to_telemetry}{extra}",
+        imu.display(),
+        filter.display(),
+        sink.display()
+    )
+}
+
+/// Issue #16, "done when", in one save under `--watch`: a node added (a second sink on the
+/// filter's output), a gain changed (the filter replaced with its state) and a connection removed
+/// (the filter → telemetry one) take effect together; the rest is untouched.
+#[test]
+fn one_save_adds_a_node_changes_a_gain_and_removes_a_connection() {
+    let s = Scratch::new();
+    let ns = namespace("done-when");
+    let m = s.write("robot.toml", &demo("0.98", true, ""));
+    let stats = s.path().join("stats.json");
+    let child = start_watching(&m, &ns, "3s", &stats);
+    std::thread::sleep(Duration::from_millis(1200));
+    let logger = format!(
+        "[[node]]\nname = \"logger\"\nplugin = \"{}\"\npriority = 3\n\n\
+         [[connect]]\nfrom = \"filter.attitude\"\nto = \"logger.attitude\"\nqos = \"keep_last(8)\"\n",
+        plugin("telemetry-sink").display()
+    );
+    rewrite(&m, &demo("0.9", false, &logger));
+    let out = finish(child);
+    assert!(
+        out.stderr
+            .contains("apply: +1 node, -0, ~1 changed (filter: config), +1 connection, -1 connection"),
+        "{}",
+        out.stderr
+    );
+    let stats = read_stats(&stats);
+    let imu = node(&stats, "imu");
+    assert_eq!(imu["generation"], 1, "{imu}");
+    assert!(
+        imu["total_ticks"].as_u64().unwrap() > 200,
+        "untouched, ticking: {imu}"
+    );
+    let filter = node(&stats, "filter");
+    assert_eq!(filter["generation"], 2, "the gain change replaced it: {filter}");
+    assert!(
+        !out.stderr.contains("no state was carried"),
+        "its estimate was handed over:\n{}",
+        out.stderr
+    );
+    let telemetry = node(&stats, "telemetry");
+    assert_eq!(telemetry["generation"], 1, "{telemetry}");
+    assert_eq!(
+        telemetry["topics"].as_array().map_or(0, Vec::len),
+        0,
+        "disconnected: {telemetry}"
+    );
+    assert!(
+        telemetry["messages_received"].as_u64().unwrap() > 50,
+        "it received before: {telemetry}"
+    );
+    let logger = node(&stats, "logger");
+    assert!(
+        logger["messages_received"].as_u64().unwrap() > 50,
+        "the added sink receives: {logger}"
+    );
+    for n in [imu, filter, telemetry, logger] {
+        assert_eq!(n["total_failures"], 0, "{n}");
+    }
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
