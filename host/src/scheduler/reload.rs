@@ -80,9 +80,14 @@ pub(super) fn apply(nodes: &mut [RunningNode], prepared: Prepared, link: &Reload
         }
         match outcome {
             Ok(mut code) => {
-                // A Python node runs the class the last apply gave it, from this new file.
-                if code.python.is_some() && node.setup.python.is_some() {
-                    code.python = node.setup.python.clone();
+                // A manifest's Python node runs the class the last apply gave it, from this new
+                // file (imported afresh). A `horus.Scheduler` node's new code is its class's.
+                if let (
+                    Some(crate::python::PythonSource::File { class: new, .. }),
+                    Some(crate::python::PythonSource::File { class, .. }),
+                ) = (&mut code.python, &node.setup.python)
+                {
+                    new.clone_from(class);
                 }
                 node.offer(code, file.clone())
             }
