@@ -150,8 +150,9 @@ fn moves_keep_a_reliable_connection_whole() {
 }
 
 /// Issue #16: a move whose new object fails to start (its `init`, armed through
-/// `reload-counter-v2`'s fail file) rolls back: the node runs on where it was, with its count,
-/// and says why in its stats; a move after that succeeds.
+/// `reload-counter-v2`'s fail file) fails the apply (exit 1): the node runs on where it was,
+/// with its count, and says why in its stats; a move after that succeeds, planned from where the
+/// node really runs.
 #[test]
 fn a_move_whose_new_object_fails_rolls_back() {
     let s = Scratch::new();
@@ -166,11 +167,15 @@ fn a_move_whose_new_object_fails_rolls_back() {
     let mut values = Vec::new();
     read_for(&mut sub, &mut values, Duration::from_millis(600));
     std::fs::write(&fail, "init-error").unwrap();
-    apply(
-        &ns,
-        &m,
-        &counter(&lib, "thread", &config),
-        "isolation inline → thread",
+    // The new worker thread's `init` fails after the tick boundary: the apply waits for it and
+    // fails as a whole.
+    rewrite(&m, &counter(&lib, "thread", &config));
+    let failed = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(failed.code(), 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains("isolation inline → thread")
+            && failed.stderr.contains("apply failed, nothing changed"),
+        "{failed:?}"
     );
     read_for(&mut sub, &mut values, Duration::from_millis(600));
     std::fs::remove_file(&fail).unwrap();
@@ -197,6 +202,86 @@ fn a_move_whose_new_object_fails_rolls_back() {
     assert_eq!(counter["isolation"], "process", "{counter}");
     assert_eq!(counter["generation"], 2, "{counter}");
     assert_eq!(counter["reload_failures"], 1, "{counter}");
+    drop(sub);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16, item 3: an apply whose replacement comes up on a worker — here a `thread` node's
+/// new config, whose `create` fails on its new worker thread after the apply's other steps
+/// were done at the tick boundary — is undone as a whole: the node it added is shut down and
+/// gone, the node it removed runs on, the replaced node keeps its old object; `horus apply`
+/// exits 1 with the reason.
+#[test]
+fn an_apply_whose_replacement_fails_on_its_worker_changes_nothing() {
+    let s = Scratch::new();
+    let ns = namespace("atomic");
+    let v2 = plugin("reload-counter-v2");
+    let fail = s.path().join("fail");
+    let running = |config: &str, other: bool, extra: bool| {
+        let mut text = counter(
+            &v2,
+            "thread",
+            &format!("fail_file = \"{}\"{config}", fail.display()),
+        );
+        if !other {
+            text = text.replace("[[node]]\nname = \"other\"", "[[node]]\nname = \"gone\"");
+            text = text.replacen(
+                &format!("[[node]]\nname = \"gone\"\nplugin = \"{}\"\n", v2.display()),
+                "",
+                1,
+            );
+        }
+        if extra {
+            text.push_str(&format!(
+                "\n[[node]]\nname = \"extra\"\nplugin = \"{}\"\n",
+                v2.display()
+            ));
+        }
+        text
+    };
+    let m = s.write("robot.toml", &running("", true, false));
+    let mut sub = counts::reader(&ns, TOPIC);
+    let stats = s.path().join("stats.json");
+    let child = start_in(&ns, &m, "3s", &stats);
+    let mut values = Vec::new();
+    read_for(&mut sub, &mut values, Duration::from_millis(700));
+    std::fs::write(&fail, "create-error").unwrap();
+    rewrite(&m, &running(", save_delay_ms = 0", false, true));
+    let out = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("apply: +1 node, -1, ~1 changed (counter: config)")
+            || out
+                .stderr
+                .contains("apply: +1 node, -1, ~1 changed (counter: config)"),
+        "{out:?}"
+    );
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains("nothing changed") && said.contains("create"),
+        "{said}"
+    );
+    read_for(&mut sub, &mut values, Duration::from_millis(700));
+    let out = finish(child);
+    read_for(&mut sub, &mut values, Duration::ZERO);
+    let steps: Vec<u64> = values.iter().map(|v| v / 1000).collect();
+    assert_counts_on(&steps);
+    let stats = read_stats(&stats);
+    let names: Vec<&str> = stats.iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["counter", "other"],
+        "nothing added or removed:\n{}",
+        out.stderr
+    );
+    let counter = node(&stats, "counter");
+    assert_eq!(counter["generation"], 1, "{counter}");
+    let other = node(&stats, "other");
+    assert!(
+        other["total_ticks"].as_u64().unwrap() > 250,
+        "it never stopped: {other}"
+    );
     drop(sub);
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
 }

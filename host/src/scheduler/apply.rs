@@ -9,19 +9,27 @@
 //!   the node is replaced by its new code (the applier built it, [`ApplyOp::swaps`]), or made
 //!   again from the same code with the new config, its state handed over, through hot
 //!   reload's swap ([`super::reload`]: generation + 1, first-tick commit or rollback);
+//! - a node's `isolation`: the node moves to another executor with its state and its place on
+//!   its topics ([`super::moving`], [`ApplyOp::moves`]);
+//! - running nodes' ports bound anew ([`Rebind`]);
 //! - the scheduler's `tick_rate` (or preset): from the next cycle;
 //! - a node added: a `thread` or `process` node arrives created and initialised on its worker
 //!   (the applier did that off this thread, [`NewExec`]); an `inline` node is created and
 //!   initialised here (its plugin calls belong on this thread), then it is scheduled from this
 //!   cycle on, in priority order;
 //! - a node removed: `shutdown` and destroyed here, its topic endpoints released with it, its
-//!   library handed to hot reload's [`Reaper`] (unloaded off this thread when no node uses it).
+//!   library handed to the run's [`Reaper`] (unloaded off this thread when no node uses it).
 //!
-//! Every step that can fail comes first — the added inline nodes' `create` and `init`, then the
-//! swaps — and if one fails, what was started is undone (new nodes shut down and
-//! destroyed, swaps cancelled) and nothing else changes. Only then are nodes removed and
-//! settings set. A swap that fails later (a worker's `create`, or the new object's first tick)
-//! rolls back that node alone, as a failed hot reload does.
+//! Every step that can fail comes first ([`begin`]) — the added inline nodes' `create` and
+//! `init`, the re-bound ports, the replacements' start — and if one fails, what was started is
+//! undone and nothing else changes. A replacement that comes up on a worker (a `thread` node's
+//! new object, a node moving to a worker thread or process) makes the apply [`Pending`]: the
+//! scheduler runs on, the replaced nodes held (not ticked), until every replacement is up —
+//! then the rest is applied ([`finish`]: nodes removed, added nodes scheduled, settings set)
+//! and the replaced nodes tick again — or one fails, and the whole apply is undone
+//! ([`abandon`]). Only the new objects' first ticks come after the reply: one that fails rolls
+//! that node alone back, as a failed hot reload does, and the applier hears of it
+//! ([`Reverted`]).
 //!
 //! Owns the [`ApplyOp`] a plan becomes and its application. Does not own planning (see
 //! [`crate::apply`]) or the swap itself (see [`super::reload`]).
@@ -187,17 +195,277 @@ pub(super) struct Live {
 }
 
 /// Applies `op` at this tick boundary and replies. Returns true when the tick rate changed.
+/// How long an apply may wait for its replacements to come up on their workers (a worker
+/// thread or process creating, restoring and initialising a node) before it is abandoned: less
+/// than the applier waits for the reply.
+const PENDING_LIMIT: Duration = Duration::from_secs(8);
+
+/// An apply whose fallible steps are under way on workers: its replacements (swaps and moves)
+/// come up while the scheduler runs on; the rest of it is applied once all of them are up, or
+/// all of it is undone if one fails.
+pub(super) struct Pending {
+    op: ApplyOp,
+    added: Vec<RunningNode>,
+    rebound: Vec<Unbind>,
+    swapped: Vec<String>,
+    moved: Vec<String>,
+    since: Instant,
+}
+
+/// What [`begin`] started: the added nodes (not yet scheduled), how to put the re-bound ports
+/// back, and the nodes whose replacements (swaps, moves) are coming up.
+type Begun = (Vec<RunningNode>, Vec<Unbind>, Vec<String>, Vec<String>);
+
+/// What became of an apply at this tick boundary.
+pub(super) enum Applied {
+    /// Done (applied or failed, replied); true when the tick rate changed.
+    Done(bool),
+    /// Waiting for replacements to come up on their workers.
+    Waiting(Box<Pending>),
+}
+
+/// Starts `op` at this tick boundary: its fallible steps, then (once its replacements are up,
+/// now or in a later cycle, see [`poll`]) the rest.
 pub(super) fn apply(
     nodes: &mut Vec<RunningNode>,
     mut op: ApplyOp,
     live: &mut Live,
     link: &ApplyLink,
     epoch: Instant,
-) -> bool {
-    let outcome = apply_op(nodes, &mut op, live, link.reaper.as_ref(), epoch);
-    let changed_rate = outcome.is_ok() && op.tick_rate.is_some();
-    let _ = op.reply.send(outcome);
-    changed_rate
+) -> Applied {
+    match begin(nodes, &mut op, live, link.reaper.as_ref(), epoch) {
+        Ok((added, rebound, swapped, moved)) => {
+            for node in nodes.iter_mut() {
+                if swapped.contains(&node.setup.name) || moved.contains(&node.setup.name) {
+                    node.held = true;
+                }
+            }
+            let pending = Box::new(Pending {
+                op,
+                added,
+                rebound,
+                swapped,
+                moved,
+                since: Instant::now(),
+            });
+            poll(nodes, pending, live, link)
+        }
+        Err(why) => {
+            let _ = op.reply.send(Err(why));
+            Applied::Done(false)
+        }
+    }
+}
+
+/// Where a node's replacement is.
+enum Coming {
+    Up,
+    Waiting,
+    Failed(String),
+}
+
+fn coming(node: &RunningNode, swapped: bool) -> Coming {
+    let failed = || {
+        Coming::Failed(format!(
+            "node `{}`: {}",
+            node.setup.name,
+            node.reload
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "its replacement did not start".into())
+        ))
+    };
+    if swapped {
+        match (node.reload.pending(), node.swapping()) {
+            (true, _) => Coming::Up,
+            (false, true) => Coming::Waiting,
+            (false, false) => failed(),
+        }
+    } else {
+        match (node.move_ticking(), node.moving.is_some()) {
+            (true, _) => Coming::Up,
+            (false, true) => Coming::Waiting,
+            (false, false) => failed(),
+        }
+    }
+}
+
+/// Moves a pending apply on (once per cycle): when every replacement is up, the rest of the apply
+/// is applied and the replaced nodes tick again (their first tick commits or rolls back each
+/// one); when one failed or [`PENDING_LIMIT`] passed, the whole apply is undone.
+pub(super) fn poll(
+    nodes: &mut Vec<RunningNode>,
+    pending: Box<Pending>,
+    live: &mut Live,
+    link: &ApplyLink,
+) -> Applied {
+    let reaper = link.reaper.as_ref();
+    let mut state = Coming::Up;
+    let names = (pending.swapped.iter().map(|n| (n, true))).chain(pending.moved.iter().map(|n| (n, false)));
+    for (name, swapped) in names {
+        let Some(node) = nodes.iter().find(|n| &n.setup.name == name) else {
+            continue;
+        };
+        match coming(node, swapped) {
+            Coming::Up => {}
+            Coming::Waiting => state = Coming::Waiting,
+            Coming::Failed(why) => {
+                state = Coming::Failed(why);
+                break;
+            }
+        }
+    }
+    if matches!(state, Coming::Waiting) && pending.since.elapsed() > PENDING_LIMIT {
+        state = Coming::Failed(format!(
+            "a replacement did not come up on its worker within {} s",
+            PENDING_LIMIT.as_secs()
+        ));
+    }
+    match state {
+        Coming::Waiting => Applied::Waiting(pending),
+        Coming::Failed(why) => {
+            abandon(nodes, *pending, reaper, &why);
+            Applied::Done(false)
+        }
+        Coming::Up => {
+            let Pending {
+                mut op,
+                added,
+                swapped,
+                moved,
+                ..
+            } = *pending;
+            for node in nodes.iter_mut() {
+                if swapped.contains(&node.setup.name) || moved.contains(&node.setup.name) {
+                    node.held = false;
+                    // A replacement that fails its first tick from now on rolls back alone;
+                    // the applier hears of it.
+                    node.reverts = Some(op.reverted.clone());
+                }
+            }
+            finish(nodes, &mut op, added, live, reaper);
+            let _ = op.reply.send(Ok(()));
+            Applied::Done(op.tick_rate.is_some())
+        }
+    }
+}
+
+/// Undoes a pending apply: replacements cancelled, ports put back, added nodes shut down; the
+/// reply says why.
+pub(super) fn abandon(nodes: &mut [RunningNode], pending: Pending, reaper: Option<&Reaper>, why: &str) {
+    let Pending {
+        op,
+        added,
+        rebound,
+        swapped,
+        moved,
+        ..
+    } = pending;
+    for node in nodes.iter_mut() {
+        if moved.contains(&node.setup.name) {
+            node.cancel_move();
+        }
+        if swapped.contains(&node.setup.name) {
+            node.cancel_apply();
+        }
+        node.held = false;
+    }
+    unbind(nodes, rebound, op.scope.as_ref());
+    added.into_iter().for_each(|n| retire(n, true, reaper));
+    tracing::warn!("apply abandoned, nothing changed: {why}");
+    let _ = op.reply.send(Err(why.to_owned()));
+}
+
+/// The fallible steps of `op`, in order — the added nodes' start, the re-bound ports (a worker
+/// process attaches its own), the replacements' start (swaps, moves) —, undone together if one
+/// fails. Returns the added nodes (not yet scheduled), how to put the ports back, and the nodes
+/// whose replacements are coming up.
+fn begin(
+    nodes: &mut [RunningNode],
+    op: &mut ApplyOp,
+    live: &mut Live,
+    reaper: Option<&Reaper>,
+    epoch: Instant,
+) -> Result<Begun, String> {
+    let busy = |name: &str| {
+        format!("node `{name}` is in a hot reload, a move or a restart; apply again once it is done")
+    };
+    let named = op
+        .removed
+        .iter()
+        .chain(op.rebinds.iter().map(|r| &r.node))
+        .chain(op.swaps.iter().map(|(n, _)| n))
+        .chain(op.moves.iter().map(|(n, _, _)| n));
+    for name in named {
+        match nodes.iter().find(|n| &n.setup.name == name) {
+            None => return Err(format!("node `{name}` is not running")),
+            Some(n) if n.swapping() || n.restarting() => return Err(busy(name)),
+            Some(_) => {}
+        }
+    }
+    if !op.moves.is_empty() && op.scope.is_none() {
+        return Err("this host cannot move nodes".into());
+    }
+    let mut added: Vec<RunningNode> = Vec::new();
+    let mut pending = std::mem::take(&mut op.added).into_iter();
+    while let Some(new) = pending.next() {
+        match start(new, live, epoch) {
+            Ok(node) => added.push(node),
+            Err(why) => {
+                pending.for_each(NewNode::discard);
+                added.into_iter().for_each(|n| retire(n, true, reaper));
+                return Err(why);
+            }
+        }
+    }
+    let discard = |added: Vec<RunningNode>| added.into_iter().for_each(|n| retire(n, true, reaper));
+    let rebound = match rebind(nodes, std::mem::take(&mut op.rebinds), op.scope.as_ref()) {
+        Ok(rebound) => rebound,
+        Err(why) => {
+            discard(added);
+            return Err(why);
+        }
+    };
+    let mut swapped: Vec<String> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
+    let undo_all = |nodes: &mut [RunningNode], swapped: &[String], moved: &[String]| {
+        for node in nodes.iter_mut() {
+            if moved.contains(&node.setup.name) {
+                node.cancel_move();
+            }
+            if swapped.contains(&node.setup.name) {
+                node.cancel_apply();
+            }
+        }
+    };
+    for (name, code) in std::mem::take(&mut op.swaps) {
+        let Some(node) = nodes.iter_mut().find(|n| n.setup.name == name) else {
+            continue;
+        };
+        if let Err(why) = node.begin_apply(code, reaper) {
+            undo_all(nodes, &swapped, &moved);
+            unbind(nodes, rebound, op.scope.as_ref());
+            discard(added);
+            return Err(why);
+        }
+        swapped.push(name);
+    }
+    let wait = Duration::from_secs_f64(0.5 / live.tick_rate);
+    for (name, to, code) in std::mem::take(&mut op.moves) {
+        let (Some(node), Some(scope)) = (nodes.iter_mut().find(|n| n.setup.name == name), op.scope.clone())
+        else {
+            continue;
+        };
+        let wait = node.health.timeout().map_or(wait, |t| t.min(wait));
+        if let Err(why) = node.begin_move(to, code, scope, wait, reaper.cloned()) {
+            undo_all(nodes, &swapped, &moved);
+            unbind(nodes, rebound, op.scope.as_ref());
+            discard(added);
+            return Err(why);
+        }
+        moved.push(name);
+    }
+    Ok((added, rebound, swapped, moved))
 }
 
 /// Starts an added node: an inline one is created and initialised here; a worker's already is.
@@ -294,99 +562,15 @@ fn retire(mut node: RunningNode, shutdown: bool, reaper: Option<&Reaper>) {
     }
 }
 
-fn apply_op(
+/// The rest of an apply, once every step that can fail has succeeded: nodes removed, added
+/// nodes scheduled, settings set. Nothing here fails.
+fn finish(
     nodes: &mut Vec<RunningNode>,
     op: &mut ApplyOp,
+    added: Vec<RunningNode>,
     live: &mut Live,
     reaper: Option<&Reaper>,
-    epoch: Instant,
-) -> Result<(), String> {
-    for name in &op.removed {
-        match nodes.iter().find(|n| &n.setup.name == name) {
-            None => return Err(format!("node `{name}` is not running")),
-            Some(n) if n.swapping() || n.restarting() => {
-                return Err(format!(
-                    "node `{name}` is in a hot reload or a restart; apply again once it is done"
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    for r in &op.rebinds {
-        match nodes.iter().find(|n| n.setup.name == r.node) {
-            None => return Err(format!("node `{}` is not running", r.node)),
-            Some(n) if n.swapping() || n.restarting() => {
-                return Err(format!(
-                    "node `{}` is in a hot reload or a restart; apply again once it is done",
-                    r.node
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    // Everything that can fail first: the added nodes' start, the re-bound ports (a worker
-    // process attaches its own), then the config swaps; undone together if one fails.
-    let mut added: Vec<RunningNode> = Vec::new();
-    let mut pending = std::mem::take(&mut op.added).into_iter();
-    while let Some(new) = pending.next() {
-        match start(new, live, epoch) {
-            Ok(node) => added.push(node),
-            Err(why) => {
-                pending.for_each(NewNode::discard);
-                added.into_iter().for_each(|n| retire(n, true, reaper));
-                return Err(why);
-            }
-        }
-    }
-    let discard = |added: Vec<RunningNode>| added.into_iter().for_each(|n| retire(n, true, reaper));
-    let rebound = match rebind(nodes, std::mem::take(&mut op.rebinds), op.scope.as_ref()) {
-        Ok(rebound) => rebound,
-        Err(why) => {
-            discard(added);
-            return Err(why);
-        }
-    };
-    let mut started: Vec<usize> = Vec::new();
-    for (name, code) in std::mem::take(&mut op.swaps) {
-        let Some(i) = nodes.iter().position(|n| n.setup.name == name) else {
-            undo(nodes, &started);
-            unbind(nodes, rebound, op.scope.as_ref());
-            discard(added);
-            return Err(format!("node `{name}` is not running"));
-        };
-        nodes[i].reverts = Some(op.reverted.clone());
-        if let Err(why) = nodes[i].begin_apply(code, reaper) {
-            undo(nodes, &started);
-            unbind(nodes, rebound, op.scope.as_ref());
-            discard(added);
-            return Err(why);
-        }
-        started.push(i);
-    }
-    let mut moved: Vec<usize> = Vec::new();
-    let wait = Duration::from_secs_f64(0.5 / live.tick_rate);
-    for (name, to, code) in std::mem::take(&mut op.moves) {
-        let Some(i) = nodes.iter().position(|n| n.setup.name == name) else {
-            continue;
-        };
-        let Some(scope) = op.scope.clone() else {
-            return Err("this host cannot move nodes".into());
-        };
-        let node = &mut nodes[i];
-        let wait = node.health.timeout().map_or(wait, |t| t.min(wait));
-        node.reverts = Some(op.reverted.clone());
-        if let Err(why) = node.begin_move(to, code, scope, wait, reaper.cloned()) {
-            for &j in &moved {
-                nodes[j].cancel_move();
-            }
-            undo(nodes, &started);
-            unbind(nodes, rebound, op.scope.as_ref());
-            discard(added);
-            return Err(why);
-        }
-        moved.push(i);
-    }
-    // Nothing fails from here on.
+) {
     for name in &op.removed {
         if let Some(i) = nodes.iter().position(|n| &n.setup.name == name) {
             let node = nodes.remove(i);
@@ -449,7 +633,6 @@ fn apply_op(
     if let Some(rate) = op.tick_rate {
         live.tick_rate = rate;
     }
-    Ok(())
 }
 
 /// What a port was bound to before an apply re-bound it: to put it back if the apply fails.
@@ -545,11 +728,5 @@ fn unbind(nodes: &mut [RunningNode], undo: Vec<Unbind>, scope: Option<&TopicScop
         if let Err(e) = node.rebind(vec![back]) {
             tracing::error!(node = %u.node, "apply: cannot put a port back: {e}");
         }
-    }
-}
-
-fn undo(nodes: &mut [RunningNode], started: &[usize]) {
-    for &i in started {
-        nodes[i].cancel_apply();
     }
 }

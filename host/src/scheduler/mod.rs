@@ -447,6 +447,9 @@ fn run_on_this_thread(
         healths: ctx.registry.clone(),
     };
     let mut tick_rate = ctx.tick_rate;
+    // An apply waiting for its replacements to come up, and whether one changed the tick rate.
+    let mut pending: Option<Box<apply::Pending>> = None;
+    let mut rate_changed = false;
     let mut nodes = start_nodes(nodes, ctx)?;
     let mut period = Duration::from_secs_f64(1.0 / tick_rate);
     let mut spin = spin_margin(period);
@@ -478,19 +481,32 @@ fn run_on_this_thread(
                 reload::apply(&mut nodes, prepared, link);
             }
         }
-        // A tick boundary: a live apply of a changed manifest.
+        // A tick boundary: a live apply of a changed manifest (one at a time: the next waits
+        // while one's replacements come up on their workers).
         if let Some(link) = &ctx.applies {
-            while let Ok(op) = link.ops.try_recv() {
-                if apply::apply(&mut nodes, op, &mut live, link, ctx.epoch) {
-                    tick_rate = live.tick_rate;
-                    period = Duration::from_secs_f64(1.0 / tick_rate);
-                    spin = spin_margin(period);
-                    tracing::info!(tick_rate, "apply: the scheduler runs at its new tick rate");
+            if pending.is_none() {
+                if let Ok(op) = link.ops.try_recv() {
+                    match apply::apply(&mut nodes, op, &mut live, link, ctx.epoch) {
+                        apply::Applied::Waiting(p) => pending = Some(p),
+                        apply::Applied::Done(rate) => rate_changed = rate,
+                    }
                 }
             }
         }
         if ctx.reloads.is_some() || ctx.applies.is_some() {
             reload::progress(&mut nodes);
+        }
+        if let (Some(p), Some(link)) = (pending.take(), &ctx.applies) {
+            match apply::poll(&mut nodes, p, &mut live, link) {
+                apply::Applied::Waiting(p) => pending = Some(p),
+                apply::Applied::Done(rate) => rate_changed = rate,
+            }
+        }
+        if std::mem::take(&mut rate_changed) {
+            tick_rate = live.tick_rate;
+            period = Duration::from_secs_f64(1.0 / tick_rate);
+            spin = spin_margin(period);
+            tracing::info!(tick_rate, "apply: the scheduler runs at its new tick rate");
         }
         let mut t = now;
         for node in &mut nodes {
@@ -516,7 +532,11 @@ fn run_on_this_thread(
     }
     let elapsed = start.elapsed();
 
-    // A live apply's move under way ends first: the drain and shutdown need one executor each.
+    // An apply still waiting for its replacements is undone; a move under way ends: the drain
+    // and shutdown need one executor each.
+    if let (Some(p), Some(link)) = (pending.take(), &ctx.applies) {
+        apply::abandon(&mut nodes, *p, link.reaper.as_ref(), "the host is stopping");
+    }
     for node in &mut nodes {
         node.settle_move();
     }

@@ -70,6 +70,10 @@ pub(super) struct RunningNode {
     pub(super) reload: ReloadStats,
     /// A live apply moving the node to another isolation level.
     pub(super) moving: Option<Box<super::moving::Move>>,
+    /// A live apply's replacement of this node is up and waits for the rest of the apply's
+    /// replacements: the node does not tick (its first tick would commit it) until the apply
+    /// is decided.
+    pub(super) held: bool,
     /// Where to say that a change a live apply made to this node was rolled back (after the
     /// apply replied), so the applier knows the node runs as before.
     pub(super) reverts: Option<super::apply::Reverted>,
@@ -111,6 +115,7 @@ impl RunningNode {
             reload: ReloadStats::default(),
             moving: None,
             reverts: None,
+            held: false,
         }
     }
 
@@ -159,6 +164,9 @@ impl RunningNode {
     /// it: one clock read per tick.
     pub(super) fn run_cycle(&mut self, now: Instant) -> Instant {
         self.quarantine_if_hung();
+        if self.held {
+            return now;
+        }
         // The common case needs no extra clock read: a closed breaker always ticks.
         if self.breaker.state() == CircuitState::Closed {
             return self.tick(now);
