@@ -39,13 +39,35 @@ fn hub(port: u16) -> String {
 /// `SeqSource` publishing numbered messages on topic `nh/seq` (10 a tick at 100 Hz), under
 /// the tcp hub `hubs` declares, or local when it declares none.
 fn source(hubs: &str) -> String {
+    source_on(hubs, "nh/seq")
+}
+
+/// [`source`] on `topic`.
+fn source_on(hubs: &str, topic: &str) -> String {
     let lib = plugin("seq-stream");
     format!(
         "[scheduler]\ntick_rate = 100\n\n{hubs}\
          [[node]]\nname = \"source\"\nplugin = \"{}\"\ntype = \"SeqSource\"\n\
          config = {{ count = 1000000000, burst = 10 }}\n\n\
-         [[connect]]\nfrom = \"source.out\"\ntopic = \"nh/seq\"\nmax_size = 64\n",
+         [[connect]]\nfrom = \"source.out\"\ntopic = \"{topic}\"\nmax_size = 64\n",
         lib.display()
+    )
+}
+
+/// The remote host's manifest: a `SeqCheck` on `nh/seq` over the hub at `port`. It takes gaps
+/// (keep_last) but fails on a message corrupt, repeated or out of order.
+fn remote(s: &Scratch, port: u16) -> std::path::PathBuf {
+    let lib = plugin("seq-stream");
+    s.write(
+        "remote.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100\n\n{}\
+             [[node]]\nname = \"check\"\nplugin = \"{}\"\ntype = \"SeqCheck\"\n\
+             config = {{ reliable = false }}\n\n\
+             [[connect]]\ntopic = \"nh/seq\"\nto = \"check.in\"\nmax_size = 64\nqos = \"keep_last(1024)\"\n",
+            hub(port),
+            lib.display()
+        ),
     )
 }
 
@@ -89,20 +111,8 @@ fn a_hub_added_and_removed_live_takes_a_topic_onto_the_network_and_back() {
     let (ns_a, ns_b) = (namespace("move-a"), namespace("move-b"));
     let s = Scratch::new();
     let port = free_port();
-    // The remote host listens on the hub's address; its check takes gaps (keep_last) but
-    // fails on a message corrupt, repeated or out of order.
-    let lib = plugin("seq-stream");
-    let remote = s.write(
-        "remote.toml",
-        &format!(
-            "[scheduler]\ntick_rate = 100\n\n{}\
-             [[node]]\nname = \"check\"\nplugin = \"{}\"\ntype = \"SeqCheck\"\n\
-             config = {{ reliable = false }}\n\n\
-             [[connect]]\ntopic = \"nh/seq\"\nto = \"check.in\"\nmax_size = 64\nqos = \"keep_last(1024)\"\n",
-            hub(port),
-            lib.display()
-        ),
-    );
+    // The remote host listens on the hub's address.
+    let remote = remote(&s, port);
     let remote_stats = s.path().join("remote.json");
     let b = start_in(&ns_b, &remote, "14s", &remote_stats);
     wait_listening(port);
@@ -207,4 +217,66 @@ fn a_hub_that_cannot_open_fails_the_apply_and_changes_nothing() {
     assert_eq!(u(&src["total_failures"]), 0, "{src}");
     assert!(u(&src["total_ticks"]) > 500, "{src}");
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// Issue #16: a topic moved onto a hub the host runs already, and off it again: the hub keeps
+/// its session throughout (one peer connection in the log, still listening at the end), and
+/// the remote host gets the topic only while it is under the hub.
+#[test]
+fn a_topic_moved_onto_a_running_hub_and_off_it_keeps_the_session() {
+    let (ns_a, ns_b) = (namespace("keep-a"), namespace("keep-b"));
+    let s = Scratch::new();
+    let port = free_port();
+    let m = s.write("robot.toml", &source_on(&hub(port), "seq"));
+    let a_stats = s.path().join("robot.json");
+    let a = start_watching(&m, &ns_a, "9s", &a_stats);
+    wait_listening(port);
+    let remote_stats = s.path().join("remote.json");
+    let b = start_in(&ns_b, &remote(&s, port), "11s", &remote_stats);
+    stats_until(&ns_a, "the remote connected", |out| {
+        out.contains(": connected, 1 peer(s); sent 0 (")
+    });
+
+    rewrite(&m, &source_on(&hub(port), "nh/seq"));
+    stats_until(&ns_b, "messages over the hub", |out| received(out) > 100);
+    rewrite(&m, &source_on(&hub(port), "seq"));
+    stats_until(&ns_a, "the topic off the hub", |out| {
+        let before = received_by_remote(&ns_b);
+        std::thread::sleep(Duration::from_millis(700));
+        out.contains("hub `nh` (") && received_by_remote(&ns_b) == before
+    });
+
+    let a_out = finish(a);
+    let log = &a_out.stderr;
+    assert!(log.contains("+1 network topic"), "{log}");
+    assert!(log.contains("-1 network topic"), "{log}");
+    assert_eq!(
+        log.matches("peer connected").count(),
+        1,
+        "one session all along:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("hub `nh` (tcp/127.0.0.1:{port}, listen): ")),
+        "{log}"
+    );
+    let src = node(&read_stats(&a_stats), "source").clone();
+    assert_eq!(src["generation"], 1, "{src}");
+    assert_eq!(u(&src["total_failures"]), 0, "{src}");
+    let b_out = finish(b);
+    let chk = node(&read_stats(&remote_stats), "check").clone();
+    assert_eq!(
+        u(&chk["total_failures"]),
+        0,
+        "intact and in order: {chk}\n{}",
+        b_out.stderr
+    );
+    assert!(u(&chk["messages_received"]) > 100, "{chk}");
+    for ns in [&ns_a, &ns_b] {
+        assert_eq!(shm_leftovers(ns), Vec::<String>::new());
+    }
+}
+
+/// What the remote host's hub line says it received.
+fn received_by_remote(ns: &str) -> u64 {
+    received(&stats(ns))
 }

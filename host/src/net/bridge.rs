@@ -16,8 +16,9 @@
 //!   waits in vain, is dropped and counted in the hub's `dropped`: on a reliable topic nothing
 //!   is lost silently, but the network does not push back on the remote publisher.
 //!
-//! Each hub's session takes messages of at most its largest topic's slot size (plus the
-//! header and Zenoh's framing), so a peer cannot make it reassemble more.
+//! Each hub's session takes messages of at most its largest topic's slot size, or the default
+//! `max_size` (64 KiB) when that is larger, so that topics of that size can join it live (plus
+//! the header and Zenoh's framing): a peer cannot make it reassemble more.
 
 use super::super::apply::plan::NetChanges;
 use super::status::{HubProbe, HubStatus};
@@ -246,10 +247,10 @@ impl Bridges {
                 )));
             }
             let topics: Vec<&NetTopic> = changes.topics.iter().filter(|t| t.hub == spec.name).collect();
-            // The session takes the largest message of the hub's topics, and no more.
-            let max_message = topics
-                .iter()
-                .map(|t| t.spec.slot_size as usize)
+            // The session takes the largest message of the hub's topics, and no more — but at
+            // least a default `max_size`, so a topic of that size can join it live.
+            let max_message = (topics.iter().map(|t| t.spec.slot_size as usize))
+                .chain([crate::manifest::DEFAULT_MAX_SIZE as usize])
                 .max()
                 .unwrap_or(0);
             let hub = Arc::new(NetHub::open(&spec.name, address, max_message)?);
@@ -280,7 +281,7 @@ impl Bridges {
             if slot > group.hub.max_message() {
                 return Err(BridgeError::Live(format!(
                     "network hub `{}`: topic `{}` takes messages of up to {slot} bytes, and the hub's \
-                     session, opened for messages of at most {} bytes (its largest topic then), \
+                     session, opened for messages of at most {} bytes, \
                      cannot take larger ones while it runs; restart the host to apply this \
                      manifest, or keep the topic's `max_size` at most {}",
                     topic.hub,
@@ -836,6 +837,20 @@ mod tests {
         let err = bridges.stage(&bad).expect_err("a port held by something else");
         assert!(err.to_string().contains("network hub `sc`"), "{err}");
         assert_eq!(names(&bridges), ["sb"]);
+
+        // A running session takes topics of the default max_size, and refuses larger ones.
+        let sb = [tcp_spec("sb", pb)];
+        let joins = crate::apply::plan::net_changes((&sb, &[]), (&sb, &[inbound_topic("sb", "j", 65536, 4)]));
+        bridges.commit(bridges.stage(&joins).unwrap());
+        let large = inbound_topic("sb", "k", 65537, 4);
+        let bigger = crate::apply::plan::net_changes((&sb, &[]), (&sb, &[large]));
+        let err = bridges.stage(&bigger).expect_err("larger than the session takes");
+        assert!(matches!(err, BridgeError::Live(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("topic `sb/k` takes messages of up to 65537 bytes"),
+            "{err}"
+        );
         bridges.close();
         assert!(probe().is_empty());
     }
