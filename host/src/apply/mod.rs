@@ -307,7 +307,7 @@ enum BridgeFailure {
 #[cfg(feature = "network")]
 type StagedBridges = Option<crate::net::bridge::Staged>;
 #[cfg(not(feature = "network"))]
-type StagedBridges = ();
+type StagedBridges = Option<std::convert::Infallible>;
 
 impl Applier {
     /// Opens the hubs and topic bridges `plan` adds, next to the running ones.
@@ -335,7 +335,7 @@ impl Applier {
     #[cfg(not(feature = "network"))]
     fn stage_bridges(&self, plan: &plan::Plan) -> Result<StagedBridges, BridgeFailure> {
         match plan.net.is_empty() {
-            true => Ok(()),
+            true => Ok(None),
             false => Err(BridgeFailure::Refused(
                 "apply refused: tcp hubs need a horus built with the `network` feature".into(),
             )),
