@@ -247,6 +247,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         crate::shm::remove_private(scope.namespace(), scope.instance());
         HostError::BadInput(e.diagnostic(&manifest).into())
     })?;
+    // Shared with live apply, which opens and closes hubs and topic bridges.
+    #[cfg(feature = "network")]
+    let bridges: crate::apply::SharedBridges = std::sync::Arc::new(std::sync::Mutex::new(bridges));
+    #[cfg(feature = "network")]
+    applier
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .bridging(bridges.clone());
     #[cfg(not(feature = "network"))]
     debug_assert!(
         net.is_empty(),
@@ -255,7 +263,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let board = StatsBoard::default();
     // Live stats for `horus stats`; a host that cannot serve them still runs.
     #[cfg(feature = "network")]
-    let hubs = Some(bridges.probe());
+    let hubs = Some(bridges.lock().unwrap_or_else(|p| p.into_inner()).probe());
     #[cfg(not(feature = "network"))]
     let hubs = None;
     let control = match crate::control::ControlServer::start(
@@ -315,10 +323,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     drop(control);
     #[cfg(feature = "network")]
     {
+        // The hubs open now (an apply may have added or closed some), then every bridge
+        // stopped, whoever else still holds them.
+        let mut bridges = bridges.lock().unwrap_or_else(|p| p.into_inner());
         for hub in bridges.status() {
             tracing::info!("{}", hub.line());
         }
-        drop(bridges);
+        bridges.close();
     }
     let write_stats = |nodes: &[NodeStats]| -> Result<(), HostError> {
         if let Some((path, file)) = &stats_file {

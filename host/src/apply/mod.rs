@@ -118,7 +118,15 @@ pub struct Applier {
     /// Hot reload's thread, when the host has one (`--watch`, or `hot_reload = true` at
     /// start): where the nodes to watch go after an apply changed them.
     watch: Option<WatchLink>,
+    /// The host's network bridges (feature `network`): an apply opens and closes hubs and
+    /// topic bridges with them ([`plan::NetChanges`]).
+    #[cfg(feature = "network")]
+    bridges: Option<SharedBridges>,
 }
+
+/// The host's network bridges, shared by the run (its end) and the applier.
+#[cfg(feature = "network")]
+pub type SharedBridges = Arc<std::sync::Mutex<crate::net::bridge::Bridges>>;
 
 /// The applier's way to hot reload's thread ([`crate::reload::Reloader::updates`]).
 #[derive(Debug)]
@@ -156,7 +164,15 @@ impl Applier {
             reverted: Default::default(),
             before: Vec::new(),
             watch: None,
+            #[cfg(feature = "network")]
+            bridges: None,
         }
+    }
+
+    /// The applier of a host whose network bridges are `bridges`: an apply changes them.
+    #[cfg(feature = "network")]
+    pub fn bridging(&mut self, bridges: SharedBridges) {
+        self.bridges = Some(bridges);
     }
 
     /// The applier of a host whose hot reload runs (`forced`: started with `--watch`): an
@@ -213,6 +229,14 @@ impl Applier {
         if plan.is_empty() {
             return Outcome::Applied(summary);
         }
+        // The network's part first: opening a hub is what most often fails (its address).
+        let bridges = match self.stage_bridges(&plan) {
+            Ok(staged) => staged,
+            Err(BridgeFailure::Refused(why)) => return Outcome::Refused(format!("{summary}\n{why}")),
+            Err(BridgeFailure::Failed(why)) => {
+                return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}"))
+            }
+        };
         let rebinds = match self.bind(&plan) {
             Ok(rebinds) => rebinds,
             Err(why) => return Outcome::Failed(format!("{summary}\napply failed, nothing changed: {why}")),
@@ -245,6 +269,7 @@ impl Applier {
         }
         match replied.recv_timeout(SCHEDULER_WAIT) {
             Ok(Ok(())) => {
+                self.commit_bridges(bridges);
                 for d in &plan.changed {
                     if let Some(i) = self.running.manifest.nodes.iter().position(|n| n.name == d.name) {
                         let was = (
@@ -271,7 +296,69 @@ impl Applier {
     }
 }
 
+/// Why the bridges could not follow an apply (it is abandoned, nothing changed).
+enum BridgeFailure {
+    /// A change running bridges cannot make (exit 2).
+    Refused(String),
+    /// Opening a hub or a ring failed (exit 1).
+    #[cfg_attr(
+        not(feature = "network"),
+        expect(dead_code, reason = "no bridges to open without the network feature")
+    )]
+    Failed(String),
+}
+
+/// An apply's new bridges, opened and waiting for the scheduler's answer; dropped uncommitted,
+/// they are undone.
+#[cfg(feature = "network")]
+type StagedBridges = Option<crate::net::bridge::Staged>;
+#[cfg(not(feature = "network"))]
+type StagedBridges = Option<std::convert::Infallible>;
+
 impl Applier {
+    /// Opens the hubs and topic bridges `plan` adds, next to the running ones.
+    #[cfg(feature = "network")]
+    fn stage_bridges(&self, plan: &plan::Plan) -> Result<StagedBridges, BridgeFailure> {
+        if plan.net.is_empty() {
+            return Ok(None);
+        }
+        let Some(bridges) = &self.bridges else {
+            return Err(BridgeFailure::Failed(
+                "this host cannot change its network bridges".into(),
+            ));
+        };
+        let bridges = bridges.lock().unwrap_or_else(|p| p.into_inner());
+        match bridges.stage(&plan.net) {
+            Ok(staged) => Ok(Some(staged)),
+            Err(e @ crate::net::bridge::BridgeError::Live(_)) => {
+                Err(BridgeFailure::Refused(format!("apply refused: {e}")))
+            }
+            Err(e) => Err(BridgeFailure::Failed(e.to_string())),
+        }
+    }
+
+    /// Without the `network` feature no manifest has a tcp hub (validation refuses them).
+    #[cfg(not(feature = "network"))]
+    fn stage_bridges(&self, plan: &plan::Plan) -> Result<StagedBridges, BridgeFailure> {
+        match plan.net.is_empty() {
+            true => Ok(None),
+            false => Err(BridgeFailure::Refused(
+                "apply refused: tcp hubs need a horus built with the `network` feature".into(),
+            )),
+        }
+    }
+
+    /// Keeps the staged bridges and stops those the apply removed: the scheduler applied it.
+    #[cfg(feature = "network")]
+    fn commit_bridges(&self, staged: StagedBridges) {
+        if let (Some(staged), Some(bridges)) = (staged, &self.bridges) {
+            bridges.lock().unwrap_or_else(|p| p.into_inner()).commit(staged);
+        }
+    }
+
+    #[cfg(not(feature = "network"))]
+    fn commit_bridges(&self, _staged: StagedBridges) {}
+
     /// Puts back, in what it compares with, the nodes whose applied change rolled back since
     /// the last apply: they run as they were before it.
     fn take_reverts(&mut self) {

@@ -3,6 +3,7 @@
 //! file), unit-tested without any plugin. Which parts of a [`Plan`] can be applied live is
 //! [`Plan::refusal`]'s answer; its one-line report is [`Plan::summary`].
 
+use crate::manifest::hubs::{HubMode, HubSpec};
 use crate::manifest::{
     ConnectSpec, Isolation, Manifest, NodeCode, NodeSpec, Qos, SchedulerSpec, SupervisionSpec,
 };
@@ -349,8 +350,9 @@ pub struct Plan {
     /// An added Python node whose interpreter is not the one the process runs (or not that of
     /// another added one): the node, its interpreter, the other one.
     pub interpreter_mismatch: Option<(String, PathBuf, PathBuf)>,
-    /// The topics over network hubs differ.
-    pub net_topics: bool,
+    /// The tcp hubs and network topics that differ: what the host's bridges open, close and
+    /// hand over ([`NetChanges`]).
+    pub net: NetChanges,
     /// The scheduler's settings that differ.
     pub scheduler: Vec<SchedulerChange>,
     /// The new tick rate, when it differs.
@@ -465,12 +467,95 @@ pub fn plan(running: &Snapshot, new: &Snapshot) -> Plan {
         &new.manifest.connections,
         &mut plan,
     );
-    plan.net_topics = running.net != new.net;
     scheduler(&running.manifest.scheduler, &new.manifest.scheduler, &mut plan);
     plan.hubs = running.manifest.hubs != new.manifest.hubs;
+    let tcp = |m: &Manifest| -> Vec<HubSpec> {
+        (m.hubs.iter().map(|h| h.spec.clone()))
+            .filter(|h| h.mode == HubMode::Tcp)
+            .collect()
+    };
+    plan.net = net_changes(
+        (&tcp(&running.manifest), &running.net),
+        (&tcp(&new.manifest), &new.net),
+    );
     let paths = |m: &Manifest| m.plugin_path.iter().map(|p| p.value.clone()).collect::<Vec<_>>();
     plan.plugin_path = paths(&running.manifest) != paths(&new.manifest);
     plan
+}
+
+/// What an apply changes of the host's tcp hubs and the topics that travel over them (feature
+/// `network`: the bridges of `net::bridge` follow it). A hub is its session: one whose
+/// `mode` and `address` stay keeps it, with every topic bridge that did not change; one that
+/// is new, gone, or whose address changed is opened or closed with all its topics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetChanges {
+    /// Tcp hubs to open: new ones, and those whose address changed (in new-manifest order).
+    pub hubs_opened: Vec<HubSpec>,
+    /// Tcp hubs to close: gone (or no longer tcp), or whose address changed.
+    pub hubs_closed: Vec<String>,
+    /// Tcp hubs whose session stays.
+    pub hubs_kept: Vec<String>,
+    /// Topics of kept hubs to bridge anew.
+    pub topics_added: Vec<NetTopic>,
+    /// Topics of kept hubs to stop bridging (an outbound one sends what its ring still holds).
+    pub topics_removed: Vec<NetTopic>,
+    /// Topics of kept hubs bridged in the same direction with another ring size, type or QoS:
+    /// the new version (its bridge takes over from the running one, nothing lost or twice).
+    pub topics_changed: Vec<NetTopic>,
+    /// Every network topic of the new manifest (those of opened hubs included).
+    pub topics: Vec<NetTopic>,
+}
+
+impl NetChanges {
+    /// True when the bridges stay as they are.
+    pub fn is_empty(&self) -> bool {
+        self.hubs_opened.is_empty()
+            && self.hubs_closed.is_empty()
+            && self.topics_added.is_empty()
+            && self.topics_removed.is_empty()
+            && self.topics_changed.is_empty()
+    }
+}
+
+/// A network topic's identity on its hub: one bridge per key and direction.
+fn same_bridge(a: &NetTopic, b: &NetTopic) -> bool {
+    a.hub == b.hub && a.key == b.key && a.outbound == b.outbound
+}
+
+/// The difference between the running tcp hubs and network topics and the new ones.
+pub fn net_changes(running: (&[HubSpec], &[NetTopic]), new: (&[HubSpec], &[NetTopic])) -> NetChanges {
+    let ((old_hubs, old_topics), (new_hubs, new_topics)) = (running, new);
+    let mut c = NetChanges {
+        topics: new_topics.to_vec(),
+        ..NetChanges::default()
+    };
+    for hub in new_hubs {
+        match old_hubs.iter().find(|h| h.name == hub.name) {
+            Some(old) if old == hub => c.hubs_kept.push(hub.name.clone()),
+            _ => c.hubs_opened.push(hub.clone()),
+        }
+    }
+    for hub in old_hubs {
+        if !c.hubs_kept.contains(&hub.name) {
+            c.hubs_closed.push(hub.name.clone());
+        }
+    }
+    let kept = |t: &NetTopic| c.hubs_kept.contains(&t.hub);
+    let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    for t in new_topics.iter().filter(|t| kept(t)) {
+        match old_topics.iter().find(|o| same_bridge(o, t)) {
+            None => added.push(t.clone()),
+            Some(o) if o != t => changed.push(t.clone()),
+            Some(_) => {}
+        }
+    }
+    for o in old_topics.iter().filter(|t| kept(t)) {
+        if !new_topics.iter().any(|t| same_bridge(o, t)) {
+            removed.push(o.clone());
+        }
+    }
+    (c.topics_added, c.topics_changed, c.topics_removed) = (added, changed, removed);
+    c
 }
 
 /// The ports of running node `name` bound differently by the new manifest (`new`, its
@@ -675,12 +760,6 @@ impl Plan {
                  topic's connections as they are"
             ));
         }
-        if self.net_topics {
-            return Some(refuse("changing the topics that travel over network hubs live"));
-        }
-        if self.hubs {
-            return Some(refuse("changing `[hub.<name>]` tables live"));
-        }
         None
     }
 
@@ -767,7 +846,20 @@ impl Plan {
                 SchedulerChange::HotReload => write!(out, ", scheduler: hot_reload"),
             };
         }
-        if self.hubs {
+        let n = &self.net;
+        let hubs = [
+            count(n.hubs_opened.len(), "+", "hub"),
+            count(n.hubs_closed.len(), "-", "hub"),
+        ];
+        let topics = [
+            count(n.topics_added.len(), "+", "network topic"),
+            count(n.topics_removed.len(), "-", "network topic"),
+            count(n.topics_changed.len(), "~", "network topic"),
+        ];
+        let hubs: Vec<String> = hubs.into_iter().chain(topics).flatten().collect();
+        if !hubs.is_empty() {
+            let _ = write!(out, ", {}", hubs.join(", "));
+        } else if self.hubs {
             out.push_str(", hubs");
         }
         if self.plugin_path {
@@ -1232,19 +1324,105 @@ to = "sink.in"
     }
 
     #[test]
-    fn every_structural_change_is_refused_with_its_name() {
-        let cases: &[(&str, &str, &str)] = &[(
+    fn hub_tables_apply_live() {
+        // A local hub: nothing for the bridges to do.
+        let local = BASE.replacen(
             "tick_rate = 400",
             "tick_rate = 400\n\n[hub.h]\nmode = \"local\"",
-            "`[hub.<name>]` tables live",
-        )];
-        for (from, to, why) in cases {
-            let new = BASE.replacen(from, to, 1);
-            let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
-            let refusal = p.refusal().unwrap_or_else(|| panic!("{to}: not refused: {p:?}"));
-            assert!(refusal.contains(why), "{to}: {refusal}");
-            assert!(refusal.starts_with("apply refused: "), "{refusal}");
+            1,
+        );
+        let p = plan(&snap(BASE, &[]), &snap(&local, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert!(p.hubs && p.net.is_empty(), "{p:?}");
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~0 changed, hubs");
+        if !cfg!(feature = "network") {
+            return; // Validation refuses tcp hubs (H0026).
         }
+        // A tcp hub is opened, and closed again.
+        let tcp = BASE.replacen(
+            "tick_rate = 400",
+            "tick_rate = 400\n\n[hub.h]\nmode = \"tcp\"\naddress = \"127.0.0.1:7447\"",
+            1,
+        );
+        let p = plan(&snap(BASE, &[]), &snap(&tcp, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.net.hubs_opened, [hub("h", 7447)]);
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~0 changed, +1 hub");
+        let p = plan(&snap(&tcp, &[]), &snap(BASE, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(p.net.hubs_closed, ["h"]);
+        assert_eq!(p.summary(), "apply: +0 nodes, -0, ~0 changed, -1 hub");
+    }
+
+    fn hub(name: &str, port: u16) -> HubSpec {
+        HubSpec {
+            name: name.into(),
+            mode: HubMode::Tcp,
+            address: Some(format!("127.0.0.1:{port}")),
+        }
+    }
+
+    fn net(hub: &str, key: &str, outbound: bool, capacity: u32) -> NetTopic {
+        let dir = if outbound { "out" } else { "in" };
+        NetTopic {
+            hub: hub.into(),
+            key: key.into(),
+            local: crate::topic::TopicName::Local(format!("net.{dir}/{key}")),
+            spec: crate::topic::PlanSpec {
+                type_name: "bytes".into(),
+                type_hash: 7,
+                slot_size: 64,
+                capacity,
+                single_producer: true,
+            },
+            outbound,
+            qos: Qos::KeepLast(capacity as usize),
+        }
+    }
+
+    #[test]
+    fn a_hub_keeps_its_session_while_its_address_stays() {
+        let old = [hub("a", 1), hub("b", 2), hub("gone", 5)];
+        let new = [hub("a", 1), hub("b", 3), hub("c", 4)];
+        let c = net_changes((&old, &[]), (&new, &[]));
+        assert_eq!(c.hubs_kept, ["a"]);
+        assert_eq!(c.hubs_opened, [hub("b", 3), hub("c", 4)]);
+        assert_eq!(c.hubs_closed, ["b", "gone"]);
+        assert!(!c.is_empty());
+        assert!(net_changes((&old, &[]), (&old, &[])).is_empty());
+    }
+
+    #[test]
+    fn the_topics_of_a_kept_hub_change_one_by_one() {
+        let hubs = [hub("a", 1), hub("b", 2)];
+        let old = [
+            net("a", "a/same", true, 4),
+            net("a", "a/deeper", false, 4),
+            net("a", "a/gone", true, 4),
+            net("b", "b/x", true, 4),
+        ];
+        let new = [
+            net("a", "a/same", true, 4),
+            net("a", "a/deeper", false, 8),
+            // Same key, the other direction: another bridge.
+            net("a", "a/gone", false, 4),
+            net("a", "a/new", true, 4),
+            net("c", "c/y", true, 4),
+        ];
+        let new_hubs = [hub("a", 1), hub("c", 3)];
+        let c = net_changes((&hubs, &old), (&new_hubs, &new));
+        assert_eq!(c.hubs_kept, ["a"]);
+        assert_eq!(c.hubs_closed, ["b"]);
+        assert_eq!(c.hubs_opened, [hub("c", 3)]);
+        let keys = |v: &[NetTopic]| v.iter().map(|t| (t.key.clone(), t.outbound)).collect::<Vec<_>>();
+        assert_eq!(
+            keys(&c.topics_added),
+            [("a/gone".into(), false), ("a/new".into(), true)]
+        );
+        assert_eq!(keys(&c.topics_removed), [("a/gone".into(), true)]);
+        assert_eq!(c.topics_changed, [net("a", "a/deeper", false, 8)]);
+        // The topics of opened and closed hubs go with their hub.
+        assert_eq!(c.topics, new);
     }
 
     #[test]

@@ -457,7 +457,7 @@ impl NetHub {
                             .bytes_received
                             .fetch_add(payload.len() as u64, Ordering::Relaxed);
                     }
-                    Delivery::Queued => {}
+                    Delivery::Queued | Delivery::Ignored => {}
                     Delivery::Dropped => {
                         hub.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -587,6 +587,9 @@ pub enum Delivery {
     Dropped,
     /// Refused (wrong type, undecodable): counted as an error, the reason becomes the last error.
     Rejected(String),
+    /// Not this subscriber's to deliver (another one of the same key, which replaces it,
+    /// delivers it): not counted.
+    Ignored,
 }
 
 /// Counts what became of messages a subscriber's callback [`Delivery::Queued`], from another
