@@ -89,6 +89,13 @@ fn a_node_moves_through_every_isolation_with_its_state() {
     assert_eq!(counter["isolation"], "inline", "{counter}");
     assert_eq!(counter["reload_failures"], 0, "{counter}");
     assert_eq!(counter["total_failures"], 0, "{counter}");
+    // Its counts went on through the moves: it sent every value the test read.
+    let sent = counter["messages_sent"].as_u64().unwrap();
+    assert!(
+        sent >= values.len() as u64,
+        "{sent} sent, {} read: {counter}",
+        values.len()
+    );
     let other = node(&stats, "other");
     assert_eq!(other["generation"], 1, "{other}");
     assert!(other["total_ticks"].as_u64().unwrap() > 300, "{other}");

@@ -509,7 +509,18 @@ impl RunningNode {
     }
 
     fn commit_move(&mut self, mv: Box<Move>, parked: Parked) {
-        let Parked { old, io } = parked;
+        let Parked { mut old, io } = parked;
+        // What the node sent and received where it ran counts on: the endpoints it had there
+        // (or the host's for it) go with the old executor.
+        let (a, b, c) = match &io {
+            Some(held) => held.message_totals(),
+            None => old.io_snapshot().totals,
+        };
+        self.moved_counts = (
+            self.moved_counts.0 + a,
+            self.moved_counts.1 + b,
+            self.moved_counts.2 + c,
+        );
         let from = self.setup.isolation;
         let name = self.setup.name.clone();
         let old_plugin = self.setup.plugin.clone();

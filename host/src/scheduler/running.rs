@@ -74,6 +74,9 @@ pub(super) struct RunningNode {
     /// replacements: the node does not tick (its first tick would commit it) until the apply
     /// is decided.
     pub(super) held: bool,
+    /// The message counts (sent, received, dropped) of the executors a live apply moved the
+    /// node out of: its totals go on.
+    pub(super) moved_counts: (u64, u64, u64),
     /// Where to say that a change a live apply made to this node was rolled back (after the
     /// apply replied), so the applier knows the node runs as before.
     pub(super) reverts: Option<super::apply::Reverted>,
@@ -116,6 +119,7 @@ impl RunningNode {
             moving: None,
             reverts: None,
             held: false,
+            moved_counts: (0, 0, 0),
         }
     }
 
@@ -471,6 +475,11 @@ impl RunningNode {
         let (min, avg, max) = self.times.micros();
         let io = self.exec.io_snapshot();
         let (sent, received, dropped) = io.totals;
+        let (sent, received, dropped) = (
+            sent + self.moved_counts.0,
+            received + self.moved_counts.1,
+            dropped + self.moved_counts.2,
+        );
         let secs = elapsed.as_secs_f64();
         NodeStats {
             name: self.setup.name.clone(),
