@@ -28,7 +28,7 @@ use crate::manifest::{HubDecl, Qos};
 use crate::shm::{self, SendError, ShmError, TopicSpec};
 use crate::topic::{NetTopic, TopicScope};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -164,7 +164,7 @@ impl std::fmt::Debug for Bridges {
 
 /// The new part of the bridges an apply makes, opened and running next to the old ones until
 /// [`Bridges::commit`]; dropped uncommitted, it is undone (its hubs closed, its bridges
-/// stopped, the inbound rings it took over handed back).
+/// stopped).
 pub struct Staged {
     /// Hubs opened, with all their topics.
     opened: Vec<HubGroup>,
@@ -174,8 +174,10 @@ pub struct Staged {
     added: Vec<TopicBridge>,
     /// Topics of kept hubs no longer bridged (or replaced).
     removed: Vec<NetTopic>,
-    /// The running inbound bridges whose ring a staged one took over: given back on undo.
-    taken: Vec<Arc<Inbox>>,
+    /// Changed inbound topics of kept hubs: their running bridge stays (its Zenoh subscription
+    /// and its ring: a new subscription would miss what arrives before the network knows it),
+    /// and takes the new topic's queue limit at commit.
+    adjusted: Vec<(Arc<Inbox>, NetTopic)>,
 }
 
 impl std::fmt::Debug for Staged {
@@ -186,18 +188,6 @@ impl std::fmt::Debug for Staged {
             .field("added", &self.added.len())
             .field("removed", &self.removed.len())
             .finish()
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        // Undone (a committed one has nothing left): the new bridges stop first, then the
-        // running ones take their rings back.
-        self.added.clear();
-        self.opened.clear();
-        for inbox in self.taken.drain(..) {
-            inbox.take_back();
-        }
     }
 }
 
@@ -220,15 +210,17 @@ impl Bridges {
 
     /// Opens what `changes` adds, next to the running bridges, which keep running: the new
     /// hubs' sessions and bridges, and the new bridges of kept hubs' topics (a changed
-    /// inbound topic's bridge takes its ring's producer role over; a changed outbound one
-    /// waits for the running one's ring subscriber). Nothing changes when it fails.
+    /// outbound one waits for the running one's ring subscriber; a changed inbound one keeps
+    /// its running bridge, which takes the new queue limit at commit). Nothing changes when it
+    /// fails, or when the staged part is dropped uncommitted (its hubs closed, its bridges
+    /// stopped).
     pub fn stage(&self, changes: &NetChanges) -> Result<Staged, BridgeError> {
         let mut staged = Staged {
             opened: Vec::new(),
             closed: changes.hubs_closed.clone(),
             added: Vec::new(),
             removed: Vec::new(),
-            taken: Vec::new(),
+            adjusted: Vec::new(),
         };
         for spec in &changes.hubs_opened {
             let address = spec.address.as_deref().unwrap_or_default();
@@ -292,10 +284,10 @@ impl Bridges {
             }
             let running = old(topic).map(|(_, b)| b);
             if let Some(inbox) = running.and_then(|b| b.inbox.clone()) {
-                // Its ring's producer role goes to the new bridge; the old one ignores what
-                // both receive from now on.
-                inbox.retire();
-                staged.taken.push(inbox);
+                // The same ring (a network topic's ring never grows live): the running bridge
+                // carries on, nothing lost or twice.
+                staged.adjusted.push((inbox, topic.clone()));
+                continue;
             }
             let bridge = self.bridge(&group.hub, topic, running)?;
             staged.added.push(bridge);
@@ -341,9 +333,17 @@ impl Bridges {
                 group.topics.push(bridge);
             }
         }
+        for (inbox, topic) in std::mem::take(&mut staged.adjusted) {
+            inbox.set_limit(&topic);
+            let bridge = (self.groups.iter_mut())
+                .filter(|g| g.spec.name == topic.hub)
+                .flat_map(|g| g.topics.iter_mut())
+                .find(|b| same_topic(&b.topic, &topic));
+            if let Some(b) = bridge {
+                b.topic = topic;
+            }
+        }
         self.groups.append(&mut staged.opened);
-        // Committed: the old inbound bridges whose rings were taken over are gone.
-        staged.taken.clear();
         *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = (self.groups.iter())
             .map(|g| (g.spec.clone(), g.hub.clone()))
             .collect();
@@ -409,10 +409,7 @@ impl Bridges {
                 outbound(sub, &publisher, &ty, &stop)
             })?);
         } else {
-            let publisher = match running {
-                Some(_) => shm::publisher_taking_over(scope.namespace(), &spec),
-                None => shm::publisher(scope.namespace(), &spec),
-            };
+            let publisher = shm::publisher(scope.namespace(), &spec);
             let inbox = Arc::new(Inbox::new(publisher.map_err(ring)?, &topic.key, &spec));
             let (drain, tally) = (inbox.clone(), hub.tally());
             let name = format!("horus-net-in-{n}");
@@ -524,12 +521,9 @@ struct Inbox {
     key: String,
     type_name: String,
     type_hash: u64,
-    max_count: usize,
+    max_count: AtomicUsize,
     max_bytes: usize,
     rejected: AtomicU64,
-    /// A live apply handed its ring to the bridge that replaces it: what both receive is the
-    /// new one's.
-    retired: AtomicBool,
 }
 
 struct InboxState {
@@ -550,22 +544,17 @@ impl Inbox {
             key: key.to_owned(),
             type_name: spec.type_name.clone(),
             type_hash: spec.type_hash,
-            max_count: (spec.capacity as usize).max(1),
+            max_count: AtomicUsize::new((spec.capacity as usize).max(1)),
             max_bytes: INBOUND_QUEUE_BYTES.max(spec.slot_size as usize),
             rejected: AtomicU64::new(0),
-            retired: AtomicBool::new(false),
         }
     }
 
-    /// Lets go of its ring (a staged bridge takes the ring's producer role over next).
-    fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-    }
-
-    /// Takes its ring back (the apply that retired it was undone).
-    fn take_back(&self) {
-        self.lock().ring.take_over();
-        self.retired.store(false, Ordering::Release);
+    /// A live apply changed the topic (its deepest subscriber's queue): the hand-off queue holds
+    /// as many messages as its ring now.
+    fn set_limit(&self, topic: &NetTopic) {
+        self.max_count
+            .store((topic.spec.capacity as usize).max(1), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
@@ -583,9 +572,6 @@ impl Inbox {
     /// else into the queue if that has room, else dropped. Never waits (the lock is held only
     /// for a ring write or a queue push, by this callback or [`Inbox::run`]).
     fn offer(&self, m: &super::Incoming<'_>) -> Delivery {
-        if self.retired.load(Ordering::Acquire) {
-            return Delivery::Ignored;
-        }
         if m.type_hash != self.type_hash {
             let why = format!(
                 "topic `{}`: got a `{}` message, and its subscribers take `{}`; dropped",
@@ -603,14 +589,14 @@ impl Inbox {
             match s.ring.send(m.bytes) {
                 Ok(()) => return Delivery::Delivered,
                 Err(SendError::TooLarge { len, max }) => return Delivery::Rejected(self.too_large(len, max)),
-                Err(SendError::Revoked) if self.retired.load(Ordering::Acquire) => return Delivery::Ignored,
                 Err(e @ (SendError::Revoked | SendError::Corrupt)) => {
                     return Delivery::Rejected(format!("topic `{}`: {e}", self.key))
                 }
                 Err(SendError::Full) => {}
             }
         }
-        if s.queue.len() >= self.max_count || s.bytes + m.bytes.len() > self.max_bytes {
+        if s.queue.len() >= self.max_count.load(Ordering::Relaxed) || s.bytes + m.bytes.len() > self.max_bytes
+        {
             return Delivery::Dropped;
         }
         s.bytes += m.bytes.len();
@@ -651,8 +637,6 @@ impl Inbox {
                     }
                     tally.dropped(1);
                 }
-                // Handed over: its successor received the same messages.
-                Err(SendError::Revoked) if self.retired.load(Ordering::Acquire) => tally.dropped(1),
                 Err(e @ (SendError::Revoked | SendError::Corrupt)) => {
                     tally.rejected(format!("topic `{}`: {e}", self.key))
                 }
