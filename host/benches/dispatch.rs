@@ -123,6 +123,8 @@ fn setup(lib: &Arc<PluginLibrary>) -> horus_host::scheduler::NodeSetup {
         port_names: Vec::new(),
         priority: 0,
         rate_hz: None,
+        trigger: horus_host::manifest::Trigger::Rate,
+        timeout: None,
         deadline: Some(std::time::Duration::from_secs(1)),
         watchdog: Some(std::time::Duration::from_secs(1)),
         isolation: horus_host::manifest::Isolation::Inline,

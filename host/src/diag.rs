@@ -89,6 +89,14 @@ pub enum Code {
     /// A Python node's `class` is not in its file, or is not a `horus.Node` subclass, or its
     /// `CONFIG` is malformed.
     H0044,
+    /// A node's `trigger` or `timeout_ms` is malformed, or `timeout_ms` is set on a
+    /// rate-triggered node.
+    H0045,
+    /// A node's `trigger` names a port that is not an input of its node type, or its node type
+    /// has no inputs.
+    H0046,
+    /// `trigger` on a node that cannot be input-triggered yet (`process` isolation, Python).
+    H0047,
 }
 
 impl Code {
@@ -132,6 +140,9 @@ impl Code {
             Code::H0042 => "H0042",
             Code::H0043 => "H0043",
             Code::H0044 => "H0044",
+            Code::H0045 => "H0045",
+            Code::H0046 => "H0046",
+            Code::H0047 => "H0047",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! thin shim over a method here. It does not own delivery (see [`crate::shm`]), topic policy
 //! (see [`crate::topic`]) or scheduling.
 
-use crate::shm::{Publisher, SendError, Subscriber};
+use crate::shm::{InputWatch, Publisher, SendError, Subscriber};
 use horus_plugin_api::abi;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +56,19 @@ impl PortBinding {
             _ => None,
         }
     }
+}
+
+/// A watch of `binding` if it is a connected input (see [`NodeIo::input_watches`]); logs why
+/// not if it cannot be mapped.
+pub fn watch_input(node: &str, port: &str, binding: &PortBinding) -> Option<InputWatch> {
+    let PortBinding::Input(s) = binding else {
+        return None;
+    };
+    s.watch()
+        .map_err(
+            |e| tracing::warn!(node = %node, port = %port, "cannot watch the input for its trigger: {e}"),
+        )
+        .ok()
 }
 
 /// A config value found by [`NodeIo::config_get`].
@@ -451,6 +464,18 @@ impl NodeIo {
             Some(PortBinding::Unconnected { output: false, .. }) => Ok(None),
             _ => Err(abi::RECV_BAD_PORT),
         }
+    }
+
+    /// A watch of every connected input, by port name, for the scheduler thread to see its
+    /// messages and sleep on them ([`crate::shm::InputWatch`], an input trigger). An input whose
+    /// watch cannot be mapped is left out, with a warning: an input trigger then notices its
+    /// messages only with other input or its timeout.
+    pub fn input_watches(&self) -> Vec<(String, InputWatch)> {
+        self.ports
+            .iter()
+            .zip(&self.port_names)
+            .filter_map(|(binding, name)| Some((name.clone(), watch_input(&self.name, name, binding)?)))
+            .collect()
     }
 
     /// Messages waiting in the node's input queues.

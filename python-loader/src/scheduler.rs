@@ -452,6 +452,8 @@ fn plan(st: &State, py: Python<'_>, watch: bool) -> PyResult<Plan> {
             port_names: Vec::new(),
             priority: e.priority,
             rate_hz: e.rate_hz,
+            trigger: horus_host::manifest::Trigger::Rate,
+            timeout: None,
             deadline: e.deadline_ms.map(|ms| Duration::from_secs_f64(ms / 1e3)),
             watchdog: wd_on.then(|| Duration::from_millis(wd_ms)),
             isolation: Isolation::Inline,

@@ -558,6 +558,7 @@ impl Applier {
         let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
         let failed =
             |phase: &str, e: crate::ffi::CallError| format!("node `{name}` failed to start ({phase}): {e}");
+        let inputs = io.input_watches();
         let exec = match setup.isolation {
             Isolation::Inline => NewExec::Inline {
                 rebuild: Box::new(rebuild),
@@ -578,7 +579,12 @@ impl Applier {
                 NewExec::Process(Box::new(worker))
             }
         };
-        Ok(NewNode { setup, health, exec })
+        Ok(NewNode {
+            setup,
+            health,
+            exec,
+            inputs,
+        })
     }
 }
 
@@ -643,6 +649,8 @@ fn op(plan: &plan::Plan, new: &Snapshot, reply: Sender<Result<(), String>>) -> A
                 deadline: n.deadline,
                 watchdog: n.watchdog,
                 logging: n.logging,
+                trigger: n.trigger.clone(),
+                timeout: n.timeout,
             });
         }
     }

@@ -5,7 +5,7 @@
 
 use crate::manifest::hubs::{HubMode, HubSpec};
 use crate::manifest::{
-    ConnectSpec, Isolation, Manifest, NodeCode, NodeSpec, Qos, SchedulerSpec, SupervisionSpec,
+    ConnectSpec, Isolation, Manifest, NodeCode, NodeSpec, Qos, SchedulerSpec, SupervisionSpec, Trigger,
 };
 use crate::topic::{NetTopic, PortPlan, TopicName};
 use std::collections::BTreeMap;
@@ -100,6 +100,10 @@ pub enum NodeChange {
     Watchdog(Option<std::time::Duration>, Option<std::time::Duration>),
     /// Its `logging`.
     Logging(bool, bool),
+    /// Its `trigger`.
+    Trigger(Trigger, Trigger),
+    /// Its `timeout_ms`.
+    Timeout(Option<std::time::Duration>, Option<std::time::Duration>),
     /// Its `build =` or `watch =`.
     Build,
 }
@@ -138,6 +142,8 @@ impl NodeChange {
             NodeChange::Deadline(a, b) => format!("deadline_ms {} → {}", ms(a), ms(b)),
             NodeChange::Watchdog(a, b) => format!("watchdog_ms {} → {}", ms(a), ms(b)),
             NodeChange::Logging(a, b) => format!("logging {a} → {b}"),
+            NodeChange::Trigger(a, b) => format!("trigger {} → {}", a.describe(), b.describe()),
+            NodeChange::Timeout(a, b) => format!("timeout_ms {} → {}", ms(a), ms(b)),
             NodeChange::Build => "build/watch".into(),
         }
     }
@@ -657,6 +663,12 @@ fn node_changes(old: (&NodeSpec, &Resolved), new: (&NodeSpec, &Resolved)) -> Vec
     if o.logging != n.logging {
         changes.push(NodeChange::Logging(o.logging, n.logging));
     }
+    if o.trigger != n.trigger {
+        changes.push(NodeChange::Trigger(o.trigger.clone(), n.trigger.clone()));
+    }
+    if o.timeout != n.timeout {
+        changes.push(NodeChange::Timeout(o.timeout, n.timeout));
+    }
     changes
 }
 
@@ -937,6 +949,8 @@ fn kind(c: &NodeChange) -> &'static str {
         NodeChange::Isolation(..) => "isolation",
         NodeChange::Watchdog(..) => "watchdog_ms",
         NodeChange::Logging(..) => "logging",
+        NodeChange::Trigger(..) => "trigger",
+        NodeChange::Timeout(..) => "timeout_ms",
         NodeChange::Config
         | NodeChange::Priority(..)
         | NodeChange::RateHz(..)
@@ -1476,6 +1490,30 @@ to = "sink.in"
         assert!(p.changed[0].changes.iter().all(|c| !c.swaps()));
         assert_eq!(p.scheduler, vec![SchedulerChange::Watchdog]);
         assert!(matches!(p.watchdog, Some((true, _))), "{p:?}");
+    }
+
+    #[test]
+    fn triggers_apply_live_in_place() {
+        let new = BASE.replace(
+            "config = { alpha",
+            "trigger = [\"in\"]\ntimeout_ms = 50\nconfig = { alpha",
+        );
+        let p = plan(&snap(BASE, &[]), &snap(&new, &[]));
+        assert_eq!(p.refusal(), None, "{p:?}");
+        assert_eq!(
+            p.changed[0].changes,
+            vec![
+                NodeChange::Trigger(Trigger::Rate, Trigger::Ports(vec!["in".into()])),
+                NodeChange::Timeout(None, Some(std::time::Duration::from_millis(50))),
+            ]
+        );
+        assert!(p.changed[0].changes.iter().all(|c| !c.swaps()));
+        assert!(
+            p.summary()
+                .ends_with("(filter: trigger rate → [\"in\"], timeout_ms none → 50)"),
+            "{}",
+            p.summary()
+        );
     }
 
     const PY: &str = r#"

@@ -19,10 +19,10 @@ pub use network::{plan_network, NetPlan};
 pub use ports::plan_ports;
 pub use resolve::{resolve_types, TypeDesc};
 
-use crate::diag::Diagnostics;
+use crate::diag::{suggest, Code, Diagnostic, Diagnostics};
 use crate::ffi::PluginLibrary;
 use crate::io::NodeIo;
-use crate::manifest::{Manifest, NodeCode, NodeSpec};
+use crate::manifest::{Manifest, NodeCode, NodeSpec, Trigger};
 use crate::python::PythonSource;
 use crate::scheduler::{BoundNode, NodeSetup};
 use crate::shm::ShmError;
@@ -157,6 +157,7 @@ impl Graph {
             .map(|(i, types)| Some(types.as_ref()?[(*i)?]))
             .collect();
         diags.append(check_configs(&manifest, &types));
+        diags.append(check_triggers(&manifest, &types));
         let wiring = match check_connections(&manifest, &types) {
             Ok(wiring) => wiring,
             Err(more) => {
@@ -209,6 +210,80 @@ pub fn check_configs(manifest: &Manifest, types: &[Option<TypeDesc<'_>>]) -> Dia
                 keys,
             };
             diags.append(config::check_node_config(&manifest.path, spec, schema));
+        }
+    }
+    diags
+}
+
+/// Each input-triggered node's `trigger` against the inputs its node type declares (H0046): a
+/// listed port must be an input, and `trigger = "input"` needs the type to have one.
+pub fn check_triggers(manifest: &Manifest, types: &[Option<TypeDesc<'_>>]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    for (spec, ty) in manifest.nodes.iter().zip(types) {
+        let (Some(ty), Some(at)) = (ty, spec.trigger_at) else {
+            continue;
+        };
+        let inputs: Vec<&str> = ty
+            .ports
+            .iter()
+            .filter(|p| !p.output)
+            .map(|p| p.name.as_str())
+            .collect();
+        let listing = if inputs.is_empty() {
+            format!(
+                "node type `{}` has no inputs: it can only tick by rate (remove `trigger`)",
+                ty.name
+            )
+        } else {
+            format!("inputs of `{}`: {}", ty.name, inputs.join(", "))
+        };
+        let unknown: Vec<&str> = match &spec.trigger {
+            Trigger::Rate => continue,
+            Trigger::Input if inputs.is_empty() => {
+                diags.push(
+                    Diagnostic::new(
+                        Code::H0046,
+                        &manifest.path,
+                        format!(
+                            "node `{}` is input-triggered but its type has no inputs",
+                            spec.name
+                        ),
+                    )
+                    .at(at)
+                    .node(spec.name.clone())
+                    .key("trigger")
+                    .hint(listing),
+                );
+                continue;
+            }
+            Trigger::Input => continue,
+            Trigger::Ports(ports) => ports
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !inputs.contains(p))
+                .collect(),
+        };
+        for port in unknown {
+            let output = ty.ports.iter().any(|p| p.output && p.name == port);
+            let hint = match suggest(port, inputs.iter().copied()) {
+                _ if output => format!("`{port}` is an output; {listing}"),
+                Some(s) => format!("did you mean `{s}`? {listing}"),
+                None => listing.clone(),
+            };
+            diags.push(
+                Diagnostic::new(
+                    Code::H0046,
+                    &manifest.path,
+                    format!(
+                        "`trigger` names `{port}`, which is not an input of node type `{}`",
+                        ty.name
+                    ),
+                )
+                .at(at)
+                .node(spec.name.clone())
+                .key("trigger")
+                .hint(hint),
+            );
         }
     }
     diags
@@ -277,6 +352,8 @@ impl GraphNode {
             port_names: self.port_names,
             priority: spec.priority,
             rate_hz: spec.rate_hz,
+            trigger: spec.trigger,
+            timeout: spec.timeout,
             deadline: spec.deadline,
             watchdog: spec.watchdog,
             isolation: spec.isolation,

@@ -88,6 +88,7 @@ fn plan_manifest(manifest: Manifest) -> Result<Planned, Diagnostics> {
         .zip(&offered)
         .map(|(i, t)| Some(t.as_ref()?[(*i)?]))
         .collect();
+    check_triggers(&manifest, &types).into_result(())?;
     let wiring = check_connections(&manifest, &types)?;
     let net = plan_network(&manifest.hubs, &wiring, &types);
     let ports = types
@@ -484,5 +485,45 @@ fn h0010_hint_builds_the_plugins_crate_and_offers_its_name() {
     assert!(
         hint.contains("name the plugin instead of its file") && !hint.contains("plugin = "),
         "{hint}"
+    );
+}
+
+#[test]
+fn a_trigger_must_name_inputs_of_the_node_type() {
+    let summer = |trigger: &str| format!("{}trigger = {trigger}\n", node("s", "summer"));
+    assert!(plan(&summer("[\"a\", \"b\"]")).is_ok());
+    assert!(plan(&summer("\"input\"")).is_ok());
+    let d = plan(&format!(
+        "{}{}",
+        summer("[\"a\", \"bb\", \"sum\"]"),
+        node("c", "counter")
+    ))
+    .err()
+    .expect("errors");
+    assert_eq!(d.codes(), vec![Code::H0046, Code::H0046]);
+    assert_eq!(
+        (d.0[0].location.line, d.0[0].key.as_deref()),
+        (4, Some("trigger"))
+    );
+    assert!(d.0[0].message.contains("`bb`"), "{}", d.0[0]);
+    assert_eq!(
+        d.0[0].hint.as_deref(),
+        Some("did you mean `b`? inputs of `Summer`: a, b")
+    );
+    assert_eq!(
+        d.0[1].hint.as_deref(),
+        Some("`sum` is an output; inputs of `Summer`: a, b")
+    );
+    let d = plan(&format!("{}trigger = \"input\"\n", node("c", "counter")))
+        .err()
+        .expect("errors");
+    assert_eq!(d.codes(), vec![Code::H0046]);
+    assert!(
+        d.0[0]
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("has no inputs")),
+        "{}",
+        d.0[0]
     );
 }

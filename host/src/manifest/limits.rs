@@ -135,6 +135,15 @@ pub const WATCHDOG_MS: Limit<i64> = Limit {
     unit: "ms",
 };
 
+/// How long an input-triggered node waits for input before it ticks anyway.
+pub const TIMEOUT_MS: Limit<i64> = Limit {
+    key: "timeout_ms",
+    min: 1,
+    min_inclusive: true,
+    max: Some(3_600_000),
+    unit: "ms",
+};
+
 /// Consecutive failures that open a circuit breaker (more than `u32::MAX` means never, and is
 /// held as `u32::MAX`).
 pub const MAX_FAILURES: Limit<i64> = Limit {

@@ -167,6 +167,37 @@ impl Isolation {
     }
 }
 
+/// What makes a node tick (`trigger =`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// Every cycle of the scheduler, or every `rate_hz` (today's behaviour).
+    #[default]
+    Rate,
+    /// As soon as any input has a message.
+    Input,
+    /// As soon as one of these inputs has a message (port names, as written).
+    Ports(Vec<String>),
+}
+
+impl Trigger {
+    /// True for [`Trigger::Input`] and [`Trigger::Ports`].
+    pub fn is_input(&self) -> bool {
+        !matches!(self, Trigger::Rate)
+    }
+
+    /// The manifest spelling: `rate`, `input`, or `["a", "b"]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Rate => "rate".into(),
+            Trigger::Input => "input".into(),
+            Trigger::Ports(ports) => {
+                let quoted: Vec<String> = ports.iter().map(|p| format!("\"{p}\"")).collect();
+                format!("[{}]", quoted.join(", "))
+            }
+        }
+    }
+}
+
 /// Supervision settings of the scheduler (circuit breaker, restarts, deadlines, watchdog).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisionSpec {
@@ -237,8 +268,15 @@ pub struct NodeSpec {
     pub code: NodeCode,
     /// Lower runs first; ties keep manifest order.
     pub priority: i64,
-    /// Own rate, if slower than the scheduler's.
+    /// Own rate, if slower than the scheduler's; for an input-triggered node, the most it may
+    /// tick.
     pub rate_hz: Option<f64>,
+    /// What makes the node tick.
+    pub trigger: Trigger,
+    /// Where `trigger =`'s value is written (`None` when absent).
+    pub trigger_at: Option<Location>,
+    /// An input-triggered node ticks anyway after this long without input.
+    pub timeout: Option<std::time::Duration>,
     /// Tick deadline.
     pub deadline: Option<std::time::Duration>,
     /// Watchdog timeout set on this node (enables its watchdog).

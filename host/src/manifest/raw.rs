@@ -95,6 +95,11 @@ pub struct RawNode {
     pub priority: Option<Spanned<i64>>,
     /// Optional own rate, slower than the scheduler's.
     pub rate_hz: Option<Spanned<f64>>,
+    /// What makes the node tick: `"rate"` (default), `"input"`, or a list of input ports. Any
+    /// TOML value: [`super::validate`] checks its shape and says what to write.
+    pub trigger: Option<Spanned<toml::Value>>,
+    /// An input-triggered node ticks anyway after this long without input.
+    pub timeout_ms: Option<Spanned<i64>>,
     /// Tick deadline in ms.
     pub deadline_ms: Option<Spanned<f64>>,
     /// Watchdog timeout in ms for this node (enables its watchdog).
@@ -160,6 +165,8 @@ pub const NODE_KEYS: &[&str] = &[
     "type",
     "priority",
     "rate_hz",
+    "trigger",
+    "timeout_ms",
     "deadline_ms",
     "watchdog_ms",
     "isolation",

@@ -5,7 +5,7 @@ use super::limits::{self, Bounded, Limit};
 use super::raw::{self, RawConnect, RawManifest, RawNode, RawScheduler};
 use super::{
     BuildSpec, ConnectSpec, Endpoint, HubDecl, Isolation, Located, Manifest, NodeCode, NodeSpec, PluginCode,
-    PluginRef, Preset, PythonSpec, Qos, Route, SchedulerSpec, SupervisionSpec,
+    PluginRef, Preset, PythonSpec, Qos, Route, SchedulerSpec, SupervisionSpec, Trigger,
 };
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, LineIndex, Location};
 use std::collections::HashMap;
@@ -516,7 +516,8 @@ impl Validator<'_> {
         }
         let code = self.node_code(&raw, &name, at);
         ok &= code.is_some();
-        let priority = raw.priority.map_or(index as i64, |p| *p.get_ref());
+        let priority = raw.priority.as_ref().map_or(index as i64, |p| *p.get_ref());
+        let (trigger, timeout) = self.trigger(&raw, &name, &mut ok);
         let mut rate_hz = None;
         if let Some(rate) = raw.rate_hz {
             match self.limited(
@@ -547,7 +548,13 @@ impl Validator<'_> {
                 Some(&name),
                 "the longest a tick may take, in ms, e.g. `deadline_ms = 5.0`; remove it for no deadline",
             ) {
-                Some(ms) => deadline = Some(std::time::Duration::from_secs_f64(ms / 1000.0)),
+                // At least 1 ns: a deadline below that (`1e-300`) would round to none at all.
+                Some(ms) => {
+                    deadline = Some(
+                        std::time::Duration::from_secs_f64(ms / 1000.0)
+                            .max(std::time::Duration::from_nanos(1)),
+                    )
+                }
                 None => ok = false,
             }
         }
@@ -595,6 +602,23 @@ impl Validator<'_> {
                 ok = false;
             }
         }
+        if let Some(t) = raw.trigger.as_ref().filter(|_| trigger.is_input()) {
+            // Asked of the raw node: a Python node whose file is missing is still one.
+            let what = if raw.python.is_some() {
+                Some("Python nodes")
+            } else {
+                (isolation == Isolation::Process).then_some("`process` isolation")
+            };
+            if let Some(what) = what {
+                self.push(
+                    self.diag(Code::H0047, t, format!("an input trigger is not supported yet for {what}"))
+                        .node(name.clone())
+                        .key("trigger")
+                        .hint("remove `trigger` (and `timeout_ms`) to tick by rate, or run the node `inline` or in a `thread` (Rust plugin nodes)"),
+                );
+                ok = false;
+            }
+        }
         let logging = raw.logging.is_none_or(|l| *l.get_ref());
         let (config, config_at) = self.config(raw.config);
         Some(NodeSpec {
@@ -602,6 +626,9 @@ impl Validator<'_> {
             code: code?,
             priority,
             rate_hz,
+            trigger_at: raw.trigger.as_ref().map(|t| self.at(t)),
+            trigger,
+            timeout,
             deadline,
             watchdog,
             isolation,
@@ -611,6 +638,93 @@ impl Validator<'_> {
             at,
         })
         .filter(|_| ok)
+    }
+
+    /// The node's `trigger` and `timeout_ms`; clears `ok` on an error (H0045).
+    fn trigger(
+        &mut self,
+        raw: &RawNode,
+        name: &str,
+        ok: &mut bool,
+    ) -> (Trigger, Option<std::time::Duration>) {
+        const HINT: &str = "write `trigger = \"rate\"` (the default), `trigger = \"input\"` (tick when any input has a message) or a list of input ports, e.g. `trigger = [\"imu\", \"odom\"]`";
+        let mut trigger = Trigger::Rate;
+        let mut bad_trigger = false;
+        if let Some(t) = &raw.trigger {
+            let problem = match t.get_ref() {
+                toml::Value::String(s) if s == "rate" => None,
+                toml::Value::String(s) if s == "input" => {
+                    trigger = Trigger::Input;
+                    None
+                }
+                toml::Value::String(s) => Some(format!("unknown trigger `{s}`")),
+                toml::Value::Array(items) if items.is_empty() => {
+                    Some("`trigger` is an empty list: no input could make the node tick".to_owned())
+                }
+                toml::Value::Array(items) => {
+                    let mut ports: Vec<String> = Vec::new();
+                    let mut problem = None;
+                    for item in items {
+                        match item.as_str().map(str::trim) {
+                            Some("") => problem = Some("`trigger` lists an empty port name".to_owned()),
+                            Some(p) if ports.iter().any(|q| q == p) => {
+                                problem = Some(format!("`trigger` lists port `{p}` twice"));
+                            }
+                            Some(p) => ports.push(p.to_owned()),
+                            None => {
+                                problem = Some(format!(
+                                    "`trigger` lists `{item}`, which is not a port name (a string)"
+                                ))
+                            }
+                        }
+                    }
+                    if problem.is_none() {
+                        trigger = Trigger::Ports(ports);
+                    }
+                    problem
+                }
+                other => Some(format!(
+                    "`trigger` is a {}, not a string or a list of port names",
+                    other.type_str()
+                )),
+            };
+            if let Some(problem) = problem {
+                self.push(
+                    self.diag(Code::H0045, t, problem)
+                        .node(name)
+                        .key("trigger")
+                        .hint(HINT),
+                );
+                *ok = false;
+                bad_trigger = true;
+            }
+        }
+        let mut timeout = None;
+        if let Some(t) = &raw.timeout_ms {
+            if bad_trigger {
+                // The trigger itself is wrong: that is the error to fix first.
+            } else if !trigger.is_input() {
+                self.push(
+                    self.diag(Code::H0045, t, "`timeout_ms` on a rate-triggered node")
+                        .node(name)
+                        .key("timeout_ms")
+                        .hint("`timeout_ms` is how long an input-triggered node waits for input before it ticks anyway: add `trigger = \"input\"` (or a list of ports), or remove `timeout_ms`"),
+                );
+                *ok = false;
+            } else {
+                match self.limited(
+                    t,
+                    limits::TIMEOUT_MS,
+                    "timeout_ms",
+                    Some(name),
+                    "how long to wait for input before ticking anyway, in ms, e.g. `timeout_ms = 100`",
+                ) {
+                    Some(ms) => timeout = Some(std::time::Duration::from_millis(ms as u64)),
+                    None => *ok = false,
+                }
+            }
+        }
+        (trigger, timeout)
     }
 
     /// The node's `config` as a plain table, and where it and its keys are written.
@@ -1382,6 +1496,94 @@ mod tests {
     }
 
     #[test]
+    fn triggers_are_read() {
+        let m = check(&format!(
+            "{NODE}trigger = \"input\"\ntimeout_ms = 250\nrate_hz = 50.0\n"
+        ))
+        .unwrap();
+        let n = &m.nodes[0];
+        assert_eq!(
+            (&n.trigger, n.timeout),
+            (&Trigger::Input, Some(std::time::Duration::from_millis(250)))
+        );
+        assert_eq!(n.rate_hz, Some(50.0));
+        assert_eq!(n.trigger_at.map(|a| (a.line, a.col)), Some((4, 11)));
+        let m = check(&format!("{NODE}trigger = [\"imu\", \"odom\"]\n")).unwrap();
+        assert_eq!(
+            m.nodes[0].trigger,
+            Trigger::Ports(vec!["imu".into(), "odom".into()])
+        );
+        assert_eq!(m.nodes[0].trigger.describe(), "[\"imu\", \"odom\"]");
+        let m = check(&format!("{NODE}trigger = \"rate\"\n{NODE}")).unwrap_err();
+        assert_eq!(m.codes(), vec![Code::H0008], "only the duplicate");
+        let m = check(NODE).unwrap();
+        assert_eq!(
+            (&m.nodes[0].trigger, m.nodes[0].trigger_at),
+            (&Trigger::Rate, None)
+        );
+    }
+
+    #[test]
+    fn trigger_mistakes_are_pointed_at() {
+        let at = |d: &Diagnostic| (d.code, d.location.line, d.location.col, d.key.clone());
+        for (text, what) in [
+            ("trigger = \"inputs\"", "unknown trigger `inputs`"),
+            ("trigger = []", "empty list"),
+            ("trigger = [\"a\", \"a\"]", "twice"),
+            ("trigger = [1]", "not a port name"),
+            ("trigger = true", "boolean"),
+        ] {
+            let d = only(&format!("{NODE}{text}\n"));
+            assert_eq!(
+                at(&d),
+                (Code::H0045, 4, 11, Some("trigger".into())),
+                "{text}: {d}"
+            );
+            assert!(d.message.contains(what), "{text}: {d}");
+            assert!(
+                d.hint
+                    .as_deref()
+                    .is_some_and(|h| h.contains("trigger = \"input\"")),
+                "{d}"
+            );
+        }
+        // `timeout_ms` needs an input trigger; with a wrong one, only the trigger is reported.
+        let d = only(&format!("{NODE}timeout_ms = 100\n"));
+        assert_eq!(at(&d), (Code::H0045, 4, 14, Some("timeout_ms".into())), "{d}");
+        let d = only(&format!("{NODE}trigger = \"rate\"\ntimeout_ms = 100\n"));
+        assert_eq!(d.code, Code::H0045);
+        let d = only(&format!("{NODE}trigger = \"x\"\ntimeout_ms = 100\n"));
+        assert_eq!(d.key.as_deref(), Some("trigger"));
+        let d = only(&format!("{NODE}trigger = \"input\"\ntimeout_ms = 0\n"));
+        assert_eq!((d.code, d.key.as_deref()), (Code::H0006, Some("timeout_ms")));
+    }
+
+    #[test]
+    fn process_and_python_nodes_cannot_be_input_triggered_yet() {
+        let d = only(&format!("{NODE}isolation = \"process\"\ntrigger = \"input\"\n"));
+        assert_eq!(
+            (d.code, d.location.line, d.key.as_deref()),
+            (Code::H0047, 5, Some("trigger"))
+        );
+        assert!(
+            d.message.contains("not supported yet for `process` isolation"),
+            "{d}"
+        );
+        let py = "[[node]]\nname = \"p\"\npython = \"p.py\"\nclass = \"P\"\n";
+        // (The file does not exist here: that is reported too.)
+        let all = check(&format!("{py}trigger = [\"x\"]\n")).unwrap_err();
+        let d = all
+            .0
+            .iter()
+            .find(|d| d.code == Code::H0047)
+            .expect("H0047 among them");
+        assert!(d.message.contains("not supported yet for Python nodes"), "{d}");
+        // `trigger = "rate"` is today's behaviour, accepted anywhere.
+        check(&format!("{NODE}isolation = \"process\"\ntrigger = \"rate\"\n")).unwrap();
+        check(&format!("{NODE}isolation = \"thread\"\ntrigger = \"input\"\n")).unwrap();
+    }
+
+    #[test]
     fn qos_parsing() {
         assert_eq!(Qos::parse("keep_last(4)"), Ok(Qos::KeepLast(4)));
         assert_eq!(
@@ -1544,7 +1746,8 @@ mod tests {
                     assert!(limits::RATE_HZ.contains(hz) && hz <= s.tick_rate, "{text}");
                     assert!(later.checked_add(period(hz)).is_some(), "{text}");
                 }
-                for d in n.deadline.iter().chain(&n.watchdog) {
+                assert!(n.timeout.is_none() || n.trigger.is_input(), "{text}");
+                for d in n.deadline.iter().chain(&n.watchdog).chain(&n.timeout) {
                     assert!(
                         *d > std::time::Duration::ZERO && *d <= std::time::Duration::from_secs(3600),
                         "{text}"
@@ -1579,6 +1782,9 @@ mod tests {
                 "priority" => "1",
                 "rate_hz" => "1.0",
                 "deadline_ms" => "2.5",
+                "trigger" => "\"input\"",
+                // `timeout_ms` needs an input trigger.
+                "timeout_ms" => "100\ntrigger = \"input\"",
                 "watchdog_ms" => "100",
                 "logging" => "true",
                 "config" => "{}",

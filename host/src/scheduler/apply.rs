@@ -66,6 +66,9 @@ pub enum NewExec {
 pub struct NewNode {
     /// The node.
     pub setup: NodeSetup,
+    /// A watch of each connected input, by port name (see [`crate::io::NodeIo::input_watches`]),
+    /// taken before its endpoints went to its executor.
+    pub inputs: Vec<(String, crate::shm::InputWatch)>,
     /// Its watchdog record.
     pub health: Arc<Health>,
     /// Where its calls run.
@@ -133,6 +136,10 @@ pub struct NodeSettings {
     pub watchdog: Option<Duration>,
     /// Whether its log lines are shown.
     pub logging: bool,
+    /// What makes it tick.
+    pub trigger: crate::manifest::Trigger,
+    /// Its `timeout_ms` (an input-triggered node).
+    pub timeout: Option<Duration>,
 }
 
 /// What a plan asks of the scheduler thread, applied at one tick boundary.
@@ -470,7 +477,12 @@ fn begin(
 
 /// Starts an added node: an inline one is created and initialised here; a worker's already is.
 fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, String> {
-    let NewNode { setup, health, exec } = new;
+    let NewNode {
+        setup,
+        health,
+        exec,
+        inputs,
+    } = new;
     let name = setup.name.clone();
     let inline = matches!(exec, NewExec::Inline { .. });
     let exec = match exec {
@@ -483,6 +495,8 @@ fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, Strin
     };
     let deadline = setup.deadline.filter(|_| live.supervision.deadline_monitoring);
     let mut node = RunningNode::new(setup, exec, health, deadline, &live.supervision, epoch);
+    node.inputs = inputs;
+    node.refresh_trigger(Instant::now());
     if inline {
         node.health.enter(epoch.elapsed());
         let init = node.exec.init();
@@ -516,6 +530,20 @@ impl RunningNode {
             let holders = ports.into_iter().filter_map(|r| r.binding).collect();
             p.rebind(&plans, holders)?;
         } else {
+            // An input trigger watches the new endpoints (before they go to the executor).
+            for r in &ports {
+                self.inputs.retain(|(name, _)| *name != r.port);
+                if let Some(w) = r
+                    .binding
+                    .as_ref()
+                    .and_then(|b| crate::io::watch_input(&self.setup.name, &r.port, b))
+                {
+                    self.inputs.push((r.port.clone(), w));
+                }
+            }
+            if self.input.is_some() {
+                self.refresh_trigger(Instant::now());
+            }
             let bound = ports
                 .into_iter()
                 .map(|r| match r.binding {
@@ -624,6 +652,9 @@ fn finish(
         if node.setup.logging != s.logging {
             node.setup.logging = s.logging;
             node.exec.set_logging(s.logging);
+        }
+        if node.setup.trigger != s.trigger || node.setup.timeout != s.timeout {
+            node.set_trigger(s.trigger.clone(), s.timeout, Instant::now());
         }
     }
     if reorder {

@@ -25,6 +25,7 @@ mod setup;
 mod stats;
 mod stop;
 mod throttle;
+mod trigger;
 mod watchdog;
 
 pub use apply::{ApplyLink, ApplyOp, NewExec, NewNode, NodeSettings, Rebind, Reverted};
@@ -33,7 +34,7 @@ pub use exec::{Exec, Executor, IoSnapshot, ProcessExec, Rebuild, RestartStatus, 
 pub use moving::write_state;
 pub use running::BenchNode;
 pub use setup::{BoundNode, NodeSetup};
-pub use stats::{table, NodeStats, TickTimes};
+pub use stats::{table, NodeStats, TickTimes, TriggerStat};
 pub use stop::StopHandle;
 pub use watchdog::{Health, HealthRegistry, Watchdog};
 
@@ -334,6 +335,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
         // a slow or hung worker then costs the others part of one cycle once, and is skipped
         // until its tick returns.
         let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
+        let inputs = io.input_watches();
         let created = match setup.isolation {
             Isolation::Inline => rebuild.instance(io).map(Exec::Inline),
             Isolation::Thread => {
@@ -371,6 +373,8 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
             epoch,
         ));
         let last = running.last_mut().expect("just pushed");
+        last.inputs = inputs;
+        last.refresh_trigger(epoch);
         last.health.enter(last.epoch.elapsed());
         let init = last.exec.init();
         last.health.leave();
@@ -459,6 +463,9 @@ fn run_on_this_thread(
     let _ = ctx.running_since.set(start);
     for node in &mut nodes {
         node.next_due = start;
+        if let Some(input) = &mut node.input {
+            input.start_at(start);
+        }
     }
     tracing::info!(nodes = nodes.len(), tick_rate, "scheduler running");
     publish(&ctx.board, &mut nodes, tick_rate, Duration::ZERO);
@@ -508,24 +515,47 @@ fn run_on_this_thread(
             spin = spin_margin(period);
             tracing::info!(tick_rate, "apply: the scheduler runs at its new tick rate");
         }
+        // A rate cycle when its time came; a pass between two (an input woke the scheduler)
+        // runs only input-triggered nodes. Without nodes that need rate cycles, there are none.
+        let cycling = nodes.iter().any(RunningNode::needs_cycles);
+        let rate_cycle = cycling && now >= next;
         let mut t = now;
         for node in &mut nodes {
-            if node.due(t) {
+            if node.should_run(t, rate_cycle) {
                 t = node.run_cycle(t);
             }
         }
-        cycles += 1;
-        next += period;
         let now = t;
-        if now > next + period {
-            overruns += 1;
+        if rate_cycle {
+            cycles += 1;
+            next += period;
+            if now > next + period {
+                overruns += 1;
+                next = now;
+            }
+        } else if !cycling {
+            // The first rate cycle once a node needs them (a restart, an apply) is at once.
             next = now;
         }
         if now >= next_snapshot {
             next_snapshot = now + SNAPSHOT_INTERVAL;
             publish(&ctx.board, &mut nodes, tick_rate, now.duration_since(start));
         }
-        let wake = end.map_or(next, |end| next.min(end));
+        let triggered = nodes.iter().any(|n| n.input.is_some());
+        let cycling = cycling || nodes.iter().any(RunningNode::needs_cycles);
+        // Without rate cycles, the next look is the earliest input timeout or rate cap, or the
+        // next stats snapshot (which also picks up reloads and applies).
+        let mut wake = if cycling { next } else { next_snapshot };
+        if triggered {
+            wake = nodes
+                .iter()
+                .filter_map(RunningNode::next_look)
+                .fold(wake, Instant::min);
+        }
+        let wake = end.map_or(wake, |end| wake.min(end));
+        if triggered && sleep_on_inputs(&nodes, stop, wake, spin) {
+            continue;
+        }
         if stop.sleep_until(wake, spin) {
             break;
         }
@@ -553,6 +583,30 @@ fn run_on_this_thread(
         cycles,
         overruns,
     })
+}
+
+/// Sleeps until `wake` (less the spin margin) or a message on a trigger input of a node that
+/// is waiting for one, whichever comes first; true when input (or a stop) woke it before that.
+/// The futex words are the topics' own (see [`crate::shm::wait_for_input`]): a publisher in any
+/// process wakes the scheduler, and nothing runs while nothing arrives.
+fn sleep_on_inputs(nodes: &[RunningNode], stop: &StopHandle, wake: Instant, spin: Duration) -> bool {
+    let watches: Vec<&crate::shm::InputWatch> = nodes
+        .iter()
+        .filter(|n| !n.needs_cycles())
+        .filter_map(|n| n.input.as_deref())
+        // Input already waiting (held by its `rate_hz` cap) is not waited for again.
+        .filter(|i| !i.pending())
+        .flat_map(|i| i.watches.iter())
+        .collect();
+    let (bell, seen) = stop.bell();
+    if stop.is_stopped() {
+        return true;
+    }
+    let coarse = wake.checked_sub(spin).unwrap_or(wake);
+    !matches!(
+        crate::shm::wait_for_input(&watches, bell, seen, coarse),
+        crate::shm::WaitOutcome::Deadline
+    )
 }
 
 fn publish(board: &StatsBoard, nodes: &mut [RunningNode], tick_rate: f64, elapsed: Duration) {

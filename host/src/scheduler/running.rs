@@ -16,11 +16,12 @@
 use super::reload::ReloadStats;
 use super::setup::NodeSetup;
 use super::throttle::LogThrottle;
+use super::trigger::InputTrigger;
 use super::{
     Action, Breaker, CircuitState, Exec, Executor, Health, NodeStats, RestartStatus, TickOutcome, TickTimes,
 };
 use crate::ffi::{CallError, CallErrorKind, NodeInstance};
-use crate::manifest::{Isolation, SupervisionSpec};
+use crate::manifest::{Isolation, SupervisionSpec, Trigger};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,11 @@ pub(super) struct RunningNode {
     /// Where to say that a change a live apply made to this node was rolled back (after the
     /// apply replied), so the applier knows the node runs as before.
     pub(super) reverts: Option<super::apply::Reverted>,
+    /// An input-triggered node's trigger; `None`: it ticks by rate.
+    pub(super) input: Option<Box<InputTrigger>>,
+    /// A watch of each connected input, by port name, that a trigger picks its own from (kept
+    /// for every node, so a live apply can make any node input-triggered).
+    pub(super) inputs: Vec<(String, crate::shm::InputWatch)>,
 }
 
 impl RunningNode {
@@ -120,6 +126,100 @@ impl RunningNode {
             reverts: None,
             held: false,
             moved_counts: (0, 0, 0),
+            input: None,
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Sets the node's trigger and `timeout_ms` (at start, and by a live apply), counting the
+    /// timeout from `now`; an input-triggered node keeps its `wakeups` and latency figures.
+    pub(super) fn set_trigger(&mut self, trigger: Trigger, timeout: Option<Duration>, now: Instant) {
+        self.setup.trigger = trigger;
+        self.setup.timeout = timeout;
+        self.refresh_trigger(now);
+    }
+
+    /// Builds the node's [`InputTrigger`] again from its trigger and its inputs' watches (its
+    /// trigger changed, or its inputs were bound anew).
+    pub(super) fn refresh_trigger(&mut self, now: Instant) {
+        let old = self.input.take();
+        if !self.setup.trigger.is_input() {
+            return;
+        }
+        let ports = match &self.setup.trigger {
+            Trigger::Ports(ports) => Some(ports),
+            _ => None,
+        };
+        let watches = self
+            .inputs
+            .iter()
+            .filter(|(name, _)| ports.is_none_or(|ports| ports.contains(name)))
+            .filter_map(|(name, w)| {
+                w.duplicate()
+                    .map_err(|e| tracing::warn!(node = %self.setup.name, port = %name, "cannot watch the input for its trigger: {e}"))
+                    .ok()
+            })
+            .collect();
+        let mut input = InputTrigger::new(watches, self.setup.timeout, now);
+        if let Some(old) = old {
+            input.carry_on(&old);
+        }
+        self.input = Some(Box::new(input));
+    }
+
+    /// Whether the node is due in this pass of the scheduler. A rate-triggered node is due on
+    /// rate cycles (`rate_cycle`) at its own rate. An input-triggered node is due when a
+    /// trigger input has a message or its `timeout_ms` passed, at most at its `rate_hz`; while
+    /// its breaker is not closed, a restart or a live apply is under way, or a worker's tick is
+    /// still in flight, it goes by rate cycles like the others, so that all that proceeds as
+    /// for any node.
+    pub(super) fn should_run(&mut self, now: Instant, rate_cycle: bool) -> bool {
+        if self.input.is_none() || self.needs_cycles() {
+            return rate_cycle && self.due(now);
+        }
+        let capped = self.period.is_some() && now + DUE_SLACK < self.next_due;
+        let Some(input) = self.input.as_mut() else {
+            return false;
+        };
+        match input.due(now, capped) {
+            None => false,
+            Some(cause) => {
+                input.ticking(now, cause);
+                if self.period.is_some() {
+                    self.due(now);
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether the node needs the scheduler's rate cycles: it ticks by rate, or its breaker,
+    /// restart, live apply, hot reload or a worker's tick in flight is handled on them.
+    pub(super) fn needs_cycles(&self) -> bool {
+        self.input.is_none()
+            || self.breaker.state() != CircuitState::Closed
+            || self.restarting.is_some()
+            || self.held
+            || self.moving.is_some()
+            || self.reload.pending()
+            || self.health.in_tick()
+    }
+
+    /// For an input-triggered node, the latest time the scheduler must look at it again if no
+    /// more input arrives: its timeout; with input already waiting, the end of its `rate_hz`
+    /// cap, or at once (a node that reads one message per tick has more to do).
+    pub(super) fn next_look(&self) -> Option<Instant> {
+        let input = self.input.as_ref()?;
+        let waiting = input.pending().then(|| {
+            if self.period.is_some() {
+                self.next_due
+            } else {
+                self.epoch
+            }
+        });
+        match (input.next_timeout(), waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -515,6 +615,10 @@ impl RunningNode {
             plugin: self.setup.origin.clone(),
             isolation: self.setup.isolation,
             topics: io.topics,
+            trigger: super::stats::TriggerStat::of(&self.setup.trigger),
+            wakeups: self.input.as_ref().map_or(0, |i| i.wakeups),
+            input_latency_avg_us: self.input.as_ref().map_or(0.0, |i| i.latency.micros().1),
+            input_latency_p99_us: self.input.as_ref().map_or(0.0, |i| i.latency.quantile_us(0.99)),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::ffi::PluginLibrary;
 use crate::io::NodeIo;
-use crate::manifest::Isolation;
+use crate::manifest::{Isolation, Trigger};
 use crate::python::PythonSource;
 use crate::topic::PortPlan;
 use std::sync::Arc;
@@ -31,8 +31,13 @@ pub struct NodeSetup {
     pub port_names: Vec<String>,
     /// Lower runs first; ties keep the given order.
     pub priority: i64,
-    /// Own rate, if slower than the scheduler's.
+    /// Own rate, if slower than the scheduler's; for an input-triggered node, the most it may
+    /// tick.
     pub rate_hz: Option<f64>,
+    /// What makes the node tick.
+    pub trigger: Trigger,
+    /// An input-triggered node ticks anyway after this long without input.
+    pub timeout: Option<Duration>,
     /// Tick deadline.
     pub deadline: Option<Duration>,
     /// Watchdog timeout set on this node (enables its watchdog).

@@ -85,6 +85,45 @@ pub struct NodeStats {
     pub isolation: Isolation,
     /// One entry per connected port: its topic and counters.
     pub topics: Vec<TopicStats>,
+    /// What makes the node tick: `"rate"`, `"input"`, or the list of its trigger ports.
+    #[serde(default)]
+    pub trigger: TriggerStat,
+    /// Ticks of an input-triggered node caused by input (not by its `timeout_ms`).
+    #[serde(default)]
+    pub wakeups: u64,
+    /// Mean time from when the scheduler found a trigger input pending to the tick's start, µs.
+    #[serde(default)]
+    pub input_latency_avg_us: f64,
+    /// 99th percentile of that time, µs (within 12.5 %).
+    #[serde(default)]
+    pub input_latency_p99_us: f64,
+}
+
+/// A node's trigger as the stats show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TriggerStat {
+    /// `"rate"` or `"input"`.
+    Kind(String),
+    /// The trigger ports.
+    Ports(Vec<String>),
+}
+
+impl Default for TriggerStat {
+    fn default() -> Self {
+        TriggerStat::Kind("rate".into())
+    }
+}
+
+impl TriggerStat {
+    /// The stats' view of `trigger`.
+    pub fn of(trigger: &crate::manifest::Trigger) -> TriggerStat {
+        match trigger {
+            crate::manifest::Trigger::Rate => TriggerStat::Kind("rate".into()),
+            crate::manifest::Trigger::Input => TriggerStat::Kind("input".into()),
+            crate::manifest::Trigger::Ports(ports) => TriggerStat::Ports(ports.clone()),
+        }
+    }
 }
 
 impl NodeStats {
@@ -130,6 +169,10 @@ impl NodeStats {
             plugin,
             isolation,
             topics: Vec::new(),
+            trigger: TriggerStat::default(),
+            wakeups: 0,
+            input_latency_avg_us: 0.0,
+            input_latency_p99_us: 0.0,
         }
     }
 }
@@ -356,6 +399,19 @@ mod tests {
         let mut value = serde_json::to_value(sample()).unwrap();
         value["isolation"] = "elsewhere".into();
         assert!(serde_json::from_value::<NodeStats>(value).is_err());
+        // The trigger is a word or the list of ports; stats without it read as `rate`.
+        let ports = NodeStats {
+            trigger: TriggerStat::Ports(vec!["imu".into(), "odom".into()]),
+            wakeups: 3,
+            ..sample()
+        };
+        let value = serde_json::to_value(&ports).unwrap();
+        assert_eq!(value["trigger"], serde_json::json!(["imu", "odom"]));
+        assert_eq!(serde_json::from_value::<NodeStats>(value).unwrap(), ports);
+        assert_eq!(serde_json::to_value(sample()).unwrap()["trigger"], "rate");
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value.as_object_mut().unwrap().remove("trigger");
+        assert_eq!(serde_json::from_value::<NodeStats>(value).unwrap(), sample());
     }
 
     fn sample() -> NodeStats {

@@ -1,13 +1,16 @@
 //! A stop request that wakes a sleeping scheduler at once. Cheap to check on the hot path (one
 //! atomic load); the condition variable is touched only to sleep and to stop.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 struct Inner {
     stopped: AtomicBool,
+    /// Rung on stop, for a scheduler asleep on its inputs' futex words
+    /// ([`crate::shm::wait_for_input`]).
+    bell: AtomicU32,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -28,8 +31,15 @@ impl StopHandle {
     /// Asks the scheduler to stop after the current tick; wakes it if it sleeps.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
+        crate::shm::ring_bell(&self.inner.bell);
         let _guard = self.inner.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.inner.wake.notify_all();
+    }
+
+    /// The word [`stop`](Self::stop) rings, and its value now (read it before checking
+    /// [`is_stopped`](Self::is_stopped), then sleep on it).
+    pub(super) fn bell(&self) -> (&AtomicU32, u32) {
+        (&self.inner.bell, self.inner.bell.load(Ordering::SeqCst))
     }
 
     /// True once [`stop`](Self::stop) was called.

@@ -91,6 +91,11 @@ impl Health {
         }
     }
 
+    /// True while the node is in a tick (no clock read).
+    pub fn in_tick(&self) -> bool {
+        self.tick_started.load(Ordering::Relaxed) != 0
+    }
+
     /// How long the current tick has been running, if the node is in one.
     pub fn in_tick_for(&self, epoch: Instant) -> Option<Duration> {
         let started = self.tick_started.load(Ordering::Relaxed);

@@ -540,6 +540,16 @@ impl Subscriber {
         }
     }
 
+    /// A view of this subscriber's queue for another thread: how many messages wait, and a
+    /// futex word to sleep on until more arrive ([`super::InputWatch`]).
+    pub fn watch(&self) -> Result<super::InputWatch, super::ShmError> {
+        Ok(super::InputWatch::new(
+            self.seg.view()?,
+            self.seg.peer_index(),
+            self.depth,
+        ))
+    }
+
     /// Messages waiting (an upper bound while publishers are mid-write).
     pub fn pending(&self) -> u64 {
         let w = self.seg.control().write_seq.load(Ordering::Acquire);

@@ -811,6 +811,39 @@ impl Segment {
         replace_producer(self.control(), None);
     }
 
+    /// A second mapping of this segment for a thread that watches the ring without being an
+    /// endpoint ([`super::InputWatch`]): it has no peer entry, so dropping it releases nothing
+    /// (beyond the usual last-one-out unlink when no live peer is left).
+    pub fn view(&self) -> Result<Segment, ShmError> {
+        let io = |op: &'static str| {
+            let (topic, name) = (self.topic.clone(), self.name.clone());
+            move |source: std::io::Error| ShmError::Io {
+                topic,
+                name,
+                op,
+                source,
+            }
+        };
+        let file = self.file.try_clone().map_err(io("dup"))?;
+        // SAFETY: the same shm object this segment mapped after validating its header; a
+        // segment's size is fixed at creation, so the new mapping has the same layout, and
+        // every access goes through `at`, which checks bounds against this mapping's length.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(io("mmap"))?;
+        Ok(Segment {
+            map,
+            file,
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            peer: usize::MAX,
+            mask: self.mask,
+            capacity: self.capacity,
+            stride: self.stride,
+            slot_size: self.slot_size,
+            single_producer: self.single_producer,
+            token: 0,
+        })
+    }
+
     fn at<T>(&self, offset: usize) -> &T {
         // Offsets come from our validated copy of the header and constants: never out of
         // bounds unless this module has a bug, so this is checked in every build.

@@ -9,6 +9,9 @@
 //! every gap is an error; false: gaps are counted as drops), `busy_ms` (how long each tick
 //! takes after reading, default 0: a node whose worker is busy most of the time).
 //!
+//! `SeqRelay` forwards every message of its input `in` to its output `out`, unchanged, and counts
+//! them; the trigger tests put it between the two as an input-triggered node.
+//!
 //! Both hand their position over (`save_state`/`restore_state`), so a hot reload or a live
 //! move of either goes on where it was.
 
@@ -192,7 +195,34 @@ impl Node for SeqCheck {
     }
 }
 
-export_plugin!(SeqSource, SeqCheck);
+/// Forwards what it reads, unchanged.
+pub struct SeqRelay {
+    forwarded: u64,
+}
+
+impl Node for SeqRelay {
+    const PORTS: &'static [Port] = &[Port::input::<Vec<u8>>("in"), Port::output::<Vec<u8>>("out")];
+
+    fn create(_ctx: &mut Context<'_>) -> Result<Self, NodeError> {
+        Ok(SeqRelay { forwarded: 0 })
+    }
+
+    fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {
+        while let Some(msg) = ctx.recv_bytes("in")? {
+            let msg = msg.to_vec();
+            ctx.send("out", &msg)?;
+            self.forwarded += 1;
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self, ctx: &mut Context<'_>) -> NodeResult {
+        ctx.info(format_args!("forwarded {} messages", self.forwarded));
+        Ok(())
+    }
+}
+
+export_plugin!(SeqSource, SeqCheck, SeqRelay);
 
 #[cfg(test)]
 mod tests {

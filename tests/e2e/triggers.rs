@@ -1,0 +1,300 @@
+//! Input-triggered nodes (`trigger = "input"` / a list of ports, `timeout_ms`) on the real
+//! binary: a chain source (rate) → relay (input) → sink (input) in one host and across two,
+//! a node ticked by its timeout, a `thread` node, the idle CPU of a host that waits for input,
+//! and `horus check` on a trigger naming a port the node type lacks. `SeqCheck` fails a tick on
+//! a message lost or out of order, so "no failures" means everything arrived, in order. Every
+//! test uses its own HORUS_NAMESPACE and checks that no segment is left behind.
+
+use horus_e2e::{
+    apply_in, count as u, finish, node, read_stats, rewrite, run, run_with_stats_in, start_in, Scratch,
+};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Messages the chain's source sends, one per tick at 100 Hz.
+const MESSAGES: u64 = 100;
+
+fn namespace(test: &str) -> String {
+    format!("e2e-{}-trig-{test}", std::process::id())
+}
+
+fn seq(name: &str, ty: &str, extra: &str) -> String {
+    format!("[[node]]\nname = \"{name}\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"{ty}\"\n{extra}\n")
+}
+
+fn link(from: &str, to: &str) -> String {
+    format!("[[connect]]\nfrom = \"{from}\"\nto = \"{to}\"\nqos = \"reliable\"\n")
+}
+
+fn source(count: u64) -> String {
+    seq(
+        "source",
+        "SeqSource",
+        &format!("config = {{ count = {count}, burst = 1 }}"),
+    )
+}
+
+fn sink(expect: u64, extra: &str) -> String {
+    seq(
+        "sink",
+        "SeqCheck",
+        &format!("trigger = [\"in\"]\nconfig = {{ expect = {expect} }}\n{extra}"),
+    )
+}
+
+/// Asserts the chain delivered all [`MESSAGES`] with every relay and sink tick caused by input.
+fn assert_chain(stats: &[serde_json::Value]) {
+    for n in stats {
+        assert_eq!(u(&n["total_failures"]), 0, "{n}");
+    }
+    let (relay, sink) = (node(stats, "relay"), node(stats, "sink"));
+    assert_eq!(u(&sink["messages_received"]), MESSAGES, "{sink}");
+    assert_eq!(relay["trigger"], "input");
+    assert_eq!(sink["trigger"], serde_json::json!(["in"]));
+    assert_eq!(node(stats, "source")["trigger"], "rate");
+    for n in [relay, sink] {
+        // Same-process delivery needs no wake-up: each message is one pass, one tick.
+        assert_eq!(u(&n["wakeups"]), MESSAGES, "{n}");
+        assert_eq!(u(&n["total_ticks"]), u(&n["wakeups"]), "{n}");
+        assert!(n["input_latency_p99_us"].as_f64().is_some(), "{n}");
+    }
+}
+
+#[test]
+fn a_chain_in_one_host_ticks_on_every_message_in_order() {
+    let ns = namespace("chain");
+    let s = Scratch::new();
+    let m = s.write(
+        "chain.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}{}{}{}",
+            source(MESSAGES),
+            seq("relay", "SeqRelay", "trigger = \"input\""),
+            sink(MESSAGES, ""),
+            link("source.out", "relay.in"),
+            link("relay.out", "sink.in"),
+        ),
+    );
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "1600ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_chain(&stats);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn a_thread_node_is_input_triggered_too() {
+    let ns = namespace("thread");
+    let s = Scratch::new();
+    let m = s.write(
+        "thread.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}{}{}{}",
+            source(MESSAGES),
+            seq("relay", "SeqRelay", "trigger = \"input\"\nisolation = \"thread\""),
+            sink(MESSAGES, ""),
+            link("source.out", "relay.in"),
+            link("relay.out", "sink.in"),
+        ),
+    );
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "1600ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(node(&stats, "relay")["isolation"], "thread");
+    assert_chain(&stats);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn a_relay_in_another_process_is_woken_by_the_publisher() {
+    let ns = namespace("xproc");
+    let s = Scratch::new();
+    // Process B: only the relay, input-triggered, between two named topics.
+    let b = s.write(
+        "relay.toml",
+        &format!(
+            "{}[[connect]]\ntopic = \"trig/raw\"\nto = \"relay.in\"\nqos = \"reliable\"\n\
+             [[connect]]\nfrom = \"relay.out\"\ntopic = \"trig/relayed\"\n",
+            seq("relay", "SeqRelay", "trigger = \"input\""),
+        ),
+    );
+    // Process A: the source (rate) and the sink (input).
+    let a = s.write(
+        "ends.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}[[connect]]\nfrom = \"source.out\"\ntopic = \"trig/raw\"\n\
+             [[connect]]\ntopic = \"trig/relayed\"\nto = \"sink.in\"\nqos = \"reliable\"\n",
+            source(MESSAGES),
+            sink(MESSAGES, ""),
+        ),
+    );
+    let (b_stats, a_stats) = (s.path().join("b.json"), s.path().join("a.json"));
+    let relay = start_in(&ns, &b, "4s", &b_stats);
+    let raw = PathBuf::from(format!("/dev/shm{}", horus_host::shm::shm_name(&ns, "trig/raw")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !raw.exists() {
+        assert!(Instant::now() < deadline, "the relay's host did not come up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ends = start_in(&ns, &a, "2s", &a_stats);
+    finish(ends);
+    finish(relay);
+    let (b_stats, a_stats) = (read_stats(&b_stats), read_stats(&a_stats));
+    let relay = node(&b_stats, "relay");
+    let sink = node(&a_stats, "sink");
+    assert_eq!(u(&relay["total_failures"]), 0, "{relay}");
+    assert_eq!(u(&sink["total_failures"]), 0, "{sink}");
+    assert_eq!(u(&relay["messages_received"]), MESSAGES, "{relay}");
+    assert_eq!(u(&sink["messages_received"]), MESSAGES, "{sink}");
+    // Woken across processes once per message (10 ms apart); a busy machine may batch a few.
+    for n in [relay, sink] {
+        let wakeups = u(&n["wakeups"]);
+        assert!((MESSAGES * 8 / 10..=MESSAGES).contains(&wakeups), "{n}");
+        assert_eq!(u(&n["total_ticks"]), wakeups, "every tick caused by input: {n}");
+    }
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn the_timeout_ticks_a_node_whose_source_stopped() {
+    let ns = namespace("timeout");
+    let s = Scratch::new();
+    let m = s.write(
+        "timeout.toml",
+        &format!(
+            "{}{}{}",
+            source(5),
+            sink(5, "timeout_ms = 100"),
+            link("source.out", "sink.in"),
+        ),
+    );
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "1500ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let sink = node(&stats, "sink");
+    assert_eq!(u(&sink["messages_received"]), 5, "{sink}");
+    assert_eq!(u(&sink["wakeups"]), 5, "{sink}");
+    // ~1.45 s of silence at one tick per 100 ms.
+    let timeouts = u(&sink["total_ticks"]) - 5;
+    assert!((8..=16).contains(&timeouts), "{timeouts} timeout ticks: {sink}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the host runs");
+    // Fields after the command (which may hold spaces) start after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the command.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_host_waiting_for_input_uses_no_cpu() {
+    let ns = namespace("idle");
+    let s = Scratch::new();
+    let m = s.write(
+        "idle.toml",
+        &format!(
+            "{}{}[[connect]]\ntopic = \"trig/silent\"\nto = \"relay.in\"\n{}",
+            seq("relay", "SeqRelay", "trigger = \"input\""),
+            sink(1, ""),
+            link("relay.out", "sink.in"),
+        ),
+    );
+    let stats = s.path().join("idle.json");
+    let host = start_in(&ns, &m, "3500ms", &stats);
+    let pid = host.id();
+    std::thread::sleep(Duration::from_millis(1000));
+    let (before, t0) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (after, took) = (cpu_ticks(pid), t0.elapsed());
+    finish(host);
+    let hz = 100.0; // USER_HZ on Linux
+    let share = (after - before) as f64 / hz / took.as_secs_f64();
+    assert!(
+        share < 0.01,
+        "the idle host used {:.2} % of a core",
+        share * 100.0
+    );
+    let stats = read_stats(&stats);
+    assert_eq!(u(&node(&stats, "relay")["total_ticks"]), 0);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn check_names_the_inputs_a_trigger_may_list() {
+    let s = Scratch::new();
+    let m = s.write(
+        "bad.toml",
+        &format!(
+            "{}{}",
+            seq("relay", "SeqRelay", "trigger = [\"inn\"]"),
+            seq("p", "SeqSource", "isolation = \"process\"\ntrigger = \"input\"")
+        ),
+    );
+    let out = run(&["check", m.to_str().unwrap()]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stderr.contains("error[H0047]"), "{}", out.stderr);
+    let m = s.write("bad2.toml", &seq("relay", "SeqRelay", "trigger = [\"inn\"]"));
+    let out = run(&["check", m.to_str().unwrap()]);
+    assert_ne!(out.code(), 0);
+    assert!(
+        out.stderr.contains("bad2.toml:5:11: error[H0046]"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("did you mean `in`?"), "{}", out.stderr);
+}
+
+#[test]
+fn a_live_apply_changes_the_trigger_in_place() {
+    let ns = namespace("apply");
+    let s = Scratch::new();
+    let text = |relay: &str, sink_extra: &str| {
+        format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}{}{}{}",
+            source(300),
+            seq("relay", "SeqRelay", relay),
+            seq(
+                "sink",
+                "SeqCheck",
+                &format!("config = {{ expect = 300 }}\n{sink_extra}")
+            ),
+            link("source.out", "relay.in"),
+            link("relay.out", "sink.in"),
+        )
+    };
+    let m = s.write("apply.toml", &text("", ""));
+    let stats = s.path().join("apply.json");
+    let host = start_in(&ns, &m, "4s", &stats);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Written through `Scratch::write` for the plugin path, then put in place as an editor does.
+    let new = s.write(
+        "new.toml",
+        &text("trigger = \"input\"", "trigger = [\"in\"]\ntimeout_ms = 500"),
+    );
+    rewrite(&m, &std::fs::read_to_string(&new).unwrap());
+    let out = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout.contains("relay: trigger rate → input")
+            && out
+                .stdout
+                .contains("sink: trigger rate → [\"in\"], timeout_ms none → 500"),
+        "{out:?}"
+    );
+    finish(host);
+    let stats = read_stats(&stats);
+    for n in &stats {
+        assert_eq!(u(&n["total_failures"]), 0, "{n}");
+        assert_eq!(u(&n["generation"]), 1, "set in place, not swapped: {n}");
+    }
+    let (relay, sink) = (node(&stats, "relay"), node(&stats, "sink"));
+    assert_eq!(u(&sink["messages_received"]), 300, "{sink}");
+    assert_eq!(relay["trigger"], "input");
+    assert_eq!(sink["trigger"], serde_json::json!(["in"]));
+    // About half the messages came after the apply, each one a wake-up.
+    for n in [relay, sink] {
+        assert!(u(&n["wakeups"]) >= 50, "{n}");
+    }
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
