@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, python
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, python
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,10 @@ case "$group" in
     cargo build --release -q -p horus-host -p imu-sim -p attitude-filter -p telemetry-sink -p hello-counter -p bench-noop
     cargo bench -q -p horus-host --bench plugins
     ;;
+  latency)
+    cargo build --release -q -p horus-host -p jitter-probe
+    cargo bench -q -p horus-host --bench latency
+    ;;
   python)
     # The package built optimised into .venv, and the release host for the in-host figures.
     ./scripts/python-env.sh --release
@@ -44,7 +48,7 @@ case "$group" in
     .venv/bin/python python-loader/bench/bench.py
     ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, python)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, python)" >&2
     exit 2
     ;;
 esac

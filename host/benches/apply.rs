@@ -39,7 +39,7 @@ fn manifest(dir: &Path, step: u64) -> String {
         ));
     }
     m.push_str(&format!(
-        "\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\n\n[[node]]\nname = \"counter\"\nplugin = \"{}\"\n\
+        "\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\ntype = \"JitterProbe\"\n\n[[node]]\nname = \"counter\"\nplugin = \"{}\"\n\
          type = \"Counter\"\nconfig = {{ step = {step} }}\n\n[[connect]]\nfrom = \"counter.count\"\n\
          topic = \"{TOPIC}\"\nqos = \"reliable(65536)\"\n",
         dir.join("libjitter_probe.so").display(),

@@ -154,7 +154,7 @@ fn main() {
     std::fs::write(
         &probe,
         format!(
-            "[scheduler]\npreset = \"realtime\"\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\n",
+            "[scheduler]\npreset = \"realtime\"\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\ntype = \"JitterProbe\"\n",
             dir.join("libjitter_probe.so").display()
         ),
     )

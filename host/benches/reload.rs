@@ -35,7 +35,7 @@ fn manifest(dir: &Path, lib: &Path, tmp: &Path) -> PathBuf {
         &path,
         format!(
             "[scheduler]\npreset = \"realtime\"\nmax_failures = 1000\n\n[[node]]\nname = \"counter\"\nplugin = \"{}\"\n\
-             type = \"ReloadCounter\"\n\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\n\n[[connect]]\nfrom = \"counter.count\"\n\
+             type = \"ReloadCounter\"\n\n[[node]]\nname = \"probe\"\nplugin = \"{}\"\ntype = \"JitterProbe\"\n\n[[connect]]\nfrom = \"counter.count\"\n\
              topic = \"{TOPIC}\"\nqos = \"reliable(65536)\"\n",
             lib.display(),
             dir.join("libjitter_probe.so").display()

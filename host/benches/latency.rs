@@ -1,0 +1,247 @@
+//! `./scripts/bench.sh latency`: end-to-end latency of a chain across two host processes,
+//! next to the floor of one cross-process wake-up measured in the same run.
+//!
+//! - the chain: `StampSource` (host A, 100 Hz, stamps each message with CLOCK_MONOTONIC) →
+//!   `StampRelay` (host B) → `LatencySink` (host A, records now − stamp), over the named topics
+//!   `lat/raw` and `lat/relayed`: two cross-process hops. Once with relay and sink
+//!   `trigger = "input"`, once with both rate-triggered at 100 Hz; p50 / p99 / max of each;
+//! - the floor: a raw futex ping-pong between this process and a child (`floor::RawChannel`,
+//!   the `topics` group's `raw_futex`), the waiter asleep 10 ms between pings as in the chain;
+//!   one hop is half a round trip.
+//!
+//! Targets (issue 17): the input chain's p50 ≤ 1.5 × (2 × the hop floor's p50) and its
+//! p99 ≤ 3 × (2 × the floor's p99). Every process is bounded in time and killed on failure; no
+//! segment may be left behind.
+
+mod common;
+
+use horus_host::shm::{self, floor::RawChannel};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// How long host A runs each chain (100 messages a second).
+const CHAIN_SECS: u64 = 10;
+/// Chain messages ignored at the start (the hosts settling).
+const SKIP: u64 = 50;
+/// The floor's rounds, one per chain period.
+const FLOOR_ROUNDS: usize = 1000;
+const FLOOR_WARMUP: usize = 50;
+const PERIOD: Duration = Duration::from_millis(10);
+
+/// p50, p99, max of `v` (sorts it).
+fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    (at(0.5), at(0.99), v[v.len() - 1])
+}
+
+/// One-way wake-up latencies (half round trips, ns) of a futex ping-pong with a child process.
+fn floor() -> Vec<f64> {
+    let chan = RawChannel::create("latency").expect("floor channel");
+    let mut child = Children(vec![Command::new(std::env::current_exe().expect("bench exe"))
+        .arg("--child")
+        .spawn()
+        .expect("spawn child")]);
+    let mut last = 0;
+    chan.futex_wait(1, &mut last); // ready
+    let mut samples = Vec::with_capacity(FLOOR_ROUNDS);
+    for i in 0..FLOOR_WARMUP + FLOOR_ROUNDS {
+        // Both sides asleep as long as the chain's nodes are between two messages.
+        std::thread::sleep(PERIOD);
+        let start = Instant::now();
+        chan.futex_wake(0);
+        chan.futex_wait(1, &mut last);
+        if i >= FLOOR_WARMUP {
+            samples.push(start.elapsed().as_nanos() as f64 / 2.0);
+        }
+    }
+    let status = child.0.pop().expect("child").wait().expect("child");
+    assert!(status.success(), "floor child: {status}");
+    samples
+}
+
+fn child() {
+    let chan = RawChannel::open("latency").expect("floor channel");
+    let mut last = 0;
+    chan.futex_wake(1);
+    for _ in 0..FLOOR_WARMUP + FLOOR_ROUNDS {
+        chan.futex_wait(0, &mut last);
+        chan.futex_wake(1);
+    }
+}
+
+/// Kills whatever is still running when dropped (a failed assertion, a timeout).
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Waits for child `i` at most `limit`, then returns its status and log.
+fn finish(children: &mut Children, i: usize, limit: Duration) -> (ExitStatus, String) {
+    let c = &mut children.0[i];
+    let mut stderr = c.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = c.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a host ran past {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().expect("log reader"))
+}
+
+fn node(name: &str, ty: &str, extra: &str) -> String {
+    let lib = common::release_dir().join("libjitter_probe.so");
+    format!(
+        "[[node]]\nname = \"{name}\"\nplugin = \"{}\"\ntype = \"{ty}\"\n{extra}\n",
+        lib.display()
+    )
+}
+
+/// Latencies of the chain (ns) with relay and sink triggered by `trigger` ("input" or "rate").
+fn chain(dir: &Path, trigger: &str) -> (Vec<f64>, u64) {
+    let ns = format!("bench{}-lat-{trigger}", std::process::id());
+    let trig = if trigger == "input" {
+        "trigger = \"input\""
+    } else {
+        ""
+    };
+    let sched = "[scheduler]\ntick_rate = 100.0\n";
+    let b = dir.join(format!("relay-{trigger}.toml"));
+    std::fs::write(
+        &b,
+        format!(
+            "{sched}{}[[connect]]\ntopic = \"lat/raw\"\nto = \"relay.in\"\nqos = \"reliable\"\n\
+             [[connect]]\nfrom = \"relay.out\"\ntopic = \"lat/relayed\"\n",
+            node("relay", "StampRelay", trig)
+        ),
+    )
+    .expect("manifest B");
+    let a = dir.join(format!("ends-{trigger}.toml"));
+    std::fs::write(
+        &a,
+        format!(
+            "{sched}{}{}[[connect]]\nfrom = \"source.out\"\ntopic = \"lat/raw\"\n\
+             [[connect]]\ntopic = \"lat/relayed\"\nto = \"sink.in\"\nqos = \"reliable\"\n",
+            node("source", "StampSource", ""),
+            node(
+                "sink",
+                "LatencySink",
+                &format!("{trig}\nconfig = {{ skip = {SKIP} }}")
+            ),
+        ),
+    )
+    .expect("manifest A");
+
+    // B first, so the relay is subscribed before the first stamp; it outlives A.
+    let mut hosts = Children(vec![common::horus(
+        &b,
+        &format!("{}s", CHAIN_SECS + 3),
+        false,
+        &ns,
+    )]);
+    let raw = format!("/dev/shm{}", shm::shm_name(&ns, "lat/raw"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Path::new(&raw).exists() {
+        assert!(Instant::now() < deadline, "the relay's host did not come up");
+        assert!(
+            matches!(hosts.0[0].try_wait(), Ok(None)),
+            "the relay's host exited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    hosts
+        .0
+        .push(common::horus(&a, &format!("{CHAIN_SECS}s"), false, &ns));
+    let limit = Duration::from_secs(CHAIN_SECS + 30);
+    let (a_status, a_log) = finish(&mut hosts, 1, limit);
+    let (b_status, b_log) = finish(&mut hosts, 0, limit);
+    assert!(a_status.success(), "host A: {a_status}\n{a_log}");
+    assert!(b_status.success(), "host B: {b_status}\n{b_log}");
+    let leftovers: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&format!("horus.{ns}.")) || n.starts_with(&format!("horus.{ns}@")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "segments left behind: {leftovers:?}");
+
+    let line = a_log
+        .lines()
+        .find(|l| l.contains("latency samples="))
+        .unwrap_or_else(|| panic!("the sink reported\n{a_log}"));
+    let samples = common::field(line, "samples").expect("samples") as u64;
+    let expected = CHAIN_SECS * 100 - SKIP;
+    assert!(
+        samples >= expected * 9 / 10,
+        "{samples} of ~{expected} messages: {line}"
+    );
+    let v = ["p50_ns", "p99_ns", "max_ns"].map(|k| common::field(line, k).expect(k));
+    (v.to_vec(), samples)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        child();
+        return;
+    }
+    if std::env::var_os("HORUS_NAMESPACE").is_none() {
+        std::env::set_var("HORUS_NAMESPACE", format!("bench{}", std::process::id()));
+    }
+    let dir = std::env::temp_dir().join(format!("horus-bench-latency-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+
+    let (f50, f99, fmax) = quantiles(&mut floor());
+    let (input, input_n) = chain(&dir, "input");
+    let (rate, rate_n) = chain(&dir, "rate");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let us = |ns: f64| ns / 1e3;
+    let floor = format!(
+        " floor_p50={:.1} floor_p99={:.1} floor_max={:.1}",
+        us(f50),
+        us(f99),
+        us(fmax)
+    );
+    for (i, (q, base, target)) in [("p50", 2.0 * f50, 1.5), ("p99", 2.0 * f99, 3.0)]
+        .into_iter()
+        .enumerate()
+    {
+        println!(
+            "BENCH latency_chain_input_{q} value={:.1} unit=us baseline={:.1} ratio={:.2} \
+             baseline_name=2x_raw_futex_hop target_ratio={target} max={:.1} samples={input_n}{floor}",
+            us(input[i]),
+            us(base),
+            input[i] / base,
+            us(input[2]),
+        );
+    }
+    for (i, q) in ["p50", "p99"].into_iter().enumerate() {
+        println!(
+            "BENCH latency_chain_rate_{q} value={:.1} unit=us baseline={:.1} ratio={:.2} \
+             baseline_name=input_chain max={:.1} samples={rate_n}",
+            us(rate[i]),
+            us(input[i]),
+            rate[i] / input[i],
+            us(rate[2]),
+        );
+    }
+}
