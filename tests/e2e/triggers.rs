@@ -195,7 +195,11 @@ fn a_burst_is_drained_in_bounded_ticks_at_most_rate_hz() {
             seq("source", "SeqSource", "config = { count = 100, burst = 100 }"),
             seq("burst", "SeqCheck", &capped(100)),
             seq("flooder", "SeqSource", "config = { burst = 100 }"),
-            seq("flood", "SeqCheck", &capped(1_000_000)),
+            seq(
+                "flood",
+                "SeqCheck",
+                &format!("{}\ndeadline_ms = 2.0", capped(1_000_000))
+            ),
             link("source.out", "burst.in"),
             link("flooder.out", "flood.in"),
         ),
@@ -223,6 +227,11 @@ fn a_burst_is_drained_in_bounded_ticks_at_most_rate_hz() {
         "{wakeups} wake-ups, cap {cap}: {flood}"
     );
     assert!(u(&flood["messages_received"]) >= wakeups, "{flood}");
+    // Its input waits out the cap (5 ms) after each tick: past the 2 ms deadline counted from
+    // the input, though the ticks themselves are short.
+    let (input_misses, misses) = (u(&flood["input_deadline_misses"]), u(&flood["deadline_misses"]));
+    assert!(input_misses >= wakeups / 2 && misses < input_misses, "{flood}");
+    assert_eq!(u(&burst["input_deadline_misses"]), 0, "no deadline: {burst}");
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 

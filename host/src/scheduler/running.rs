@@ -79,6 +79,12 @@ pub(super) struct RunningNode {
     quarantines_in_a_row: u32,
     deadline: Option<Duration>,
     deadline_misses: u64,
+    /// Input-caused ticks that ended more than the deadline after their input was found
+    /// waiting.
+    input_deadline_misses: u64,
+    /// How long the input of the input-caused tick under way had waited when it started (kept
+    /// until a worker reports the tick's end); `None` for other ticks.
+    input_wait: Option<Duration>,
     deadline_log: LogThrottle,
     pub(super) health: Arc<Health>,
     pub(super) epoch: Instant,
@@ -133,6 +139,8 @@ impl RunningNode {
             quarantines_in_a_row: 0,
             deadline,
             deadline_misses: 0,
+            input_deadline_misses: 0,
+            input_wait: None,
             deadline_log: LogThrottle::new(FAILURE_LOG_INTERVAL),
             health,
             epoch,
@@ -201,7 +209,7 @@ impl RunningNode {
         match input.due(now, capped) {
             None => false,
             Some(cause) => {
-                input.ticking(now, cause);
+                self.input_wait = input.ticking(now, cause);
                 if self.period.is_some() {
                     self.due(now);
                 }
@@ -220,6 +228,15 @@ impl RunningNode {
             || self.moving.is_some()
             || self.reload.pending()
             || self.health.in_tick()
+    }
+
+    /// The scheduler looks at an input-triggered node's trigger inputs (at a pass's start and
+    /// end), so the wait of input held by priority order or the `rate_hz` cap is timed from
+    /// when it was first found.
+    pub(super) fn look_at_inputs(&mut self, now: Instant) {
+        if let Some(input) = self.input.as_mut() {
+            input.look(now);
+        }
     }
 
     /// For an input-triggered node, the latest time the scheduler must look at it again if no
@@ -313,6 +330,8 @@ impl RunningNode {
     #[cold]
     fn begin_restart(&mut self, now: Instant) -> Instant {
         self.restarts += 1;
+        // A tick abandoned with its worker never reports its end.
+        self.input_wait = None;
         tracing::warn!(node = %self.setup.name, restarts = self.restarts, "circuit half-open: restarting the node");
         let inline = matches!(self.exec, Exec::Inline(_));
         if inline {
@@ -469,6 +488,12 @@ impl RunningNode {
         if self.deadline.is_some_and(|d| took > d) {
             self.missed_deadline(took);
         }
+        // An input-caused tick: also from when its input was found waiting to the tick's end.
+        if let Some(waited) = self.input_wait.take().filter(|_| !crashed) {
+            if self.deadline.is_some_and(|d| waited + took > d) {
+                self.missed_input_deadline(waited + took);
+            }
+        }
         let ok = result.is_ok();
         match result {
             Ok(()) => {
@@ -567,6 +592,20 @@ impl RunningNode {
     }
 
     #[cold]
+    fn missed_input_deadline(&mut self, since_input: Duration) {
+        self.input_deadline_misses += 1;
+        if self.deadline_log.admit(Instant::now()).is_some() {
+            tracing::warn!(
+                node = %self.setup.name,
+                misses = self.input_deadline_misses,
+                "input deadline missed: the tick ended {:.3} ms after its input was found waiting, deadline {:.3} ms",
+                since_input.as_secs_f64() * 1e3,
+                self.deadline.unwrap_or_default().as_secs_f64() * 1e3
+            );
+        }
+    }
+
+    #[cold]
     fn fail(&mut self, e: CallError) {
         self.failures += 1;
         self.consecutive += 1;
@@ -619,6 +658,7 @@ impl RunningNode {
             pinned_libraries: self.reload.pinned(&self.setup.name),
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
+            input_deadline_misses: self.input_deadline_misses,
             watchdog_enabled: self.health.timeout().is_some(),
             watchdog_timeout_ms: self.health.timeout().map_or(0, |t| t.as_millis() as u64),
             watchdog_expired: self.health.expired.load(std::sync::atomic::Ordering::Relaxed),
