@@ -1,7 +1,8 @@
 //! Input-triggered nodes (`trigger = "input"` / a list of ports, `timeout_ms`) on the real
 //! binary: a chain source (rate) → relay (input) → sink (input) in one host and across two,
 //! a node ticked by its timeout, a `thread` node, the idle CPU of a host that waits for input,
-//! and `horus check` on a trigger naming a port the node type lacks. `SeqCheck` fails a tick on
+//! a burst drained one message per tick under a `rate_hz` cap above the tick rate, and
+//! `horus check` on a trigger naming a port the node type lacks. `SeqCheck` fails a tick on
 //! a message lost or out of order, so "no failures" means everything arrived, in order. Every
 //! test uses its own HORUS_NAMESPACE and checks that no segment is left behind.
 
@@ -174,6 +175,63 @@ fn the_timeout_ticks_a_node_whose_source_stopped() {
     // ~1.45 s of silence at one tick per 100 ms.
     let timeouts = u(&sink["total_ticks"]) - 5;
     assert!((8..=16).contains(&timeouts), "{timeouts} timeout ticks: {sink}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn a_burst_is_drained_in_bounded_ticks_at_most_rate_hz() {
+    let ns = namespace("burst");
+    let s = Scratch::new();
+    // At a 10 Hz tick rate: `burst` gets 100 messages at once, `flood` 100 every cycle (1000 a
+    // second, more than it may read). Both read one message per tick, capped at 200 Hz: above the
+    // tick rate, so a node held to rate cycles would read only ~20 in the run.
+    let capped = |expect: u64| {
+        format!("trigger = \"input\"\nrate_hz = 200.0\nconfig = {{ expect = {expect}, per_tick = 1 }}")
+    };
+    let m = s.write(
+        "burst.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 10.0\n{}{}{}{}{}{}",
+            seq("source", "SeqSource", "config = { count = 100, burst = 100 }"),
+            seq("burst", "SeqCheck", &capped(100)),
+            seq("flooder", "SeqSource", "config = { burst = 100 }"),
+            seq(
+                "flood",
+                "SeqCheck",
+                &format!("{}\ndeadline_ms = 2.0", capped(1_000_000))
+            ),
+            link("source.out", "burst.in"),
+            link("flooder.out", "flood.in"),
+        ),
+    );
+    let run_s = 2.0;
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "2s");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let (burst, flood) = (node(&stats, "burst"), node(&stats, "flood"));
+    for n in [burst, flood] {
+        // No message lost or out of order (`SeqCheck` fails the tick otherwise).
+        assert_eq!(u(&n["total_failures"]), 0, "{n}");
+    }
+    // The whole burst read, one message per tick, each tick caused by input (100 ticks at most
+    // 200 a second: half a second, where rate cycles would have taken ten).
+    assert_eq!(u(&burst["messages_received"]), 100, "{burst}");
+    assert_eq!(u(&burst["wakeups"]), 100, "{burst}");
+    assert_eq!(u(&burst["total_ticks"]), 100, "{burst}");
+    // Input always waiting: the cap, not the input, sets the rate (uncapped, the node would
+    // tick once per pass, thousands of times a second), and it is above the tick rate. The
+    // shutdown drain may add ticks (not wake-ups) of its own.
+    let wakeups = u(&flood["wakeups"]);
+    let cap = (200.0 * run_s * 1.1) as u64 + 5;
+    assert!(
+        (100..=cap).contains(&wakeups),
+        "{wakeups} wake-ups, cap {cap}: {flood}"
+    );
+    assert!(u(&flood["messages_received"]) >= wakeups, "{flood}");
+    // Its input waits out the cap (5 ms) after each tick: past the 2 ms deadline counted from
+    // the input, though the ticks themselves are short.
+    let (input_misses, misses) = (u(&flood["input_deadline_misses"]), u(&flood["deadline_misses"]));
+    assert!(input_misses >= wakeups / 2 && misses < input_misses, "{flood}");
+    assert_eq!(u(&burst["input_deadline_misses"]), 0, "no deadline: {burst}");
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 

@@ -528,12 +528,14 @@ impl Validator<'_> {
                 "remove it to tick at the scheduler rate",
             ) {
                 None => ok = false,
-                Some(r) if tick_rate.is_some_and(|t| r > t) => {
+                // An input-triggered node's `rate_hz` is a cap on ticks that come between rate
+                // cycles: it may exceed the tick rate.
+                Some(r) if !trigger.is_input() && tick_rate.is_some_and(|t| r > t) => {
                     let tick_rate = tick_rate.unwrap_or_default();
                     self.push(self.diag(Code::H0006, &rate, format!("`rate_hz` {r} is faster than the scheduler's {tick_rate} Hz"))
                         .node(name.clone())
                         .key("rate_hz")
-                        .hint("a node cannot tick faster than the scheduler: raise `[scheduler] tick_rate` or lower `rate_hz`"));
+                        .hint("a rate-triggered node cannot tick faster than the scheduler: raise `[scheduler] tick_rate` or lower `rate_hz`"));
                     ok = false;
                 }
                 Some(r) => rate_hz = Some(r),
@@ -1496,6 +1498,14 @@ mod tests {
     }
 
     #[test]
+    fn an_input_triggered_node_may_be_capped_above_the_tick_rate() {
+        let m = check(&format!("{NODE}trigger = \"input\"\nrate_hz = 1000.0\n")).unwrap();
+        assert_eq!((m.scheduler.tick_rate, m.nodes[0].rate_hz), (100.0, Some(1000.0)));
+        let d = only(&format!("{NODE}trigger = \"rate\"\nrate_hz = 1000.0\n"));
+        assert!(d.message.contains("faster"), "{d}");
+    }
+
+    #[test]
     fn triggers_are_read() {
         let m = check(&format!(
             "{NODE}trigger = \"input\"\ntimeout_ms = 250\nrate_hz = 50.0\n"
@@ -1743,7 +1753,10 @@ mod tests {
             assert!(sup.max_failures >= 1, "{text}");
             for n in &m.nodes {
                 if let Some(hz) = n.rate_hz {
-                    assert!(limits::RATE_HZ.contains(hz) && hz <= s.tick_rate, "{text}");
+                    assert!(
+                        limits::RATE_HZ.contains(hz) && (hz <= s.tick_rate || n.trigger.is_input()),
+                        "{text}"
+                    );
                     assert!(later.checked_add(period(hz)).is_some(), "{text}");
                 }
                 assert!(n.timeout.is_none() || n.trigger.is_input(), "{text}");

@@ -519,6 +519,9 @@ fn run_on_this_thread(
         // runs only input-triggered nodes. Without nodes that need rate cycles, there are none.
         let cycling = nodes.iter().any(RunningNode::needs_cycles);
         let rate_cycle = cycling && now >= next;
+        for node in &mut nodes {
+            node.look_at_inputs(now);
+        }
         let mut t = now;
         for node in &mut nodes {
             if node.should_run(t, rate_cycle) {
@@ -542,6 +545,13 @@ fn run_on_this_thread(
             publish(&ctx.board, &mut nodes, tick_rate, now.duration_since(start));
         }
         let triggered = nodes.iter().any(|n| n.input.is_some());
+        if triggered {
+            // Input still waiting (the cap holds it, or the tick read only part) is timed from
+            // here.
+            for node in &mut nodes {
+                node.look_at_inputs(now);
+            }
+        }
         let cycling = cycling || nodes.iter().any(RunningNode::needs_cycles);
         // Without rate cycles, the next look is the earliest input timeout or rate cap, or the
         // next stats snapshot (which also picks up reloads and applies).

@@ -42,6 +42,21 @@ const MIN_RESTART_TIMEOUT: Duration = Duration::from_secs(1);
 /// (never restarted again), so a node that keeps hanging cannot grow the host's threads.
 pub(super) const MAX_QUARANTINES: u32 = 3;
 
+/// The schedule of a node with a period (its `rate_hz`, for a rate-triggered node the rate it
+/// ticks at, for an input-triggered one the cap on its ticks): `None` when it is not due at
+/// `now` (its due time `next_due` is more than [`DUE_SLACK`] ahead); else the due time after this
+/// tick, one period on — or a period from `now` when it fell more than a period behind (a long
+/// stall, or an input-triggered node without input), so it does not burst to catch up. Ticks
+/// therefore stay at most `rate_hz` a second, whatever the scheduler's tick rate: an
+/// input-triggered node ticks between rate cycles, so its cap may exceed the tick rate.
+pub(super) fn next_due(next_due: Instant, period: Duration, now: Instant) -> Option<Instant> {
+    if now + DUE_SLACK < next_due {
+        return None;
+    }
+    let next = next_due + period;
+    Some(if next + period < now { now + period } else { next })
+}
+
 /// A node the scheduler runs.
 pub(super) struct RunningNode {
     pub(super) setup: NodeSetup,
@@ -64,6 +79,12 @@ pub(super) struct RunningNode {
     quarantines_in_a_row: u32,
     deadline: Option<Duration>,
     deadline_misses: u64,
+    /// Input-caused ticks that ended more than the deadline after their input was found
+    /// waiting.
+    input_deadline_misses: u64,
+    /// How long the input of the input-caused tick under way had waited when it started (kept
+    /// until a worker reports the tick's end); `None` for other ticks.
+    input_wait: Option<Duration>,
     deadline_log: LogThrottle,
     pub(super) health: Arc<Health>,
     pub(super) epoch: Instant,
@@ -118,6 +139,8 @@ impl RunningNode {
             quarantines_in_a_row: 0,
             deadline,
             deadline_misses: 0,
+            input_deadline_misses: 0,
+            input_wait: None,
             deadline_log: LogThrottle::new(FAILURE_LOG_INTERVAL),
             health,
             epoch,
@@ -177,14 +200,16 @@ impl RunningNode {
         if self.input.is_none() || self.needs_cycles() {
             return rate_cycle && self.due(now);
         }
-        let capped = self.period.is_some() && now + DUE_SLACK < self.next_due;
+        let capped = self
+            .period
+            .is_some_and(|period| next_due(self.next_due, period, now).is_none());
         let Some(input) = self.input.as_mut() else {
             return false;
         };
         match input.due(now, capped) {
             None => false,
             Some(cause) => {
-                input.ticking(now, cause);
+                self.input_wait = input.ticking(now, cause);
                 if self.period.is_some() {
                     self.due(now);
                 }
@@ -203,6 +228,15 @@ impl RunningNode {
             || self.moving.is_some()
             || self.reload.pending()
             || self.health.in_tick()
+    }
+
+    /// The scheduler looks at an input-triggered node's trigger inputs (at a pass's start and
+    /// end), so the wait of input held by priority order or the `rate_hz` cap is timed from
+    /// when it was first found.
+    pub(super) fn look_at_inputs(&mut self, now: Instant) {
+        if let Some(input) = self.input.as_mut() {
+            input.look(now);
+        }
     }
 
     /// For an input-triggered node, the latest time the scheduler must look at it again if no
@@ -250,16 +284,13 @@ impl RunningNode {
 
     pub(super) fn due(&mut self, now: Instant) -> bool {
         let Some(period) = self.period else { return true };
-        if now + DUE_SLACK < self.next_due {
-            return false;
+        match next_due(self.next_due, period, now) {
+            Some(next) => {
+                self.next_due = next;
+                true
+            }
+            None => false,
         }
-        self.next_due += period;
-        if self.next_due + period < now {
-            // Fell more than a period behind (a long stall): restart the schedule instead of
-            // bursting to catch up.
-            self.next_due = now + period;
-        }
-        true
     }
 
     /// One scheduled cycle of this node, starting at `now` (the end of the previous node's
@@ -299,6 +330,8 @@ impl RunningNode {
     #[cold]
     fn begin_restart(&mut self, now: Instant) -> Instant {
         self.restarts += 1;
+        // A tick abandoned with its worker never reports its end.
+        self.input_wait = None;
         tracing::warn!(node = %self.setup.name, restarts = self.restarts, "circuit half-open: restarting the node");
         let inline = matches!(self.exec, Exec::Inline(_));
         if inline {
@@ -455,6 +488,12 @@ impl RunningNode {
         if self.deadline.is_some_and(|d| took > d) {
             self.missed_deadline(took);
         }
+        // An input-caused tick: also from when its input was found waiting to the tick's end.
+        if let Some(waited) = self.input_wait.take().filter(|_| !crashed) {
+            if self.deadline.is_some_and(|d| waited + took > d) {
+                self.missed_input_deadline(waited + took);
+            }
+        }
         let ok = result.is_ok();
         match result {
             Ok(()) => {
@@ -553,6 +592,20 @@ impl RunningNode {
     }
 
     #[cold]
+    fn missed_input_deadline(&mut self, since_input: Duration) {
+        self.input_deadline_misses += 1;
+        if self.deadline_log.admit(Instant::now()).is_some() {
+            tracing::warn!(
+                node = %self.setup.name,
+                misses = self.input_deadline_misses,
+                "input deadline missed: the tick ended {:.3} ms after its input was found waiting, deadline {:.3} ms",
+                since_input.as_secs_f64() * 1e3,
+                self.deadline.unwrap_or_default().as_secs_f64() * 1e3
+            );
+        }
+    }
+
+    #[cold]
     fn fail(&mut self, e: CallError) {
         self.failures += 1;
         self.consecutive += 1;
@@ -605,6 +658,7 @@ impl RunningNode {
             pinned_libraries: self.reload.pinned(&self.setup.name),
             deadline_ms: self.deadline.map(|d| d.as_secs_f64() * 1e3),
             deadline_misses: self.deadline_misses,
+            input_deadline_misses: self.input_deadline_misses,
             watchdog_enabled: self.health.timeout().is_some(),
             watchdog_timeout_ms: self.health.timeout().map_or(0, |t| t.as_millis() as u64),
             watchdog_expired: self.health.expired.load(std::sync::atomic::Ordering::Relaxed),
@@ -655,5 +709,57 @@ impl BenchNode {
     /// Ticks run so far.
     pub fn ticks(&self) -> u64 {
         self.0.ticks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticks of a node with `rate_hz`, offered a tick every `every` for `run` (input keeps
+    /// arriving), as the scheduler asks [`next_due`].
+    fn ticks_offered(rate_hz: f64, every: Duration, run: Duration) -> u64 {
+        let period = Duration::from_secs_f64(1.0 / rate_hz);
+        let start = Instant::now();
+        let (mut due, mut ticks, mut t) = (start, 0, start);
+        while t < start + run {
+            if let Some(next) = next_due(due, period, t) {
+                due = next;
+                ticks += 1;
+            }
+            t += every;
+        }
+        ticks
+    }
+
+    #[test]
+    fn the_cap_holds_an_input_triggered_node_to_its_rate_whatever_the_tick_rate() {
+        let second = Duration::from_secs(1);
+        // Input every 100 µs: far faster than a 500 Hz cap, and a cap faster than a 100 Hz
+        // scheduler is not rounded down to it.
+        let ticks = ticks_offered(500.0, Duration::from_micros(100), second);
+        assert!((495..=501).contains(&ticks), "{ticks}");
+        // A period shorter than the slack: the schedule runs ahead by the slack, no more.
+        let ticks = ticks_offered(10_000.0, Duration::from_micros(10), second);
+        assert!((9_990..=10_003).contains(&ticks), "{ticks}");
+        // Input slower than the cap is never held back.
+        let ticks = ticks_offered(1_000.0, Duration::from_millis(5), second);
+        assert_eq!(ticks, 200);
+    }
+
+    #[test]
+    fn a_node_idle_for_long_does_not_burst_to_catch_up() {
+        let period = Duration::from_millis(10);
+        let start = Instant::now();
+        let mut due = next_due(start, period, start).unwrap();
+        assert_eq!(due, start + period);
+        assert_eq!(next_due(due, period, start + Duration::from_millis(5)), None);
+        // Input again after a second of silence: one tick, then the next a period later.
+        let later = start + Duration::from_secs(1);
+        due = next_due(due, period, later).unwrap();
+        assert_eq!(due, later + period);
+        assert_eq!(next_due(due, period, later + Duration::from_millis(9)), None);
+        // Within the slack of its due time it ticks (scheduler jitter does not cost a period).
+        assert!(next_due(due, period, later + period - DUE_SLACK).is_some());
     }
 }

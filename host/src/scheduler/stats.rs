@@ -97,6 +97,10 @@ pub struct NodeStats {
     /// 99th percentile of that time, µs (within 12.5 %).
     #[serde(default)]
     pub input_latency_p99_us: f64,
+    /// Input-caused ticks that ended more than `deadline_ms` after the scheduler found their
+    /// input pending (`deadline_misses` counts tick durations only).
+    #[serde(default)]
+    pub input_deadline_misses: u64,
 }
 
 /// A node's trigger as the stats show it.
@@ -173,6 +177,7 @@ impl NodeStats {
             wakeups: 0,
             input_latency_avg_us: 0.0,
             input_latency_p99_us: 0.0,
+            input_deadline_misses: 0,
         }
     }
 }
@@ -403,10 +408,12 @@ mod tests {
         let ports = NodeStats {
             trigger: TriggerStat::Ports(vec!["imu".into(), "odom".into()]),
             wakeups: 3,
+            input_deadline_misses: 2,
             ..sample()
         };
         let value = serde_json::to_value(&ports).unwrap();
         assert_eq!(value["trigger"], serde_json::json!(["imu", "odom"]));
+        assert_eq!(value["input_deadline_misses"], 2);
         assert_eq!(serde_json::from_value::<NodeStats>(value).unwrap(), ports);
         assert_eq!(serde_json::to_value(sample()).unwrap()["trigger"], "rate");
         let mut value = serde_json::to_value(sample()).unwrap();

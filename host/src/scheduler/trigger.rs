@@ -10,8 +10,10 @@
 //! [`crate::shm::wait_for_input`]).
 //!
 //! The latency is measured from when the scheduler first found the input pending (a pass's
-//! start: after a futex wake-up, right after it) to the tick's start; the ring's slots carry no
-//! publish time.
+//! start: after a futex wake-up, right after it; the node's turn in the pass; or a pass's end
+//! that left input waiting, held by the `rate_hz` cap) to the tick's start; the ring's slots
+//! carry no publish time. That wait plus the tick's duration is what an input deadline miss
+//! (`input_deadline_misses`) compares with `deadline_ms`.
 //!
 //! Owns the decision and the figures. Does not own the sleep (see [`super`]) or the tick (see
 //! [`super::running`]).
@@ -75,6 +77,14 @@ impl InputTrigger {
         self.watches.iter().any(|w| w.pending() > 0)
     }
 
+    /// The scheduler looks at the node's trigger inputs at `now` (a pass's start and end):
+    /// input waiting is timed from the first look that found it.
+    pub(super) fn look(&mut self, now: Instant) {
+        if self.seen.is_none() && self.pending() {
+            self.seen = Some(now);
+        }
+    }
+
     /// Whether the node is due at `now`, and why. `capped`: its `rate_hz` cap does not let it
     /// tick yet (a pending input then waits, and is timed from when it was first seen).
     pub(super) fn due(&mut self, now: Instant, capped: bool) -> Option<Cause> {
@@ -93,15 +103,20 @@ impl InputTrigger {
             .map(|_| Cause::Timeout)
     }
 
-    /// The node ticks at `now` for `cause`.
-    pub(super) fn ticking(&mut self, now: Instant, cause: Cause) {
+    /// The node ticks at `now` for `cause`; for input, returns how long the input had been
+    /// waiting (since it was found pending).
+    pub(super) fn ticking(&mut self, now: Instant, cause: Cause) -> Option<Duration> {
         self.last_tick = now;
+        let mut waited = None;
         if cause == Cause::Input {
             self.wakeups += 1;
             let seen = self.seen.take().unwrap_or(now);
-            self.latency.record(now.saturating_duration_since(seen));
+            let wait = now.saturating_duration_since(seen);
+            self.latency.record(wait);
+            waited = Some(wait);
         }
         self.seen = None;
+        waited
     }
 
     /// The latest time the scheduler must look at this node again without any input: its
@@ -129,9 +144,15 @@ mod tests {
             t.due(start + Duration::from_millis(50), false),
             Some(Cause::Timeout)
         );
-        t.ticking(start + Duration::from_millis(50), Cause::Timeout);
+        assert_eq!(t.ticking(start + Duration::from_millis(50), Cause::Timeout), None);
         assert_eq!(t.wakeups, 0);
         assert_eq!(t.next_timeout(), Some(start + Duration::from_millis(100)));
+        // An input tick says how long its input waited (found in this very pass: not at all).
+        assert_eq!(
+            t.ticking(start + Duration::from_millis(65), Cause::Input),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(t.wakeups, 1);
         let mut none = InputTrigger::new(Vec::new(), None, start);
         assert_eq!(none.due(start + Duration::from_secs(3600), false), None);
     }

@@ -7,7 +7,9 @@
 //! stops the burst and resumes on the next tick, so nothing is skipped.
 //! `SeqCheck` config: `expect` (messages to wait for, default 1 000 000), `reliable` (true:
 //! every gap is an error; false: gaps are counted as drops), `busy_ms` (how long each tick
-//! takes after reading, default 0: a node whose worker is busy most of the time).
+//! takes after reading, default 0: a node whose worker is busy most of the time), `per_tick`
+//! (most messages read per tick, default all that are there: the trigger tests drain a burst
+//! one message per tick with it).
 //!
 //! `SeqRelay` forwards every message of its input `in` to its output `out`, unchanged, and counts
 //! them; the trigger tests put it between the two as an input-triggered node.
@@ -102,6 +104,7 @@ pub struct SeqCheck {
     gaps: u64,
     done_logged: bool,
     busy: std::time::Duration,
+    per_tick: u64,
 }
 
 impl Node for SeqCheck {
@@ -115,6 +118,7 @@ impl Node for SeqCheck {
             received: 0,
             gaps: 0,
             done_logged: false,
+            per_tick: positive(ctx, "per_tick", i64::MAX)?,
             busy: std::time::Duration::from_millis(match ctx.config_i64("busy_ms")? {
                 Some(ms) if ms >= 0 => ms as u64,
                 Some(ms) => {
@@ -146,7 +150,12 @@ impl Node for SeqCheck {
     }
 
     fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {
-        while let Some(msg) = ctx.recv_bytes("in")? {
+        let mut read = 0;
+        while read < self.per_tick {
+            let Some(msg) = ctx.recv_bytes("in")? else {
+                break;
+            };
+            read += 1;
             if msg.len() < 8 {
                 return Err(NodeError::new(format!(
                     "message of {} bytes, expected at least 8",
@@ -251,6 +260,32 @@ mod tests {
             .logs()
             .iter()
             .any(|(_, l)| l == "complete: 10 received, 0 dropped"));
+    }
+
+    #[test]
+    fn check_reads_at_most_per_tick() {
+        let mut src = TestHarness::<SeqSource>::builder("s")
+            .config("count", 5)
+            .start()
+            .unwrap();
+        src.tick().unwrap();
+        let mut chk = TestHarness::<SeqCheck>::builder("c")
+            .config("expect", 5)
+            .config("per_tick", 2)
+            .start()
+            .unwrap();
+        for m in &src.take::<Vec<u8>>("out") {
+            chk.push("in", m);
+        }
+        for _ in 0..2 {
+            chk.tick().unwrap();
+            assert!(!chk.logs().iter().any(|(_, l)| l.starts_with("complete")));
+        }
+        chk.tick().unwrap();
+        assert!(chk
+            .logs()
+            .iter()
+            .any(|(_, l)| l == "complete: 5 received, 0 dropped"));
     }
 
     #[test]
