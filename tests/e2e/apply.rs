@@ -39,19 +39,6 @@ fn setup(s: &Scratch) -> (PathBuf, PathBuf) {
     (lib, m)
 }
 
-/// Every value once, in order, from 0: the count went on across the swap.
-fn assert_counts_on(values: &[u64]) {
-    assert!(values.len() > 50, "the counter ran: {values:?}");
-    assert_eq!(values[0], 0, "{values:?}");
-    for w in values.windows(2) {
-        assert_eq!(
-            w[1],
-            w[0] + 1,
-            "a gap, a duplicate or a restart from 0: {values:?}"
-        );
-    }
-}
-
 /// Issue #16: a `config` change saved under `--watch` replaces the node with its state (the
 /// count continues, nothing lost on a reliable topic, generation 2) while the other node keeps
 /// ticking untouched.
@@ -79,7 +66,7 @@ fn a_config_change_under_watch_keeps_the_nodes_state_and_the_other_node_ticking(
         values.len() > before + 50,
         "ticks went on after the apply: {values:?}"
     );
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     assert!(
         out.stderr
             .contains("apply: +0 nodes, -0, ~1 changed (counter: config)"),
@@ -177,7 +164,7 @@ fn horus_apply_plans_refuses_and_applies_settings_in_place() {
     read_for(&mut sub, &mut values, Duration::from_millis(1500));
     let out = finish(child);
     read_for(&mut sub, &mut values, Duration::ZERO);
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     let stats = read_stats(&stats);
     let counter = node(&stats, "counter");
     assert_eq!(counter["generation"], 1, "nothing swapped the counter: {counter}");
@@ -308,7 +295,7 @@ fn nodes_added_under_watch_start_and_tick() {
         "{}",
         out.stderr
     );
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     let stats = read_stats(&stats);
     let counter = node(&stats, "counter");
     assert!(counter["total_ticks"].as_u64().unwrap() > 50, "{counter}");
@@ -380,7 +367,7 @@ fn nodes_removed_are_shut_down_and_the_others_keep_ticking() {
         "{}",
         out.stderr
     );
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     let stats = read_stats(&stats);
     assert_eq!(stats.len(), 1, "only the counter is left: {stats:?}");
     let counter = node(&stats, "counter");
@@ -442,7 +429,7 @@ fn an_added_node_that_fails_to_start_changes_nothing() {
     read_for(&mut sub, &mut values, Duration::from_millis(1000));
     let out = finish(child);
     read_for(&mut sub, &mut values, Duration::ZERO);
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     let stats = read_stats(&stats);
     let names: Vec<&str> = stats.iter().map(|n| n["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["counter", "other"], "{}", out.stderr);
@@ -609,7 +596,7 @@ fn plugin_changed(isolation: &str, watch: bool) {
         values.len() > before + 50,
         "ticks went on after the apply: {values:?}"
     );
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     assert!(
         out.stderr.contains("apply: the node runs the code of") && out.stderr.contains("libcounter2.so"),
         "{}",
@@ -679,7 +666,7 @@ fn a_process_nodes_config_change_reaches_the_new_object_with_its_state() {
         values.len() > before + 50,
         "ticks went on after the apply: {values:?}"
     );
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     assert!(out.stderr.contains("config: amplitude_deg=10"), "{}", out.stderr);
     assert!(
         out.stderr.contains("config: amplitude_deg=25"),

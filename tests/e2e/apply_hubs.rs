@@ -6,27 +6,10 @@
 //! feature.
 
 use horus_e2e::{
-    apply_in, count as u, finish, horus, node, plugin, read_stats, rewrite, shm_leftovers, spawn, start_in,
-    start_watching, wait, Scratch,
+    apply_in, count as u, finish, free_port, horus, node, plugin, read_stats, rewrite, shm_leftovers, spawn,
+    start_in, start_watching, wait, wait_listening, Scratch,
 };
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something listens on `port` (the hub's first process is up).
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn namespace(test: &str) -> String {
     format!("e2e-{}-applyhub-{test}", std::process::id())

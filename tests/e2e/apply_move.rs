@@ -28,19 +28,6 @@ fn counter(lib: &Path, isolation: &str, config: &str) -> String {
     )
 }
 
-/// Every value once, in order, from 0.
-fn assert_counts_on(values: &[u64]) {
-    assert!(values.len() > 50, "the counter ran: {values:?}");
-    assert_eq!(values[0], 0, "{values:?}");
-    for w in values.windows(2) {
-        assert_eq!(
-            w[1],
-            w[0] + 1,
-            "a gap, a duplicate or a restart from 0: {values:?}"
-        );
-    }
-}
-
 fn apply(ns: &str, m: &Path, text: &str, expect: &str) {
     rewrite(m, text);
     let out = apply_in(ns, &[m.to_str().unwrap()]);
@@ -73,7 +60,7 @@ fn a_node_moves_through_every_isolation_with_its_state() {
     }
     let out = finish(child);
     read_for(&mut sub, &mut values, Duration::ZERO);
-    assert_counts_on(&values);
+    counts::assert_continuous(&values);
     for (from, to) in [("inline", "thread"), ("thread", "process"), ("process", "inline")] {
         assert!(
             out.stderr.contains(&format!(
@@ -203,7 +190,7 @@ fn a_move_whose_new_object_fails_rolls_back() {
     );
     // v2 counts in steps of 1000.
     let steps: Vec<u64> = values.iter().map(|v| v / 1000).collect();
-    assert_counts_on(&steps);
+    counts::assert_continuous(&steps);
     let stats = read_stats(&stats);
     let counter = node(&stats, "counter");
     assert_eq!(counter["isolation"], "process", "{counter}");
@@ -273,7 +260,7 @@ fn an_apply_whose_replacement_fails_on_its_worker_changes_nothing() {
     let out = finish(child);
     read_for(&mut sub, &mut values, Duration::ZERO);
     let steps: Vec<u64> = values.iter().map(|v| v / 1000).collect();
-    assert_counts_on(&steps);
+    counts::assert_continuous(&steps);
     let stats = read_stats(&stats);
     let names: Vec<&str> = stats.iter().filter_map(|n| n["name"].as_str()).collect();
     assert_eq!(

@@ -3,27 +3,13 @@
 //! of a bad address and a port held by something else. Needs the `network` feature (the
 //! binary and the Python package are built with it by scripts/test.sh).
 
-use horus_e2e::{count as u, finish, horus, node, read_stats, repo_root, spawn, start_in, wait, Scratch};
+use horus_e2e::{
+    count as u, finish, free_port, horus, node, read_stats, repo_root, spawn, start_in, wait, wait_listening,
+    Scratch,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something listens on `port` (the hub's first process is up).
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn namespace(test: &str) -> String {
     format!("e2e-{}-net-{test}", std::process::id())

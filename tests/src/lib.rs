@@ -320,6 +320,24 @@ pub fn start_watching(m: &Path, ns: &str, duration: &str, stats: &Path) -> Child
 
 /// A test's view of a count a node publishes on a named topic (`u64` values): the hot reload
 /// and live apply tests check that every value arrives once, in order, across a swap.
+/// A loopback TCP port free now (for a network hub's address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// Waits until something listens on `port` (the hub's first process is up).
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub mod counts {
     use horus_host::shm::{self, Subscriber, TopicSpec};
     use horus_plugin_api::Message;
@@ -327,6 +345,20 @@ pub mod counts {
 
     /// A reader of `topic` in namespace `ns`, `reliable` with room for 4096 counts, attached
     /// before the host starts so that nothing is missed.
+    /// Asserts that a counter ran (over 50 values) and that `values` are every count once,
+    /// in order, from 0: nothing lost, repeated or restarted across a swap or a move.
+    pub fn assert_continuous(values: &[u64]) {
+        assert!(values.len() > 50, "the counter ran: {values:?}");
+        assert_eq!(values[0], 0, "{values:?}");
+        for w in values.windows(2) {
+            assert_eq!(
+                w[1],
+                w[0] + 1,
+                "a gap, a duplicate or a restart from 0: {values:?}"
+            );
+        }
+    }
+
     pub fn reader(ns: &str, topic: &str) -> Subscriber {
         let spec = TopicSpec {
             topic: topic.into(),

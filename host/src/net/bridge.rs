@@ -364,14 +364,7 @@ impl Bridges {
         running: Option<&TopicBridge>,
     ) -> Result<TopicBridge, BridgeError> {
         let scope = &self.scope;
-        let spec = TopicSpec {
-            topic: scope.resolve(&topic.local),
-            type_name: topic.spec.type_name.clone(),
-            type_hash: topic.spec.type_hash,
-            slot_size: topic.spec.slot_size,
-            capacity: topic.spec.capacity,
-            single_producer: true,
-        };
+        let spec = ring_spec(scope, topic);
         let ring = |source| BridgeError::Ring {
             topic: topic.key.clone(),
             source,
@@ -465,6 +458,19 @@ fn status(hubs: &[(HubSpec, Arc<NetHub>)]) -> Vec<HubStatus> {
 impl Drop for Bridges {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The private ring of network topic `topic` in `scope`: the one its nodes' ports and its
+/// bridge attach to.
+fn ring_spec(scope: &TopicScope, topic: &NetTopic) -> TopicSpec {
+    TopicSpec {
+        topic: scope.resolve(&topic.local),
+        type_name: topic.spec.type_name.clone(),
+        type_hash: topic.spec.type_hash,
+        slot_size: topic.spec.slot_size,
+        capacity: topic.spec.capacity,
+        single_producer: true,
     }
 }
 
@@ -714,14 +720,7 @@ mod tests {
             inbound_topic("bh", "fast", 64, 4),
         );
         let bridges = Bridges::start(&[tcp_hub("bh", port)], &[slow.clone(), fast.clone()], &scope).unwrap();
-        let ring = |t: &NetTopic| TopicSpec {
-            topic: scope.resolve(&t.local),
-            type_name: t.spec.type_name.clone(),
-            type_hash: t.spec.type_hash,
-            slot_size: t.spec.slot_size,
-            capacity: t.spec.capacity,
-            single_producer: true,
-        };
+        let ring = |t: &NetTopic| ring_spec(&scope, t);
         let mut slow_reader = shm::subscriber(scope.namespace(), &ring(&slow), 4, true).unwrap();
         let mut fast_reader = shm::subscriber(scope.namespace(), &ring(&fast), 4, true).unwrap();
 
@@ -864,14 +863,7 @@ mod tests {
         let hubs = [tcp_spec("ch", port)];
         let before = [out_a.clone(), in_a.clone()];
         let mut bridges = Bridges::start(&[tcp_hub("ch", port)], &before, &scope).unwrap();
-        let ring = |t: &NetTopic| TopicSpec {
-            topic: scope.resolve(&t.local),
-            type_name: t.spec.type_name.clone(),
-            type_hash: t.spec.type_hash,
-            slot_size: t.spec.slot_size,
-            capacity: t.spec.capacity,
-            single_producer: true,
-        };
+        let ring = |t: &NetTopic| ring_spec(&scope, t);
         let mut node_out = shm::publisher(scope.namespace(), &ring(&out_a)).unwrap();
         let mut node_in = shm::subscriber(scope.namespace(), &ring(&in_a), 256, true).unwrap();
         let remote = NetHub::open("ch", &format!("127.0.0.1:{port}"), 64).unwrap();
