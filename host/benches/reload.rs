@@ -21,7 +21,6 @@ mod common;
 use common::{field, horus, median, probe_p99_us, release_dir, rss_kib};
 use horus_host::shm::{self, TopicSpec};
 use horus_plugin_api::Message;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -72,20 +71,10 @@ fn run(manifest: &Path, lib: &Path, builds: &[PathBuf; 2], spec: &TopicSpec, ns:
     let mut sub = shm::subscriber(ns, spec, 65536, true).expect("the benchmark's reader");
     let mut child = horus(manifest, "60s", watch, ns);
     let pid = child.id();
-    let stderr = child.stderr.take().expect("stderr");
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
-    });
+    let log = common::collect_stderr(&mut child);
     let mut values: Vec<u64> = Vec::new();
     let mut buf = Vec::new();
-    let mut read = |values: &mut Vec<u64>| {
-        while sub.try_recv(&mut buf).is_some() {
-            values.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
-        }
-    };
+    let mut read = |values: &mut Vec<u64>| common::read_counts(&mut sub, &mut buf, values);
     let settle = Instant::now() + Duration::from_secs(2);
     while Instant::now() < settle {
         read(&mut values);

@@ -1,11 +1,32 @@
-//! What the benchmarks that run the release `horus` binary share (`reload`, `apply`): where
-//! the release artifacts are, starting a host, reading its log's `name=value` fields and the
-//! jitter probe's report, a process's RSS, a median.
+//! What the benchmarks that run the release `horus` binary share (`reload`, `apply`, `latency`):
+//! where the release artifacts are, starting a host and collecting its log, reading its log's
+//! `name=value` fields and the jitter probe's report, reading a counter's values, a process's
+//! RSS, a median.
 
 #![allow(dead_code)] // each benchmark uses its own part
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+/// Collects `child`'s stderr, line by line, on a thread of its own (so the host never blocks on
+/// a full pipe): its lines once the host has ended.
+pub fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<String>> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    })
+}
+
+/// Appends to `values` the `u64` counts waiting for `sub` (`buf` is its scratch buffer).
+pub fn read_counts(sub: &mut horus_host::shm::Subscriber, buf: &mut Vec<u8>, values: &mut Vec<u64>) {
+    while sub.try_recv(buf).is_some() {
+        values.push(u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")));
+    }
+}
 
 /// `target/release`: the benchmark runs from `target/release/deps`.
 pub fn release_dir() -> PathBuf {
