@@ -242,6 +242,12 @@ impl ProcessExec {
         self.health.leave();
     }
 
+    /// The worker is in a tick, a restart or a hot reload (its swap, or the new code waiting for
+    /// its commit): not free for a command of a hot reload or a live apply.
+    fn busy(&self) -> bool {
+        self.in_tick.is_some() || self.restarting.is_some() || self.reloading.is_some() || self.swapped
+    }
+
     /// Starts a hot reload at a tick boundary: the worker keeps its topic endpoints and cursors,
     /// loads its own copy of the new build and swaps it in (state handed over), while the node
     /// is skipped; the scheduler thread only writes the command.
@@ -249,7 +255,7 @@ impl ProcessExec {
         if self.child.is_none() {
             return SwapStatus::Failed("the node's worker process is not running".into(), None);
         }
-        if self.in_tick.is_some() || self.restarting.is_some() || self.reloading.is_some() || self.swapped {
+        if self.busy() {
             return SwapStatus::NotIdle;
         }
         let info = code.plugin.info();
@@ -300,7 +306,7 @@ impl ProcessExec {
         if self.child.is_none() {
             return Err("its worker process is not running".into());
         }
-        if self.in_tick.is_some() || self.restarting.is_some() || self.reloading.is_some() || self.swapped {
+        if self.busy() {
             return Err("its worker process is busy (in a tick, a restart or a hot reload)".into());
         }
         let ctl = self.ctl.as_ref().ok_or("its worker process is not running")?;
@@ -332,11 +338,7 @@ impl ProcessExec {
             merged.retain(|(p, _, _)| p != port);
             merged.push((port.clone(), plan.clone(), *moved));
         }
-        let idle = self.child.is_some()
-            && self.in_tick.is_none()
-            && self.restarting.is_none()
-            && self.reloading.is_none()
-            && !self.swapped;
+        let idle = self.child.is_some() && !self.busy();
         if idle {
             self.send_rebind(&merged)?;
             self.rebind.clear();
