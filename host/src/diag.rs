@@ -95,7 +95,8 @@ pub enum Code {
     /// A node's `trigger` names a port that is not an input of its node type, or its node type
     /// has no inputs.
     H0046,
-    /// `trigger` on a node that cannot be input-triggered yet (`process` isolation, Python).
+    /// Retired (never reported now): `trigger` on a `process` or Python node, refused before
+    /// those could be input-triggered. Reserved so it never means anything else.
     H0047,
 }
 

@@ -29,6 +29,12 @@ pub struct TopicStats {
     pub dropped: u64,
     /// The last sequence number handled (sent or received), if any.
     pub last_sequence: Option<u64>,
+    /// An input's queue, so the scheduler can watch it for an input trigger when the node's
+    /// endpoints live elsewhere (a `process` worker, the Python loader). Carried from the
+    /// executor to the scheduler only: the scheduler's snapshot of the node takes it out before
+    /// the stats show the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::shm::InputPeer>,
 }
 
 /// What one port of a node is bound to.
@@ -525,6 +531,7 @@ impl NodeIo {
                     bytes: p.bytes_sent(),
                     dropped: p.refused(),
                     last_sequence: p.last_sequence(),
+                    watch: None,
                 }),
                 PortBinding::Input(s) => {
                     let (messages, bytes, dropped) = self.drained(name);
@@ -536,6 +543,7 @@ impl NodeIo {
                         bytes: s.bytes_received() + bytes,
                         dropped: s.dropped() + dropped,
                         last_sequence: s.last_sequence(),
+                        watch: Some(s.input_peer()),
                     })
                 }
                 PortBinding::Unconnected { .. } => None,

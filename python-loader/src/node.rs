@@ -694,7 +694,11 @@ impl NodeIo {
     /// Every endpoint's counters as the host's stats show a port's (see
     /// [`Endpoint::topic_stats`]), by name.
     fn topic_stats(&self) -> Vec<horus_host::io::TopicStats> {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // A topic the node read before anyone published it exists now: watch it.
+        for ep in st.endpoints.values_mut() {
+            ep.watch_read();
+        }
         let mut names: Vec<&String> = st.endpoints.keys().collect();
         names.sort();
         names

@@ -10,8 +10,10 @@
 use crate::node;
 use horus_host::ffi::PluginLibrary;
 use horus_host::io::NodeIo;
-use horus_host::manifest::limits::{DEADLINE_MS, MAX_FAILURES, RATE_HZ, TICK_RATE_HZ, WATCHDOG_MS};
-use horus_host::manifest::{Isolation, Preset, SchedulerSpec, SupervisionSpec};
+use horus_host::manifest::limits::{
+    DEADLINE_MS, MAX_FAILURES, RATE_HZ, TICK_RATE_HZ, TIMEOUT_MS, WATCHDOG_MS,
+};
+use horus_host::manifest::{Isolation, Preset, SchedulerSpec, SupervisionSpec, Trigger};
 use horus_host::python::PythonSource;
 use horus_host::reload::prepare::Watched;
 use horus_host::reload::python::PythonWatch;
@@ -55,6 +57,70 @@ fn check_node_rate(rate_hz: f64) -> PyResult<f64> {
     RATE_HZ
         .check(rate_hz)
         .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// `trigger=` of `Scheduler.add`: `None` or `"rate"`, `"input"`, or a list of the topic names
+/// the node reads (as it names them in `get`/`recv`).
+fn trigger_of(trigger: Option<&Bound<'_, PyAny>>) -> PyResult<Trigger> {
+    let Some(t) = trigger.filter(|t| !t.is_none()) else {
+        return Ok(Trigger::Rate);
+    };
+    const WHAT: &str = "trigger must be \"rate\", \"input\" or a list of topic names the node reads";
+    if let Ok(s) = t.extract::<String>() {
+        return match s.as_str() {
+            "rate" => Ok(Trigger::Rate),
+            "input" => Ok(Trigger::Input),
+            other => Err(PyValueError::new_err(format!(
+                "{WHAT} (got {other:?}); for one topic write trigger=[{other:?}]"
+            ))),
+        };
+    }
+    let topics: Vec<String> = t
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{WHAT} (got a {})", type_name(t))))?;
+    if topics.is_empty() || topics.iter().any(String::is_empty) {
+        return Err(PyValueError::new_err(format!(
+            "{WHAT}: the list needs at least one topic, and no empty names (got {topics:?})"
+        )));
+    }
+    Ok(Trigger::Ports(topics))
+}
+
+/// `timeout_ms=` of `Scheduler.add`: only for an input-triggered node, in the manifest's range.
+fn timeout_of(timeout_ms: Option<&Bound<'_, PyAny>>, trigger: &Trigger) -> PyResult<Option<Duration>> {
+    let Some(t) = timeout_ms.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    if !trigger.is_input() {
+        return Err(PyValueError::new_err(
+            "timeout_ms is how long an input-triggered node waits for input before it ticks anyway: \
+             add trigger=\"input\" (or a list of topics), or leave timeout_ms out",
+        ));
+    }
+    if t.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err(
+            "timeout_ms must be a number of milliseconds (got a bool)",
+        ));
+    }
+    let ms: f64 = t.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "timeout_ms must be a number of milliseconds (got a {})",
+            type_name(t)
+        ))
+    })?;
+    if ms.fract() != 0.0 || !TIMEOUT_MS.contains(ms as i64) {
+        return Err(PyValueError::new_err(format!(
+            "timeout_ms must be {} (got {ms})",
+            TIMEOUT_MS.describe()
+        )));
+    }
+    Ok(Some(Duration::from_millis(ms as u64)))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
 fn check_watchdog(ms: i64) -> PyResult<u64> {
@@ -198,6 +264,10 @@ struct Entry {
     watchdog: Option<(bool, u64)>,
     /// The node's `config` dict (`Scheduler.add(node, config=...)`).
     config: Py<PyDict>,
+    /// `Scheduler.add(node, trigger=...)`: by rate, or on input of the topics it reads.
+    trigger: Trigger,
+    /// `Scheduler.add(node, timeout_ms=...)`: an input-triggered node ticks anyway after this.
+    timeout: Option<Duration>,
 }
 
 struct State {
@@ -313,6 +383,7 @@ fn blank_stats(e: &Entry, config: &SchedulerConfig) -> NodeStats {
         tick_rate: e.rate_hz.unwrap_or(config.tick_rate),
         logging_enabled: e.logging,
         deadline_ms: e.deadline_ms,
+        trigger: horus_host::scheduler::TriggerStat::of(&e.trigger),
         ..NodeStats::before_first_tick(
             e.name.clone(),
             node::NODE_TYPE.into(),
@@ -452,8 +523,8 @@ fn plan(st: &State, py: Python<'_>, watch: bool) -> PyResult<Plan> {
             port_names: Vec::new(),
             priority: e.priority,
             rate_hz: e.rate_hz,
-            trigger: horus_host::manifest::Trigger::Rate,
-            timeout: None,
+            trigger: e.trigger.clone(),
+            timeout: e.timeout,
             deadline: e.deadline_ms.map(|ms| Duration::from_secs_f64(ms / 1e3)),
             watchdog: wd_on.then(|| Duration::from_millis(wd_ms)),
             isolation: Isolation::Inline,
@@ -500,7 +571,8 @@ impl Scheduler {
     }
 
     /// Adds a node named `name` (the caller, `horus.Scheduler.add`, picks and checks it).
-    #[pyo3(signature = (node, name, priority, logging, rate_hz, config))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (node, name, priority, logging, rate_hz, config, trigger = None, timeout_ms = None))]
     fn _add(
         &self,
         node: Py<PyAny>,
@@ -509,10 +581,14 @@ impl Scheduler {
         logging: bool,
         rate_hz: Option<f64>,
         config: Py<PyDict>,
+        trigger: Option<&Bound<'_, PyAny>>,
+        timeout_ms: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if let Some(r) = rate_hz {
             check_node_rate(r)?;
         }
+        let trigger = trigger_of(trigger)?;
+        let timeout = timeout_of(timeout_ms, &trigger)?;
         let mut st = self.lock();
         if st.nodes.iter().any(|e| e.name == name) {
             return Err(PyValueError::new_err(format!(
@@ -528,6 +604,8 @@ impl Scheduler {
             deadline_ms: None,
             watchdog: None,
             config,
+            trigger,
+            timeout,
         });
         Ok(())
     }

@@ -167,6 +167,9 @@ pub struct Endpoint {
     kind: Option<Kind>,
     publisher: Option<Publisher>,
     subscriber: Option<Subscriber>,
+    /// The node has read this topic (`get`, `recv`, `has_msg`): an input trigger waits on it,
+    /// and [`Endpoint::topic_stats`] attaches to it once it exists.
+    read: bool,
     /// Dropped messages of subscribers this endpoint had before (counters survive a re-attach).
     pub counters: Counters,
 }
@@ -182,6 +185,7 @@ impl Endpoint {
             kind: None,
             publisher: None,
             subscriber: None,
+            read: false,
             counters: Counters::default(),
         }
     }
@@ -308,6 +312,7 @@ impl Endpoint {
 
     /// The oldest unread message, or `None`.
     pub fn recv<'py>(&mut self, py: Python<'py>, buf: &mut Vec<u8>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.read = true;
         if !self.attach_subscriber()? {
             return Ok(None);
         }
@@ -330,6 +335,7 @@ impl Endpoint {
 
     /// Messages waiting for this endpoint (0 before it attached).
     pub fn pending(&mut self) -> PyResult<u64> {
+        self.read = true;
         if !self.attach_subscriber()? {
             return Ok(0);
         }
@@ -341,9 +347,17 @@ impl Endpoint {
         self.subscriber.as_ref().map_or(0, |s| s.dropped())
     }
 
+    /// Attaches the subscriber of a topic the node has read before it existed (a publisher has
+    /// created it since), so an input trigger can wait on it; false if there is nothing to
+    /// watch yet.
+    pub fn watch_read(&mut self) -> bool {
+        self.read && self.attach_subscriber().unwrap_or(false)
+    }
+
     /// This endpoint as the host's stats show a port: an `output` entry once it has published,
-    /// an `input` entry once it has read (both for a name used both ways). `port` is the name
-    /// the node uses, the topic the one other processes see.
+    /// an `input` entry once it has read (both for a name used both ways), with its queue
+    /// (`watch`) for an input trigger. `port` is the name the node uses, the topic the one
+    /// other processes see.
     pub fn topic_stats(&self, port: &str) -> Vec<horus_host::io::TopicStats> {
         use horus_host::io::TopicStats;
         let mut out = Vec::new();
@@ -356,6 +370,7 @@ impl Endpoint {
                 bytes: self.counters.bytes_sent,
                 dropped: self.publisher.as_ref().map_or(0, |p| p.refused()),
                 last_sequence: self.publisher.as_ref().and_then(|p| p.last_sequence()),
+                watch: None,
             });
         }
         if self.subscriber.is_some() || self.counters.received > 0 {
@@ -367,6 +382,7 @@ impl Endpoint {
                 bytes: self.counters.bytes_received,
                 dropped: self.dropped(),
                 last_sequence: self.subscriber.as_ref().and_then(|s| s.last_sequence()),
+                watch: self.subscriber.as_ref().map(|s| s.input_peer()),
             });
         }
         out

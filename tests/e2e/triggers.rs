@@ -105,6 +105,34 @@ fn a_thread_node_is_input_triggered_too() {
 }
 
 #[test]
+fn a_process_node_is_input_triggered_too() {
+    // The relay's endpoints are its worker process's: the host watches the queues the worker
+    // reports, and each message is still one tick of the relay and one of the sink.
+    let ns = namespace("process");
+    let s = Scratch::new();
+    let m = s.write(
+        "process.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}{}{}{}",
+            source(MESSAGES),
+            seq(
+                "relay",
+                "SeqRelay",
+                "trigger = \"input\"\nisolation = \"process\""
+            ),
+            sink(MESSAGES, ""),
+            link("source.out", "relay.in"),
+            link("relay.out", "sink.in"),
+        ),
+    );
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "1600ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(node(&stats, "relay")["isolation"], "process");
+    assert_chain(&stats);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
 fn a_relay_in_another_process_is_woken_by_the_publisher() {
     let ns = namespace("xproc");
     let s = Scratch::new();
@@ -291,7 +319,18 @@ fn check_names_the_inputs_a_trigger_may_list() {
     );
     let out = run(&["check", m.to_str().unwrap()]);
     assert_ne!(out.code(), 0);
-    assert!(out.stderr.contains("error[H0047]"), "{}", out.stderr);
+    // Both are reported at once; a `process` node is checked like any other.
+    assert!(
+        out.stderr
+            .contains("node `p` is input-triggered but its type has no inputs"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("bad.toml:5:11: error[H0046]"),
+        "{}",
+        out.stderr
+    );
     let m = s.write("bad2.toml", &seq("relay", "SeqRelay", "trigger = [\"inn\"]"));
     let out = run(&["check", m.to_str().unwrap()]);
     assert_ne!(out.code(), 0);

@@ -558,7 +558,11 @@ impl Applier {
         let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
         let failed =
             |phase: &str, e: crate::ffi::CallError| format!("node `{name}` failed to start ({phase}): {e}");
-        let inputs = io.input_watches();
+        // A worker process's endpoints are its own: their watches come from its reports.
+        let inputs = match setup.isolation {
+            Isolation::Process => Vec::new(),
+            _ => io.input_watches(),
+        };
         let exec = match setup.isolation {
             Isolation::Inline => NewExec::Inline {
                 rebuild: Box::new(rebuild),

@@ -223,6 +223,10 @@ pub fn check_triggers(manifest: &Manifest, types: &[Option<TypeDesc<'_>>]) -> Di
         let (Some(ty), Some(at)) = (ty, spec.trigger_at) else {
             continue;
         };
+        if matches!(spec.code, crate::manifest::NodeCode::Python(_)) {
+            // A Python node declares no ports: its trigger names the topics it reads.
+            continue;
+        }
         let inputs: Vec<&str> = ty
             .ports
             .iter()

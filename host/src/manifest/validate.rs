@@ -604,23 +604,6 @@ impl Validator<'_> {
                 ok = false;
             }
         }
-        if let Some(t) = raw.trigger.as_ref().filter(|_| trigger.is_input()) {
-            // Asked of the raw node: a Python node whose file is missing is still one.
-            let what = if raw.python.is_some() {
-                Some("Python nodes")
-            } else {
-                (isolation == Isolation::Process).then_some("`process` isolation")
-            };
-            if let Some(what) = what {
-                self.push(
-                    self.diag(Code::H0047, t, format!("an input trigger is not supported yet for {what}"))
-                        .node(name.clone())
-                        .key("trigger")
-                        .hint("remove `trigger` (and `timeout_ms`) to tick by rate, or run the node `inline` or in a `thread` (Rust plugin nodes)"),
-                );
-                ok = false;
-            }
-        }
         let logging = raw.logging.is_none_or(|l| *l.get_ref());
         let (config, config_at) = self.config(raw.config);
         Some(NodeSpec {
@@ -1569,28 +1552,21 @@ mod tests {
     }
 
     #[test]
-    fn process_and_python_nodes_cannot_be_input_triggered_yet() {
-        let d = only(&format!("{NODE}isolation = \"process\"\ntrigger = \"input\"\n"));
-        assert_eq!(
-            (d.code, d.location.line, d.key.as_deref()),
-            (Code::H0047, 5, Some("trigger"))
-        );
-        assert!(
-            d.message.contains("not supported yet for `process` isolation"),
-            "{d}"
-        );
+    fn every_isolation_and_python_nodes_may_be_input_triggered() {
+        for iso in ["inline", "thread", "process"] {
+            check(&format!(
+                "{NODE}isolation = \"{iso}\"\ntrigger = \"input\"\ntimeout_ms = 50\n"
+            ))
+            .unwrap();
+        }
+        // A Python node's trigger names topics (it declares no ports): no port check here.
         let py = "[[node]]\nname = \"p\"\npython = \"p.py\"\nclass = \"P\"\n";
-        // (The file does not exist here: that is reported too.)
-        let all = check(&format!("{py}trigger = [\"x\"]\n")).unwrap_err();
-        let d = all
-            .0
-            .iter()
-            .find(|d| d.code == Code::H0047)
-            .expect("H0047 among them");
-        assert!(d.message.contains("not supported yet for Python nodes"), "{d}");
-        // `trigger = "rate"` is today's behaviour, accepted anywhere.
-        check(&format!("{NODE}isolation = \"process\"\ntrigger = \"rate\"\n")).unwrap();
-        check(&format!("{NODE}isolation = \"thread\"\ntrigger = \"input\"\n")).unwrap();
+        // (The file does not exist here: only that is reported.)
+        let all = check(&format!("{py}trigger = [\"imu\", \"odom\"]\ntimeout_ms = 100\n")).unwrap_err();
+        assert!(
+            all.0.iter().all(|d| d.key.as_deref() != Some("trigger")),
+            "{all:?}"
+        );
     }
 
     #[test]

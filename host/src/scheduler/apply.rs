@@ -497,6 +497,10 @@ fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, Strin
     let mut node = RunningNode::new(setup, exec, health, deadline, &live.supervision, epoch);
     node.inputs = inputs;
     node.refresh_trigger(Instant::now());
+    if node.setup.isolation == Isolation::Process {
+        // Created and initialised on its worker already: watch its inputs now.
+        node.sync_inputs(Instant::now());
+    }
     if inline {
         node.health.enter(epoch.elapsed());
         let init = node.exec.init();
@@ -529,6 +533,9 @@ impl RunningNode {
         if let Exec::Process(p) = &mut self.exec {
             let holders = ports.into_iter().filter_map(|r| r.binding).collect();
             p.rebind(&plans, holders)?;
+            // The worker's new endpoints (a busy worker binds them before its next tick).
+            self.sync_inputs(Instant::now());
+            self.inputs_stale = true;
         } else {
             // An input trigger watches the new endpoints (before they go to the executor).
             for r in &ports {

@@ -335,7 +335,11 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
         // a slow or hung worker then costs the others part of one cycle once, and is skipped
         // until its tick returns.
         let wait = health.timeout().map_or(period / 2, |t| t.min(period / 2));
-        let inputs = io.input_watches();
+        // A worker process's endpoints are its own: their watches come from its reports.
+        let inputs = match setup.isolation {
+            Isolation::Process => Vec::new(),
+            _ => io.input_watches(),
+        };
         let created = match setup.isolation {
             Isolation::Inline => rebuild.instance(io).map(Exec::Inline),
             Isolation::Thread => {
@@ -387,6 +391,10 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
                 phase: "init",
                 error,
             });
+        }
+        if last.setup.isolation == Isolation::Process {
+            // Its inputs are bound now: watch them before the first message.
+            last.sync_inputs(epoch);
         }
         tracing::debug!(node = %name, node_type = %last.setup.type_name(), "node started");
     }

@@ -578,6 +578,8 @@ impl RunningNode {
             from.name(),
             to.name()
         );
+        // Its inputs are the new executor's endpoints now.
+        self.sync_inputs(Instant::now());
     }
 }
 

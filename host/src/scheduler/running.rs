@@ -105,8 +105,14 @@ pub(super) struct RunningNode {
     /// An input-triggered node's trigger; `None`: it ticks by rate.
     pub(super) input: Option<Box<InputTrigger>>,
     /// A watch of each connected input, by port name, that a trigger picks its own from (kept
-    /// for every node, so a live apply can make any node input-triggered).
+    /// for every node, so a live apply can make any node input-triggered). For a node whose
+    /// endpoints live elsewhere — a `process` worker, a Python node's topics — they come from
+    /// its executor's reports (see [`RunningNode::adopt_inputs`]).
     pub(super) inputs: Vec<(String, crate::shm::InputWatch)>,
+    /// The node's input endpoints may have changed (it started, restarted, moved, was bound
+    /// anew, or is a Python node that has not ticked yet): an input-triggered node asks its
+    /// executor for them after its next tick.
+    pub(super) inputs_stale: bool,
 }
 
 impl RunningNode {
@@ -151,6 +157,7 @@ impl RunningNode {
             moved_counts: (0, 0, 0),
             input: None,
             inputs: Vec::new(),
+            inputs_stale: true,
         }
     }
 
@@ -160,6 +167,7 @@ impl RunningNode {
         self.setup.trigger = trigger;
         self.setup.timeout = timeout;
         self.refresh_trigger(now);
+        self.inputs_stale = true;
     }
 
     /// Builds the node's [`InputTrigger`] again from its trigger and its inputs' watches (its
@@ -184,10 +192,60 @@ impl RunningNode {
             })
             .collect();
         let mut input = InputTrigger::new(watches, self.setup.timeout, now);
-        if let Some(old) = old {
-            input.carry_on(&old);
+        match old {
+            Some(old) => input.carry_on(&old),
+            // A Python node declares no ports: the topics it reads are known once it has read
+            // them, so it ticks once at start (or when it becomes input-triggered).
+            None if self.setup.python.is_some() => input.tick_once(),
+            None => {}
         }
         self.input = Some(Box::new(input));
+    }
+
+    /// Asks the executor where the node's inputs are now and watches them
+    /// ([`RunningNode::adopt_inputs`]); an input-triggered node's only.
+    pub(super) fn sync_inputs(&mut self, now: Instant) {
+        self.inputs_stale = false;
+        if self.setup.trigger.is_input() {
+            let io = self.exec.io_snapshot();
+            self.adopt_inputs(&io.inputs, now);
+        }
+    }
+
+    /// Watches the input queues an executor reported (`reported`, by port, or for a Python
+    /// node by the topic name it reads), keeping the watches of unchanged ones: the source of
+    /// an input trigger's watches for a `process` worker's endpoints and a Python node's topics,
+    /// and a check of every other node's. A queue that cannot be watched (its subscriber just
+    /// went) is tried again with the next report.
+    pub(super) fn adopt_inputs(&mut self, reported: &[(String, crate::shm::InputPeer)], now: Instant) {
+        if !self.setup.trigger.is_input() {
+            return;
+        }
+        let same = |name: &str, peer: &crate::shm::InputPeer, (n, w): &(String, crate::shm::InputWatch)| {
+            n == name && w.watched() == (peer.segment.as_str(), peer.peer)
+        };
+        if reported.len() == self.inputs.len()
+            && reported
+                .iter()
+                .zip(&self.inputs)
+                .all(|((name, peer), have)| same(name, peer, have))
+        {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.inputs);
+        for (name, peer) in reported {
+            let watch = match old.iter().position(|have| same(name, peer, have)) {
+                Some(i) => Ok(old.swap_remove(i).1),
+                None => crate::shm::InputWatch::of_peer(peer, name),
+            };
+            match watch {
+                Ok(w) => self.inputs.push((name.clone(), w)),
+                Err(e) => {
+                    tracing::debug!(node = %self.setup.name, input = %name, "cannot watch the input yet: {e}")
+                }
+            }
+        }
+        self.refresh_trigger(now);
     }
 
     /// Whether the node is due in this pass of the scheduler. A rate-triggered node is due on
@@ -368,6 +426,7 @@ impl RunningNode {
             }
             RestartStatus::Ready => {
                 self.restarting = None;
+                self.inputs_stale = true;
                 self.tick(Instant::now())
             }
             RestartStatus::Failed(mut e) => {
@@ -451,6 +510,10 @@ impl RunningNode {
                 self.after_move_tick(result.as_ref().err().map(|e| e.message.as_str()));
             }
             self.finished(result, ended.saturating_duration_since(started));
+            if self.inputs_stale {
+                self.sync_inputs(ended);
+                return Instant::now();
+            }
             return ended;
         }
         // Workers report their own tick start and end to the watchdog.
@@ -465,9 +528,14 @@ impl RunningNode {
                 self.after_worker_tick(&result);
                 self.finished(result, took);
             }
-            TickOutcome::Busy => {}
+            TickOutcome::Busy => return Instant::now(),
         }
-        Instant::now()
+        let now = Instant::now();
+        if self.inputs_stale && !self.health.in_tick() {
+            self.sync_inputs(now);
+            return Instant::now();
+        }
+        now
     }
 
     /// A worker's tick ended: the first of newly swapped-in code decides its reload.
@@ -627,6 +695,8 @@ impl RunningNode {
     pub(super) fn stats(&mut self, tick_rate: f64, elapsed: Duration) -> NodeStats {
         let (min, avg, max) = self.times.micros();
         let io = self.exec.io_snapshot();
+        // Also the backstop of the inputs' watches: a Python node's topics that appeared since.
+        self.adopt_inputs(&io.inputs, Instant::now());
         let (sent, received, dropped) = io.totals;
         let (sent, received, dropped) = (
             sent + self.moved_counts.0,

@@ -35,6 +35,8 @@ pub(super) struct InputTrigger {
     seen: Option<Instant>,
     /// Ticks caused by input.
     pub(super) wakeups: u64,
+    /// Tick once without input, as soon as the cap allows (see [`InputTrigger::tick_once`]).
+    once: bool,
     /// Input-to-tick latency of those ticks.
     pub(super) latency: TickTimes,
 }
@@ -46,6 +48,8 @@ pub(super) enum Cause {
     Input,
     /// `timeout_ms` passed without one.
     Timeout,
+    /// The tick a node gets once without input ([`InputTrigger::tick_once`]).
+    Once,
 }
 
 impl InputTrigger {
@@ -55,6 +59,7 @@ impl InputTrigger {
             timeout,
             last_tick: start,
             seen: None,
+            once: false,
             wakeups: 0,
             latency: TickTimes::default(),
         }
@@ -63,6 +68,7 @@ impl InputTrigger {
     /// Takes over the figures of the trigger this one replaces (a live apply changed it).
     pub(super) fn carry_on(&mut self, old: &InputTrigger) {
         self.wakeups = old.wakeups;
+        self.once |= old.once;
         self.latency = old.latency.clone();
         self.last_tick = old.last_tick;
     }
@@ -72,9 +78,15 @@ impl InputTrigger {
         self.last_tick = start;
     }
 
-    /// True when a trigger input has a message.
+    /// The node ticks once as soon as its cap allows, input or not: a Python node, whose
+    /// inputs are the topics it reads, registers them in that tick.
+    pub(super) fn tick_once(&mut self) {
+        self.once = true;
+    }
+
+    /// True when a trigger input has a message (or the node is to tick once).
     pub(super) fn pending(&self) -> bool {
-        self.watches.iter().any(|w| w.pending() > 0)
+        self.once || self.watches.iter().any(|w| w.pending() > 0)
     }
 
     /// The scheduler looks at the node's trigger inputs at `now` (a pass's start and end):
@@ -94,6 +106,9 @@ impl InputTrigger {
         }
         if capped {
             return None;
+        }
+        if std::mem::take(&mut self.once) {
+            return Some(Cause::Once);
         }
         if pending {
             return Some(Cause::Input);
@@ -155,5 +170,13 @@ mod tests {
         assert_eq!(t.wakeups, 1);
         let mut none = InputTrigger::new(Vec::new(), None, start);
         assert_eq!(none.due(start + Duration::from_secs(3600), false), None);
+        // Ticking once (a Python node's first tick) is not an input's wake-up, and happens once.
+        none.tick_once();
+        assert!(none.pending());
+        assert_eq!(none.due(start, true), None, "the cap holds it too");
+        assert_eq!(none.due(start, false), Some(Cause::Once));
+        assert_eq!(none.ticking(start, Cause::Once), None);
+        assert_eq!((none.wakeups, none.pending()), (0, false));
+        assert_eq!(none.due(start + Duration::from_secs(1), false), None);
     }
 }

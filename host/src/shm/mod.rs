@@ -21,7 +21,7 @@ pub use segment::{
     remove_private, revoke_producer, shm_free, shm_name, start_time, Segment, ShmError, TopicSpec,
     PRIVATE_MARK,
 };
-pub use watch::{ring_bell, wait_for_input, InputWatch, WaitOutcome};
+pub use watch::{ring_bell, wait_for_input, InputPeer, InputWatch, WaitOutcome};
 
 /// Attaches a publisher to `spec.topic` in namespace `ns`. A Link (single-producer topic) that
 /// already has a live producer refuses it with [`ShmError::ProducerTaken`].

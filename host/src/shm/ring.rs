@@ -550,6 +550,16 @@ impl Subscriber {
         ))
     }
 
+    /// Where this subscriber's queue is, for a watch from another process
+    /// ([`super::InputWatch::of_peer`]).
+    pub fn input_peer(&self) -> super::InputPeer {
+        super::InputPeer {
+            segment: self.seg.shm_name().to_owned(),
+            peer: self.seg.peer_index(),
+            pid: rustix::process::getpid().as_raw_nonzero().get() as u32,
+        }
+    }
+
     /// Messages waiting (an upper bound while publishers are mid-write).
     pub fn pending(&self) -> u64 {
         let w = self.seg.control().write_seq.load(Ordering::Acquire);

@@ -844,6 +844,60 @@ impl Segment {
         })
     }
 
+    /// A mapping of the segment named `name` (a shm object name, as [`Segment::shm_name`]
+    /// gives) without a peer entry, for watching another endpoint's queue (one in a worker
+    /// process, or the Python loader's) by its name: creates nothing, registers nothing.
+    /// `topic` names the topic in errors.
+    pub fn open_view(name: &str, topic: &str) -> Result<Segment, ShmError> {
+        let io = |op: &'static str| {
+            let (topic, name) = (topic.to_owned(), name.to_owned());
+            move |e: rustix::io::Errno| ShmError::Io {
+                topic,
+                name,
+                op,
+                source: e.into(),
+            }
+        };
+        let file = File::from(rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(io("shm_open"))?);
+        rustix::fs::flock(&file, FlockOperation::LockShared).map_err(io("flock"))?;
+        let guard = Locked(&file);
+        let stat = rustix::fs::fstat(&file).map_err(io("fstat"))?;
+        if stat.st_nlink == 0 || stat.st_size == 0 {
+            return Err(io("shm_open")(rustix::io::Errno::NOENT));
+        }
+        if stat.st_uid != rustix::process::getuid().as_raw() {
+            return Err(ShmError::BadHeader {
+                topic: topic.to_owned(),
+                name: name.to_owned(),
+                reason: format!("it belongs to user {}", stat.st_uid),
+            });
+        }
+        // SAFETY: as in `attach`: a shm object we hold open whose size is fixed once created;
+        // shared fields are read and written through atomics only, and the header through
+        // `copy_header`, checked before any offset derived from it is used.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| ShmError::Io {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+            op: "mmap",
+            source: e,
+        })?;
+        drop(guard);
+        let header = validate_layout(&map, stat.st_size as u64, topic, name)?;
+        Ok(Segment {
+            slot_size: header.slot_size,
+            capacity: header.capacity as u64,
+            mask: header.capacity as u64 - 1,
+            stride: header.stride as usize,
+            single_producer: header.flags & layout::FLAG_SINGLE_PRODUCER != 0,
+            token: 0,
+            map,
+            file,
+            name: name.to_owned(),
+            topic: topic.to_owned(),
+            peer: usize::MAX,
+        })
+    }
+
     fn at<T>(&self, offset: usize) -> &T {
         // Offsets come from our validated copy of the header and constants: never out of
         // bounds unless this module has a bug, so this is checked in every build.
@@ -1007,8 +1061,30 @@ fn init_header(map: &MmapMut, spec: &TopicSpec) -> Header {
 
 /// Validates the segment's header, copied once; returns the copy, the only one used afterwards.
 fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<Header, ShmError> {
+    let h = validate_layout(map, size, &spec.topic, name)?;
+    if h.type_hash != spec.type_hash {
+        let n = (h.type_name_len as usize).min(layout::TYPE_NAME_LEN);
+        return Err(ShmError::TypeMismatch {
+            topic: spec.topic.clone(),
+            ours: spec.type_name.clone(),
+            theirs: String::from_utf8_lossy(&h.type_name[..n]).into_owned(),
+        });
+    }
+    if spec.slot_size > h.slot_size {
+        return Err(ShmError::SlotTooSmall {
+            topic: spec.topic.clone(),
+            existing: h.slot_size,
+            wanted: spec.slot_size,
+        });
+    }
+    Ok(h)
+}
+
+/// The header of a mapped segment, checked for everything but the message type: magic, layout
+/// version, consistent sizes that fit the file.
+fn validate_layout(map: &MmapMut, size: u64, topic: &str, name: &str) -> Result<Header, ShmError> {
     let bad = |reason: String| ShmError::BadHeader {
-        topic: spec.topic.clone(),
+        topic: topic.to_owned(),
         name: name.to_owned(),
         reason,
     };
@@ -1042,21 +1118,6 @@ fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<He
             "the header says {} bytes but the file has {size}",
             h.segment_size
         )));
-    }
-    if h.type_hash != spec.type_hash {
-        let n = (h.type_name_len as usize).min(layout::TYPE_NAME_LEN);
-        return Err(ShmError::TypeMismatch {
-            topic: spec.topic.clone(),
-            ours: spec.type_name.clone(),
-            theirs: String::from_utf8_lossy(&h.type_name[..n]).into_owned(),
-        });
-    }
-    if spec.slot_size > h.slot_size {
-        return Err(ShmError::SlotTooSmall {
-            topic: spec.topic.clone(),
-            existing: h.slot_size,
-            wanted: spec.slot_size,
-        });
     }
     Ok(h)
 }

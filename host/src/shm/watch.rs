@@ -31,9 +31,54 @@ pub struct InputWatch {
     depth: u64,
 }
 
+/// Where a subscriber's queue is, for a watch from another process or library: its segment's
+/// shm object name, its peer entry, and the pid that owns the entry. A `process` worker and the
+/// Python loader report their inputs this way (in their ports' [`crate::io::TopicStats`]), and
+/// the scheduler watches them with [`InputWatch::of_peer`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputPeer {
+    /// The segment's shm object name.
+    pub segment: String,
+    /// The subscriber's peer entry.
+    pub peer: usize,
+    /// The process that holds the entry.
+    pub pid: u32,
+}
+
 impl InputWatch {
     pub(super) fn new(seg: Segment, peer: usize, depth: u64) -> InputWatch {
         InputWatch { seg, peer, depth }
+    }
+
+    /// A watch of the subscriber `at` describes, mapped here; `topic` names it in errors.
+    /// Fails when the segment is gone or its entry `peer` no longer belongs to `at.pid` (the
+    /// subscriber detached, or its process ended).
+    pub fn of_peer(at: &InputPeer, topic: &str) -> Result<InputWatch, super::ShmError> {
+        let seg = Segment::open_view(&at.segment, topic)?;
+        let gone = || super::ShmError::BadHeader {
+            topic: topic.to_owned(),
+            name: at.segment.clone(),
+            reason: format!(
+                "its subscriber entry {} is no longer held by process {}",
+                at.peer, at.pid
+            ),
+        };
+        if at.peer >= super::layout::MAX_PEERS {
+            return Err(gone());
+        }
+        let entry = seg.peer_at(at.peer);
+        if entry.pid.load(Ordering::Acquire) != at.pid
+            || entry.role.load(Ordering::Relaxed) != super::layout::ROLE_SUBSCRIBER
+        {
+            return Err(gone());
+        }
+        let depth = u64::from(entry.depth.load(Ordering::Relaxed).max(1));
+        Ok(InputWatch::new(seg, at.peer, depth))
+    }
+
+    /// The subscriber this watches: (segment's shm object name, peer entry).
+    pub fn watched(&self) -> (&str, usize) {
+        (self.seg.shm_name(), self.peer)
     }
 
     /// Another watch of the same queue (a mapping of its own).

@@ -20,7 +20,7 @@ pieces: the ``Node`` base class, node naming and ``connect``.
 from __future__ import annotations
 
 import atexit
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _config, _horus
 from ._config import ConfigKey
@@ -160,11 +160,20 @@ class Scheduler:
         logging: bool = False,
         rate_hz: Optional[float] = None,
         config: Optional[Mapping[str, Any]] = None,
+        trigger: Union[str, Sequence[str], None] = None,
+        timeout_ms: Optional[int] = None,
     ) -> "Scheduler":
         """Adds ``node``. Lower ``priority`` runs first in a cycle (default: order of addition).
 
         ``config`` becomes the node's ``self.config`` (a dict, ``{}`` without it), set by the
         runtime before ``init()`` runs.
+
+        ``trigger`` (an extension of the original API): ``"rate"`` (the default) ticks the node
+        every cycle, or every ``1/rate_hz``; ``"input"`` ticks it as soon as a message arrives on
+        any topic it has read with ``get``/``recv``/``has_msg`` (it ticks once at start, which
+        registers them); a list of topic names (as the node names them) waits on those only.
+        ``rate_hz`` then caps how often it ticks, and ``timeout_ms`` ticks it anyway after that
+        long without input.
         """
         if not isinstance(node, Node):
             raise TypeError(
@@ -194,6 +203,8 @@ class Scheduler:
             bool(logging),
             rate_hz,
             _config.with_defaults(type(node), config or {}),
+            trigger,
+            timeout_ms,
         )
         node._horus_bind(name)
         self._added += 1

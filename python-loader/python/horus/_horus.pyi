@@ -5,7 +5,7 @@ Every class is final (none can be subclassed at runtime). ``horus/__init__.py`` 
 """
 
 import os
-from typing import Any, ClassVar, Dict, List, Optional, Union, final
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Union, final
 
 __all__ = [
     "Scheduler",
@@ -112,8 +112,11 @@ class Scheduler:
         logging: bool,
         rate_hz: Optional[float],
         config: Dict[str, Any],
+        trigger: Union[str, Sequence[str], None] = None,
+        timeout_ms: Optional[int] = None,
     ) -> None:
-        """Adds node object ``node`` as ``name`` with its ``config`` (``ValueError`` if the name is taken)."""
+        """Adds node object ``node`` as ``name`` with its ``config`` and trigger (``ValueError``
+        if the name is taken, or the trigger or timeout is wrong)."""
     def _has(self, name: str) -> bool:
         """True if ``name`` is taken."""
     def _connection_topic(self, src: str, port: str) -> str:

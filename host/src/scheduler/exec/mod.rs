@@ -36,6 +36,7 @@ pub use thread::ThreadExec;
 use crate::ffi::{CallError, CallErrorKind, NodeInstance, PluginLibrary};
 use crate::io::{NodeIo, TopicStats};
 use crate::reload::prepare::NewCode;
+use crate::shm::InputPeer;
 use crate::topic::{PortPlan, TopicScope};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,15 +50,28 @@ pub struct IoSnapshot {
     pub topics: Vec<TopicStats>,
     /// Messages waiting in the node's inputs.
     pub pending: usize,
+    /// Each connected input's queue, by the port's name (a Python node's: the topic name it
+    /// reads): what an input trigger watches.
+    pub inputs: Vec<(String, InputPeer)>,
 }
 
 impl IoSnapshot {
     fn of(instance: &NodeInstance) -> IoSnapshot {
         let (totals, topics) = instance.io_counts();
+        IoSnapshot::new(totals, topics, instance.io().pending_input())
+    }
+
+    /// A snapshot of `topics`, their input queues taken out of the counters into `inputs`.
+    fn new(totals: (u64, u64, u64), mut topics: Vec<TopicStats>, pending: usize) -> IoSnapshot {
+        let inputs = topics
+            .iter_mut()
+            .filter_map(|t| Some((t.port.clone(), t.watch.take()?)))
+            .collect();
         IoSnapshot {
             totals,
             topics,
-            pending: instance.io().pending_input(),
+            pending,
+            inputs,
         }
     }
 }

@@ -618,15 +618,18 @@ impl Executor for ProcessExec {
         }
         if let Some(ctl) = &self.ctl {
             let (sent, received, dropped, pending) = ctl.counters();
-            let topics = ctl
+            match ctl
                 .topic_stats_json()
                 .and_then(|json| serde_json::from_str(&json).ok())
-                .unwrap_or_else(|| std::mem::take(&mut self.last.topics));
-            self.last = IoSnapshot {
-                totals: (sent, received, dropped),
-                topics,
-                pending: pending as usize,
-            };
+            {
+                Some(topics) => {
+                    self.last = IoSnapshot::new((sent, received, dropped), topics, pending as usize)
+                }
+                None => {
+                    self.last.totals = (sent, received, dropped);
+                    self.last.pending = pending as usize;
+                }
+            }
         }
         self.last.clone()
     }
