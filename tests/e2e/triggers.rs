@@ -133,6 +133,53 @@ fn a_process_node_is_input_triggered_too() {
 }
 
 #[test]
+fn a_python_relay_ticks_on_the_topics_it_reads() {
+    // Rust source → Python relay (named topics; its trigger waits on what it reads) → Rust
+    // sink, with the relay inline and then on its own thread.
+    let venv = horus_e2e::repo_root().join(".venv");
+    assert!(
+        venv.join("bin/python").exists(),
+        "run ./scripts/python-env.sh first"
+    );
+    for isolation in ["inline", "thread"] {
+        let ns = namespace(&format!("py{isolation}"));
+        let s = Scratch::new();
+        s.write(
+            "relay.py",
+            "import horus\n\nclass Relay(horus.Node):\n    def tick(self):\n        \
+             while (m := self.get('trig/py/raw')) is not None:\n            \
+             self.send('trig/py/relayed', m)\n",
+        );
+        let m = s.write(
+            "py.toml",
+            &format!(
+                "[scheduler]\ntick_rate = 100.0\n{}[[node]]\nname = \"relay\"\npython = \"relay.py\"\n\
+                 class = \"Relay\"\nvenv = \"{}\"\nisolation = \"{isolation}\"\ntrigger = \"input\"\n\
+                 timeout_ms = 60000\n{}\
+                 [[connect]]\nfrom = \"source.out\"\ntopic = \"trig/py/raw\"\n\
+                 [[connect]]\ntopic = \"trig/py/relayed\"\nto = \"sink.in\"\nqos = \"reliable\"\n",
+                source(MESSAGES),
+                venv.display(),
+                sink(MESSAGES, ""),
+            ),
+        );
+        let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "1800ms");
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+        let (relay, sink) = (node(&stats, "relay"), node(&stats, "sink"));
+        assert_eq!(u(&sink["total_failures"]), 0, "{sink}");
+        assert_eq!(u(&sink["messages_received"]), MESSAGES, "{sink}");
+        assert_eq!(relay["trigger"], "input");
+        assert_eq!(relay["isolation"], isolation);
+        assert_eq!(u(&relay["total_failures"]), 0, "{relay}");
+        // One tick at start registers the topic it reads; every other tick is an input's.
+        let wakeups = u(&relay["wakeups"]);
+        assert!((MESSAGES * 8 / 10..=MESSAGES).contains(&wakeups), "{relay}");
+        assert_eq!(u(&relay["total_ticks"]), wakeups + 1, "{relay}");
+        assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+    }
+}
+
+#[test]
 fn a_relay_in_another_process_is_woken_by_the_publisher() {
     let ns = namespace("xproc");
     let s = Scratch::new();
