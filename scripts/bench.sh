@@ -38,6 +38,8 @@ case "$group" in
     cargo bench -q -p horus-host --bench plugins
     ;;
   latency)
+    # The Python chain runs the optimised package of .venv through the release host.
+    ./scripts/python-env.sh --release
     cargo build --release -q -p horus-host -p jitter-probe
     cargo bench -q -p horus-host --bench latency
     ;;

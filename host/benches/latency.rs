@@ -9,8 +9,13 @@
 //!   the `topics` group's `raw_futex`), the waiter asleep 10 ms between pings as in the chain;
 //!   one hop is half a round trip.
 //!
+//! - the same chain of Python nodes (`horus run` manifests with `python =` nodes, in the
+//!   repository's `.venv`, which `bench.sh latency` builds in release), relay and sink
+//!   input-triggered, over Python-object topics.
+//!
 //! Targets (issue 17): the input chain's p50 ≤ 1.5 × (2 × the hop floor's p50) and its
-//! p99 ≤ 3 × (2 × the floor's p99). Every process is bounded in time and killed on failure; no
+//! p99 ≤ 3 × (2 × the floor's p99); the Python chain's p50 within 10 µs per hop of the Rust
+//! input chain's. Every process is bounded in time and killed on failure; no
 //! segment may be left behind.
 
 mod common;
@@ -29,6 +34,8 @@ const SKIP: u64 = 50;
 const FLOOR_ROUNDS: usize = 1000;
 const FLOOR_WARMUP: usize = 50;
 const PERIOD: Duration = Duration::from_millis(10);
+/// How much more a hop of the Python chain may take than one of the Rust chain (issue 17).
+const PYTHON_HOP_ALLOWANCE_NS: f64 = 10_000.0;
 
 /// p50, p99, max of `v` (sorts it).
 fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
@@ -114,40 +121,117 @@ fn node(name: &str, ty: &str, extra: &str) -> String {
     )
 }
 
-/// Latencies of the chain (ns) with relay and sink triggered by `trigger` ("input" or "rate").
-fn chain(dir: &Path, trigger: &str) -> (Vec<f64>, u64) {
+/// The chain's nodes.
+#[derive(Clone, Copy, PartialEq)]
+enum Chain {
+    /// `jitter-probe`'s Rust nodes, relay and sink `trigger = "input"` (true) or rate-triggered.
+    Rust { input: bool },
+    /// The same chain of Python nodes ([`PYTHON_NODES`]), relay and sink `trigger = "input"`.
+    Python,
+}
+
+impl Chain {
+    fn name(self) -> &'static str {
+        match self {
+            Chain::Rust { input: true } => "input",
+            Chain::Rust { input: false } => "rate",
+            Chain::Python => "python",
+        }
+    }
+}
+
+/// The Python chain: the Rust nodes' behaviour over Python-object topics (an int stamp).
+const PYTHON_NODES: &str = r#"import sys, time, horus
+
+class Source(horus.Node):
+    def tick(self):
+        self.send("lat/raw", time.monotonic_ns())
+
+class Relay(horus.Node):
+    def init(self):
+        self.up = False
+
+    def tick(self):
+        if not self.up:
+            # The first tick (an input-triggered Python node's registering one): tell the
+            # benchmark this host is up. Host A then creates `lat/raw`, which the relay is
+            # watching within a stats interval, its first messages still queued.
+            self.send("lat/ready", True)
+            self.up = True
+        while (m := self.get("lat/raw")) is not None:
+            self.send("lat/relayed", m)
+
+class Sink(horus.Node):
+    def init(self):
+        self.seen, self.lat = 0, []
+
+    def tick(self):
+        while (m := self.get("lat/relayed")) is not None:
+            now = time.monotonic_ns()
+            self.seen += 1
+            if self.seen > self.config.get("skip", 0):
+                self.lat.append(now - m)
+
+    def shutdown(self):
+        d = sorted(self.lat) or [0]
+        at = lambda q: d[min(int(len(d) * q), len(d) - 1)]
+        print(f"latency samples={len(self.lat)} p50_ns={at(0.5)} p99_ns={at(0.99)} max_ns={d[-1]}",
+              file=sys.stderr, flush=True)
+"#;
+
+/// A Python node of [`PYTHON_NODES`] (file `nodes.py` in `dir`), in the repository's `.venv`.
+fn python_node(dir: &Path, name: &str, class: &str, extra: &str) -> String {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv");
+    format!(
+        "[[node]]\nname = \"{name}\"\npython = \"{}\"\nclass = \"{class}\"\nvenv = \"{}\"\n{extra}\n",
+        dir.join("nodes.py").display(),
+        venv.display()
+    )
+}
+
+/// Latencies of `chain` (ns): p50, p99, max; and the samples.
+fn chain(dir: &Path, chain: Chain) -> (Vec<f64>, u64) {
+    let trigger = chain.name();
     let ns = format!("bench{}-lat-{trigger}", std::process::id());
-    let trig = if trigger == "input" {
-        "trigger = \"input\""
-    } else {
+    let trig = if chain == (Chain::Rust { input: false }) {
         ""
+    } else {
+        "trigger = \"input\""
     };
     let sched = "[scheduler]\ntick_rate = 100.0\n";
     let b = dir.join(format!("relay-{trigger}.toml"));
-    std::fs::write(
-        &b,
-        format!(
-            "{sched}{}[[connect]]\ntopic = \"lat/raw\"\nto = \"relay.in\"\nqos = \"reliable\"\n\
-             [[connect]]\nfrom = \"relay.out\"\ntopic = \"lat/relayed\"\n",
-            node("relay", "StampRelay", trig)
-        ),
-    )
-    .expect("manifest B");
     let a = dir.join(format!("ends-{trigger}.toml"));
-    std::fs::write(
-        &a,
-        format!(
-            "{sched}{}{}[[connect]]\nfrom = \"source.out\"\ntopic = \"lat/raw\"\n\
-             [[connect]]\ntopic = \"lat/relayed\"\nto = \"sink.in\"\nqos = \"reliable\"\n",
-            node("source", "StampSource", ""),
-            node(
-                "sink",
-                "LatencySink",
-                &format!("{trig}\nconfig = {{ skip = {SKIP} }}")
+    let sink_extra = format!("{trig}\nconfig = {{ skip = {SKIP} }}");
+    if chain == Chain::Python {
+        std::fs::write(dir.join("nodes.py"), PYTHON_NODES).expect("Python nodes");
+        let relay = python_node(dir, "relay", "Relay", trig);
+        std::fs::write(&b, format!("{sched}{relay}")).expect("manifest B");
+        let (source, sink) = (
+            python_node(dir, "source", "Source", ""),
+            python_node(dir, "sink", "Sink", &sink_extra),
+        );
+        std::fs::write(&a, format!("{sched}{source}{sink}")).expect("manifest A");
+    } else {
+        std::fs::write(
+            &b,
+            format!(
+                "{sched}{}[[connect]]\ntopic = \"lat/raw\"\nto = \"relay.in\"\nqos = \"reliable\"\n\
+                 [[connect]]\nfrom = \"relay.out\"\ntopic = \"lat/relayed\"\n",
+                node("relay", "StampRelay", trig)
             ),
-        ),
-    )
-    .expect("manifest A");
+        )
+        .expect("manifest B");
+        std::fs::write(
+            &a,
+            format!(
+                "{sched}{}{}[[connect]]\nfrom = \"source.out\"\ntopic = \"lat/raw\"\n\
+                 [[connect]]\ntopic = \"lat/relayed\"\nto = \"sink.in\"\nqos = \"reliable\"\n",
+                node("source", "StampSource", ""),
+                node("sink", "LatencySink", &sink_extra),
+            ),
+        )
+        .expect("manifest A");
+    }
 
     // B first, so the relay is subscribed before the first stamp; it outlives A.
     let mut hosts = Children(vec![common::horus(
@@ -156,7 +240,13 @@ fn chain(dir: &Path, trigger: &str) -> (Vec<f64>, u64) {
         false,
         &ns,
     )]);
-    let raw = format!("/dev/shm{}", shm::shm_name(&ns, "lat/raw"));
+    // The Rust relay's input makes `lat/raw`; the Python relay announces itself on `lat/ready`.
+    let up = if chain == Chain::Python {
+        "lat/ready"
+    } else {
+        "lat/raw"
+    };
+    let raw = format!("/dev/shm{}", shm::shm_name(&ns, up));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !Path::new(&raw).exists() {
         assert!(Instant::now() < deadline, "the relay's host did not come up");
@@ -210,8 +300,9 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("scratch dir");
 
     let (f50, f99, fmax) = quantiles(&mut floor());
-    let (input, input_n) = chain(&dir, "input");
-    let (rate, rate_n) = chain(&dir, "rate");
+    let (input, input_n) = chain(&dir, Chain::Rust { input: true });
+    let (rate, rate_n) = chain(&dir, Chain::Rust { input: false });
+    let (python, python_n) = chain(&dir, Chain::Python);
     let _ = std::fs::remove_dir_all(&dir);
 
     let us = |ns: f64| ns / 1e3;
@@ -234,6 +325,20 @@ fn main() {
             us(input[2]),
         );
     }
+    // Python: within 10 µs per hop (two hops) of the Rust chain's p50.
+    let allowed = input[0] + 2.0 * PYTHON_HOP_ALLOWANCE_NS;
+    println!(
+        "BENCH latency_chain_python_p50 value={:.1} unit=us baseline={:.1} ratio={:.2} \
+         baseline_name=rust_input_chain target_ratio={:.2} per_hop_over_rust={:.1} p99={:.1} max={:.1} \
+         samples={python_n}",
+        us(python[0]),
+        us(input[0]),
+        python[0] / input[0],
+        allowed / input[0],
+        us((python[0] - input[0]) / 2.0),
+        us(python[1]),
+        us(python[2]),
+    );
     for (i, q) in ["p50", "p99"].into_iter().enumerate() {
         println!(
             "BENCH latency_chain_rate_{q} value={:.1} unit=us baseline={:.1} ratio={:.2} \

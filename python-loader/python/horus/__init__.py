@@ -20,7 +20,7 @@ pieces: the ``Node`` base class, node naming and ``connect``.
 from __future__ import annotations
 
 import atexit
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _config, _horus
 from ._config import ConfigKey
@@ -92,6 +92,16 @@ class Node:
             io = self._horus_io = _horus.NodeIo()
         return io
 
+    if not TYPE_CHECKING:  # a type checker keeps flagging unknown attributes of nodes
+
+        def __getattr__(self, name: str) -> Any:
+            # Only for attributes not found otherwise: a subclass whose __init__ did not call
+            # super().__init__() gets its topic handles on first use. `send`/`get` read
+            # `self._horus_io` directly, one Python call fewer on every message.
+            if name == "_horus_io":
+                return self._horus_io_or_new()
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _horus_bind(self, name: str) -> None:
         """Called by the runtime when the node is added (or loaded by the host)."""
         self._horus_io_or_new()
@@ -103,17 +113,17 @@ class Node:
 
     def send(self, topic: str, data: Any) -> None:
         """Publishes ``data`` on ``topic`` (or on the connection ``topic`` is mapped to)."""
-        self._horus_io_or_new().send(topic, data)
+        self._horus_io.send(topic, data)
 
     def get(self, topic: str) -> Any:
         """The oldest unread message on ``topic``, or ``None``."""
-        return self._horus_io_or_new().get(topic)
+        return self._horus_io.get(topic)
 
     recv = get
 
     def has_msg(self, topic: str) -> bool:
         """True if a message is waiting on ``topic``."""
-        return self._horus_io_or_new().has_msg(topic)
+        return self._horus_io.has_msg(topic)
 
     def get_metrics(self) -> Dict[str, Dict[str, int]]:
         """Per-topic counters of this node's sends and gets."""
