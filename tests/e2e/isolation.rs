@@ -3,7 +3,7 @@
 //! topics cross into and out of workers; workers never outlive the host; nothing is left in
 //! /dev/shm.
 
-use horus_e2e::{horus, node, spawn, Scratch};
+use horus_e2e::{children, horus, node, spawn, Scratch};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -140,29 +140,6 @@ fn topics_cross_into_and_out_of_worker_processes() {
     // The workers log through the host's stderr.
     assert_eq!(stderr.matches("received ").count(), 2, "{stderr}");
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
-}
-
-/// Children of `pid`, from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // Fields after the command name (which may contain spaces): state, ppid, ...
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let ppid = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            found.push(child);
-        }
-    }
-    found
 }
 
 fn running(pid: u32) -> bool {

@@ -133,6 +133,63 @@ fn a_process_node_is_input_triggered_too() {
 }
 
 #[test]
+fn a_process_node_is_woken_by_input_again_after_its_worker_crashed() {
+    // The worker is killed mid-stream: the breaker restarts it (a new process, new endpoints),
+    // and the host watches the new worker's queue, not the dead one's.
+    let ns = namespace("crash");
+    let s = Scratch::new();
+    let m = s.write(
+        "crash.toml",
+        &format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}{}{}{}",
+            source(1000),
+            seq(
+                "relay",
+                "SeqRelay",
+                "trigger = \"input\"\nisolation = \"process\""
+            ),
+            seq("sink", "SeqCheck", "config = { expect = 1000, reliable = false }"),
+            link("source.out", "relay.in"),
+            link("relay.out", "sink.in"),
+        ),
+    );
+    let stats = s.path().join("stats.json");
+    let host = start_in(&ns, &m, "4s", &stats);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let worker = loop {
+        let worker = horus_e2e::children(host.id()).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__worker"))
+        });
+        if let Some(pid) = worker {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no worker process");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &worker.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    finish(host);
+    let stats = read_stats(&stats);
+    let (relay, sink) = (node(&stats, "relay"), node(&stats, "sink"));
+    assert_eq!(u(&relay["restarts"]), 1, "{relay}");
+    assert_eq!(relay["circuit_state"], "closed", "{relay}");
+    // About 400 messages in 4 s; the crash and the restart's backoff lose some of them.
+    let got = u(&sink["messages_received"]);
+    assert!(got >= 200, "{sink}");
+    // Every message after the restart woke the new worker's relay, once: no ticks for a dead
+    // queue (a stale watch would look full), nor a missed one.
+    let wakeups = u(&relay["wakeups"]);
+    assert!((got * 8 / 10..=got + 2).contains(&wakeups), "{relay} {sink}");
+    assert!(u(&relay["total_ticks"]) <= wakeups + 2, "{relay}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
 fn a_python_relay_ticks_on_the_topics_it_reads() {
     // Rust source → Python relay (named topics; its trigger waits on what it reads) → Rust
     // sink, with the relay inline and then on its own thread.
