@@ -29,12 +29,13 @@ pub struct TopicStats {
     pub dropped: u64,
     /// The last sequence number handled (sent or received), if any.
     pub last_sequence: Option<u64>,
-    /// An input's queue, so the scheduler can watch it for an input trigger when the node's
-    /// endpoints live elsewhere (a `process` worker, the Python loader). Carried from the
-    /// executor to the scheduler only: the scheduler's snapshot of the node takes it out before
-    /// the stats show the port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watch: Option<crate::shm::InputPeer>,
+    /// An input's queues — its ring's, then those of the rings it still drains after a live
+    /// apply moved its topic —, so the scheduler can watch them for an input trigger (the only
+    /// way it sees a `process` worker's and a Python node's). Carried from the executor to the
+    /// scheduler only: the scheduler's snapshot of the node takes them out before the stats
+    /// show the port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<crate::shm::InputPeer>,
 }
 
 /// What one port of a node is bound to.
@@ -531,7 +532,7 @@ impl NodeIo {
                     bytes: p.bytes_sent(),
                     dropped: p.refused(),
                     last_sequence: p.last_sequence(),
-                    watch: None,
+                    watch: Vec::new(),
                 }),
                 PortBinding::Input(s) => {
                     let (messages, bytes, dropped) = self.drained(name);
@@ -543,7 +544,10 @@ impl NodeIo {
                         bytes: s.bytes_received() + bytes,
                         dropped: s.dropped() + dropped,
                         last_sequence: s.last_sequence(),
-                        watch: Some(s.input_peer()),
+                        watch: std::iter::once(s)
+                            .chain(self.draining.iter().filter(|(p, _)| p == name).map(|(_, d)| d))
+                            .map(Subscriber::input_peer)
+                            .collect(),
                     })
                 }
                 PortBinding::Unconnected { .. } => None,

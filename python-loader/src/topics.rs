@@ -370,7 +370,7 @@ impl Endpoint {
                 bytes: self.counters.bytes_sent,
                 dropped: self.publisher.as_ref().map_or(0, |p| p.refused()),
                 last_sequence: self.publisher.as_ref().and_then(|p| p.last_sequence()),
-                watch: None,
+                watch: Vec::new(),
             });
         }
         if self.subscriber.is_some() || self.counters.received > 0 {
@@ -382,7 +382,7 @@ impl Endpoint {
                 bytes: self.counters.bytes_received,
                 dropped: self.dropped(),
                 last_sequence: self.subscriber.as_ref().and_then(|s| s.last_sequence()),
-                watch: self.subscriber.as_ref().map(|s| s.input_peer()),
+                watch: self.subscriber.iter().map(|s| s.input_peer()).collect(),
             });
         }
         out

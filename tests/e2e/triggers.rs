@@ -190,6 +190,57 @@ fn a_process_node_is_woken_by_input_again_after_its_worker_crashed() {
 }
 
 #[test]
+fn a_queue_moved_to_a_larger_ring_live_still_wakes_its_node_for_what_waits_on_the_old_one() {
+    // 30 messages sent at once; two input-triggered checks, inline and in a worker process,
+    // read one a tick at most 20 ticks a second. Mid-way a live apply deepens the queue beyond
+    // the ring, which moves the topic to a new ring; the source has stopped, so the rest waits
+    // on the old ring only. Watching just the new ring, the checks would never tick again.
+    let ns = namespace("moved");
+    let s = Scratch::new();
+    let manifest = |qos: &str| {
+        let check = |name: &str, isolation: &str| {
+            format!(
+                "{}[[connect]]\nfrom = \"source.out\"\nto = \"{name}.in\"\nqos = \"{qos}\"\n",
+                seq(
+                    name,
+                    "SeqCheck",
+                    &format!(
+                        "trigger = \"input\"\nrate_hz = 20\nisolation = \"{isolation}\"\n\
+                         config = {{ expect = 30, per_tick = 1 }}"
+                    ),
+                )
+            )
+        };
+        format!(
+            "[scheduler]\ntick_rate = 100.0\n{}{}{}",
+            seq("source", "SeqSource", "config = { count = 30, burst = 30 }"),
+            check("check_i", "inline"),
+            check("check_p", "process"),
+        )
+    };
+    let m = s.write("moved.toml", &manifest("reliable(32)"));
+    let stats = s.path().join("stats.json");
+    let host = start_in(&ns, &m, "4s", &stats);
+    std::thread::sleep(Duration::from_millis(800));
+    let new = s.write("moved.next", &manifest("reliable(64)"));
+    rewrite(&m, &std::fs::read_to_string(&new).unwrap());
+    let applied = apply_in(&ns, &[m.to_str().unwrap()]);
+    assert_eq!(applied.code(), 0, "{applied:?}");
+    assert!(applied.stdout.contains("moved to a larger ring"), "{applied:?}");
+    finish(host);
+    let stats = read_stats(&stats);
+    for name in ["check_i", "check_p"] {
+        let n = node(&stats, name);
+        assert_eq!(u(&n["total_failures"]), 0, "in order, none twice: {n}");
+        assert_eq!(u(&n["messages_received"]), 30, "{n}");
+        // Each read by a tick its input caused, long before the stop (whose drain would read
+        // what is left without any wake-up).
+        assert_eq!(u(&n["wakeups"]), 30, "{n}");
+    }
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
 fn a_python_relay_ticks_on_the_topics_it_reads() {
     // Rust source → Python relay (named topics; its trigger waits on what it reads) → Rust
     // sink, with the relay inline and then on its own thread.

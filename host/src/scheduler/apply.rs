@@ -537,9 +537,13 @@ impl RunningNode {
             self.sync_inputs(Instant::now());
             self.inputs_stale = true;
         } else {
-            // An input trigger watches the new endpoints (before they go to the executor).
+            // An input trigger watches the new endpoints (before they go to the executor); an
+            // input whose topic moved to a new ring keeps the old ring's watch while it drains
+            // it (the executor's reports say when that ends).
             for r in &ports {
-                self.inputs.retain(|(name, _)| *name != r.port);
+                if !r.moved {
+                    self.inputs.retain(|(name, _)| *name != r.port);
+                }
                 if let Some(w) = r
                     .binding
                     .as_ref()
@@ -551,6 +555,7 @@ impl RunningNode {
             if self.input.is_some() {
                 self.refresh_trigger(Instant::now());
             }
+            self.inputs_stale = true;
             let bound = ports
                 .into_iter()
                 .map(|r| match r.binding {

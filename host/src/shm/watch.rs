@@ -86,12 +86,21 @@ impl InputWatch {
         Ok(InputWatch::new(self.seg.view()?, self.peer, self.depth))
     }
 
-    /// Messages waiting for the subscriber (an upper bound while publishers are mid-write), as
-    /// [`super::Subscriber::pending`] counts them from the cursor it last published.
+    /// Messages waiting for the subscriber, as [`super::Subscriber::pending`] counts them from
+    /// the cursor it last published; except that a single message its publisher has claimed
+    /// but not yet committed does not count (its commit wakes the watch): a node woken for it
+    /// would find nothing to read. With more claimed, an upper bound while they are mid-write.
     pub fn pending(&self) -> u64 {
         let written = self.seg.control().write_seq.load(Ordering::Acquire);
         let cursor = self.seg.peer_at(self.peer).cursor.load(Ordering::Acquire);
-        written.saturating_sub(cursor).min(self.depth)
+        let waiting = written.saturating_sub(cursor);
+        if waiting == 1
+            && self.seg.slot(cursor).0.seq.load(Ordering::Acquire)
+                < cursor.saturating_mul(2).saturating_add(2)
+        {
+            return 0;
+        }
+        waiting.min(self.depth)
     }
 
     fn word(&self) -> &AtomicU32 {
@@ -260,5 +269,12 @@ mod tests {
         ring_bell(&bell);
         let out = wait_for_input(&[&wa], &bell, 0, Instant::now() + Duration::from_secs(10));
         assert_eq!(out, WaitOutcome::Bell);
+        // A message claimed but not yet committed is not waiting (its commit wakes the watch):
+        // a node woken for it would find nothing. Two claimed: an upper bound.
+        let claimed = |w: &InputWatch| w.seg.control().write_seq.fetch_add(1, Ordering::AcqRel);
+        claimed(&wa);
+        assert_eq!(wa.pending(), 0);
+        claimed(&wa);
+        assert_eq!(wa.pending(), 2);
     }
 }

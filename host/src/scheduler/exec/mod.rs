@@ -50,8 +50,8 @@ pub struct IoSnapshot {
     pub topics: Vec<TopicStats>,
     /// Messages waiting in the node's inputs.
     pub pending: usize,
-    /// Each connected input's queue, by the port's name (a Python node's: the topic name it
-    /// reads): what an input trigger watches.
+    /// Each connected input's queues (its ring's, and any it still drains), by the port's name
+    /// (a Python node's: the topic name it reads): what an input trigger watches.
     pub inputs: Vec<(String, InputPeer)>,
 }
 
@@ -65,7 +65,12 @@ impl IoSnapshot {
     fn new(totals: (u64, u64, u64), mut topics: Vec<TopicStats>, pending: usize) -> IoSnapshot {
         let inputs = topics
             .iter_mut()
-            .filter_map(|t| Some((t.port.clone(), t.watch.take()?)))
+            .flat_map(|t| {
+                let port = t.port.clone();
+                std::mem::take(&mut t.watch)
+                    .into_iter()
+                    .map(move |q| (port.clone(), q))
+            })
             .collect();
         IoSnapshot {
             totals,
