@@ -7,7 +7,9 @@
 //!   `trigger = "input"`, once with both rate-triggered at 100 Hz; p50 / p99 / max of each;
 //! - the floor: a raw futex ping-pong between this process and a child (`floor::RawChannel`,
 //!   the `topics` group's `raw_futex`), the waiter asleep 10 ms between pings as in the chain;
-//!   one hop is half a round trip.
+//!   one hop is half a round trip. Measured twice: both sides in `futex_wait` on one word (what
+//!   a doorbell per waiting scheduler costs), and in `futex_waitv` on the word and a second
+//!   one, as the scheduler sleeps on its inputs and its stop bell;
 //!
 //! - the same chain of Python nodes (`horus run` manifests with `python =` nodes, in the
 //!   repository's `.venv`, which `bench.sh latency` builds in release), relay and sink
@@ -24,6 +26,7 @@ use horus_host::shm::{self, floor::RawChannel};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 /// How long host A runs each chain (100 messages a second).
@@ -44,22 +47,49 @@ fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), v[v.len() - 1])
 }
 
-/// One-way wake-up latencies (half round trips, ns) of a futex ping-pong with a child process.
-fn floor() -> Vec<f64> {
+/// How the two sides of the floor sleep.
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    /// `futex_wait` on one word: what one doorbell per waiting scheduler would cost.
+    Futex,
+    /// `futex_waitv` on the word and a second one, as the scheduler waits on its inputs.
+    Waitv,
+}
+
+impl Wait {
+    fn arg(self) -> &'static str {
+        match self {
+            Wait::Futex => "--child",
+            Wait::Waitv => "--child-waitv",
+        }
+    }
+
+    fn wait(self, chan: &RawChannel, which: usize, last: &mut u32, bell: &AtomicU32) {
+        match self {
+            Wait::Futex => chan.futex_wait(which, last),
+            Wait::Waitv => chan.futex_waitv(which, last, bell),
+        }
+    }
+}
+
+/// One-way wake-up latencies (half round trips, ns) of a futex ping-pong with a child process,
+/// both sides sleeping as `how` says.
+fn floor(how: Wait) -> Vec<f64> {
     let chan = RawChannel::create("latency").expect("floor channel");
+    let bell = AtomicU32::new(0);
     let mut child = Children(vec![Command::new(std::env::current_exe().expect("bench exe"))
-        .arg("--child")
+        .arg(how.arg())
         .spawn()
         .expect("spawn child")]);
     let mut last = 0;
-    chan.futex_wait(1, &mut last); // ready
+    how.wait(&chan, 1, &mut last, &bell); // ready
     let mut samples = Vec::with_capacity(FLOOR_ROUNDS);
     for i in 0..FLOOR_WARMUP + FLOOR_ROUNDS {
         // Both sides asleep as long as the chain's nodes are between two messages.
         std::thread::sleep(PERIOD);
         let start = Instant::now();
         chan.futex_wake(0);
-        chan.futex_wait(1, &mut last);
+        how.wait(&chan, 1, &mut last, &bell);
         if i >= FLOOR_WARMUP {
             samples.push(start.elapsed().as_nanos() as f64 / 2.0);
         }
@@ -69,12 +99,13 @@ fn floor() -> Vec<f64> {
     samples
 }
 
-fn child() {
+fn child(how: Wait) {
     let chan = RawChannel::open("latency").expect("floor channel");
+    let bell = AtomicU32::new(0);
     let mut last = 0;
     chan.futex_wake(1);
     for _ in 0..FLOOR_WARMUP + FLOOR_ROUNDS {
-        chan.futex_wait(0, &mut last);
+        how.wait(&chan, 0, &mut last, &bell);
         chan.futex_wake(1);
     }
 }
@@ -289,9 +320,11 @@ fn chain(dir: &Path, chain: Chain) -> (Vec<f64>, u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        child();
-        return;
+    for how in [Wait::Futex, Wait::Waitv] {
+        if args.first().map(String::as_str) == Some(how.arg()) {
+            child(how);
+            return;
+        }
     }
     if std::env::var_os("HORUS_NAMESPACE").is_none() {
         std::env::set_var("HORUS_NAMESPACE", format!("bench{}", std::process::id()));
@@ -299,7 +332,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("horus-bench-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
 
-    let (f50, f99, fmax) = quantiles(&mut floor());
+    let (f50, f99, fmax) = quantiles(&mut floor(Wait::Futex));
+    let (v50, v99, _) = quantiles(&mut floor(Wait::Waitv));
     let (input, input_n) = chain(&dir, Chain::Rust { input: true });
     let (rate, rate_n) = chain(&dir, Chain::Rust { input: false });
     let (python, python_n) = chain(&dir, Chain::Python);
@@ -325,6 +359,17 @@ fn main() {
             us(input[2]),
         );
     }
+    // The scheduler's futex_waitv (the topic's word and the stop bell) against one futex word,
+    // what a doorbell per waiting scheduler would wait on.
+    println!(
+        "BENCH latency_floor_waitv_p50 value={:.1} unit=us baseline={:.1} ratio={:.2} \
+         baseline_name=raw_futex_hop p99={:.1} baseline_p99={:.1}",
+        us(v50),
+        us(f50),
+        v50 / f50,
+        us(v99),
+        us(f99),
+    );
     // Python: within 10 µs per hop (two hops) of the Rust chain's p50.
     let allowed = input[0] + 2.0 * PYTHON_HOP_ALLOWANCE_NS;
     println!(

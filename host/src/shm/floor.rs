@@ -135,6 +135,38 @@ impl RawChannel {
     }
 }
 
+impl RawChannel {
+    /// [`futex_wait`](Self::futex_wait) the way the scheduler sleeps on its inputs: one
+    /// `futex_waitv` over futex `which` and a second word, `bell`, that nobody rings (the
+    /// scheduler's stop bell). The `latency` benchmark compares the two floors: the cost of
+    /// waiting on several words at once instead of on one doorbell word.
+    pub fn futex_waitv(&self, which: usize, last: &mut u32, bell: &AtomicU32) {
+        use rustix::thread::futex;
+        let f = self.futex(which);
+        let entry = |word: &AtomicU32, val: u32| {
+            let mut wait = futex::Wait::new();
+            wait.val = u64::from(val);
+            wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            wait.flags = futex::WaitFlags::SIZE_U32;
+            wait
+        };
+        loop {
+            let v = f.load(Ordering::Acquire);
+            if v != *last {
+                *last = v;
+                return;
+            }
+            let waits = [entry(f, v), entry(bell, bell.load(Ordering::Acquire))];
+            let _ = futex::waitv(
+                &waits,
+                futex::WaitvFlags::empty(),
+                None,
+                futex::ClockId::Monotonic,
+            );
+        }
+    }
+}
+
 impl Drop for RawChannel {
     fn drop(&mut self) {
         if self.owner {
