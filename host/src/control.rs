@@ -147,6 +147,8 @@ pub fn socket_dir(namespace: &str) -> PathBuf {
 pub struct ControlServer {
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    /// The listening socket (a clone of the thread's), shut down to end its accept.
+    waker: UnixListener,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -168,7 +170,9 @@ impl ControlServer {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
+        // A blocking accept: an idle host's control thread does not wake at all. Dropping the
+        // server shuts this clone down, which ends the accept.
+        let waker = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let manifest_path = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
         let (stop2, manifest) = (stop.clone(), manifest.display().to_string());
@@ -181,6 +185,7 @@ impl ControlServer {
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
+                        Ok(_) if stop2.load(Ordering::Relaxed) => break,
                         Ok((stream, _)) => {
                             let stats = || StatsReply {
                                 version: PROTOCOL_VERSION,
@@ -195,9 +200,7 @@ impl ControlServer {
                                 tracing::debug!("control client: {e}");
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
+                        Err(_) if stop2.load(Ordering::Relaxed) => break,
                         Err(e) => {
                             tracing::warn!("control socket: {e}");
                             std::thread::sleep(Duration::from_millis(200));
@@ -208,6 +211,7 @@ impl ControlServer {
         Ok(ControlServer {
             path,
             stop,
+            waker,
             thread: Some(thread),
         })
     }
@@ -295,6 +299,10 @@ fn serve(
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Ends the blocked accept: shutting the listening socket down wakes it (EINVAL), and a
+        // connection of our own would too.
+        let _ = rustix::net::shutdown(&self.waker, rustix::net::Shutdown::Both);
+        let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

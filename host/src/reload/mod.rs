@@ -49,8 +49,8 @@ pub struct Retired {
 /// and the count, per node, of copies that stayed mapped (pinned).
 #[derive(Debug, Clone)]
 pub struct Reaper {
-    /// Replaced libraries.
-    pub retired: Sender<Retired>,
+    /// Replaced libraries (`None`: only a wake-up, from [`Unloader`]'s drop).
+    pub retired: Sender<Option<Retired>>,
     /// Per node: replaced copies that stayed mapped.
     pub pinned: Arc<Mutex<HashMap<String, u64>>>,
 }
@@ -64,11 +64,11 @@ impl Reaper {
         plugin: Arc<PluginLibrary>,
         thread: Option<std::thread::JoinHandle<()>>,
     ) {
-        let _ = self.retired.send(Retired {
+        let _ = self.retired.send(Some(Retired {
             node: node.to_owned(),
             plugin,
             thread,
-        });
+        }));
     }
 
     /// Replaced copies of `node`'s library that stayed mapped.
@@ -89,6 +89,8 @@ impl Reaper {
 /// has not ended is never released.
 pub struct Unloader {
     stop: Arc<AtomicBool>,
+    /// Wakes the idle thread to see `stop`.
+    wake: Sender<Option<Retired>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -101,7 +103,8 @@ impl std::fmt::Debug for Unloader {
 impl Reaper {
     /// Starts the `horus-unload` thread the returned reaper feeds.
     pub fn start() -> std::io::Result<(Reaper, Unloader)> {
-        let (retired_tx, retired) = std::sync::mpsc::channel::<Retired>();
+        let (retired_tx, retired) = std::sync::mpsc::channel::<Option<Retired>>();
+        let wake = retired_tx.clone();
         let pinned: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let pins = pinned.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -114,22 +117,32 @@ impl Reaper {
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 let mut ending: Vec<(Retired, std::time::Instant)> = Vec::new();
                 while !stopping.load(Ordering::Acquire) {
-                    // Idle, it sleeps on the channel; while a thread is ending, it looks again
-                    // every few ms.
-                    let wait = match ending.is_empty() {
-                        true => Duration::from_millis(100),
-                        false => Duration::from_millis(5),
+                    // Idle, it sleeps on the channel (the drop wakes it); while a thread is
+                    // ending, it looks again every few ms.
+                    let got = match ending.is_empty() {
+                        true => retired.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        false => retired.recv_timeout(Duration::from_millis(5)),
                     };
-                    match retired.recv_timeout(wait) {
-                        Ok(r) => ending.push((r, std::time::Instant::now())),
+                    match got {
+                        Ok(r) => ending.extend(r.map(|r| (r, std::time::Instant::now()))),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
+                    ending.extend(
+                        retired
+                            .try_iter()
+                            .flatten()
+                            .map(|r| (r, std::time::Instant::now())),
+                    );
                     reap(&mut ending, &pins);
                 }
                 // The run is over: what is still retiring gets a last chance to end.
-                ending.extend(retired.try_iter().map(|r| (r, std::time::Instant::now())));
+                ending.extend(
+                    retired
+                        .try_iter()
+                        .flatten()
+                        .map(|r| (r, std::time::Instant::now())),
+                );
                 let deadline = std::time::Instant::now() + Duration::from_millis(500);
                 while !ending.is_empty() && std::time::Instant::now() < deadline {
                     reap(&mut ending, &pins);
@@ -144,6 +157,7 @@ impl Reaper {
         };
         let unloader = Unloader {
             stop,
+            wake,
             thread: Some(thread),
         };
         Ok((reaper, unloader))
@@ -153,6 +167,7 @@ impl Reaper {
 impl Drop for Unloader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        let _ = self.wake.send(None);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

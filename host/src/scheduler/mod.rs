@@ -229,7 +229,16 @@ pub fn run_with_applies(
     };
     let mut stopping_since: Option<Instant> = None;
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
+        // The report arrives the moment the scheduler ends. Until a stop is asked for, this
+        // thread only has to notice that one was (the hung-run exit counts from it): it looks
+        // four times a second, so an idle host's main thread hardly wakes; once stopping,
+        // every 50 ms.
+        let look = if stopping_since.is_some() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(250)
+        };
+        match rx.recv_timeout(look) {
             Ok(result) => {
                 let _ = thread.join();
                 drop(watchdog);

@@ -107,6 +107,9 @@ impl Health {
 /// adds (and without those it removes).
 pub type HealthRegistry = Arc<Mutex<Vec<Arc<Health>>>>;
 
+/// How often the supervisor looks while no node has a watchdog timeout.
+const IDLE_LOOK: Duration = Duration::from_millis(500);
+
 /// The supervisor thread; stops when dropped.
 pub struct Watchdog {
     stop: Arc<AtomicBool>,
@@ -136,7 +139,9 @@ impl Watchdog {
                     let watched = watched(&nodes);
                     flagged.retain(|k, _| watched.iter().any(|h| Arc::as_ptr(h) == *k));
                     let shortest = watched.iter().filter_map(|h| h.timeout()).min();
-                    let period = shortest.map_or(Duration::from_millis(100), |s| {
+                    // With nothing to watch (a host that may get watched nodes by a live apply),
+                    // a look every half second: an idle host's supervisor hardly wakes.
+                    let period = shortest.map_or(IDLE_LOOK, |s| {
                         (s / 4).clamp(Duration::from_millis(2), Duration::from_millis(100))
                     });
                     for h in &watched {
@@ -166,7 +171,8 @@ impl Watchdog {
                             );
                         }
                     }
-                    std::thread::sleep(period);
+                    // Woken early by the drop.
+                    std::thread::park_timeout(period);
                 }
             })?;
         Ok(Some(Watchdog {
@@ -180,6 +186,7 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
