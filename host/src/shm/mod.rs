@@ -15,7 +15,7 @@ mod ring;
 mod segment;
 mod watch;
 
-pub use ring::{Publisher, Received, SendError, Subscriber};
+pub use ring::{copy_words_out, Publisher, Received, SendError, Subscriber};
 pub use segment::{
     is_alive_since, mib, my_start_time, namespace, private_instance, reclaim_orphans, release_peer,
     remove_private, revoke_producer, shm_free, shm_name, start_time, Segment, ShmError, TopicSpec,

@@ -177,7 +177,8 @@ proptest! {
     fn named_topic_under_concurrent_endpoints(
         publishers in 1usize..=3,
         subscribers in prop::collection::vec(qos(), 1..=3),
-        slot in 16u32..=200,
+        // Up to past the bulk copy's threshold: torn copies of lapped slots, both ways.
+        slot in 16u32..=1200,
         capacity in 2u32..=32,
         per in 1u64..=400,
     ) {
@@ -284,5 +285,39 @@ proptest! {
         drop((sub, reliable, p));
         // A scribbled peer table may name live processes: remove the segment ourselves.
         let _ = std::fs::remove_file(format!("/dev/shm{}", shm_name(&ns, &spec.topic)));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A message sent in parts (any split, any alignment) is the bytes of their concatenation,
+    /// and a reader copying a word-aligned range of it out gets exactly those bytes; sizes on
+    /// both sides of the bulk copy's threshold.
+    #[test]
+    fn parts_copy_in_as_one_message(
+        data in proptest::collection::vec(any::<u8>(), 0..1500),
+        cuts in proptest::collection::vec(0usize..1500, 0..5),
+        from in 0usize..200,
+        take in 0usize..1500,
+    ) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+        cuts.sort_unstable();
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for c in cuts.into_iter().chain([data.len()]) {
+            parts.push(&data[at..c]);
+            at = c;
+        }
+        let words: Vec<std::sync::atomic::AtomicU64> = (0..200).map(|_| Default::default()).collect();
+        ring::copy_in_parts(&words, &parts);
+        let mut whole = Vec::new();
+        ring::copy_out(&words, data.len(), &mut whole);
+        prop_assert_eq!(&whole, &data);
+        let offset = (from * 8).min(data.len() / 8 * 8);
+        let end = (offset + take).min(data.len());
+        let mut part = vec![0u8; end - offset];
+        copy_words_out(&words, offset, &mut part);
+        prop_assert_eq!(&part[..], &data[offset..end]);
     }
 }

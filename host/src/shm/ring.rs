@@ -78,7 +78,52 @@ const STUCK_CHECK_POLLS: u32 = 64;
 /// How long a publisher waits for a previous lap's writer to finish the same slot.
 const LAPPED_WRITER_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// From this size on, payloads are copied with `rep movsb` (x86_64): as fast as `memcpy`, where
+/// the word-by-word atomic copy runs at a third of it (6 MiB: ~180 µs against ~600 µs on the
+/// CI machines). Below it, the word loop is as fast and has no start-up cost.
+const BULK_COPY: usize = 256;
+
+/// Copies `len` bytes from `src` to `dst`, one of them in a shared slot, as the CPU's string
+/// copy: no Rust access to the shared side at all, so another process writing it meanwhile
+/// (a publisher lapping a slow reader) is no data race in Rust's sense; what such a copy
+/// reads may be torn, which the slot's sequence check after the copy detects, as for the word
+/// copy.
+///
+/// # Safety
+/// `src` must be readable and `dst` writable for `len` bytes, and `dst` must not overlap a
+/// Rust reference or private allocation the caller does not own.
+#[cfg(target_arch = "x86_64")]
+unsafe fn bulk_copy(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller's contract; `rep movsb` moves `rcx` bytes from `[rsi]` to `[rdi]`
+    // forwards (the direction flag is clear at every Rust boundary), touches no stack and no
+    // flags.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
 pub(super) fn copy_in(words: &[AtomicU64], bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() >= BULK_COPY {
+        assert!(bytes.len() <= words.len() * 8, "payload larger than its slot");
+        // SAFETY: `words` covers at least `bytes.len()` bytes (checked) of the slot this
+        // publisher claimed; `bytes` is readable for its length; they do not overlap (one is
+        // in the segment's mapping, the other is the caller's buffer).
+        unsafe {
+            bulk_copy(
+                words.as_ptr().cast::<u8>().cast_mut(),
+                bytes.as_ptr(),
+                bytes.len(),
+            )
+        };
+        return;
+    }
     let mut chunks = bytes.chunks_exact(8);
     for (w, c) in words.iter().zip(&mut chunks) {
         w.store(
@@ -94,13 +139,69 @@ pub(super) fn copy_in(words: &[AtomicU64], bytes: &[u8]) {
     }
 }
 
+/// Copies `parts`, one after the other, into `words` (a slot's payload): [`copy_in`] of their
+/// concatenation. A part that starts on a word boundary is copied word by word; the bytes of
+/// one that does not are gathered into the word they share.
+pub(super) fn copy_in_parts(words: &[AtomicU64], parts: &[&[u8]]) {
+    let mut word = 0;
+    let mut carry = [0u8; 8];
+    let mut filled = 0;
+    for part in parts {
+        let mut rest = *part;
+        if filled > 0 {
+            let take = (8 - filled).min(rest.len());
+            carry[filled..filled + take].copy_from_slice(&rest[..take]);
+            filled += take;
+            rest = &rest[take..];
+            if filled < 8 {
+                continue;
+            }
+            words[word].store(u64::from_ne_bytes(carry), Ordering::Relaxed);
+            word += 1;
+        }
+        let whole = rest.len() / 8 * 8;
+        copy_in(&words[word..], &rest[..whole]);
+        word += whole / 8;
+        let tail = &rest[whole..];
+        carry = [0u8; 8];
+        carry[..tail.len()].copy_from_slice(tail);
+        filled = tail.len();
+    }
+    if filled > 0 {
+        words[word].store(u64::from_ne_bytes(carry), Ordering::Relaxed);
+    }
+}
+
 pub(super) fn copy_out(words: &[AtomicU64], len: usize, buf: &mut Vec<u8>) {
     buf.clear();
-    buf.reserve(len);
-    for w in &words[..len.div_ceil(8)] {
-        buf.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+    buf.resize(len, 0);
+    copy_words_out(words, 0, buf);
+}
+
+/// Copies the payload bytes `offset..offset + dst.len()` of a slot's `words` into `dst`: what a
+/// [`Subscriber::try_recv_with`] reader does with the part of a message it wants in a buffer of
+/// its own (a numpy array's). `offset` must be a multiple of 8; bytes past the words are left.
+pub fn copy_words_out(words: &[AtomicU64], offset: usize, dst: &mut [u8]) {
+    debug_assert!(offset.is_multiple_of(8));
+    let words = words.get(offset / 8..).unwrap_or_default();
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() >= BULK_COPY {
+        let len = dst.len().min(words.len() * 8);
+        // SAFETY: `words` covers `len` bytes (the minimum above) of the slot's mapping;
+        // `dst` is the caller's exclusive buffer, at least `len` bytes, apart from the mapping.
+        unsafe { bulk_copy(dst.as_mut_ptr(), words.as_ptr().cast::<u8>(), len) };
+        return;
     }
-    buf.truncate(len);
+    let n = dst.len() / 8;
+    let mut chunks = dst.chunks_exact_mut(8);
+    for (c, w) in (&mut chunks).zip(words) {
+        c.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    let rest = chunks.into_remainder();
+    if let (false, Some(w)) = (rest.is_empty(), words.get(n)) {
+        let len = rest.len();
+        rest.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes()[..len]);
+    }
 }
 
 /// The sending end of a topic.
@@ -231,15 +332,21 @@ impl Publisher {
 
     /// Publishes `bytes` to every subscriber.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_parts(&[bytes])
+    }
+
+    /// Publishes the concatenation of `parts` as one message, copying each straight into the
+    /// slot: a header and a payload that live apart (a numpy array's metadata and its data)
+    /// travel without being joined first. A part that is a multiple of 8 bytes keeps the next
+    /// one on a word boundary, the fast case.
+    pub fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), SendError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let max = self.seg.slot_size();
-        if bytes.len() > max as usize {
-            return Err(SendError::TooLarge {
-                len: bytes.len(),
-                max,
-            });
+        if len > max as usize {
+            return Err(SendError::TooLarge { len, max });
         }
         if !self.single {
-            return self.send_claimed(bytes);
+            return self.send_claimed(parts, len);
         }
         // A Link: hold the producer token for the whole send (see the module docs).
         let token = self.token;
@@ -256,7 +363,7 @@ impl Publisher {
             self.revoked += 1;
             return Err(SendError::Revoked);
         }
-        let result = self.send_claimed(bytes);
+        let result = self.send_claimed(parts, len);
         // A CAS, not a store: a revoker that gave up waiting has replaced the token already.
         let _ = self.seg.control().producer.compare_exchange(
             token | layout::PRODUCER_BUSY,
@@ -270,10 +377,10 @@ impl Publisher {
     /// A send that skips the producer token: for tests that prove the claim alone is safe.
     #[cfg(test)]
     pub(super) fn send_unfenced(&mut self, bytes: &[u8]) -> Result<(), SendError> {
-        self.send_claimed(bytes)
+        self.send_claimed(&[bytes], bytes.len())
     }
 
-    fn send_claimed(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+    fn send_claimed(&mut self, parts: &[&[u8]], len: usize) -> Result<(), SendError> {
         let s = match self.claim() {
             Ok(s) => s,
             Err(SendError::Corrupt) => {
@@ -292,13 +399,16 @@ impl Publisher {
         self.wait_for_lapped_writer(s, slot);
         slot.seq.store(2 * s + 1, Ordering::Relaxed);
         fence(Ordering::Release);
-        slot.len.store(bytes.len() as u32, Ordering::Relaxed);
+        slot.len.store(len as u32, Ordering::Relaxed);
         slot.writer.store(self.me, Ordering::Relaxed);
-        copy_in(words, bytes);
+        match parts {
+            [one] => copy_in(words, one),
+            parts => copy_in_parts(words, parts),
+        }
         slot.seq.store(2 * s + 2, Ordering::Release);
 
         self.sent += 1;
-        self.bytes += bytes.len() as u64;
+        self.bytes += len as u64;
         self.last = Some(s);
         let me = self.seg.me();
         me.messages.store(self.sent, Ordering::Relaxed);
@@ -424,6 +534,20 @@ impl Subscriber {
 
     /// Copies the oldest unread message into `buf`. `None` when nothing new is there.
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Option<Received> {
+        self.try_recv_with(|len, words| copy_out(words, len, buf))
+            .map(|((), received)| received)
+    }
+
+    /// [`try_recv`](Self::try_recv) for a reader that copies the message itself: `read` gets
+    /// its length and the slot's payload words (as many as the length needs) and copies what
+    /// it wants out of them ([`copy_words_out`]), straight into a buffer of its own. A message
+    /// overwritten while `read` ran is not taken: its result is dropped and `read` runs again
+    /// on the next message (so it must not trust what it read before it returns: a torn
+    /// header is possible, and is what the retry is for).
+    pub fn try_recv_with<T>(
+        &mut self,
+        mut read: impl FnMut(usize, &[AtomicU64]) -> T,
+    ) -> Option<(T, Received)> {
         let mut missed = 0;
         let cap = self.seg.capacity();
         loop {
@@ -455,9 +579,10 @@ impl Subscriber {
                     missed += self.skip_to(s + 1);
                     continue;
                 }
-                copy_out(words, len, buf);
+                let got = read(len, &words[..len.div_ceil(8).min(words.len())]);
                 fence(Ordering::Acquire);
                 if slot.seq.load(Ordering::Relaxed) != v1 {
+                    drop(got);
                     continue; // overwritten while copying: the lap check below handles it
                 }
                 self.cursor = s + 1;
@@ -469,7 +594,7 @@ impl Subscriber {
                 me.cursor.store(self.cursor, Ordering::Release);
                 me.messages.store(self.received, Ordering::Relaxed);
                 me.bytes.store(self.bytes, Ordering::Relaxed);
-                return Some(Received { missed });
+                return Some((got, Received { missed }));
             }
             if v1 > committed {
                 // Lapped: the slot holds a later message. Resume at the oldest one still held.
