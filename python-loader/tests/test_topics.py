@@ -81,6 +81,34 @@ def test_numpy_arrays_round_trip_writable(no_leftovers):
     node._horus_io.close()
 
 
+def _forked_publisher(ready, done):
+    node = horus.Node()
+    node.send("forked/out", {"from": "child"})
+    ready.set()
+    done.wait(10)
+
+
+def test_a_forked_child_is_not_taken_for_a_crashed_process(no_leftovers):
+    """A child forked by multiprocessing (after this process used topics) publishes; a reader
+    attaching afterwards gets the message. The child's endpoints once carried the parent's
+    start time, so the reader took them for a crashed process's, reset the ring and lost it."""
+    import multiprocessing as mp
+
+    node = horus.Node()
+    node.send("forked/warm", 1)  # this process has endpoints (and its start time) first
+    ready, done = mp.Event(), mp.Event()
+    child = mp.get_context("fork").Process(target=_forked_publisher, args=(ready, done))
+    child.start()
+    try:
+        assert ready.wait(20)
+        assert node.get("forked/out") == {"from": "child"}
+    finally:
+        done.set()
+        child.join(10)
+    assert child.exitcode == 0
+    node._horus_io.close()
+
+
 def test_typed_messages_travel_as_rust_types(no_leftovers):
     a = horus.Attitude(stamp_ns=5, roll=0.1, pitch=-0.2, yaw=3.0)
     imu = horus.Imu(stamp_ns=9, angular_velocity=horus.Vector3(1, 2, 3), linear_acceleration=horus.Vector3(z=9.81))

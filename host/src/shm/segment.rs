@@ -206,10 +206,21 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
-/// This process's start time (0 if unknown: then peers judge it by pid alone).
+/// This process's start time (0 if unknown: then peers judge it by pid alone). Cached per
+/// pid: a child forked after the first call (Python's `multiprocessing`) reads its own, or its
+/// endpoints would carry its parent's and look like a crashed process's to every peer.
 pub fn my_start_time() -> u64 {
-    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| start_time(std::process::id()).unwrap_or(0))
+    use std::sync::atomic::AtomicU32;
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    if PID.load(Ordering::Acquire) == pid {
+        return START.load(Ordering::Relaxed);
+    }
+    let start = start_time(pid).unwrap_or(0);
+    START.store(start, Ordering::Relaxed);
+    PID.store(pid, Ordering::Release);
+    start
 }
 
 /// True while a process with `pid` exists (a pid alone: it may have been reused).
