@@ -8,6 +8,9 @@
 - py_msg_*: one-way latency Python -> Python between two processes (half a ping-pong round
   trip), small dict and typed plain-data message; baseline: the same round trip over a
   multiprocessing Pipe.
+- py_image_<w>x<h>: one-way latency of a uint8 camera frame (3 channels) between two processes,
+  `send(array)` (copied once into the slot) and `get` (once out, into a new array); baseline: a
+  memcpy of the frame (np.copyto) in the same run; target (issue 18): 1.5x.
 - py_async_io: the seed's async I/O benchmark (a 50 ms blocking read per tick): effective Hz of
   a blocking node vs an AsyncHelper node at 100 Hz.
 """
@@ -20,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 import horus
 from horus_async_helpers import AsyncHelper
@@ -92,12 +97,17 @@ def echo(kind, n, ready):
 
 def pingpong(kind, msg, n=20_000):
     ready = mp.Event()
-    p = mp.get_context("fork").Process(target=echo, args=(kind, n, ready))
+    # One more than the rounds: the echo's first read is the message that created the topic,
+    # still queued when it attaches; its reply is read before the clock starts, so that each
+    # round times its own message (not the previous one's reply, already on its way).
+    p = mp.get_context("fork").Process(target=echo, args=(kind, n + 1, ready))
     node = horus.Node()
     node.send(f"bench/{kind}/ping", msg)  # creates the topic with the message's kind
     node.get(f"bench/{kind}/ping")
     p.start()
     ready.wait()
+    while node.get(f"bench/{kind}/pong") is None:
+        pass
     time.sleep(0.05)
     samples = []
     for _ in range(n):
@@ -111,6 +121,41 @@ def pingpong(kind, msg, n=20_000):
     samples.sort()
     warm = samples[n // 10:]
     return statistics.median(warm) / 1000, warm[int(len(warm) * 0.99)] / 1000
+
+
+def image_pingpong(shape, n=300):
+    """One-way latency (half a round trip, µs) of a uint8 frame of `shape` between two processes
+    (`send(array)`: one copy into the slot, one out), and a memcpy of it (np.copyto) in this run."""
+    kind = "img%dx%d" % (shape[1], shape[0])
+    frame = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
+    node = horus.Node()
+    for topic in ("ping", "pong"):  # both sized for a frame before the echo attaches
+        node.send(f"bench/{kind}/{topic}", frame)
+        node.get(f"bench/{kind}/{topic}")
+    ready = mp.Event()
+    p = mp.get_context("fork").Process(target=echo, args=(kind, n + 1, ready))
+    p.start()
+    ready.wait()
+    # The echo's first read is the frame that created the topic (see `pingpong`).
+    while node.get(f"bench/{kind}/pong") is None:
+        pass
+    time.sleep(0.05)
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        node.send(f"bench/{kind}/ping", frame)
+        while node.get(f"bench/{kind}/pong") is None:
+            pass
+        samples.append((time.perf_counter_ns() - t) / 2)
+    p.join(10)
+    node._horus_io.close()
+    dst = np.empty_like(frame)
+    copies = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        np.copyto(dst, frame)
+        copies.append(time.perf_counter_ns() - t)
+    return statistics.median(samples[n // 10:]) / 1000, statistics.median(copies) / 1000
 
 
 def pipe_echo(conn, n):
@@ -177,6 +222,17 @@ def main():
     typed = horus.Attitude(stamp_ns=1, roll=0.1, pitch=0.2, yaw=0.3)
     med, p99 = pingpong("typed", typed)
     bench("py_msg_typed_median", med, "us", base, p99_us=f"{p99:.3f}", target_us=0.4, baseline_is="mp.Pipe_dict")
+    for shape in [(480, 640, 3), (720, 1280, 3), (1080, 1920, 3)]:
+        one_way, copy = image_pingpong(shape)
+        bench(
+            "py_image_%dx%d" % (shape[1], shape[0]),
+            one_way,
+            "us",
+            copy,
+            baseline_is="np.copyto",
+            target_ratio=1.5,
+            bytes=shape[0] * shape[1] * shape[2],
+        )
     blocking = io_hz(BlockingIo())
     asynchronous = io_hz(AsyncIo())
     bench("py_async_io", asynchronous, "Hz", blocking, blocking_hz=f"{blocking:.1f}", seed="20Hz_vs_98Hz")

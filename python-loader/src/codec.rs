@@ -8,6 +8,9 @@
 //!   over the received buffer, no second copy) and `2` a typed message (`horus.Imu`, … : the
 //!   Rust type's hash, then its bytes).
 //! - `b'B'`: a top-level `bytes` object; the rest is its content, unencoded.
+//! - `b'N'`: a top-level numpy array: a small header (ndim, dtype string, shape) padded to 8
+//!   bytes, then the array's data as it is in memory, copied once from the array into the slot
+//!   and once from the slot into the received array (no MessagePack of the data).
 //!
 //! MessagePack because it is compact, schemaless like Python's own objects, specified, and
 //! readable from every language a robot's tools are written in; the encoder and decoder here
@@ -25,6 +28,9 @@ use rmp::Marker;
 pub const TAG_MSGPACK: u8 = b'M';
 /// Tag of a raw `bytes` payload.
 pub const TAG_BYTES: u8 = b'B';
+/// Tag of a top-level numpy array: a header padded to 8 bytes, then its data as it is in
+/// memory (see [`ndarray_header`]).
+pub const TAG_NDARRAY: u8 = b'N';
 /// MessagePack extension type of a numpy array.
 const EXT_NDARRAY: i8 = 1;
 /// MessagePack extension type of a typed message.
@@ -123,7 +129,7 @@ fn typed_ext(obj: &Bound<'_, PyAny>) -> PyResult<Option<(&'static msgs::Typed, V
     Ok(msgs::encode(obj, &mut body).map(|t| (t, body)))
 }
 
-fn is_ndarray(obj: &Bound<'_, PyAny>) -> bool {
+pub fn is_ndarray(obj: &Bound<'_, PyAny>) -> bool {
     let ty = obj.get_type();
     ty.module().is_ok_and(|m| m.to_str().is_ok_and(|m| m == "numpy"))
         && ty.name().is_ok_and(|n| n.to_str().is_ok_and(|n| n == "ndarray"))
@@ -141,8 +147,9 @@ fn write_ndarray(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
             "cannot send a numpy array of Python objects (dtype=object): use a numeric dtype or a list",
         ));
     }
-    let shape: Vec<u64> = arr.getattr("shape")?.extract()?;
-    let view = PyMemoryView::from(&arr)?.call_method1("cast", ("B",))?;
+    // The original's shape: `ascontiguousarray` makes a 0-d array 1-d.
+    let shape: Vec<u64> = obj.getattr("shape")?.extract()?;
+    let view = bytes_view(&arr)?;
     let buffer = pyo3::buffer::PyBuffer::<u8>::get(&view)?;
     let mut meta = Vec::with_capacity(2 + dtype.len() + 8 * shape.len());
     meta.push(u8::try_from(dtype.len()).map_err(|_| PyValueError::new_err("dtype too long"))?);
@@ -161,10 +168,133 @@ fn write_ndarray(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     Ok(())
 }
 
+/// A top-level numpy array about to be sent with its data copied once, straight into the slot
+/// (`b'N'`): `header` gets `N`, ndim (u8), the dtype string's length (u8), the dtype string
+/// (`arr.dtype.str`), zeros up to a multiple of 8, then ndim × u64 LE dimensions; the data
+/// follows it in the slot, C order. Returns the buffer holding the data (the array made
+/// contiguous first if it was not). An array of Python objects is refused.
+pub fn ndarray_header(obj: &Bound<'_, PyAny>, header: &mut Vec<u8>) -> PyResult<pyo3::buffer::PyBuffer<u8>> {
+    let py = obj.py();
+    let arr = py.import("numpy")?.call_method1("ascontiguousarray", (obj,))?;
+    let dtype = arr.getattr("dtype")?;
+    if dtype.getattr("hasobject")?.extract::<bool>()? {
+        return Err(PyTypeError::new_err(
+            "cannot send a numpy array of Python objects (dtype=object): use a numeric dtype or a list",
+        ));
+    }
+    let name: String = dtype.getattr("str")?.extract()?;
+    // The original's shape: `ascontiguousarray` makes a 0-d array 1-d.
+    let shape: Vec<u64> = obj.getattr("shape")?.extract()?;
+    header.clear();
+    header.push(TAG_NDARRAY);
+    header.push(u8::try_from(shape.len()).map_err(|_| PyValueError::new_err("too many dimensions"))?);
+    header.push(u8::try_from(name.len()).map_err(|_| PyValueError::new_err("dtype too long"))?);
+    header.extend_from_slice(name.as_bytes());
+    header.resize(header.len().next_multiple_of(8), 0);
+    for d in &shape {
+        header.extend_from_slice(&d.to_le_bytes());
+    }
+    let view = bytes_view(&arr)?;
+    pyo3::buffer::PyBuffer::<u8>::get(&view)
+}
+
+/// Reads a `b'N'` message straight out of a slot's `words` (its length `len`) into a new numpy
+/// array: one copy. `None` if the message is not one (read it as a whole payload then). May
+/// be called on a slot being overwritten (the caller checks afterwards): every size is checked
+/// before use, so a torn header is an error, never a bad copy.
+pub fn read_ndarray_from_slot<'py>(
+    py: Python<'py>,
+    len: usize,
+    words: &[std::sync::atomic::AtomicU64],
+) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let mut first = [0u8; 8];
+    horus_host::shm::copy_words_out(words, 0, &mut first[..len.min(8)]);
+    if len < 8 || first[0] != TAG_NDARRAY {
+        return None;
+    }
+    Some((|| {
+        let header_len = ndarray_header_len(&first);
+        if header_len > len {
+            return Err(malformed("numpy header"));
+        }
+        let mut header = vec![0u8; header_len];
+        horus_host::shm::copy_words_out(words, 0, &mut header);
+        let (dtype, shape) = ndarray_meta(py, &header, len - header_len)?;
+        let arr = py
+            .import("numpy")?
+            .call_method1("empty", (PyTuple::new(py, &shape)?, dtype))?;
+        let view = bytes_view(&arr)?;
+        let mut buffer = pyo3::buffer::PyBuffer::<u8>::get(&view)?;
+        horus_host::shm::copy_words_out(words, header_len, crate::embed::buffer_bytes_mut(&mut buffer));
+        drop(buffer);
+        Ok(arr)
+    })())
+}
+
+/// A C-contiguous array's data as a 1-d `uint8` array over the same memory (no copy), whose
+/// buffer is plain bytes: what a memoryview cast cannot give for an empty array.
+fn bytes_view<'py>(arr: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = arr.py();
+    arr.call_method1("reshape", (-1,))?
+        .call_method1("view", (py.import("numpy")?.getattr("uint8")?,))
+}
+
+/// The length of a `b'N'` header whose first 8 bytes are `first`.
+fn ndarray_header_len(first: &[u8]) -> usize {
+    let (ndim, n) = (first[1] as usize, first[2] as usize);
+    (3 + n).next_multiple_of(8) + 8 * ndim
+}
+
+/// A `b'N'` header's dtype and shape, checked against the `data_len` bytes that follow it:
+/// a dtype numpy knows and that holds no Python objects, and exactly the data its shape needs.
+fn ndarray_meta<'py>(
+    py: Python<'py>,
+    header: &[u8],
+    data_len: usize,
+) -> PyResult<(Bound<'py, PyAny>, Vec<u64>)> {
+    let n = header[2] as usize;
+    let dims_at = (3 + n).next_multiple_of(8);
+    let name = std::str::from_utf8(&header[3..3 + n]).map_err(|_| malformed("dtype"))?;
+    let shape: Vec<u64> = header[dims_at..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let dtype = py
+        .import("numpy")?
+        .call_method1("dtype", (name,))
+        .map_err(|_| malformed("dtype"))?;
+    if dtype.getattr("hasobject")?.extract::<bool>()? {
+        return Err(malformed("an object dtype"));
+    }
+    let item: u64 = dtype.getattr("itemsize")?.extract()?;
+    let count = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
+    if count.and_then(|c| c.checked_mul(item)) != Some(data_len as u64) {
+        return Err(malformed("the numpy data's size"));
+    }
+    Ok((dtype, shape))
+}
+
+/// A whole `b'N'` payload (one that arrived as bytes: over a network hub) as a writable array.
+fn ndarray_from_payload<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    if payload.len() < 8 {
+        return Err(malformed("numpy header"));
+    }
+    let header_len = ndarray_header_len(payload);
+    if header_len > payload.len() {
+        return Err(malformed("numpy header"));
+    }
+    let (dtype, shape) = ndarray_meta(py, &payload[..header_len], payload.len() - header_len)?;
+    // A bytearray, so the array numpy builds over it (no copy) is writable.
+    let buf = PyByteArray::new(py, &payload[header_len..]);
+    let arr = py.import("numpy")?.call_method1("frombuffer", (buf, dtype))?;
+    arr.call_method1("reshape", (PyTuple::new(py, shape)?,))
+}
+
 /// Decodes a Python-object payload.
 pub fn decode<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     match payload.split_first() {
         Some((&TAG_BYTES, rest)) => Ok(PyBytes::new(py, rest).into_any()),
+        Some((&TAG_NDARRAY, _)) => ndarray_from_payload(py, payload),
         Some((&TAG_MSGPACK, rest)) => {
             let mut rd = Reader { buf: rest, pos: 0 };
             let value = rd.value(py, 0)?;

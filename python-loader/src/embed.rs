@@ -267,3 +267,28 @@ fn status_message(status: ffi::PyStatus) -> Option<String> {
     let msg = unsafe { std::ffi::CStr::from_ptr(status.err_msg) };
     Some(msg.to_string_lossy().into_owned())
 }
+
+/// The bytes of a C-contiguous buffer `buf` exports (a numpy array's data, for a send that
+/// copies it straight into a topic's slot).
+pub fn buffer_bytes(buf: &pyo3::buffer::PyBuffer<u8>) -> &[u8] {
+    assert!(buf.is_c_contiguous(), "a C-contiguous buffer");
+    // SAFETY: the buffer stays exported (its memory alive) while `buf` lives, which bounds
+    // the slice's lifetime; it is C-contiguous (checked), so its `len_bytes` bytes from `buf_ptr` are one
+    // readable block. Another thread may write the array meanwhile (numpy releases the GIL),
+    // as with any copy of a live array: the bytes are plain data and a torn copy is that
+    // thread's race, not invalid memory.
+    unsafe { std::slice::from_raw_parts(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) }
+}
+
+/// The writable bytes of a C-contiguous buffer `buf` exports: a numpy array this library has
+/// just created, which a received message is copied into.
+pub fn buffer_bytes_mut(buf: &mut pyo3::buffer::PyBuffer<u8>) -> &mut [u8] {
+    assert!(
+        buf.is_c_contiguous() && !buf.readonly(),
+        "a writable C-contiguous buffer"
+    );
+    // SAFETY: as in `buffer_bytes`, and writable (checked). Only called on an array created
+    // by the caller and not yet handed to Python code, so no other reference to its memory
+    // exists while the slice lives.
+    unsafe { std::slice::from_raw_parts_mut(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) }
+}

@@ -238,7 +238,15 @@ impl Endpoint {
                 kind
             }
         };
+        // A top-level numpy array on a Python-object topic: its data goes straight from the
+        // array into the slot, after a small header (`codec::ndarray_header`).
+        let array = match kind {
+            Kind::Object if codec::is_ndarray(obj) => Some(codec::ndarray_header(obj, scratch)?),
+            _ => None,
+        };
+        let data: &[u8] = array.as_ref().map_or(&[], crate::embed::buffer_bytes);
         match kind {
+            Kind::Object if array.is_some() => {}
             Kind::Object => codec::encode(obj, scratch)?,
             Kind::Typed(t) => {
                 if !(t.encode)(obj, scratch) {
@@ -270,17 +278,17 @@ impl Endpoint {
                     kind,
                     self.single_producer,
                     self.sizing,
-                    scratch.len(),
+                    scratch.len() + data.len(),
                 )
             });
             self.publisher = Some(shm::publisher(&self.ns, &spec).map_err(shm_err)?);
             self.kind = Some(kind);
         }
         let publisher = self.publisher.as_mut().expect("attached above");
-        match publisher.send(scratch) {
+        match publisher.send_parts(&[scratch, data]) {
             Ok(()) => {
                 self.counters.sent += 1;
-                self.counters.bytes_sent += scratch.len() as u64;
+                self.counters.bytes_sent += (scratch.len() + data.len()) as u64;
                 Ok(())
             }
             Err(SendError::TooLarge { len, max }) => Err(PyValueError::new_err(format!(
@@ -317,15 +325,31 @@ impl Endpoint {
             return Ok(None);
         }
         let sub = self.subscriber.as_mut().expect("attached");
-        if sub.try_recv(buf).is_none() {
+        let kind = self.kind.unwrap_or(Kind::Object);
+        // A numpy array on a Python-object topic is copied once, from the slot into the array
+        // returned; anything else into `buf`, then decoded.
+        let got = sub.try_recv_with(|len, words| {
+            let array = match kind {
+                Kind::Object => codec::read_ndarray_from_slot(py, len, words),
+                _ => None,
+            };
+            if array.is_none() {
+                buf.clear();
+                buf.resize(len, 0);
+                shm::copy_words_out(words, 0, buf);
+            }
+            (len, array)
+        });
+        let Some(((len, array), _)) = got else {
             return Ok(None);
-        }
+        };
         self.counters.received += 1;
-        self.counters.bytes_received += buf.len() as u64;
-        let decoded = match self.kind.unwrap_or(Kind::Object) {
-            Kind::Object => codec::decode(py, buf),
-            Kind::Typed(t) => (t.decode)(py, buf),
-            Kind::Raw => Ok(PyBytes::new(py, buf).into_any()),
+        self.counters.bytes_received += len as u64;
+        let decoded = match (kind, array) {
+            (_, Some(array)) => array,
+            (Kind::Object, None) => codec::decode(py, buf),
+            (Kind::Typed(t), None) => (t.decode)(py, buf),
+            (Kind::Raw, None) => Ok(PyBytes::new(py, buf).into_any()),
         };
         if decoded.is_err() {
             self.counters.errors += 1;

@@ -20,6 +20,8 @@ VALID = [
     b"B raw bytes",
     b"M\xc7\x10\x01" + b"\xa3<f4\x91\x02" + b"\xc4\x08" + b"\x00" * 8,
     b"M\xc7\x0c\x02" + b"\x00" * 12,
+    # A top-level numpy array (tag N): ndim 1, dtype "|u1", padding, shape [4], the data.
+    b"N\x01\x03|u1\x00\x00" + struct.pack("<Q", 4) + b"\x01\x02\x03\x04",
 ]
 
 # Lengths that claim far more than follows: must be refused, not allocated.
@@ -30,6 +32,10 @@ HUGE = [
     b"M\xdb\xff\xff\xff\xff",  # str32
     b"M\xc9\xff\xff\xff\xff\x01",  # ext32 (numpy)
     b"M" + b"\x91" * 100_000 + b"\xc0",  # nesting far past the limit
+    # numpy arrays whose shape claims far more data than follows, or an object dtype.
+    b"N\x02\x03|u1\x00\x00" + struct.pack("<QQ", 1 << 31, 1 << 31) + b"\x00" * 8,
+    b"N\x01\x03|O8\x00\x00" + struct.pack("<Q", 1) + b"\x00" * 8,
+    b"N\x09\x03|u1\x00\x00",  # nine dimensions announced, none there
 ]
 
 
@@ -44,6 +50,8 @@ def test_valid_payloads_decode():
     assert _horus._decode_payload(VALID[0]) == {"a": [1, 2.5, "x", None, True]}
     assert _horus._decode_payload(VALID[1]) == [b"abc", [1, 2], {}]
     assert _horus._decode_payload(VALID[2]) == b" raw bytes"
+    array = _horus._decode_payload(VALID[5])
+    assert array.tolist() == [1, 2, 3, 4] and str(array.dtype) == "uint8"
 
 
 @pytest.mark.parametrize("payload", HUGE)
@@ -55,7 +63,7 @@ def test_lengths_past_the_end_are_errors(payload):
 def test_random_bytes_are_a_value_or_an_error():
     rng = random.Random(0x5EED)
     for _ in range(CASES):
-        tag = rng.choice([b"M", b"M", b"B", bytes([rng.randrange(256)])])
+        tag = rng.choice([b"M", b"M", b"B", b"N", bytes([rng.randrange(256)])])
         decode(tag + rng.randbytes(rng.randrange(64)))
 
 

@@ -81,6 +81,81 @@ def test_numpy_arrays_round_trip_writable(no_leftovers):
     node._horus_io.close()
 
 
+def test_a_top_level_array_travels_as_its_data(no_leftovers):
+    # Sent on its own, an array goes straight into the slot (tag N, no MessagePack of the data)
+    # and comes back a new writable array with its dtype and shape: every kind of layout.
+    node = horus.Node()
+    cases = [
+        np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        np.linspace(0, 1, 12, dtype=np.float64).reshape(3, 4).T,  # not C-contiguous
+        np.array(5, dtype=np.int16),  # 0-d
+        np.zeros((0, 3), dtype=np.uint8),  # empty
+        np.array([True, False]),
+        np.arange(7, dtype=">u4"),  # big-endian: its dtype travels as written
+    ]
+    for a in cases:
+        node.send("arr", a)
+        got = node.get("arr")
+        assert got.dtype == a.dtype and got.shape == a.shape, (got, a)
+        assert np.array_equal(got, a)
+        assert got.flags.writeable and got.flags.c_contiguous
+    with pytest.raises(TypeError, match="dtype=object"):
+        node.send("arr", np.array([object()]))
+    node._horus_io.close()
+
+
+IMAGE_CHILD = textwrap.dedent(
+    """
+    import sys, horus, numpy as np
+    node = horus.Node()
+    horus.Hub("img_up").send("up")
+    # One more than the frames: the first is the blank frame that created the topic, still
+    # queued when this late reader attaches.
+    for _ in range(int(sys.argv[1]) + 1):
+        while (frame := node.get("img/in")) is None:
+            pass
+        node.send("img/out", frame[::-1].copy())  # flipped, so the check sees this process's work
+    """
+)
+
+
+@pytest.mark.parametrize("shape", [(480, 640, 3), (720, 1280, 3), (1080, 1920, 3)])
+def test_camera_frames_between_processes(shape, no_leftovers):
+    """Frames of the three camera sizes to another process and back, every byte checked."""
+    import time
+
+    rng = np.random.default_rng(sum(shape))
+    frames = [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(3)]
+    node = horus.Node()
+    # Both topics exist, sized for a frame, before the child attaches (its reads then find them).
+    blank = np.zeros(shape, dtype=np.uint8)
+    for topic in ("img/in", "img/out"):
+        node.send(topic, blank)
+        assert np.array_equal(node.get(topic), blank)
+    up = horus.Hub("img_up")
+    proc = subprocess.Popen([sys.executable, "-c", IMAGE_CHILD, str(len(frames))])
+    try:
+        deadline = time.monotonic() + 30
+        while up.recv() is None:
+            assert time.monotonic() < deadline, "the child did not come up"
+            time.sleep(0.005)
+        while (back := node.get("img/out")) is None:  # the blank frame, echoed
+            assert time.monotonic() < deadline, "no frame back"
+        assert np.array_equal(back, blank)
+        for f in frames:
+            node.send("img/in", f)
+            while (back := node.get("img/out")) is None:
+                assert time.monotonic() < deadline, "no frame back"
+            assert back.shape == shape and back.dtype == np.uint8
+            assert np.array_equal(back, f[::-1])
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    up.close()
+    node._horus_io.close()
+
+
 def _forked_publisher(ready, done):
     node = horus.Node()
     node.send("forked/out", {"from": "child"})
