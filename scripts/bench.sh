@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, python
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,9 @@ case "$group" in
     cargo build --release -q -p horus-host -p imu-sim -p attitude-filter -p telemetry-sink -p hello-counter -p bench-noop
     cargo bench -q -p horus-host --bench plugins
     ;;
+  large)
+    cargo bench -q -p horus-host --bench topics -- --large
+    ;;
   latency)
     # The Python chain runs the optimised package of .venv through the release host.
     ./scripts/python-env.sh --release
@@ -50,7 +53,7 @@ case "$group" in
     .venv/bin/python python-loader/bench/bench.py
     ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, python)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python)" >&2
     exit 2
     ;;
 esac

@@ -7,6 +7,9 @@
 //! - wake-up of a sleeping subscriber (`recv_timeout`, futex) against a raw futex ping-pong;
 //! - throughput of 8-byte messages on one reliable Link, against the 20 M msgs/s target.
 //!
+//! With `--large` (`./scripts/bench.sh large`, issue 18): one-way latency of 4 KiB to 6 MiB
+//! messages on a Link against a memcpy of the payload in the same run.
+//!
 //! The benchmark re-executes itself as the second process (`--child ...`).
 
 use horus_host::shm::{self, floor::RawChannel, Publisher, Subscriber, TopicSpec};
@@ -63,23 +66,38 @@ fn send(publ: &mut Publisher, bytes: &[u8]) {
     }
 }
 
+/// Slots of the ping-pong topics (4 for payloads of 1 MiB and more, so a 6 MiB pair fits a
+/// default /dev/shm).
+fn pingpong_capacity(len: usize) -> u32 {
+    if len >= 1 << 20 {
+        4
+    } else {
+        16
+    }
+}
+
 fn topic_pingpong(tag: &str, len: usize, link: bool) -> (f64, f64) {
+    topic_pingpong_rounds(tag, len, link, WARMUP, ROUNDS)
+}
+
+fn topic_pingpong_rounds(tag: &str, len: usize, link: bool, warmup: usize, rounds: usize) -> (f64, f64) {
     let ns = shm::namespace();
+    let cap = pingpong_capacity(len);
     let (ping, pong) = (format!("bench/{tag}/ping"), format!("bench/{tag}/pong"));
-    let mut sub = shm::subscriber(&ns, &spec(&pong, len, link, 16), 16, false).expect("pong");
-    let mut publ = shm::publisher(&ns, &spec(&ping, len, link, 16)).expect("ping");
-    let len_s = len.to_string();
+    let mut sub = shm::subscriber(&ns, &spec(&pong, len, link, cap), cap, false).expect("pong");
+    let mut publ = shm::publisher(&ns, &spec(&ping, len, link, cap)).expect("ping");
+    let (len_s, n_s) = (len.to_string(), (warmup + rounds).to_string());
     let link_s = if link { "link" } else { "hub" };
-    let mut child = spawn_child(&["topic", tag, &len_s, link_s]);
+    let mut child = spawn_child(&["topic", tag, &len_s, link_s, &n_s]);
     let mut buf = Vec::new();
     recv_spin(&mut sub, &mut buf); // the child is ready
     let msg = vec![0x5a; len];
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for i in 0..WARMUP + ROUNDS {
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..warmup + rounds {
         let start = Instant::now();
         send(&mut publ, &msg);
         recv_spin(&mut sub, &mut buf);
-        if i >= WARMUP {
+        if i >= warmup {
             samples.push(start.elapsed().as_nanos() as f64 / 2.0);
         }
     }
@@ -182,11 +200,18 @@ fn child(args: &[String]) {
     match args[0].as_str() {
         "topic" => {
             let (tag, len, link) = (&args[1], args[2].parse::<usize>().unwrap(), args[3] == "link");
-            let mut sub =
-                shm::subscriber(&ns, &spec(&format!("bench/{tag}/ping"), len, link, 16), 16, false).unwrap();
-            let mut publ = shm::publisher(&ns, &spec(&format!("bench/{tag}/pong"), len, link, 16)).unwrap();
+            let n = args[4].parse::<usize>().unwrap();
+            let cap = pingpong_capacity(len);
+            let mut sub = shm::subscriber(
+                &ns,
+                &spec(&format!("bench/{tag}/ping"), len, link, cap),
+                cap,
+                false,
+            )
+            .unwrap();
+            let mut publ = shm::publisher(&ns, &spec(&format!("bench/{tag}/pong"), len, link, cap)).unwrap();
             send(&mut publ, &[0]);
-            for _ in 0..WARMUP + ROUNDS {
+            for _ in 0..n {
                 recv_spin(&mut sub, &mut buf);
                 send(&mut publ, &buf);
             }
@@ -235,6 +260,38 @@ fn child(args: &[String]) {
     }
 }
 
+/// `./scripts/bench.sh large` (issue 18): one-way latency of 4 KiB to 6 MiB messages on a Link,
+/// copied into the slot and out of it, against a memcpy of the payload (between two private
+/// buffers, cache-hot) in the same run. The informative baseline for loans, which are not there
+/// yet (their target: ≤ 2 µs one way at every size).
+fn large() {
+    for (len, label) in [
+        (4096usize, "4k"),
+        (65536, "64k"),
+        (1 << 20, "1m"),
+        (6 << 20, "6m"),
+    ] {
+        let rounds = ((256usize << 20) / len).clamp(300, ROUNDS);
+        let (med, p99) = topic_pingpong_rounds(&format!("large-{label}"), len, true, rounds / 10, rounds);
+        let (src, mut dst) = (vec![0x5a_u8; len], vec![0_u8; len]);
+        let mut copies = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let start = Instant::now();
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&mut dst);
+            copies.push(start.elapsed().as_nanos() as f64);
+        }
+        let (memcpy, _) = summarize(copies);
+        line(
+            &format!("large_copy_{label}"),
+            med,
+            "ns",
+            memcpy,
+            &format!(" p99={p99:.1} baseline_name=memcpy rounds={rounds} loan_target_ns=2000"),
+        );
+    }
+}
+
 fn line(name: &str, value: f64, unit: &str, baseline: f64, extra: &str) {
     println!(
         "BENCH {name} value={value:.1} unit={unit} baseline={baseline:.1} ratio={:.2}{extra}",
@@ -253,6 +310,10 @@ fn main() {
         std::env::set_var("HORUS_NAMESPACE", format!("bench{}", std::process::id()));
     }
     pin(0);
+    if args.first().map(String::as_str) == Some("--large") {
+        large();
+        return;
+    }
     for (len, label) in [(8usize, "8b"), (4096, "4k")] {
         let (floor_med, floor_p99) = floor_pingpong(label, len);
         for (link, kind) in [(true, "link"), (false, "hub")] {

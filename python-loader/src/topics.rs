@@ -334,8 +334,7 @@ impl Endpoint {
                 _ => None,
             };
             if array.is_none() {
-                buf.clear();
-                buf.resize(len, 0);
+                buf.resize(len, 0); // every byte overwritten: only growth is zero-filled
                 shm::copy_words_out(words, 0, buf);
             }
             (len, array)

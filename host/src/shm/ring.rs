@@ -173,7 +173,8 @@ pub(super) fn copy_in_parts(words: &[AtomicU64], parts: &[&[u8]]) {
 }
 
 pub(super) fn copy_out(words: &[AtomicU64], len: usize, buf: &mut Vec<u8>) {
-    buf.clear();
+    // Every byte is overwritten below: only growth is zero-filled (a buffer reused for
+    // messages of one size is not written twice).
     buf.resize(len, 0);
     copy_words_out(words, 0, buf);
 }
