@@ -650,6 +650,11 @@ impl Drop for PythonNode {
             if let Some(io) = release_io(&self.io_key) {
                 let _ = io.bind(py).call_method0(intern!(py, "close"));
             }
+            // The object itself goes here, with the GIL: dropped after this function, pyo3
+            // would only queue its decref for the next time a thread takes the GIL — at the
+            // host's exit never, and whatever the object holds (a hub's segment) would stay.
+            drop(self.pending.take());
+            drop(std::mem::replace(&mut self.obj, py.None()));
         });
     }
 }

@@ -258,6 +258,25 @@ fn a_python_node_whose_restart_hangs_does_not_slow_the_others() {
     }
 }
 
+/// A Python node that holds a `horus.Hub` of its own: at the host's exit its object is freed
+/// under the GIL, so the hub closes and its segment goes. (The object's last reference was
+/// dropped without the GIL, a decref pyo3 defers to the next acquisition, which never came:
+/// the segment stayed behind.)
+#[test]
+fn a_python_nodes_own_hub_leaves_nothing_behind() {
+    let s = Scratch::new();
+    let ns = format!("e2epyhub{}", std::process::id());
+    let m = manifest(
+        &s,
+        "import horus\n\nclass N(horus.Node):\n    def init(self):\n        self.hub = horus.Hub('own/hub')\n\n    def tick(self):\n        self.hub.send(1)\n",
+        "",
+    );
+    let (out, stats) = run_with_stats_in(Some(&ns), &s, &m, "500ms");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(node(&stats, "py")["total_failures"], 0);
+    assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
+}
+
 /// Issue #15, item 8: a Python node's topics (`self.send(topic, …)`, `self.get(topic)`) are
 /// counted in the host's stats like a Rust node's ports — `messages_sent`, `messages_received`,
 /// `topics` in `--stats-json` and the table's sent/recv columns — inline and on a worker thread.
