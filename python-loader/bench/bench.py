@@ -95,6 +95,19 @@ def echo(kind, n, ready):
         node.send(f"bench/{kind}/pong", m)
 
 
+def timed_rounds(node, kind, msg, n):
+    """`n` ping-pongs of `msg` with the echo (already past its first reply): one-way ns each."""
+    time.sleep(0.05)
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        node.send(f"bench/{kind}/ping", msg)
+        while node.get(f"bench/{kind}/pong") is None:
+            pass
+        samples.append((time.perf_counter_ns() - t) / 2)
+    return samples
+
+
 def pingpong(kind, msg, n=20_000):
     ready = mp.Event()
     # One more than the rounds: the echo's first read is the message that created the topic,
@@ -108,14 +121,7 @@ def pingpong(kind, msg, n=20_000):
     ready.wait()
     while node.get(f"bench/{kind}/pong") is None:
         pass
-    time.sleep(0.05)
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter_ns()
-        node.send(f"bench/{kind}/ping", msg)
-        while node.get(f"bench/{kind}/pong") is None:
-            pass
-        samples.append((time.perf_counter_ns() - t) / 2)
+    samples = timed_rounds(node, kind, msg, n)
     p.join(10)
     node._horus_io.close()
     samples.sort()
@@ -139,14 +145,7 @@ def image_pingpong(shape, n=300):
     # The echo's first read is the frame that created the topic (see `pingpong`).
     while node.get(f"bench/{kind}/pong") is None:
         pass
-    time.sleep(0.05)
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter_ns()
-        node.send(f"bench/{kind}/ping", frame)
-        while node.get(f"bench/{kind}/pong") is None:
-            pass
-        samples.append((time.perf_counter_ns() - t) / 2)
+    samples = timed_rounds(node, kind, frame, n)
     p.join(10)
     node._horus_io.close()
     dst = np.empty_like(frame)

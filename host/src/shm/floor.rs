@@ -143,20 +143,16 @@ impl RawChannel {
     pub fn futex_waitv(&self, which: usize, last: &mut u32, bell: &AtomicU32) {
         use rustix::thread::futex;
         let f = self.futex(which);
-        let entry = |word: &AtomicU32, val: u32| {
-            let mut wait = futex::Wait::new();
-            wait.val = u64::from(val);
-            wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
-            wait.flags = futex::WaitFlags::SIZE_U32;
-            wait
-        };
         loop {
             let v = f.load(Ordering::Acquire);
             if v != *last {
                 *last = v;
                 return;
             }
-            let waits = [entry(f, v), entry(bell, bell.load(Ordering::Acquire))];
+            let waits = [
+                super::watch::waitv_entry(f, v),
+                super::watch::waitv_entry(bell, bell.load(Ordering::Acquire)),
+            ];
             let _ = futex::waitv(
                 &waits,
                 futex::WaitvFlags::empty(),

@@ -508,15 +508,7 @@ impl Segment {
     /// know the message type (the Python side, reading a topic a Rust node publishes) adopts it.
     pub fn peek(ns: &str, topic: &str) -> Result<Option<TopicSpec>, ShmError> {
         let name = shm_name(ns, topic);
-        let io = |op: &'static str| {
-            let (topic, name) = (topic.to_owned(), name.clone());
-            move |e: rustix::io::Errno| ShmError::Io {
-                topic,
-                name,
-                op,
-                source: e.into(),
-            }
-        };
+        let io = |op| errno(topic, &name, op);
         let fd = match rustix::shm::open(&*name, OFlags::RDWR, Mode::empty()) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(None),
@@ -590,15 +582,7 @@ impl Segment {
         take_over: bool,
     ) -> Result<Segment, ShmError> {
         let name = shm_name(ns, &spec.topic);
-        let io = |op: &'static str| {
-            let (topic, name) = (spec.topic.clone(), name.clone());
-            move |e: rustix::io::Errno| ShmError::Io {
-                topic,
-                name,
-                op,
-                source: e.into(),
-            }
-        };
+        let io = |op| errno(&spec.topic, &name, op);
         loop {
             let fd = rustix::shm::open(&*name, OFlags::CREATE | OFlags::RDWR, Mode::from_raw_mode(0o600))
                 .map_err(io("shm_open"))?;
@@ -860,15 +844,7 @@ impl Segment {
     /// process, or the Python loader's) by its name: creates nothing, registers nothing.
     /// `topic` names the topic in errors.
     pub fn open_view(name: &str, topic: &str) -> Result<Segment, ShmError> {
-        let io = |op: &'static str| {
-            let (topic, name) = (topic.to_owned(), name.to_owned());
-            move |e: rustix::io::Errno| ShmError::Io {
-                topic,
-                name,
-                op,
-                source: e.into(),
-            }
-        };
+        let io = |op| errno(topic, name, op);
         let file = File::from(rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(io("shm_open"))?);
         rustix::fs::flock(&file, FlockOperation::LockShared).map_err(io("flock"))?;
         let guard = Locked(&file);
@@ -1089,6 +1065,17 @@ fn validate(map: &MmapMut, size: u64, spec: &TopicSpec, name: &str) -> Result<He
         });
     }
     Ok(h)
+}
+
+/// Turns a failed system call `op` on segment `name` of `topic` into its [`ShmError`].
+fn errno(topic: &str, name: &str, op: &'static str) -> impl FnOnce(rustix::io::Errno) -> ShmError {
+    let (topic, name) = (topic.to_owned(), name.to_owned());
+    move |e| ShmError::Io {
+        topic,
+        name,
+        op,
+        source: e.into(),
+    }
 }
 
 /// The header of a mapped segment, checked for everything but the message type: magic, layout

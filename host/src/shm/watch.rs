@@ -169,6 +169,16 @@ pub fn wait_for_input(
     }
 }
 
+/// One word of a `futex_waitv`: sleep while `word` holds `val`. Shared words (no
+/// `FUTEX2_PRIVATE`), to match the publishers' (shared) wake.
+pub(super) fn waitv_entry(word: &AtomicU32, val: u32) -> futex::Wait {
+    let mut wait = futex::Wait::new();
+    wait.val = u64::from(val);
+    wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+    wait.flags = futex::WaitFlags::SIZE_U32;
+    wait
+}
+
 /// One `futex_waitv` over the words and the bell, with an absolute monotonic timeout.
 fn sleep(
     waited: &[&InputWatch],
@@ -177,20 +187,12 @@ fn sleep(
     bell_seen: u32,
     until: Instant,
 ) -> WaitOutcome {
-    let entry = |word: &AtomicU32, val: u32| {
-        let mut wait = futex::Wait::new();
-        wait.val = u64::from(val);
-        wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
-        // Shared words: no FUTEX2_PRIVATE, to match the publishers' (shared) wake.
-        wait.flags = futex::WaitFlags::SIZE_U32;
-        wait
-    };
     let mut waits: Vec<futex::Wait> = waited
         .iter()
         .zip(words)
-        .map(|(w, v)| entry(w.word(), *v))
+        .map(|(w, v)| waitv_entry(w.word(), *v))
         .collect();
-    waits.push(entry(bell, bell_seen));
+    waits.push(waitv_entry(bell, bell_seen));
     let left = until.saturating_duration_since(Instant::now());
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
