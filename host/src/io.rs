@@ -4,7 +4,7 @@
 //! thin shim over a method here. It does not own delivery (see [`crate::shm`]), topic policy
 //! (see [`crate::topic`]) or scheduling.
 
-use crate::shm::{InputWatch, Publisher, SendError, Subscriber};
+use crate::shm::{InputWatch, Pinned, Publisher, SendError, Subscriber};
 use horus_plugin_api::abi;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +65,19 @@ impl PortBinding {
     }
 }
 
+/// The `abi::SEND_*` code of a refused send.
+fn send_code(e: SendError) -> i32 {
+    match e {
+        // Every slot held by readers is back-pressure too: it passes when they let go.
+        SendError::Full | SendError::Pinned => abi::SEND_FULL,
+        SendError::TooLarge { .. } => abi::SEND_TOO_LARGE,
+        SendError::LoanOpen | SendError::NoLoan => abi::SEND_LOAN_STATE,
+        // The output was handed to the node's replacement (this instance was abandoned) or its
+        // topic is corrupt: for this instance it is no output any more.
+        SendError::Revoked | SendError::Corrupt => abi::SEND_BAD_PORT,
+    }
+}
+
 /// A watch of `binding` if it is a connected input (see [`NodeIo::input_watches`]); logs why
 /// not if it cannot be mapped.
 pub fn watch_input(node: &str, port: &str, binding: &PortBinding) -> Option<InputWatch> {
@@ -122,6 +135,22 @@ pub struct NodeIo {
     /// disconnected or moved to another topic): the node's totals go on.
     released: (u64, u64, u64),
     current: Vec<u8>,
+    /// Messages the node holds in place ([`NodeIo::recv_ref`]), by handle.
+    held: Vec<(u64, Held)>,
+    next_pin: u64,
+    /// The memory lent for loans on unconnected outputs, by port: what is written there goes
+    /// nowhere, like a send to such a port.
+    idle_loans: Vec<(u32, Vec<u8>)>,
+}
+
+/// A message a node holds by [`NodeIo::recv_ref`].
+#[derive(Debug)]
+enum Held {
+    /// In its topic's ring.
+    InPlace(Pinned),
+    /// A copy: a message of a ring a live apply moved the input away from, which is read
+    /// through the port's receive buffer.
+    Copied(Vec<u8>),
 }
 
 impl NodeIo {
@@ -149,6 +178,9 @@ impl NodeIo {
             draining: Vec::new(),
             released: (0, 0, 0),
             current: Vec::new(),
+            held: Vec::new(),
+            next_pin: 1,
+            idle_loans: Vec::new(),
         }
     }
 
@@ -441,11 +473,7 @@ impl NodeIo {
         match self.ports.get_mut(port as usize) {
             Some(PortBinding::Output(p)) => match p.send(bytes) {
                 Ok(()) => abi::SEND_OK,
-                Err(SendError::Full) => abi::SEND_FULL,
-                Err(SendError::TooLarge { .. }) => abi::SEND_TOO_LARGE,
-                // The output was handed to the node's replacement (this instance was abandoned)
-                // or its topic is corrupt: for this instance it is no output any more.
-                Err(SendError::Revoked | SendError::Corrupt) => abi::SEND_BAD_PORT,
+                Err(e) => send_code(e),
             },
             Some(PortBinding::Unconnected { output: true, sent }) => {
                 *sent += 1;
@@ -471,6 +499,118 @@ impl NodeIo {
             Some(PortBinding::Unconnected { output: false, .. }) => Ok(None),
             _ => Err(abi::RECV_BAD_PORT),
         }
+    }
+
+    /// Lends `len` bytes of output `port`'s next message, in place in the topic's ring (see
+    /// [`Publisher::loan`]); an `abi::SEND_*` code when refused.
+    pub fn loan(&mut self, port: u32, len: usize) -> Result<&mut [u8], i32> {
+        match self.ports.get_mut(port as usize) {
+            Some(PortBinding::Output(p)) => {
+                let max = p.segment().slot_size() as usize;
+                if len > max {
+                    return Err(abi::SEND_TOO_LARGE);
+                }
+                p.loan().map_err(send_code)?;
+                let bytes = p.loan_bytes().expect("a loan was just opened");
+                Ok(&mut bytes[..len])
+            }
+            Some(PortBinding::Unconnected { output: true, .. }) => {
+                if self.idle_loans.iter().any(|(p, _)| *p == port) {
+                    return Err(abi::SEND_LOAN_STATE);
+                }
+                self.idle_loans.push((port, vec![0; len]));
+                Ok(&mut self.idle_loans.last_mut().expect("pushed").1)
+            }
+            _ => Err(abi::SEND_BAD_PORT),
+        }
+    }
+
+    /// Publishes the first `len` bytes of output `port`'s loan, or discards it
+    /// (`abi::LOAN_DISCARD`); an `abi::SEND_*` code.
+    pub fn close_loan(&mut self, port: u32, len: usize) -> i32 {
+        match self.ports.get_mut(port as usize) {
+            Some(PortBinding::Output(p)) if len == abi::LOAN_DISCARD => {
+                if !p.has_loan() {
+                    return abi::SEND_LOAN_STATE;
+                }
+                p.discard_loan();
+                abi::SEND_OK
+            }
+            Some(PortBinding::Output(p)) => match p.send_loan(len) {
+                Ok(()) => abi::SEND_OK,
+                Err(e) => send_code(e),
+            },
+            Some(PortBinding::Unconnected { output: true, sent }) => {
+                let Some(i) = self.idle_loans.iter().position(|(p, _)| *p == port) else {
+                    return abi::SEND_LOAN_STATE;
+                };
+                let (_, bytes) = self.idle_loans.swap_remove(i);
+                if len == abi::LOAN_DISCARD {
+                    return abi::SEND_OK;
+                }
+                if len > bytes.len() {
+                    return abi::SEND_TOO_LARGE;
+                }
+                *sent += 1;
+                abi::SEND_OK
+            }
+            _ => abi::SEND_BAD_PORT,
+        }
+    }
+
+    /// Discards the loans a node call left open (a node that leaked its loan guard): readers
+    /// wait at an open loan, so none outlives the call that opened it.
+    pub fn end_call(&mut self) {
+        self.idle_loans.clear();
+        for (binding, name) in self.ports.iter_mut().zip(&self.port_names) {
+            if let PortBinding::Output(p) = binding {
+                if p.has_loan() {
+                    p.discard_loan();
+                    tracing::warn!(node = %self.name, port = %name, "a loaned message was left open when the node's call returned: discarded (send it, or drop its guard, within the call)");
+                }
+            }
+        }
+    }
+
+    /// Takes the next message of input `port` without copying it: its bytes and the handle
+    /// that [`release_ref`](Self::release_ref) takes. The bytes stay valid and unchanged
+    /// until then (or until this `NodeIo` is dropped). `Err` is an `abi::RECV_*` code.
+    pub fn recv_ref(&mut self, port: u32) -> Result<Option<(&[u8], u64)>, i32> {
+        let pin = self.next_pin;
+        if !self.draining.is_empty() && self.drain(port as usize) {
+            self.next_pin += 1;
+            self.held.push((pin, Held::Copied(self.current.clone())));
+        } else {
+            match self.ports.get_mut(port as usize) {
+                Some(PortBinding::Input(s)) => match s.try_recv_pinned() {
+                    Ok(Some((pinned, _))) => {
+                        self.next_pin += 1;
+                        self.held.push((pin, Held::InPlace(pinned)));
+                    }
+                    Ok(None) => return Ok(None),
+                    Err(_) => return Err(abi::RECV_HELD),
+                },
+                Some(PortBinding::Unconnected { output: false, .. }) => return Ok(None),
+                _ => return Err(abi::RECV_BAD_PORT),
+            }
+        }
+        let bytes = match &self.held.last().expect("pushed").1 {
+            Held::InPlace(p) => p.bytes(),
+            Held::Copied(v) => v,
+        };
+        Ok(Some((bytes, pin)))
+    }
+
+    /// Releases a message taken by [`recv_ref`](Self::recv_ref); an unknown handle is ignored.
+    pub fn release_ref(&mut self, pin: u64) {
+        if let Some(i) = self.held.iter().position(|(p, _)| *p == pin) {
+            self.held.swap_remove(i);
+        }
+    }
+
+    /// Messages the node holds in place now.
+    pub fn held_refs(&self) -> usize {
+        self.held.len()
     }
 
     /// A watch of every connected input, by port name, for the scheduler thread to see its

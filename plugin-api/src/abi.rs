@@ -30,7 +30,7 @@ use std::ffi::c_void;
 /// History: v1 — ports only; v2 — node types also declare their config keys
 /// ([`NodeVTable::config_keys`], [`ConfigKeyDesc`]), so `horus check` can verify a node's `config`
 /// without creating it.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// `b"HORUSPLG"` read as a little-endian `u64`: tells a HORUS plugin header from random memory.
 pub const PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"HORUSPLG");
@@ -66,6 +66,11 @@ pub const SEND_FULL: i32 = 1;
 pub const SEND_BAD_PORT: i32 = -1;
 /// `send` result: the message is larger than the topic's slot size.
 pub const SEND_TOO_LARGE: i32 = -2;
+/// `send`/`loan`/`close_loan` result: the port's loan is in the wrong state (a loan is open
+/// where none may be, or none is open to close).
+pub const SEND_LOAN_STATE: i32 = -3;
+/// `close_loan` length that discards the loan instead of publishing it.
+pub const LOAN_DISCARD: usize = usize::MAX;
 
 /// `recv` result: a message was written to the out slice.
 pub const RECV_MESSAGE: i32 = 1;
@@ -73,6 +78,9 @@ pub const RECV_MESSAGE: i32 = 1;
 pub const RECV_EMPTY: i32 = 0;
 /// `recv` result: the port index is not an input of this node.
 pub const RECV_BAD_PORT: i32 = -1;
+/// `recv_ref` result: the node already holds as many messages of this input in place as it
+/// may (half the topic's ring); nothing was taken.
+pub const RECV_HELD: i32 = -2;
 
 /// Port direction: the node publishes on it.
 pub const PORT_OUTPUT: u32 = 0;
@@ -228,6 +236,21 @@ abi_struct! {
         /// Takes the oldest unread message of input port `port` into `out`, which stays valid
         /// until the next host call for this node. Returns one of the `RECV_*` codes.
         pub recv: unsafe extern "C" fn(host: *mut c_void, port: u32, out: *mut RawSlice) -> i32,
+        /// Lends the node `len` bytes of output port `port`'s next message, in the topic's
+        /// shared memory: `out` gets memory the node may write until it calls `close_loan`
+        /// for the port (its content is whatever was there). One loan per port at a time.
+        /// Returns one of the `SEND_*` codes.
+        pub loan: unsafe extern "C" fn(host: *mut c_void, port: u32, len: usize, out: *mut RawSlice) -> i32,
+        /// Publishes the first `len` bytes of port `port`'s open loan, or discards the loan
+        /// when `len` is `LOAN_DISCARD`. Returns one of the `SEND_*` codes. The host also
+        /// discards a loan the node leaves open when its `tick` (or other call) returns.
+        pub close_loan: unsafe extern "C" fn(host: *mut c_void, port: u32, len: usize) -> i32,
+        /// Takes the oldest unread message of input port `port` without copying it: `out`
+        /// gets its bytes in the topic's shared memory, which stay valid and unchanged until
+        /// `release_ref(pin)`; `pin` gets the handle. Returns one of the `RECV_*` codes.
+        pub recv_ref: unsafe extern "C" fn(host: *mut c_void, port: u32, out: *mut RawSlice, pin: *mut u64) -> i32,
+        /// Releases a message taken by `recv_ref`; an unknown handle is ignored.
+        pub release_ref: unsafe extern "C" fn(host: *mut c_void, pin: u64),
     }
 }
 

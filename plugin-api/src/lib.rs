@@ -41,6 +41,11 @@ pub mod config;
     reason = "the plugin side of the C ABI: entry points and panic containment"
 )]
 pub mod export;
+#[expect(
+    unsafe_code,
+    reason = "guards over memory the host lends in a topic's shared memory"
+)]
+pub mod loan;
 #[expect(unsafe_code, reason = "plain-data messages are viewed as bytes")]
 pub mod message;
 pub mod msgs;
@@ -50,6 +55,7 @@ pub mod node;
 pub mod testing;
 
 pub use config::ConfigKey;
+pub use loan::{BytesRef, Loan, LoanBytes, Ref};
 pub use message::{CodecError, Message, Pod, Port};
 pub use node::{ConfigError, Context, Node, NodeError, NodeResult, RecvError, SendError};
 

@@ -5,7 +5,8 @@
 
 use crate::abi::{self, ConfigValue, NodeContext, PortDesc, RawSlice};
 use crate::config::ConfigKey;
-use crate::message::{CodecError, Message, Port};
+use crate::loan::{BytesRef, Loan, LoanBytes, Ref};
+use crate::message::{CodecError, Message, Pod, Port};
 use std::fmt;
 use std::time::Duration;
 
@@ -168,6 +169,9 @@ pub enum SendError {
     TooLarge(String),
     /// The message could not be encoded.
     Codec(CodecError),
+    /// The port has an open loan ([`Context::loan`]): send or drop it before sending or
+    /// loaning again.
+    LoanOpen(String),
     /// The host returned a code this SDK does not know.
     Host(String, i32),
 }
@@ -192,6 +196,10 @@ impl fmt::Display for SendError {
             SendError::Full(p) => write!(f, "topic of port `{p}` is full (reliable QoS back-pressure)"),
             SendError::TooLarge(p) => write!(f, "message too large for the topic of port `{p}`"),
             SendError::Codec(e) => e.fmt(f),
+            SendError::LoanOpen(p) => write!(
+                f,
+                "port `{p}` has an open loan: send it or drop it before sending or loaning again"
+            ),
             SendError::Host(p, c) => write!(f, "host refused a message on port `{p}` (code {c})"),
         }
     }
@@ -223,6 +231,10 @@ pub enum RecvError {
     },
     /// The received bytes do not decode as the port's type.
     Codec(CodecError),
+    /// The node already holds as many messages of this input in place ([`Context::recv_ref`])
+    /// as it may: half the topic's ring, so its publishers keep free slots. Drop a guard
+    /// first, or give the topic a larger depth.
+    Held(String),
     /// The host returned a code this SDK does not know.
     Host(String, i32),
 }
@@ -245,6 +257,10 @@ impl fmt::Display for RecvError {
                 write!(f, "port `{port}` carries `{expected}`, not `{got}`")
             }
             RecvError::Codec(e) => e.fmt(f),
+            RecvError::Held(p) => write!(
+                f,
+                "input `{p}`: this node already holds as many messages in place as it may (half the topic's ring); drop a borrowed message first, or give the topic a larger depth"
+            ),
             RecvError::Host(p, c) => write!(f, "host failed to receive on port `{p}` (code {c})"),
         }
     }
@@ -506,6 +522,16 @@ impl<'a> Context<'a> {
 
     /// Publishes `msg` on output port `port`.
     pub fn send<M: Message>(&mut self, port: &str, msg: &M) -> Result<(), SendError> {
+        let (index, _) = self.typed_output::<M>(port)?;
+        let (send, host) = (self.api().send, self.raw.host);
+        let bytes = msg.encode(self.scratch).map_err(SendError::Codec)?;
+        // SAFETY: valid host function and pointer; `bytes` outlives the call (the host copies).
+        let code = unsafe { send(host, index, bytes.as_ptr(), bytes.len()) };
+        send_result(code, port)
+    }
+
+    /// The declared output `port` of message type `M`.
+    fn typed_output<M: Message>(&self, port: &str) -> Result<(u32, &'static Port), SendError> {
         let (index, decl) = self
             .port_index(port, true)
             .ok_or_else(|| self.unknown_output(port))?;
@@ -516,20 +542,11 @@ impl<'a> Context<'a> {
                 got: M::TYPE_NAME,
             });
         }
-        let (send, host) = (self.api().send, self.raw.host);
-        let bytes = msg.encode(self.scratch).map_err(SendError::Codec)?;
-        // SAFETY: valid host function and pointer; `bytes` outlives the call (the host copies).
-        let code = unsafe { send(host, index, bytes.as_ptr(), bytes.len()) };
-        match code {
-            abi::SEND_OK => Ok(()),
-            abi::SEND_FULL => Err(SendError::Full(port.to_owned())),
-            abi::SEND_TOO_LARGE => Err(SendError::TooLarge(port.to_owned())),
-            other => Err(SendError::Host(port.to_owned(), other)),
-        }
+        Ok((index, decl))
     }
 
-    /// Takes the oldest unread message of input port `port`, or `None` when none is waiting.
-    pub fn recv<M: Message>(&mut self, port: &str) -> Result<Option<M>, RecvError> {
+    /// The declared input `port` of message type `M`.
+    fn typed_input<M: Message>(&self, port: &str) -> Result<(u32, &'static Port), RecvError> {
         let (index, decl) = self
             .port_index(port, false)
             .ok_or_else(|| self.unknown_input(port))?;
@@ -540,6 +557,111 @@ impl<'a> Context<'a> {
                 got: M::TYPE_NAME,
             });
         }
+        Ok((index, decl))
+    }
+
+    /// Asks the host to lend `len` bytes of output `index`.
+    fn loan_raw(&self, index: u32, decl: &'static Port, len: usize) -> Result<*mut u8, SendError> {
+        let mut out = RawSlice::EMPTY;
+        // SAFETY: valid host function and pointer; `out` is a valid `RawSlice` to write to.
+        let code = unsafe { (self.api().loan)(self.raw.host, index, len, &mut out) };
+        send_result(code, decl.name())?;
+        Ok(out.ptr.cast_mut())
+    }
+
+    /// Borrows the next message of output `port` in place, in the topic's shared memory: write
+    /// it through the guard (it starts as whatever the slot held: set every field), then
+    /// [`Loan::send`] publishes it with no copy; dropping the guard discards it. For
+    /// plain-data messages ([`pod_message!`](crate::pod_message)); one loan per port at a time,
+    /// within the call that made it (subscribers wait at an open loan). See [`crate::loan`].
+    pub fn loan<M: Message + Pod>(&self, port: &str) -> Result<Loan<'_, M>, SendError> {
+        let (index, decl) = self.typed_output::<M>(port)?;
+        let ptr = self.loan_raw(index, decl, size_of::<M>())?;
+        if !ptr.cast::<M>().is_aligned() {
+            // SAFETY: the loan just opened; nothing holds its memory.
+            unsafe { (self.api().close_loan)(self.raw.host, index, abi::LOAN_DISCARD) };
+            return Err(SendError::Codec(CodecError {
+                type_name: M::TYPE_NAME,
+                reason: format!("the host lent memory not aligned to {} bytes", align_of::<M>()),
+            }));
+        }
+        // SAFETY: the host lent `size_of::<M>()` writable bytes, aligned (checked), until the
+        // loan of `index` is closed, which only the guard does.
+        Ok(unsafe { Loan::new(self.raw, index, decl.name(), ptr.cast::<M>()) })
+    }
+
+    /// Borrows `len` bytes of output `port`'s next message in place (any port type: the bytes
+    /// are the message as it travels, e.g. a camera frame on a `Vec<u8>` port). Fill them,
+    /// then [`LoanBytes::send`] (or [`LoanBytes::send_prefix`]); dropping the guard discards
+    /// them. Rules as for [`loan`](Context::loan).
+    pub fn loan_bytes(&self, port: &str, len: usize) -> Result<LoanBytes<'_>, SendError> {
+        let (index, decl) = self
+            .port_index(port, true)
+            .ok_or_else(|| self.unknown_output(port))?;
+        let ptr = self.loan_raw(index, decl, len)?;
+        // SAFETY: the host lent `len` writable bytes until the loan of `index` is closed, which
+        // only the guard does.
+        Ok(unsafe { LoanBytes::new(self.raw, index, decl.name(), ptr, len) })
+    }
+
+    /// Takes input `index`'s next message in place: its bytes and handle.
+    fn recv_ref_raw(&self, index: u32, decl: &'static Port) -> Result<Option<(RawSlice, u64)>, RecvError> {
+        let (mut out, mut pin) = (RawSlice::EMPTY, 0u64);
+        // SAFETY: valid host function and pointer; `out` and `pin` are valid to write to.
+        let code = unsafe { (self.api().recv_ref)(self.raw.host, index, &mut out, &mut pin) };
+        match code {
+            abi::RECV_MESSAGE => Ok(Some((out, pin))),
+            abi::RECV_EMPTY => Ok(None),
+            abi::RECV_HELD => Err(RecvError::Held(decl.name().to_owned())),
+            other => Err(RecvError::Host(decl.name().to_owned(), other)),
+        }
+    }
+
+    /// Takes the oldest unread message of input `port` without copying it: the guard reads it
+    /// in the topic's shared memory, and no publisher writes it until the guard is dropped (a
+    /// `reliable` topic's publishers wait; others skip its slot). A node may hold up to half
+    /// its input's ring at once ([`RecvError::Held`] beyond). For plain-data messages; see
+    /// [`crate::loan`].
+    pub fn recv_ref<M: Message + Pod>(&self, port: &str) -> Result<Option<Ref<'_, M>>, RecvError> {
+        let (index, decl) = self.typed_input::<M>(port)?;
+        let Some((bytes, pin)) = self.recv_ref_raw(index, decl)? else {
+            return Ok(None);
+        };
+        let ptr = bytes.ptr.cast::<M>();
+        if bytes.len != size_of::<M>() || !ptr.is_aligned() {
+            // SAFETY: `pin` was just handed out; nothing refers to its bytes.
+            unsafe { (self.api().release_ref)(self.raw.host, pin) };
+            return Err(RecvError::Codec(CodecError {
+                type_name: M::TYPE_NAME,
+                reason: format!(
+                    "expected {} bytes aligned to {}, got {} bytes",
+                    size_of::<M>(),
+                    align_of::<M>(),
+                    bytes.len
+                ),
+            }));
+        }
+        // SAFETY: the host keeps the message's bytes (size and alignment checked) unchanged
+        // until `pin` is released, which only the guard does.
+        Ok(Some(unsafe { Ref::new(self.raw, pin, ptr) }))
+    }
+
+    /// Takes the oldest unread message of input `port` without copying it, as raw bytes (any
+    /// port type). Rules as for [`recv_ref`](Context::recv_ref).
+    pub fn recv_bytes_ref(&self, port: &str) -> Result<Option<BytesRef<'_>>, RecvError> {
+        let (index, decl) = self
+            .port_index(port, false)
+            .ok_or_else(|| self.unknown_input(port))?;
+        let Some((bytes, pin)) = self.recv_ref_raw(index, decl)? else {
+            return Ok(None);
+        };
+        // SAFETY: the host keeps the bytes unchanged until `pin` is released (by the guard).
+        Ok(Some(unsafe { BytesRef::new(self.raw, pin, bytes) }))
+    }
+
+    /// Takes the oldest unread message of input port `port`, or `None` when none is waiting.
+    pub fn recv<M: Message>(&mut self, port: &str) -> Result<Option<M>, RecvError> {
+        let (index, _) = self.typed_input::<M>(port)?;
         match self.recv_raw(index, port)? {
             Some(bytes) => M::decode(bytes).map(Some).map_err(RecvError::Codec),
             None => Ok(None),
@@ -579,6 +701,17 @@ impl<'a> Context<'a> {
     /// The config keys the node type declared ([`Node::CONFIG`]).
     pub fn config_schema(&self) -> &'static [ConfigKey] {
         self.config
+    }
+}
+
+/// The result of a host `SEND_*` code for port `port`.
+pub(crate) fn send_result(code: i32, port: &str) -> Result<(), SendError> {
+    match code {
+        abi::SEND_OK => Ok(()),
+        abi::SEND_FULL => Err(SendError::Full(port.to_owned())),
+        abi::SEND_TOO_LARGE => Err(SendError::TooLarge(port.to_owned())),
+        abi::SEND_LOAN_STATE => Err(SendError::LoanOpen(port.to_owned())),
+        other => Err(SendError::Host(port.to_owned(), other)),
     }
 }
 

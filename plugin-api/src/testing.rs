@@ -79,6 +79,22 @@ struct MockHost {
     queues: Vec<VecDeque<Vec<u8>>>,
     current: Vec<u8>,
     logs: Vec<(u32, String)>,
+    /// Open loans, by port: 8-aligned memory of the loaned length, like a topic's slot.
+    loans: Vec<Option<(Vec<u64>, usize)>>,
+    /// Messages taken by `recv_ref`, by handle, in 8-aligned memory.
+    held: Vec<(u64, Vec<u64>, usize)>,
+    next_pin: u64,
+}
+
+/// `len` bytes of 8-aligned, zeroed memory.
+fn aligned(len: usize) -> Vec<u64> {
+    vec![0; len.div_ceil(8)]
+}
+
+fn words_as_bytes(words: &mut [u64], len: usize) -> &mut [u8] {
+    // SAFETY: `u64` has no padding and every byte of it is initialised; `len` is at most the
+    // words' size (every caller sized them with `aligned(len)`).
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len.min(words.len() * 8)) }
 }
 
 /// # Safety
@@ -195,6 +211,83 @@ unsafe extern "C" fn mock_recv(host: *mut c_void, port: u32, out: *mut RawSlice)
     }
 }
 
+/// # Safety
+/// `host` as for [`mock`]; `out` is writable.
+unsafe extern "C" fn mock_loan(host: *mut c_void, port: u32, len: usize, out: *mut RawSlice) -> i32 {
+    // SAFETY: see `mock`; `out` writable (SDK contract).
+    unsafe {
+        let host = mock(host);
+        match host.ports.get(port as usize) {
+            Some(p) if p.direction == abi::PORT_OUTPUT => {
+                let slot = &mut host.loans[port as usize];
+                if slot.is_some() {
+                    return abi::SEND_LOAN_STATE;
+                }
+                let (words, len) = slot.insert((aligned(len), len));
+                *out = RawSlice::from_bytes(words_as_bytes(words, *len));
+                abi::SEND_OK
+            }
+            _ => abi::SEND_BAD_PORT,
+        }
+    }
+}
+
+/// # Safety
+/// `host` as for [`mock`].
+unsafe extern "C" fn mock_close_loan(host: *mut c_void, port: u32, len: usize) -> i32 {
+    // SAFETY: see `mock`.
+    let host = unsafe { mock(host) };
+    let Some(slot) = host.loans.get_mut(port as usize) else {
+        return abi::SEND_BAD_PORT;
+    };
+    let Some((mut words, loaned)) = slot.take() else {
+        return abi::SEND_LOAN_STATE;
+    };
+    if len == abi::LOAN_DISCARD {
+        return abi::SEND_OK;
+    }
+    if len > loaned {
+        return abi::SEND_TOO_LARGE;
+    }
+    let msg = words_as_bytes(&mut words, len).to_vec();
+    host.queues[port as usize].push_back(msg);
+    abi::SEND_OK
+}
+
+/// # Safety
+/// `host` as for [`mock`]; `out` and `pin` are writable.
+unsafe extern "C" fn mock_recv_ref(host: *mut c_void, port: u32, out: *mut RawSlice, pin: *mut u64) -> i32 {
+    // SAFETY: see `mock`; `out` and `pin` writable (SDK contract).
+    unsafe {
+        let host = mock(host);
+        match host.ports.get(port as usize) {
+            Some(p) if p.direction == abi::PORT_INPUT => match host.queues[port as usize].pop_front() {
+                Some(msg) => {
+                    let mut words = aligned(msg.len());
+                    words_as_bytes(&mut words, msg.len()).copy_from_slice(&msg);
+                    let handle = host.next_pin;
+                    host.next_pin += 1;
+                    host.held.push((handle, words, msg.len()));
+                    let (_, words, len) = host.held.last_mut().expect("pushed");
+                    *out = RawSlice::from_bytes(words_as_bytes(words, *len));
+                    *pin = handle;
+                    abi::RECV_MESSAGE
+                }
+                None => abi::RECV_EMPTY,
+            },
+            _ => abi::RECV_BAD_PORT,
+        }
+    }
+}
+
+/// # Safety
+/// `host` as for [`mock`].
+unsafe extern "C" fn mock_release_ref(host: *mut c_void, pin: u64) {
+    // SAFETY: see `mock`.
+    let host = unsafe { mock(host) };
+    host.held.retain(|(h, _, _)| *h != pin);
+}
+
 static MOCK_API: HostApi = HostApi {
     node_name: mock_name,
     now_ns: mock_now,
@@ -203,6 +296,10 @@ static MOCK_API: HostApi = HostApi {
     config_toml: mock_config_toml,
     send: mock_send,
     recv: mock_recv,
+    loan: mock_loan,
+    close_loan: mock_close_loan,
+    recv_ref: mock_recv_ref,
+    release_ref: mock_release_ref,
 };
 
 /// Builds a [`TestHarness`]: name, config, then [`start`](HarnessBuilder::start).
@@ -241,6 +338,9 @@ impl<N: Node> HarnessBuilder<N> {
             queues: vec![VecDeque::new(); ports.len()],
             current: Vec::new(),
             logs: Vec::new(),
+            loans: vec![None; ports.len()],
+            held: Vec::new(),
+            next_pin: 1,
         });
         let ctx = Box::new(NodeContext {
             host: (&mut *host as *mut MockHost).cast(),
@@ -340,7 +440,15 @@ impl<N: Node> TestHarness<N> {
     pub fn tick(&mut self) -> NodeResult {
         let (obj, ctx, tick) = (self.obj, &*self.ctx as *const NodeContext, self.vtable.tick);
         // SAFETY: `obj` is live and was created by this vtable; `ctx` is valid.
-        call(|err| unsafe { tick(obj, ctx, err) })
+        let result = call(|err| unsafe { tick(obj, ctx, err) });
+        // As the host does: a loan left open when the call returns is discarded.
+        self.host.loans.iter_mut().for_each(|l| *l = None);
+        result
+    }
+
+    /// Messages the node holds in place now (taken by `Context::recv_ref` and not released).
+    pub fn held(&self) -> usize {
+        self.host.held.len()
     }
 
     /// Ticks the node by a direct trait call, bypassing the ABI. For comparisons in benchmarks.

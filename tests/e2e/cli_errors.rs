@@ -165,8 +165,8 @@ fn abi_version_mismatch_names_file_and_both_versions() {
         &[
             "error[H0013]",
             "libfaulty_abi_version.so",
-            "ABI v3",
-            "this host speaks ABI v2",
+            "ABI v4",
+            "this host speaks ABI v3",
             "the plugin is newer than this host",
             "rebuild",
         ],

@@ -167,7 +167,7 @@ fn a_plugin_built_against_the_old_abi_is_refused_with_a_clear_message() {
         &err,
         &[
             "robot.toml:3:10: error[H0013]: node `old`:",
-            "libfaulty_abi_old.so was built against HORUS plugin ABI v1, but this host speaks ABI v2",
+            "libfaulty_abi_old.so was built against HORUS plugin ABI v1, but this host speaks ABI v3",
             "the plugin is older than this host: rebuild it against the current horus-plugin-api",
             "hint: rebuild the plugin against the current horus-plugin-api",
         ],

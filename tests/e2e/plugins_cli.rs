@@ -250,7 +250,7 @@ fn plugins_lists_the_path_the_plugins_the_shadowed_and_each_kind_of_refused_file
     for (file, why) in [
         ("libjunk.so", "no ELF header"),
         ("libnoentry.so", "horus_plugin_entry"),
-        ("libfaulty_abi_version.so", "ABI v2"),
+        ("libfaulty_abi_version.so", "ABI v3"),
         ("libfaulty_descriptor.so", "SIGSEGV"),
     ] {
         let at = text.find(&format!(

@@ -131,6 +131,62 @@ unsafe extern "C" fn recv(host: *mut c_void, port: u32, out: *mut RawSlice) -> i
     code
 }
 
+/// # Safety
+/// `host` as for [`io`]; `out` is null or points at a writable `RawSlice`. The memory written
+/// there stays valid until the node closes the loan (or its call returns).
+unsafe extern "C" fn loan(host: *mut c_void, port: u32, len: usize, out: *mut RawSlice) -> i32 {
+    if out.is_null() {
+        return abi::SEND_BAD_PORT;
+    }
+    // SAFETY: `host` is valid (see `io`).
+    let io = unsafe { io(host) };
+    let (code, slice) = match io.loan(port, len) {
+        Ok(bytes) => (abi::SEND_OK, RawSlice::from_bytes(bytes)),
+        Err(code) => (code, RawSlice::EMPTY),
+    };
+    // SAFETY: `out` is non-null (checked) and writable for the call (ABI contract). The loaned
+    // memory is the port's open slot (or idle buffer), which stays until the loan is closed.
+    unsafe { out.write(slice) };
+    code
+}
+
+/// # Safety
+/// `host` as for [`io`].
+unsafe extern "C" fn close_loan(host: *mut c_void, port: u32, len: usize) -> i32 {
+    // SAFETY: `host` is valid (see `io`).
+    unsafe { io(host) }.close_loan(port, len)
+}
+
+/// # Safety
+/// `host` as for [`io`]; `out` and `pin` are null or point at a writable `RawSlice` and
+/// `u64`. The bytes written to `out` stay valid until `release_ref` of the handle.
+unsafe extern "C" fn recv_ref(host: *mut c_void, port: u32, out: *mut RawSlice, pin: *mut u64) -> i32 {
+    if out.is_null() || pin.is_null() {
+        return abi::RECV_BAD_PORT;
+    }
+    // SAFETY: `host` is valid (see `io`).
+    let io = unsafe { io(host) };
+    let (code, slice, handle) = match io.recv_ref(port) {
+        Ok(Some((msg, handle))) => (abi::RECV_MESSAGE, RawSlice::from_bytes(msg), handle),
+        Ok(None) => (abi::RECV_EMPTY, RawSlice::EMPTY, 0),
+        Err(code) => (code, RawSlice::EMPTY, 0),
+    };
+    // SAFETY: both are non-null (checked) and writable for the call (ABI contract). The bytes
+    // are a pinned slot (or a held copy) that `NodeIo` keeps until the handle is released.
+    unsafe {
+        out.write(slice);
+        pin.write(handle);
+    }
+    code
+}
+
+/// # Safety
+/// `host` as for [`io`].
+unsafe extern "C" fn release_ref(host: *mut c_void, pin: u64) {
+    // SAFETY: `host` is valid (see `io`).
+    unsafe { io(host) }.release_ref(pin)
+}
+
 /// The function table every node's context points at.
 pub static HOST_API: HostApi = HostApi {
     node_name,
@@ -140,4 +196,8 @@ pub static HOST_API: HostApi = HostApi {
     config_toml,
     send,
     recv,
+    loan,
+    close_loan,
+    recv_ref,
+    release_ref,
 };

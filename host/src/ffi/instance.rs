@@ -270,7 +270,9 @@ impl NodeInstance {
         let (obj, ctx) = (self.obj, &*self.ctx as *const NodeContext);
         // SAFETY: `obj` is live and belongs to this vtable (invariants); `ctx` is valid; we hold
         // `&mut self`, so no other call on this object is running.
-        call(|err| unsafe { entry(obj, ctx, err) })
+        let result = call(|err| unsafe { entry(obj, ctx, err) });
+        self.io.end_call();
+        result
     }
 
     /// Runs `init`.

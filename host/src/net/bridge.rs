@@ -595,10 +595,10 @@ impl Inbox {
             match s.ring.send(m.bytes) {
                 Ok(()) => return Delivery::Delivered,
                 Err(SendError::TooLarge { len, max }) => return Delivery::Rejected(self.too_large(len, max)),
-                Err(e @ (SendError::Revoked | SendError::Corrupt)) => {
-                    return Delivery::Rejected(format!("topic `{}`: {e}", self.key))
-                }
-                Err(SendError::Full) => {}
+                Err(
+                    e @ (SendError::Revoked | SendError::Corrupt | SendError::LoanOpen | SendError::NoLoan),
+                ) => return Delivery::Rejected(format!("topic `{}`: {e}", self.key)),
+                Err(SendError::Full | SendError::Pinned) => {}
             }
         }
         if s.queue.len() >= self.max_count.load(Ordering::Relaxed) || s.bytes + m.bytes.len() > self.max_bytes
@@ -634,7 +634,7 @@ impl Inbox {
             match outcome {
                 Ok(()) => tally.delivered(len),
                 Err(SendError::TooLarge { len, max }) => tally.rejected(self.too_large(len, max)),
-                Err(SendError::Full) => {
+                Err(SendError::Full | SendError::Pinned) => {
                     let since = *waiting_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < INBOUND_FULL_WAIT && !stopping() {
                         drop(guard);
@@ -643,9 +643,9 @@ impl Inbox {
                     }
                     tally.dropped(1);
                 }
-                Err(e @ (SendError::Revoked | SendError::Corrupt)) => {
-                    tally.rejected(format!("topic `{}`: {e}", self.key))
-                }
+                Err(
+                    e @ (SendError::Revoked | SendError::Corrupt | SendError::LoanOpen | SendError::NoLoan),
+                ) => tally.rejected(format!("topic `{}`: {e}", self.key)),
             }
             s.queue.pop_front();
             s.bytes -= len;

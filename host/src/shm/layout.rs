@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"HORUSTOP"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HORUSTOP");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Endpoints (publishers + subscribers) one topic can have.
 pub const MAX_PEERS: usize = 64;
 /// Longest type name stored in the header.
@@ -144,7 +144,16 @@ pub struct SlotHeader {
     pub len: AtomicU32,
     /// The writing process (to tell a crashed writer from a slow one).
     pub writer: AtomicU32,
+    /// The subscribers that hold this slot's message in place (bit `i`: peer entry `i`), so no
+    /// publisher overwrites it (see the ring's pinning rules).
+    pub pins: AtomicU64,
+    /// Unused; keeps the payload 32-byte aligned.
+    pub reserved: AtomicU64,
 }
+
+/// [`SlotHeader::len`] of a hole: a sequence number a publisher claimed but filled with no
+/// message (the slot was pinned, or a loan was dropped unsent). Readers step over it.
+pub const HOLE: u32 = u32::MAX;
 
 /// Offset of [`Control`].
 pub const CONTROL_OFFSET: usize = 128;
@@ -162,9 +171,11 @@ const _: () = {
     assert!(size_of::<Control>() == 64);
     assert!(size_of::<Wake>() == 64);
     assert!(size_of::<Peer>() == 64);
-    assert!(size_of::<SlotHeader>() == 16);
+    assert!(size_of::<SlotHeader>() == 32);
     assert!(SLOTS_OFFSET.is_multiple_of(64));
     assert!(MAX_PEERS < 0x7f);
+    // One bit per peer in `SlotHeader::pins`.
+    assert!(MAX_PEERS <= 64);
 };
 
 /// Bytes per slot for a payload of `slot_size` bytes.

@@ -15,7 +15,7 @@ mod ring;
 mod segment;
 mod watch;
 
-pub use ring::{copy_words_out, Publisher, Received, SendError, Subscriber};
+pub use ring::{copy_words_out, HoldError, Pinned, Publisher, Received, SendError, Subscriber};
 pub use segment::{
     is_alive_since, mib, my_start_time, namespace, private_instance, reclaim_orphans, release_peer,
     remove_private, revoke_producer, shm_free, shm_name, start_time, Segment, ShmError, TopicSpec,
@@ -52,6 +52,8 @@ pub fn peek(ns: &str, topic: &str) -> Result<Option<TopicSpec>, ShmError> {
 }
 
 #[cfg(test)]
+mod pin_tests;
+#[cfg(test)]
 mod proptests;
 
 #[cfg(test)]
@@ -63,7 +65,7 @@ mod tests {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
 
     /// A namespace no other test (or process) uses.
-    fn ns() -> String {
+    pub(super) fn ns() -> String {
         format!(
             "unit{}-{}",
             std::process::id(),
@@ -71,7 +73,7 @@ mod tests {
         )
     }
 
-    fn spec(topic: &str, slot: u32, capacity: u32) -> TopicSpec {
+    pub(super) fn spec(topic: &str, slot: u32, capacity: u32) -> TopicSpec {
         TopicSpec {
             topic: topic.into(),
             type_name: "Sample".into(),

@@ -32,7 +32,8 @@
 
 use super::layout::{self, ROLE_SUBSCRIBER};
 use super::segment::Segment;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why a send was refused.
@@ -52,6 +53,14 @@ pub enum SendError {
     Revoked,
     /// The topic's shared state is corrupt (a sequence number out of range); nothing was written.
     Corrupt,
+    /// Every slot of the ring holds a message that subscribers keep in place (borrowed reads,
+    /// numpy views); nothing was written. They must let some go, or the topic needs a deeper
+    /// ring.
+    Pinned,
+    /// A loan is open on this publisher: send or drop it first.
+    LoanOpen,
+    /// No loan is open to send.
+    NoLoan,
 }
 
 impl std::fmt::Display for SendError {
@@ -65,6 +74,11 @@ impl std::fmt::Display for SendError {
                 "this producer was revoked: the Link was handed to another producer, and this one can no longer send",
             ),
             SendError::Corrupt => f.write_str("the topic's shared memory is corrupt (a sequence number out of range)"),
+            SendError::Pinned => f.write_str(
+                "every slot of the topic is held by subscribers reading in place (borrowed messages, numpy views): they must release some, or the topic needs a larger depth",
+            ),
+            SendError::LoanOpen => f.write_str("a loaned message of this publisher is still open: send or drop it first"),
+            SendError::NoLoan => f.write_str("no loaned message is open to send"),
         }
     }
 }
@@ -221,7 +235,11 @@ pub struct Publisher {
     refused: u64,
     revoked: u64,
     corrupt: u64,
+    /// Sequence numbers left empty because their slot was pinned, or a loan was dropped.
+    holes: u64,
     last: Option<u64>,
+    /// The sequence number of the open loan, whose slot this publisher is writing in place.
+    loan: Option<u64>,
 }
 
 impl Publisher {
@@ -241,7 +259,9 @@ impl Publisher {
             refused: 0,
             revoked: 0,
             corrupt: 0,
+            holes: 0,
             last: None,
+            loan: None,
         }
     }
 
@@ -321,6 +341,11 @@ impl Publisher {
             if self.limit == u64::MAX && !self.single {
                 return Ok(control.write_seq.fetch_add(1, Ordering::AcqRel));
             }
+            if self.limit != u64::MAX && self.seg.slot(w).0.pins.load(Ordering::Acquire) != 0 {
+                // A reliable topic waits for a message held in place: back-pressure, as for a
+                // full queue (a pin taken after this look turns the slot into a hole instead).
+                return Err(SendError::Full);
+            }
             if control
                 .write_seq
                 .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Relaxed)
@@ -346,13 +371,30 @@ impl Publisher {
         if len > max as usize {
             return Err(SendError::TooLarge { len, max });
         }
-        if !self.single {
-            return self.send_claimed(parts, len);
+        if self.loan.is_some() {
+            return Err(SendError::LoanOpen);
         }
-        // A Link: hold the producer token for the whole send (see the module docs).
+        self.fenced(|this| this.send_claimed(parts, len))
+    }
+
+    /// Runs `send` holding a Link's producer token (see the module docs); on a multi-producer
+    /// topic, just runs it.
+    fn fenced<T>(&mut self, send: impl FnOnce(&mut Self) -> Result<T, SendError>) -> Result<T, SendError> {
+        if !self.single {
+            return send(self);
+        }
+        self.acquire_token()?;
+        let result = send(self);
+        self.release_token();
+        result
+    }
+
+    fn acquire_token(&mut self) -> Result<(), SendError> {
         let token = self.token;
-        let producer = &self.seg.control().producer;
-        if producer
+        if self
+            .seg
+            .control()
+            .producer
             .compare_exchange(
                 token,
                 token | layout::PRODUCER_BUSY,
@@ -364,15 +406,17 @@ impl Publisher {
             self.revoked += 1;
             return Err(SendError::Revoked);
         }
-        let result = self.send_claimed(parts, len);
+        Ok(())
+    }
+
+    fn release_token(&self) {
         // A CAS, not a store: a revoker that gave up waiting has replaced the token already.
         let _ = self.seg.control().producer.compare_exchange(
-            token | layout::PRODUCER_BUSY,
-            token,
+            self.token | layout::PRODUCER_BUSY,
+            self.token,
             Ordering::Release,
             Ordering::Relaxed,
         );
-        result
     }
 
     /// A send that skips the producer token: for tests that prove the claim alone is safe.
@@ -382,30 +426,69 @@ impl Publisher {
     }
 
     fn send_claimed(&mut self, parts: &[&[u8]], len: usize) -> Result<(), SendError> {
-        let s = match self.claim() {
-            Ok(s) => s,
-            Err(SendError::Corrupt) => {
-                self.corrupt += 1;
-                return Err(SendError::Corrupt);
-            }
-            Err(e) => {
-                self.refused += 1;
-                self.seg.me().dropped.store(self.refused, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
-        let (slot, words) = self.seg.slot(s);
-        // A Link has one writer per slot, unless a revoker gave up waiting for a descheduled
-        // one: the check is one load of a line this send writes anyway.
-        self.wait_for_lapped_writer(s, slot);
-        slot.seq.store(2 * s + 1, Ordering::Relaxed);
-        fence(Ordering::Release);
-        slot.len.store(len as u32, Ordering::Relaxed);
-        slot.writer.store(self.me, Ordering::Relaxed);
+        let s = self.open_slot()?;
+        let (_, words) = self.seg.slot(s);
         match parts {
             [one] => copy_in(words, one),
             parts => copy_in_parts(words, parts),
         }
+        self.commit(s, len);
+        Ok(())
+    }
+
+    /// Claims the next sequence number and opens its slot for writing (`seq` odd). A slot that
+    /// a subscriber holds in place is not written: its sequence number becomes a hole, which
+    /// readers step over, and the next one is claimed; after a whole ring of held slots the
+    /// send fails with [`SendError::Pinned`].
+    ///
+    /// The pin check is one side of a store-fence-load handshake with
+    /// [`Subscriber::try_recv_pinned`]: the publisher marks the slot, then looks for pins; a
+    /// reader pins, then looks at the mark. With a full fence on both sides at least one of
+    /// them sees the other, so a pinned message is never written over.
+    fn open_slot(&mut self) -> Result<u64, SendError> {
+        for _ in 0..=self.seg.capacity() {
+            let s = match self.claim() {
+                Ok(s) => s,
+                Err(SendError::Corrupt) => {
+                    self.corrupt += 1;
+                    return Err(SendError::Corrupt);
+                }
+                Err(e) => {
+                    self.refused += 1;
+                    self.seg.me().dropped.store(self.refused, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            let (slot, _) = self.seg.slot(s);
+            // A Link has one writer per slot, unless a revoker gave up waiting for a
+            // descheduled one: the check is one load of a line this send writes anyway.
+            self.wait_for_lapped_writer(s, slot);
+            slot.seq.store(2 * s + 1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if slot.pins.load(Ordering::Acquire) == 0 {
+                slot.writer.store(self.me, Ordering::Relaxed);
+                return Ok(s);
+            }
+            self.hole(s);
+        }
+        self.refused += 1;
+        Err(SendError::Pinned)
+    }
+
+    /// Closes the open slot of `s` with no message in it: a hole. A held message's bytes are
+    /// left as they are (only the header changes).
+    fn hole(&mut self, s: u64) {
+        let (slot, _) = self.seg.slot(s);
+        slot.len.store(layout::HOLE, Ordering::Relaxed);
+        slot.writer.store(self.me, Ordering::Relaxed);
+        slot.seq.store(2 * s + 2, Ordering::Release);
+        self.holes += 1;
+    }
+
+    /// Commits message `s` of `len` bytes, written into its open slot, and wakes sleepers.
+    fn commit(&mut self, s: u64, len: usize) {
+        let (slot, _) = self.seg.slot(s);
+        slot.len.store(len as u32, Ordering::Relaxed);
         slot.seq.store(2 * s + 2, Ordering::Release);
 
         self.sent += 1;
@@ -422,7 +505,82 @@ impl Publisher {
             wake.futex.fetch_add(1, Ordering::Release);
             let _ = rustix::thread::futex::wake(&wake.futex, rustix::thread::futex::Flags::empty(), u32::MAX);
         }
+    }
+
+    /// Borrows the next slot of the ring to write a message in place: [`loan_bytes`]
+    /// (Self::loan_bytes) gives its memory (the topic's slot size), [`send_loan`]
+    /// (Self::send_loan) publishes it, [`discard_loan`](Self::discard_loan) (or dropping the
+    /// publisher) leaves its sequence number a hole. One loan at a time; a Link's producer
+    /// token is held until the loan is closed. Subscribers read in order, so they wait at an
+    /// open loan: close it promptly (within the tick that opened it).
+    pub fn loan(&mut self) -> Result<(), SendError> {
+        if self.loan.is_some() {
+            return Err(SendError::LoanOpen);
+        }
+        if self.single {
+            self.acquire_token()?;
+        }
+        match self.open_slot() {
+            Ok(s) => {
+                self.loan = Some(s);
+                Ok(())
+            }
+            Err(e) => {
+                if self.single {
+                    self.release_token();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The memory of the open loan (`None` without one): the whole slot, whatever an earlier
+    /// message left in it.
+    pub fn loan_bytes(&mut self) -> Option<&mut [u8]> {
+        let s = self.loan?;
+        let (_, words) = self.seg.slot(s);
+        let len = (self.seg.slot_size() as usize).min(words.len() * 8);
+        // SAFETY: the slot of `s` is open for writing by this publisher alone: `s` was claimed
+        // by it (claims are unique), the previous lap's writer has finished
+        // (`wait_for_lapped_writer`), and no subscriber holds it (the pin handshake in
+        // `open_slot`), so no one writes these bytes or holds a reference to them. A lapped
+        // reader may still be copying the older message out of them; it discards what it read
+        // when it sees the sequence number moved on, as with every write. The borrow of `self`
+        // keeps the mapping alive and the loan open.
+        Some(unsafe { std::slice::from_raw_parts_mut(words.as_ptr().cast::<u8>().cast_mut(), len) })
+    }
+
+    /// Publishes the open loan's first `len` bytes as a message.
+    pub fn send_loan(&mut self, len: usize) -> Result<(), SendError> {
+        let Some(s) = self.loan else {
+            return Err(SendError::NoLoan);
+        };
+        let max = self.seg.slot_size();
+        if len > max as usize {
+            return Err(SendError::TooLarge { len, max });
+        }
+        self.loan = None;
+        self.commit(s, len);
+        if self.single {
+            self.release_token();
+        }
         Ok(())
+    }
+
+    /// Closes the open loan without publishing it (its sequence number becomes a hole, which
+    /// subscribers step over). No-op without one.
+    pub fn discard_loan(&mut self) {
+        if let Some(s) = self.loan.take() {
+            self.hole(s);
+            if self.single {
+                self.release_token();
+            }
+        }
+    }
+
+    /// True while a loan is open.
+    pub fn has_loan(&self) -> bool {
+        self.loan.is_some()
     }
 
     /// With several publishers, the writer of lap `s - capacity` may still be in this slot.
@@ -471,9 +629,21 @@ impl Publisher {
         self.corrupt
     }
 
+    /// Sequence numbers this publisher left empty: slots it skipped because subscribers held
+    /// them, and loans dropped unsent.
+    pub fn holes(&self) -> u64 {
+        self.holes
+    }
+
     /// The sequence number of the last message this publisher sent.
     pub fn last_sequence(&self) -> Option<u64> {
         self.last
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.discard_loan();
     }
 }
 
@@ -487,7 +657,11 @@ pub struct Received {
 /// The receiving end of a topic.
 #[derive(Debug)]
 pub struct Subscriber {
-    seg: Segment,
+    /// Shared with the messages it holds in place ([`Pinned`]), which keep the mapping and
+    /// this subscriber's peer entry (their pins' owner) alive.
+    seg: Arc<Segment>,
+    /// Messages held in place right now (live [`Pinned`]s).
+    held: Arc<AtomicU32>,
     cursor: u64,
     depth: u64,
     received: u64,
@@ -505,7 +679,8 @@ impl Subscriber {
         let cursor = seg.me().cursor.load(Ordering::Relaxed);
         let depth = seg.me().depth.load(Ordering::Relaxed) as u64;
         Subscriber {
-            seg,
+            seg: Arc::new(seg),
+            held: Arc::new(AtomicU32::new(0)),
             cursor,
             depth,
             received: 0,
@@ -549,6 +724,75 @@ impl Subscriber {
         &mut self,
         mut read: impl FnMut(usize, &[AtomicU64]) -> T,
     ) -> Option<(T, Received)> {
+        self.next_with(|slot, words, committed, len| {
+            let got = read(len, &words[..len.div_ceil(8).min(words.len())]);
+            fence(Ordering::Acquire);
+            // Overwritten while copying: not taken (the lap check handles it).
+            (slot.seq.load(Ordering::Relaxed) == committed).then_some(got)
+        })
+    }
+
+    /// Most messages one subscriber may hold in place at once ([`try_recv_pinned`]
+    /// (Self::try_recv_pinned)): half the ring, so publishers always find free slots.
+    pub fn max_held(&self) -> u32 {
+        (self.seg.capacity() / 2).max(1) as u32
+    }
+
+    /// Messages this subscriber holds in place now.
+    pub fn held(&self) -> u32 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Takes the oldest unread message without copying it: the returned [`Pinned`] reads it in
+    /// the ring's slot, and until it is dropped no publisher writes that slot (a `reliable`
+    /// topic's publishers wait; others skip the slot, leaving a hole). `Ok(None)` when nothing
+    /// new is there; [`HoldError`] when this subscriber already holds [`max_held`]
+    /// (Self::max_held) messages (nothing is taken then).
+    pub fn try_recv_pinned(&mut self) -> Result<Option<(Pinned, Received)>, HoldError> {
+        let held = self.held.load(Ordering::Relaxed);
+        if held >= self.max_held() {
+            return Err(HoldError {
+                held,
+                max: self.max_held(),
+                topic: self.seg.topic().to_owned(),
+            });
+        }
+        let bit = 1u64 << self.seg.peer_index();
+        let got = self.next_with(|slot, _, committed, len| {
+            slot.pins.fetch_or(bit, Ordering::Relaxed);
+            // The reader's side of the pin handshake (see `Publisher::open_slot`).
+            fence(Ordering::SeqCst);
+            if slot.seq.load(Ordering::Relaxed) == committed {
+                Some(len)
+            } else {
+                slot.pins.fetch_and(!bit, Ordering::Release);
+                None
+            }
+        });
+        Ok(got.map(|(len, received)| {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            let seq = self.last.expect("a message was just taken");
+            (
+                Pinned {
+                    seg: Arc::clone(&self.seg),
+                    held: Arc::clone(&self.held),
+                    seq,
+                    len,
+                    bit,
+                },
+                received,
+            )
+        }))
+    }
+
+    /// The receive loop: finds the message at the cursor (stepping over holes, skipping what
+    /// was overwritten), and lets `take` take it from its slot: `take` gets the slot, its
+    /// payload words, the committed sequence value and the length, and returns `None` when
+    /// the slot changed under it (the loop then looks again).
+    fn next_with<T>(
+        &mut self,
+        mut take: impl FnMut(&layout::SlotHeader, &[AtomicU64], u64, usize) -> Option<T>,
+    ) -> Option<(T, Received)> {
         let mut missed = 0;
         let cap = self.seg.capacity();
         loop {
@@ -570,22 +814,31 @@ impl Subscriber {
                     continue;
                 }
             }
-            let (slot, words) = self.seg.slot(s);
+            let seg = Arc::clone(&self.seg);
+            let (slot, words) = seg.slot(s);
             let v1 = slot.seq.load(Ordering::Acquire);
             let committed = 2 * s + 2;
             if v1 == committed {
-                let len = slot.len.load(Ordering::Relaxed) as usize;
-                if len > self.seg.slot_size() as usize {
-                    // A corrupt length (a buggy or hostile peer): skip the message.
-                    missed += self.skip_to(s + 1);
+                let len = slot.len.load(Ordering::Relaxed);
+                if len == layout::HOLE || len > self.seg.slot_size() {
+                    fence(Ordering::Acquire);
+                    if slot.seq.load(Ordering::Relaxed) != v1 {
+                        continue; // a hole written over a message we were about to read
+                    }
+                    if len == layout::HOLE {
+                        // No message at `s`: step over it, nothing was lost.
+                        self.cursor = s + 1;
+                        self.seg.me().cursor.store(self.cursor, Ordering::Release);
+                    } else {
+                        // A corrupt length (a buggy or hostile peer): skip the message.
+                        missed += self.skip_to(s + 1);
+                    }
                     continue;
                 }
-                let got = read(len, &words[..len.div_ceil(8).min(words.len())]);
-                fence(Ordering::Acquire);
-                if slot.seq.load(Ordering::Relaxed) != v1 {
-                    drop(got);
-                    continue; // overwritten while copying: the lap check below handles it
-                }
+                let len = len as usize;
+                let Some(got) = take(slot, words, v1, len) else {
+                    continue;
+                };
                 self.cursor = s + 1;
                 self.last = Some(s);
                 self.received += 1;
@@ -795,5 +1048,81 @@ impl Subscriber {
     /// moved to a new ring) gets no more messages.
     pub fn has_publisher(&self) -> bool {
         self.seg.has_publisher()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if self.held.load(Ordering::Acquire) != 0 {
+            // Messages held in place outlive the subscriber; their peer entry stays until the
+            // last is dropped, but it reads no more, so it must hold no publisher back.
+            self.seg.me().reliable.store(0, Ordering::Release);
+            self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// A subscriber holds more messages in place than it may ([`Subscriber::max_held`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldError {
+    /// Messages held now.
+    pub held: u32,
+    /// The most one subscriber may hold.
+    pub max: u32,
+    /// The topic.
+    pub topic: String,
+}
+
+impl std::fmt::Display for HoldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this subscriber of topic `{}` already holds {} messages in place, the most it may (half the ring, so publishers keep free slots): drop a borrowed message first, or give the topic a larger depth",
+            self.topic, self.held
+        )
+    }
+}
+
+impl std::error::Error for HoldError {}
+
+/// A message read in place ([`Subscriber::try_recv_pinned`]): its bytes stay in the ring's
+/// slot, which no publisher writes until this is dropped. Keeps the topic's mapping alive, so
+/// it may outlive its subscriber (a numpy view kept after its hub is gone).
+#[derive(Debug)]
+pub struct Pinned {
+    seg: Arc<Segment>,
+    held: Arc<AtomicU32>,
+    seq: u64,
+    len: usize,
+    bit: u64,
+}
+
+impl Pinned {
+    /// The message.
+    pub fn bytes(&self) -> &[u8] {
+        let (_, words) = self.seg.slot(self.seq);
+        // SAFETY: the slot's first `len` bytes (at most its payload, checked when it was read)
+        // hold message `seq`, and our pin keeps every publisher from writing them until we
+        // unpin in `drop` (the handshake in `Publisher::open_slot`): they are immutable while
+        // this borrow lives, and the mapping lives as long as `self.seg`.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), self.len.min(words.len() * 8)) }
+    }
+
+    /// The message's sequence number on its topic.
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // Release: our reads of the slot happen before a publisher that sees the pin gone
+        // writes it.
+        self.seg
+            .slot(self.seq)
+            .0
+            .pins
+            .fetch_and(!self.bit, Ordering::Release);
+        self.held.fetch_sub(1, Ordering::Relaxed);
     }
 }

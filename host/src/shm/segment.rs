@@ -379,6 +379,27 @@ pub fn release_peer(name: &str, peer: usize) -> std::io::Result<()> {
             .cast::<Peer>()
     };
     p.reliable.store(0, Ordering::Release);
+    // The messages it holds in place are let go: it will never read them again.
+    if let Some(h) = copy_header(&map) {
+        let (stride, capacity) = (h.stride as usize, h.capacity as usize);
+        let end = (stride.checked_mul(capacity)).and_then(|n| n.checked_add(layout::SLOTS_OFFSET));
+        if stride >= size_of::<SlotHeader>()
+            && stride.is_multiple_of(64)
+            && end.is_some_and(|e| e <= map.len())
+        {
+            for i in 0..capacity {
+                // SAFETY: slot `i`'s header is within the mapping (checked above) and 64-aligned
+                // (the slots start 64-aligned and `stride` is a multiple of 64).
+                let slot = unsafe {
+                    &*map
+                        .as_ptr()
+                        .add(layout::SLOTS_OFFSET + i * stride)
+                        .cast::<SlotHeader>()
+                };
+                slot.pins.fetch_and(!(1u64 << peer), Ordering::Release);
+            }
+        }
+    }
     // SAFETY: as above, for the control line.
     let control = unsafe { &*map.as_ptr().add(layout::CONTROL_OFFSET).cast::<Control>() };
     control.peers_epoch.fetch_add(1, Ordering::Release);
@@ -672,6 +693,7 @@ impl Segment {
     /// resets the ring so a crashed writer's half-written slot cannot block anyone.
     fn reclaim_dead_peers(&mut self) {
         let mut dead = Vec::new();
+        let mut dead_bits = 0u64;
         let mut alive = 0;
         for i in 0..layout::MAX_PEERS {
             let p = self.peer_at(i);
@@ -683,6 +705,7 @@ impl Segment {
                 alive += 1;
             } else {
                 dead.push(pid);
+                dead_bits |= 1 << i;
                 p.role.store(layout::ROLE_FREE, Ordering::Relaxed);
                 p.pid.store(0, Ordering::Release);
             }
@@ -691,7 +714,14 @@ impl Segment {
             // Nobody is attached: a fresh ring. Sequence numbers restart at 0.
             self.control().write_seq.store(0, Ordering::Relaxed);
             for i in 0..self.capacity {
-                self.slot(i).0.seq.store(0, Ordering::Relaxed);
+                let slot = self.slot(i).0;
+                slot.seq.store(0, Ordering::Relaxed);
+                slot.pins.store(0, Ordering::Relaxed);
+            }
+        } else if dead_bits != 0 {
+            // What the dead held in place is free again.
+            for i in 0..self.capacity {
+                self.slot(i).0.pins.fetch_and(!dead_bits, Ordering::Release);
             }
         }
         if !dead.is_empty() {
@@ -954,7 +984,7 @@ impl Segment {
         let header: &SlotHeader = self.at(offset);
         let words = (self.stride - layout::PAYLOAD_OFFSET) / 8;
         let first: &AtomicU64 = self.at(offset + layout::PAYLOAD_OFFSET);
-        // SAFETY: the payload area of a slot is `stride - 16` bytes, 8-aligned, within the
+        // SAFETY: the payload area of a slot is `stride - PAYLOAD_OFFSET` bytes, 8-aligned, within the
         // validated mapping (module invariants); `words` u64s fit in it exactly.
         let payload = unsafe { std::slice::from_raw_parts(first as *const AtomicU64, words) };
         (header, payload)
