@@ -3,29 +3,16 @@
 //! and a type mismatch. Every test uses its own HORUS_NAMESPACE, and checks that no segment is
 //! left behind.
 
-use horus_e2e::{count as u, finish, horus, node, read_stats, spawn, start_in, wait, Outcome, Scratch};
-use std::path::{Path, PathBuf};
+use horus_e2e::{
+    count as u, finish, horus, node, read_stats, segment_path, spawn, start_in, wait, wait_for, Outcome,
+    Scratch,
+};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A namespace of its own for one test.
 fn namespace(test: &str) -> String {
     format!("e2e-{}-{test}", std::process::id())
-}
-
-fn segment_path(ns: &str, topic: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm{}", horus_host::shm::shm_name(ns, topic)))
-}
-
-fn wait_for(path: &Path, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear within {limit:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -59,26 +46,20 @@ fn two_manifests_in_two_processes_exchange_every_sample() {
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
 
+fn streaming<'a>(qos: &'a str, reliable: &'a str, count: u64) -> horus_e2e::Stream<'a> {
+    horus_e2e::Stream {
+        qos,
+        count,
+        size: 48,
+        max_size: 64,
+        source: "burst = 20000",
+        check: reliable,
+        check_node: "",
+    }
+}
+
 fn stream_manifests(s: &Scratch, qos: &str, reliable: bool, count: u64) -> (PathBuf, PathBuf) {
-    let source = s.write(
-        "source.toml",
-        &format!(
-            "[scheduler]\npreset = \"realtime\"\n\
-             [[node]]\nname = \"source\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"SeqSource\"\n\
-             config = {{ count = {count}, burst = 20000, size = 48 }}\n\
-             [[connect]]\nfrom = \"source.out\"\ntopic = \"stream\"\nmax_size = 64\nqos = \"{qos}\"\n"
-        ),
-    );
-    let check = s.write(
-        "check.toml",
-        &format!(
-            "[scheduler]\npreset = \"realtime\"\n\
-             [[node]]\nname = \"check\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"SeqCheck\"\n\
-             config = {{ expect = {count}, reliable = {reliable} }}\n\
-             [[connect]]\ntopic = \"stream\"\nto = \"check.in\"\nmax_size = 64\nqos = \"{qos}\"\n"
-        ),
-    );
-    (source, check)
+    streaming(qos, &format!("reliable = {reliable}"), count).manifests(s)
 }
 
 /// Runs the checker, then the source, in namespace `ns`; returns (source, checker) stats.
@@ -89,21 +70,7 @@ fn stream(
     reliable: bool,
     count: u64,
 ) -> (serde_json::Value, serde_json::Value, Outcome) {
-    let (source, check) = stream_manifests(s, qos, reliable, count);
-    let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
-    let checker = start_in(ns, &check, "10s", &chk_stats);
-    wait_for(&segment_path(ns, "stream"), Duration::from_secs(20));
-    let src = start_in(ns, &source, "8s", &src_stats);
-    let src_out = finish(src);
-    let chk_out = finish(checker);
-    assert!(
-        src_out.stderr.contains(&format!("sent {count} of {count}")),
-        "{}",
-        src_out.stderr
-    );
-    let src = node(&read_stats(&src_stats), "source").clone();
-    let chk = node(&read_stats(&chk_stats), "check").clone();
-    (src, chk, chk_out)
+    streaming(qos, &format!("reliable = {reliable}"), count).run(ns, s)
 }
 
 #[test]

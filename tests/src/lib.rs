@@ -262,6 +262,130 @@ pub fn start_in(ns: &str, manifest: &Path, duration: &str, stats: &Path) -> Chil
     spawn(cmd)
 }
 
+/// The /dev/shm file of topic `topic` in namespace `ns`.
+pub fn segment_path(ns: &str, topic: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm{}", horus_host::shm::shm_name(ns, topic)))
+}
+
+/// Waits until `path` exists (at most `limit`).
+pub fn wait_for(path: &Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The pids of the subscribers attached to topic `topic` in namespace `ns` (none if the topic
+/// does not exist).
+pub fn subscriber_pids(ns: &str, topic: &str) -> Vec<u32> {
+    use horus_host::shm::{layout, Segment};
+    use std::sync::atomic::Ordering;
+    let Ok(seg) = Segment::open_view(&horus_host::shm::shm_name(ns, topic), topic) else {
+        return Vec::new();
+    };
+    (0..layout::MAX_PEERS)
+        .map(|i| seg.peer_at(i))
+        .filter(|p| p.role.load(Ordering::Relaxed) == layout::ROLE_SUBSCRIBER)
+        .map(|p| p.pid.load(Ordering::Acquire))
+        .filter(|&pid| pid != 0)
+        .collect()
+}
+
+/// A `seq-stream` run between two hosts: a `SeqSource` manifest publishing `count` numbered
+/// messages of `size` bytes on topic `stream`, and a `SeqCheck` manifest verifying them.
+pub struct Stream<'a> {
+    /// The topic's QoS on both sides.
+    pub qos: &'a str,
+    /// Messages to send (and to expect).
+    pub count: u64,
+    /// Bytes per message.
+    pub size: u64,
+    /// The topic's `max_size`.
+    pub max_size: u64,
+    /// More `SeqSource` config (`key = value, …`).
+    pub source: &'a str,
+    /// More `SeqCheck` config.
+    pub check: &'a str,
+    /// More keys of the checker's `[[node]]` (e.g. `isolation = "process"`).
+    pub check_node: &'a str,
+}
+
+impl Stream<'_> {
+    /// Writes the two manifests into `s`: (source, checker).
+    pub fn manifests(&self, s: &Scratch) -> (PathBuf, PathBuf) {
+        let Stream {
+            qos,
+            count,
+            size,
+            max_size,
+            source,
+            check,
+            check_node,
+        } = self;
+        let source = s.write(
+            "source.toml",
+            &format!(
+                "[scheduler]\npreset = \"realtime\"\n\
+                 [[node]]\nname = \"source\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"SeqSource\"\n\
+                 config = {{ count = {count}, size = {size}, {source} }}\n\
+                 [[connect]]\nfrom = \"source.out\"\ntopic = \"stream\"\nmax_size = {max_size}\nqos = \"{qos}\"\n"
+            ),
+        );
+        let check = s.write(
+            "check.toml",
+            &format!(
+                "[scheduler]\npreset = \"realtime\"\n\
+                 [[node]]\nname = \"check\"\nplugin = \"{{plugin:seq-stream}}\"\ntype = \"SeqCheck\"\n{check_node}\n\
+                 config = {{ expect = {count}, {check} }}\n\
+                 [[connect]]\ntopic = \"stream\"\nto = \"check.in\"\nmax_size = {max_size}\nqos = \"{qos}\"\n"
+            ),
+        );
+        (source, check)
+    }
+
+    /// Runs the checker, then the source, in namespace `ns`; returns (source, checker) stats
+    /// and the checker's output, after asserting that the source sent everything.
+    pub fn run(&self, ns: &str, s: &Scratch) -> (serde_json::Value, serde_json::Value, Outcome) {
+        let (source, check) = self.manifests(s);
+        let count = self.count;
+        let (src_stats, chk_stats) = (s.path().join("source.json"), s.path().join("check.json"));
+        let checker = start_in(ns, &check, "10s", &chk_stats);
+        // The checker's own subscriber: in the host, or in its worker process (which attaches
+        // after the host made the topic); a reliable topic holds messages only for subscribers
+        // already attached.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let in_worker = self.check_node.contains("process");
+        let subscribed = |pid: u32| match in_worker {
+            true => children(checker.id()).contains(&pid),
+            false => pid == checker.id(),
+        };
+        while !subscriber_pids(ns, "stream").into_iter().any(subscribed) {
+            assert!(
+                Instant::now() < deadline,
+                "the checker did not subscribe within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let src = start_in(ns, &source, "8s", &src_stats);
+        let src_out = finish(src);
+        let chk_out = finish(checker);
+        assert!(
+            src_out.stderr.contains(&format!("sent {count} of {count}")),
+            "source:\n{}\nchecker:\n{}",
+            src_out.stderr,
+            chk_out.stderr
+        );
+        let src = node(&read_stats(&src_stats), "source").clone();
+        let chk = node(&read_stats(&chk_stats), "check").clone();
+        (src, chk, chk_out)
+    }
+}
+
 /// Waits for a run started by [`start_in`] (at most 90 s) and asserts it exited with 0.
 pub fn finish(child: Child) -> Outcome {
     let out = wait(child, Duration::from_secs(90));

@@ -11,13 +11,21 @@
 //! (most messages read per tick, default all that are there: the trigger tests drain a burst
 //! one message per tick with it).
 //!
+//! In place (issue 18's loans): `SeqSource` with `loan = true` writes each message straight
+//! into the topic's shared memory (`ctx.loan_bytes`); `SeqCheck` with `in_place = true` reads
+//! them where they lie (`ctx.recv_bytes_ref`), and with `hold = N` keeps up to N of them
+//! borrowed while it reads on, checking each held one again before it lets go: a held
+//! message that a publisher overwrote fails the check.
+//!
 //! `SeqRelay` forwards every message of its input `in` to its output `out`, unchanged, and counts
 //! them; the trigger tests put it between the two as an input-triggered node.
 //!
 //! Both hand their position over (`save_state`/`restore_state`), so a hot reload or a live
 //! move of either goes on where it was.
 
-use horus_plugin_api::{export_plugin, Context, Node, NodeError, NodeResult, Port, SendError};
+use horus_plugin_api::{
+    export_plugin, BytesRef, Context, Node, NodeError, NodeResult, Port, RecvError, SendError,
+};
 
 /// Byte `i` of message `n`: a function of both, so a torn or mixed message never checks out.
 fn pattern(n: u64, i: usize) -> u8 {
@@ -31,6 +39,29 @@ fn positive(ctx: &Context<'_>, key: &str, default: i64) -> Result<u64, NodeError
     }
 }
 
+/// Writes message `n` into `buf` (its number, then its pattern).
+fn fill(n: u64, buf: &mut [u8]) {
+    buf[..8].copy_from_slice(&n.to_le_bytes());
+    for (i, b) in buf.iter_mut().enumerate().skip(8) {
+        *b = pattern(n, i);
+    }
+}
+
+/// The number of message `msg`, after checking its length and every byte of its pattern.
+fn check(msg: &[u8]) -> Result<u64, NodeError> {
+    if msg.len() < 8 {
+        return Err(NodeError::new(format!(
+            "message of {} bytes, expected at least 8",
+            msg.len()
+        )));
+    }
+    let n = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+    if let Some(i) = (8..msg.len()).find(|&i| msg[i] != pattern(n, i)) {
+        return Err(NodeError::new(format!("message {n} is corrupt at byte {i}")));
+    }
+    Ok(n)
+}
+
 /// Sends `count` numbered messages, up to `burst` per tick.
 pub struct SeqSource {
     next: u64,
@@ -38,6 +69,7 @@ pub struct SeqSource {
     burst: u64,
     buf: Vec<u8>,
     full_ticks: u64,
+    loan: bool,
 }
 
 impl Node for SeqSource {
@@ -51,6 +83,7 @@ impl Node for SeqSource {
             burst: positive(ctx, "burst", 5000)?,
             buf: vec![0; size],
             full_ticks: 0,
+            loan: ctx.config_bool("loan")?.unwrap_or(false),
         })
     }
 
@@ -58,11 +91,16 @@ impl Node for SeqSource {
         let end = (self.next + self.burst).min(self.count);
         while self.next < end {
             let n = self.next;
-            self.buf[..8].copy_from_slice(&n.to_le_bytes());
-            for (i, b) in self.buf.iter_mut().enumerate().skip(8) {
-                *b = pattern(n, i);
-            }
-            match ctx.send("out", &self.buf) {
+            let sent = if self.loan {
+                ctx.loan_bytes("out", self.buf.len()).and_then(|mut msg| {
+                    fill(n, &mut msg);
+                    msg.send()
+                })
+            } else {
+                fill(n, &mut self.buf);
+                ctx.send("out", &self.buf)
+            };
+            match sent {
                 Ok(()) => self.next += 1,
                 Err(SendError::Full(_)) => {
                     self.full_ticks += 1;
@@ -105,6 +143,9 @@ pub struct SeqCheck {
     done_logged: bool,
     busy: std::time::Duration,
     per_tick: u64,
+    in_place: bool,
+    hold: usize,
+    held_most: usize,
 }
 
 impl Node for SeqCheck {
@@ -119,6 +160,9 @@ impl Node for SeqCheck {
             gaps: 0,
             done_logged: false,
             per_tick: positive(ctx, "per_tick", i64::MAX)?,
+            in_place: ctx.config_bool("in_place")?.unwrap_or(false),
+            hold: ctx.config_i64("hold")?.unwrap_or(0).max(0) as usize,
+            held_most: 0,
             busy: std::time::Duration::from_millis(match ctx.config_i64("busy_ms")? {
                 Some(ms) if ms >= 0 => ms as u64,
                 Some(ms) => {
@@ -150,39 +194,18 @@ impl Node for SeqCheck {
     }
 
     fn tick(&mut self, ctx: &mut Context<'_>) -> NodeResult {
-        let mut read = 0;
-        while read < self.per_tick {
-            let Some(msg) = ctx.recv_bytes("in")? else {
-                break;
-            };
-            read += 1;
-            if msg.len() < 8 {
-                return Err(NodeError::new(format!(
-                    "message of {} bytes, expected at least 8",
-                    msg.len()
-                )));
+        if self.in_place {
+            self.read_in_place(ctx)?;
+        } else {
+            let mut read = 0;
+            while read < self.per_tick {
+                let Some(msg) = ctx.recv_bytes("in")? else {
+                    break;
+                };
+                let n = check(msg)?;
+                read += 1;
+                self.count(n)?;
             }
-            let n = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
-            if let Some(i) = (8..msg.len()).find(|&i| msg[i] != pattern(n, i)) {
-                return Err(NodeError::new(format!("message {n} is corrupt at byte {i}")));
-            }
-            if n < self.next {
-                return Err(NodeError::new(format!(
-                    "message {n} after {}: out of order",
-                    self.next - 1
-                )));
-            }
-            if n > self.next {
-                if self.reliable {
-                    return Err(NodeError::new(format!(
-                        "messages {}..{n} lost on a reliable topic",
-                        self.next
-                    )));
-                }
-                self.gaps += n - self.next;
-            }
-            self.next = n + 1;
-            self.received += 1;
         }
         if self.next >= self.expect && !self.done_logged {
             self.done_logged = true;
@@ -197,10 +220,79 @@ impl Node for SeqCheck {
 
     fn shutdown(&mut self, ctx: &mut Context<'_>) -> NodeResult {
         ctx.info(format_args!(
-            "checked {} messages, last {}, {} dropped",
-            self.received, self.next, self.gaps
+            "checked {} messages, last {}, {} dropped, at most {} held at once",
+            self.received, self.next, self.gaps, self.held_most
         ));
         Ok(())
+    }
+}
+
+impl SeqCheck {
+    /// Reads messages where they lie, keeping up to `hold` of them borrowed while reading on.
+    fn read_in_place(&mut self, ctx: &Context<'_>) -> NodeResult {
+        let mut read = 0;
+        // Each held message is checked again before it is let go.
+        let mut held = std::collections::VecDeque::new();
+        while read < self.per_tick {
+            let msg = match ctx.recv_bytes_ref("in") {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(RecvError::Held(_)) if !held.is_empty() => {
+                    recheck(held.pop_front())?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let n = check(&msg)?;
+            read += 1;
+            self.count(n)?;
+            if self.hold > 0 {
+                if held.len() == self.hold {
+                    recheck(held.pop_front())?;
+                }
+                held.push_back((n, msg));
+                self.held_most = self.held_most.max(held.len());
+            }
+        }
+        while let Some(h) = held.pop_front() {
+            recheck(Some(h))?;
+        }
+        Ok(())
+    }
+
+    /// Counts message `n`: order, and gaps (an error on a reliable topic).
+    fn count(&mut self, n: u64) -> NodeResult {
+        if n < self.next {
+            return Err(NodeError::new(format!(
+                "message {n} after {}: out of order",
+                self.next - 1
+            )));
+        }
+        if n > self.next {
+            if self.reliable {
+                return Err(NodeError::new(format!(
+                    "messages {}..{n} lost on a reliable topic",
+                    self.next
+                )));
+            }
+            self.gaps += n - self.next;
+        }
+        self.next = n + 1;
+        self.received += 1;
+        Ok(())
+    }
+}
+
+/// Checks a message held in place again: still intact, still the same message.
+fn recheck(held: Option<(u64, BytesRef<'_>)>) -> NodeResult {
+    let Some((n, msg)) = held else {
+        return Ok(());
+    };
+    match check(&msg)? {
+        m if m == n => Ok(()),
+        m => Err(NodeError::new(format!(
+            "held message {n} was overwritten by message {m} while borrowed"
+        ))),
     }
 }
 
@@ -256,6 +348,38 @@ mod tests {
             chk.push("in", m);
         }
         chk.tick().unwrap();
+        assert!(chk
+            .logs()
+            .iter()
+            .any(|(_, l)| l == "complete: 10 received, 0 dropped"));
+    }
+
+    #[test]
+    fn loaned_messages_check_in_place_while_held() {
+        let mut src = TestHarness::<SeqSource>::builder("s")
+            .config("count", 10)
+            .config("size", 32)
+            .config("loan", true)
+            .start()
+            .unwrap();
+        src.tick().unwrap();
+        let sent = src.take::<Vec<u8>>("out");
+        assert_eq!(sent.len(), 10);
+        let mut chk = TestHarness::<SeqCheck>::builder("c")
+            .config("expect", 10)
+            .config("in_place", true)
+            .config("hold", 3)
+            .start()
+            .unwrap();
+        for m in &sent {
+            chk.push("in", m);
+        }
+        chk.tick().unwrap();
+        assert_eq!(
+            chk.held(),
+            0,
+            "every borrowed message is released by the end of the tick"
+        );
         assert!(chk
             .logs()
             .iter()
