@@ -8,7 +8,8 @@
 //! - throughput of 8-byte messages on one reliable Link, against the 20 M msgs/s target.
 //!
 //! With `--large` (`./scripts/bench.sh large`, issue 18): one-way latency of 4 KiB to 6 MiB
-//! messages on a Link against a memcpy of the payload in the same run.
+//! messages on a Link, copied (`send`/`try_recv`) and loaned (`loan`/`try_recv_pinned`: written
+//! and read in place), against a memcpy of the payload in the same run.
 //!
 //! The benchmark re-executes itself as the second process (`--child ...`).
 
@@ -102,6 +103,55 @@ fn topic_pingpong_rounds(tag: &str, len: usize, link: bool, warmup: usize, round
         }
     }
     assert_eq!(buf.len(), len);
+    child.wait().expect("child");
+    summarize(samples)
+}
+
+/// Publishes a loaned message of `len` bytes whose first 8 are `stamp` (the rest is what the
+/// slot held: a producer writing in place writes its payload anyway, so it is not timed).
+fn loan_send(publ: &mut Publisher, len: usize, stamp: u64) {
+    while publ.loan().is_err() {
+        std::hint::spin_loop();
+    }
+    publ.loan_bytes().expect("open")[..8].copy_from_slice(&stamp.to_le_bytes());
+    publ.send_loan(len).expect("fits");
+}
+
+/// Waits for the next message and reads its stamp in place.
+fn pinned_spin(sub: &mut Subscriber) -> (u64, usize) {
+    loop {
+        if let Ok(Some((msg, _))) = sub.try_recv_pinned() {
+            let bytes = msg.bytes();
+            return (
+                u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+                bytes.len(),
+            );
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// One-way latency of loaned messages of `len` bytes: a ping-pong where each side writes its
+/// message in a loaned slot and reads the other's in place.
+fn loan_pingpong_rounds(tag: &str, len: usize, warmup: usize, rounds: usize) -> (f64, f64) {
+    let ns = shm::namespace();
+    let cap = pingpong_capacity(len);
+    let (ping, pong) = (format!("bench/{tag}/ping"), format!("bench/{tag}/pong"));
+    let mut sub = shm::subscriber(&ns, &spec(&pong, len, true, cap), cap, false).expect("pong");
+    let mut publ = shm::publisher(&ns, &spec(&ping, len, true, cap)).expect("ping");
+    let (len_s, n_s) = (len.to_string(), (warmup + rounds).to_string());
+    let mut child = spawn_child(&["loan", tag, &len_s, &n_s]);
+    pinned_spin(&mut sub); // the child is ready
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..warmup + rounds {
+        let start = Instant::now();
+        loan_send(&mut publ, len, i as u64);
+        let (stamp, got) = pinned_spin(&mut sub);
+        if i >= warmup {
+            samples.push(start.elapsed().as_nanos() as f64 / 2.0);
+        }
+        assert_eq!((stamp, got), (i as u64, len), "the reply answers this round");
+    }
     child.wait().expect("child");
     summarize(samples)
 }
@@ -216,6 +266,27 @@ fn child(args: &[String]) {
                 send(&mut publ, &buf);
             }
         }
+        "loan" => {
+            let (tag, len, n) = (
+                &args[1],
+                args[2].parse::<usize>().unwrap(),
+                args[3].parse::<usize>().unwrap(),
+            );
+            let cap = pingpong_capacity(len);
+            let mut sub = shm::subscriber(
+                &ns,
+                &spec(&format!("bench/{tag}/ping"), len, true, cap),
+                cap,
+                false,
+            )
+            .unwrap();
+            let mut publ = shm::publisher(&ns, &spec(&format!("bench/{tag}/pong"), len, true, cap)).unwrap();
+            loan_send(&mut publ, len, u64::MAX);
+            for _ in 0..n {
+                let (stamp, _) = pinned_spin(&mut sub);
+                loan_send(&mut publ, len, stamp);
+            }
+        }
         "floor" => {
             let (tag, len) = (&args[1], args[2].parse::<usize>().unwrap());
             let chan = RawChannel::open(tag).unwrap();
@@ -261,9 +332,9 @@ fn child(args: &[String]) {
 }
 
 /// `./scripts/bench.sh large` (issue 18): one-way latency of 4 KiB to 6 MiB messages on a Link,
-/// copied into the slot and out of it, against a memcpy of the payload (between two private
-/// buffers, cache-hot) in the same run. The informative baseline for loans, which are not there
-/// yet (their target: ≤ 2 µs one way at every size).
+/// copied into the slot and out of it, and loaned (written and read in place), against a
+/// memcpy of the payload (between two private buffers, cache-hot) in the same run. Target for
+/// loans: ≤ 2 µs one way at every size.
 fn large() {
     for (len, label) in [
         (4096usize, "4k"),
@@ -287,7 +358,17 @@ fn large() {
             med,
             "ns",
             memcpy,
-            &format!(" p99={p99:.1} baseline_name=memcpy rounds={rounds} loan_target_ns=2000"),
+            &format!(" p99={p99:.1} baseline_name=memcpy rounds={rounds}"),
+        );
+        let (loan_med, loan_p99) = loan_pingpong_rounds(&format!("loan-{label}"), len, WARMUP, ROUNDS);
+        line(
+            &format!("large_loan_{label}"),
+            loan_med,
+            "ns",
+            memcpy,
+            &format!(
+                " p99={loan_p99:.1} baseline_name=memcpy rounds={ROUNDS} target_ns=2000 copy_ns={med:.1}"
+            ),
         );
     }
 }
