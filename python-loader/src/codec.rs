@@ -185,17 +185,58 @@ pub fn ndarray_header(obj: &Bound<'_, PyAny>, header: &mut Vec<u8>) -> PyResult<
     let name: String = dtype.getattr("str")?.extract()?;
     // The original's shape: `ascontiguousarray` makes a 0-d array 1-d.
     let shape: Vec<u64> = obj.getattr("shape")?.extract()?;
+    ndarray_header_for(&name, &shape, header)?;
+    let view = bytes_view(&arr)?;
+    pyo3::buffer::PyBuffer::<u8>::get(&view)
+}
+
+/// The `b'N'` header of an array of dtype `name` (numpy's `dtype.str`) and `shape` (see
+/// [`ndarray_header`]), into `header` (cleared first).
+pub fn ndarray_header_for(name: &str, shape: &[u64], header: &mut Vec<u8>) -> PyResult<()> {
     header.clear();
     header.push(TAG_NDARRAY);
     header.push(u8::try_from(shape.len()).map_err(|_| PyValueError::new_err("too many dimensions"))?);
     header.push(u8::try_from(name.len()).map_err(|_| PyValueError::new_err("dtype too long"))?);
     header.extend_from_slice(name.as_bytes());
     header.resize(header.len().next_multiple_of(8), 0);
-    for d in &shape {
+    for d in shape {
         header.extend_from_slice(&d.to_le_bytes());
     }
-    let view = bytes_view(&arr)?;
-    pyo3::buffer::PyBuffer::<u8>::get(&view)
+    Ok(())
+}
+
+/// Arrays of at least this many bytes of data are received as a read-only view of the topic's
+/// slot ([`decode_held`]); smaller ones are copied into a writable array (as cheap as a view,
+/// and what code that changes what it receives expects).
+pub const VIEW_MIN: usize = 64 * 1024;
+
+/// Decodes a message held in place. A top-level array of [`VIEW_MIN`] bytes or more becomes a
+/// read-only numpy array over the slot, which stays pinned until the array (and every view
+/// of it) is garbage-collected; anything else is decoded from the slot's bytes and let go.
+pub fn decode_held(py: Python<'_>, held: horus_host::shm::Pinned) -> PyResult<Bound<'_, PyAny>> {
+    let bytes = held.bytes();
+    if bytes.len() >= 8 && bytes[0] == TAG_NDARRAY {
+        let header_len = ndarray_header_len(bytes);
+        if header_len <= bytes.len() && bytes.len() - header_len >= VIEW_MIN {
+            let (dtype, shape) = ndarray_meta(py, &bytes[..header_len], bytes.len() - header_len)?;
+            let memory = Bound::new(py, crate::embed::SlotMemory::held(held, header_len))?;
+            return array_over(&memory, &dtype, shape);
+        }
+    }
+    decode(py, bytes)
+}
+
+/// A numpy array of `dtype` and `shape` over `memory`'s buffer (no copy; read-only unless the
+/// buffer is writable). The array's base holds `memory`.
+pub fn array_over<'py>(
+    memory: &Bound<'py, crate::embed::SlotMemory>,
+    dtype: &Bound<'py, PyAny>,
+    shape: Vec<u64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = memory.py();
+    py.import("numpy")?
+        .call_method1("frombuffer", (memory, dtype))?
+        .call_method1("reshape", (PyTuple::new(py, shape)?,))
 }
 
 /// Reads a `b'N'` message straight out of a slot's `words` (its length `len`) into a new numpy

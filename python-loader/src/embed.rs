@@ -1,6 +1,8 @@
 //! All `unsafe` of the Python side: starting an interpreter inside the `horus` host (loader
-//! face), keeping a Python thread state on the host's scheduler threads, and reading this
-//! library's own plugin entry in-process ([`loader_library`], package face).
+//! face), keeping a Python thread state on the host's scheduler threads, reading this
+//! library's own plugin entry in-process ([`loader_library`], package face), and exporting a
+//! topic slot's memory to numpy through the buffer protocol ([`SlotMemory`]: received arrays
+//! that view the slot, loaned arrays written in place).
 //!
 //! # Rationale (measured facts in the design notes)
 //! - The host opens libpython with `RTLD_GLOBAL` before it opens this library
@@ -291,4 +293,120 @@ pub fn buffer_bytes_mut(buf: &mut pyo3::buffer::PyBuffer<u8>) -> &mut [u8] {
     // by the caller and not yet handed to Python code, so no other reference to its memory
     // exists while the slice lives.
     unsafe { std::slice::from_raw_parts_mut(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) }
+}
+
+/// A topic slot's memory lent to Python through the buffer protocol, so a numpy array can live
+/// in it with no copy (`numpy.frombuffer`): a message held in place (read-only; its pin is
+/// released when this object is garbage-collected, i.e. when the last array over it is) or a
+/// loaned slot being written (writable until it is sent, [`SlotMemory::seal`]). Either way it
+/// keeps the topic's mapping alive, so an array outliving its hub never points at unmapped
+/// memory.
+#[pyo3::pyclass(module = "horus", name = "SlotMemory", frozen)]
+pub struct SlotMemory {
+    _owner: SlotOwner,
+    ptr: SlotPtr,
+    /// The exported length (an `isize` field, so the buffer's `shape` can point at it).
+    len: isize,
+    writable: std::sync::atomic::AtomicBool,
+}
+
+enum SlotOwner {
+    Held(#[allow(dead_code, reason = "held for its Drop: the pin")] horus_host::shm::Pinned),
+    Loaned(#[allow(dead_code, reason = "held for its Drop: the mapping")] std::sync::Arc<horus_host::shm::Segment>),
+}
+
+/// The slot memory's address.
+struct SlotPtr(*mut u8);
+
+// SAFETY: the pointer is into a shared mapping that the same `SlotMemory` keeps alive (its
+// owner); it is only dereferenced by buffer consumers, under the GIL, as any Python buffer is.
+unsafe impl Send for SlotPtr {}
+// SAFETY: as above; `SlotMemory` is frozen, the pointer never changes.
+unsafe impl Sync for SlotPtr {}
+
+/// The buffer's stride: one byte.
+static BYTE_STRIDE: isize = 1;
+
+impl SlotMemory {
+    /// The bytes `offset..` of a message held in place, read-only.
+    pub fn held(pinned: horus_host::shm::Pinned, offset: usize) -> SlotMemory {
+        let bytes = pinned.bytes();
+        let offset = offset.min(bytes.len());
+        let (ptr, len) = (bytes[offset..].as_ptr().cast_mut(), bytes.len() - offset);
+        SlotMemory {
+            _owner: SlotOwner::Held(pinned),
+            ptr: SlotPtr(ptr),
+            len: len as isize,
+            writable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The bytes `offset..offset + len` of `publisher`'s open loan, writable; `None` without a
+    /// loan or when they do not fit its slot.
+    pub fn loaned(publisher: &mut horus_host::shm::Publisher, offset: usize, len: usize) -> Option<SlotMemory> {
+        let mapping = publisher.mapping();
+        let bytes = publisher.loan_bytes()?;
+        let data = bytes.get_mut(offset..offset.checked_add(len)?)?;
+        Some(SlotMemory {
+            _owner: SlotOwner::Loaned(mapping),
+            ptr: SlotPtr(data.as_mut_ptr()),
+            len: len as isize,
+            writable: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Refuses writable exports from now on (the loan was sent: its slot is a published
+    /// message).
+    pub fn seal(&self) {
+        self.writable.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[pyo3::pymethods]
+impl SlotMemory {
+    /// The buffer protocol: one-dimensional bytes (`B`), read-only unless a writable loan.
+    ///
+    /// # Safety
+    /// Called by CPython with a `Py_buffer` to fill (or null).
+    unsafe fn __getbuffer__(slf: pyo3::Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: std::ffi::c_int) -> pyo3::PyResult<()> {
+        use pyo3::exceptions::PyBufferError;
+        if view.is_null() {
+            return Err(PyBufferError::new_err("no buffer to fill"));
+        }
+        let this = slf.get();
+        let writable = this.writable.load(std::sync::atomic::Ordering::Relaxed);
+        if flags & ffi::PyBUF_WRITABLE != 0 && !writable {
+            return Err(PyBufferError::new_err(
+                "this message lives in a topic's shared memory and is read-only (copy it to change it)",
+            ));
+        }
+        let (ptr, len) = (this.ptr.0, &this.len as *const isize);
+        // SAFETY: `view` is a valid `Py_buffer` to fill (CPython's contract, null checked).
+        // `obj` takes a new reference to this object, which keeps the memory (its owner) alive
+        // until the consumer releases the buffer. `shape` points at our frozen `len` field and
+        // `strides` at a static, both alive as long as the exporter; `format` is a static C
+        // string; nothing is allocated, so no `__releasebuffer__` is needed.
+        unsafe {
+            (*view).obj = slf.into_any().into_ptr();
+            (*view).buf = ptr.cast();
+            (*view).len = *len;
+            (*view).readonly = std::ffi::c_int::from(!writable);
+            (*view).itemsize = 1;
+            (*view).format = if flags & ffi::PyBUF_FORMAT != 0 {
+                c"B".as_ptr().cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).ndim = 1;
+            (*view).shape = if flags & ffi::PyBUF_ND != 0 { len.cast_mut() } else { std::ptr::null_mut() };
+            (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+                (&BYTE_STRIDE as *const isize).cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).suboffsets = std::ptr::null_mut();
+            (*view).internal = std::ptr::null_mut();
+        }
+        Ok(())
+    }
 }

@@ -86,6 +86,32 @@ impl Chan {
         }
     }
 
+    /// A writable array to fill and send (see `Hub.loan`): in the topic's next slot, or, on a
+    /// network hub (no shared memory between machines), a new array that `send` copies.
+    fn loan<'py>(
+        &mut self,
+        py: Python<'py>,
+        shape: &Bound<'py, PyAny>,
+        dtype: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let dtype = match dtype {
+            Some(d) => d.clone(),
+            None => pyo3::types::PyString::new(py, "uint8").into_any(),
+        };
+        let dtype = &dtype;
+        let shape: Vec<u64> = match shape.extract::<u64>() {
+            Ok(n) => vec![n],
+            Err(_) => shape.extract().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err("shape must be an int or a tuple of ints >= 0")
+            })?,
+        };
+        match self {
+            Chan::Shm(c) => c.ep.loan(py, shape, dtype),
+            #[cfg(feature = "network")]
+            Chan::Net(_) => py.import("numpy")?.call_method1("empty", (pyo3::types::PyTuple::new(py, shape)?, dtype)),
+        }
+    }
+
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         match self {
             Chan::Shm(c) => c.metrics(py),
@@ -303,6 +329,13 @@ impl Hub {
         self.chan().recv(py)
     }
 
+    /// A writable numpy array of `shape` and `dtype` that lives in the topic's shared memory:
+    /// fill it, then `send` it to publish it with no copy.
+    #[pyo3(signature = (shape, dtype = None))]
+    fn loan<'py>(&self, py: Python<'py>, shape: &Bound<'py, PyAny>, dtype: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        self.chan().loan(py, shape, dtype)
+    }
+
     /// A point-to-point link for `topic` towards `target`.
     fn create_link(&self, topic: &str, target: &str) -> PyResult<Link> {
         #[cfg(feature = "network")]
@@ -399,6 +432,12 @@ impl Link {
     /// The next message, or None.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.chan().recv(py)
+    }
+
+    /// Same as Hub.loan.
+    #[pyo3(signature = (shape, dtype = None))]
+    fn loan<'py>(&self, py: Python<'py>, shape: &Bound<'py, PyAny>, dtype: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        self.chan().loan(py, shape, dtype)
     }
 
     /// Same as Hub.get_metrics.

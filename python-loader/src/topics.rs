@@ -172,6 +172,17 @@ pub struct Endpoint {
     read: bool,
     /// Dropped messages of subscribers this endpoint had before (counters survive a re-attach).
     pub counters: Counters,
+    /// The loan handed out by [`Endpoint::loan`] and not sent yet.
+    loan: Option<OpenLoan>,
+}
+
+/// A numpy array lent in a topic's slot ([`Endpoint::loan`]).
+struct OpenLoan {
+    /// The array handed out: sending this very object publishes the loan.
+    array: Py<PyAny>,
+    memory: Py<crate::embed::SlotMemory>,
+    /// The message's length (header and data).
+    len: usize,
 }
 
 impl Endpoint {
@@ -187,6 +198,7 @@ impl Endpoint {
             subscriber: None,
             read: false,
             counters: Counters::default(),
+            loan: None,
         }
     }
 
@@ -219,6 +231,13 @@ impl Endpoint {
     }
 
     fn send_inner(&mut self, obj: &Bound<'_, PyAny>, scratch: &mut Vec<u8>) -> PyResult<()> {
+        if let Some(open) = &self.loan {
+            if obj.is(open.array.bind(obj.py())) {
+                return self.send_loan(obj);
+            }
+            // Anything else first closes the loan unsent.
+            self.discard_loan();
+        }
         scratch.clear();
         // Not attached yet: the topic's kind comes from its segment, or from this first message.
         let mut existing = None;
@@ -285,23 +304,114 @@ impl Endpoint {
             self.kind = Some(kind);
         }
         let publisher = self.publisher.as_mut().expect("attached above");
-        match publisher.send_parts(&[scratch, data]) {
-            Ok(()) => {
-                self.counters.sent += 1;
-                self.counters.bytes_sent += (scratch.len() + data.len()) as u64;
-                Ok(())
-            }
-            Err(SendError::TooLarge { len, max }) => Err(PyValueError::new_err(format!(
+        publisher
+            .send_parts(&[scratch, data])
+            .map_err(|e| self.send_error(e))?;
+        self.counters.sent += 1;
+        self.counters.bytes_sent += (scratch.len() + data.len()) as u64;
+        Ok(())
+    }
+
+    /// The Python exception of a refused send.
+    fn send_error(&self, e: SendError) -> PyErr {
+        match e {
+            SendError::TooLarge { len, max } => PyValueError::new_err(format!(
                 "message of {len} bytes does not fit topic `{}` (at most {max} bytes per message); a topic \
                  keeps the max_size its creator gave it: create it with a larger one (e.g. \
                  horus.Hub(name, max_size={})) or send smaller messages",
                 self.topic,
                 (len as u64).next_power_of_two()
-            ))),
-            Err(e @ SendError::Revoked) => {
-                Err(PyRuntimeError::new_err(format!("topic `{}`: {e}", self.topic)))
+            )),
+            e @ SendError::Revoked => PyRuntimeError::new_err(format!("topic `{}`: {e}", self.topic)),
+            e => PyValueError::new_err(format!("topic `{}`: {e}", self.topic)),
+        }
+    }
+
+    /// Lends a writable numpy array of `shape` and `dtype` that lives in the topic's next slot:
+    /// fill it, then [`send`](Self::send) it to publish it with no copy (sending anything else,
+    /// another loan or closing discards it). The topic must carry Python objects (it is made
+    /// one, sized for the array, if nobody created it).
+    pub fn loan<'py>(&mut self, py: Python<'py>, shape: Vec<u64>, dtype: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.discard_loan();
+        let dtype = py.import("numpy")?.call_method1("dtype", (dtype,))?;
+        if dtype.getattr("hasobject")?.extract::<bool>()? {
+            return Err(PyTypeError::new_err(
+                "cannot loan a numpy array of Python objects (dtype=object): use a numeric dtype",
+            ));
+        }
+        let item: u64 = dtype.getattr("itemsize")?.extract()?;
+        let nbytes = shape
+            .iter()
+            .try_fold(item, |a, d| a.checked_mul(*d))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| PyValueError::new_err(format!("an array of shape {shape:?} is too large")))?;
+        let mut header = Vec::new();
+        codec::ndarray_header_for(&dtype.getattr("str")?.extract::<String>()?, &shape, &mut header)?;
+        let len = header.len() + nbytes;
+        if self.publisher.is_none() {
+            let existing = shm::peek(&self.ns, &self.topic).map_err(shm_err)?;
+            let kind = existing.as_ref().map_or(Kind::Object, kind_of);
+            if !matches!(kind, Kind::Object) {
+                return Err(self.not_objects());
             }
-            Err(e) => Err(PyValueError::new_err(format!("topic `{}`: {e}", self.topic))),
+            let spec = existing.unwrap_or_else(|| spec_for(&self.topic, kind, self.single_producer, self.sizing, len));
+            self.publisher = Some(shm::publisher(&self.ns, &spec).map_err(shm_err)?);
+            self.kind = Some(kind);
+        } else if !matches!(self.kind, Some(Kind::Object) | None) {
+            return Err(self.not_objects());
+        }
+        let publisher = self.publisher.as_mut().expect("attached above");
+        let max = publisher.segment().slot_size();
+        if len > max as usize {
+            return Err(self.send_error(SendError::TooLarge { len, max }));
+        }
+        if let Err(e) = publisher.loan() {
+            return Err(self.send_error(e));
+        }
+        let bytes = publisher.loan_bytes().expect("a loan was just opened");
+        bytes[..header.len()].copy_from_slice(&header);
+        let memory = crate::embed::SlotMemory::loaned(publisher, header.len(), nbytes).expect("the array fits the slot");
+        let memory = Bound::new(py, memory)?;
+        let array = codec::array_over(&memory, &dtype, shape)?;
+        self.loan = Some(OpenLoan {
+            array: array.clone().unbind(),
+            memory: memory.unbind(),
+            len,
+        });
+        Ok(array)
+    }
+
+    fn not_objects(&self) -> PyErr {
+        PyTypeError::new_err(format!(
+            "topic `{}` carries a typed message, not Python objects: loans are numpy arrays on Python-object topics",
+            self.topic
+        ))
+    }
+
+    /// Publishes the open loan (`array` is its array): no copy. The array (and its memory) is
+    /// read-only afterwards: its bytes are a published message now.
+    fn send_loan(&mut self, array: &Bound<'_, PyAny>) -> PyResult<()> {
+        let open = self.loan.take().expect("a loan is open");
+        open.memory.get().seal();
+        array.getattr("flags")?.setattr("writeable", false)?;
+        let publisher = self.publisher.as_mut().expect("a loan has a publisher");
+        publisher.send_loan(open.len).map_err(|e| self.send_error(e))?;
+        self.counters.sent += 1;
+        self.counters.bytes_sent += open.len as u64;
+        Ok(())
+    }
+
+    /// Closes the open loan unsent, if any: its slot becomes a hole readers step over, its
+    /// array read-only.
+    pub fn discard_loan(&mut self) {
+        if let Some(open) = self.loan.take() {
+            open.memory.get().seal();
+            Python::attach(|py| {
+                let _ = open.array.bind(py).getattr("flags").and_then(|f| f.setattr("writeable", false));
+            });
+            if let Some(p) = self.publisher.as_mut() {
+                p.discard_loan();
+            }
         }
     }
 
@@ -326,6 +436,24 @@ impl Endpoint {
         }
         let sub = self.subscriber.as_mut().expect("attached");
         let kind = self.kind.unwrap_or(Kind::Object);
+        // A topic for large messages is read in place: a large array comes back as a view of
+        // its slot, anything else is decoded from it (`codec::decode_held`). A reader that
+        // holds as many views as it may gets copies instead.
+        if matches!(kind, Kind::Object) && sub.segment().slot_size() > OBJECT_SLOT {
+            match sub.try_recv_pinned() {
+                Ok(None) => return Ok(None),
+                Ok(Some((held, _))) => {
+                    self.counters.received += 1;
+                    self.counters.bytes_received += held.bytes().len() as u64;
+                    let decoded = codec::decode_held(py, held);
+                    if decoded.is_err() {
+                        self.counters.errors += 1;
+                    }
+                    return decoded.map(Some);
+                }
+                Err(_) => {}
+            }
+        }
         // A numpy array on a Python-object topic is copied once, from the slot into the array
         // returned; anything else into `buf`, then decoded.
         let got = sub.try_recv_with(|len, words| {
@@ -430,8 +558,10 @@ impl Endpoint {
         shm::shm_name(&self.ns, &self.topic)
     }
 
-    /// Detaches from the topic (the last endpoint removes its segment).
+    /// Detaches from the topic (the last endpoint removes its segment; arrays over its slots
+    /// keep their memory).
     pub fn close(&mut self) {
+        self.discard_loan();
         self.publisher = None;
         self.subscriber = None;
     }

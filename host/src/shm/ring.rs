@@ -222,7 +222,9 @@ pub fn copy_words_out(words: &[AtomicU64], offset: usize, dst: &mut [u8]) {
 /// The sending end of a topic.
 #[derive(Debug)]
 pub struct Publisher {
-    seg: Segment,
+    /// Shared with what must keep the mapping alive past this publisher ([`mapping`]
+    /// (Self::mapping): a numpy array over a loaned slot).
+    seg: Arc<Segment>,
     me: u32,
     single: bool,
     /// A Link's producer token (see the module docs); 0 on a multi-producer topic.
@@ -248,7 +250,7 @@ impl Publisher {
         let single = seg.single_producer();
         let token = seg.token();
         Publisher {
-            seg,
+            seg: Arc::new(seg),
             me: std::process::id(),
             single,
             token,
@@ -291,6 +293,13 @@ impl Publisher {
     /// The segment.
     pub fn segment(&self) -> &Segment {
         &self.seg
+    }
+
+    /// A handle that keeps the segment mapped (and this publisher's peer entry registered)
+    /// after the publisher is dropped: for memory handed out of a loan whose owner may outlive
+    /// the publisher (a numpy array over a loaned slot).
+    pub fn mapping(&self) -> Arc<Segment> {
+        Arc::clone(&self.seg)
     }
 
     /// The first sequence number that would overwrite an unread message of a reliable

@@ -489,7 +489,7 @@ pub struct Segment {
     slot_size: u32,
     single_producer: bool,
     /// The producer token we hold (a Link's publisher), else 0.
-    token: u64,
+    token: AtomicU64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -664,7 +664,7 @@ impl Segment {
                 mask: header.capacity as u64 - 1,
                 stride: header.stride as usize,
                 single_producer: header.flags & layout::FLAG_SINGLE_PRODUCER != 0,
-                token: 0,
+                token: AtomicU64::new(0),
                 map,
                 name: name.clone(),
                 topic: spec.topic.clone(),
@@ -682,7 +682,7 @@ impl Segment {
             }
             seg.register(role, depth, reliable, backlog)?;
             if seg.single_producer && role == layout::ROLE_PUBLISHER {
-                seg.token = replace_producer(seg.control(), Some(seg.peer)).1;
+                *seg.token.get_mut() = replace_producer(seg.control(), Some(seg.peer)).1;
             }
             drop(guard);
             return Ok(seg);
@@ -820,14 +820,15 @@ impl Segment {
 
     /// The producer token this endpoint holds (a Link's publisher), else 0.
     pub fn token(&self) -> u64 {
-        self.token
+        self.token.load(Ordering::Relaxed)
     }
 
     /// Takes the Link's producer role (revoking the current producer, if any) and returns the
     /// new token. Waits up to [`REVOKE_WAIT`] for a send in progress to finish.
-    pub fn take_producer(&mut self) -> u64 {
-        self.token = replace_producer(self.control(), Some(self.peer)).1;
-        self.token
+    pub fn take_producer(&self) -> u64 {
+        let token = replace_producer(self.control(), Some(self.peer)).1;
+        self.token.store(token, Ordering::Relaxed);
+        token
     }
 
     /// Revokes whoever holds the Link's producer role; nobody holds it afterwards (the next
@@ -865,7 +866,7 @@ impl Segment {
             stride: self.stride,
             slot_size: self.slot_size,
             single_producer: self.single_producer,
-            token: 0,
+            token: AtomicU64::new(0),
         })
     }
 
@@ -906,7 +907,7 @@ impl Segment {
             mask: header.capacity as u64 - 1,
             stride: header.stride as usize,
             single_producer: header.flags & layout::FLAG_SINGLE_PRODUCER != 0,
-            token: 0,
+            token: AtomicU64::new(0),
             map,
             file,
             name: name.to_owned(),
@@ -997,11 +998,12 @@ impl Drop for Segment {
             .ok()
             .map(|()| Locked(&self.file));
         if self.peer != usize::MAX {
-            if self.token != 0 {
+            let token = *self.token.get_mut();
+            if token != 0 {
                 // Still the holder: free the Link for the next producer (a no-op if revoked).
-                let free = layout::producer_token(layout::token_epoch(self.token).wrapping_add(1), None);
+                let free = layout::producer_token(layout::token_epoch(token).wrapping_add(1), None);
                 let _ = self.control().producer.compare_exchange(
-                    self.token,
+                    token,
                     free,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
