@@ -26,9 +26,13 @@ pub const OBJECT_SLOT: u32 = 64 * 1024;
 /// Most slots a Python-object topic gets by default (its keep_last depth).
 pub const OBJECT_DEPTH: u32 = 16;
 /// What a Python-object topic commits of /dev/shm by default (the memory of every topic is
-/// committed when it is created): its depth is as many `max_size` messages as fit, 2 to
-/// [`OBJECT_DEPTH`]. 64 KiB × 16 by default.
+/// committed when it is created): its depth is as many `max_size` messages as fit,
+/// [`LARGE_DEPTH`] to [`OBJECT_DEPTH`]. 64 KiB × 16 by default.
 pub const OBJECT_BUDGET: u64 = 1 << 20;
+/// The depth of a topic for messages above a quarter of [`OBJECT_BUDGET`] (camera frames): 4,
+/// so a reader may hold two frames in place (half the ring) while the publisher runs on, and
+/// a 1920×1080×3 topic commits 24 MiB, which fits Docker's default 64 MiB /dev/shm twice.
+pub const LARGE_DEPTH: u32 = 4;
 /// Slots of a typed topic.
 pub const TYPED_CAPACITY: u32 = 64;
 /// Range of a topic's `depth`.
@@ -46,7 +50,8 @@ pub struct Sizing {
     /// Largest encoded message; `None`: [`OBJECT_SLOT`], or the first message's size if a send
     /// creates the topic with a larger one.
     pub max_size: Option<u32>,
-    /// Queue depth; `None`: as many messages as fit in [`OBJECT_BUDGET`], 2 to [`OBJECT_DEPTH`].
+    /// Queue depth; `None`: as many messages as fit in [`OBJECT_BUDGET`], [`LARGE_DEPTH`] to
+    /// [`OBJECT_DEPTH`].
     pub depth: Option<u32>,
 }
 
@@ -75,7 +80,7 @@ impl Sizing {
         });
         let depth = self
             .depth
-            .unwrap_or_else(|| (OBJECT_BUDGET / u64::from(slot)).clamp(2, u64::from(OBJECT_DEPTH)) as u32);
+            .unwrap_or_else(|| (OBJECT_BUDGET / u64::from(slot)).clamp(u64::from(LARGE_DEPTH), u64::from(OBJECT_DEPTH)) as u32);
         (slot, depth)
     }
 }

@@ -5,7 +5,7 @@ Every class is final (none can be subclassed at runtime). ``horus/__init__.py`` 
 """
 
 import os
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Union, final
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union, final
 
 __all__ = [
     "Scheduler",
@@ -162,7 +162,7 @@ class Hub:
 
     def __new__(cls, name: str, max_size: Optional[int] = None, depth: Optional[int] = None) -> Hub:
         """A local hub. If this creates its topic: messages of up to ``max_size`` bytes (default
-        65536), the last ``depth`` of them kept (default: as many as fit in 1 MiB, 2 to 16).
+        65536), the last ``depth`` of them kept (default: as many as fit in 1 MiB, 4 to 16).
         ValueError when either is out of range."""
     @staticmethod
     def tcp(address: str, name: str, *, max_size: Optional[int] = None) -> Hub:
@@ -181,7 +181,13 @@ class Hub:
     def name(self) -> str: ...
     def send(self, data: Any) -> None: ...
     def recv(self) -> Any:
-        """The next message, or None."""
+        """The next message, or None. On a topic for large messages, a top-level array of
+        64 KiB or more is a read-only view of the topic's shared memory."""
+    def loan(self, shape: Union[int, Tuple[int, ...]], dtype: Any = None) -> Any:
+        """A writable numpy array (dtype default uint8) in the topic's next slot: fill it, then
+        ``send`` it to publish it with no copy. Sending anything else, another loan or
+        ``close`` discards it. ValueError if it does not fit the topic, TypeError on an object
+        dtype or a typed topic."""
     def create_link(self, topic: str, target: str) -> Link: ...
     def get_metrics(self) -> Dict[str, int]:
         """messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors."""
@@ -214,6 +220,8 @@ class Link:
     def send(self, data: Any) -> None: ...
     def recv(self) -> Any:
         """The next message, or None."""
+    def loan(self, shape: Union[int, Tuple[int, ...]], dtype: Any = None) -> Any:
+        """As ``Hub.loan``."""
     def get_metrics(self) -> Dict[str, int]: ...
     def get_connection_state(self) -> Dict[str, Any]: ...
     def close(self) -> None: ...
