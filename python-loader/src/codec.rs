@@ -11,6 +11,8 @@
 //! - `b'N'`: a top-level numpy array: a small header (ndim, dtype string, shape) padded to 8
 //!   bytes, then the array's data as it is in memory, copied once from the array into the slot
 //!   and once from the slot into the received array (no MessagePack of the data).
+//! - `b'I'`: a `horus.Image`: 7 zero bytes, then the Rust `Image` encoding (a 64-byte header,
+//!   then the pixels; see [`crate::image`]).
 //!
 //! MessagePack because it is compact, schemaless like Python's own objects, specified, and
 //! readable from every language a robot's tools are written in; the encoder and decoder here
@@ -31,6 +33,9 @@ pub const TAG_BYTES: u8 = b'B';
 /// Tag of a top-level numpy array: a header padded to 8 bytes, then its data as it is in
 /// memory (see [`ndarray_header`]).
 pub const TAG_NDARRAY: u8 = b'N';
+/// Tag of a `horus.Image`: 7 zero bytes, then the Rust `Image` encoding (see
+/// [`crate::image`]).
+pub const TAG_IMAGE: u8 = b'I';
 /// MessagePack extension type of a numpy array.
 const EXT_NDARRAY: i8 = 1;
 /// MessagePack extension type of a typed message.
@@ -44,6 +49,13 @@ pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         out.push(TAG_BYTES);
         out.extend_from_slice(b.as_bytes());
+        return Ok(());
+    }
+    if let Some(image) = crate::image::encode(obj) {
+        let (header, pixels) = image?;
+        out.extend_from_slice(&crate::image::TAG_BLOCK);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(crate::embed::buffer_bytes(&pixels));
         return Ok(());
     }
     out.push(TAG_MSGPACK);
@@ -215,6 +227,9 @@ pub const VIEW_MIN: usize = 64 * 1024;
 /// of it) is garbage-collected; anything else is decoded from the slot's bytes and let go.
 pub fn decode_held(py: Python<'_>, held: horus_host::shm::Pinned) -> PyResult<Bound<'_, PyAny>> {
     let bytes = held.bytes();
+    if bytes.first() == Some(&TAG_IMAGE) {
+        return crate::image::from_held(py, held, crate::image::TAG_BLOCK.len());
+    }
     if bytes.len() >= 8 && bytes[0] == TAG_NDARRAY {
         let header_len = ndarray_header_len(bytes);
         if header_len <= bytes.len() && bytes.len() - header_len >= VIEW_MIN {
@@ -336,6 +351,10 @@ pub fn decode<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyAny
     match payload.split_first() {
         Some((&TAG_BYTES, rest)) => Ok(PyBytes::new(py, rest).into_any()),
         Some((&TAG_NDARRAY, _)) => ndarray_from_payload(py, payload),
+        Some((&TAG_IMAGE, _)) => crate::image::from_bytes(
+            py,
+            payload.get(crate::image::TAG_BLOCK.len()..).unwrap_or_default(),
+        ),
         Some((&TAG_MSGPACK, rest)) => {
             let mut rd = Reader { buf: rest, pos: 0 };
             let value = rd.value(py, 0)?;

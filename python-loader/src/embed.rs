@@ -312,7 +312,10 @@ pub struct SlotMemory {
 
 enum SlotOwner {
     Held(#[allow(dead_code, reason = "held for its Drop: the pin")] horus_host::shm::Pinned),
-    Loaned(#[allow(dead_code, reason = "held for its Drop: the mapping")] std::sync::Arc<horus_host::shm::Segment>),
+    Loaned(
+        #[allow(dead_code, reason = "held for its Drop: the mapping")]
+        std::sync::Arc<horus_host::shm::Segment>,
+    ),
 }
 
 /// The slot memory's address.
@@ -343,7 +346,11 @@ impl SlotMemory {
 
     /// The bytes `offset..offset + len` of `publisher`'s open loan, writable; `None` without a
     /// loan or when they do not fit its slot.
-    pub fn loaned(publisher: &mut horus_host::shm::Publisher, offset: usize, len: usize) -> Option<SlotMemory> {
+    pub fn loaned(
+        publisher: &mut horus_host::shm::Publisher,
+        offset: usize,
+        len: usize,
+    ) -> Option<SlotMemory> {
         let mapping = publisher.mapping();
         let bytes = publisher.loan_bytes()?;
         let data = bytes.get_mut(offset..offset.checked_add(len)?)?;
@@ -368,7 +375,11 @@ impl SlotMemory {
     ///
     /// # Safety
     /// Called by CPython with a `Py_buffer` to fill (or null).
-    unsafe fn __getbuffer__(slf: pyo3::Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: std::ffi::c_int) -> pyo3::PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: pyo3::Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> pyo3::PyResult<()> {
         use pyo3::exceptions::PyBufferError;
         if view.is_null() {
             return Err(PyBufferError::new_err("no buffer to fill"));
@@ -398,7 +409,11 @@ impl SlotMemory {
                 std::ptr::null_mut()
             };
             (*view).ndim = 1;
-            (*view).shape = if flags & ffi::PyBUF_ND != 0 { len.cast_mut() } else { std::ptr::null_mut() };
+            (*view).shape = if flags & ffi::PyBUF_ND != 0 {
+                len.cast_mut()
+            } else {
+                std::ptr::null_mut()
+            };
             (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
                 (&BYTE_STRIDE as *const isize).cast_mut()
             } else {

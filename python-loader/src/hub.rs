@@ -108,7 +108,9 @@ impl Chan {
         match self {
             Chan::Shm(c) => c.ep.loan(py, shape, dtype),
             #[cfg(feature = "network")]
-            Chan::Net(_) => py.import("numpy")?.call_method1("empty", (pyo3::types::PyTuple::new(py, shape)?, dtype)),
+            Chan::Net(_) => py
+                .import("numpy")?
+                .call_method1("empty", (pyo3::types::PyTuple::new(py, shape)?, dtype)),
         }
     }
 
@@ -332,7 +334,12 @@ impl Hub {
     /// A writable numpy array of `shape` and `dtype` that lives in the topic's shared memory:
     /// fill it, then `send` it to publish it with no copy.
     #[pyo3(signature = (shape, dtype = None))]
-    fn loan<'py>(&self, py: Python<'py>, shape: &Bound<'py, PyAny>, dtype: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        shape: &Bound<'py, PyAny>,
+        dtype: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.chan().loan(py, shape, dtype)
     }
 
@@ -436,7 +443,12 @@ impl Link {
 
     /// Same as Hub.loan.
     #[pyo3(signature = (shape, dtype = None))]
-    fn loan<'py>(&self, py: Python<'py>, shape: &Bound<'py, PyAny>, dtype: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        shape: &Bound<'py, PyAny>,
+        dtype: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.chan().loan(py, shape, dtype)
     }
 

@@ -6,7 +6,7 @@
 //!
 //! Module map: [`node`] (Python nodes behind the ABI, node I/O), [`scheduler`], [`hub`],
 //! [`topics`] (a Python endpoint of a shared-memory topic), [`codec`] (Python objects on the
-//! wire), [`msgs`] (typed messages), [`embed`] (all `unsafe`: the embedded interpreter).
+//! wire), [`msgs`] (typed messages), [`image`] (`horus.Image`), [`embed`] (all `unsafe`: the embedded interpreter).
 
 #[expect(
     unsafe_code,
@@ -16,6 +16,7 @@ mod embed;
 
 mod codec;
 mod hub;
+mod image;
 mod msgs;
 mod node;
 mod scheduler;
@@ -48,6 +49,7 @@ fn _horus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::NodeIo>()?;
     m.add_class::<hub::Hub>()?;
     m.add_class::<hub::Link>()?;
+    m.add_class::<image::Image>()?;
     m.add_function(wrap_pyfunction!(hub::_close_global_hubs, m)?)?;
     m.add_function(wrap_pyfunction!(codec::_decode_payload, m)?)?;
     msgs::register(m)?;

@@ -78,9 +78,9 @@ impl Sizing {
             let first = (first as u64).next_multiple_of(4096).min(max) as u32;
             first.max(OBJECT_SLOT)
         });
-        let depth = self
-            .depth
-            .unwrap_or_else(|| (OBJECT_BUDGET / u64::from(slot)).clamp(u64::from(LARGE_DEPTH), u64::from(OBJECT_DEPTH)) as u32);
+        let depth = self.depth.unwrap_or_else(|| {
+            (OBJECT_BUDGET / u64::from(slot)).clamp(u64::from(LARGE_DEPTH), u64::from(OBJECT_DEPTH)) as u32
+        });
         (slot, depth)
     }
 }
@@ -98,6 +98,8 @@ pub enum Kind {
     Object,
     /// A typed message.
     Typed(&'static msgs::Typed),
+    /// Camera frames, the Rust `Image` encoding (`horus.Image`).
+    Image,
     /// A Rust type Python has no class for: raw bytes.
     Raw,
 }
@@ -105,6 +107,8 @@ pub enum Kind {
 fn kind_of(spec: &TopicSpec) -> Kind {
     if spec.type_hash == object_hash() {
         Kind::Object
+    } else if spec.type_hash == <horus_plugin_api::msgs::Image as horus_plugin_api::Message>::TYPE_HASH {
+        Kind::Image
     } else if let Some(t) = msgs::by_hash(spec.type_hash) {
         Kind::Typed(t)
     } else {
@@ -124,6 +128,17 @@ pub fn spec_for(topic: &str, kind: Kind, single_producer: bool, sizing: Sizing, 
             capacity: sizing.depth.unwrap_or(TYPED_CAPACITY),
             single_producer,
         },
+        Kind::Image => {
+            let (slot_size, capacity) = sizing.object(first);
+            TopicSpec {
+                topic: topic.to_owned(),
+                type_name: "Image".to_owned(),
+                type_hash: <horus_plugin_api::msgs::Image as horus_plugin_api::Message>::TYPE_HASH,
+                slot_size,
+                capacity,
+                single_producer,
+            }
+        }
         Kind::Object | Kind::Raw => {
             let (slot_size, capacity) = sizing.object(first);
             TopicSpec {
@@ -253,6 +268,7 @@ impl Endpoint {
                 let kind = match (&existing, known) {
                     (Some(spec), _) => kind_of(spec),
                     (None, Some(kind)) => kind,
+                    (None, None) if obj.is_instance_of::<crate::image::Image>() => Kind::Image,
                     (None, None) => match msgs::encode(obj, scratch) {
                         Some(t) => Kind::Typed(t),
                         None => Kind::Object,
@@ -262,15 +278,30 @@ impl Endpoint {
                 kind
             }
         };
-        // A top-level numpy array on a Python-object topic: its data goes straight from the
-        // array into the slot, after a small header (`codec::ndarray_header`).
+        // A top-level numpy array or an image: its data goes straight from the array into the
+        // slot, after a small header (`codec::ndarray_header`, `image::encode`).
         let array = match kind {
             Kind::Object if codec::is_ndarray(obj) => Some(codec::ndarray_header(obj, scratch)?),
+            Kind::Object | Kind::Image => match crate::image::encode(obj) {
+                Some(image) => {
+                    let (header, pixels) = image?;
+                    if matches!(kind, Kind::Object) {
+                        scratch.extend_from_slice(&crate::image::TAG_BLOCK);
+                    }
+                    scratch.extend_from_slice(&header);
+                    Some(pixels)
+                }
+                None if matches!(kind, Kind::Image) => {
+                    return Err(crate::image::not_an_image(&self.topic, obj))
+                }
+                None => None,
+            },
             _ => None,
         };
         let data: &[u8] = array.as_ref().map_or(&[], crate::embed::buffer_bytes);
         match kind {
-            Kind::Object if array.is_some() => {}
+            Kind::Object | Kind::Image if array.is_some() => {}
+            Kind::Image => {} // never without an image: refused above
             Kind::Object => codec::encode(obj, scratch)?,
             Kind::Typed(t) => {
                 if !(t.encode)(obj, scratch) {
@@ -336,7 +367,12 @@ impl Endpoint {
     /// fill it, then [`send`](Self::send) it to publish it with no copy (sending anything else,
     /// another loan or closing discards it). The topic must carry Python objects (it is made
     /// one, sized for the array, if nobody created it).
-    pub fn loan<'py>(&mut self, py: Python<'py>, shape: Vec<u64>, dtype: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn loan<'py>(
+        &mut self,
+        py: Python<'py>,
+        shape: Vec<u64>,
+        dtype: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.discard_loan();
         let dtype = py.import("numpy")?.call_method1("dtype", (dtype,))?;
         if dtype.getattr("hasobject")?.extract::<bool>()? {
@@ -359,7 +395,8 @@ impl Endpoint {
             if !matches!(kind, Kind::Object) {
                 return Err(self.not_objects());
             }
-            let spec = existing.unwrap_or_else(|| spec_for(&self.topic, kind, self.single_producer, self.sizing, len));
+            let spec = existing
+                .unwrap_or_else(|| spec_for(&self.topic, kind, self.single_producer, self.sizing, len));
             self.publisher = Some(shm::publisher(&self.ns, &spec).map_err(shm_err)?);
             self.kind = Some(kind);
         } else if !matches!(self.kind, Some(Kind::Object) | None) {
@@ -375,7 +412,8 @@ impl Endpoint {
         }
         let bytes = publisher.loan_bytes().expect("a loan was just opened");
         bytes[..header.len()].copy_from_slice(&header);
-        let memory = crate::embed::SlotMemory::loaned(publisher, header.len(), nbytes).expect("the array fits the slot");
+        let memory = crate::embed::SlotMemory::loaned(publisher, header.len(), nbytes)
+            .expect("the array fits the slot");
         let memory = Bound::new(py, memory)?;
         let array = codec::array_over(&memory, &dtype, shape)?;
         self.loan = Some(OpenLoan {
@@ -412,7 +450,11 @@ impl Endpoint {
         if let Some(open) = self.loan.take() {
             open.memory.get().seal();
             Python::attach(|py| {
-                let _ = open.array.bind(py).getattr("flags").and_then(|f| f.setattr("writeable", false));
+                let _ = open
+                    .array
+                    .bind(py)
+                    .getattr("flags")
+                    .and_then(|f| f.setattr("writeable", false));
             });
             if let Some(p) = self.publisher.as_mut() {
                 p.discard_loan();
@@ -444,13 +486,21 @@ impl Endpoint {
         // A topic for large messages is read in place: a large array comes back as a view of
         // its slot, anything else is decoded from it (`codec::decode_held`). A reader that
         // holds as many views as it may gets copies instead.
-        if matches!(kind, Kind::Object) && sub.segment().slot_size() > OBJECT_SLOT {
+        let in_place = match kind {
+            Kind::Object => sub.segment().slot_size() > OBJECT_SLOT,
+            Kind::Image => true,
+            _ => false,
+        };
+        if in_place {
             match sub.try_recv_pinned() {
                 Ok(None) => return Ok(None),
                 Ok(Some((held, _))) => {
                     self.counters.received += 1;
                     self.counters.bytes_received += held.bytes().len() as u64;
-                    let decoded = codec::decode_held(py, held);
+                    let decoded = match kind {
+                        Kind::Image => crate::image::from_held(py, held, 0),
+                        _ => codec::decode_held(py, held),
+                    };
                     if decoded.is_err() {
                         self.counters.errors += 1;
                     }
@@ -482,6 +532,7 @@ impl Endpoint {
             (Kind::Object, None) => codec::decode(py, buf),
             (Kind::Typed(t), None) => (t.decode)(py, buf),
             (Kind::Raw, None) => Ok(PyBytes::new(py, buf).into_any()),
+            (Kind::Image, None) => crate::image::from_bytes(py, buf),
         };
         if decoded.is_err() {
             self.counters.errors += 1;

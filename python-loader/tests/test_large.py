@@ -189,3 +189,51 @@ def test_loaned_frames_to_another_process_and_back(shape, no_leftovers):
         proc.wait()
     for h in (down, up, ready):
         h.close()
+
+
+def test_images_travel_with_their_pixels_as_views(no_leftovers):
+    pub, sub = pair("large/image")
+    pixels = np.random.default_rng(1).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    pub.send(horus.Image(640, 480, "rgb8", data=pixels, stamp_ns=42))
+    got = sub.recv()
+    assert isinstance(got, horus.Image)
+    assert (got.width, got.height, got.encoding, got.step, got.stamp_ns) == (640, 480, "rgb8", 1920, 42)
+    assert got.data.shape == (480, 640, 3) and not got.data.flags.writeable
+    assert np.array_equal(got.data, pixels)
+    # Other encodings: 16-bit pixels, padded rows (bytes per row), defaults.
+    pub.send(horus.Image(300, 200, "mono16", data=np.arange(60_000, dtype=np.uint16).reshape(200, 300)))
+    mono = sub.recv()
+    assert mono.data.dtype == np.uint16 and mono.data.shape == (200, 300) and mono.data[199, 299] == 59_999
+    pub.send(horus.Image(100, 1000, "yuv422", data=bytes(1000 * 256), step=256))
+    padded = sub.recv()
+    assert padded.data.shape == (1000, 256) and padded.data.dtype == np.uint8
+    assert horus.Image(4, 2, "rgba8").data.shape == (2, 4, 4)
+    assert repr(got) == "Image(640x480 rgb8, step=1920, stamp_ns=42)"
+    del got, mono, padded
+    pub.close()
+    sub.close()
+
+
+def test_an_image_topic_of_the_rust_type_takes_only_images(no_leftovers):
+    node = horus.Node()
+    node.send("cam/typed", horus.Image(64, 48, "mono8", data=np.full((48, 64), 3, np.uint8)))
+    got = node.get("cam/typed")
+    assert isinstance(got, horus.Image) and (got.data == 3).all()
+    with pytest.raises(TypeError, match="carries Image messages: send a horus.Image"):
+        node.send("cam/typed", {"not": "an image"})
+    node._horus_io.close()
+
+
+def test_bad_images_are_refused_with_the_reason(no_leftovers):
+    with pytest.raises(ValueError, match="give step="):
+        horus.Image(10, 10, "yuv422")
+    with pytest.raises(ValueError, match="longer than 32 bytes"):
+        horus.Image(1, 1, "x" * 33, step=1)
+    hub = horus.Hub("large/badimage")
+    with pytest.raises(ValueError, match="has 5 bytes, but 2 rows of 12 bytes need 24"):
+        hub.send(horus.Image(4, 2, "rgb8", data=bytes(5)))
+    # A truncated or lying image from a peer is an error, not a crash.
+    good = b"I" + bytes(7)
+    with pytest.raises(ValueError, match="malformed image"):
+        horus._horus._decode_payload(good + bytes(10))
+    hub.close()

@@ -106,3 +106,58 @@ fn a_process_isolated_reader_holds_messages_in_place() {
     );
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Camera frames from a Rust node (written in place) through a Python node (read as a view,
+/// flipped, sent back as a `horus.Image`) to a Rust node (read in place), every byte checked:
+/// the three camera sizes.
+#[test]
+fn rust_and_python_nodes_exchange_camera_frames() {
+    let venv = horus_e2e::repo_root().join(".venv");
+    assert!(
+        venv.join("bin/python").exists(),
+        "run ./scripts/python-env.sh first"
+    );
+    for (width, height) in [(640u32, 480u32), (1280, 720), (1920, 1080)] {
+        let ns = namespace(&format!("frames{width}"));
+        let s = Scratch::new();
+        s.write(
+            "flip.py",
+            "import horus\n\nclass Flip(horus.Node):\n    def tick(self):\n        \
+             while (img := self.get('cam/raw')) is not None:\n            \
+             assert not img.data.flags.writeable, 'a view of the frame in shared memory'\n            \
+             self.send('cam/flipped', horus.Image(img.width, img.height, img.encoding, \
+             data=img.data[::-1], stamp_ns=img.stamp_ns))\n",
+        );
+        let max = width as u64 * height as u64 * 3 + 64;
+        let m = s.write(
+            "frames.toml",
+            &format!(
+                "[scheduler]\ntick_rate = 20.0\n\
+                 [[node]]\nname = \"camera\"\nplugin = \"{{plugin:camera-sim}}\"\ntype = \"CameraSim\"\n\
+                 config = {{ width = {width}, height = {height}, count = 6 }}\n\
+                 [[node]]\nname = \"flip\"\npython = \"flip.py\"\nclass = \"Flip\"\nvenv = \"{}\"\n\
+                 [[node]]\nname = \"check\"\nplugin = \"{{plugin:camera-sim}}\"\ntype = \"FrameCheck\"\n\
+                 config = {{ flipped = true, expect = 6 }}\n\
+                 [[connect]]\nfrom = \"camera.image\"\ntopic = \"cam/raw\"\nmax_size = {max}\nqos = \"keep_last(4)\"\n\
+                 [[connect]]\ntopic = \"cam/flipped\"\nto = \"check.image\"\nmax_size = {max}\nqos = \"keep_last(4)\"\n",
+                venv.display(),
+            ),
+        );
+        let (out, stats) = horus_e2e::run_with_stats_in(Some(&ns), &s, &m, "3s");
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+        for name in ["camera", "flip", "check"] {
+            assert_eq!(
+                u(&horus_e2e::node(&stats, name)["total_failures"]),
+                0,
+                "{name}: {}",
+                out.stderr
+            );
+        }
+        assert!(
+            out.stderr.contains("complete: 6 frames intact"),
+            "{width}x{height}: {}",
+            out.stderr
+        );
+        assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+    }
+}

@@ -27,6 +27,7 @@ from ._config import ConfigKey
 from ._horus import (
     Attitude,
     Hub,
+    Image,
     Imu,
     Link,
     SchedulerConfig,
@@ -46,6 +47,7 @@ __all__ = [
     "Imu",
     "Attitude",
     "Twist",
+    "Image",
 ]
 
 __version__ = "0.1.0"

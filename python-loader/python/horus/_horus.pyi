@@ -17,6 +17,7 @@ __all__ = [
     "Attitude",
     "Imu",
     "Twist",
+    "Image",
     "ABI_VERSION",
     "_close_global_hubs",
     "_decode_payload",
@@ -225,6 +226,35 @@ class Link:
     def get_metrics(self) -> Dict[str, int]: ...
     def get_connection_state(self) -> Dict[str, Any]: ...
     def close(self) -> None: ...
+    def __repr__(self) -> str: ...
+
+# --- image.rs ---------------------------------------------------------------------------------
+
+@final
+class Image:
+    """A camera image (``horus_plugin_api::msgs::Image``): ``height`` rows of ``step`` bytes of
+    ``width`` pixels in ``encoding``. ``data`` is a numpy array shaped (height, width[,
+    channels]) for the encodings horus knows (rgb8, bgr8, rgba8, bgra8, mono8, mono16, ...),
+    else (height, step) bytes. Received from shared memory it is a read-only view."""
+
+    stamp_ns: int
+    width: int
+    height: int
+    encoding: str
+    step: int
+    data: Any
+
+    def __new__(
+        cls,
+        width: int = 0,
+        height: int = 0,
+        encoding: str = "rgb8",
+        data: Any = None,
+        step: Optional[int] = None,
+        stamp_ns: int = 0,
+    ) -> Image:
+        """``data`` defaults to zeros, ``step`` to the unpadded row of a known encoding
+        (ValueError for another encoding without ``step``)."""
     def __repr__(self) -> str: ...
 
 # --- msgs.rs ----------------------------------------------------------------------------------
