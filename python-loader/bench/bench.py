@@ -9,8 +9,13 @@
   trip), small dict and typed plain-data message; baseline: the same round trip over a
   multiprocessing Pipe.
 - py_image_<w>x<h>: one-way latency of a uint8 camera frame (3 channels) between two processes,
-  `send(array)` (copied once into the slot) and `get` (once out, into a new array); baseline: a
-  memcpy of the frame (np.copyto) in the same run; target (issue 18): 1.5x.
+  `send(array)` (copied once into the slot) and `get` (a read-only view of the slot, no copy);
+  baseline: a memcpy of the frame (np.copyto) in the same run; target (issue 18): 1.5x.
+- py_image_loan_<w>x<h>: the same with the frame written in place: `hub.loan` + `send` (no
+  copy) and `recv` (a view); baseline: the same memcpy; target (issue 18): <= 20 us.
+- py_image_30hz_cpu: 1920x1080x3 frames at 30 Hz from a loaning camera node to an
+  input-triggered viewer node in another process (both under horus.Scheduler): the CPU share
+  of each process over 3 s; target (issue 18): < 5 % of a core on each side.
 - py_async_io: the seed's async I/O benchmark (a 50 ms blocking read per tick): effective Hz of
   a blocking node vs an AsyncHelper node at 100 Hz.
 """
@@ -157,6 +162,108 @@ def image_pingpong(shape, n=300):
     return statistics.median(samples[n // 10:]) / 1000, statistics.median(copies) / 1000
 
 
+def loan_echo(kind, shape, n, ready):
+    """The far process of a loan ping-pong: each frame it gets (a view) is answered with a
+    frame written in place (a loan), as a node that processes frames in place would."""
+    ping, pong = horus.Hub(f"bench/{kind}/ping"), horus.Hub(f"bench/{kind}/pong")
+    ready.set()
+    for _ in range(n):
+        while (frame := ping.recv()) is None:
+            pass
+        out = pong.loan(shape, np.uint8)
+        out[0, 0, 0] = frame[0, 0, 0]
+        del frame
+        pong.send(out)
+
+
+def image_loan_pingpong(shape, n=2000):
+    """One-way latency (µs) of a frame of `shape` written in place (loan) and read in place
+    (view) between two processes."""
+    kind = "loan%dx%d" % (shape[1], shape[0])
+    size = int(np.prod(shape)) + 4096
+    ping = horus.Hub(f"bench/{kind}/ping", max_size=size, depth=4)
+    pong = horus.Hub(f"bench/{kind}/pong", max_size=size, depth=4)
+    ready = mp.Event()
+    p = mp.get_context("fork").Process(target=loan_echo, args=(kind, shape, n, ready))
+    p.start()
+    ready.wait()
+    samples = []
+    for i in range(n):
+        t = time.perf_counter_ns()
+        frame = ping.loan(shape, np.uint8)
+        frame[0, 0, 0] = i & 0xFF
+        ping.send(frame)
+        while (back := pong.recv()) is None:
+            pass
+        samples.append((time.perf_counter_ns() - t) / 2)
+        assert back[0, 0, 0] == i & 0xFF
+        del back
+    p.join(10)
+    ping.close()
+    pong.close()
+    return statistics.median(samples[n // 10:]) / 1000, sorted(samples)[int(n * 0.99)] / 1000
+
+
+FULL_HD = (1080, 1920, 3)
+
+
+class Camera(horus.Node):
+    """A 30 Hz camera that writes each frame in place (it stamps one byte: filling the pixels is
+    the driver's work, not the transport's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hub = horus.Hub("bench/cam30", max_size=int(np.prod(FULL_HD)) + 4096, depth=4)
+        self.n = 0
+
+    def tick(self):
+        frame = self.hub.loan(FULL_HD, np.uint8)
+        frame[0, 0, 0] = self.n & 0xFF
+        self.hub.send(frame)
+        self.n += 1
+
+
+class Viewer(horus.Node):
+    """Reads every frame as a view when its input wakes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.frames = 0
+
+    def tick(self):
+        while (frame := self.get("hub/bench/cam30")) is not None:
+            self.frames += int(frame.shape == FULL_HD)
+
+
+def viewer_process(seconds, ready, result):
+    s = horus.Scheduler()
+    viewer = Viewer()
+    s.add(viewer, trigger="input", timeout_ms=1000)
+    ready.set()
+    start = time.process_time()
+    s.run(duration=seconds)
+    result.put((time.process_time() - start, viewer.frames))
+
+
+def frames_30hz_cpu(seconds=3.0):
+    """CPU share (%) of the camera's and the viewer's processes, and the frames seen."""
+    ctx = mp.get_context("fork")
+    ready, result = ctx.Event(), ctx.Queue()
+    camera = Camera()  # the topic exists before the viewer first reads it
+    p = ctx.Process(target=viewer_process, args=(seconds + 0.5, ready, result))
+    p.start()
+    ready.wait()
+    s = horus.Scheduler()
+    s.add(camera, rate_hz=30.0)
+    start = time.process_time()
+    s.run(duration=seconds)
+    camera_cpu = (time.process_time() - start) / seconds * 100
+    viewer_cpu, frames = result.get(timeout=30)
+    p.join(10)
+    camera.hub.close()
+    return camera_cpu, viewer_cpu / (seconds + 0.5) * 100, frames, camera.n
+
+
 def pipe_echo(conn, n):
     for _ in range(n):
         conn.send(conn.recv())
@@ -232,6 +339,29 @@ def main():
             target_ratio=1.5,
             bytes=shape[0] * shape[1] * shape[2],
         )
+        loan, loan_p99 = image_loan_pingpong(shape)
+        bench(
+            "py_image_loan_%dx%d" % (shape[1], shape[0]),
+            loan,
+            "us",
+            copy,
+            baseline_is="np.copyto",
+            p99_us=f"{loan_p99:.1f}",
+            target_us=20,
+            copy_us=f"{one_way:.1f}",
+        )
+    camera_cpu, viewer_cpu, frames, sent = frames_30hz_cpu()
+    bench(
+        "py_image_30hz_cpu",
+        max(camera_cpu, viewer_cpu),
+        "%core",
+        5.0,
+        camera_pct=f"{camera_cpu:.2f}",
+        viewer_pct=f"{viewer_cpu:.2f}",
+        frames_sent=sent,
+        frames_seen=frames,
+        target_pct=5,
+    )
     blocking = io_hz(BlockingIo())
     asynchronous = io_hz(AsyncIo())
     bench("py_async_io", asynchronous, "Hz", blocking, blocking_hz=f"{blocking:.1f}", seed="20Hz_vs_98Hz")
