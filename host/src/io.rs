@@ -378,6 +378,24 @@ impl NodeIo {
         }
     }
 
+    /// Takes the input endpoints out (unconnected in their place), in port order; the
+    /// others are left.
+    pub fn take_inputs(&mut self) -> Vec<PortBinding> {
+        self.ports
+            .iter_mut()
+            .filter(|p| matches!(p, PortBinding::Input(_)))
+            .map(|p| {
+                std::mem::replace(
+                    p,
+                    PortBinding::Unconnected {
+                        output: false,
+                        sent: 0,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Each input's next sequence (`None` for outputs and unconnected ports), in port order:
     /// where the node stopped reading, for the executor it moves to.
     pub fn input_cursors(&self) -> Vec<Option<u64>> {

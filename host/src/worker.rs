@@ -51,6 +51,11 @@ pub struct WorkerJob {
     /// its endpoints' place and its state; `None` for a node started or restarted here.
     #[serde(default)]
     pub moved: Option<MovedIn>,
+    /// Per port, for an input the host held while this worker started: the sequence its
+    /// holder had reached, where the worker's subscriber starts (so nothing sent while the
+    /// worker started is lost); empty on a restart.
+    #[serde(default)]
+    pub start: Vec<Option<u64>>,
 }
 
 /// How a node moving into a worker process takes over from where it ran (see
@@ -346,11 +351,10 @@ fn create(job: &WorkerJob) -> Result<NodeInstance, CallError> {
         None => scope.bind(&job.ports),
     };
     let mut bindings = bound.map_err(|(port, e)| err(format!("port `{}`: {e}", job.port_names[port])))?;
-    if let Some(moved) = &job.moved {
-        for (binding, cursor) in bindings.iter_mut().zip(&moved.cursors) {
-            if let (crate::io::PortBinding::Input(sub), Some(cursor)) = (binding, cursor) {
-                sub.start_at(*cursor);
-            }
+    let cursors = job.moved.as_ref().map_or(&job.start, |moved| &moved.cursors);
+    for (binding, cursor) in bindings.iter_mut().zip(cursors) {
+        if let (crate::io::PortBinding::Input(sub), Some(cursor)) = (binding, cursor) {
+            sub.start_at(*cursor);
         }
     }
     let config: toml::Table = job.config.parse().map_err(|e| err(format!("config: {e}")))?;

@@ -93,9 +93,11 @@ impl Image {
                 };
                 width * channels * item
             }
-            (None, None) => return Err(PyValueError::new_err(format!(
+            (None, None) => {
+                return Err(PyValueError::new_err(format!(
                 "encoding `{encoding}` is not one horus knows the pixel size of: give step= (bytes per row)"
-            ))),
+            )))
+            }
         };
         let data = match data {
             Some(d) => d,

@@ -330,3 +330,65 @@ fn a_topic_too_big_for_dev_shm_is_h0029_not_sigbus() {
     }
     assert_eq!(left, "", "nothing left in /dev/shm");
 }
+
+/// A `process`-isolated reader's input exists (the host made it) before its worker process
+/// has attached: a publisher that starts sending then loses nothing on a reliable topic. The
+/// host holds the input until the worker reads on from where its holder stood.
+#[test]
+fn a_worker_process_reads_what_was_sent_while_it_started() {
+    use horus_host::shm::{self, SendError};
+    let ns = namespace("worker-start");
+    let s = Scratch::new();
+    let count = 2000u64;
+    let (_, check) = horus_e2e::Stream {
+        qos: "reliable(64)",
+        count,
+        size: 8,
+        max_size: 64,
+        source: "",
+        check: "reliable = true",
+        check_node: "isolation = \"process\"",
+    }
+    .manifests(&s);
+    let stats = s.path().join("check.json");
+    let checker = start_in(&ns, &check, "6s", &stats);
+    // Attach the moment the topic appears, and send at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let spec = loop {
+        if let Ok(Some(spec)) = shm::peek(&ns, "stream") {
+            break spec;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checker's host did not make the topic"
+        );
+        std::hint::spin_loop();
+    };
+    let mut publ = shm::publisher(&ns, &spec).expect("publisher");
+    for n in 0..count {
+        loop {
+            match publ.send(&n.to_le_bytes()) {
+                Ok(()) => break,
+                Err(SendError::Full) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the checker stopped reading at {n}"
+                    );
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("message {n}: {e}"),
+            }
+        }
+    }
+    let out = finish(checker);
+    drop(publ);
+    let chk = node(&read_stats(&stats), "check").clone();
+    assert_eq!(u(&chk["total_failures"]), 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("complete: {count} received, 0 dropped")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}

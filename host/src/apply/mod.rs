@@ -576,9 +576,9 @@ impl Applier {
                 NewExec::Thread(Box::new(worker))
             }
             Isolation::Process => {
-                // The worker process attaches its own endpoints to the same topics.
-                drop(io);
-                let mut worker = ProcessExec::new(&rebuild, health.clone(), wait);
+                // The worker process attaches its own endpoints to the same topics; the host
+                // holds the inputs until then.
+                let mut worker = ProcessExec::new(&rebuild, health.clone(), wait).holding_inputs(io);
                 worker.init().map_err(|e| failed("create/init", e))?;
                 NewExec::Process(Box::new(worker))
             }

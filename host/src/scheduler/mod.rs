@@ -355,13 +355,11 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
                 exec::ThreadExec::start(rebuild, io, health.clone(), wait).map(|t| Exec::Thread(Box::new(t)))
             }
             Isolation::Process => {
-                // The worker process attaches its own endpoints to the same topics.
-                drop(io);
-                Ok(Exec::Process(Box::new(exec::ProcessExec::new(
-                    &rebuild,
-                    health.clone(),
-                    wait,
-                ))))
+                // The worker process attaches its own endpoints to the same topics; the host
+                // holds the inputs until then.
+                Ok(Exec::Process(Box::new(
+                    exec::ProcessExec::new(&rebuild, health.clone(), wait).holding_inputs(io),
+                )))
             }
         };
         let exec = match created {

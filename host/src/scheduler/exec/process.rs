@@ -52,6 +52,9 @@ pub struct ProcessExec {
     /// [`crate::scheduler::Rebind::binding`]): dropped once the worker has attached its own
     /// subscribers (or a fresh worker binds the job's plans).
     holders: Vec<PortBinding>,
+    /// The host's subscribers of the node's inputs, held from the graph's binding until the
+    /// first worker has attached its own ([`ProcessExec::holding_inputs`]).
+    starting: Vec<PortBinding>,
     /// The swap's new code (from `begin_reload` until commit or rollback): a commit makes it
     /// the job a restart's fresh worker runs.
     swapping: Option<ReloadJob>,
@@ -116,6 +119,7 @@ impl ProcessExec {
             instance: rebuild.scope.instance().to_owned(),
             epoch_monotonic_ns: crate::worker::monotonic_ns().saturating_sub(since_epoch),
             moved: None,
+            start: Vec::new(),
         };
         ProcessExec {
             job,
@@ -129,6 +133,7 @@ impl ProcessExec {
             swapped: false,
             rebind: Vec::new(),
             holders: Vec::new(),
+            starting: Vec::new(),
             swapping: None,
             logging: None,
             wait,
@@ -284,6 +289,18 @@ impl ProcessExec {
         self.reloading = Some(ctl.send(ctl::CMD_RELOAD));
         self.swapping = Some(job);
         self.poll_reload()
+    }
+
+    /// Keeps the inputs of `io` (the node's endpoints bound in the host) until the first
+    /// worker has attached its own, which start where these stand: a publisher that sends
+    /// while the worker process starts loses nothing (a reliable one waits for the holder).
+    /// Without them the topic would have no subscriber for that time (and a topic of this
+    /// host alone would even be removed and made again). The outputs are let go now: the
+    /// worker takes their Links.
+    pub fn holding_inputs(mut self, mut io: crate::io::NodeIo) -> ProcessExec {
+        self.job.start = io.input_cursors();
+        self.starting = io.take_inputs();
+        self
     }
 
     /// A node moving here from another executor (a live apply of its `isolation`): the
@@ -497,7 +514,12 @@ impl Executor for ProcessExec {
         }
         // The worker loads the plugin and creates the node first; its error, if any, is the
         // reply to this command.
-        self.command(ctl::CMD_INIT, WORKER_START_TIMEOUT)
+        let result = self.command(ctl::CMD_INIT, WORKER_START_TIMEOUT);
+        // Its subscribers are attached (or it failed): the holders have done their part, and
+        // a restart's fresh worker starts afresh.
+        self.starting.clear();
+        self.job.start.clear();
+        result
     }
 
     fn tick(&mut self) -> TickOutcome {
