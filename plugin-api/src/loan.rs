@@ -36,7 +36,16 @@ struct Open<'c> {
     open: bool,
 }
 
-impl Open<'_> {
+impl<'c> Open<'c> {
+    fn new(raw: &'c NodeContext, port: u32, name: &'static str) -> Self {
+        Open {
+            raw,
+            port,
+            name,
+            open: true,
+        }
+    }
+
     fn close(&mut self, len: usize) -> i32 {
         self.open = false;
         // SAFETY: `raw` is the context of the call that opened the loan (the guard borrows it).
@@ -72,12 +81,7 @@ impl<'c, M: Pod> Loan<'c, M> {
     /// `size_of::<M>()` bytes, until the loan is closed.
     pub(crate) unsafe fn new(raw: &'c NodeContext, port: u32, name: &'static str, ptr: *mut M) -> Self {
         Loan {
-            open: Open {
-                raw,
-                port,
-                name,
-                open: true,
-            },
+            open: Open::new(raw, port, name),
             ptr,
             _message: PhantomData,
         }
@@ -128,12 +132,7 @@ impl<'c> LoanBytes<'c> {
         len: usize,
     ) -> Self {
         LoanBytes {
-            open: Open {
-                raw,
-                port,
-                name,
-                open: true,
-            },
+            open: Open::new(raw, port, name),
             ptr,
             len,
             _bytes: PhantomData,

@@ -74,17 +74,6 @@ impl Node for CameraSim {
         Ok(())
     }
 
-    fn save_state(&self) -> Result<Vec<u8>, NodeError> {
-        Ok(self.next.to_le_bytes().to_vec())
-    }
-
-    fn restore_state(&mut self, state: &[u8]) -> NodeResult {
-        if let Ok(bytes) = <[u8; 8]>::try_from(state) {
-            self.next = u64::from_le_bytes(bytes);
-        }
-        Ok(())
-    }
-
     fn shutdown(&mut self, ctx: &mut Context<'_>) -> NodeResult {
         ctx.info(format_args!(
             "sent {} frames of {}x{} (back-pressure on {} ticks)",

@@ -330,11 +330,12 @@ mod tests {
     use super::*;
     use horus_plugin_api::testing::TestHarness;
 
-    #[test]
-    fn source_and_check_agree() {
+    /// Ten messages through the harness, copied or written and read in place (holding some).
+    fn round_trip(loan: bool, in_place: bool, hold: i64) {
         let mut src = TestHarness::<SeqSource>::builder("s")
             .config("count", 10)
             .config("size", 32)
+            .config("loan", loan)
             .start()
             .unwrap();
         src.tick().unwrap();
@@ -342,33 +343,8 @@ mod tests {
         assert_eq!(sent.len(), 10);
         let mut chk = TestHarness::<SeqCheck>::builder("c")
             .config("expect", 10)
-            .start()
-            .unwrap();
-        for m in &sent {
-            chk.push("in", m);
-        }
-        chk.tick().unwrap();
-        assert!(chk
-            .logs()
-            .iter()
-            .any(|(_, l)| l == "complete: 10 received, 0 dropped"));
-    }
-
-    #[test]
-    fn loaned_messages_check_in_place_while_held() {
-        let mut src = TestHarness::<SeqSource>::builder("s")
-            .config("count", 10)
-            .config("size", 32)
-            .config("loan", true)
-            .start()
-            .unwrap();
-        src.tick().unwrap();
-        let sent = src.take::<Vec<u8>>("out");
-        assert_eq!(sent.len(), 10);
-        let mut chk = TestHarness::<SeqCheck>::builder("c")
-            .config("expect", 10)
-            .config("in_place", true)
-            .config("hold", 3)
+            .config("in_place", in_place)
+            .config("hold", hold)
             .start()
             .unwrap();
         for m in &sent {
@@ -384,6 +360,16 @@ mod tests {
             .logs()
             .iter()
             .any(|(_, l)| l == "complete: 10 received, 0 dropped"));
+    }
+
+    #[test]
+    fn source_and_check_agree() {
+        round_trip(false, false, 0);
+    }
+
+    #[test]
+    fn loaned_messages_check_in_place_while_held() {
+        round_trip(true, true, 3);
     }
 
     #[test]
