@@ -662,19 +662,51 @@ impl Drop for PythonNode {
 struct IoState {
     ns: String,
     remap: HashMap<String, String>,
-    endpoints: HashMap<String, Endpoint>,
+    /// The endpoints with the names the node uses, in the order of first use.
+    endpoints: Vec<(String, Endpoint)>,
+    /// Where each name's endpoint is in `endpoints`.
+    index: HashMap<String, usize>,
+    /// Where the endpoint of the last send, and of the last read, is: a node that sends on one
+    /// topic and reads another finds them with one string comparison each, no hashing.
+    last: [usize; 2],
     scratch: Vec<u8>,
     buf: Vec<u8>,
 }
 
+/// Which of [`IoState::last`] a lookup uses.
+#[derive(Clone, Copy)]
+enum Use {
+    Send = 0,
+    Read = 1,
+}
+
 impl IoState {
-    fn endpoint(&mut self, topic: &str) -> &mut Endpoint {
-        if !self.endpoints.contains_key(topic) {
+    fn endpoint(&mut self, topic: &str, used: Use) -> &mut Endpoint {
+        let last = self.last[used as usize];
+        let i = if self.endpoints.get(last).is_some_and(|(name, _)| name == topic) {
+            last
+        } else if let Some(&i) = self.index.get(topic) {
+            i
+        } else {
             let resolved = self.remap.get(topic).cloned().unwrap_or_else(|| topic.to_owned());
             let ep = Endpoint::new(resolved, self.ns.clone(), false);
-            self.endpoints.insert(topic.to_owned(), ep);
+            self.endpoints.push((topic.to_owned(), ep));
+            self.index.insert(topic.to_owned(), self.endpoints.len() - 1);
+            self.endpoints.len() - 1
+        };
+        self.last[used as usize] = i;
+        &mut self.endpoints[i].1
+    }
+
+    /// Drops the endpoint of `name` (it is made anew on its next use).
+    fn remove(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        self.endpoints.swap_remove(i);
+        if let Some((moved, _)) = self.endpoints.get(i) {
+            self.index.insert(moved.clone(), i);
         }
-        self.endpoints.get_mut(topic).expect("inserted")
     }
 }
 
@@ -701,14 +733,14 @@ impl NodeIo {
     fn topic_stats(&self) -> Vec<horus_host::io::TopicStats> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // A topic the node read before anyone published it exists now: watch it.
-        for ep in st.endpoints.values_mut() {
+        for (_, ep) in &mut st.endpoints {
             ep.watch_read();
         }
-        let mut names: Vec<&String> = st.endpoints.keys().collect();
-        names.sort();
-        names
+        let mut named: Vec<&(String, Endpoint)> = st.endpoints.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
             .into_iter()
-            .flat_map(|name| st.endpoints[name].topic_stats(name))
+            .flat_map(|(name, ep)| ep.topic_stats(name))
             .collect()
     }
 }
@@ -721,7 +753,9 @@ impl NodeIo {
             state: Mutex::new(IoState {
                 ns: horus_host::shm::namespace(),
                 remap: HashMap::new(),
-                endpoints: HashMap::new(),
+                endpoints: Vec::new(),
+                index: HashMap::new(),
+                last: [0; 2],
                 scratch: Vec::new(),
                 buf: Vec::new(),
             }),
@@ -734,7 +768,7 @@ impl NodeIo {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *st;
         let mut scratch = std::mem::take(&mut st.scratch);
-        let result = st.endpoint(topic).send(data, &mut scratch);
+        let result = st.endpoint(topic, Use::Send).send(data, &mut scratch);
         st.scratch = scratch;
         result
     }
@@ -745,7 +779,7 @@ impl NodeIo {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *st;
         let mut buf = std::mem::take(&mut st.buf);
-        let result = st.endpoint(topic).recv(py, &mut buf);
+        let result = st.endpoint(topic, Use::Read).recv(py, &mut buf);
         st.buf = buf;
         result
     }
@@ -754,7 +788,7 @@ impl NodeIo {
     fn has_msg(&self, topic: &str) -> PyResult<bool> {
         check_topic(topic)?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(st.endpoint(topic).pending()? > 0)
+        Ok(st.endpoint(topic, Use::Read).pending()? > 0)
     }
 
     /// Maps the node's name `port` to the topic `topic` (a connection).
@@ -762,7 +796,7 @@ impl NodeIo {
         check_topic(port)?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.remap.insert(port.to_owned(), topic.to_owned());
-        st.endpoints.remove(port);
+        st.remove(port);
         Ok(())
     }
 
@@ -780,9 +814,10 @@ impl NodeIo {
     /// Detaches every endpoint (they re-attach on the next use).
     fn close(&self) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for ep in st.endpoints.values_mut() {
+        for (_, ep) in &mut st.endpoints {
             ep.close();
         }
         st.endpoints.clear();
+        st.index.clear();
     }
 }
