@@ -1,5 +1,6 @@
 //! Python nodes behind the node ABI: [`PythonNode`] is the loader's node type (`PythonNode`),
-//! and [`NodeIo`] is a Python node's topic endpoints (`Node.send` / `Node.get`).
+//! and [`NodeIo`] is a Python node's topic endpoints (`Node.send` / `Node.get`, which [`NodeBase`],
+//! the Rust base of `horus.Node`, calls with no Python frame in between).
 //!
 //! A `PythonNode` wraps one object of a `horus.Node` subclass. The host says which through the
 //! loader's create entry ([`PythonNode::create_from`] with a [`PythonSource`]), never through
@@ -819,5 +820,64 @@ impl NodeIo {
         }
         st.endpoints.clear();
         st.index.clear();
+    }
+}
+
+/// The base class of `horus.Node`: its `send`, `get` (`recv`) and `has_msg`, here so that a
+/// node's call reaches its [`NodeIo`] (`self._horus_io`) with no Python frame in between.
+#[pyclass(module = "horus._horus", name = "Node", subclass, frozen)]
+pub struct NodeBase {}
+
+/// The node's topic handles: `self._horus_io` (made on first use, by the `cached_property` of
+/// `horus.Node`, for a subclass whose `__init__` did not call `super().__init__()`).
+fn io_of<'py>(slf: &Bound<'py, NodeBase>) -> PyResult<Bound<'py, PyAny>> {
+    slf.as_any().getattr(intern!(slf.py(), "_horus_io"))
+}
+
+#[pymethods]
+impl NodeBase {
+    /// Whatever a subclass's `__init__` takes: `__init__` makes the node.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, pyo3::types::PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> NodeBase {
+        NodeBase {}
+    }
+
+    /// Publishes ``data`` on ``topic`` (or on the connection ``topic`` is mapped to).
+    fn send(slf: &Bound<'_, Self>, topic: &str, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => io.get().send(topic, data),
+            Err(_) => io
+                .call_method1(intern!(slf.py(), "send"), (topic, data))
+                .map(drop),
+        }
+    }
+
+    /// The oldest unread message on ``topic``, or ``None``.
+    fn get<'py>(slf: &Bound<'py, Self>, topic: &str) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => Ok(io
+                .get()
+                .get(py, topic)?
+                .unwrap_or_else(|| py.None().into_bound(py))),
+            Err(_) => io.call_method1(intern!(py, "get"), (topic,)),
+        }
+    }
+
+    /// The oldest unread message on ``topic``, or ``None`` (the same as ``get``).
+    fn recv<'py>(slf: &Bound<'py, Self>, topic: &str) -> PyResult<Bound<'py, PyAny>> {
+        NodeBase::get(slf, topic)
+    }
+
+    /// True if a message is waiting on ``topic``.
+    fn has_msg(slf: &Bound<'_, Self>, topic: &str) -> PyResult<bool> {
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => io.get().has_msg(topic),
+            Err(_) => io.call_method1(intern!(slf.py(), "has_msg"), (topic,))?.extract(),
+        }
     }
 }
