@@ -122,12 +122,7 @@ fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyRes
     } else if obj.is_instance_of::<PyMemoryView>() {
         let bytes = obj.call_method0("tobytes")?;
         rmp::encode::write_bin(out, bytes.cast::<PyBytes>()?.as_bytes()).map_err(wr)?;
-    } else if let Some(typed) = typed_ext(obj)? {
-        let mut body = typed.1;
-        let mut data = typed.0.hash.to_le_bytes().to_vec();
-        data.append(&mut body);
-        rmp::encode::write_ext_meta(out, data.len() as u32, EXT_TYPED).map_err(wr)?;
-        out.extend_from_slice(&data);
+    } else if write_typed(obj, out)? {
     } else if is_ndarray(obj) {
         write_ndarray(obj, out)?;
     } else {
@@ -136,12 +131,42 @@ fn write_value(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyRes
     Ok(())
 }
 
-fn typed_ext(obj: &Bound<'_, PyAny>) -> PyResult<Option<(&'static msgs::Typed, Vec<u8>)>> {
-    let mut body = Vec::new();
-    Ok(msgs::encode(obj, &mut body).map(|t| (t, body)))
+/// Appends `obj` as ext 2 (the Rust type's hash, then its bytes) if it is a typed message.
+/// The bytes go straight into `out`, and the ext header (at most 14 bytes) in before them.
+fn write_typed(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
+    let start = out.len();
+    let Some(typed) = msgs::encode(obj, out) else {
+        return Ok(false);
+    };
+    let mut meta = [0u8; 6];
+    let mut w = &mut meta[..];
+    rmp::encode::write_ext_meta(&mut w, (8 + out.len() - start) as u32, EXT_TYPED)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let meta_len = 6 - w.len();
+    out.splice(
+        start..start,
+        meta[..meta_len].iter().copied().chain(typed.hash.to_le_bytes()),
+    );
+    Ok(true)
 }
 
+/// True for a `numpy.ndarray` (exactly: not a subclass). numpy is not imported for this.
 pub fn is_ndarray(obj: &Bound<'_, PyAny>) -> bool {
+    // What messages mostly are, told apart without asking the type for its module and name
+    // (two attribute lookups on every message otherwise).
+    if obj.is_none()
+        || obj.is_exact_instance_of::<PyDict>()
+        || obj.is_exact_instance_of::<PyList>()
+        || obj.is_exact_instance_of::<PyTuple>()
+        || obj.is_exact_instance_of::<PyString>()
+        || obj.is_exact_instance_of::<PyBytes>()
+        || obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyBool>()
+        || msgs::is_typed(obj)
+    {
+        return false;
+    }
     let ty = obj.get_type();
     ty.module().is_ok_and(|m| m.to_str().is_ok_and(|m| m == "numpy"))
         && ty.name().is_ok_and(|n| n.to_str().is_ok_and(|n| n == "ndarray"))

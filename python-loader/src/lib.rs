@@ -47,6 +47,7 @@ fn _horus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scheduler::Scheduler>()?;
     m.add_class::<scheduler::SchedulerConfig>()?;
     m.add_class::<node::NodeIo>()?;
+    m.add_class::<node::NodeBase>()?;
     m.add_class::<hub::Hub>()?;
     m.add_class::<hub::Link>()?;
     m.add_class::<image::Image>()?;

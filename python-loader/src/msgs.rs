@@ -167,6 +167,8 @@ pub struct Typed {
     pub hash: u64,
     /// Its size in bytes.
     pub size: usize,
+    /// True if `obj` is of this class.
+    pub is: fn(&Bound<'_, PyAny>) -> bool,
     /// Appends `obj`'s bytes to `out` if `obj` is of this class.
     pub encode: fn(&Bound<'_, PyAny>, &mut Vec<u8>) -> bool,
     /// Builds the Python object from exactly `size` bytes.
@@ -183,6 +185,7 @@ macro_rules! typed {
             name: <$rust as Message>::TYPE_NAME,
             hash: <$rust as Message>::TYPE_HASH,
             size: size_of::<$rust>(),
+            is: |obj| obj.is_instance_of::<$py>(),
             encode: |obj, out| match obj.cast::<$py>() {
                 Ok(cell) => {
                     let $v: $py = *cell.borrow();
@@ -253,6 +256,11 @@ pub static TYPED: [Typed; 4] = [
 /// The typed class `obj` is an instance of, with its bytes appended to `out`.
 pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Option<&'static Typed> {
     TYPED.iter().find(|t| (t.encode)(obj, out))
+}
+
+/// True if `obj` is a typed message.
+pub fn is_typed(obj: &Bound<'_, PyAny>) -> bool {
+    TYPED.iter().any(|t| (t.is)(obj))
 }
 
 /// The typed class with Rust type hash `hash`.

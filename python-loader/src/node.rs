@@ -1,5 +1,6 @@
 //! Python nodes behind the node ABI: [`PythonNode`] is the loader's node type (`PythonNode`),
-//! and [`NodeIo`] is a Python node's topic endpoints (`Node.send` / `Node.get`).
+//! and [`NodeIo`] is a Python node's topic endpoints (`Node.send` / `Node.get`, which [`NodeBase`],
+//! the Rust base of `horus.Node`, calls with no Python frame in between).
 //!
 //! A `PythonNode` wraps one object of a `horus.Node` subclass. The host says which through the
 //! loader's create entry ([`PythonNode::create_from`] with a [`PythonSource`]), never through
@@ -662,19 +663,51 @@ impl Drop for PythonNode {
 struct IoState {
     ns: String,
     remap: HashMap<String, String>,
-    endpoints: HashMap<String, Endpoint>,
+    /// The endpoints with the names the node uses, in the order of first use.
+    endpoints: Vec<(String, Endpoint)>,
+    /// Where each name's endpoint is in `endpoints`.
+    index: HashMap<String, usize>,
+    /// Where the endpoint of the last send, and of the last read, is: a node that sends on one
+    /// topic and reads another finds them with one string comparison each, no hashing.
+    last: [usize; 2],
     scratch: Vec<u8>,
     buf: Vec<u8>,
 }
 
+/// Which of [`IoState::last`] a lookup uses.
+#[derive(Clone, Copy)]
+enum Use {
+    Send = 0,
+    Read = 1,
+}
+
 impl IoState {
-    fn endpoint(&mut self, topic: &str) -> &mut Endpoint {
-        if !self.endpoints.contains_key(topic) {
+    fn endpoint(&mut self, topic: &str, used: Use) -> &mut Endpoint {
+        let last = self.last[used as usize];
+        let i = if self.endpoints.get(last).is_some_and(|(name, _)| name == topic) {
+            last
+        } else if let Some(&i) = self.index.get(topic) {
+            i
+        } else {
             let resolved = self.remap.get(topic).cloned().unwrap_or_else(|| topic.to_owned());
             let ep = Endpoint::new(resolved, self.ns.clone(), false);
-            self.endpoints.insert(topic.to_owned(), ep);
+            self.endpoints.push((topic.to_owned(), ep));
+            self.index.insert(topic.to_owned(), self.endpoints.len() - 1);
+            self.endpoints.len() - 1
+        };
+        self.last[used as usize] = i;
+        &mut self.endpoints[i].1
+    }
+
+    /// Drops the endpoint of `name` (it is made anew on its next use).
+    fn remove(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        self.endpoints.swap_remove(i);
+        if let Some((moved, _)) = self.endpoints.get(i) {
+            self.index.insert(moved.clone(), i);
         }
-        self.endpoints.get_mut(topic).expect("inserted")
     }
 }
 
@@ -701,14 +734,14 @@ impl NodeIo {
     fn topic_stats(&self) -> Vec<horus_host::io::TopicStats> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // A topic the node read before anyone published it exists now: watch it.
-        for ep in st.endpoints.values_mut() {
+        for (_, ep) in &mut st.endpoints {
             ep.watch_read();
         }
-        let mut names: Vec<&String> = st.endpoints.keys().collect();
-        names.sort();
-        names
+        let mut named: Vec<&(String, Endpoint)> = st.endpoints.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
             .into_iter()
-            .flat_map(|name| st.endpoints[name].topic_stats(name))
+            .flat_map(|(name, ep)| ep.topic_stats(name))
             .collect()
     }
 }
@@ -721,7 +754,9 @@ impl NodeIo {
             state: Mutex::new(IoState {
                 ns: horus_host::shm::namespace(),
                 remap: HashMap::new(),
-                endpoints: HashMap::new(),
+                endpoints: Vec::new(),
+                index: HashMap::new(),
+                last: [0; 2],
                 scratch: Vec::new(),
                 buf: Vec::new(),
             }),
@@ -734,7 +769,7 @@ impl NodeIo {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *st;
         let mut scratch = std::mem::take(&mut st.scratch);
-        let result = st.endpoint(topic).send(data, &mut scratch);
+        let result = st.endpoint(topic, Use::Send).send(data, &mut scratch);
         st.scratch = scratch;
         result
     }
@@ -745,7 +780,7 @@ impl NodeIo {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *st;
         let mut buf = std::mem::take(&mut st.buf);
-        let result = st.endpoint(topic).recv(py, &mut buf);
+        let result = st.endpoint(topic, Use::Read).recv(py, &mut buf);
         st.buf = buf;
         result
     }
@@ -754,7 +789,7 @@ impl NodeIo {
     fn has_msg(&self, topic: &str) -> PyResult<bool> {
         check_topic(topic)?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(st.endpoint(topic).pending()? > 0)
+        Ok(st.endpoint(topic, Use::Read).pending()? > 0)
     }
 
     /// Maps the node's name `port` to the topic `topic` (a connection).
@@ -762,7 +797,7 @@ impl NodeIo {
         check_topic(port)?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.remap.insert(port.to_owned(), topic.to_owned());
-        st.endpoints.remove(port);
+        st.remove(port);
         Ok(())
     }
 
@@ -780,9 +815,69 @@ impl NodeIo {
     /// Detaches every endpoint (they re-attach on the next use).
     fn close(&self) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for ep in st.endpoints.values_mut() {
+        for (_, ep) in &mut st.endpoints {
             ep.close();
         }
         st.endpoints.clear();
+        st.index.clear();
+    }
+}
+
+/// The base class of `horus.Node`: its `send`, `get` (`recv`) and `has_msg`, here so that a
+/// node's call reaches its [`NodeIo`] (`self._horus_io`) with no Python frame in between.
+#[pyclass(module = "horus._horus", name = "Node", subclass, frozen)]
+pub struct NodeBase {}
+
+/// The node's topic handles: `self._horus_io` (made on first use, by the `cached_property` of
+/// `horus.Node`, for a subclass whose `__init__` did not call `super().__init__()`).
+fn io_of<'py>(slf: &Bound<'py, NodeBase>) -> PyResult<Bound<'py, PyAny>> {
+    slf.as_any().getattr(intern!(slf.py(), "_horus_io"))
+}
+
+#[pymethods]
+impl NodeBase {
+    /// Whatever a subclass's `__init__` takes: `__init__` makes the node.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, pyo3::types::PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> NodeBase {
+        NodeBase {}
+    }
+
+    /// Publishes ``data`` on ``topic`` (or on the connection ``topic`` is mapped to).
+    fn send(slf: &Bound<'_, Self>, topic: &str, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => io.get().send(topic, data),
+            Err(_) => io
+                .call_method1(intern!(slf.py(), "send"), (topic, data))
+                .map(drop),
+        }
+    }
+
+    /// The oldest unread message on ``topic``, or ``None``.
+    fn get<'py>(slf: &Bound<'py, Self>, topic: &str) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => Ok(io
+                .get()
+                .get(py, topic)?
+                .unwrap_or_else(|| py.None().into_bound(py))),
+            Err(_) => io.call_method1(intern!(py, "get"), (topic,)),
+        }
+    }
+
+    /// The oldest unread message on ``topic``, or ``None`` (the same as ``get``).
+    fn recv<'py>(slf: &Bound<'py, Self>, topic: &str) -> PyResult<Bound<'py, PyAny>> {
+        NodeBase::get(slf, topic)
+    }
+
+    /// True if a message is waiting on ``topic``.
+    fn has_msg(slf: &Bound<'_, Self>, topic: &str) -> PyResult<bool> {
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => io.get().has_msg(topic),
+            Err(_) => io.call_method1(intern!(slf.py(), "has_msg"), (topic,))?.extract(),
+        }
     }
 }

@@ -219,6 +219,53 @@ def test_has_msg_and_recv_alias(no_leftovers):
         n._horus_io.close()
 
 
+def test_a_node_that_skips_super_init_still_has_its_topics(no_leftovers):
+    class Bare(horus.Node):
+        def __init__(self):
+            pass
+
+    class Loud(horus.Node):
+        def send(self, topic, data):
+            super().send(topic, {"wrapped": data})
+
+    bare, loud = Bare(), Loud()
+    loud.send("skip/q", 1)
+    assert bare.has_msg("skip/q") and bare.get("skip/q") == {"wrapped": 1}
+    bare.send("skip/q", 2)
+    assert bare.recv("skip/q") == 2  # every handle sees every message, its own too
+    assert loud.get("skip/q") == {"wrapped": 1} and loud.get("skip/q") == 2
+    with pytest.raises(AttributeError, match="'Bare' object has no attribute 'nope'"):
+        bare.nope
+    for n in (bare, loud):
+        n._horus_io.close()
+
+
+def test_a_remap_leaves_the_other_names_of_a_node_alone(no_leftovers):
+    node, other = horus.Node(), horus.Node()
+    for i, name in enumerate(["remap/a", "remap/b", "remap/c"]):
+        node.send(name, i)
+        assert node.get(name) == i
+    node._horus_io.remap("remap/a", "remap/elsewhere")  # the last name's endpoint takes its place
+    node.send("remap/c", "c")
+    node.send("remap/b", "b")
+    node.send("remap/a", "a")
+
+    def drain(topic):
+        got = []
+        while (m := other.get(topic)) is not None:
+            got.append(m)
+        return got
+
+    # A late reader first gets what is queued; remap/a went with its only endpoint.
+    assert drain("remap/c") == [2, "c"] and drain("remap/b") == [1, "b"]
+    assert drain("remap/elsewhere") == ["a"] and drain("remap/a") == []
+    metrics = node.get_metrics()
+    assert metrics["remap/c"]["messages_sent"] == 2 and metrics["remap/b"]["messages_sent"] == 2
+    assert metrics["remap/a"]["messages_sent"] == 1
+    for n in (node, other):
+        n._horus_io.close()
+
+
 def test_hub_send_recv_metrics_and_state(no_leftovers):
     hub = horus.Hub("sensors")
     other = horus.Hub("sensors")

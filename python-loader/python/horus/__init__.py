@@ -20,7 +20,8 @@ pieces: the ``Node`` base class, node naming and ``connect``.
 from __future__ import annotations
 
 import atexit
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
+import functools
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _config, _horus
 from ._config import ConfigKey
@@ -56,7 +57,7 @@ __version__ = "0.1.0"
 atexit.register(_horus._close_global_hubs)
 
 
-class Node:
+class Node(_horus.Node):
     """Base class of a Python node. Subclass it and implement ``tick``.
 
     ``tick(self)`` runs once per scheduled cycle (``async def tick`` runs on the runtime's
@@ -88,21 +89,16 @@ class Node:
         self.config = {}
         self._horus_io = _horus.NodeIo()
 
+    # Not a __getattr__: a class with one has every attribute and method lookup of its objects
+    # take CPython's slow path (no specialisation), `send`/`get` included.
+    @functools.cached_property
+    def _horus_io(self) -> "_horus.NodeIo":
+        # Only when the object has none: a subclass whose __init__ did not call
+        # super().__init__() gets its topic handles on first use.
+        return _horus.NodeIo()
+
     def _horus_io_or_new(self) -> "_horus.NodeIo":
-        io = self.__dict__.get("_horus_io")
-        if io is None:
-            io = self._horus_io = _horus.NodeIo()
-        return io
-
-    if not TYPE_CHECKING:  # a type checker keeps flagging unknown attributes of nodes
-
-        def __getattr__(self, name: str) -> Any:
-            # Only for attributes not found otherwise: a subclass whose __init__ did not call
-            # super().__init__() gets its topic handles on first use. `send`/`get` read
-            # `self._horus_io` directly, one Python call fewer on every message.
-            if name == "_horus_io":
-                return self._horus_io_or_new()
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self._horus_io
 
     def _horus_bind(self, name: str) -> None:
         """Called by the runtime when the node is added (or loaded by the host)."""
@@ -113,19 +109,8 @@ class Node:
         """One cycle of work. Override it."""
         raise NotImplementedError(f"{type(self).__name__} must implement tick(self)")
 
-    def send(self, topic: str, data: Any) -> None:
-        """Publishes ``data`` on ``topic`` (or on the connection ``topic`` is mapped to)."""
-        self._horus_io.send(topic, data)
-
-    def get(self, topic: str) -> Any:
-        """The oldest unread message on ``topic``, or ``None``."""
-        return self._horus_io.get(topic)
-
-    recv = get
-
-    def has_msg(self, topic: str) -> bool:
-        """True if a message is waiting on ``topic``."""
-        return self._horus_io.has_msg(topic)
+    # send, get (recv) and has_msg are _horus.Node's, the Rust half of this class: a node's
+    # call goes straight to its `_horus_io`, with no Python frame in between.
 
     def get_metrics(self) -> Dict[str, Dict[str, int]]:
         """Per-topic counters of this node's sends and gets."""

@@ -1,6 +1,7 @@
 """Type stub for ``horus._horus``, the pyo3 extension module (python-loader/src/*.rs).
 
-Every class is final (none can be subclassed at runtime). ``horus/__init__.py`` re-exports
+Every class but ``Node`` (the base of ``horus.Node``) is final (none other can be subclassed
+at runtime). ``horus/__init__.py`` re-exports
 ``SchedulerConfig``, ``Hub``, ``Link`` and the message classes, and wraps ``Scheduler``.
 """
 
@@ -11,6 +12,7 @@ __all__ = [
     "Scheduler",
     "SchedulerConfig",
     "NodeIo",
+    "Node",
     "Hub",
     "Link",
     "Vector3",
@@ -154,6 +156,20 @@ class NodeIo:
     def metrics(self) -> Dict[str, Dict[str, int]]:
         """{topic: {messages_sent, messages_received, bytes_sent, bytes_received, dropped, errors}}."""
     def close(self) -> None: ...
+
+class Node:
+    """The base class of ``horus.Node``: its ``send``, ``get`` (``recv``) and ``has_msg``,
+    which reach the node's ``_horus_io`` with no Python frame in between."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Node: ...
+    def send(self, topic: str, data: Any) -> None:
+        """Publishes ``data`` on ``topic`` (or on the connection ``topic`` is mapped to)."""
+    def get(self, topic: str) -> Any:
+        """The oldest unread message on ``topic``, or ``None``."""
+    def recv(self, topic: str) -> Any:
+        """The oldest unread message on ``topic``, or ``None`` (the same as ``get``)."""
+    def has_msg(self, topic: str) -> bool:
+        """True if a message is waiting on ``topic``."""
 
 # --- hub.rs -----------------------------------------------------------------------------------
 
