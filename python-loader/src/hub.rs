@@ -94,23 +94,14 @@ impl Chan {
         shape: &Bound<'py, PyAny>,
         dtype: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let dtype = match dtype {
-            Some(d) => d.clone(),
-            None => pyo3::types::PyString::new(py, "uint8").into_any(),
-        };
-        let dtype = &dtype;
-        let shape: Vec<u64> = match shape.extract::<u64>() {
-            Ok(n) => vec![n],
-            Err(_) => shape.extract().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err("shape must be an int or a tuple of ints >= 0")
-            })?,
-        };
         match self {
-            Chan::Shm(c) => c.ep.loan(py, shape, dtype),
+            Chan::Shm(c) => c.ep.loan_py(py, shape, dtype),
             #[cfg(feature = "network")]
-            Chan::Net(_) => py
-                .import("numpy")?
-                .call_method1("empty", (pyo3::types::PyTuple::new(py, shape)?, dtype)),
+            Chan::Net(_) => {
+                let (shape, dtype) = crate::topics::loan_args(py, shape, dtype)?;
+                py.import("numpy")?
+                    .call_method1("empty", (pyo3::types::PyTuple::new(py, shape)?, dtype))
+            }
         }
     }
 

@@ -785,6 +785,21 @@ impl NodeIo {
         result
     }
 
+    /// A writable numpy array in `topic`'s next slot (see `Hub.loan`): `send(topic, array)`
+    /// publishes it with no copy.
+    #[pyo3(signature = (topic, shape, dtype = None))]
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        topic: &str,
+        shape: &Bound<'py, PyAny>,
+        dtype: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_topic(topic)?;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.endpoint(topic, Use::Send).loan_py(py, shape, dtype)
+    }
+
     /// True if a message is waiting on `topic`.
     fn has_msg(&self, topic: &str) -> PyResult<bool> {
         check_topic(topic)?;
@@ -870,6 +885,24 @@ impl NodeBase {
     /// The oldest unread message on ``topic``, or ``None`` (the same as ``get``).
     fn recv<'py>(slf: &Bound<'py, Self>, topic: &str) -> PyResult<Bound<'py, PyAny>> {
         NodeBase::get(slf, topic)
+    }
+
+    /// A writable numpy array of ``shape`` and ``dtype`` (default uint8) that lives in
+    /// ``topic``'s shared memory: fill it, then ``send(topic, array)`` publishes it with no
+    /// copy (see ``Hub.loan``).
+    #[pyo3(signature = (topic, shape, dtype = None))]
+    fn loan<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &str,
+        shape: &Bound<'py, PyAny>,
+        dtype: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let io = io_of(slf)?;
+        match io.cast::<NodeIo>() {
+            Ok(io) => io.get().loan(py, topic, shape, dtype),
+            Err(_) => io.call_method1(intern!(py, "loan"), (topic, shape, dtype)),
+        }
     }
 
     /// True if a message is waiting on ``topic``.

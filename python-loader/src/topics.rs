@@ -85,6 +85,26 @@ impl Sizing {
     }
 }
 
+/// The arguments of a Python `loan(shape, dtype=None)`: the shape as sizes (an int is a 1-d
+/// shape), the dtype (default `uint8`).
+pub fn loan_args<'py>(
+    py: Python<'py>,
+    shape: &Bound<'py, PyAny>,
+    dtype: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Vec<u64>, Bound<'py, PyAny>)> {
+    let shape: Vec<u64> = match shape.extract::<u64>() {
+        Ok(n) => vec![n],
+        Err(_) => shape
+            .extract()
+            .map_err(|_| PyTypeError::new_err("shape must be an int or a tuple of ints >= 0"))?,
+    };
+    let dtype = match dtype {
+        Some(d) => d.clone(),
+        None => pyo3::types::PyString::new(py, "uint8").into_any(),
+    };
+    Ok((shape, dtype))
+}
+
 /// The type hash of Python-object topics.
 pub fn object_hash() -> u64 {
     use horus_plugin_api::abi::{fnv1a, FNV_OFFSET};
@@ -365,6 +385,18 @@ impl Endpoint {
             e @ SendError::Revoked => PyRuntimeError::new_err(format!("topic `{}`: {e}", self.topic)),
             e => PyValueError::new_err(format!("topic `{}`: {e}", self.topic)),
         }
+    }
+
+    /// [`loan`](Self::loan) with Python's arguments: `shape` an int or a tuple of ints,
+    /// `dtype` anything `numpy.dtype` takes (default `uint8`).
+    pub fn loan_py<'py>(
+        &mut self,
+        py: Python<'py>,
+        shape: &Bound<'py, PyAny>,
+        dtype: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (shape, dtype) = loan_args(py, shape, dtype)?;
+        self.loan(py, shape, &dtype)
     }
 
     /// Lends a writable numpy array of `shape` and `dtype` that lives in the topic's next slot:

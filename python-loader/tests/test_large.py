@@ -237,3 +237,41 @@ def test_bad_images_are_refused_with_the_reason(no_leftovers):
     with pytest.raises(ValueError, match="malformed image"):
         horus._horus._decode_payload(good + bytes(10))
     hub.close()
+
+
+class FrameCamera(horus.Node):
+    """A camera node that writes each frame in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def tick(self):
+        frame = self.loan("frames", (480, 640, 3))
+        frame[:] = self.n % 251
+        self.send("frames", frame)
+        self.n += 1
+
+
+class FrameViewer(horus.Node):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def tick(self):
+        while (frame := self.get("frames")) is not None:
+            assert not frame.flags.writeable
+            self.seen.append(int(frame[479, 639, 2]))
+
+
+def test_a_node_loans_frames_to_a_connected_node(no_leftovers):
+    s = horus.Scheduler()
+    camera, viewer = FrameCamera(), FrameViewer()
+    s.add(camera, priority=1)
+    s.add(viewer, priority=2)
+    s.connect(camera, "frames", viewer, "frames")
+    s.run(duration=0.2)
+    assert camera.n >= 3 and viewer.seen == [i % 251 for i in range(len(viewer.seen))]
+    assert len(viewer.seen) >= camera.n - 1, (len(viewer.seen), camera.n)
+    camera._horus_io.close()
+    viewer._horus_io.close()

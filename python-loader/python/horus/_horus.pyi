@@ -150,6 +150,7 @@ class NodeIo:
     def send(self, topic: str, data: Any) -> None: ...
     def get(self, topic: str) -> Any:
         """The oldest unread message on ``topic``, or None."""
+    def loan(self, topic: str, shape: Union[int, Tuple[int, ...]], dtype: Any = None) -> Any: ...
     def has_msg(self, topic: str) -> bool: ...
     def remap(self, port: str, topic: str) -> None:
         """Maps the node's name ``port`` to the topic ``topic``."""
@@ -168,6 +169,9 @@ class Node:
         """The oldest unread message on ``topic``, or ``None``."""
     def recv(self, topic: str) -> Any:
         """The oldest unread message on ``topic``, or ``None`` (the same as ``get``)."""
+    def loan(self, topic: str, shape: Union[int, Tuple[int, ...]], dtype: Any = None) -> Any:
+        """A writable numpy array (dtype default uint8) in ``topic``'s shared memory: fill it,
+        then ``send(topic, array)`` publishes it with no copy (see ``Hub.loan``)."""
     def has_msg(self, topic: str) -> bool:
         """True if a message is waiting on ``topic``."""
 
