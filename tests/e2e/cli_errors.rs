@@ -186,7 +186,7 @@ fn abi_layout_mismatch() {
             "error[H0014]",
             "libfaulty_layout.so",
             "different layout",
-            "both say v2",
+            "both say v3",
         ],
     );
 }
