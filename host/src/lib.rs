@@ -38,6 +38,7 @@ pub mod scheduler;
 pub mod shm;
 pub mod stats_cli;
 pub mod topic;
+pub mod topic_cli;
 pub mod worker;
 
 pub use run::{check, run, HostError, RunOptions};

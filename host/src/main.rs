@@ -111,6 +111,53 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Look at the topics of this user's HORUS_NAMESPACE: `list`, `echo <topic>`, `hz <topic>`.
+    Topic {
+        #[command(subcommand)]
+        what: TopicCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCmd {
+    /// Every topic: named topics and each host's node-to-node connections (as `node.port`),
+    /// with type, publishers, subscribers, messages so far and rate (sampled over 0.5 s).
+    List {
+        /// The topics as one JSON list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a topic's messages as they arrive (without holding its publishers back).
+    Echo {
+        /// A named topic, or a connection's `node.port`.
+        topic: String,
+        /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many messages (default: until Ctrl-C).
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+        /// The host whose connection to read, when several have one of that name.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Print a topic's rate and the spread of its intervals once a second.
+    Hz {
+        /// A named topic, or a connection's `node.port`.
+        topic: String,
+        /// Intervals in the sliding window.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// One JSON object per report.
+        #[arg(long)]
+        json: bool,
+        /// The host whose connection to read, when several have one of that name.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +230,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        Command::Topic { what } => {
+            let ns = horus_host::shm::namespace();
+            let done = match what {
+                TopicCmd::List { json } => horus_host::topic_cli::list(&ns, *json).map(|t| print!("{t}")),
+                TopicCmd::Echo {
+                    topic,
+                    json,
+                    count,
+                    pid,
+                } => horus_host::topic_cli::echo(&ns, topic, *pid, *json, *count),
+                TopicCmd::Hz {
+                    topic,
+                    window,
+                    duration,
+                    json,
+                    pid,
+                } => horus_host::topic_cli::hz(&ns, topic, *pid, *window, *duration, *json),
+            };
+            return match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("horus topic: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
         Command::Stats { json, watch, pid } => {
             let args = horus_host::stats_cli::StatsArgs {
                 json: *json,

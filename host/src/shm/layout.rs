@@ -2,15 +2,17 @@
 //! [`Header::magic`] and [`LAYOUT_VERSION`]; any change here bumps the version.
 //!
 //! ```text
-//! offset 0      Header   (immutable after creation: type, slot size, capacity)
-//!        128    Control  (write_seq: next sequence to claim; peers_epoch; a Link's producer token)
-//!        192    Wake     (futex word, sleeper count)
-//!        256    Peer × MAX_PEERS, one cache line each (pid, role, cursor, counters, start time)
+//! offset 0      Header   (immutable after creation: type, topic name, slot size, capacity)
+//!        256    Control  (write_seq: next sequence to claim; peers_epoch; a Link's producer token)
+//!        320    Wake     (futex word, sleeper count)
+//!        384    Peer × MAX_PEERS, one cache line each (pid, role, cursor, counters, start time)
 //!        SLOTS  Slot × capacity, each `stride` bytes, 64-aligned:
 //!                 seq: u64 (2s+1 while message s is written, 2s+2 once committed)
-//!                 len: u32, writer pid: u32, payload: slot_size bytes
+//!                 len: u32 (HOLE: no message), writer pid: u32,
+//!                 pins: u64 (subscribers holding the message in place), reserved: u64,
+//!                 payload: slot_size bytes (32-aligned)
 //! ```
-//! A slot's header and the first 40 payload bytes share one cache line, so a small message
+//! A slot's header and the first 32 payload bytes share one cache line, so a small message
 //! crosses between cores as a single line.
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -18,11 +20,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"HORUSTOP"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HORUSTOP");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Endpoints (publishers + subscribers) one topic can have.
 pub const MAX_PEERS: usize = 64;
 /// Longest type name stored in the header.
 pub const TYPE_NAME_LEN: usize = 64;
+/// Bytes of the topic name a header holds (a longer name is cut, at a character boundary).
+pub const TOPIC_NAME_LEN: usize = 112;
 /// Header flag: one producer only (a Link): the producer holds [`Control::producer`].
 pub const FLAG_SINGLE_PRODUCER: u32 = 1;
 
@@ -87,6 +91,15 @@ pub struct Header {
     pub reserved: u32,
     /// The message type name, for error messages.
     pub type_name: [u8; TYPE_NAME_LEN],
+    /// Bytes used in `topic`.
+    pub topic_len: u32,
+    /// Zero.
+    pub reserved2: u32,
+    /// The topic's name (as `TopicSpec::topic`), so tools that list /dev/shm can name it:
+    /// segment names are sanitised and hashed.
+    pub topic: [u8; TOPIC_NAME_LEN],
+    /// Zero.
+    pub reserved3: [u64; 2],
 }
 
 /// The publishers' claim counter, on its own cache line.
@@ -156,18 +169,19 @@ pub struct SlotHeader {
 pub const HOLE: u32 = u32::MAX;
 
 /// Offset of [`Control`].
-pub const CONTROL_OFFSET: usize = 128;
+pub const CONTROL_OFFSET: usize = 256;
 /// Offset of [`Wake`].
-pub const WAKE_OFFSET: usize = 192;
+pub const WAKE_OFFSET: usize = 320;
 /// Offset of the first [`Peer`].
-pub const PEERS_OFFSET: usize = 256;
+pub const PEERS_OFFSET: usize = 384;
 /// Offset of the first slot.
 pub const SLOTS_OFFSET: usize = PEERS_OFFSET + MAX_PEERS * size_of::<Peer>();
 /// Offset of the payload within a slot.
 pub const PAYLOAD_OFFSET: usize = size_of::<SlotHeader>();
 
 const _: () = {
-    assert!(size_of::<Header>() == 128);
+    assert!(size_of::<Header>() == 256);
+    assert!(CONTROL_OFFSET == size_of::<Header>());
     assert!(size_of::<Control>() == 64);
     assert!(size_of::<Wake>() == 64);
     assert!(size_of::<Peer>() == 64);

@@ -1026,6 +1026,92 @@ impl Drop for Segment {
     }
 }
 
+/// What a tool outside the topic's processes sees of one segment ([`describe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The shared-memory object's name (`/horus.<ns>…`).
+    pub name: String,
+    /// The topic, as its creator named it (a private topic: `@h<pid>-<start>/node.port`).
+    pub topic: String,
+    /// The message type's name and hash.
+    pub type_name: String,
+    /// The message type's hash.
+    pub type_hash: u64,
+    /// Largest message, bytes.
+    pub slot_size: u32,
+    /// Slots.
+    pub capacity: u64,
+    /// A Link (one producer).
+    pub single_producer: bool,
+    /// Messages published so far (the next sequence number).
+    pub written: u64,
+    /// The live publishers' pids, one per endpoint.
+    pub publishers: Vec<u32>,
+    /// The live subscribers' pids, one per endpoint.
+    pub subscribers: Vec<u32>,
+}
+
+/// The names of this user's segments of namespace `ns` in /dev/shm (named and private topics),
+/// sorted.
+pub fn segment_names(ns: &str) -> Vec<String> {
+    let (named, private) = (
+        format!("horus.{}.", sanitize(ns)),
+        format!("horus.{}{PRIVATE_MARK}", sanitize(ns)),
+    );
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&named) || n.starts_with(&private))
+                .map(|n| format!("/{n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Reads segment `name` without attaching to it: its header and who is attached.
+pub fn describe(name: &str) -> Result<SegmentInfo, ShmError> {
+    let seg = Segment::open_view(name, name)?;
+    let h = copy_header(&seg.map).ok_or_else(|| ShmError::BadHeader {
+        topic: name.to_owned(),
+        name: name.to_owned(),
+        reason: "too small for a header".into(),
+    })?;
+    let text = |bytes: &[u8], len: u32| {
+        String::from_utf8_lossy(&bytes[..(len as usize).min(bytes.len())]).into_owned()
+    };
+    let (mut publishers, mut subscribers) = (Vec::new(), Vec::new());
+    for i in 0..layout::MAX_PEERS {
+        let p = seg.peer_at(i);
+        let pid = p.pid.load(Ordering::Acquire);
+        if pid == 0 || !is_alive_since(pid, p.start_time.load(Ordering::Relaxed)) {
+            continue;
+        }
+        match p.role.load(Ordering::Relaxed) {
+            layout::ROLE_PUBLISHER => publishers.push(pid),
+            layout::ROLE_SUBSCRIBER => subscribers.push(pid),
+            _ => {}
+        }
+    }
+    Ok(SegmentInfo {
+        name: name.to_owned(),
+        topic: text(&h.topic, h.topic_len),
+        type_name: text(&h.type_name, h.type_name_len),
+        type_hash: h.type_hash,
+        slot_size: h.slot_size,
+        capacity: seg.capacity(),
+        single_producer: seg.single_producer(),
+        written: seg
+            .control()
+            .write_seq
+            .load(Ordering::Acquire)
+            .min(layout::SEQ_LIMIT),
+        publishers,
+        subscribers,
+    })
+}
+
 /// A copy of the segment's header, or `None` if the mapping is too small to hold one. The
 /// shared page is read once, as atomic words: a peer writing it at the same time yields a
 /// garbage copy (which validation rejects), not undefined behaviour.
@@ -1042,8 +1128,8 @@ fn copy_header(map: &MmapMut) -> Option<Header> {
     for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&w.load(Ordering::Acquire).to_ne_bytes());
     }
-    // SAFETY: `Header` is `repr(C)` and made only of integers and a byte array: every bit
-    // pattern of its 128 bytes is a valid value. `read_unaligned` copes with the byte array's
+    // SAFETY: `Header` is `repr(C)` and made only of integers and byte arrays: every bit
+    // pattern of its bytes is a valid value. `read_unaligned` copes with the byte array's
     // alignment.
     Some(unsafe { bytes.as_ptr().cast::<Header>().read_unaligned() })
 }
@@ -1053,6 +1139,12 @@ fn init_header(map: &MmapMut, spec: &TopicSpec) -> Header {
     let mut type_name = [0u8; layout::TYPE_NAME_LEN];
     let n = spec.type_name.len().min(layout::TYPE_NAME_LEN);
     type_name[..n].copy_from_slice(&spec.type_name.as_bytes()[..n]);
+    let mut topic = [0u8; layout::TOPIC_NAME_LEN];
+    let mut topic_len = spec.topic.len().min(layout::TOPIC_NAME_LEN);
+    while !spec.topic.is_char_boundary(topic_len) {
+        topic_len -= 1;
+    }
+    topic[..topic_len].copy_from_slice(&spec.topic.as_bytes()[..topic_len]);
     let header = Header {
         magic: layout::MAGIC,
         version: layout::LAYOUT_VERSION,
@@ -1070,6 +1162,10 @@ fn init_header(map: &MmapMut, spec: &TopicSpec) -> Header {
         type_name_len: n as u32,
         reserved: 0,
         type_name,
+        topic_len: topic_len as u32,
+        reserved2: 0,
+        topic,
+        reserved3: [0; 2],
     };
     // SAFETY: we created the segment and hold its lock: no other process can have it mapped
     // in a state where it reads the header (they validate only after taking the lock). The
