@@ -23,6 +23,7 @@ pub mod diag;
 #[expect(unsafe_code, reason = "dlopen, the C ABI and the host callbacks")]
 pub mod ffi;
 pub mod graph;
+pub mod graph_view;
 pub mod io;
 pub mod manifest;
 pub mod net;

@@ -111,6 +111,22 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Draw a manifest as a graph (nodes, ports, topics, hubs, QoS) for Graphviz (`dot`, the
+    /// default) or a Markdown viewer (`mermaid`); `--running`: the running host's, with its
+    /// nodes' measured rates.
+    Graph {
+        /// The manifest (not with --running).
+        manifest: Option<PathBuf>,
+        /// `dot` or `mermaid`.
+        #[arg(long, default_value = "dot")]
+        format: horus_host::graph_view::Format,
+        /// The manifest of the host running in this namespace.
+        #[arg(long, conflicts_with = "manifest")]
+        running: bool,
+        /// The host to draw, when several run.
+        #[arg(long, requires = "running")]
+        pid: Option<u32>,
+    },
     /// Look at the topics of this user's HORUS_NAMESPACE: `list`, `echo <topic>`, `hz <topic>`.
     Topic {
         #[command(subcommand)]
@@ -230,6 +246,42 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        Command::Graph {
+            manifest,
+            format,
+            running,
+            pid,
+        } => {
+            let mut rates = std::collections::BTreeMap::new();
+            let path = match (manifest, *running) {
+                (Some(m), _) => m.clone(),
+                (None, true) => {
+                    let ns = horus_host::shm::namespace();
+                    let reply =
+                        horus_host::control::pick(&ns, *pid).and_then(|s| horus_host::control::query(&s));
+                    match reply {
+                        Ok(reply) => {
+                            for n in &reply.nodes {
+                                rates.insert(n.name.clone(), n.actual_rate_hz);
+                            }
+                            reply.manifest_path
+                        }
+                        Err(e) => {
+                            eprintln!("horus graph: {e}");
+                            return ExitCode::from(e.exit_code());
+                        }
+                    }
+                }
+                (None, false) => {
+                    eprintln!("horus graph: name a manifest, or use --running for the host running in this namespace");
+                    return ExitCode::from(2);
+                }
+            };
+            horus_host::run::check_with(&path, this_program().as_deref()).map(|graph| {
+                let model = horus_host::graph_view::Model::of(&graph, &rates);
+                print!("{}", horus_host::graph_view::render(&model, *format));
+            })
+        }
         Command::Topic { what } => {
             let ns = horus_host::shm::namespace();
             let done = match what {

@@ -126,3 +126,87 @@ fn list_echo_and_hz_look_inside_the_running_demo() {
     );
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// A manifest with a tcp hub (checking it needs the network feature, as `horus run` does).
+#[cfg(feature = "network")]
+#[test]
+fn graph_draws_a_manifest_with_its_hub() {
+    let net = repo_root().join("manifests/net-imu-publisher.toml");
+    let out = horus_e2e::run(&["graph", net.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let dot = &out.stdout;
+    assert!(
+        dot.starts_with("digraph horus {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("subgraph cluster_hub0"),
+        "the tcp hub is a cluster: {dot}"
+    );
+    assert!(
+        dot.contains("ImuSim (imu-sim)") && dot.contains(" -> t_"),
+        "{dot}"
+    );
+    let out = horus_e2e::run(&["graph", net.to_str().unwrap(), "--format", "mermaid"]);
+    assert!(
+        out.stdout.contains("flowchart LR") && out.stdout.contains("-->|"),
+        "{out:?}"
+    );
+    let out = horus_e2e::run(&["graph", net.to_str().unwrap(), "--format", "svg"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("`dot` or `mermaid`"), "{out:?}");
+}
+
+#[test]
+fn graph_draws_a_running_host_with_its_rates() {
+    let root = repo_root();
+    let out = horus_e2e::run(&[
+        "graph",
+        root.join("manifests/attitude-subscriber.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("t_demo_2f_imu -> n_filter [label=\"imu · Imu · reliable(256)\"];"),
+        "{out:?}"
+    );
+    let ns = format!("e2e-{}-graph", std::process::id());
+    let s = Scratch::new();
+    let demo = start_in(
+        &ns,
+        &root.join("manifests/demo.toml"),
+        "8s",
+        &s.path().join("d.json"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let live = loop {
+        let mut cmd = horus(&["graph", "--running", "--format", "mermaid"]);
+        cmd.env("HORUS_NAMESPACE", &ns);
+        let out = wait(horus_e2e::spawn(cmd), Duration::from_secs(30));
+        // The imu node's measured rate, once it has one: ~100 Hz.
+        let imu_rate = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("  n_imu["))
+            .and_then(|l| l.split("running at ").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|r| r.parse::<f64>().ok());
+        if out.code() == 0 && imu_rate.is_some_and(|r| r > 50.0) {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "no running graph: {out:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        live.stdout
+            .contains("n_imu -->|\"imu → imu · Imu · keep_last(8)\"| n_filter"),
+        "{live:?}"
+    );
+    horus_e2e::interrupt(&demo);
+    finish(demo);
+    let mut cmd = horus(&["graph", "--running"]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let none = wait(horus_e2e::spawn(cmd), Duration::from_secs(30));
+    assert_ne!(none.code(), 0, "no host runs now: {none:?}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
