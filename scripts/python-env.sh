@@ -25,11 +25,12 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 # Only asks the package index when something is missing.
-# mypy: the type checks of scripts/python-typing.sh (mypy --strict and stubtest).
-if ! .venv/bin/python -c "import maturin, pytest, numpy, mypy" 2>/dev/null; then
-    step "installing maturin, pytest, numpy, mypy into .venv (pip)"
+# mypy: the type checks of scripts/python-typing.sh (mypy --strict and stubtest); mcap: the
+# recording tests read `horus record`'s files with the format's own library.
+if ! .venv/bin/python -c "import maturin, pytest, numpy, mypy, mcap" 2>/dev/null; then
+    step "installing maturin, pytest, numpy, mypy, mcap into .venv (pip)"
     .venv/bin/python -m pip install --disable-pip-version-check "${pip_progress[@]}" \
-        "maturin>=1.16,<2" "pytest>=8" "numpy>=1.26" "mypy>=1.15,<2" >&2
+        "maturin>=1.16,<2" "pytest>=8" "numpy>=1.26" "mypy>=1.15,<2" "mcap>=1.2,<2" >&2
 fi
 if [ -n "${PYTHON_ENV_ONLY:-}" ]; then
     step "environment ready (PYTHON_ENV_ONLY: the package is not built)"

@@ -31,6 +31,7 @@ pub mod plugins;
 pub mod plugins_cli;
 pub mod pycheck;
 pub mod python;
+pub mod record;
 pub mod reload;
 pub mod run;
 pub mod scaffold;

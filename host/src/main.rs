@@ -127,6 +127,27 @@ enum Command {
         #[arg(long, requires = "running")]
         pid: Option<u32>,
     },
+    /// Record topics of the running system into an MCAP file (Ctrl-C or --duration stops).
+    Record {
+        /// The MCAP file to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Topics: named topics, or connections as `node.port`.
+        topics: Vec<String>,
+        /// Every topic of the namespace, and those that appear while recording.
+        #[arg(long, conflicts_with = "topics")]
+        all: bool,
+        /// Stop after this long.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Write the standard messages and Python objects as MCAP `json` (Foxglove shows the
+        /// fields) instead of the bytes they travel as.
+        #[arg(long)]
+        json: bool,
+        /// The host whose connections to record, when several have one of a name.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Look at the topics of this user's HORUS_NAMESPACE: `list`, `echo <topic>`, `hz <topic>`.
     Topic {
         #[command(subcommand)]
@@ -246,6 +267,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        Command::Record {
+            output,
+            topics,
+            all,
+            duration,
+            json,
+            pid,
+        } => {
+            let args = horus_host::record::RecordArgs {
+                output: output.clone(),
+                topics: topics.clone(),
+                all: *all,
+                duration: *duration,
+                json: *json,
+                pid: *pid,
+            };
+            return match horus_host::record::record(&horus_host::shm::namespace(), &args) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("horus record: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
         Command::Graph {
             manifest,
             format,

@@ -97,6 +97,11 @@ pub struct TopicRow {
     pub segment: String,
 }
 
+/// A topic's name as the tools show it: a connection's `node.port`, a named topic's name.
+pub fn display_name(topic: &str) -> &str {
+    connection(topic).map_or(topic, |(_, port)| port)
+}
+
 /// A private topic's host pid and `node.port` (`@h<pid>-<start>/node.port`), else `None`.
 fn connection(topic: &str) -> Option<(u32, &str)> {
     let rest = topic.strip_prefix(shm::PRIVATE_MARK)?.strip_prefix('h')?;
@@ -220,7 +225,7 @@ pub fn find(ns: &str, topic: &str, pid: Option<u32>) -> Result<SegmentInfo, Topi
 
 /// A `keep_last` subscriber of `info`'s topic, from its next message on: it holds no
 /// publisher back.
-fn subscribe(ns: &str, info: &SegmentInfo) -> Result<shm::Subscriber, TopicError> {
+pub(crate) fn subscribe(ns: &str, info: &SegmentInfo) -> Result<shm::Subscriber, TopicError> {
     let spec = shm::TopicSpec {
         topic: info.topic.clone(),
         type_name: info.type_name.clone(),
@@ -233,7 +238,7 @@ fn subscribe(ns: &str, info: &SegmentInfo) -> Result<shm::Subscriber, TopicError
 }
 
 /// Set by Ctrl-C (or SIGTERM) while `echo` or `hz` runs.
-fn interrupted() -> Result<Arc<AtomicBool>, TopicError> {
+pub(crate) fn interrupted() -> Result<Arc<AtomicBool>, TopicError> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, flag.clone()).map_err(TopicError::Signals)?;
@@ -241,8 +246,9 @@ fn interrupted() -> Result<Arc<AtomicBool>, TopicError> {
     Ok(flag)
 }
 
-/// The fields of a standard message of type `type_name` in `bytes`, if it is one.
-fn standard(type_name: &str, bytes: &[u8]) -> Option<Value> {
+/// The fields of a standard message of type `type_name` in `bytes` (a Python object: its
+/// JSON), if it is one.
+pub fn standard(type_name: &str, bytes: &[u8]) -> Option<Value> {
     let v3 = |v: &Vector3| json!({"x": v.x, "y": v.y, "z": v.z});
     Some(match type_name {
         "Imu" => {
@@ -305,7 +311,7 @@ fn python_object(bytes: &[u8]) -> Option<Value> {
 fn render(info: &SegmentInfo, seq: Option<u64>, bytes: &[u8], as_json: bool) -> String {
     let value = standard(&info.type_name, bytes);
     if as_json {
-        let topic = connection(&info.topic).map_or(info.topic.as_str(), |(_, port)| port);
+        let topic = display_name(&info.topic);
         let mut obj = json!({"topic": topic, "type": info.type_name, "size": bytes.len(), "seq": seq});
         match value {
             Some(v) => obj["value"] = v,

@@ -1,0 +1,268 @@
+//! `horus record` (issue 19): the running demo (and a named topic, and a Python process's
+//! dict messages) into MCAP files that the format's own Python library (`mcap`, in `.venv`)
+//! reads: every channel with its count, the Imu fields from the raw bytes and from a `--json`
+//! recording, and the chunks a killed recorder had written.
+
+use horus_e2e::{finish, horus, repo_root, spawn, start_in, wait, Scratch};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Reads an MCAP file with the `mcap` Python library: per channel (by topic) its message
+/// encoding, schema name and encoding, message count, and its first message decoded (an Imu
+/// from its bytes, JSON from a json channel, the tag of a Python object). `streaming` reads
+/// record by record without the summary, up to the first unreadable record (a killed writer).
+const READ: &str = r#"
+import json, struct, sys
+from mcap.reader import make_reader
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
+path, streaming = sys.argv[1], sys.argv[2] == "1"
+out = {}
+
+def messages(f):
+    if not streaming:
+        yield from make_reader(f).iter_messages()
+        return
+    # Record by record, in file order, with no summary: what a killed writer left.
+    schemas, channels = {}, {}
+    for r in StreamReader(f).records:
+        if isinstance(r, Schema):
+            schemas[r.id] = r
+        elif isinstance(r, Channel):
+            channels[r.id] = r
+        elif isinstance(r, Message):
+            c = channels[r.channel_id]
+            yield schemas.get(c.schema_id), c, r
+
+with open(path, "rb") as f:
+    try:
+        for schema, channel, message in messages(f):
+            c = out.setdefault(channel.topic, {
+                "encoding": channel.message_encoding,
+                "schema": schema.name if schema else None,
+                "schema_encoding": schema.encoding if schema else None,
+                "type": channel.metadata.get("horus.type"),
+                "count": 0, "seqs": [],
+            })
+            c["count"] += 1
+            c["seqs"].append(message.sequence)
+            if c["count"] == 1:
+                if channel.message_encoding == "json":
+                    c["first"] = json.loads(message.data)
+                elif schema and schema.name == "Imu":
+                    v = struct.unpack("<Q6d", message.data)
+                    c["first"] = {"stamp_ns": v[0], "linear_acceleration_z": v[6]}
+                else:
+                    c["first"] = {"tag": chr(message.data[0]), "size": len(message.data)}
+    except Exception as e:  # a truncated tail (killed writer)
+        out["__error__"] = type(e).__name__
+print(json.dumps(out))
+"#;
+
+fn read(mcap: &Path, streaming: bool) -> Value {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(python.exists(), "run ./scripts/python-env.sh first");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            READ,
+            mcap.to_str().unwrap(),
+            if streaming { "1" } else { "0" },
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn record(ns: &str, args: &[&str]) -> horus_e2e::Outcome {
+    let mut all = vec!["record"];
+    all.extend_from_slice(args);
+    let mut cmd = horus(&all);
+    cmd.env("HORUS_NAMESPACE", ns);
+    wait(spawn(cmd), Duration::from_secs(60))
+}
+
+/// Waits until `horus topic list` shows `topics` publishing.
+fn wait_for_topics(ns: &str, topics: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut cmd = horus(&["topic", "list", "--json"]);
+        cmd.env("HORUS_NAMESPACE", ns);
+        let out = wait(spawn(cmd), Duration::from_secs(30));
+        let rows: Vec<Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if topics.iter().all(|t| {
+            rows.iter()
+                .any(|r| r["topic"] == *t && r["messages"].as_u64() > Some(0))
+        }) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topics:?} did not come up: {rows:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_running_demo_records_into_an_mcap_file_that_the_mcap_library_reads() {
+    let ns = format!("e2e-{}-record", std::process::id());
+    let s = Scratch::new();
+    let root = repo_root();
+    let demo = start_in(
+        &ns,
+        &root.join("manifests/demo.toml"),
+        "12s",
+        &s.path().join("d.json"),
+    );
+    let publ = start_in(
+        &ns,
+        &root.join("manifests/imu-publisher.toml"),
+        "12s",
+        &s.path().join("p.json"),
+    );
+    wait_for_topics(&ns, &["imu.imu", "filter.attitude", "demo/imu"]);
+
+    // Everything, as the bytes it travels as, for 2 s.
+    let raw = s.path().join("all.mcap");
+    let out = record(&ns, &["-o", raw.to_str().unwrap(), "--all", "--duration", "2s"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stderr.contains("recorded ") && out.stderr.contains(", 0 dropped"),
+        "{out:?}"
+    );
+    let file = read(&raw, false);
+    for (topic, schema) in [
+        ("imu.imu", "Imu"),
+        ("filter.attitude", "Attitude"),
+        ("demo/imu", "Imu"),
+    ] {
+        let c = &file[topic];
+        assert_eq!(c["encoding"], "horus-pod", "{topic}: {c}");
+        assert_eq!(
+            (c["schema"].as_str(), c["schema_encoding"].as_str()),
+            (Some(schema), Some("jsonschema")),
+            "{c}"
+        );
+        let count = c["count"].as_u64().unwrap();
+        assert!((160..=240).contains(&count), "{topic}: 2 s at 100 Hz, {count}");
+        let seqs: Vec<u64> = c["seqs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "{topic}: every message, in order"
+        );
+    }
+    let z = file["imu.imu"]["first"]["linear_acceleration_z"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (8.0..11.0).contains(&z),
+        "the Imu decodes from its bytes: {}",
+        file["imu.imu"]
+    );
+
+    // Two topics as JSON.
+    let json = s.path().join("json.mcap");
+    let out = record(
+        &ns,
+        &[
+            "-o",
+            json.to_str().unwrap(),
+            "imu.imu",
+            "filter.attitude",
+            "--json",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    let file = read(&json, false);
+    let imu = &file["imu.imu"];
+    assert_eq!(
+        (imu["encoding"].as_str(), imu["schema_encoding"].as_str()),
+        (Some("json"), Some("jsonschema"))
+    );
+    let z = imu["first"]["linear_acceleration"]["z"].as_f64().unwrap();
+    assert!((8.0..11.0).contains(&z), "{imu}");
+    assert!(file["filter.attitude"]["first"]["roll"].is_f64(), "{file}");
+
+    // A recorder killed mid-way leaves the chunks it had written (flushed once a second).
+    let killed = s.path().join("killed.mcap");
+    let mut cmd = horus(&["record", "-o", killed.to_str().unwrap(), "imu.imu"]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let mut rec = spawn(cmd);
+    std::thread::sleep(Duration::from_millis(2600));
+    rec.kill().unwrap();
+    rec.wait().unwrap();
+    let file = read(&killed, true);
+    let count = file["imu.imu"]["count"].as_u64().unwrap_or(0);
+    assert!(count >= 100, "at least the first second's chunk: {file}");
+
+    // A wrong name is exit 2; nothing to record is exit 2.
+    assert_eq!(record(&ns, &["-o", raw.to_str().unwrap(), "imu.imux"]).code(), 2);
+    let none = record(&ns, &["-o", raw.to_str().unwrap()]);
+    assert!(none.code() == 2 && none.stderr.contains("--all"), "{none:?}");
+
+    horus_e2e::interrupt(&demo);
+    horus_e2e::interrupt(&publ);
+    finish(demo);
+    finish(publ);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+#[test]
+fn python_messages_record_as_their_bytes_or_as_json() {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(python.exists(), "run ./scripts/python-env.sh first");
+    let ns = format!("e2e-{}-record-py", std::process::id());
+    let s = Scratch::new();
+    let mut sender = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import horus, time\nh = horus.Hub('poses')\nt = time.time(); i = 0\n\
+             while time.time() - t < 8:\n    h.send({'i': i, 'pose': [1.0, 2.0]}); i += 1; time.sleep(0.01)\n",
+        ])
+        .env("HORUS_NAMESPACE", &ns)
+        .spawn()
+        .unwrap();
+    wait_for_topics(&ns, &["hub/poses"]);
+    let (raw, json) = (s.path().join("raw.mcap"), s.path().join("json.mcap"));
+    assert_eq!(
+        record(
+            &ns,
+            &["-o", raw.to_str().unwrap(), "hub/poses", "--duration", "1s"]
+        )
+        .code(),
+        0
+    );
+    assert_eq!(
+        record(
+            &ns,
+            &[
+                "-o",
+                json.to_str().unwrap(),
+                "hub/poses",
+                "--json",
+                "--duration",
+                "1s"
+            ]
+        )
+        .code(),
+        0
+    );
+    let raw = read(&raw, false);
+    assert_eq!(raw["hub/poses"]["encoding"], "horus-pyobject", "{raw}");
+    assert_eq!(raw["hub/poses"]["first"]["tag"], "M", "MessagePack: {raw}");
+    let json = read(&json, false);
+    let first = &json["hub/poses"]["first"];
+    assert!(
+        first["i"].is_u64() && first["pose"] == serde_json::json!([1.0, 2.0]),
+        "{json}"
+    );
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+}
