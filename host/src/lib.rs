@@ -33,6 +33,7 @@ pub mod pycheck;
 pub mod python;
 pub mod record;
 pub mod reload;
+pub mod replay;
 pub mod run;
 pub mod scaffold;
 pub mod scheduler;

@@ -148,6 +148,27 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Publish a `horus record` file's messages again onto named topics of its channels' names,
+    /// with the recorded timing (Ctrl-C stops).
+    Replay {
+        /// The MCAP file.
+        input: PathBuf,
+        /// Time factor: 2.0 replays twice as fast.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Start again at the end, until Ctrl-C.
+        #[arg(long = "loop")]
+        looping: bool,
+        /// Only these channels (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        /// Skip this much of the recording's beginning.
+        #[arg(long, value_parser = parse_duration, default_value = "0s")]
+        start: Duration,
+        /// Publish channel `from` on topic `to` (repeatable).
+        #[arg(long, value_parser = horus_host::replay::parse_remap)]
+        remap: Vec<(String, String)>,
+    },
     /// Look at the topics of this user's HORUS_NAMESPACE: `list`, `echo <topic>`, `hz <topic>`.
     Topic {
         #[command(subcommand)]
@@ -267,6 +288,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        Command::Replay {
+            input,
+            speed,
+            looping,
+            topics,
+            start,
+            remap,
+        } => {
+            let args = horus_host::replay::ReplayArgs {
+                input: input.clone(),
+                speed: *speed,
+                looping: *looping,
+                topics: topics.clone(),
+                start: *start,
+                remap: remap.iter().cloned().collect(),
+            };
+            return match horus_host::replay::replay(&horus_host::shm::namespace(), &args) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("horus replay: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
         Command::Record {
             output,
             topics,

@@ -211,6 +211,9 @@ fn write(
                 let mut meta = BTreeMap::new();
                 meta.insert("horus.type".to_owned(), c.info.type_name.clone());
                 meta.insert("horus.topic".to_owned(), c.info.topic.clone());
+                // What a replay needs to make the topic again, for the same subscribers.
+                meta.insert("horus.type_hash".to_owned(), format!("{:016x}", c.info.type_hash));
+                meta.insert("horus.max_size".to_owned(), c.info.slot_size.to_string());
                 let id = out.add_channel(schema, &c.name, encoding, &meta).map_err(fail)?;
                 let known = (id, c.json.then(|| c.info.type_name.clone()));
                 ids.insert(e.channel, known.clone());

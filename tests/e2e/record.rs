@@ -224,7 +224,8 @@ fn python_messages_record_as_their_bytes_or_as_json() {
         .args([
             "-c",
             "import horus, time\nh = horus.Hub('poses')\nt = time.time(); i = 0\n\
-             while time.time() - t < 8:\n    h.send({'i': i, 'pose': [1.0, 2.0]}); i += 1; time.sleep(0.01)\n",
+             while time.time() - t < 5:\n    h.send({'i': i, 'pose': [1.0, 2.0]}); i += 1; time.sleep(0.01)\n\
+             h.close()\n",
         ])
         .env("HORUS_NAMESPACE", &ns)
         .spawn()
@@ -263,6 +264,88 @@ fn python_messages_record_as_their_bytes_or_as_json() {
         first["i"].is_u64() && first["pose"] == serde_json::json!([1.0, 2.0]),
         "{json}"
     );
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    // It stops by itself (killing it would leave its topic behind).
+    assert!(sender.wait().unwrap().success());
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
+
+/// A recording of the demo's IMU replayed into a manifest that has only the filter and the
+/// telemetry, subscribed to a named topic of the channel's name: every recorded sample reaches
+/// the filter and its output the telemetry, at twice the speed; `--remap` renames the topic.
+#[test]
+fn a_recording_replays_into_the_filter_alone() {
+    let ns = format!("e2e-{}-replay", std::process::id());
+    let s = Scratch::new();
+    let root = repo_root();
+    let demo = start_in(
+        &ns,
+        &root.join("manifests/demo.toml"),
+        "6s",
+        &s.path().join("d.json"),
+    );
+    wait_for_topics(&ns, &["imu.imu"]);
+    let rec = s.path().join("imu.mcap");
+    let out = record(&ns, &["-o", rec.to_str().unwrap(), "imu.imu", "--duration", "2s"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let recorded = read(&rec, false)["imu.imu"]["count"].as_u64().unwrap();
+    horus_e2e::interrupt(&demo);
+    finish(demo);
+
+    let subscriber = std::fs::read_to_string(root.join("manifests/attitude-subscriber.toml")).unwrap();
+    for (topic, extra) in [
+        ("imu.imu", vec![]),
+        ("robot/imu", vec!["--remap", "imu.imu=robot/imu"]),
+    ] {
+        let m = s.write(
+            "replayed.toml",
+            &subscriber.replace("topic = \"demo/imu\"", &format!("topic = \"{topic}\"")),
+        );
+        let stats = s.path().join("replayed.json");
+        let host = start_in(&ns, &m, "4s", &stats);
+        // The filter's host made the topic (its reliable subscriber holds every sample).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while horus_e2e::subscriber_pids(&ns, topic).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the filter did not subscribe to {topic}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut args = vec!["replay", rec.to_str().unwrap(), "--speed", "2"];
+        args.extend(extra);
+        let started = Instant::now();
+        let mut cmd = horus(&args);
+        cmd.env("HORUS_NAMESPACE", &ns);
+        let out = wait(spawn(cmd), Duration::from_secs(30));
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("replayed {recorded} messages on 1 topics")),
+            "{out:?}"
+        );
+        let took = started.elapsed().as_secs_f64();
+        assert!((0.7..3.0).contains(&took), "2 s at twice the speed: {took:.2} s");
+        finish(host);
+        let stats = horus_e2e::read_stats(&stats);
+        let filter = horus_e2e::node(&stats, "filter");
+        assert_eq!(
+            filter["messages_received"].as_u64(),
+            Some(recorded),
+            "{topic}: {filter}"
+        );
+        let telemetry = horus_e2e::node(&stats, "telemetry");
+        assert_eq!(
+            telemetry["messages_received"].as_u64(),
+            Some(recorded),
+            "{telemetry}"
+        );
+    }
+    // A file that is not a recording is exit 2 with the path.
+    let junk = s.write("junk.mcap", "not mcap");
+    let mut cmd = horus(&["replay", junk.to_str().unwrap()]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let out = wait(spawn(cmd), Duration::from_secs(30));
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("junk.mcap"), "{out:?}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
