@@ -211,6 +211,19 @@ fn quoted(text: &str, format: Format) -> String {
     }
 }
 
+/// The topics outside any hub, and those of each tcp hub (by the hub's description).
+fn by_hub(topics: &[TopicBox]) -> (Vec<&TopicBox>, BTreeMap<&str, Vec<&TopicBox>>) {
+    let mut hubs: BTreeMap<&str, Vec<&TopicBox>> = BTreeMap::new();
+    let mut loose = Vec::new();
+    for t in topics {
+        match &t.hub {
+            Some(h) => hubs.entry(h).or_default().push(t),
+            None => loose.push(t),
+        }
+    }
+    (loose, hubs)
+}
+
 /// The picture as `format` text.
 pub fn render(model: &Model, format: Format) -> String {
     match format {
@@ -235,19 +248,14 @@ fn dot(model: &Model) -> String {
             q(&n.detail)
         );
     }
-    let mut hubs: BTreeMap<&str, Vec<&TopicBox>> = BTreeMap::new();
-    for t in &model.topics {
-        match &t.hub {
-            Some(h) => hubs.entry(h).or_default().push(t),
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  {} [shape=ellipse, label=\"{}\"];",
-                    id(&End::Topic(t.name.clone())),
-                    q(&t.name)
-                );
-            }
-        }
+    let (loose, hubs) = by_hub(&model.topics);
+    for t in loose {
+        let _ = writeln!(
+            out,
+            "  {} [shape=ellipse, label=\"{}\"];",
+            id(&End::Topic(t.name.clone())),
+            q(&t.name)
+        );
     }
     for (i, (hub, topics)) in hubs.iter().enumerate() {
         let _ = writeln!(
@@ -291,14 +299,9 @@ fn mermaid(model: &Model) -> String {
             q(&n.detail)
         );
     }
-    let mut hubs: BTreeMap<&str, Vec<&TopicBox>> = BTreeMap::new();
-    for t in &model.topics {
-        match &t.hub {
-            Some(h) => hubs.entry(h).or_default().push(t),
-            None => {
-                let _ = writeln!(out, "  {}([\"{}\"])", id(&End::Topic(t.name.clone())), q(&t.name));
-            }
-        }
+    let (loose, hubs) = by_hub(&model.topics);
+    for t in loose {
+        let _ = writeln!(out, "  {}([\"{}\"])", id(&End::Topic(t.name.clone())), q(&t.name));
     }
     for (i, (hub, topics)) in hubs.iter().enumerate() {
         let _ = writeln!(out, "  subgraph hub{i}[\"hub {}\"]", q(hub));
