@@ -162,13 +162,21 @@ impl ControlServer {
         applier: Option<SharedApplier>,
     ) -> std::io::Result<ControlServer> {
         let dir = socket_dir(namespace);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
         let path = dir.join(format!("{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
+        // The folder goes with the last host of the namespace (see `Drop`): one that does so
+        // between our making it and binding in it makes us make it again.
+        let mut tries = 0;
+        let listener = loop {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            match UnixListener::bind(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                bound => break bound?,
+            }
+        };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         // A blocking accept: an idle host's control thread does not wake at all. Dropping the
         // server shuts this clone down, which ends the accept.
@@ -307,6 +315,11 @@ impl Drop for ControlServer {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.path);
+        // The namespace's folder too, once no other host's socket is in it (`remove_dir` takes
+        // only an empty folder): test runs and short-lived namespaces leave nothing behind.
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

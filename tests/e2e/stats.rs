@@ -119,6 +119,10 @@ fn stats_shows_the_running_host_live_and_only_to_its_owner() {
     let out = wait(host, Duration::from_secs(30));
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(!socket.exists(), "the socket is removed when the host stops");
+    assert!(
+        !socket.parent().unwrap().exists(),
+        "and so is the namespace's folder, which no other host uses"
+    );
     let gone = stats(s.path(), &[]);
     assert_eq!(gone.code(), 1);
     assert!(gone.stderr.contains("no running horus host"), "{}", gone.stderr);
