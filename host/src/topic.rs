@@ -170,6 +170,19 @@ impl TopicScope {
         self.bind_with(plans, true)
     }
 
+    /// The shm names of the topics of every connected port (inputs and outputs).
+    pub fn port_segments(&self, plans: &[PortPlan]) -> Vec<String> {
+        plans
+            .iter()
+            .filter_map(|plan| match plan {
+                PortPlan::Output { topic, .. } | PortPlan::Input { topic, .. } => {
+                    Some(shm::shm_name(&self.namespace, &self.resolve(topic)))
+                }
+                PortPlan::Unconnected { .. } => None,
+            })
+            .collect()
+    }
+
     /// The shm names of the Links (single-producer topics) the node's outputs publish on.
     pub fn output_links(&self, plans: &[PortPlan]) -> Vec<String> {
         plans

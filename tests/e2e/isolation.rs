@@ -236,3 +236,25 @@ fn the_drain_delivers_everything_to_a_worker_process() {
     let sent = u(&node(&stats, "count")["messages_sent"]);
     assert_eq!(u(&node(&stats, "sum")["messages_received"]), sent, "{stderr}");
 }
+
+/// Regression: a worker killed at the stop (here one hung in a tick, which never answers its
+/// exit) dies without detaching from its topics; the host forgets its entries, so the named
+/// topic it read goes with the last live endpoint instead of staying in /dev/shm.
+#[test]
+fn a_worker_killed_at_the_stop_leaves_no_shared_memory() {
+    let ns = namespace("killedatstop");
+    let s = Scratch::new();
+    let m = s.write(
+        "m.toml",
+        "[scheduler]\nauto_restart = false\n\
+         [[node]]\nname = \"count\"\nplugin = \"{plugin:hello-counter}\"\ntype = \"Counter\"\n\
+         [[connect]]\nfrom = \"count.count\"\ntopic = \"numbers\"\n\
+         [[node]]\nname = \"sink\"\nplugin = \"{plugin:faulty-nodes}\"\ntype = \"HangingSink\"\n\
+         isolation = \"process\"\nwatchdog_ms = 60000\nconfig = { after = 10 }\n\
+         [[connect]]\ntopic = \"numbers\"\nto = \"sink.in\"\n",
+    );
+    let (code, stderr, stats) = run_in(&ns, &s, &m, "1500ms");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(u(&node(&stats, "sink")["messages_received"]) > 0, "{stderr}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new(), "{stderr}");
+}

@@ -17,9 +17,9 @@ mod watch;
 
 pub use ring::{copy_words_out, HoldError, Pinned, Publisher, Received, SendError, Subscriber};
 pub use segment::{
-    describe, is_alive_since, mib, my_start_time, namespace, private_instance, reclaim_orphans, release_peer,
-    remove_private, revoke_producer, segment_names, shm_free, shm_name, start_time, Segment, SegmentInfo,
-    ShmError, TopicSpec, PRIVATE_MARK,
+    describe, forget_dead, is_alive_since, mib, my_start_time, namespace, private_instance, reclaim_orphans,
+    release_peer, remove_private, revoke_producer, segment_names, shm_free, shm_name, start_time, Segment,
+    SegmentInfo, ShmError, TopicSpec, PRIVATE_MARK,
 };
 pub use watch::{ring_bell, wait_for_input, InputPeer, InputWatch, WaitOutcome};
 

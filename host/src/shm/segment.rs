@@ -406,6 +406,34 @@ pub fn release_peer(name: &str, peer: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Frees the entries that dead processes left in the segment `name` (see
+/// [`Segment::reclaim_dead_peers`]) and removes the segment if no live endpoint is left: for
+/// a host that killed its worker process, which died without detaching. Without it a topic
+/// whose other endpoints had already gone would stay in /dev/shm until its next user. A
+/// missing segment, or one this layout cannot read, is left alone.
+pub fn forget_dead(name: &str) -> Result<(), ShmError> {
+    let mut seg = match Segment::open_view(name, name) {
+        Ok(seg) => seg,
+        Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let file = seg.file.try_clone().map_err(|e| ShmError::Io {
+        topic: name.to_owned(),
+        name: name.to_owned(),
+        op: "dup",
+        source: e,
+    })?;
+    rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(errno(name, name, "flock"))?;
+    let guard = Locked(&file);
+    if rustix::fs::fstat(&file).is_ok_and(|stat| stat.st_nlink > 0) {
+        seg.reclaim_dead_peers();
+    }
+    drop(guard);
+    // A view that never registered: dropping it removes the name if nobody alive is left.
+    drop(seg);
+    Ok(())
+}
+
 /// Revokes the producer of the Link whose segment is `name` (see [`Segment::revoke_producer`]):
 /// used when the producer's owner was abandoned (a quarantined worker), so that it writes
 /// nothing more even if it wakes up, and its replacement can take the Link. Returns the pid of

@@ -12,7 +12,7 @@ use crate::io::PortBinding;
 use crate::reload::prepare::NewCode;
 use crate::scheduler::Health;
 use crate::shm::ctl::{self, Ctl};
-use crate::topic::PortPlan;
+use crate::topic::{PortPlan, TopicScope};
 use crate::worker::{ReloadJob, WorkerJob};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -232,11 +232,18 @@ impl ProcessExec {
         reply_result(reply)
     }
 
-    /// Kills and reaps the worker, if any.
+    /// Kills and reaps the worker, if any, and forgets its entries in its topics: it dies
+    /// without detaching, and a topic whose other endpoints are gone would stay in /dev/shm.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            let scope = TopicScope::with(self.job.namespace.clone(), self.job.instance.clone());
+            for segment in scope.port_segments(&self.job.ports) {
+                if let Err(e) = crate::shm::forget_dead(&segment) {
+                    tracing::warn!(node = %self.job.name, segment, "cannot clean up after a killed worker: {e}");
+                }
+            }
         }
         self.ctl = None;
         self.in_tick = None;
