@@ -42,6 +42,16 @@ enum Command {
         /// closed (open, half_open or failed). For CI; a node that fails to start is always 1.
         #[arg(long)]
         fail_on_node_error: bool,
+        /// Record every topic of this host (its connections too, as `node.port`) and every
+        /// node's ticks into an MCAP file (see docs/recording.md).
+        #[arg(long, value_name = "FILE.mcap")]
+        record: Option<PathBuf>,
+        /// With --record: only these channels (named topics, connections as `node.port`).
+        #[arg(long, value_delimiter = ',', requires = "record")]
+        record_topics: Vec<String>,
+        /// With --record: the standard messages and Python objects as MCAP `json`.
+        #[arg(long, requires = "record")]
+        record_json: bool,
     },
     /// Apply a changed manifest to the host running it (in this user's HORUS_NAMESPACE): only
     /// the difference, at a tick boundary; an invalid manifest or a change that cannot be
@@ -499,6 +509,9 @@ fn main() -> ExitCode {
             stats_json,
             watch,
             fail_on_node_error,
+            record,
+            record_topics,
+            record_json,
         } => {
             let opts = horus_host::RunOptions {
                 manifest: manifest.clone(),
@@ -506,6 +519,11 @@ fn main() -> ExitCode {
                 stats_json: stats_json.clone(),
                 inspector: this_program(),
                 watch: *watch,
+                record: record.as_ref().map(|output| horus_host::record::HostRecordArgs {
+                    output: output.clone(),
+                    topics: record_topics.clone(),
+                    json: *record_json,
+                }),
             };
             match horus_host::run(&opts) {
                 Ok(report) => {

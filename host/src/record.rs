@@ -18,8 +18,8 @@ use crate::topic_cli::{self, TopicError};
 use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write as _};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -89,20 +89,125 @@ pub struct Summary {
     pub dropped: u64,
 }
 
-/// One message on its way to the writer.
+/// One record on its way to the writer.
 struct Entry {
     channel: usize,
     seq: u64,
     log_time: u64,
-    bytes: Vec<u8>,
+    data: Data,
 }
 
-/// A recorded topic: its name in the file, and how its messages are written.
+/// What an [`Entry`] carries.
+enum Data {
+    /// A message, as the bytes it travelled as.
+    Bytes(Vec<u8>),
+    /// A node's tick ([`TickLog`]), written as JSON by the writer (off the scheduler thread).
+    Tick {
+        node: Arc<str>,
+        tick: u64,
+        time_ns: u64,
+        took_ns: u64,
+    },
+}
+
+/// [`Entry::channel`] of the entry that ends the file: the queue may outlive the recording
+/// (a scheduler's [`TickLog`]s hold it), so its closing cannot be the signal.
+const END: usize = usize::MAX;
+
+/// The name of the channel of the recorded nodes' ticks.
+pub const TICKS_CHANNEL: &str = "horus.ticks";
+
+/// A recorded channel: its name in the file, and what it records.
 #[derive(Debug, Clone)]
 struct Channel {
     name: String,
-    info: SegmentInfo,
-    json: bool,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A topic, its messages raw or (`json`) as JSON.
+    Topic { info: SegmentInfo, json: bool },
+    /// [`TICKS_CHANNEL`].
+    Ticks,
+}
+
+/// MCAP log times are Unix ns; publish stamps and the scheduler's `Instant`s are on
+/// CLOCK_MONOTONIC: one reading of both clocks converts them.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    instant: Instant,
+    monotonic: u64,
+    unix: u64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            monotonic: shm::monotonic_ns(),
+            unix: now_ns(),
+        }
+    }
+
+    fn of_monotonic(&self, ns: u64) -> u64 {
+        (self.unix as i128 + ns as i128 - self.monotonic as i128).max(0) as u64
+    }
+
+    fn of_instant(&self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.instant) {
+            Some(after) => self.unix + after.as_nanos() as u64,
+            None => self
+                .unix
+                .saturating_sub(self.instant.duration_since(t).as_nanos() as u64),
+        }
+    }
+}
+
+/// Where a scheduler sends its nodes' ticks while a host records (`horus run --record`): one
+/// bounded `try_send` per tick, so a slow writer costs a dropped record, never a stalled tick.
+#[derive(Debug, Clone)]
+pub struct TickLog {
+    tx: SyncSender<Entry>,
+    channel: usize,
+    node: Arc<str>,
+    dropped: Arc<AtomicU64>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("channel", &self.channel).finish()
+    }
+}
+
+impl TickLog {
+    /// The log of node `name`'s ticks.
+    pub fn for_node(&self, name: &str) -> TickLog {
+        TickLog {
+            node: name.into(),
+            ..self.clone()
+        }
+    }
+
+    /// Node tick number `tick` (1 for the first) began at `started` and took `took`; `epoch`
+    /// is the scheduler's start (the node's clock counts from it).
+    pub fn tick(&self, tick: u64, started: Instant, took: Duration, epoch: Instant) {
+        let e = Entry {
+            channel: self.channel,
+            seq: tick,
+            log_time: self.clock.of_instant(started),
+            data: Data::Tick {
+                node: self.node.clone(),
+                tick,
+                time_ns: started.saturating_duration_since(epoch).as_nanos() as u64,
+                took_ns: took.as_nanos() as u64,
+            },
+        };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The message encoding of a topic's raw bytes.
@@ -157,6 +262,9 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The JSON Schema of a [`TICKS_CHANNEL`] message.
+const TICK_SCHEMA: &str = r#"{"type":"object","properties":{"node":{"type":"string"},"tick":{"type":"integer"},"time_ns":{"type":"integer"},"took_ns":{"type":"integer"}}}"#;
+
 /// The writer thread: channels as they are first used, then messages, until the queue closes.
 fn write(
     path: PathBuf,
@@ -175,10 +283,11 @@ fn write(
         .profile("horus")
         .create(BufWriter::new(file))
         .map_err(fail)?;
-    // Per recorded topic: its channel id, and its type when it is written as JSON.
+    // Per recorded channel: its channel id, and its type when it is written as JSON.
     let mut ids: BTreeMap<usize, (u16, Option<String>)> = BTreeMap::new();
     let mut flushed = Instant::now();
     let mut unflushed = false;
+    let mut json = Vec::new();
     loop {
         // Once a second the open chunk is closed and written out: a recorder that is killed
         // leaves a file whose complete chunks readers take (up to the last second).
@@ -192,30 +301,46 @@ fn write(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        if e.channel == END {
+            break;
+        }
         unflushed = true;
-        let (id, json) = match ids.get(&e.channel) {
+        let (id, as_json) = match ids.get(&e.channel) {
             Some(known) => known.clone(),
             None => {
                 let c = channels.lock().unwrap_or_else(|p| p.into_inner())[e.channel].clone();
-                let schema = match schema_of(&c.info.type_name) {
-                    Some(s) => out
-                        .add_schema(&c.info.type_name, "jsonschema", s.as_bytes())
-                        .map_err(fail)?,
-                    None => 0,
+                let known = match &c.kind {
+                    Kind::Ticks => {
+                        let schema = out
+                            .add_schema("horus.Tick", "jsonschema", TICK_SCHEMA.as_bytes())
+                            .map_err(fail)?;
+                        let id = out
+                            .add_channel(schema, &c.name, "json", &BTreeMap::new())
+                            .map_err(fail)?;
+                        (id, None)
+                    }
+                    Kind::Topic { info, json } => {
+                        let schema = match schema_of(&info.type_name) {
+                            Some(s) => out
+                                .add_schema(&info.type_name, "jsonschema", s.as_bytes())
+                                .map_err(fail)?,
+                            None => 0,
+                        };
+                        let encoding = if *json {
+                            "json"
+                        } else {
+                            raw_encoding(&info.type_name)
+                        };
+                        let mut meta = BTreeMap::new();
+                        meta.insert("horus.type".to_owned(), info.type_name.clone());
+                        meta.insert("horus.topic".to_owned(), info.topic.clone());
+                        // What a replay needs to make the topic again, for the same subscribers.
+                        meta.insert("horus.type_hash".to_owned(), format!("{:016x}", info.type_hash));
+                        meta.insert("horus.max_size".to_owned(), info.slot_size.to_string());
+                        let id = out.add_channel(schema, &c.name, encoding, &meta).map_err(fail)?;
+                        (id, json.then(|| info.type_name.clone()))
+                    }
                 };
-                let encoding = if c.json {
-                    "json"
-                } else {
-                    raw_encoding(&c.info.type_name)
-                };
-                let mut meta = BTreeMap::new();
-                meta.insert("horus.type".to_owned(), c.info.type_name.clone());
-                meta.insert("horus.topic".to_owned(), c.info.topic.clone());
-                // What a replay needs to make the topic again, for the same subscribers.
-                meta.insert("horus.type_hash".to_owned(), format!("{:016x}", c.info.type_hash));
-                meta.insert("horus.max_size".to_owned(), c.info.slot_size.to_string());
-                let id = out.add_channel(schema, &c.name, encoding, &meta).map_err(fail)?;
-                let known = (id, c.json.then(|| c.info.type_name.clone()));
                 ids.insert(e.channel, known.clone());
                 known
             }
@@ -226,15 +351,33 @@ fn write(
             log_time: e.log_time,
             publish_time: e.log_time,
         };
-        let data = match &json {
-            None => e.bytes,
-            Some(type_name) => {
-                let value = topic_cli::standard(type_name, &e.bytes)
-                    .unwrap_or_else(|| serde_json::json!({"horus.undecoded_bytes": e.bytes.len()}));
-                serde_json::to_vec(&value).unwrap_or_default()
+        let data: &[u8] = match (&e.data, &as_json) {
+            (Data::Bytes(b), None) => b,
+            (Data::Bytes(b), Some(type_name)) => {
+                let value = topic_cli::standard(type_name, b)
+                    .unwrap_or_else(|| serde_json::json!({"horus.undecoded_bytes": b.len()}));
+                json.clear();
+                let _ = serde_json::to_writer(&mut json, &value);
+                &json
+            }
+            (
+                Data::Tick {
+                    node,
+                    tick,
+                    time_ns,
+                    took_ns,
+                },
+                _,
+            ) => {
+                json.clear();
+                let _ = serde_json::to_writer(
+                    &mut json,
+                    &serde_json::json!({"node": &**node, "tick": tick, "time_ns": time_ns, "took_ns": took_ns}),
+                );
+                &json
             }
         };
-        out.write_to_known_channel(&header, &data).map_err(fail)?;
+        out.write_to_known_channel(&header, data).map_err(fail)?;
         written.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
@@ -247,132 +390,417 @@ fn channel_name(info: &SegmentInfo) -> String {
     topic_cli::display_name(&info.topic).to_owned()
 }
 
+/// A recording under way: the topics' subscribers (read by whoever calls
+/// [`pump`](Recording::pump)), the queue, and the writer thread.
+struct Recording {
+    ns: String,
+    path: PathBuf,
+    json: bool,
+    channels: Arc<std::sync::Mutex<Vec<Channel>>>,
+    /// Per recorded topic: its channel, subscriber and watch.
+    subs: Vec<(usize, shm::Subscriber, InputWatch)>,
+    tx: SyncSender<Entry>,
+    writer: std::thread::JoinHandle<Result<usize, RecordError>>,
+    written: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    clock: Clock,
+    bell: AtomicU32,
+    buf: Vec<u8>,
+}
+
+impl Recording {
+    /// Creates `path` and starts the writer thread.
+    fn start(ns: &str, path: &std::path::Path, json: bool) -> Result<Recording, RecordError> {
+        let file = std::fs::File::create(path).map_err(|e| RecordError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let channels = Arc::new(std::sync::Mutex::new(Vec::<Channel>::new()));
+        let (tx, rx) = sync_channel::<Entry>(QUEUE);
+        let (written, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let writer = {
+            let (to, channels, written, bytes) = (
+                path.to_path_buf(),
+                channels.clone(),
+                written.clone(),
+                bytes.clone(),
+            );
+            std::thread::Builder::new()
+                .name("horus-record".into())
+                .spawn(move || write(to, file, channels, rx, written, bytes))
+                .map_err(|e| RecordError::File {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot start the writer thread: {e}"),
+                })?
+        };
+        Ok(Recording {
+            ns: ns.to_owned(),
+            path: path.to_path_buf(),
+            json,
+            channels,
+            subs: Vec::new(),
+            tx,
+            writer,
+            written,
+            bytes,
+            dropped: Arc::new(AtomicU64::new(0)),
+            clock: Clock::now(),
+            bell: AtomicU32::new(0),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Starts recording the topic of segment `info` (with `backlog`, from the oldest message
+    /// still in its ring); its publishers stamp their messages with their publish time from
+    /// their next send.
+    fn attach(&mut self, info: SegmentInfo, backlog: bool) -> Result<(), RecordError> {
+        let sub = topic_cli::subscribe_from(&self.ns, &info, backlog)?;
+        let watch = sub.watch().map_err(TopicError::from)?;
+        sub.want_stamps();
+        let json = self.json && schema_of(&info.type_name).is_some();
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.push(Channel {
+            name: channel_name(&info),
+            kind: Kind::Topic { info, json },
+        });
+        self.subs.push((channels.len() - 1, sub, watch));
+        Ok(())
+    }
+
+    /// The shm names of the segments recorded.
+    fn segments(&self) -> Vec<String> {
+        self.subs
+            .iter()
+            .map(|(_, sub, _)| sub.segment().shm_name().to_owned())
+            .collect()
+    }
+
+    /// The channel of the nodes' ticks, and the log that feeds it.
+    fn tick_log(&self) -> TickLog {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.push(Channel {
+            name: TICKS_CHANNEL.to_owned(),
+            kind: Kind::Ticks,
+        });
+        TickLog {
+            tx: self.tx.clone(),
+            channel: channels.len() - 1,
+            node: "".into(),
+            dropped: self.dropped.clone(),
+            clock: self.clock,
+        }
+    }
+
+    /// Queues every message waiting; false if there was none.
+    fn pump(&mut self) -> bool {
+        let mut got = false;
+        for (channel, sub, _) in &mut self.subs {
+            while sub.try_recv(&mut self.buf).is_some() {
+                got = true;
+                let log_time = match sub.last_stamp() {
+                    Some(stamp) => self.clock.of_monotonic(stamp),
+                    // Sent before the publisher saw the recorder: its receive time.
+                    None => now_ns(),
+                };
+                let e = Entry {
+                    channel: *channel,
+                    seq: sub.last_sequence().unwrap_or(0),
+                    log_time,
+                    data: Data::Bytes(std::mem::take(&mut self.buf)),
+                };
+                if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        got
+    }
+
+    /// Sleeps until a recorded topic has a message, or `until`.
+    fn wait(&self, until: Instant) {
+        let watches: Vec<&InputWatch> = self.subs.iter().map(|(_, _, w)| w).collect();
+        shm::wait_for_input(&watches, &self.bell, self.bell.load(Ordering::SeqCst), until);
+    }
+
+    /// The progress line: how long, how much.
+    fn progress(&self, elapsed: Duration) -> String {
+        format!(
+            "recording {} s: {} topics, {} messages, {:.1} MB, {} dropped",
+            elapsed.as_secs(),
+            self.subs.len(),
+            self.written.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            self.dropped.load(Ordering::Relaxed)
+        )
+    }
+
+    /// Reads what is left, closes the queue and waits for the writer to finish the file.
+    fn finish(mut self) -> Result<Summary, RecordError> {
+        self.pump();
+        let Recording {
+            path,
+            subs,
+            tx,
+            writer,
+            written,
+            bytes,
+            dropped,
+            ..
+        } = self;
+        drop(subs);
+        let end = Entry {
+            channel: END,
+            seq: 0,
+            log_time: 0,
+            data: Data::Bytes(Vec::new()),
+        };
+        // Blocks only while the writer drains a full queue.
+        let _ = tx.send(end);
+        drop(tx);
+        let channels = writer.join().map_err(|_| RecordError::File {
+            path: path.clone(),
+            reason: "the writer thread panicked".into(),
+        })??;
+        Ok(Summary {
+            channels,
+            messages: written.load(Ordering::Relaxed),
+            bytes: bytes.load(Ordering::Relaxed),
+            dropped: dropped.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Summary {
+    /// The closing line: `recorded 1200 messages (0.1 MB) of 4 topics into f.mcap, 0 dropped`.
+    pub fn line(&self, path: &std::path::Path) -> String {
+        format!(
+            "recorded {} messages ({:.1} MB) of {} channels into {}, {} dropped",
+            self.messages,
+            self.bytes as f64 / 1e6,
+            self.channels,
+            path.display(),
+            self.dropped
+        )
+    }
+}
+
 /// `horus record`: records until Ctrl-C or `duration`; returns what it wrote.
 pub fn record(ns: &str, args: &RecordArgs) -> Result<Summary, RecordError> {
     if args.topics.is_empty() && !args.all {
         return Err(RecordError::NoTopics);
     }
-    let file = std::fs::File::create(&args.output).map_err(|e| RecordError::File {
-        path: args.output.clone(),
-        reason: e.to_string(),
-    })?;
-    let mut subs: Vec<(shm::Subscriber, InputWatch)> = Vec::new();
-    let channels = Arc::new(std::sync::Mutex::new(Vec::<Channel>::new()));
-    let attach =
-        |info: SegmentInfo, subs: &mut Vec<(shm::Subscriber, InputWatch)>| -> Result<(), RecordError> {
-            let sub = topic_cli::subscribe(ns, &info)?;
-            let watch = sub.watch().map_err(TopicError::from)?;
-            let json = args.json && schema_of(&info.type_name).is_some();
-            channels.lock().unwrap_or_else(|p| p.into_inner()).push(Channel {
-                name: channel_name(&info),
-                info,
-                json,
-            });
-            subs.push((sub, watch));
-            Ok(())
-        };
-    for t in &args.topics {
-        attach(topic_cli::find(ns, t, args.pid)?, &mut subs)?;
+    let infos = args
+        .topics
+        .iter()
+        .map(|t| topic_cli::find(ns, t, args.pid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rec = Recording::start(ns, &args.output, args.json)?;
+    for info in infos {
+        rec.attach(info, false)?;
     }
-    let (tx, rx) = sync_channel::<Entry>(QUEUE);
-    let (written, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let writer = {
-        let (path, channels, written, bytes) = (
-            args.output.clone(),
-            channels.clone(),
-            written.clone(),
-            bytes.clone(),
-        );
-        std::thread::Builder::new()
-            .name("horus-record".into())
-            .spawn(move || write(path, file, channels, rx, written, bytes))
-            .map_err(|e| RecordError::File {
-                path: args.output.clone(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?
-    };
     let stop = topic_cli::interrupted()?;
     let start = Instant::now();
     let mut next_look = start;
-    let mut dropped = 0u64;
-    let bell = AtomicU32::new(0);
     let progress = std::io::stderr().is_terminal();
-    let mut buf = Vec::new();
     while !stop.load(Ordering::Relaxed) && args.duration.is_none_or(|d| start.elapsed() < d) {
         if Instant::now() >= next_look {
             next_look += Duration::from_secs(1);
             if args.all {
                 // Topics that appeared since: record them too.
-                let known: Vec<String> = channels
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .map(|c| c.info.name.clone())
-                    .collect();
+                let known = rec.segments();
                 for name in shm::segment_names(ns) {
                     if known.contains(&name) {
                         continue;
                     }
                     if let Ok(info) = shm::describe(&name) {
-                        attach(info, &mut subs)?;
+                        rec.attach(info, false)?;
                     }
                 }
             }
             if progress {
-                eprint!(
-                    "\rrecording {} s: {} topics, {} messages, {:.1} MB, {} dropped   ",
-                    start.elapsed().as_secs(),
-                    subs.len(),
-                    written.load(Ordering::Relaxed),
-                    bytes.load(Ordering::Relaxed) as f64 / 1e6,
-                    dropped
-                );
+                eprint!("\r{}   ", rec.progress(start.elapsed()));
             }
         }
-        let mut got = false;
-        for (i, (sub, _)) in subs.iter_mut().enumerate() {
-            while sub.try_recv(&mut buf).is_some() {
-                got = true;
-                let e = Entry {
-                    channel: i,
-                    seq: sub.last_sequence().unwrap_or(0),
-                    log_time: now_ns(),
-                    bytes: std::mem::take(&mut buf),
-                };
-                if let Err(TrySendError::Full(_)) = tx.try_send(e) {
-                    dropped += 1;
-                }
-            }
-        }
-        if !got {
-            let watches: Vec<&InputWatch> = subs.iter().map(|(_, w)| w).collect();
-            let until = (Instant::now() + Duration::from_millis(100)).min(next_look);
-            shm::wait_for_input(&watches, &bell, bell.load(Ordering::SeqCst), until);
+        if !rec.pump() {
+            rec.wait((Instant::now() + Duration::from_millis(100)).min(next_look));
         }
     }
     if progress {
         eprintln!();
     }
-    drop(subs);
-    drop(tx);
-    let channels_written = writer.join().map_err(|_| RecordError::File {
-        path: args.output.clone(),
-        reason: "the writer thread panicked".into(),
-    })??;
-    let summary = Summary {
-        channels: channels_written,
-        messages: written.load(Ordering::Relaxed),
-        bytes: bytes.load(Ordering::Relaxed),
-        dropped,
-    };
-    let _ = writeln!(
-        std::io::stderr(),
-        "recorded {} messages ({:.1} MB) of {} topics into {}, {} dropped",
-        summary.messages,
-        summary.bytes as f64 / 1e6,
-        summary.channels,
-        args.output.display(),
-        summary.dropped
-    );
+    let summary = rec.finish()?;
+    let _ = writeln!(std::io::stderr(), "{}", summary.line(&args.output));
     Ok(summary)
+}
+
+/// What `horus run --record` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct HostRecordArgs {
+    /// The MCAP file to write.
+    pub output: PathBuf,
+    /// Only these channels (`--record-topics`: named topics, connections as `node.port`);
+    /// empty: every topic of the host.
+    pub topics: Vec<String>,
+    /// The standard messages and Python objects as MCAP `json`.
+    pub json: bool,
+}
+
+/// A host recording its own topics (`horus run --record`): a reader thread that attaches a
+/// `keep_last` subscriber to every topic the host's nodes use — its connections (private
+/// topics), and the named topics the host or its worker processes have an endpoint on —
+/// looking again four times a second for topics a live apply or a Python node opens, and the
+/// writer thread. The scheduler only sends its ticks ([`TickLog`]). Hot reloads keep a node's
+/// endpoints, so the recording goes on through them.
+pub struct HostRecorder {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(Summary, Vec<String>), RecordError>>,
+    args: HostRecordArgs,
+}
+
+/// How often a recording host looks for topics that appeared.
+const SCAN_EVERY: Duration = Duration::from_millis(250);
+
+/// The parent of process `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Which of the namespace's topics a recording host takes.
+struct Scan {
+    me: u32,
+    /// This host's private topics start with it (`@h<pid>-<start>/`).
+    private: String,
+    /// `--record-topics`; empty: all.
+    wanted: Vec<String>,
+    /// The wanted names seen so far.
+    seen: Vec<String>,
+    /// Segments looked at and left alone for good (another host's connections, or a topic
+    /// that could not be attached: said once).
+    skipped: std::collections::HashSet<String>,
+}
+
+impl Scan {
+    fn ours(&self, info: &SegmentInfo) -> bool {
+        if info.topic.starts_with(shm::PRIVATE_MARK) {
+            return info.topic.starts_with(&self.private);
+        }
+        info.publishers
+            .iter()
+            .chain(&info.subscribers)
+            .any(|&pid| pid == self.me || parent_of(pid) == Some(self.me))
+    }
+
+    /// Attaches the topics of this host that are not recorded yet.
+    fn run(&mut self, rec: &mut Recording) {
+        let known = rec.segments();
+        for name in shm::segment_names(&rec.ns) {
+            if known.contains(&name) || self.skipped.contains(&name) {
+                continue;
+            }
+            let Ok(info) = shm::describe(&name) else {
+                continue;
+            };
+            if info.topic.starts_with(shm::PRIVATE_MARK) && !self.ours(&info) {
+                self.skipped.insert(name);
+                continue;
+            }
+            if !self.ours(&info) {
+                // A named topic nobody of ours uses (yet): looked at again next time.
+                continue;
+            }
+            let channel = channel_name(&info);
+            if !self.wanted.is_empty() {
+                if !self.wanted.contains(&channel) {
+                    self.skipped.insert(name);
+                    continue;
+                }
+                self.seen.push(channel.clone());
+            }
+            // A topic that appeared while the host runs (a live apply's, a Python node's): what
+            // its ring still holds of the messages sent before this look is recorded too.
+            if let Err(e) = rec.attach(info, true) {
+                tracing::warn!(channel, "not recorded: {e}");
+                self.skipped.insert(name);
+            }
+        }
+    }
+}
+
+impl HostRecorder {
+    /// Creates the file: before the host binds its topics, so a path that cannot be written
+    /// stops the run before anything started.
+    pub fn create(args: &HostRecordArgs, ns: &str) -> Result<PreparedRecorder, RecordError> {
+        Ok(PreparedRecorder {
+            rec: Recording::start(ns, &args.output, args.json)?,
+            args: args.clone(),
+        })
+    }
+
+    /// Stops the reader after it took what is queued, waits for the file to be finished, and
+    /// says what was recorded (and which `--record-topics` never appeared).
+    pub fn finish(self) -> Result<Summary, RecordError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (summary, seen) = self.thread.join().map_err(|_| RecordError::File {
+            path: self.args.output.clone(),
+            reason: "the recording thread panicked".into(),
+        })??;
+        for t in self.args.topics.iter().filter(|t| !seen.contains(t)) {
+            tracing::warn!(
+                "--record-topics: `{t}` never appeared in this host (`horus topic list` shows the names: named topics, and connections as node.port)"
+            );
+        }
+        Ok(summary)
+    }
+}
+
+/// A [`HostRecorder`] whose file is open, not yet reading.
+pub struct PreparedRecorder {
+    rec: Recording,
+    args: HostRecordArgs,
+}
+
+impl PreparedRecorder {
+    /// Attaches every topic of the host bound in `scope` now (before the scheduler's first
+    /// tick, so nothing of the run's beginning is missed) and starts the reader thread.
+    /// Returns the recorder and the log the scheduler sends its ticks to.
+    pub fn start(self, scope: &crate::topic::TopicScope) -> Result<(HostRecorder, TickLog), RecordError> {
+        let PreparedRecorder { mut rec, args } = self;
+        let ticks = rec.tick_log();
+        let mut scan = Scan {
+            me: std::process::id(),
+            private: format!("{}/", scope.instance()),
+            wanted: args.topics.clone(),
+            seen: Vec::new(),
+            skipped: Default::default(),
+        };
+        scan.run(&mut rec);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("horus-recorder".into())
+                .spawn(move || {
+                    let mut next_scan = Instant::now() + SCAN_EVERY;
+                    while !stop.load(Ordering::Relaxed) {
+                        if Instant::now() >= next_scan {
+                            scan.run(&mut rec);
+                            next_scan = Instant::now() + SCAN_EVERY;
+                        }
+                        if !rec.pump() {
+                            rec.wait((Instant::now() + Duration::from_millis(50)).min(next_scan));
+                        }
+                    }
+                    Ok((rec.finish()?, scan.seen))
+                })
+                .map_err(|e| RecordError::File {
+                    path: args.output.clone(),
+                    reason: format!("cannot start the recording thread: {e}"),
+                })?
+        };
+        tracing::info!(file = %args.output.display(), "recording this host's topics and ticks");
+        Ok((HostRecorder { stop, thread, args }, ticks))
+    }
 }

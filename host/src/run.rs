@@ -47,6 +47,9 @@ pub enum HostError {
     /// The run failed (exit code 1).
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The recording (`--record`) could not be made or finished (exit code 1).
+    #[error("--record: {0}")]
+    Record(#[from] crate::record::RecordError),
 }
 
 impl HostError {
@@ -59,7 +62,8 @@ impl HostError {
             HostError::StatsFileWrite { .. }
             | HostError::Signals(_)
             | HostError::Reload(_)
-            | HostError::Run(_) => 1,
+            | HostError::Run(_)
+            | HostError::Record(_) => 1,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct RunOptions {
     /// Hot reload (`--watch`): reload a node when its plugin file changes. Also on with the
     /// manifest's `[scheduler] hot_reload = true`.
     pub watch: bool,
+    /// Record the host's topics and ticks into an MCAP file (`--record`).
+    pub record: Option<crate::record::HostRecordArgs>,
 }
 
 /// Runs every check on the manifest at `path` (files, plugins, ABI, node types, connections)
@@ -221,6 +227,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
     let stop = StopHandle::new();
     let signals = SignalGuard::install(stop.clone())?;
     let scope = TopicScope::new();
+    let recording = match &opts.record {
+        Some(args) => Some(crate::record::HostRecorder::create(args, scope.namespace())?),
+        None => None,
+    };
     crate::shm::reclaim_orphans(scope.namespace());
     let manifest_path = graph.manifest.path.clone();
     // Live apply (`horus apply`, and the manifest itself under `--watch`): planned on the
@@ -260,6 +270,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         net.is_empty(),
         "tcp hubs are refused by validation without the network feature"
     );
+    // Started once the topics exist, before the first tick.
+    let (recorder, ticks) = match recording.map(|r| r.start(&scope)).transpose() {
+        Ok(Some((recorder, ticks))) => (Some(recorder), Some(ticks)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            crate::shm::remove_private(scope.namespace(), scope.instance());
+            return Err(e.into());
+        }
+    };
     let board = StatsBoard::default();
     // Live stats for `horus stats`; a host that cannot serve them still runs.
     #[cfg(feature = "network")]
@@ -316,7 +335,20 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
         &scope,
         reloads,
         Some(apply_link),
+        ticks,
     );
+    // The scheduler has stopped: what the topics still hold is written, then the file ends.
+    let recorded = recorder.map(|r| {
+        let done = r.finish();
+        if let (Ok(summary), Some(args)) = (&done, &opts.record) {
+            if summary.dropped > 0 {
+                tracing::warn!("{} (the writer fell behind)", summary.line(&args.output));
+            } else {
+                tracing::info!("{}", summary.line(&args.output));
+            }
+        }
+        done
+    });
     drop(manifest_watch);
     drop(reloader);
     drop(signals);
@@ -350,6 +382,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, HostError> {
             drop(unloader);
             crate::shm::remove_private(scope.namespace(), scope.instance());
             write_stats(&report.nodes)?;
+            if let Some(Err(e)) = recorded {
+                return Err(e.into());
+            }
             Ok(report)
         }
         Err(RunError::Hung {

@@ -226,6 +226,15 @@ pub fn find(ns: &str, topic: &str, pid: Option<u32>) -> Result<SegmentInfo, Topi
 /// A `keep_last` subscriber of `info`'s topic, from its next message on: it holds no
 /// publisher back.
 pub(crate) fn subscribe(ns: &str, info: &SegmentInfo) -> Result<shm::Subscriber, TopicError> {
+    subscribe_from(ns, info, false)
+}
+
+/// [`subscribe`]; with `backlog`, starting at the oldest message still in the ring.
+pub(crate) fn subscribe_from(
+    ns: &str,
+    info: &SegmentInfo,
+    backlog: bool,
+) -> Result<shm::Subscriber, TopicError> {
     let spec = shm::TopicSpec {
         topic: info.topic.clone(),
         type_name: info.type_name.clone(),
@@ -234,7 +243,11 @@ pub(crate) fn subscribe(ns: &str, info: &SegmentInfo) -> Result<shm::Subscriber,
         capacity: info.capacity as u32,
         single_producer: info.single_producer,
     };
-    Ok(shm::subscriber(ns, &spec, info.capacity as u32, false)?)
+    let depth = info.capacity as u32;
+    Ok(match backlog {
+        true => shm::late_subscriber(ns, &spec, depth)?,
+        false => shm::subscriber(ns, &spec, depth, false)?,
+    })
 }
 
 /// Set by Ctrl-C (or SIGTERM) while `echo` or `hz` runs.

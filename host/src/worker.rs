@@ -101,8 +101,7 @@ pub fn signal_name(signal: i32) -> &'static str {
 
 /// Now on CLOCK_MONOTONIC (the clock `Instant` uses), in ns: comparable across processes.
 pub fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    crate::shm::monotonic_ns()
 }
 
 /// Why a worker could not start (or go on).

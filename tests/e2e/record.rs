@@ -349,3 +349,112 @@ fn a_recording_replays_into_the_filter_alone() {
     assert!(out.stderr.contains("junk.mcap"), "{out:?}");
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// Per node of a `horus run --record` file: its ticks, and for the filter whether each tick
+/// came after the IMU sample it read (the publish stamps and the tick times on one clock).
+const TICKS: &str = r#"
+import json, sys
+from mcap.reader import make_reader
+ticks, imu, filter_ticks = {}, [], []
+with open(sys.argv[1], "rb") as f:
+    for schema, channel, message in make_reader(f).iter_messages(log_time_order=True):
+        if channel.topic == "horus.ticks":
+            t = json.loads(message.data)
+            ticks[t["node"]] = ticks.get(t["node"], 0) + 1
+            if t["node"] == "filter":
+                filter_ticks.append(message.log_time)
+        elif channel.topic == "imu.imu":
+            imu.append(message.log_time)
+# The filter's tick k reads the sample the IMU published in the same cycle, just before it.
+before = sum(1 for s, t in zip(imu, filter_ticks) if s < t)
+print(json.dumps({"ticks": ticks, "imu_before_filter": before, "imu": len(imu)}))
+"#;
+
+/// `horus run --record`: the host records its own connections (as `node.port`) and every
+/// node's ticks from its first tick to its last — exactly what the stats count — with a
+/// `process`-isolated filter too; `--record-topics` keeps only the named channels.
+#[test]
+fn a_host_records_its_connections_and_ticks() {
+    let root = repo_root();
+    let demo = std::fs::read_to_string(root.join("manifests/demo.toml")).unwrap();
+    for isolation in ["", "isolation = \"process\"\n"] {
+        let ns = format!("e2e-{}-runrec", std::process::id());
+        let s = Scratch::new();
+        let m = s.write(
+            "demo.toml",
+            &demo.replace("name = \"filter\"\n", &format!("name = \"filter\"\n{isolation}")),
+        );
+        let mcap = s.path().join("run.mcap");
+        let stats = s.path().join("s.json");
+        let mut cmd = horus(&[
+            "run",
+            m.to_str().unwrap(),
+            "--duration",
+            "2s",
+            "--stats-json",
+            stats.to_str().unwrap(),
+            "--record",
+            mcap.to_str().unwrap(),
+        ]);
+        cmd.env("HORUS_NAMESPACE", &ns);
+        let out = wait(spawn(cmd), Duration::from_secs(60));
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert!(out.stderr.contains(", 0 dropped"), "{}", out.stderr);
+        let stats = horus_e2e::read_stats(&stats);
+        let count = |node: &str, key: &str| horus_e2e::node(&stats, node)[key].as_u64().unwrap();
+        let file = read(&mcap, false);
+        for (channel, node) in [("imu.imu", "imu"), ("filter.attitude", "filter")] {
+            let c = &file[channel];
+            assert_eq!(c["encoding"], "horus-pod", "{c}");
+            assert_eq!(
+                c["count"].as_u64(),
+                Some(count(node, "messages_sent")),
+                "{isolation}every message of {channel}"
+            );
+        }
+        let python = root.join(".venv/bin/python");
+        let t = std::process::Command::new(python)
+            .args(["-c", TICKS, mcap.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+        let t: Value = serde_json::from_slice(&t.stdout).unwrap();
+        for node in ["imu", "filter", "telemetry"] {
+            assert_eq!(
+                t["ticks"][node].as_u64(),
+                Some(count(node, "total_ticks")),
+                "{isolation}the ticks of {node}: {t}"
+            );
+        }
+        assert_eq!(
+            t["imu_before_filter"], t["imu"],
+            "{isolation}each sample is stamped before the filter's tick that read it: {t}"
+        );
+        assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+
+        // Only the channels asked for (and the ticks).
+        let only = s.path().join("only.mcap");
+        let mut cmd = horus(&[
+            "run",
+            m.to_str().unwrap(),
+            "--duration",
+            "1s",
+            "--record",
+            only.to_str().unwrap(),
+            "--record-topics",
+            "filter.attitude,nosuch.port",
+        ]);
+        cmd.env("HORUS_NAMESPACE", &ns);
+        let out = wait(spawn(cmd), Duration::from_secs(60));
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert!(
+            out.stderr.contains("`nosuch.port` never appeared"),
+            "{}",
+            out.stderr
+        );
+        let file = read(&only, false);
+        let mut channels: Vec<&String> = file.as_object().unwrap().keys().collect();
+        channels.sort();
+        assert_eq!(channels, ["filter.attitude", "horus.ticks"], "{isolation}");
+    }
+}

@@ -199,6 +199,8 @@ pub(super) struct Live {
     pub(super) supervision: SupervisionSpec,
     /// The watchdog's registry: added nodes join it, removed ones leave it.
     pub(super) healths: super::HealthRegistry,
+    /// Where an added node's ticks go while the host records.
+    pub(super) ticks: Option<crate::record::TickLog>,
 }
 
 /// Applies `op` at this tick boundary and replies. Returns true when the tick rate changed.
@@ -495,6 +497,7 @@ fn start(new: NewNode, live: &Live, epoch: Instant) -> Result<RunningNode, Strin
     };
     let deadline = setup.deadline.filter(|_| live.supervision.deadline_monitoring);
     let mut node = RunningNode::new(setup, exec, health, deadline, &live.supervision, epoch);
+    node.tick_log = live.ticks.as_ref().map(|t| t.for_node(&name));
     node.inputs = inputs;
     node.refresh_trigger(Instant::now());
     if node.setup.isolation == Isolation::Process {

@@ -160,12 +160,13 @@ pub fn run(
     scope: &TopicScope,
     reloads: Option<ReloadLink>,
 ) -> Result<RunReport, RunError> {
-    run_with_applies(spec, nodes, stop, duration, board, scope, reloads, None)
+    run_with_applies(spec, nodes, stop, duration, board, scope, reloads, None, None)
 }
 
 /// [`run`], also taking live applies of a changed manifest ([`ApplyLink`], see
-/// [`crate::apply`]) at tick boundaries.
-#[expect(clippy::too_many_arguments, reason = "`run`'s arguments and one link more")]
+/// [`crate::apply`]) at tick boundaries, and sending every node's ticks to `ticks` while the
+/// host records (`horus run --record`).
+#[expect(clippy::too_many_arguments, reason = "`run`'s arguments and two links more")]
 pub fn run_with_applies(
     spec: &SchedulerSpec,
     nodes: Vec<BoundNode>,
@@ -175,6 +176,7 @@ pub fn run_with_applies(
     scope: &TopicScope,
     reloads: Option<ReloadLink>,
     applies: Option<ApplyLink>,
+    ticks: Option<crate::record::TickLog>,
 ) -> Result<RunReport, RunError> {
     let sup = spec.supervision.clone();
     let healths: Vec<Arc<Health>> = nodes
@@ -222,6 +224,7 @@ pub fn run_with_applies(
                     running_since,
                     reloads,
                     applies,
+                    ticks,
                 };
                 let _ = tx.send(run_on_this_thread(&ctx, nodes, &stop, duration));
             })
@@ -316,6 +319,8 @@ struct RunContext {
     reloads: Option<ReloadLink>,
     /// Live applies of a changed manifest.
     applies: Option<ApplyLink>,
+    /// Where the nodes' ticks go while the host records.
+    ticks: Option<crate::record::TickLog>,
 }
 
 fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNode>, RunError> {
@@ -384,6 +389,7 @@ fn start_nodes(nodes: Vec<BoundNode>, ctx: &RunContext) -> Result<Vec<RunningNod
             epoch,
         ));
         let last = running.last_mut().expect("just pushed");
+        last.tick_log = ctx.ticks.as_ref().map(|t| t.for_node(&name));
         last.inputs = inputs;
         last.refresh_trigger(epoch);
         last.health.enter(last.epoch.elapsed());
@@ -464,6 +470,7 @@ fn run_on_this_thread(
         tick_rate: ctx.tick_rate,
         supervision: ctx.supervision.clone(),
         healths: ctx.registry.clone(),
+        ticks: ctx.ticks.clone(),
     };
     let mut tick_rate = ctx.tick_rate;
     // An apply waiting for its replacements to come up, and whether one changed the tick rate.

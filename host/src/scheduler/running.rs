@@ -113,6 +113,10 @@ pub(super) struct RunningNode {
     /// anew, or is a Python node that has not ticked yet): an input-triggered node asks its
     /// executor for them after its next tick.
     pub(super) inputs_stale: bool,
+    /// Where the node's ticks go while the host records (`horus run --record`).
+    pub(super) tick_log: Option<crate::record::TickLog>,
+    /// A worker's tick still under way: its number and start, logged when it ends.
+    late_tick: Option<(u64, Instant)>,
 }
 
 impl RunningNode {
@@ -158,6 +162,8 @@ impl RunningNode {
             input: None,
             inputs: Vec::new(),
             inputs_stale: true,
+            tick_log: None,
+            late_tick: None,
         }
     }
 
@@ -504,6 +510,14 @@ impl RunningNode {
             let ended = Instant::now();
             self.health.leave();
             self.ticks += 1;
+            if let Some(log) = &self.tick_log {
+                log.tick(
+                    self.ticks,
+                    started,
+                    ended.saturating_duration_since(started),
+                    self.epoch,
+                );
+            }
             if self.reload.pending() {
                 self.after_reload_tick(result.as_ref().err().map(|e| e.message.as_str()));
             } else if self.move_ticking() {
@@ -520,11 +534,20 @@ impl RunningNode {
         match self.exec.tick() {
             TickOutcome::Finished(result, took) => {
                 self.ticks += 1;
+                if let Some(log) = &self.tick_log {
+                    log.tick(self.ticks, started, took, self.epoch);
+                }
                 self.after_worker_tick(&result);
                 self.finished(result, took);
             }
-            TickOutcome::Started => self.ticks += 1,
+            TickOutcome::Started => {
+                self.ticks += 1;
+                self.late_tick = Some((self.ticks, started));
+            }
             TickOutcome::Late(result, took) => {
+                if let (Some(log), Some((tick, at))) = (&self.tick_log, self.late_tick.take()) {
+                    log.tick(tick, at, took, self.epoch);
+                }
                 self.after_worker_tick(&result);
                 self.finished(result, took);
             }

@@ -9,7 +9,7 @@
 //!        SLOTS  Slot × capacity, each `stride` bytes, 64-aligned:
 //!                 seq: u64 (2s+1 while message s is written, 2s+2 once committed)
 //!                 len: u32 (HOLE: no message), writer pid: u32,
-//!                 pins: u64 (subscribers holding the message in place), reserved: u64,
+//!                 pins: u64 (subscribers holding the message in place), stamp: u64,
 //!                 payload: slot_size bytes (32-aligned)
 //! ```
 //! A slot's header and the first 32 payload bytes share one cache line, so a small message
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"HORUSTOP"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HORUSTOP");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Endpoints (publishers + subscribers) one topic can have.
 pub const MAX_PEERS: usize = 64;
 /// Longest type name stored in the header.
@@ -146,7 +146,14 @@ pub struct Peer {
     /// The owner's start time (`/proc/<pid>/stat` field 22; 0 if unknown), written before
     /// `pid`: with it, a reused pid is not taken for the owner.
     pub start_time: AtomicU64,
+    /// `PEER_*` flags.
+    pub flags: AtomicU32,
 }
+
+/// [`Peer::flags`]: this subscriber (a recorder) wants each message's publish time in
+/// [`SlotHeader::stamp`]. Publishers look for it when the peers change, so stamping costs
+/// nothing while nobody records.
+pub const PEER_WANTS_STAMPS: u32 = 1;
 
 /// The fixed part of a slot; the payload follows it.
 #[repr(C)]
@@ -160,8 +167,9 @@ pub struct SlotHeader {
     /// The subscribers that hold this slot's message in place (bit `i`: peer entry `i`), so no
     /// publisher overwrites it (see the ring's pinning rules).
     pub pins: AtomicU64,
-    /// Unused; keeps the payload 32-byte aligned.
-    pub reserved: AtomicU64,
+    /// When the message was published, ns on CLOCK_MONOTONIC (comparable across processes);
+    /// written only while a subscriber asks for it ([`PEER_WANTS_STAMPS`]: a recorder), else 0.
+    pub stamp: AtomicU64,
 }
 
 /// [`SlotHeader::len`] of a hole: a sequence number a publisher claimed but filled with no

@@ -17,9 +17,9 @@ mod watch;
 
 pub use ring::{copy_words_out, HoldError, Pinned, Publisher, Received, SendError, Subscriber};
 pub use segment::{
-    describe, forget_dead, is_alive_since, mib, my_start_time, namespace, private_instance, reclaim_orphans,
-    release_peer, remove_private, revoke_producer, segment_names, shm_free, shm_name, start_time, Segment,
-    SegmentInfo, ShmError, TopicSpec, PRIVATE_MARK,
+    describe, forget_dead, is_alive_since, mib, monotonic_ns, my_start_time, namespace, private_instance,
+    reclaim_orphans, release_peer, remove_private, revoke_producer, segment_names, shm_free, shm_name,
+    start_time, Segment, SegmentInfo, ShmError, TopicSpec, PRIVATE_MARK,
 };
 pub use watch::{ring_bell, wait_for_input, InputPeer, InputWatch, WaitOutcome};
 
@@ -269,6 +269,35 @@ mod tests {
         }
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
         assert_eq!((sub.dropped(), publ.refused()), (0, 1));
+    }
+
+    #[test]
+    fn messages_carry_their_publish_time_once_a_subscriber_asks() {
+        let ns = ns();
+        let s = spec("stamped", 8, 8);
+        let mut publ = publisher(&ns, &s).unwrap();
+        let mut sub = subscriber(&ns, &s, 8, false).unwrap();
+        let mut buf = Vec::new();
+        publ.send(&1u64.to_le_bytes()).unwrap();
+        sub.try_recv(&mut buf).unwrap();
+        assert_eq!(sub.last_stamp(), None, "nobody asked: no clock read per send");
+        sub.want_stamps();
+        let before = monotonic_ns();
+        publ.send(&2u64.to_le_bytes()).unwrap();
+        let after = monotonic_ns();
+        sub.try_recv(&mut buf).unwrap();
+        let stamp = sub.last_stamp().expect("stamped");
+        assert!(
+            (before..=after).contains(&stamp),
+            "{before} <= {stamp} <= {after}"
+        );
+        // A later subscriber without the flag reads the same stamps (the publisher stamps for
+        // the topic), and they stop once the recorder leaves.
+        drop(sub);
+        let mut other = subscriber(&ns, &s, 8, false).unwrap();
+        publ.send(&3u64.to_le_bytes()).unwrap();
+        other.try_recv(&mut buf).unwrap();
+        assert_eq!(other.last_stamp(), None);
     }
 
     #[test]

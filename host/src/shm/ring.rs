@@ -242,6 +242,9 @@ pub struct Publisher {
     last: Option<u64>,
     /// The sequence number of the open loan, whose slot this publisher is writing in place.
     loan: Option<u64>,
+    /// A subscriber wants publish times ([`layout::PEER_WANTS_STAMPS`]), as of the last
+    /// change of the peers.
+    stamp: bool,
 }
 
 impl Publisher {
@@ -264,6 +267,7 @@ impl Publisher {
             holes: 0,
             last: None,
             loan: None,
+            stamp: false,
         }
     }
 
@@ -334,6 +338,11 @@ impl Publisher {
         if epoch != self.epoch {
             self.epoch = epoch;
             self.limit = self.reliable_limit();
+            self.stamp = (0..layout::MAX_PEERS).any(|i| {
+                let p = self.seg.peer_at(i);
+                p.pid.load(Ordering::Acquire) != 0
+                    && p.flags.load(Ordering::Relaxed) & layout::PEER_WANTS_STAMPS != 0
+            });
         }
         loop {
             let w = control.write_seq.load(Ordering::Acquire);
@@ -500,6 +509,8 @@ impl Publisher {
     fn commit(&mut self, s: u64, len: usize) {
         let (slot, _) = self.seg.slot(s);
         slot.len.store(len as u32, Ordering::Relaxed);
+        let stamp = if self.stamp { super::monotonic_ns() } else { 0 };
+        slot.stamp.store(stamp, Ordering::Relaxed);
         slot.seq.store(2 * s + 2, Ordering::Release);
 
         self.sent += 1;
@@ -680,6 +691,8 @@ pub struct Subscriber {
     dropped: u64,
     corrupt: u64,
     last: Option<u64>,
+    /// The last message's publish time ([`layout::SlotHeader::stamp`]; 0: not stamped).
+    last_stamp: u64,
     stuck_since: Option<Instant>,
     empty_polls: u32,
 }
@@ -699,6 +712,7 @@ impl Subscriber {
             dropped: 0,
             corrupt: 0,
             last: None,
+            last_stamp: 0,
             stuck_since: None,
             empty_polls: 0,
         }
@@ -845,11 +859,14 @@ impl Subscriber {
                     continue;
                 }
                 let len = len as usize;
+                // Read before `take` re-checks the sequence, so it is this message's.
+                let stamp = slot.stamp.load(Ordering::Relaxed);
                 let Some(got) = take(slot, words, v1, len) else {
                     continue;
                 };
                 self.cursor = s + 1;
                 self.last = Some(s);
+                self.last_stamp = stamp;
                 self.received += 1;
                 self.bytes += len as u64;
                 self.stuck_since = None;
@@ -977,6 +994,24 @@ impl Subscriber {
     /// The sequence number of the last message received.
     pub fn last_sequence(&self) -> Option<u64> {
         self.last
+    }
+
+    /// When the last message received was published (ns on CLOCK_MONOTONIC, see
+    /// [`monotonic_ns`](super::monotonic_ns)); `None` if it was not stamped: sent before
+    /// [`want_stamps`](Self::want_stamps), or by a publisher that has not seen the request yet.
+    pub fn last_stamp(&self) -> Option<u64> {
+        (self.last_stamp != 0).then_some(self.last_stamp)
+    }
+
+    /// Asks the topic's publishers to stamp every message with its publish time from now on
+    /// (a recorder's subscriber): they see it with the next change of the peers, which this
+    /// makes.
+    pub fn want_stamps(&self) {
+        self.seg
+            .me()
+            .flags
+            .fetch_or(layout::PEER_WANTS_STAMPS, Ordering::Relaxed);
+        self.seg.control().peers_epoch.fetch_add(1, Ordering::Release);
     }
 
     /// The next sequence the subscriber of process `pid` on this ring reads (the lowest, if it

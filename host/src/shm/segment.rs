@@ -239,6 +239,13 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// Now on CLOCK_MONOTONIC (the clock `Instant` uses), in ns: comparable across processes, the
+/// clock of [`layout::SlotHeader::stamp`].
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// True while the process that recorded (`pid`, `start`) runs: `pid` exists and started at
 /// `start`. A pid reused by another process (a container restarted, pids wrapped) is dead. A
 /// `start` of 0 (its owner could not read it) or a start time we cannot read falls back to the
@@ -806,6 +813,7 @@ impl Segment {
             p.bytes.store(0, Ordering::Relaxed);
             p.dropped.store(0, Ordering::Relaxed);
             p.start_time.store(my_start_time(), Ordering::Relaxed);
+            p.flags.store(0, Ordering::Relaxed);
             p.pid.store(me, Ordering::Release);
             self.control().peers_epoch.fetch_add(1, Ordering::Release);
             self.peer = i;
