@@ -458,3 +458,77 @@ fn a_host_records_its_connections_and_ticks() {
         assert_eq!(channels, ["filter.attitude", "horus.ticks"], "{isolation}");
     }
 }
+
+/// `horus run --record` goes on through live changes: under `--watch`, the filter's config
+/// changes (the node is replaced, its topics kept) and a node is added that publishes on a new
+/// named topic; the recording has every message of the filter across the swap, the new topic,
+/// and the new node's ticks.
+#[test]
+fn a_recording_goes_on_through_a_live_apply() {
+    let ns = format!("e2e-{}-recapply", std::process::id());
+    let s = Scratch::new();
+    let root = repo_root();
+    let demo = std::fs::read_to_string(root.join("manifests/demo.toml")).unwrap();
+    let m = s.write("demo.toml", &demo);
+    let mcap = s.path().join("live.mcap");
+    let stats = s.path().join("s.json");
+    let mut cmd = horus(&[
+        "run",
+        m.to_str().unwrap(),
+        "--duration",
+        "4s",
+        "--watch",
+        "--stats-json",
+        stats.to_str().unwrap(),
+        "--record",
+        mcap.to_str().unwrap(),
+    ]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let host = spawn(cmd);
+    std::thread::sleep(Duration::from_millis(1500));
+    let changed = demo.replace("alpha = 0.98", "alpha = 0.9")
+        + "\n[[node]]\nname = \"imu2\"\nplugin = \"imu-sim\"\n\
+           [[connect]]\nfrom = \"imu2.imu\"\ntopic = \"robot/imu2\"\n";
+    horus_e2e::rewrite(&m, &changed);
+    let out = finish(host);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("apply: +1 node, -0, ~1 changed (filter: config)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(", 0 dropped"), "{}", out.stderr);
+    let stats = horus_e2e::read_stats(&stats);
+    let count = |node: &str, key: &str| horus_e2e::node(&stats, node)[key].as_u64().unwrap();
+    let file = read(&mcap, false);
+    let attitude = &file["filter.attitude"];
+    assert_eq!(
+        attitude["count"].as_u64(),
+        Some(count("filter", "messages_sent")),
+        "every estimate, across the swap: {attitude}"
+    );
+    let seqs = attitude["seqs"].as_array().unwrap();
+    assert!(seqs
+        .windows(2)
+        .all(|w| w[1].as_u64().unwrap() == w[0].as_u64().unwrap() + 1));
+    // The new topic was found within a scan and read from what its ring still held.
+    let imu2 = file["robot/imu2"]["count"].as_u64().unwrap_or(0);
+    let sent = count("imu2", "messages_sent");
+    assert!(sent > 100 && imu2 + 10 >= sent, "robot/imu2: {imu2} of {sent}");
+    let python = root.join(".venv/bin/python");
+    let t = std::process::Command::new(python)
+        .args(["-c", TICKS, mcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let t: Value = serde_json::from_slice(&t.stdout).unwrap();
+    for node in ["imu", "filter", "imu2"] {
+        assert_eq!(
+            t["ticks"][node].as_u64(),
+            Some(count(node, "total_ticks")),
+            "the ticks of {node}: {t}"
+        );
+    }
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
