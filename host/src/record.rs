@@ -274,9 +274,10 @@ fn write(
     written: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
 ) -> Result<usize, RecordError> {
+    // The I/O error itself (a full disk), not the crate's summary of it.
     let fail = |e: mcap::McapError| RecordError::File {
         path: path.clone(),
-        reason: e.to_string(),
+        reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
     };
     let mut out = mcap::WriteOptions::new()
         .compression(None)
@@ -414,7 +415,7 @@ impl Recording {
     fn start(ns: &str, path: &std::path::Path, json: bool) -> Result<Recording, RecordError> {
         let file = std::fs::File::create(path).map_err(|e| RecordError::File {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: format!("{e}; give a file in a directory that exists and that you can write"),
         })?;
         let channels = Arc::new(std::sync::Mutex::new(Vec::<Channel>::new()));
         let (tx, rx) = sync_channel::<Entry>(QUEUE);
@@ -428,7 +429,14 @@ impl Recording {
             );
             std::thread::Builder::new()
                 .name("horus-record".into())
-                .spawn(move || write(to, file, channels, rx, written, bytes))
+                .spawn(move || {
+                    let done = write(to, file, channels, rx, written, bytes);
+                    if let Err(e) = &done {
+                        // Said now: the run goes on, and what follows is not recorded.
+                        tracing::error!("the recording stopped: {e}");
+                    }
+                    done
+                })
                 .map_err(|e| RecordError::File {
                     path: path.to_path_buf(),
                     reason: format!("cannot start the writer thread: {e}"),
