@@ -934,8 +934,8 @@ pub fn rerun<'a>(args: &RerunArgs, data: &'a [u8]) -> Result<Rerun<'a>, RerunErr
                 Step::Tick(k) => {
                     let t = ticks[k];
                     bench.instance.io_mut().pin_clock(Some(t.time_ns));
+                    // Said once, at the end (see `replay_node`): not a line per tick.
                     if let Err(e) = bench.instance.tick() {
-                        tracing::warn!(node = %args.node, tick = t.tick, "tick failed: {e}");
                         failures.push((t.tick, e.to_string()));
                     }
                     bench.collect(Phase::Tick(t.tick))?;
