@@ -126,6 +126,10 @@ pub struct NodeIo {
     /// (its `shutdown` runs after the swap).
     replaced: Vec<(toml::Table, String)>,
     epoch: Instant,
+    /// A clock fixed by `horus replay --node` ([`NodeIo::pin_clock`]): the recorded time of
+    /// the tick being replayed, which [`now_ns`](NodeIo::now_ns) returns instead of the epoch's
+    /// elapsed time. Never set in a live run.
+    pinned: Option<u64>,
     ports: Vec<PortBinding>,
     /// Inputs whose topic a live apply moved to a new ring: each one's subscriber of the ring
     /// it left (`port`, subscriber), oldest first, read until it is empty and its publisher
@@ -174,6 +178,7 @@ impl NodeIo {
             rendered: Vec::new(),
             replaced: Vec::new(),
             epoch,
+            pinned: None,
             ports,
             draining: Vec::new(),
             released: (0, 0, 0),
@@ -434,9 +439,19 @@ impl NodeIo {
         &self.config_toml
     }
 
-    /// Nanoseconds since the scheduler's epoch.
+    /// Nanoseconds since the scheduler's epoch, or the pinned time ([`pin_clock`](Self::pin_clock)).
     pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        match self.pinned {
+            Some(ns) => ns,
+            None => self.epoch.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// Fixes the node's clock at `ns` (since the scheduler's epoch) until the next call; `None`
+    /// lets it run again. Only `horus replay --node` pins it: each replayed tick reads the
+    /// recorded tick's start, however long the replay takes (see [`crate::rerun`]).
+    pub fn pin_clock(&mut self, ns: Option<u64>) {
+        self.pinned = ns;
     }
 
     /// Sets the clock origin (the scheduler's start).
@@ -794,6 +809,16 @@ mod tests {
             ports,
             Instant::now(),
         )
+    }
+
+    #[test]
+    fn a_pinned_clock_reads_the_same_until_it_is_let_go() {
+        let mut io = io("", vec![]);
+        io.pin_clock(Some(1_234));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(io.now_ns(), 1_234);
+        io.pin_clock(None);
+        assert!(io.now_ns() >= 2_000_000, "the epoch's clock again");
     }
 
     #[test]

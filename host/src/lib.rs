@@ -34,6 +34,7 @@ pub mod python;
 pub mod record;
 pub mod reload;
 pub mod replay;
+pub mod rerun;
 pub mod run;
 pub mod scaffold;
 pub mod scheduler;

@@ -178,6 +178,18 @@ enum Command {
         /// Publish channel `from` on topic `to` (repeatable).
         #[arg(long, value_parser = horus_host::replay::parse_remap)]
         remap: Vec<(String, String)>,
+        /// With --node: the manifest that declares the node.
+        #[arg(long, value_name = "M", requires = "node")]
+        manifest: Option<PathBuf>,
+        /// Re-run this node of --manifest over the recording, deterministically: its recorded
+        /// inputs, at its recorded ticks, with its recorded clock (a file of `horus run
+        /// --record`; see docs/recording.md).
+        #[arg(long, requires = "manifest", conflicts_with_all = ["speed", "looping", "topics", "start", "remap"])]
+        node: Option<String>,
+        /// With --node: compare the node's outputs with the recorded ones, message by message;
+        /// exit 1 at the first difference, 0 when identical.
+        #[arg(long, requires = "node")]
+        check: bool,
     },
     /// Look at the topics of this user's HORUS_NAMESPACE: `list`, `echo <topic>`, `hz <topic>`.
     Topic {
@@ -305,7 +317,29 @@ fn main() -> ExitCode {
             topics,
             start,
             remap,
+            manifest,
+            node,
+            check,
         } => {
+            if let (Some(manifest), Some(node)) = (manifest, node) {
+                let args = horus_host::rerun::RerunArgs {
+                    input: input.clone(),
+                    manifest: manifest.clone(),
+                    node: node.clone(),
+                    check: *check,
+                    inspector: this_program(),
+                };
+                return match horus_host::rerun::replay_node(&args) {
+                    Ok((text, code)) => {
+                        print!("{text}");
+                        ExitCode::from(code)
+                    }
+                    Err(e) => {
+                        eprintln!("horus replay: {e}");
+                        ExitCode::from(e.exit_code())
+                    }
+                };
+            }
             let args = horus_host::replay::ReplayArgs {
                 input: input.clone(),
                 speed: *speed,

@@ -333,14 +333,19 @@ fn render(info: &SegmentInfo, seq: Option<u64>, bytes: &[u8], as_json: bool) -> 
         return obj.to_string();
     }
     let seq = seq.map_or_else(|| "?".into(), |s| s.to_string());
+    format!("[{seq}] {}", line(&info.type_name, value, bytes))
+}
+
+/// A message of type `type_name` as one line: its fields for the standard types
+/// (`Attitude {"roll":…}`), else its type, size and first bytes in hex.
+pub fn describe(type_name: &str, bytes: &[u8]) -> String {
+    line(type_name, standard(type_name, bytes), bytes)
+}
+
+fn line(type_name: &str, value: Option<Value>, bytes: &[u8]) -> String {
     match value {
-        Some(v) => format!("[{seq}] {} {v}", info.type_name),
-        None => format!(
-            "[{seq}] {} ({} bytes) {}",
-            info.type_name,
-            bytes.len(),
-            hex(bytes)
-        ),
+        Some(v) => format!("{type_name} {v}"),
+        None => format!("{type_name} ({} bytes) {}", bytes.len(), hex(bytes)),
     }
 }
 

@@ -548,3 +548,183 @@ fn a_recording_goes_on_through_a_live_apply() {
     }
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// `horus replay` of one node, as `args` say, in namespace `ns`.
+fn replay_node(ns: &str, args: &[&str]) -> horus_e2e::Outcome {
+    let mut all = vec!["replay"];
+    all.extend_from_slice(args);
+    let mut cmd = horus(&all);
+    cmd.env("HORUS_NAMESPACE", ns);
+    wait(spawn(cmd), Duration::from_secs(60))
+}
+
+/// Issue 19, item 3: the demo recorded by its host (`horus run --record`) re-runs the filter
+/// alone over the recording: `--check` finds every one of its messages identical for the
+/// unchanged filter, and names the first differing message (the second estimate: the first
+/// trusts gravity whatever `alpha` is) for a filter with another `alpha`. Wrong names, a file
+/// without ticks and an input recorded as JSON are usage errors (exit 2).
+#[test]
+fn a_recorded_node_reruns_identically_and_a_changed_one_is_caught() {
+    let ns = format!("e2e-{}-rerun", std::process::id());
+    let s = Scratch::new();
+    let demo = repo_root().join("manifests/demo.toml");
+    let mcap = s.path().join("out.mcap");
+    let stats = s.path().join("s.json");
+    let mut cmd = horus(&[
+        "run",
+        demo.to_str().unwrap(),
+        "--duration",
+        "2s",
+        "--stats-json",
+        stats.to_str().unwrap(),
+        "--record",
+        mcap.to_str().unwrap(),
+    ]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let out = wait(spawn(cmd), Duration::from_secs(60));
+    assert_eq!(out.code(), 0, "{out:?}");
+    let stats = horus_e2e::read_stats(&stats);
+    let filter = horus_e2e::node(&stats, "filter");
+    let (sent, ticks) = (
+        filter["messages_sent"].as_u64().unwrap(),
+        filter["total_ticks"].as_u64().unwrap(),
+    );
+    let file = mcap.to_str().unwrap();
+
+    let out = replay_node(
+        &ns,
+        &[
+            file,
+            "--manifest",
+            demo.to_str().unwrap(),
+            "--node",
+            "filter",
+            "--check",
+        ],
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("identical: {sent} messages on 1 outputs over {ticks} ticks\n"),
+        "{out:?}"
+    );
+    let out = replay_node(
+        &ns,
+        &[file, "--manifest", demo.to_str().unwrap(), "--node", "filter"],
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "output `attitude` (channel `filter.attitude`): {sent} messages, {sent} recorded"
+        )),
+        "{out:?}"
+    );
+
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let changed = s.write("changed.toml", &text.replace("alpha = 0.98", "alpha = 0.5"));
+    let out = replay_node(
+        &ns,
+        &[
+            file,
+            "--manifest",
+            changed.to_str().unwrap(),
+            "--node",
+            "filter",
+            "--check",
+        ],
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stdout.starts_with(
+            "difference: node `filter`, output `attitude` (channel `filter.attitude`), message 1 "
+        ),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("recorded: sequence 1, log_time ")
+            && out.stdout.contains("replayed: in tick ")
+            && out.stdout.matches("Attitude {\"pitch\":").count() == 2,
+        "both messages decoded: {out:?}"
+    );
+
+    // Usage errors, each naming what is wrong and what there is.
+    let out = replay_node(
+        &ns,
+        &[file, "--manifest", demo.to_str().unwrap(), "--node", "fliter"],
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("did you mean `filter`?"), "{out:?}");
+    let renamed = s.write("renamed.toml", &text.replace("\"filter", "\"estimator"));
+    let out = replay_node(
+        &ns,
+        &[
+            file,
+            "--manifest",
+            renamed.to_str().unwrap(),
+            "--node",
+            "estimator",
+        ],
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "node `estimator` never ticked in this recording; the nodes it ticked: filter, imu, telemetry"
+        ),
+        "{out:?}"
+    );
+    let no_ticks = s.path().join("no-ticks.mcap");
+    let python = repo_root().join(".venv/bin/python");
+    let made = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys\nfrom mcap.writer import Writer\nw = Writer(open(sys.argv[1], 'wb'))\nw.start()\nw.finish()\n",
+            no_ticks.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = replay_node(
+        &ns,
+        &[
+            no_ticks.to_str().unwrap(),
+            "--manifest",
+            demo.to_str().unwrap(),
+            "--node",
+            "filter",
+        ],
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("no `horus.ticks` channel")
+            && out.stderr.contains("horus run <manifest> --record"),
+        "{out:?}"
+    );
+    let json = s.path().join("json.mcap");
+    let mut cmd = horus(&[
+        "run",
+        demo.to_str().unwrap(),
+        "--duration",
+        "500ms",
+        "--record",
+        json.to_str().unwrap(),
+        "--record-json",
+    ]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    assert_eq!(wait(spawn(cmd), Duration::from_secs(60)).code(), 0);
+    let out = replay_node(
+        &ns,
+        &[
+            json.to_str().unwrap(),
+            "--manifest",
+            demo.to_str().unwrap(),
+            "--node",
+            "filter",
+        ],
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("channel `imu.imu`: it was recorded as JSON"),
+        "{out:?}"
+    );
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
