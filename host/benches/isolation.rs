@@ -68,7 +68,7 @@ fn per_tick(exec: &mut Exec) -> f64 {
         .map(|_| {
             let start = Instant::now();
             for _ in 0..TICKS {
-                match exec.tick() {
+                match exec.tick(0) {
                     TickOutcome::Finished(Ok(()), _) => {}
                     other => panic!("tick: {other:?}"),
                 }
@@ -87,7 +87,7 @@ fn paced(exec: &mut Exec) -> f64 {
         .map(|_| {
             std::thread::sleep(Duration::from_millis(1));
             let start = Instant::now();
-            match exec.tick() {
+            match exec.tick(0) {
                 TickOutcome::Finished(Ok(()), _) => {}
                 other => panic!("tick: {other:?}"),
             }
@@ -168,7 +168,7 @@ fn main() {
     let (mut detect, mut restart) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         let start = Instant::now();
-        match crashy.tick() {
+        match crashy.tick(0) {
             TickOutcome::Finished(Err(e), _) if e.kind == CallErrorKind::Crashed => {}
             other => panic!("expected a crash: {other:?}"),
         }

@@ -175,7 +175,14 @@ pub fn run(job_json: &str) -> Result<(), WorkerError> {
                 message: format!("create failed: {}", e.message),
             }),
             (Ok(inst), ctl::CMD_INIT) => inst.init(),
-            (Ok(inst), ctl::CMD_TICK) => inst.tick(),
+            (Ok(inst), ctl::CMD_TICK) => {
+                // The tick's time, which the host put beside the command.
+                let at = ctl.arg();
+                match at.get(..8).and_then(|b| b.try_into().ok()) {
+                    Some(b) => inst.tick_at(u64::from_le_bytes(b)),
+                    None => inst.tick(),
+                }
+            }
             (Ok(inst), ctl::CMD_SHUTDOWN) => inst.shutdown(),
             (Ok(inst), ctl::CMD_RECREATE) => inst.recreate(),
             (Ok(inst), ctl::CMD_RELOAD) => reload(inst, &ctl.arg()),

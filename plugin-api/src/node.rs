@@ -366,7 +366,10 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Time since the scheduler started, on the host's monotonic clock.
+    /// Time since the scheduler started, on the host's monotonic clock. In `tick` it is the
+    /// tick's time (when the scheduler started the node's tick) and does not move during the
+    /// tick, so a recording of the run can give a re-run the same clock; elsewhere it is the
+    /// moment of the call. To time work inside a tick, use `std::time::Instant`.
     pub fn now(&self) -> Duration {
         // SAFETY: valid host function and pointer (contract of `new`).
         let ns = unsafe { (self.api().now_ns)(self.raw.host) };

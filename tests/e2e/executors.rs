@@ -244,7 +244,7 @@ fn counter(kind: Kind, topics: &Topics) -> (Box<dyn Executor>, Subscriber) {
 
 /// Ticks once and expects a tick that finished well.
 fn tick_ok(exec: &mut dyn Executor) {
-    match exec.tick() {
+    match exec.tick(0) {
         TickOutcome::Finished(Ok(()), _) => {}
         other => panic!("expected a finished tick: {other:?}"),
     }
@@ -253,7 +253,7 @@ fn tick_ok(exec: &mut dyn Executor) {
 /// Ticks once and expects a tick that succeeds, now or, for a worker whose wait is short on a
 /// busy machine, when collected later.
 fn tick_done(exec: &mut dyn Executor) {
-    match exec.tick() {
+    match exec.tick(0) {
         TickOutcome::Finished(Ok(()), _) => {}
         TickOutcome::Started => collect_late(exec).0.expect("the tick succeeds"),
         other => panic!("expected a tick that succeeds: {other:?}"),
@@ -265,7 +265,7 @@ fn tick_done(exec: &mut dyn Executor) {
 fn collect_late(exec: &mut dyn Executor) -> (Result<(), horus_host::ffi::CallError>, Duration) {
     let deadline = Instant::now() + LIMIT / 2;
     loop {
-        match exec.tick() {
+        match exec.tick(0) {
             TickOutcome::Late(r, took) => return (r, took),
             TickOutcome::Busy => {}
             other => panic!("expected Busy until the tick is collected: {other:?}"),
@@ -331,7 +331,7 @@ fn a_failing_tick_is_an_error(kind: Kind) {
     let (mut exec, _) = executor(kind, &topics, Setup::new("faulty-nodes", "AlwaysError"));
     exec.init().expect("init");
     for n in 1..=2 {
-        match exec.tick() {
+        match exec.tick(0) {
             TickOutcome::Finished(Err(e), _) => {
                 assert_eq!(e.kind, CallErrorKind::Error, "{e}");
                 assert!(e.message.contains(&format!("injected error at tick {n}")), "{e}");
@@ -409,7 +409,7 @@ fn a_slow_tick_is_collected_once(kind: Kind) {
     };
     let (mut exec, _) = executor(kind, &topics, setup);
     exec.init().expect("init");
-    let took = match exec.tick() {
+    let took = match exec.tick(0) {
         TickOutcome::Finished(r, took) => {
             assert_eq!(kind, Kind::Inline, "a worker does not wait out a slow tick");
             r.expect("the slow tick succeeds");
@@ -456,11 +456,11 @@ fn a_hung_worker_is_quarantined_and_replaced(kind: Kind) {
     exec.init().expect("init");
     tick_done(&mut *exec);
     assert!(!exec.hung(timeout, epoch), "idle is not hung");
-    assert!(matches!(exec.tick(), TickOutcome::Started));
+    assert!(matches!(exec.tick(0), TickOutcome::Started));
     let deadline = Instant::now() + LIMIT / 2;
     while !exec.hung(timeout, epoch) {
         assert!(Instant::now() < deadline, "never reported hung");
-        assert!(matches!(exec.tick(), TickOutcome::Busy));
+        assert!(matches!(exec.tick(0), TickOutcome::Busy));
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(exec.quarantine(), "a worker can be abandoned");
@@ -481,14 +481,14 @@ fn a_restart_is_handed_off_and_polled(kind: Kind) {
     let topics = Topics::new(kind, "slowrestart");
     let (mut exec, epoch) = slow_restart(kind, &topics, 2000, 200);
     exec.init().expect("init (quick at start-up)");
-    assert!(matches!(exec.tick(), TickOutcome::Finished(Err(_), _)));
+    assert!(matches!(exec.tick(0), TickOutcome::Finished(Err(_), _)));
     // Past `after_ms` on the node's clock: the restart's init is the slow one.
     std::thread::sleep(Duration::from_millis(250).saturating_sub(epoch.elapsed()));
     match exec.begin_restart() {
         RestartStatus::Ready => assert_eq!(kind, Kind::Inline, "a worker does not wait out an init"),
         RestartStatus::Pending => {
             assert_ne!(kind, Kind::Inline);
-            assert!(matches!(exec.tick(), TickOutcome::Busy));
+            assert!(matches!(exec.tick(0), TickOutcome::Busy));
             let refused = exec.shutdown().expect_err("no shutdown while restarting");
             assert!(refused.message.contains("still restarting"), "{refused}");
             let _ = exec.io_snapshot();
@@ -510,7 +510,7 @@ fn a_restart_is_handed_off_and_polled(kind: Kind) {
         matches!(exec.poll_restart(), RestartStatus::Ready),
         "nothing pending"
     );
-    match exec.tick() {
+    match exec.tick(0) {
         TickOutcome::Finished(Err(e), _) => assert!(e.message.contains("at tick 1"), "a fresh instance: {e}"),
         other => panic!("expected the fresh instance's failing tick: {other:?}"),
     }

@@ -373,7 +373,8 @@ print(json.dumps({"ticks": ticks, "imu_before_filter": before, "pairs": min(len(
 
 /// `horus run --record`: the host records its own connections (as `node.port`) and every
 /// node's ticks from its first tick to its last — exactly what the stats count — with a
-/// `process`-isolated filter too; `--record-topics` keeps only the named channels.
+/// `process`-isolated IMU and filter too, which then re-run identically from the file;
+/// `--record-topics` keeps only the named channels.
 #[test]
 fn a_host_records_its_connections_and_ticks() {
     let root = repo_root();
@@ -383,7 +384,9 @@ fn a_host_records_its_connections_and_ticks() {
         let s = Scratch::new();
         let m = s.write(
             "demo.toml",
-            &demo.replace("name = \"filter\"\n", &format!("name = \"filter\"\n{isolation}")),
+            &demo
+                .replace("name = \"filter\"\n", &format!("name = \"filter\"\n{isolation}"))
+                .replace("name = \"imu\"\n", &format!("name = \"imu\"\n{isolation}")),
         );
         let mcap = s.path().join("run.mcap");
         let stats = s.path().join("s.json");
@@ -432,6 +435,23 @@ fn a_host_records_its_connections_and_ticks() {
             "{isolation}each sample is stamped before the filter's tick that read it: {t}"
         );
         assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+        // Both re-run identically from it: the IMU computes from its clock, which a worker
+        // process gets from its host with each tick, as the recording keeps it.
+        for node in ["imu", "filter"] {
+            let args = [
+                mcap.to_str().unwrap(),
+                "--manifest",
+                m.to_str().unwrap(),
+                "--node",
+                node,
+                "--check",
+            ];
+            let out = replay_node(&ns, &args);
+            assert!(
+                out.code() == 0 && out.stdout.starts_with("identical: "),
+                "{isolation}{node}: {out:?}"
+            );
+        }
 
         // Only the channels asked for (and the ticks).
         let only = s.path().join("only.mcap");
@@ -606,6 +626,29 @@ fn a_recorded_node_reruns_identically_and_a_changed_one_is_caught() {
     assert_eq!(
         out.stdout,
         format!("identical: {sent} messages on 1 outputs over {ticks} ticks\n"),
+        "{out:?}"
+    );
+    // The IMU computes its motion and stamps from its clock: the tick's time, recorded and
+    // given back, so it re-runs identically too.
+    let imu = horus_e2e::node(&stats, "imu");
+    let out = replay_node(
+        &ns,
+        &[
+            file,
+            "--manifest",
+            demo.to_str().unwrap(),
+            "--node",
+            "imu",
+            "--check",
+        ],
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!(
+            "identical: {} messages on 1 outputs over {} ticks\n",
+            imu["messages_sent"], imu["total_ticks"]
+        ),
         "{out:?}"
     );
     let out = replay_node(

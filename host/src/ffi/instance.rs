@@ -286,6 +286,17 @@ impl NodeInstance {
         self.lifecycle(self.vtable.tick)
     }
 
+    /// Runs one `tick` with the node's clock standing at `at_ns` (since the scheduler's epoch)
+    /// all through it: `ctx.now()` is the tick's time, which `horus run --record` records and
+    /// `horus replay --node` gives back, so a node computing from its clock replays exactly.
+    #[inline]
+    pub fn tick_at(&mut self, at_ns: u64) -> Result<(), CallError> {
+        self.io_mut().pin_clock(Some(at_ns));
+        let r = self.tick();
+        self.io_mut().pin_clock(None);
+        r
+    }
+
     /// Runs `shutdown`.
     pub fn shutdown(&mut self) -> Result<(), CallError> {
         self.lifecycle(self.vtable.shutdown)

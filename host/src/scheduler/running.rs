@@ -500,13 +500,20 @@ impl RunningNode {
         self.restarting.is_some()
     }
 
-    /// Ticks the node, which starts at `started`; returns when it ended.
+    /// The node's clock at `t`: ns since the scheduler's `epoch`.
+    #[inline]
+    fn clock_at(t: Instant, epoch: Instant) -> u64 {
+        t.saturating_duration_since(epoch).as_nanos() as u64
+    }
+
+    /// Ticks the node, which starts at `started` (its clock stands there all through the
+    /// tick); returns when it ended.
     #[inline]
     pub(super) fn tick(&mut self, started: Instant) -> Instant {
         if let Exec::Inline(instance) = &mut self.exec {
             // One clock read per tick: the end, which also starts the next node's tick.
             self.health.enter(started.saturating_duration_since(self.epoch));
-            let result = instance.tick();
+            let result = instance.tick_at(Self::clock_at(started, self.epoch));
             let ended = Instant::now();
             self.health.leave();
             self.ticks += 1;
@@ -531,7 +538,7 @@ impl RunningNode {
             return ended;
         }
         // Workers report their own tick start and end to the watchdog.
-        match self.exec.tick() {
+        match self.exec.tick(Self::clock_at(started, self.epoch)) {
             TickOutcome::Finished(result, took) => {
                 self.ticks += 1;
                 if let Some(log) = &self.tick_log {

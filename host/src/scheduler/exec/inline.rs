@@ -14,9 +14,9 @@ impl Executor for NodeInstance {
     }
 
     #[inline]
-    fn tick(&mut self) -> TickOutcome {
+    fn tick(&mut self, at_ns: u64) -> TickOutcome {
         let started = Instant::now();
-        let r = NodeInstance::tick(self);
+        let r = NodeInstance::tick_at(self, at_ns);
         TickOutcome::Finished(r, started.elapsed())
     }
 

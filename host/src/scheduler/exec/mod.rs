@@ -142,9 +142,11 @@ pub trait Executor {
     /// plugin and creates the node; their error, if any, is this call's).
     fn init(&mut self) -> Result<(), CallError>;
 
-    /// Hands one tick to the node. A failing tick is `Finished(Err(..))` (or `Late(Err(..))`
+    /// Hands one tick to the node, its clock standing at `at_ns` (since the scheduler's epoch:
+    /// the tick's start as the scheduler took it) all through the tick
+    /// ([`NodeInstance::tick_at`]). A failing tick is `Finished(Err(..))` (or `Late(Err(..))`
     /// when collected on a later call); a worker that died is an error of kind `Crashed`.
-    fn tick(&mut self) -> TickOutcome;
+    fn tick(&mut self, at_ns: u64) -> TickOutcome;
 
     /// Runs the node's `shutdown`. A worker still in a tick is left alone (an error); an
     /// executor with no worker left has nothing to shut down (`Ok`).
@@ -391,8 +393,8 @@ impl Executor for Exec {
     }
 
     #[inline]
-    fn tick(&mut self) -> TickOutcome {
-        on_executor!(self, tick())
+    fn tick(&mut self, at_ns: u64) -> TickOutcome {
+        on_executor!(self, tick(at_ns))
     }
 
     fn shutdown(&mut self) -> Result<(), CallError> {

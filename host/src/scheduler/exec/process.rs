@@ -529,7 +529,7 @@ impl Executor for ProcessExec {
         result
     }
 
-    fn tick(&mut self) -> TickOutcome {
+    fn tick(&mut self, at_ns: u64) -> TickOutcome {
         if self.child.is_none() {
             return TickOutcome::Finished(Err(crashed("no worker process".into())), Duration::ZERO);
         }
@@ -554,6 +554,8 @@ impl Executor for ProcessExec {
             return TickOutcome::Finished(Err(crashed("no worker".into())), Duration::ZERO);
         };
         self.health.enter(self.epoch.elapsed());
+        // The tick's time travels beside the command (8 bytes always fit the argument area).
+        let _ = ctl.set_arg(&at_ns.to_le_bytes());
         let seq = ctl.send(ctl::CMD_TICK);
         let deadline = Instant::now() + self.wait;
         loop {

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 enum Cmd {
     Init,
-    Tick,
+    /// A tick, with the node's clock at this value (ns since the scheduler's epoch).
+    Tick(u64),
     Recreate,
     Shutdown,
     Snapshot,
@@ -112,10 +113,10 @@ fn worker_main(
                 let _ = tx.send(Reply::Io(instance.replace_io(detached)));
                 break;
             }
-            Cmd::Tick => {
+            Cmd::Tick(at_ns) => {
                 let started = Instant::now();
                 health.enter(started.duration_since(epoch));
-                let r = instance.tick();
+                let r = instance.tick_at(at_ns);
                 health.leave();
                 Reply::Done(r, started.elapsed())
             }
@@ -366,8 +367,8 @@ impl Worker {
     }
 
     /// Hands a tick over and waits for it up to `wait`.
-    fn hand_off(&mut self, wait: Duration) -> TickOutcome {
-        if self.tx.send(Cmd::Tick).is_err() {
+    fn hand_off(&mut self, wait: Duration, at_ns: u64) -> TickOutcome {
+        if self.tx.send(Cmd::Tick(at_ns)).is_err() {
             return TickOutcome::Finished(Err(gone()), Duration::ZERO);
         }
         match self.rx.recv_timeout(wait) {
@@ -828,7 +829,7 @@ impl Executor for ThreadExec {
         self.worker.as_mut().ok_or_else(gone)?.call(Cmd::Init)
     }
 
-    fn tick(&mut self) -> TickOutcome {
+    fn tick(&mut self, at_ns: u64) -> TickOutcome {
         if self.in_swap() {
             return TickOutcome::Busy;
         }
@@ -836,7 +837,7 @@ impl Executor for ThreadExec {
             None => TickOutcome::Finished(Err(gone()), Duration::ZERO),
             Some(w) if w.restarting.is_some() => TickOutcome::Busy,
             Some(w) if w.in_tick => w.collect(),
-            Some(w) => w.hand_off(self.wait),
+            Some(w) => w.hand_off(self.wait, at_ns),
         }
     }
 
