@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 # One feature set for every cargo step, so clippy, build and test share their artifacts: network
-# hubs (Zenoh) on, and their end-to-end tests with them. maturin builds the Python package with
-# the same `network` feature (python-loader/pyproject.toml).
-features=(--features horus-host/network,horus-python/network,horus-e2e/network)
+# hubs (Zenoh) and compressed recordings on, and their end-to-end tests with them. maturin builds
+# the Python package with the same `network` feature (python-loader/pyproject.toml).
+features=(--features horus-host/network,horus-python/network,horus-e2e/network,horus-e2e/compression)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -52,6 +52,10 @@ enum Command {
         /// With --record: the standard messages and Python objects as MCAP `json`.
         #[arg(long, requires = "record")]
         record_json: bool,
+        /// With --record: compress the file's chunks, `none`, `zstd` or `lz4` (a build with
+        /// the `horus-host/compression` feature).
+        #[arg(long, requires = "record", default_value = "none", value_parser = horus_host::record::parse_compression)]
+        record_compression: horus_host::record::Compression,
     },
     /// Apply a changed manifest to the host running it (in this user's HORUS_NAMESPACE): only
     /// the difference, at a tick boundary; an invalid manifest or a change that cannot be
@@ -157,6 +161,10 @@ enum Command {
         /// The host whose connections to record, when several have one of a name.
         #[arg(long)]
         pid: Option<u32>,
+        /// Compress the file's chunks: `none`, `zstd` or `lz4` (a build with the
+        /// `horus-host/compression` feature).
+        #[arg(long, default_value = "none", value_parser = horus_host::record::parse_compression)]
+        compression: horus_host::record::Compression,
     },
     /// Publish a `horus record` file's messages again onto named topics of its channels' names,
     /// with the recorded timing (Ctrl-C stops).
@@ -363,6 +371,7 @@ fn main() -> ExitCode {
             duration,
             json,
             pid,
+            compression,
         } => {
             let args = horus_host::record::RecordArgs {
                 output: output.clone(),
@@ -371,6 +380,7 @@ fn main() -> ExitCode {
                 duration: *duration,
                 json: *json,
                 pid: *pid,
+                compression: *compression,
             };
             return match horus_host::record::record(&horus_host::shm::namespace(), &args) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -546,6 +556,7 @@ fn main() -> ExitCode {
             record,
             record_topics,
             record_json,
+            record_compression,
         } => {
             let opts = horus_host::RunOptions {
                 manifest: manifest.clone(),
@@ -557,6 +568,7 @@ fn main() -> ExitCode {
                     output: output.clone(),
                     topics: record_topics.clone(),
                     json: *record_json,
+                    compression: *record_compression,
                 }),
             };
             match horus_host::run(&opts) {

@@ -29,6 +29,64 @@ pub const QUEUE: usize = 16_384;
 /// How often the writer closes its chunk and writes it out.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// How a recording's chunks are compressed (`--compression`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Not compressed: the cheapest to write, what every reader takes.
+    #[default]
+    None,
+    /// Zstandard: smaller files, more CPU on the writer thread.
+    Zstd,
+    /// LZ4: faster than zstd, larger files.
+    Lz4,
+}
+
+/// What a build without the `compression` feature says to a compressed file or option.
+pub const NO_COMPRESSION: &str =
+    "this horus was built without compression: build it with `cargo build --features horus-host/compression`";
+
+/// Parses `--compression`: `none`, `zstd` or `lz4` (the last two only in a build with the
+/// `compression` feature).
+pub fn parse_compression(s: &str) -> Result<Compression, String> {
+    let c = match s {
+        "none" => return Ok(Compression::None),
+        "zstd" => Compression::Zstd,
+        "lz4" => Compression::Lz4,
+        other => return Err(format!("`{other}` is not one of none, zstd, lz4")),
+    };
+    if cfg!(feature = "compression") {
+        Ok(c)
+    } else {
+        Err(format!("`{s}`: {NO_COMPRESSION}"))
+    }
+}
+
+impl Compression {
+    /// The `mcap` crate's setting.
+    fn mcap(self) -> Option<mcap::Compression> {
+        match self {
+            Compression::None => None,
+            #[cfg(feature = "compression")]
+            Compression::Zstd => Some(mcap::Compression::Zstd),
+            #[cfg(feature = "compression")]
+            Compression::Lz4 => Some(mcap::Compression::Lz4),
+            // `parse_compression` refuses them in this build.
+            #[cfg(not(feature = "compression"))]
+            Compression::Zstd | Compression::Lz4 => None,
+        }
+    }
+}
+
+/// A reader's error on a recording, with what to do when it is a compression this build lacks.
+pub fn read_error(e: &mcap::McapError) -> String {
+    match e {
+        mcap::McapError::UnsupportedCompression(c) => {
+            format!("its chunks are compressed with {c}; {NO_COMPRESSION}")
+        }
+        e => e.to_string(),
+    }
+}
+
 /// What `horus record` was asked.
 #[derive(Debug, Clone, Default)]
 pub struct RecordArgs {
@@ -44,6 +102,8 @@ pub struct RecordArgs {
     pub json: bool,
     /// The host whose connections to record, when several have one of a name.
     pub pid: Option<u32>,
+    /// How the chunks are compressed.
+    pub compression: Compression,
 }
 
 /// A failed recording.
@@ -269,6 +329,7 @@ const TICK_SCHEMA: &str = r#"{"type":"object","properties":{"node":{"type":"stri
 fn write(
     path: PathBuf,
     file: std::fs::File,
+    compression: Compression,
     channels: Arc<std::sync::Mutex<Vec<Channel>>>,
     rx: Receiver<Entry>,
     written: Arc<AtomicU64>,
@@ -280,7 +341,7 @@ fn write(
         reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
     };
     let mut out = mcap::WriteOptions::new()
-        .compression(None)
+        .compression(compression.mcap())
         .profile("horus")
         .create(BufWriter::new(file))
         .map_err(fail)?;
@@ -412,7 +473,12 @@ struct Recording {
 
 impl Recording {
     /// Creates `path` and starts the writer thread.
-    fn start(ns: &str, path: &std::path::Path, json: bool) -> Result<Recording, RecordError> {
+    fn start(
+        ns: &str,
+        path: &std::path::Path,
+        json: bool,
+        compression: Compression,
+    ) -> Result<Recording, RecordError> {
         let file = std::fs::File::create(path).map_err(|e| RecordError::File {
             path: path.to_path_buf(),
             reason: format!("{e}; give a file in a directory that exists and that you can write"),
@@ -430,7 +496,7 @@ impl Recording {
             std::thread::Builder::new()
                 .name("horus-record".into())
                 .spawn(move || {
-                    let done = write(to, file, channels, rx, written, bytes);
+                    let done = write(to, file, compression, channels, rx, written, bytes);
                     if let Err(e) = &done {
                         // Said now: the run goes on, and what follows is not recorded.
                         tracing::error!("the recording stopped: {e}");
@@ -603,7 +669,7 @@ pub fn record(ns: &str, args: &RecordArgs) -> Result<Summary, RecordError> {
         .iter()
         .map(|t| topic_cli::find(ns, t, args.pid))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut rec = Recording::start(ns, &args.output, args.json)?;
+    let mut rec = Recording::start(ns, &args.output, args.json, args.compression)?;
     for info in infos {
         rec.attach(info, false)?;
     }
@@ -652,6 +718,8 @@ pub struct HostRecordArgs {
     pub topics: Vec<String>,
     /// The standard messages and Python objects as MCAP `json`.
     pub json: bool,
+    /// How the chunks are compressed.
+    pub compression: Compression,
 }
 
 /// A host recording its own topics (`horus run --record`): a reader thread that attaches a
@@ -742,7 +810,7 @@ impl HostRecorder {
     /// stops the run before anything started.
     pub fn create(args: &HostRecordArgs, ns: &str) -> Result<PreparedRecorder, RecordError> {
         Ok(PreparedRecorder {
-            rec: Recording::start(ns, &args.output, args.json)?,
+            rec: Recording::start(ns, &args.output, args.json, args.compression)?,
             args: args.clone(),
         })
     }
@@ -810,5 +878,32 @@ impl PreparedRecorder {
         };
         tracing::info!(file = %args.output.display(), "recording this host's topics and ticks");
         Ok((HostRecorder { stop, thread, args }, ticks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_names_and_what_a_build_without_it_says() {
+        assert_eq!(parse_compression("none"), Ok(Compression::None));
+        assert!(parse_compression("gzip").unwrap_err().contains("none, zstd, lz4"));
+        let built_with = cfg!(feature = "compression");
+        for name in ["zstd", "lz4"] {
+            match parse_compression(name) {
+                Ok(c) => assert!(built_with && c.mcap().is_some(), "{name}"),
+                Err(e) => assert!(
+                    !built_with && e.contains("--features horus-host/compression"),
+                    "{e}"
+                ),
+            }
+        }
+        let e = mcap::McapError::UnsupportedCompression("zstd".into());
+        assert!(
+            read_error(&e).contains("compressed with zstd"),
+            "{}",
+            read_error(&e)
+        );
     }
 }

@@ -171,11 +171,11 @@ pub fn replay(ns: &str, args: &ReplayArgs) -> Result<u64, ReplayError> {
         // The wall-clock time and recording offset of the first message replayed.
         let mut base: Option<(Instant, Duration)> = None;
         let mut last_report = Instant::now();
-        for m in mcap::MessageStream::new(&data).map_err(|e| file_err(e.to_string()))? {
+        for m in mcap::MessageStream::new(&data).map_err(|e| file_err(crate::record::read_error(&e)))? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let m = m.map_err(|e| file_err(e.to_string()))?;
+            let m = m.map_err(|e| file_err(crate::record::read_error(&e)))?;
             let t0 = *first.get_or_insert(m.log_time);
             let offset = Duration::from_nanos(m.log_time.saturating_sub(t0));
             if offset < args.start {

@@ -315,17 +315,17 @@ pub fn extract<'a>(data: &'a [u8], node: &str, wanted: &[&str]) -> Result<Extrac
     }
     let mut out = Extract::default();
     let mut by_id: HashMap<u16, Use> = HashMap::new();
-    let records = mcap::read::ChunkFlattener::new(data).map_err(|e| e.to_string())?;
+    let records = mcap::read::ChunkFlattener::new(data).map_err(|e| crate::record::read_error(&e))?;
     let mut any = false;
     for record in records {
         let record = match record {
             Ok(r) => r,
             // What a killed recorder leaves: the records before are good.
             Err(e) if any => {
-                out.truncated = Some(e.to_string());
+                out.truncated = Some(crate::record::read_error(&e));
                 break;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(crate::record::read_error(&e)),
         };
         any = true;
         match record {

@@ -771,3 +771,73 @@ fn a_recorded_node_reruns_identically_and_a_changed_one_is_caught() {
     );
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// `--compression` (a build with `horus-host/compression`): a host's recording with zstd
+/// chunks and an outside recording with lz4 chunks read with the `mcap` library, and the
+/// compressed file re-runs the filter identically.
+#[cfg(feature = "compression")]
+#[test]
+fn compressed_recordings_read_and_rerun() {
+    let ns = format!("e2e-{}-compress", std::process::id());
+    let s = Scratch::new();
+    let demo = repo_root().join("manifests/demo.toml");
+    let zstd = s.path().join("zstd.mcap");
+    let plain = s.path().join("plain.mcap");
+    for (file, compression) in [(&zstd, "zstd"), (&plain, "none")] {
+        let mut cmd = horus(&[
+            "run",
+            demo.to_str().unwrap(),
+            "--duration",
+            "2s",
+            "--record",
+            file.to_str().unwrap(),
+            "--record-compression",
+            compression,
+        ]);
+        cmd.env("HORUS_NAMESPACE", &ns);
+        let out = wait(spawn(cmd), Duration::from_secs(60));
+        assert_eq!(out.code(), 0, "{out:?}");
+    }
+    let small = std::fs::metadata(&zstd).unwrap().len();
+    let large = std::fs::metadata(&plain).unwrap().len();
+    assert!(small * 3 < large * 2, "zstd {small} bytes, none {large}");
+    let file = read(&zstd, false);
+    assert_eq!(file["imu.imu"]["count"].as_u64(), Some(200), "{file}");
+    let out = replay_node(
+        &ns,
+        &[
+            zstd.to_str().unwrap(),
+            "--manifest",
+            demo.to_str().unwrap(),
+            "--node",
+            "filter",
+            "--check",
+        ],
+    );
+    assert!(
+        out.code() == 0 && out.stdout.starts_with("identical: 200 messages"),
+        "{out:?}"
+    );
+
+    let demo_host = start_in(&ns, &demo, "8s", &s.path().join("d.json"));
+    wait_for_topics(&ns, &["imu.imu"]);
+    let lz4 = s.path().join("lz4.mcap");
+    let out = record(
+        &ns,
+        &[
+            "-o",
+            lz4.to_str().unwrap(),
+            "imu.imu",
+            "--duration",
+            "1s",
+            "--compression",
+            "lz4",
+        ],
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    let count = read(&lz4, false)["imu.imu"]["count"].as_u64().unwrap_or(0);
+    assert!((80..=120).contains(&count), "1 s at 100 Hz: {count}");
+    horus_e2e::interrupt(&demo_host);
+    finish(demo_host);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
