@@ -21,6 +21,10 @@
 //!    bytes of payload) in the file per second of the recording, against `dd` writing the same
 //!    number of bytes in 1 MiB blocks into the same tmpfs directory in the same run. Target
 //!    ≥ 500 MB/s, 0 lost.
+//! 4. **Past the targets**: the same two sources offering more, 2.5 M/s of 64 B (burst 2500)
+//!    and 1000/s of 1 MiB (1 GB/s), recorded only: what the recording keeps up with, against
+//!    what the source sent in the same run, and what it lost doing so. No target: these say
+//!    how much room the figures above have.
 //!
 //! Messages in the file are counted from the MCAP's summary (per-channel message counts), sent
 //! ones from `--stats-json`. No segment of the benchmark's namespace may be left behind.
@@ -41,6 +45,8 @@ const SMALL_RING: u32 = 16_384;
 const LARGE: usize = 1 << 20;
 const LARGE_HZ: u64 = 500;
 const LARGE_RING: u32 = 32;
+/// The burst of the 64-byte run past the target (2.5 M/s offered).
+const OVER_BURST: u64 = 2500;
 
 /// What one `horus run` left: its log, its stats, and (recorded) what the file holds.
 struct Run {
@@ -232,11 +238,11 @@ fn tick_cost(dir: &Path, plugin: &Path, ns: &str) {
     std::fs::write(&manifest, pairs_manifest(plugin)).expect("manifest");
     let mcap = dir.join("pairs.mcap");
     eprintln!(
-        "record bench 1/3: {} nodes at 1 kHz, {RUN_S} s without recording…",
+        "record bench 1/5: {} nodes at 1 kHz, {RUN_S} s without recording…",
         2 * PAIRS
     );
     let base = run(&manifest, ns, None);
-    eprintln!("record bench 1/3: the same, {RUN_S} s with --record (every topic)…");
+    eprintln!("record bench 1/5: the same, {RUN_S} s with --record (every topic)…");
     let rec = run(&manifest, ns, Some(&mcap));
     let (b, r) = (p99s(&base), p99s(&rec));
     assert_eq!(b.len(), 2 * PAIRS);
@@ -295,6 +301,8 @@ struct Throughput {
     per_s: f64,
     /// Messages per second the source sent without recording.
     base_per_s: f64,
+    /// Messages per second the source sent while recorded.
+    sent_per_s: f64,
     /// Messages sent and ticks run that are not in the file.
     lost: u64,
     /// The recorder's own count of those (its queue to the writer was full).
@@ -304,13 +312,27 @@ struct Throughput {
 }
 
 /// `topic`: the named topic the source publishes on (its channel in the file).
-fn throughput(dir: &Path, ns: &str, name: &str, topic: &str, manifest: &str, part: &str) -> Throughput {
+/// `baseline`: run the source without recording first (else `base_per_s` is NaN).
+fn throughput(
+    dir: &Path,
+    ns: &str,
+    name: &str,
+    topic: &str,
+    manifest: &str,
+    part: &str,
+    baseline: bool,
+) -> Throughput {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, manifest).expect("manifest");
     let mcap = dir.join(format!("{name}.mcap"));
-    eprintln!("record bench {part}: the source, {RUN_S} s without recording…");
-    let base = run(&path, ns, None);
-    let base_per_s = base.sum("src", "messages_sent") as f64 / base.elapsed_s();
+    let base_per_s = match baseline {
+        true => {
+            eprintln!("record bench {part}: the source, {RUN_S} s without recording…");
+            let base = run(&path, ns, None);
+            base.sum("src", "messages_sent") as f64 / base.elapsed_s()
+        }
+        false => f64::NAN,
+    };
     eprintln!("record bench {part}: the source, {RUN_S} s with --record…");
     let rec = run(&path, ns, Some(&mcap));
     let sent = rec.sum("src", "messages_sent");
@@ -323,6 +345,7 @@ fn throughput(dir: &Path, ns: &str, name: &str, topic: &str, manifest: &str, par
     Throughput {
         recorded,
         per_s: recorded as f64 / span,
+        sent_per_s: sent as f64 / ran,
         base_per_s,
         lost: (sent - recorded.min(sent)) + (ticks - ticks_in_file.min(ticks)),
         dropped: rec.recorder_dropped(),
@@ -343,6 +366,21 @@ fn lost_line(name: &str, t: &Throughput) {
     );
 }
 
+/// The line of a run offered more than the targets: what was recorded per second, against what
+/// the source sent per second in the same run (times `scale`: MB per message, or 1).
+fn ceiling_line(name: &str, unit: &str, scale: f64, t: &Throughput) {
+    println!(
+        "BENCH {name} value={:.0} unit={unit} baseline={:.0} ratio={:.2} baseline_name=sent_by_the_source_in_the_same_run lost={} recorder_dropped={} overwritten={} {}",
+        t.per_s * scale,
+        t.sent_per_s * scale,
+        t.per_s / t.sent_per_s,
+        t.lost,
+        t.dropped,
+        t.lost.saturating_sub(t.dropped),
+        t.extras
+    );
+}
+
 fn main() {
     let dir =
         PathBuf::from(std::env::var_os("HORUS_BENCH_DIR").expect(
@@ -359,7 +397,15 @@ fn main() {
     tick_cost(&dir, &plugin, &ns);
 
     let small = source_manifest(&plugin, 1000, SMALL, SMALL_BURST, SMALL_RING, "bench/rec64");
-    let t = throughput(&dir, &ns, "small", "bench/rec64", &small, "2/3 (64 B, 1 M/s)");
+    let t = throughput(
+        &dir,
+        &ns,
+        "small",
+        "bench/rec64",
+        &small,
+        "2/5 (64 B, 1 M/s)",
+        true,
+    );
     println!(
         "BENCH record_writer_64b value={:.0} unit=msgs/s baseline={:.0} ratio={:.2} baseline_name=same_source_unrecorded_sent target=1000000 ring={SMALL_RING} {}",
         t.per_s,
@@ -370,10 +416,18 @@ fn main() {
     lost_line("record_64b_lost", &t);
 
     let large = source_manifest(&plugin, LARGE_HZ, LARGE, 1, LARGE_RING, "bench/rec1m");
-    let t = throughput(&dir, &ns, "large", "bench/rec1m", &large, "3/3 (1 MiB, 500/s)");
+    let t = throughput(
+        &dir,
+        &ns,
+        "large",
+        "bench/rec1m",
+        &large,
+        "3/5 (1 MiB, 500/s)",
+        true,
+    );
     let mb = |msgs: f64| msgs * LARGE as f64 / 1e6;
     eprintln!(
-        "record bench 3/3: dd of the same bytes ({} MiB) into the same tmpfs directory…",
+        "record bench 3/5: dd of the same bytes ({} MiB) into the same tmpfs directory…",
         t.recorded
     );
     let dd_file = dir.join("dd.bin");
@@ -398,6 +452,30 @@ fn main() {
         t.extras
     );
     lost_line("record_1mib_lost", &t);
+
+    // Past the targets: what the recording keeps up with when offered more than it can take.
+    let over = source_manifest(&plugin, 1000, SMALL, OVER_BURST, SMALL_RING, "bench/rec64");
+    let t = throughput(
+        &dir,
+        &ns,
+        "small-over",
+        "bench/rec64",
+        &over,
+        "4/5 (64 B, 2.5 M/s offered)",
+        false,
+    );
+    ceiling_line("record_writer_64b_ceiling", "msgs/s", 1.0, &t);
+    let over = source_manifest(&plugin, 1000, LARGE, 1, LARGE_RING, "bench/rec1m");
+    let t = throughput(
+        &dir,
+        &ns,
+        "large-over",
+        "bench/rec1m",
+        &over,
+        "5/5 (1 MiB, 1000/s offered)",
+        false,
+    );
+    ceiling_line("record_writer_1mib_ceiling", "MB/s", LARGE as f64 / 1e6, &t);
 
     let left = horus_host::shm::segment_names(&ns);
     assert!(left.is_empty(), "segments left behind: {left:?}");
