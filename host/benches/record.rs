@@ -103,6 +103,15 @@ impl Run {
             .sum()
     }
 
+    /// Node `name`'s mean tick duration, µs.
+    fn tick_avg_us(&self, name: &str) -> f64 {
+        self.stats
+            .iter()
+            .find(|n| n["name"] == name)
+            .and_then(|n| n["tick_duration_avg_us"].as_f64())
+            .unwrap_or(f64::NAN)
+    }
+
     /// Messages of channel `name` in the file.
     fn in_file(&self, name: &str) -> u64 {
         self.channels
@@ -325,13 +334,16 @@ fn throughput(
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, manifest).expect("manifest");
     let mcap = dir.join(format!("{name}.mcap"));
-    let base_per_s = match baseline {
+    let (base_per_s, base_tick) = match baseline {
         true => {
             eprintln!("record bench {part}: the source, {RUN_S} s without recording…");
             let base = run(&path, ns, None);
-            base.sum("src", "messages_sent") as f64 / base.elapsed_s()
+            (
+                base.sum("src", "messages_sent") as f64 / base.elapsed_s(),
+                base.tick_avg_us("src"),
+            )
         }
-        false => f64::NAN,
+        false => (f64::NAN, f64::NAN),
     };
     eprintln!("record bench {part}: the source, {RUN_S} s with --record…");
     let rec = run(&path, ns, Some(&mcap));
@@ -350,8 +362,9 @@ fn throughput(
         lost: (sent - recorded.min(sent)) + (ticks - ticks_in_file.min(ticks)),
         dropped: rec.recorder_dropped(),
         extras: format!(
-            "sent={sent} recorded={recorded} span_s={span:.2} run_s={ran:.2} drain_s={drain:.2} sent_per_s={:.0}",
-            sent as f64 / ran
+            "sent={sent} recorded={recorded} span_s={span:.2} run_s={ran:.2} drain_s={drain:.2} sent_per_s={:.0} src_tick_avg_us={:.1} unrecorded_src_tick_avg_us={base_tick:.1}",
+            sent as f64 / ran,
+            rec.tick_avg_us("src")
         ),
     }
 }
