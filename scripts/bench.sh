@@ -60,9 +60,12 @@ case "$group" in
       shm="${XDG_RUNTIME_DIR:?neither /dev/shm nor \$XDG_RUNTIME_DIR is a tmpfs}"
     fi
     tmp="$(mktemp -d "$shm/bench-record.XXXXXX")"
-    trap 'rm -rf "$tmp"' EXIT
+    # The hosts' topics live in a namespace of this run's own: a host interrupted with the
+    # benchmark (Ctrl-C) cannot leave one behind.
+    ns="benchrec$$"
+    trap 'rm -rf "$tmp"; rm -f /dev/shm/horus."$ns".* /dev/shm/horus."$ns"@*' EXIT
     trap 'exit 130' INT TERM
-    HORUS_BENCH_DIR="$tmp" cargo bench -q -p horus-host --bench record
+    HORUS_BENCH_DIR="$tmp" HORUS_NAMESPACE="$ns" cargo bench -q -p horus-host --bench record
     ;;
   *)
     echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python, record)" >&2

@@ -1,7 +1,8 @@
 //! `./scripts/bench.sh record`: what `horus run --record` (issue 19) costs and sustains, in the
 //! release `horus`, the MCAP files written to a tmpfs directory (`HORUS_BENCH_DIR`, which
-//! `bench.sh` makes with `mktemp -d` on /dev/shm and removes at the end). Plugins:
-//! `seq-stream` (`SeqSource` / `SeqCheck`).
+//! `bench.sh` makes with `mktemp -d` on /dev/shm and removes at the end, with the segments of
+//! the namespace it names in `HORUS_NAMESPACE`). Plugins: `seq-stream` (`SeqSource` /
+//! `SeqCheck`).
 //!
 //! 1. **Tick cost**: 10 nodes at 1 kHz (`tick_rate = 1000`), five `SeqSource` → `SeqCheck`
 //!    pairs, each source sending one 64-byte message per tick on a `reliable(64)` connection;
@@ -405,7 +406,8 @@ fn main() {
         "{} missing: scripts/bench.sh builds it",
         plugin.display()
     );
-    let ns = format!("benchrec{}", std::process::id());
+    // `bench.sh` names the namespace, to remove what an interrupted run leaves in it.
+    let ns = std::env::var("HORUS_NAMESPACE").unwrap_or_else(|_| format!("benchrec{}", std::process::id()));
 
     tick_cost(&dir, &plugin, &ns);
 
