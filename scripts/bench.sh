@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark group and prints its BENCH lines:
 #   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r> [key=value ...]
-# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python
+# Usage: ./scripts/bench.sh <group>     groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python, record
 # Release build; results go to docs/performance.md by hand, with the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,8 +52,23 @@ case "$group" in
     cargo build --release -q -p horus-host
     .venv/bin/python python-loader/bench/bench.py
     ;;
+  record)
+    cargo build --release -q -p horus-host -p seq-stream
+    # The recordings (gigabytes) go to a tmpfs directory of the run's own, removed at the end.
+    shm=/dev/shm
+    if [ "$(stat -f -c %T "$shm" 2>/dev/null)" != tmpfs ]; then
+      shm="${XDG_RUNTIME_DIR:?neither /dev/shm nor \$XDG_RUNTIME_DIR is a tmpfs}"
+    fi
+    tmp="$(mktemp -d "$shm/bench-record.XXXXXX")"
+    # The hosts' topics live in a namespace of this run's own: a host interrupted with the
+    # benchmark (Ctrl-C) cannot leave one behind.
+    ns="benchrec$$"
+    trap 'rm -rf "$tmp"; rm -f /dev/shm/horus."$ns".* /dev/shm/horus."$ns"@*' EXIT
+    trap 'exit 130' INT TERM
+    HORUS_BENCH_DIR="$tmp" HORUS_NAMESPACE="$ns" cargo bench -q -p horus-host --bench record
+    ;;
   *)
-    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python)" >&2
+    echo "usage: $0 <group>   (groups: dispatch, topics, isolation, host, network, reload, plugins, apply, latency, large, python, record)" >&2
     exit 2
     ;;
 esac
