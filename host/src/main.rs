@@ -311,6 +311,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        // A stderr nobody reads any more (a closed pipe: `horus run … | head`, a killed
+        // terminal) loses the log lines, nothing else: by default the subscriber reports the
+        // failed write with `eprintln!`, which panics on that same stderr — inside a node's
+        // log call from plugin code, an abort that left the run's topics in /dev/shm.
+        .log_internal_errors(false)
         .init();
 }
 

@@ -265,3 +265,36 @@ fn issue_15_fail_on_node_error_exits_1_when_a_circuit_is_open() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(!out.stderr.contains("--fail-on-node-error"), "{}", out.stderr);
 }
+
+/// Regression: a host whose stderr nobody reads any more (a closed pipe) used to abort on its
+/// next log line — the log subscriber reported the failed write with `eprintln!`, which
+/// panicked, inside a node's log call — leaving its topics in /dev/shm. It runs to the end.
+#[test]
+fn a_closed_stderr_loses_log_lines_not_the_run() {
+    use std::io::Read;
+    let ns = format!("e2e-{}-closed-stderr", std::process::id());
+    let demo = horus_e2e::repo_root().join("manifests/demo.toml");
+    let mut cmd = horus(&["run", demo.to_str().unwrap(), "--duration", "2500ms"]);
+    cmd.env("HORUS_NAMESPACE", &ns);
+    let mut child = spawn(cmd);
+    let mut first = [0u8; 64];
+    let mut stderr = child.stderr.take().unwrap();
+    stderr.read_exact(&mut first).unwrap();
+    drop(stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the host did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?} {stdout}");
+    assert!(stdout.contains("ran 2.5"), "the stats still print: {stdout}");
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
