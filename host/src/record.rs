@@ -1,33 +1,49 @@
-//! `horus record`: topics of the running system into an [MCAP](https://mcap.dev) file, from
-//! outside the hosts (issue 19).
+//! `horus record` and `horus run --record`: topics into an [MCAP](https://mcap.dev) file, from
+//! outside the hosts or from inside one (issue 19).
 //!
-//! One `keep_last` subscriber per topic (no publisher is held back), woken by the topics'
-//! futex words (`shm::wait_for_input`); what it reads goes through a bounded queue to a writer
-//! thread, so a slow disk never stalls the reading: a full queue counts a drop. One MCAP
-//! channel per topic — a named topic by its name, a host's connection as `node.port` — with
-//! the message type as its schema; each message with its receive time (the slots carry no
-//! publish time) and its sequence number on the ring. Messages are stored as the bytes they
-//! travel as (channel encoding `horus-pod`, `horus-pyobject`, `horus-image` or `horus-raw`),
-//! with a JSON Schema of the fields of the standard types; `--json` writes the standard
-//! messages and Python objects as MCAP `json` instead, which Foxglove shows as fields.
+//! One `keep_last` subscriber per topic (no publisher is held back), which asks the publishers
+//! for publish stamps; a reader thread polls them every millisecond (never woken: a wake-up is
+//! a system call in the publisher, inside a node's tick), and what it reads goes through a
+//! bounded queue (in messages and in bytes) to a writer thread that polls it too, so a slow disk
+//! never stalls the reading: a full queue, like a ring that lapped the reader, counts a drop.
+//! One MCAP channel per topic — a named topic by its name, a host's connection as `node.port` —
+//! with the message type as its schema; each message with its publish time and its sequence
+//! number on the ring. Messages are stored as the bytes they travel as (channel encoding
+//! `horus-pod`, `horus-pyobject`, `horus-image` or `horus-raw`), with a JSON Schema of the
+//! fields of the standard types; `--json` writes the standard messages and Python objects as
+//! MCAP `json` instead, which Foxglove shows as fields. A recording host adds its nodes' ticks
+//! ([`TickLog`], channel [`TICKS_CHANNEL`]).
 //!
 //! Does not own the topics' discovery or decoding (`crate::topic_cli`) or the ring.
 
-use crate::shm::{self, InputWatch, SegmentInfo};
+use crate::shm::{self, SegmentInfo};
 use crate::topic_cli::{self, TopicError};
 use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write as _};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Messages the queue between the reader and the writer holds.
 pub const QUEUE: usize = 16_384;
 
+/// Bytes of messages the queue between the reader and the writer holds at most (a slow disk
+/// under large messages must not grow the host's memory without bound).
+pub const QUEUE_BYTES: u64 = 256 << 20;
+
 /// How often the writer closes its chunk and writes it out.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the reader and the writer sleep when they find nothing to do. Neither is ever
+/// woken: a wake-up is a system call in the waker — a publisher inside a node's tick, the
+/// scheduler's tick log — which costs the recorded nodes more than anything else recording
+/// does (docs/performance.md). A topic's ring holds what comes in meanwhile.
+const POLL: Duration = Duration::from_millis(1);
+
+/// Message buffers the writer hands back to the reader for reuse.
+const POOL: usize = 64;
 
 /// How a recording's chunks are compressed (`--compression`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -332,8 +348,8 @@ fn write(
     compression: Compression,
     channels: Arc<std::sync::Mutex<Vec<Channel>>>,
     rx: Receiver<Entry>,
-    written: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
+    counts: Counts,
+    pool: SyncSender<Vec<u8>>,
 ) -> Result<usize, RecordError> {
     // The I/O error itself (a full disk), not the crate's summary of it.
     let fail = |e: mcap::McapError| RecordError::File {
@@ -350,23 +366,37 @@ fn write(
     let mut flushed = Instant::now();
     let mut unflushed = false;
     let mut json = Vec::new();
+    let mut since_look = 0u32;
     loop {
-        // Once a second the open chunk is closed and written out: a recorder that is killed
-        // leaves a file whose complete chunks readers take (up to the last second).
-        if unflushed && flushed.elapsed() >= FLUSH_EVERY {
-            out.flush().map_err(fail)?;
-            flushed = Instant::now();
-            unflushed = false;
-        }
-        let e = match rx.recv_timeout(Duration::from_millis(200)) {
+        let e = match rx.try_recv() {
             Ok(e) => e,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                // Once a second the open chunk is closed and written out: a recorder that is
+                // killed leaves a file whose complete chunks readers take (up to the last
+                // second).
+                if unflushed && flushed.elapsed() >= FLUSH_EVERY {
+                    out.flush().map_err(fail)?;
+                    flushed = Instant::now();
+                    unflushed = false;
+                }
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
         };
         if e.channel == END {
             break;
         }
         unflushed = true;
+        since_look += 1;
+        if since_look == 4096 {
+            // A queue that never empties still gets its chunks out once a second.
+            since_look = 0;
+            if flushed.elapsed() >= FLUSH_EVERY {
+                out.flush().map_err(fail)?;
+                flushed = Instant::now();
+            }
+        }
         let (id, as_json) = match ids.get(&e.channel) {
             Some(known) => known.clone(),
             None => {
@@ -440,8 +470,12 @@ fn write(
             }
         };
         out.write_to_known_channel(&header, data).map_err(fail)?;
-        written.fetch_add(1, Ordering::Relaxed);
-        bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        counts.written.fetch_add(1, Ordering::Relaxed);
+        counts.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Data::Bytes(b) = e.data {
+            counts.queued.fetch_sub(b.len() as u64, Ordering::Relaxed);
+            let _ = pool.try_send(b);
+        }
     }
     out.finish().map_err(fail)?;
     Ok(ids.len())
@@ -452,6 +486,17 @@ fn channel_name(info: &SegmentInfo) -> String {
     topic_cli::display_name(&info.topic).to_owned()
 }
 
+/// The writer's counts, shared with the reader.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    /// Messages written.
+    written: Arc<AtomicU64>,
+    /// Bytes written.
+    bytes: Arc<AtomicU64>,
+    /// Message bytes in the queue.
+    queued: Arc<AtomicU64>,
+}
+
 /// A recording under way: the topics' subscribers (read by whoever calls
 /// [`pump`](Recording::pump)), the queue, and the writer thread.
 struct Recording {
@@ -459,15 +504,16 @@ struct Recording {
     path: PathBuf,
     json: bool,
     channels: Arc<std::sync::Mutex<Vec<Channel>>>,
-    /// Per recorded topic: its channel, subscriber and watch.
-    subs: Vec<(usize, shm::Subscriber, InputWatch)>,
+    /// Per recorded topic: its channel and subscriber.
+    subs: Vec<(usize, shm::Subscriber)>,
     tx: SyncSender<Entry>,
     writer: std::thread::JoinHandle<Result<usize, RecordError>>,
-    written: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
+    counts: Counts,
+    /// Messages lost on the way to the writer (a full queue), ticks included.
     dropped: Arc<AtomicU64>,
+    /// Buffers back from the writer.
+    pool: Receiver<Vec<u8>>,
     clock: Clock,
-    bell: AtomicU32,
     buf: Vec<u8>,
 }
 
@@ -485,18 +531,14 @@ impl Recording {
         })?;
         let channels = Arc::new(std::sync::Mutex::new(Vec::<Channel>::new()));
         let (tx, rx) = sync_channel::<Entry>(QUEUE);
-        let (written, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (pool_tx, pool) = sync_channel::<Vec<u8>>(POOL);
+        let counts = Counts::default();
         let writer = {
-            let (to, channels, written, bytes) = (
-                path.to_path_buf(),
-                channels.clone(),
-                written.clone(),
-                bytes.clone(),
-            );
+            let (to, channels, shared) = (path.to_path_buf(), channels.clone(), counts.clone());
             std::thread::Builder::new()
                 .name("horus-record".into())
                 .spawn(move || {
-                    let done = write(to, file, compression, channels, rx, written, bytes);
+                    let done = write(to, file, compression, channels, rx, shared, pool_tx);
                     if let Err(e) = &done {
                         // Said now: the run goes on, and what follows is not recorded.
                         tracing::error!("the recording stopped: {e}");
@@ -516,11 +558,10 @@ impl Recording {
             subs: Vec::new(),
             tx,
             writer,
-            written,
-            bytes,
+            counts,
             dropped: Arc::new(AtomicU64::new(0)),
+            pool,
             clock: Clock::now(),
-            bell: AtomicU32::new(0),
             buf: Vec::new(),
         })
     }
@@ -530,7 +571,6 @@ impl Recording {
     /// their next send.
     fn attach(&mut self, info: SegmentInfo, backlog: bool) -> Result<(), RecordError> {
         let sub = topic_cli::subscribe_from(&self.ns, &info, backlog)?;
-        let watch = sub.watch().map_err(TopicError::from)?;
         sub.want_stamps();
         let json = self.json && schema_of(&info.type_name).is_some();
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -538,7 +578,7 @@ impl Recording {
             name: channel_name(&info),
             kind: Kind::Topic { info, json },
         });
-        self.subs.push((channels.len() - 1, sub, watch));
+        self.subs.push((channels.len() - 1, sub));
         Ok(())
     }
 
@@ -546,7 +586,7 @@ impl Recording {
     fn segments(&self) -> Vec<String> {
         self.subs
             .iter()
-            .map(|(_, sub, _)| sub.segment().shm_name().to_owned())
+            .map(|(_, sub)| sub.segment().shm_name().to_owned())
             .collect()
     }
 
@@ -569,9 +609,23 @@ impl Recording {
     /// Queues every message waiting; false if there was none.
     fn pump(&mut self) -> bool {
         let mut got = false;
-        for (channel, sub, _) in &mut self.subs {
-            while sub.try_recv(&mut self.buf).is_some() {
+        for (channel, sub) in &mut self.subs {
+            loop {
+                if self.buf.capacity() == 0 {
+                    // A buffer the writer is done with: no fresh (zeroed) memory per message.
+                    if let Ok(b) = self.pool.try_recv() {
+                        self.buf = b;
+                    }
+                }
+                if sub.try_recv(&mut self.buf).is_none() {
+                    break;
+                }
                 got = true;
+                let len = self.buf.len() as u64;
+                if self.counts.queued.load(Ordering::Relaxed) + len > QUEUE_BYTES {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let log_time = match sub.last_stamp() {
                     Some(stamp) => self.clock.of_monotonic(stamp),
                     // Sent before the publisher saw the recorder: its receive time.
@@ -583,18 +637,23 @@ impl Recording {
                     log_time,
                     data: Data::Bytes(std::mem::take(&mut self.buf)),
                 };
-                if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+                self.counts.queued.fetch_add(len, Ordering::Relaxed);
+                if let Err(TrySendError::Full(e)) = self.tx.try_send(e) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.counts.queued.fetch_sub(len, Ordering::Relaxed);
+                    if let Data::Bytes(b) = e.data {
+                        self.buf = b;
+                    }
                 }
             }
         }
         got
     }
 
-    /// Sleeps until a recorded topic has a message, or `until`.
-    fn wait(&self, until: Instant) {
-        let watches: Vec<&InputWatch> = self.subs.iter().map(|(_, _, w)| w).collect();
-        shm::wait_for_input(&watches, &self.bell, self.bell.load(Ordering::SeqCst), until);
+    /// Messages lost: a full queue, or overwritten in their ring before the reader came to
+    /// them (a topic whose ring is too small for the reader's pace).
+    fn lost(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.subs.iter().map(|(_, s)| s.dropped()).sum::<u64>()
     }
 
     /// The progress line: how long, how much.
@@ -603,23 +662,22 @@ impl Recording {
             "recording {} s: {} topics, {} messages, {:.1} MB, {} dropped",
             elapsed.as_secs(),
             self.subs.len(),
-            self.written.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed) as f64 / 1e6,
-            self.dropped.load(Ordering::Relaxed)
+            self.counts.written.load(Ordering::Relaxed),
+            self.counts.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            self.lost()
         )
     }
 
     /// Reads what is left, closes the queue and waits for the writer to finish the file.
     fn finish(mut self) -> Result<Summary, RecordError> {
         self.pump();
+        let lost = self.lost();
         let Recording {
             path,
             subs,
             tx,
             writer,
-            written,
-            bytes,
-            dropped,
+            counts,
             ..
         } = self;
         drop(subs);
@@ -638,9 +696,9 @@ impl Recording {
         })??;
         Ok(Summary {
             channels,
-            messages: written.load(Ordering::Relaxed),
-            bytes: bytes.load(Ordering::Relaxed),
-            dropped: dropped.load(Ordering::Relaxed),
+            messages: counts.written.load(Ordering::Relaxed),
+            bytes: counts.bytes.load(Ordering::Relaxed),
+            dropped: lost,
         })
     }
 }
@@ -697,7 +755,7 @@ pub fn record(ns: &str, args: &RecordArgs) -> Result<Summary, RecordError> {
             }
         }
         if !rec.pump() {
-            rec.wait((Instant::now() + Duration::from_millis(100)).min(next_look));
+            std::thread::sleep(POLL);
         }
     }
     if progress {
@@ -866,7 +924,7 @@ impl PreparedRecorder {
                             next_scan = Instant::now() + SCAN_EVERY;
                         }
                         if !rec.pump() {
-                            rec.wait((Instant::now() + Duration::from_millis(50)).min(next_scan));
+                            std::thread::sleep(POLL);
                         }
                     }
                     Ok((rec.finish()?, scan.seen))

@@ -517,14 +517,19 @@ impl RunningNode {
             let ended = Instant::now();
             self.health.leave();
             self.ticks += 1;
-            if let Some(log) = &self.tick_log {
-                log.tick(
-                    self.ticks,
-                    started,
-                    ended.saturating_duration_since(started),
-                    self.epoch,
-                );
-            }
+            let next = match &self.tick_log {
+                Some(log) => {
+                    log.tick(
+                        self.ticks,
+                        started,
+                        ended.saturating_duration_since(started),
+                        self.epoch,
+                    );
+                    // The next node's tick starts after the log, not inside its time.
+                    Instant::now()
+                }
+                None => ended,
+            };
             if self.reload.pending() {
                 self.after_reload_tick(result.as_ref().err().map(|e| e.message.as_str()));
             } else if self.move_ticking() {
@@ -535,7 +540,7 @@ impl RunningNode {
                 self.sync_inputs(ended);
                 return Instant::now();
             }
-            return ended;
+            return next;
         }
         // Workers report their own tick start and end to the watchdog.
         match self.exec.tick(Self::clock_at(started, self.epoch)) {
