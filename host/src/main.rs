@@ -2,7 +2,7 @@
 //! the `horus_host` library.
 
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -578,8 +578,12 @@ fn main() -> ExitCode {
             };
             match horus_host::run(&opts) {
                 Ok(report) => {
-                    print!("{}", horus_host::scheduler::table(&report.nodes));
-                    println!(
+                    // A stdout nobody reads any more (`horus run … | head`) loses the table;
+                    // the run's outcome (exit code, --stats-json) stands.
+                    let mut out = std::io::stdout().lock();
+                    let _ = write!(out, "{}", horus_host::scheduler::table(&report.nodes));
+                    let _ = writeln!(
+                        out,
                         "ran {:.2} s, {} cycles, {} overruns",
                         report.elapsed.as_secs_f64(),
                         report.cycles,

@@ -298,3 +298,35 @@ fn a_closed_stderr_loses_log_lines_not_the_run() {
     assert!(stdout.contains("ran 2.5"), "the stats still print: {stdout}");
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
 }
+
+/// `horus run … | head`: a stdout closed before the final table loses the table, not the exit
+/// code (it used to panic, exit 101) nor the stats file.
+#[test]
+fn a_closed_stdout_loses_the_table_not_the_exit_code() {
+    let ns = format!("e2e-{}-closed-stdout", std::process::id());
+    let s = Scratch::new();
+    let stats = s.path().join("s.json");
+    let demo = horus_e2e::repo_root().join("manifests/demo.toml");
+    let mut cmd = horus(&["run", demo.to_str().unwrap(), "--duration", "500ms"]);
+    cmd.args(["--stats-json", stats.to_str().unwrap()])
+        .env("HORUS_NAMESPACE", &ns)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the host did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(read_stats(&stats).len(), 3);
+    assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
+}
