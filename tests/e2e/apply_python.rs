@@ -372,16 +372,23 @@ fn a_python_node_added_again_runs_its_edited_file() {
     let with = base(&lib, &py_decl("py", &file, "inline", &venv()));
     let m = s.write("robot.toml", &with);
     let stats = s.path().join("stats.json");
-    let child = start_in(&ns, &m, "4s", &stats);
+    // Long enough for two applies on a loaded machine (each checks the manifest as `horus
+    // check` does); stopped by the test once it has seen what it waits for.
+    let started = std::time::Instant::now();
+    let child = start_in(&ns, &m, "60s", &stats);
     let mm = m.to_str().unwrap().to_owned();
+    // The node rewrites the marker every tick (truncate, then write): the answer is the read
+    // that matched, not a read after it, which may fall between the two (seen under CI load:
+    // "" after "first" had been read).
     let wait_for = |want: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while std::fs::read_to_string(&marker).unwrap_or_default() != want
-            && std::time::Instant::now() < deadline
-        {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = std::fs::read_to_string(&marker).unwrap_or_default();
+            if got == want || std::time::Instant::now() >= deadline {
+                return got;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::fs::read_to_string(&marker).unwrap_or_default()
     };
     assert_eq!(wait_for("first"), "first");
     rewrite(&m, &base(&lib, ""));
@@ -392,6 +399,9 @@ fn a_python_node_added_again_runs_its_edited_file() {
     let added = apply_in(&ns, &[&mm]);
     assert_eq!(added.code(), 0, "{added:?}");
     assert_eq!(wait_for("second"), "second", "the edited file runs");
+    // The other node's > 200 ticks: at least 3 s of run.
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
+    horus_e2e::interrupt(&child);
     finish(child);
     assert_other_untouched(&read_stats(&stats));
     assert_eq!(shm_leftovers(&ns), Vec::<String>::new());
