@@ -266,6 +266,22 @@ fn issue_15_fail_on_node_error_exits_1_when_a_circuit_is_open() {
     assert!(!out.stderr.contains("--fail-on-node-error"), "{}", out.stderr);
 }
 
+/// How `child` (whose output the test took over) exits, within 30 s.
+fn exit_of(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the host did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Regression: a host whose stderr nobody reads any more (a closed pipe) used to abort on its
 /// next log line — the log subscriber reported the failed write with `eprintln!`, which
 /// panicked, inside a node's log call — leaving its topics in /dev/shm. It runs to the end.
@@ -281,17 +297,7 @@ fn a_closed_stderr_loses_log_lines_not_the_run() {
     let mut stderr = child.stderr.take().unwrap();
     stderr.read_exact(&mut first).unwrap();
     drop(stderr);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the host did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_of(&mut child);
     let mut stdout = String::new();
     child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert_eq!(status.code(), Some(0), "{status:?} {stdout}");
@@ -315,17 +321,7 @@ fn a_closed_stdout_loses_the_table_not_the_exit_code() {
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
     drop(child.stdout.take());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the host did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_of(&mut child);
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(read_stats(&stats).len(), 3);
     assert_eq!(horus_e2e::shm_leftovers(&ns), Vec::<String>::new());
