@@ -26,7 +26,7 @@ use crate::io::NodeIo;
 use crate::manifest::NodeCode;
 pub use crate::record::TICKS_CHANNEL;
 use crate::run::HostError;
-use crate::shm::{self, Publisher, SendError, Subscriber, TopicSpec};
+use crate::shm::{self, Publisher, SendError, Subscriber};
 use crate::topic::{PlanSpec, PortPlan, TopicName, TopicScope};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -598,21 +598,6 @@ fn private_plans(node: &str, names: &[String], plans: &[PortPlan]) -> Vec<PortPl
         .collect()
 }
 
-/// The spec of a port's private topic, for the other endpoint.
-fn spec_of(scope: &TopicScope, plan: &PortPlan) -> Option<TopicSpec> {
-    let (PortPlan::Input { topic, spec, .. } | PortPlan::Output { topic, spec }) = plan else {
-        return None;
-    };
-    Some(TopicSpec {
-        topic: scope.resolve(topic),
-        type_name: spec.type_name.clone(),
-        type_hash: spec.type_hash,
-        slot_size: spec.slot_size,
-        capacity: spec.capacity,
-        single_producer: spec.single_producer,
-    })
-}
-
 /// An input's publisher: the recorded messages go in through it.
 struct Feeder {
     /// Index into the re-run's input channels.
@@ -865,7 +850,9 @@ pub fn rerun<'a>(args: &RerunArgs, data: &'a [u8]) -> Result<Rerun<'a>, RerunErr
         let mut feeders = Vec::new();
         let mut collectors = Vec::new();
         for (oi, pc) in ports.iter().enumerate() {
-            let spec = spec_of(&scope, &plans[pc.port]).expect("a connected port has a topic");
+            let spec = scope
+                .port_spec(&plans[pc.port])
+                .expect("a connected port has a topic");
             if pc.output {
                 let subscriber = shm::subscriber(scope.namespace(), &spec, spec.capacity, false)
                     .map_err(|e| port_error(&pc.name, e.to_string()))?;

@@ -170,6 +170,17 @@ impl TopicScope {
         self.bind_with(plans, true)
     }
 
+    /// The spec of a connected port's topic, as its endpoints attach it (`None`: unconnected):
+    /// for a process that makes the other end of a node's port (`horus replay --node`).
+    pub fn port_spec(&self, plan: &PortPlan) -> Option<TopicSpec> {
+        match plan {
+            PortPlan::Input { topic, spec, .. } | PortPlan::Output { topic, spec } => {
+                Some(self.spec(topic, spec))
+            }
+            PortPlan::Unconnected { .. } => None,
+        }
+    }
+
     /// The shm names of the topics of every connected port (inputs and outputs).
     pub fn port_segments(&self, plans: &[PortPlan]) -> Vec<String> {
         plans
